@@ -1,0 +1,255 @@
+//! The write-ahead log: the commit point of every change.
+//!
+//! * [`format`] — segment and record layout, and the scan that tells a torn tail
+//!   from corruption (documented byte by byte in `docs/wal-format.md`).
+//! * [`writer`] — the one thread that writes and `fdatasync`s (group commit), and
+//!   the thread that preallocates the next segment so that a full disk shows up as a
+//!   refused append, never as a failed write of something already applied.
+//! * [`recovery`] — opening a journal (replay, torn-tail cut) and `wal verify`.
+//!
+//! Callers hand in an encoded payload and get an LSN back at once ([`Journal::append`]);
+//! they apply the change in memory and gate their *reply* on
+//! [`Journal::wait_durable`]. The journal knows nothing of what the payloads mean.
+
+pub mod format;
+pub mod recovery;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+pub use format::Lsn;
+pub use recovery::{open, verify, OpenOptions, OpenReport, SegmentReport, VerifyReport};
+
+/// What the journal does when a write or an fsync fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Log and abort the process (the server's behaviour: fail-stop, as PostgreSQL
+    /// does since "fsyncgate"). Nothing queued is acknowledged.
+    Abort,
+    /// Refuse every append and wait from then on (for in-process tests).
+    Poison,
+}
+
+/// Test hooks that make the journal fail on purpose. All off by default.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    /// After this many successful fsyncs, the next one fails.
+    pub fail_fsync_after: Option<u64>,
+    /// After this many successful batch writes, the next write fails.
+    pub fail_write_after: Option<u64>,
+    /// Extra latency added to every fsync (a slow disk).
+    pub fsync_delay: Duration,
+    /// While this file exists, preparing a new segment fails with ENOSPC.
+    pub enospc_while_exists: Option<PathBuf>,
+}
+
+/// Tuning of the journal. Every bound is named and has a default.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Size of a segment file (preallocated).
+    pub segment_bytes: u64,
+    /// Most records written with one fdatasync.
+    pub batch_records_max: usize,
+    /// Most bytes written with one fdatasync.
+    pub batch_bytes_max: usize,
+    /// How long the writer waits for more records after the first one of a batch;
+    /// zero means "take what queued up during the last fsync" (natural batching).
+    pub commit_delay: Duration,
+    /// Most payload bytes queued and not yet written; appends past it are refused
+    /// with [`AppendError::Overloaded`].
+    pub queue_bytes_max: usize,
+    /// Largest payload accepted.
+    pub record_bytes_max: usize,
+    /// How often a failed segment preparation (disk full) is retried.
+    pub space_retry: Duration,
+    pub on_failure: FailureAction,
+    pub faults: FaultPlan,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            segment_bytes: 64 << 20,
+            batch_records_max: 4096,
+            batch_bytes_max: 8 << 20,
+            commit_delay: Duration::ZERO,
+            queue_bytes_max: 64 << 20,
+            record_bytes_max: 4 << 20,
+            space_retry: Duration::from_secs(1),
+            on_failure: FailureAction::Abort,
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
+/// Why an append was refused. Nothing was queued; the caller must not apply the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("the journal disk is full; writes resume when space is freed")]
+    DiskFull,
+    #[error("the journal queue is full; retry shortly")]
+    Overloaded,
+    #[error("the journal has stopped after a failed write or fsync, or is shutting down")]
+    Stopped,
+    #[error("the record is larger than the journal accepts")]
+    TooLarge,
+}
+
+/// Errors opening or reading a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal i/o error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "journal corruption in {path} at byte offset {offset}: {detail}; refusing to start \
+         (run `zaiko wal verify`, then restore the newest snapshot or repair the file)"
+    )]
+    Corrupt { path: PathBuf, offset: u64, detail: String },
+    #[error("replay of record lsn {lsn} failed: {detail}")]
+    Replay { lsn: Lsn, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl JournalError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        JournalError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub fsync_nanos: AtomicU64,
+    pub appends_refused: AtomicU64,
+}
+
+/// A snapshot of [`JournalStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub batches: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub fsync_nanos: u64,
+    pub appends_refused: u64,
+    pub durable_lsn: Lsn,
+    pub queued_bytes: u64,
+    pub disk_full: bool,
+}
+
+/// A handle to an open journal. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Journal {
+    shared: Arc<writer::Shared>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Journal {
+    /// Queues `payload` for the next group commit and returns its LSN.
+    ///
+    /// LSNs are handed out in the order appends take the queue lock, and records are
+    /// written in LSN order, so anything a caller appends after observing the effect
+    /// of an earlier append is durable only after it.
+    pub fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError> {
+        self.shared.append(payload)
+    }
+
+    /// The highest LSN known to be on disk.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// The LSN the next append will get, minus one: the newest LSN handed out.
+    pub fn last_assigned_lsn(&self) -> Lsn {
+        self.shared.queue.lock().next_lsn - 1
+    }
+
+    /// Resolves once `lsn` is durable. Errors if the journal stopped first.
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), AppendError> {
+        if self.durable_lsn() >= lsn {
+            return Ok(());
+        }
+        let mut rx = self.shared.durable_tx.subscribe();
+        let res = rx.wait_for(|&d| d >= lsn || d == writer::POISONED).await;
+        match res {
+            Ok(v) if *v != writer::POISONED => Ok(()),
+            _ => Err(AppendError::Stopped),
+        }
+    }
+
+    /// Blocking variant of [`Journal::wait_durable`], for threads outside the runtime.
+    pub fn wait_durable_blocking(&self, lsn: Lsn) -> Result<(), AppendError> {
+        let mut rx = self.shared.durable_tx.subscribe();
+        loop {
+            let d = *rx.borrow_and_update();
+            if d == writer::POISONED {
+                return Err(AppendError::Stopped);
+            }
+            if d >= lsn {
+                return Ok(());
+            }
+            let mut guard = self.shared.queue.lock();
+            if guard.stopped {
+                return Err(AppendError::Stopped);
+            }
+            self.shared.durable_cv.wait_for(&mut guard, Duration::from_millis(50));
+        }
+    }
+
+    /// Whether appends are currently refused because no space could be reserved.
+    pub fn disk_full(&self) -> bool {
+        self.shared.queue.lock().disk_full
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        let q = self.shared.queue.lock();
+        StatsSnapshot {
+            batches: s.batches.load(Ordering::Relaxed),
+            records: s.records.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            fsync_nanos: s.fsync_nanos.load(Ordering::Relaxed),
+            appends_refused: s.appends_refused.load(Ordering::Relaxed),
+            durable_lsn: self.durable_lsn(),
+            queued_bytes: q.queued_bytes as u64,
+            disk_full: q.disk_full,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Deletes segments whose every record is at or below `lsn` (covered by a snapshot).
+    /// The active segment is never deleted. Returns the number of files removed.
+    pub fn remove_segments_through(&self, lsn: Lsn) -> Result<usize, JournalError> {
+        recovery::remove_segments_through(&self.shared.dir, lsn, self.shared.active_first_lsn())
+    }
+
+    /// Writes everything queued, stops the threads, and returns once they have exited.
+    /// Appends after this are refused.
+    pub fn shutdown(&self) {
+        {
+            let mut q = self.shared.queue.lock();
+            q.shutdown = true;
+        }
+        self.shared.queue_cv.notify_all();
+        self.shared.prep_cv.notify_all();
+        self.shared.ready_cv.notify_all();
+        let threads: Vec<_> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
