@@ -1,0 +1,216 @@
+//! One brand's partition: its SKUs with their stock, and the brand-level state.
+//! Every operation of the API except the registry's stays inside one partition, so a
+//! partition is the unit of serialisation and of atomicity.
+//!
+//! `decide_*` functions read the state and return events (or a rejection) without
+//! changing anything; [`BrandState::apply`] is the only mutation, shared by live
+//! processing and recovery.
+
+use std::collections::{BTreeMap, HashMap};
+
+use compact_str::CompactString;
+
+use super::catalog::Catalog;
+use super::error::{ErrorCode, Rejection};
+use super::event::{BrandRecord, Cause, Event};
+use super::idempotency::IdempotencyStore;
+use super::stock::{Levels, StockOp};
+use super::{BrandId, Id, Timestamp};
+use crate::journal::Lsn;
+
+/// A SKU: catalog fields and stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuState {
+    pub catalog: Catalog,
+    /// Bumped by every catalog upsert.
+    pub version: u64,
+    /// Bumped by every change to the stock.
+    pub stock_version: u64,
+    pub levels: Levels,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One change of a stock-change batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockChangeCmd {
+    pub sku: Id,
+    pub location: Id,
+    pub op: StockOp,
+    pub expected_version: Option<u64>,
+    pub reason: Option<CompactString>,
+}
+
+/// The outcome of one change of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    Applied { version: u64, on_hand: i64, available: i64 },
+    Rejected(Rejection),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrandState {
+    pub id: BrandId,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub skus: HashMap<Id, SkuState>,
+    pub idempotency: IdempotencyStore,
+    /// LSN of the newest record applied to this brand.
+    pub last_lsn: Lsn,
+}
+
+/// Anything the partition needs to know about the rest of the system to decide.
+pub trait World {
+    fn location_exists(&self, id: &Id) -> bool;
+}
+
+impl World for BTreeMap<Id, super::registry::Location> {
+    fn location_exists(&self, id: &Id) -> bool {
+        self.contains_key(id)
+    }
+}
+
+impl BrandState {
+    /// The state a `BrandCreated` event starts.
+    pub fn new(id: BrandId, name: String, created_at: Timestamp) -> BrandState {
+        BrandState {
+            id,
+            name,
+            created_at,
+            skus: HashMap::new(),
+            idempotency: IdempotencyStore::default(),
+            last_lsn: 0,
+        }
+    }
+
+    pub fn sku(&self, sku: &Id) -> Result<&SkuState, Rejection> {
+        self.skus.get(sku).ok_or_else(|| {
+            Rejection::not_found(format!("sku {sku} does not exist in brand {}; create it with PUT /v1/brands/{}/skus/{sku}", self.id, self.id))
+        })
+    }
+
+    /// Upsert of a SKU's catalog fields. Returns the event and whether it was created.
+    pub fn decide_put_sku(&self, sku: &Id, catalog: Catalog) -> Result<(Event, bool), Rejection> {
+        let errors = catalog.validate();
+        if !errors.is_empty() {
+            return Err(Rejection::invalid(errors));
+        }
+        let (version, created) = match self.skus.get(sku) {
+            Some(s) => (s.version + 1, false),
+            None => (1, true),
+        };
+        Ok((Event::SkuUpserted { sku: sku.clone(), catalog, version }, created))
+    }
+
+    /// A batch of stock changes. Each stands alone: a rejected change does not stop the
+    /// others, and later changes see the effect of earlier ones on the same SKU.
+    pub fn decide_stock_changes(&self, changes: &[StockChangeCmd], world: &impl World) -> (Vec<Event>, Vec<ChangeOutcome>) {
+        let mut drafts: HashMap<&Id, (u64, Levels)> = HashMap::new();
+        let mut events = Vec::new();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for c in changes {
+            let outcome = self.decide_one_change(c, world, &mut drafts);
+            match outcome {
+                Ok((version, levels)) => {
+                    let level = levels.get(&c.location);
+                    outcomes.push(ChangeOutcome::Applied { version, on_hand: level.on_hand, available: level.available() });
+                    events.push(Event::StockChanged {
+                        sku: c.sku.clone(),
+                        version,
+                        levels,
+                        cause: Cause::Change { op: c.op, reason: c.reason.clone() },
+                    });
+                }
+                Err(r) => outcomes.push(ChangeOutcome::Rejected(r)),
+            }
+        }
+        (events, outcomes)
+    }
+
+    fn decide_one_change<'a>(
+        &'a self,
+        c: &'a StockChangeCmd,
+        world: &impl World,
+        drafts: &mut HashMap<&'a Id, (u64, Levels)>,
+    ) -> Result<(u64, Levels), Rejection> {
+        let sku = self.sku(&c.sku)?;
+        if !world.location_exists(&c.location) {
+            return Err(Rejection::not_found(format!(
+                "location {} does not exist; an admin creates it with PUT /v1/locations/{}",
+                c.location, c.location
+            )));
+        }
+        let draft = drafts.entry(&c.sku).or_insert_with(|| (sku.stock_version, sku.levels.clone()));
+        if let Some(expected) = c.expected_version {
+            if expected != draft.0 {
+                return Err(Rejection::new(
+                    ErrorCode::VersionConflict,
+                    format!("expected version {expected} but the stock of {} is at version {}; read it again and retry", c.sku, draft.0),
+                ));
+            }
+        }
+        let level = c.op.apply_to(draft.1.get(&c.location))?;
+        draft.0 += 1;
+        draft.1.set(&c.location, level);
+        Ok((draft.0, draft.1.clone()))
+    }
+
+    /// Applies one record. Errors mean the record does not fit this state: a bug when
+    /// live, damage or a wrong snapshot during recovery.
+    pub fn apply(&mut self, lsn: Lsn, record: &BrandRecord) -> Result<(), String> {
+        if lsn <= self.last_lsn {
+            return Err(format!("brand {} lsn {lsn} is not after {}", self.id, self.last_lsn));
+        }
+        for ev in &record.events {
+            self.apply_event(record.at, ev)?;
+        }
+        if let Some(w) = &record.idempotency {
+            self.idempotency.insert(w, record.at, lsn);
+        }
+        self.last_lsn = lsn;
+        Ok(())
+    }
+
+    fn apply_event(&mut self, at: Timestamp, ev: &Event) -> Result<(), String> {
+        match ev {
+            Event::BrandCreated { .. } => return Err(format!("brand {} created twice", self.id)),
+            Event::SkuUpserted { sku, catalog, version } => match self.skus.get_mut(sku) {
+                Some(s) => {
+                    s.catalog = catalog.clone();
+                    s.version = *version;
+                    s.updated_at = at;
+                }
+                None => {
+                    self.skus.insert(
+                        sku.clone(),
+                        SkuState {
+                            catalog: catalog.clone(),
+                            version: *version,
+                            stock_version: 0,
+                            levels: Levels::default(),
+                            created_at: at,
+                            updated_at: at,
+                        },
+                    );
+                }
+            },
+            Event::SkuDeleted { sku } => {
+                self.skus.remove(sku).ok_or_else(|| format!("deleted sku {sku} does not exist"))?;
+            }
+            Event::StockChanged { sku, version, levels, .. } => {
+                levels.check().map_err(|e| format!("stock of {sku}: {e}"))?;
+                let s = self.skus.get_mut(sku).ok_or_else(|| format!("stock change for unknown sku {sku}"))?;
+                if *version != s.stock_version + 1 {
+                    return Err(format!("stock of {sku}: version {version} does not follow {}", s.stock_version));
+                }
+                s.stock_version = *version;
+                s.levels = levels.clone();
+                s.updated_at = at;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

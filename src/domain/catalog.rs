@@ -1,0 +1,104 @@
+//! The catalog fields of a SKU and their validation.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use super::error::FieldError;
+
+pub const NAME_CHARS_MAX: usize = 500;
+pub const TEXT_CHARS_MAX: usize = 200;
+pub const TAGS_MAX: usize = 50;
+pub const TAG_CHARS_MAX: usize = 100;
+pub const ATTRIBUTES_MAX: usize = 50;
+pub const ATTRIBUTE_VALUE_CHARS_MAX: usize = 1000;
+/// Largest price accepted (yen): a trillion is beyond any garment.
+pub const PRICE_MAX: i64 = 1_000_000_000_000;
+
+/// What a brand says about a SKU. Stored as given, after validation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub product_id: Option<CompactString>,
+    pub name: CompactString,
+    pub color: Option<CompactString>,
+    pub size: Option<CompactString>,
+    pub category: Option<CompactString>,
+    pub price: Option<i64>,
+    pub tags: Vec<CompactString>,
+    /// Sorted by key, keys unique.
+    pub attributes: Vec<(CompactString, CompactString)>,
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
+    let n = value.chars().count();
+    if n < min || n > max {
+        errors.push(FieldError::new(field, format!("must be {min}..={max} characters, got {n}")));
+    } else if value.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, "must not contain control characters"));
+    }
+}
+
+impl Catalog {
+    /// Every problem with the fields, each naming its field.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut e = Vec::new();
+        check_text(&mut e, "name", &self.name, 1, NAME_CHARS_MAX);
+        for (field, v) in [("product_id", &self.product_id), ("color", &self.color), ("size", &self.size), ("category", &self.category)] {
+            if let Some(v) = v {
+                check_text(&mut e, field, v, 1, TEXT_CHARS_MAX);
+            }
+        }
+        if let Some(p) = self.price {
+            if !(0..=PRICE_MAX).contains(&p) {
+                e.push(FieldError::new("price", format!("must be 0..={PRICE_MAX} (yen)")));
+            }
+        }
+        if self.tags.len() > TAGS_MAX {
+            e.push(FieldError::new("tags", format!("at most {TAGS_MAX} tags")));
+        }
+        for (i, t) in self.tags.iter().enumerate() {
+            check_text(&mut e, &format!("tags[{i}]"), t, 1, TAG_CHARS_MAX);
+        }
+        if self.attributes.len() > ATTRIBUTES_MAX {
+            e.push(FieldError::new("attributes", format!("at most {ATTRIBUTES_MAX} attributes")));
+        }
+        for (k, v) in &self.attributes {
+            check_text(&mut e, &format!("attributes.{k}"), k, 1, TAG_CHARS_MAX);
+            check_text(&mut e, &format!("attributes.{k}"), v, 0, ATTRIBUTE_VALUE_CHARS_MAX);
+        }
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Catalog {
+        Catalog { name: "オーバーサイズ Tシャツ".into(), price: Some(3990), tags: vec!["cotton".into()], ..Catalog::default() }
+    }
+
+    #[test]
+    fn valid_catalog_has_no_errors() {
+        assert!(ok().validate().is_empty());
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let mut c = ok();
+        c.name = "".into();
+        c.price = Some(-1);
+        c.tags = vec!["".into()];
+        c.color = Some("a\u{0}b".into());
+        let fields: Vec<_> = c.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["name", "color", "price", "tags[0]"]);
+    }
+
+    #[test]
+    fn name_length_counts_characters_not_bytes() {
+        let mut c = ok();
+        c.name = "あ".repeat(NAME_CHARS_MAX).into();
+        assert!(c.validate().is_empty());
+        c.name = "あ".repeat(NAME_CHARS_MAX + 1).into();
+        assert_eq!(c.validate().len(), 1);
+    }
+}

@@ -1,0 +1,137 @@
+//! Events and the WAL record that carries them.
+//!
+//! A WAL payload is one format byte ([`RECORD_FORMAT`]) followed by a bincode-2
+//! (standard config, via serde) encoding of [`WalRecord`]. Enum variants are encoded
+//! by position: new variants are only ever appended, and any other change bumps
+//! [`RECORD_FORMAT`].
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::Catalog;
+use super::idempotency::IdemWrite;
+use super::registry::RegistryEvent;
+use super::stock::{Levels, StockOp};
+use super::{BrandId, Id, Timestamp};
+
+/// Version of the payload encoding, the first byte of every record.
+pub const RECORD_FORMAT: u8 = 1;
+
+/// One WAL record: the unit of atomicity. Everything in it is applied or nothing is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalRecord {
+    Brand(BrandRecord),
+    Registry(RegistryRecord),
+}
+
+/// A change to one brand's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrandRecord {
+    pub brand: BrandId,
+    pub at: Timestamp,
+    pub idempotency: Option<IdemWrite>,
+    pub events: Vec<Event>,
+}
+
+/// A change to the global registry (locations, tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryRecord {
+    pub at: Timestamp,
+    pub idempotency: Option<IdemWrite>,
+    pub events: Vec<RegistryEvent>,
+}
+
+/// Why a SKU's stock changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cause {
+    /// A stock change of `POST .../stock/changes` (or a stock import row).
+    Change { op: StockOp, reason: Option<CompactString> },
+}
+
+impl Cause {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cause::Change { op, .. } => op.name(),
+        }
+    }
+}
+
+/// A fact about a brand's state. Events carry resulting values (not deltas), so that
+/// applying one is an assignment and replay cannot drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    BrandCreated { name: String },
+    SkuUpserted { sku: Id, catalog: Catalog, version: u64 },
+    SkuDeleted { sku: Id },
+    /// The SKU's levels at every location after the change, and its new stock version.
+    StockChanged { sku: Id, version: u64, levels: Levels, cause: Cause },
+}
+
+impl Event {
+    /// The feed type name of this event.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::BrandCreated { .. } => "brand.created",
+            Event::SkuUpserted { .. } => "sku.upserted",
+            Event::SkuDeleted { .. } => "sku.deleted",
+            Event::StockChanged { .. } => "stock.changed",
+        }
+    }
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a record as a WAL payload.
+pub fn encode(record: &WalRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(RECORD_FORMAT);
+    bincode::serde::encode_into_std_write(record, &mut out, config()).expect("encoding into a Vec cannot fail");
+    out
+}
+
+/// Decodes a WAL payload. Errors name what is wrong; they mean a bug or damage.
+pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
+    let (&format, body) = payload.split_first().ok_or("empty payload")?;
+    if format != RECORD_FORMAT {
+        return Err(format!("record format {format} is not {RECORD_FORMAT}: written by another zaiko version"));
+    }
+    let (record, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| format!("undecodable record: {e}"))?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes after the record", body.len() - used));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::stock::Level;
+
+    #[test]
+    fn records_round_trip() {
+        let loc = Id::parse("tsukuba").unwrap();
+        let rec = WalRecord::Brand(BrandRecord {
+            brand: BrandId::parse("b-001").unwrap(),
+            at: Timestamp(1),
+            idempotency: None,
+            events: vec![Event::StockChanged {
+                sku: Id::parse("S1").unwrap(),
+                version: 3,
+                levels: Levels(vec![(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0 })]),
+                cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
+            }],
+        });
+        let bytes = encode(&rec);
+        assert_eq!(bytes[0], RECORD_FORMAT);
+        assert_eq!(decode(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[9, 0, 0]).is_err());
+        assert!(decode(&[RECORD_FORMAT, 0xff, 0xff, 0xff]).is_err());
+    }
+}

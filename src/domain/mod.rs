@@ -1,0 +1,20 @@
+//! The pure domain: state, commands, events, and the rules between them.
+//!
+//! Architecture invariant: nothing here does I/O, reads a clock, spawns a thread or
+//! knows about HTTP. Time comes in as a [`Timestamp`]; the outside world comes in as
+//! plain data ([`brand::World`]).
+
+pub mod brand;
+pub mod catalog;
+pub mod error;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod registry;
+pub mod stock;
+pub mod time;
+pub mod view;
+
+pub use error::{ErrorCode, FieldError, Rejection};
+pub use ids::{BrandId, Id};
+pub use time::Timestamp;

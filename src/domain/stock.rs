@@ -1,0 +1,181 @@
+//! Stock of one SKU at its locations, and the three stock operations.
+//!
+//! Invariant (checked on every apply): `0 <= reserved <= on_hand`, `safety_stock >= 0`,
+//! `incoming >= 0` at every location.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ErrorCode, Rejection};
+use super::Id;
+
+/// Largest quantity or delta accepted on input; sums of many stay far from `i64::MAX`.
+pub const QUANTITY_MAX: i64 = 1_000_000_000_000;
+
+/// Quantities of one SKU at one location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Level {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub safety_stock: i64,
+    pub incoming: i64,
+}
+
+impl Level {
+    /// `max(0, on_hand - reserved - safety_stock)`.
+    pub fn available(&self) -> i64 {
+        (self.on_hand - self.reserved - self.safety_stock).max(0)
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.reserved < 0 || self.reserved > self.on_hand {
+            return Err(format!("reserved {} outside 0..=on_hand {}", self.reserved, self.on_hand));
+        }
+        if self.safety_stock < 0 || self.incoming < 0 {
+            return Err(format!("negative safety_stock {} or incoming {}", self.safety_stock, self.incoming));
+        }
+        Ok(())
+    }
+
+    pub fn add(&self, other: &Level) -> Level {
+        Level {
+            on_hand: self.on_hand + other.on_hand,
+            reserved: self.reserved + other.reserved,
+            safety_stock: self.safety_stock + other.safety_stock,
+            incoming: self.incoming + other.incoming,
+        }
+    }
+}
+
+/// Per-location levels of one SKU, sorted by location id.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Levels(pub Vec<(Id, Level)>);
+
+impl Levels {
+    pub fn get(&self, loc: &Id) -> Level {
+        self.0.binary_search_by(|(l, _)| l.cmp(loc)).map(|i| self.0[i].1).unwrap_or_default()
+    }
+
+    pub fn set(&mut self, loc: &Id, level: Level) {
+        match self.0.binary_search_by(|(l, _)| l.cmp(loc)) {
+            Ok(i) => self.0[i].1 = level,
+            Err(i) => self.0.insert(i, (loc.clone(), level)),
+        }
+    }
+
+    pub fn total(&self) -> Level {
+        self.0.iter().fold(Level::default(), |acc, (_, l)| acc.add(l))
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        for (loc, l) in &self.0 {
+            l.check().map_err(|e| format!("at {loc}: {e}"))?;
+        }
+        if !self.0.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err("locations not sorted or repeated".into());
+        }
+        Ok(())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Id, Level)> {
+        self.0.iter()
+    }
+}
+
+/// One of the three stock operations of `POST .../stock/changes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StockOp {
+    Adjust { delta: i64 },
+    Set { on_hand: i64 },
+    SetSafetyStock { quantity: i64 },
+}
+
+impl StockOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StockOp::Adjust { .. } => "adjust",
+            StockOp::Set { .. } => "set",
+            StockOp::SetSafetyStock { .. } => "set_safety_stock",
+        }
+    }
+
+    /// The level after the operation, or why it is refused.
+    pub fn apply_to(&self, level: Level) -> Result<Level, Rejection> {
+        let insufficient = |on_hand: i64| {
+            Rejection::new(
+                ErrorCode::InsufficientStock,
+                if on_hand < 0 {
+                    format!("on_hand would drop to {on_hand}, below zero")
+                } else {
+                    format!("on_hand would drop to {on_hand}, below the {} units reserved; release or ship reservations first", level.reserved)
+                },
+            )
+        };
+        match *self {
+            StockOp::Adjust { delta } => {
+                let on_hand = level.on_hand.checked_add(delta).filter(|v| (-QUANTITY_MAX * 1000..=QUANTITY_MAX * 1000).contains(v)).ok_or_else(|| {
+                    Rejection::new(ErrorCode::Unprocessable, "on_hand would overflow the accepted range")
+                })?;
+                if on_hand < 0 || on_hand < level.reserved {
+                    return Err(insufficient(on_hand));
+                }
+                Ok(Level { on_hand, ..level })
+            }
+            StockOp::Set { on_hand } => {
+                if on_hand < level.reserved {
+                    return Err(insufficient(on_hand));
+                }
+                Ok(Level { on_hand, ..level })
+            }
+            StockOp::SetSafetyStock { quantity } => Ok(Level { safety_stock: quantity, ..level }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lvl(on_hand: i64, reserved: i64, safety: i64) -> Level {
+        Level { on_hand, reserved, safety_stock: safety, incoming: 0 }
+    }
+
+    #[test]
+    fn available_never_negative() {
+        assert_eq!(lvl(10, 2, 1).available(), 7);
+        assert_eq!(lvl(3, 2, 5).available(), 0);
+    }
+
+    #[test]
+    fn adjust_cannot_drop_below_reserved_or_zero() {
+        assert_eq!(StockOp::Adjust { delta: -8 }.apply_to(lvl(10, 2, 0)).unwrap().on_hand, 2);
+        let r = StockOp::Adjust { delta: -9 }.apply_to(lvl(10, 2, 0)).unwrap_err();
+        assert_eq!(r.code, ErrorCode::InsufficientStock);
+        assert!(r.detail.contains("below the 2 units reserved"));
+        let r = StockOp::Adjust { delta: -1 }.apply_to(lvl(0, 0, 0)).unwrap_err();
+        assert!(r.detail.contains("below zero"));
+    }
+
+    #[test]
+    fn set_below_reserved_is_refused_and_safety_stock_is_free() {
+        assert!(StockOp::Set { on_hand: 1 }.apply_to(lvl(10, 2, 0)).is_err());
+        assert_eq!(StockOp::Set { on_hand: 2 }.apply_to(lvl(10, 2, 0)).unwrap().on_hand, 2);
+        assert_eq!(StockOp::SetSafetyStock { quantity: 50 }.apply_to(lvl(10, 2, 0)).unwrap().available(), 0);
+    }
+
+    #[test]
+    fn overflow_is_refused_not_wrapped() {
+        let r = StockOp::Adjust { delta: i64::MAX }.apply_to(lvl(10, 0, 0)).unwrap_err();
+        assert_eq!(r.code, ErrorCode::Unprocessable);
+    }
+
+    #[test]
+    fn levels_stay_sorted() {
+        let mut l = Levels::default();
+        for loc in ["b", "a", "c", "a"] {
+            l.set(&Id::parse(loc).unwrap(), lvl(1, 0, 0));
+        }
+        assert!(l.check().is_ok());
+        assert_eq!(l.0.len(), 3);
+        assert_eq!(l.total().on_hand, 3);
+    }
+}

@@ -1,0 +1,183 @@
+//! The public shapes of domain objects, as the API, the change feed and the search
+//! index show them. Serde structs only; rendering to JSON happens at the edge.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::brand::{BrandState, ChangeOutcome, SkuState};
+use super::registry::{Location, LocationKind};
+use super::stock::{Level, Levels};
+use super::time::rfc3339;
+use super::{BrandId, ErrorCode, Id, Timestamp};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelView {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub safety_stock: i64,
+    pub available: i64,
+    pub incoming: i64,
+}
+
+impl From<&Level> for LevelView {
+    fn from(l: &Level) -> Self {
+        LevelView {
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            safety_stock: l.safety_stock,
+            available: l.available(),
+            incoming: l.incoming,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StockView {
+    pub sku: Id,
+    pub version: u64,
+    pub locations: BTreeMap<Id, LevelView>,
+    pub total: LevelView,
+}
+
+impl StockView {
+    pub fn new(sku: &Id, version: u64, levels: &Levels) -> Self {
+        // The total's available is the sum of the per-location ones (each clamped at 0),
+        // which is what can actually be sold.
+        let mut total = LevelView::from(&levels.total());
+        total.available = levels.iter().map(|(_, l)| l.available()).sum();
+        StockView {
+            sku: sku.clone(),
+            version,
+            locations: levels.iter().map(|(loc, l)| (loc.clone(), LevelView::from(l))).collect(),
+            total,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkuView {
+    pub brand: BrandId,
+    pub sku: Id,
+    pub product_id: Option<String>,
+    pub name: String,
+    pub color: Option<String>,
+    pub size: Option<String>,
+    pub category: Option<String>,
+    pub price: Option<i64>,
+    pub tags: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub version: u64,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<StockView>,
+}
+
+impl SkuView {
+    pub fn new(brand: &BrandId, sku: &Id, s: &SkuState, with_stock: bool) -> Self {
+        let c = &s.catalog;
+        SkuView {
+            brand: brand.clone(),
+            sku: sku.clone(),
+            product_id: c.product_id.as_ref().map(|v| v.to_string()),
+            name: c.name.to_string(),
+            color: c.color.as_ref().map(|v| v.to_string()),
+            size: c.size.as_ref().map(|v| v.to_string()),
+            category: c.category.as_ref().map(|v| v.to_string()),
+            price: c.price,
+            tags: c.tags.iter().map(|t| t.to_string()).collect(),
+            attributes: c.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            version: s.version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            stock: with_stock.then(|| StockView::new(sku, s.stock_version, &s.levels)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrandView {
+    pub id: BrandId,
+    pub name: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+}
+
+impl From<&BrandState> for BrandView {
+    fn from(b: &BrandState) -> Self {
+        BrandView { id: b.id.clone(), name: b.name.clone(), created_at: b.created_at }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationView {
+    pub id: Id,
+    pub name: String,
+    pub kind: LocationKind,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Location> for LocationView {
+    fn from(l: &Location) -> Self {
+        LocationView { id: l.id.clone(), name: l.name.clone(), kind: l.kind, created_at: l.created_at, updated_at: l.updated_at }
+    }
+}
+
+/// One entry of the `results` of a stock-change batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeResultView {
+    pub index: usize,
+    pub status: &'static str,
+    pub sku: Id,
+    pub location: Id,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_hand: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ChangeResultView {
+    pub fn new(index: usize, sku: &Id, location: &Id, outcome: &ChangeOutcome) -> Self {
+        let mut v = ChangeResultView {
+            index,
+            status: "applied",
+            sku: sku.clone(),
+            location: location.clone(),
+            version: None,
+            on_hand: None,
+            available: None,
+            code: None,
+            detail: None,
+        };
+        match outcome {
+            ChangeOutcome::Applied { version, on_hand, available } => {
+                v.version = Some(*version);
+                v.on_hand = Some(*on_hand);
+                v.available = Some(*available);
+            }
+            ChangeOutcome::Rejected(r) => {
+                v.status = "rejected";
+                v.code = Some(r.code);
+                v.detail = Some(r.detail.clone());
+            }
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeResultsView {
+    pub results: Vec<ChangeResultView>,
+}
