@@ -3,5 +3,20 @@
 //! # Layout
 //! - [`domain`] — the pure domain: state, commands, events, rules; no I/O.
 //! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify.
+//! - [`actors`] — shard and registry actors that own the state and serialise commands.
+//! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
+//! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
+//! - [`config`] — command line and configuration.
+//! - [`clock`] — the only reader of wall-clock time.
+//! - [`cli`] — offline commands.
+//! - [`telemetry`] — logging setup.
+
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod http;
 pub mod journal;
+pub mod telemetry;

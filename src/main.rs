@@ -1,1 +1,35 @@
-fn main() {}
+//! The `zaiko` binary: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use zaiko::config::{Cli, Command, WalCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("zaiko: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            zaiko::telemetry::init(cfg.log_format);
+            let result = actix_rt::System::new().block_on(async move {
+                let app = zaiko::app::Application::build(cfg).await?;
+                tracing::info!(port = app.port(), "listening");
+                app.run().await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("zaiko: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+    }
+}

@@ -1,0 +1,137 @@
+//! Actors own the state in memory and serialise the commands on it.
+//!
+//! * [`shard::Shard`] — one per core, each on its own actix `Arbiter` (one thread).
+//!   A shard holds the partitions of the brands that hash to it; a brand partition
+//!   holds the brand-level state and its SKU entities. The partition is the unit of
+//!   serialisation, so a multi-line reservation is one synchronous decision and one
+//!   WAL record, with no cross-actor protocol (see ARCHITECTURE.md for the measurement
+//!   behind this choice).
+//! * [`registry::RegistryActor`] — locations and tokens; publishes read-only copies for
+//!   the HTTP layer (auth) and the shards (location checks).
+//!
+//! Protocol: a request travels as a message with a `oneshot` reply channel, sent with
+//! `try_send` into a bounded mailbox (full → `overloaded`). The actor decides, appends
+//! the record to the journal, applies it, and replies at once with the LSN to wait
+//! for; the caller gates its answer on durability (output gate). An actor never waits
+//! for an fsync and never awaits inside a handler, so messages cannot interleave.
+
+pub mod registry;
+pub mod shard;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use actix::Addr;
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+use crate::clock::SharedClock;
+use crate::domain::idempotency::{IdemWrite, Lookup, Status};
+use crate::domain::registry::Location;
+use crate::domain::{BrandId, ErrorCode, Id, Rejection};
+use crate::journal::{AppendError, Journal, Lsn};
+
+/// What every actor shares.
+#[derive(Clone)]
+pub struct Context {
+    pub journal: Journal,
+    pub clock: SharedClock,
+    /// Locations as of the newest applied registry record.
+    pub locations: Arc<ArcSwap<BTreeMap<Id, Location>>>,
+}
+
+/// A successful answer: status, JSON body, and the LSN that holds the change.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: Status,
+    pub body: Vec<u8>,
+    /// Set for mutations (`X-Zaiko-Lsn`).
+    pub lsn: Option<Lsn>,
+}
+
+/// An answer and the LSN that must be durable before it may be sent: the record of a
+/// change, or for a read the newest record the read could have seen.
+#[derive(Debug)]
+pub struct Gated {
+    pub wait_lsn: Lsn,
+    pub result: Result<Reply, Rejection>,
+}
+
+pub type ReplyTx = oneshot::Sender<Gated>;
+
+/// The `Idempotency-Key` of a request and the fingerprint of its content.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    pub key: String,
+    pub fingerprint: [u8; 32],
+}
+
+impl IdemKey {
+    pub fn to_write(&self, status: Status, body: &[u8]) -> IdemWrite {
+        IdemWrite { key: self.key.clone(), fingerprint: self.fingerprint, status, body: body.to_vec() }
+    }
+}
+
+/// Answers a lookup in an idempotency store: `Some` when the request must not run.
+pub fn idempotent_replay(lookup: Lookup<'_>) -> Option<Gated> {
+    match lookup {
+        Lookup::Miss => None,
+        Lookup::Replay(e) => Some(Gated {
+            wait_lsn: e.lsn,
+            result: Ok(Reply { status: e.status, body: e.body.clone(), lsn: Some(e.lsn) }),
+        }),
+        Lookup::Mismatch => Some(Gated {
+            wait_lsn: 0,
+            result: Err(Rejection::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request; use a new key for a new request",
+            )),
+        }),
+    }
+}
+
+/// The rejection for an append the journal refused.
+pub fn append_refused(e: AppendError) -> Rejection {
+    let detail = match e {
+        AppendError::DiskFull => "the journal disk is full; nothing was changed; retry after space is freed",
+        AppendError::Overloaded => "the journal is behind; nothing was changed; retry shortly",
+        AppendError::Stopped => "the server is stopping; nothing was changed; retry on the restarted server",
+        AppendError::TooLarge => "the change is too large to record; send fewer items per request",
+    };
+    let code = if e == AppendError::TooLarge { ErrorCode::Unprocessable } else { ErrorCode::Overloaded };
+    Rejection::new(code, detail)
+}
+
+pub fn to_json(v: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(v).expect("views serialise")
+}
+
+/// Logs and aborts: the in-memory state no longer matches what was logged.
+pub fn fatal_apply(what: &str, lsn: Lsn, err: &str) -> ! {
+    tracing::error!(lsn, error = err, "applying {what} failed after it was logged; aborting (restart recovers from the journal)");
+    eprintln!("zaiko: applying {what} at lsn {lsn} failed: {err}; aborting");
+    std::process::abort()
+}
+
+/// Routes brands to shards and holds the registry's address.
+#[derive(Clone)]
+pub struct Router {
+    pub shards: Vec<Addr<shard::Shard>>,
+    pub registry: Addr<registry::RegistryActor>,
+}
+
+/// The shard a brand lives on: a stable hash (SipHash with fixed keys), so the mapping
+/// is the same in every process given the same shard count.
+pub fn shard_index(brand: &BrandId, shards: usize) -> usize {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    brand.as_str().hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+impl Router {
+    pub fn shard_for(&self, brand: &BrandId) -> &Addr<shard::Shard> {
+        &self.shards[shard_index(brand, self.shards.len())]
+    }
+}

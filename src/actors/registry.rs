@@ -1,0 +1,295 @@
+//! The registry actor: locations and tokens. After each applied record it publishes
+//! read-only copies: the auth table for the HTTP layer and the location map for the
+//! shards. A copy is published after the record is appended, so anything that uses
+//! it is appended (and made durable) after it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{Actor, Context as ActixContext, Handler, Message};
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
+use crate::domain::event::{self, RegistryRecord, WalRecord};
+use crate::domain::idempotency::Status;
+use crate::domain::registry::{Location, LocationKind, Registry, RegistryEvent, Role, TokenRecord};
+use crate::domain::view::LocationView;
+use crate::domain::{ErrorCode, Id, Rejection};
+
+/// A token in the form handed out: `zk_<id>_<secret>`.
+pub const TOKEN_PREFIX: &str = "zk_";
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// 256 random bits, base64url without padding.
+fn new_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+}
+
+/// Creates a token: 64 random bits of id (public, for lookup and revocation) and 256
+/// random bits of secret (only its hash is kept).
+pub fn new_token() -> (Id, String, [u8; 32]) {
+    use rand::RngCore;
+    let mut id_bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut id_bytes);
+    let id = Id::parse(&hex::encode(id_bytes)).expect("hex is a valid id");
+    let secret = new_secret();
+    let token = format!("{TOKEN_PREFIX}{id}_{secret}");
+    (id, token, sha256(secret.as_bytes()))
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Brand(crate::domain::BrandId),
+    Viewer,
+}
+
+/// The read-only copy of the tokens the HTTP layer checks requests against.
+#[derive(Debug, Default)]
+pub struct AuthTable {
+    tokens: HashMap<Id, (Role, [u8; 32])>,
+    admin_sha256: Option<[u8; 32]>,
+}
+
+impl AuthTable {
+    fn build(reg: &Registry, configured_admin: Option<[u8; 32]>) -> AuthTable {
+        let tokens = reg
+            .tokens
+            .values()
+            .filter(|t| t.revoked_at.is_none())
+            .map(|t| (t.id.clone(), (t.role.clone(), t.secret_sha256)))
+            .collect();
+        AuthTable { tokens, admin_sha256: configured_admin.or(reg.admin_sha256) }
+    }
+
+    /// Checks a bearer token. Lookup is by the token's public id; the secret's hash is
+    /// compared in constant time.
+    pub fn check(&self, token: &str) -> Option<Principal> {
+        if let Some((id, secret)) = token.strip_prefix(TOKEN_PREFIX).and_then(|rest| rest.split_once('_')) {
+            if let Some((role, hash)) = Id::parse(id).ok().and_then(|id| self.tokens.get(&id)) {
+                if bool::from(sha256(secret.as_bytes()).ct_eq(hash)) {
+                    return Some(match role {
+                        Role::Admin => Principal::Admin,
+                        Role::Brand(b) => Principal::Brand(b.clone()),
+                        Role::Viewer => Principal::Viewer,
+                    });
+                }
+                return None;
+            }
+        }
+        let admin = self.admin_sha256?;
+        // A generated admin token is `zk_admin_<secret>`; a configured one is any string.
+        let candidates = [token.strip_prefix("zk_admin_").unwrap_or(token), token];
+        candidates.iter().any(|c| bool::from(sha256(c.as_bytes()).ct_eq(&admin))).then_some(Principal::Admin)
+    }
+}
+
+#[derive(Debug)]
+pub enum RegistryCmd {
+    PutLocation { id: Id, name: String, kind: LocationKind },
+    ListLocations,
+    CreateToken { role: Role },
+    RevokeToken { id: Id },
+}
+
+pub struct RegistryMsg {
+    pub cmd: RegistryCmd,
+    pub idem: Option<IdemKey>,
+    pub reply: ReplyTx,
+}
+
+impl Message for RegistryMsg {
+    type Result = ();
+}
+
+/// Sent once after recovery: makes sure an admin token exists. Replies with a newly
+/// generated token to print, if one was made.
+pub struct EnsureAdmin {
+    pub reply: tokio::sync::oneshot::Sender<Result<Option<String>, Rejection>>,
+}
+
+impl Message for EnsureAdmin {
+    type Result = ();
+}
+
+pub struct RegistryActor {
+    pub state: Registry,
+    pub ctx: Context,
+    pub auth: Arc<ArcSwap<AuthTable>>,
+    pub configured_admin: Option<[u8; 32]>,
+    pub mailbox_capacity: usize,
+}
+
+impl Actor for RegistryActor {
+    type Context = ActixContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+        self.publish();
+    }
+}
+
+#[derive(serde::Serialize)]
+struct TokenCreated {
+    id: Id,
+    token: String,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brand: Option<crate::domain::BrandId>,
+}
+
+impl RegistryActor {
+    fn publish(&self) {
+        self.auth.store(Arc::new(AuthTable::build(&self.state, self.configured_admin)));
+        self.ctx.locations.store(Arc::new(self.state.locations.clone()));
+    }
+
+    fn commit(&mut self, events: Vec<RegistryEvent>, status: Status, body: Vec<u8>, idem: Option<IdemKey>) -> Gated {
+        let at = self.ctx.clock.now();
+        let idempotency = idem.map(|k| k.to_write(status, &body));
+        let wal = WalRecord::Registry(RegistryRecord { at, idempotency, events });
+        let lsn = match self.ctx.journal.append(event::encode(&wal)) {
+            Ok(lsn) => lsn,
+            Err(e) => return Gated { wait_lsn: 0, result: Err(append_refused(e)) },
+        };
+        let WalRecord::Registry(record) = wal else { unreachable!("built as a registry record above") };
+        if let Err(e) = self.state.apply(lsn, &record) {
+            fatal_apply("a registry record", lsn, &e);
+        }
+        self.publish();
+        Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
+    }
+
+    fn execute(&mut self, cmd: RegistryCmd, idem: Option<IdemKey>) -> Gated {
+        let seen = self.state.last_lsn;
+        if !matches!(cmd, RegistryCmd::ListLocations) {
+            if let Some(k) = &idem {
+                if let Some(g) = idempotent_replay(self.state.idempotency.lookup(&k.key, &k.fingerprint)) {
+                    return g;
+                }
+            }
+        }
+        match cmd {
+            RegistryCmd::ListLocations => {
+                let locations: Vec<_> = self.state.locations.values().map(LocationView::from).collect();
+                let body = to_json(&serde_json::json!({ "locations": locations }));
+                Gated { wait_lsn: seen, result: Ok(Reply { status: Status::Ok, body, lsn: None }) }
+            }
+            RegistryCmd::PutLocation { id, name, kind } => {
+                let now = self.ctx.clock.now();
+                let (created_at, status) = match self.state.locations.get(&id) {
+                    Some(l) => (l.created_at, Status::Ok),
+                    None => (now, Status::Created),
+                };
+                let loc = Location { id, name, kind, created_at, updated_at: now };
+                let body = to_json(&LocationView::from(&loc));
+                self.commit(vec![RegistryEvent::LocationUpserted(loc)], status, body, idem)
+            }
+            RegistryCmd::CreateToken { role } => {
+                let (id, token, secret_sha256) = new_token();
+                let (role_name, brand) = match &role {
+                    Role::Admin => ("admin", None),
+                    Role::Brand(b) => ("brand", Some(b.clone())),
+                    Role::Viewer => ("viewer", None),
+                };
+                // The secret is in the response only: an idempotent replay of this request
+                // must not hand it out again from the journal, so no key is stored.
+                let body = to_json(&TokenCreated { id: id.clone(), token, role: role_name, brand });
+                let record = TokenRecord { id, role, secret_sha256, created_at: self.ctx.clock.now(), revoked_at: None };
+                let _ = idem;
+                self.commit(vec![RegistryEvent::TokenCreated(record)], Status::Created, body, None)
+            }
+            RegistryCmd::RevokeToken { id } => match self.state.tokens.get(&id) {
+                None => Gated { wait_lsn: seen, result: Err(Rejection::not_found(format!("token {id} does not exist"))) },
+                Some(t) if t.revoked_at.is_some() => {
+                    Gated { wait_lsn: seen, result: Ok(Reply { status: Status::NoContent, body: Vec::new(), lsn: None }) }
+                }
+                Some(_) => {
+                    let at = self.ctx.clock.now();
+                    self.commit(vec![RegistryEvent::TokenRevoked { id, at }], Status::NoContent, Vec::new(), idem)
+                }
+            },
+        }
+    }
+}
+
+impl Handler<RegistryMsg> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegistryMsg, _ctx: &mut Self::Context) {
+        let gated = self.execute(msg.cmd, msg.idem);
+        let _ = msg.reply.send(gated);
+    }
+}
+
+impl Handler<EnsureAdmin> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EnsureAdmin, _ctx: &mut Self::Context) {
+        if self.configured_admin.is_some() || self.state.admin_sha256.is_some() {
+            let _ = msg.reply.send(Ok(None));
+            return;
+        }
+        let secret = new_secret();
+        let admin_token = format!("zk_admin_{secret}");
+        let g = self.commit(vec![RegistryEvent::AdminTokenGenerated { secret_sha256: sha256(secret.as_bytes()) }], Status::NoContent, Vec::new(), None);
+        let _ = msg.reply.send(g.result.map(|_| Some(admin_token)));
+    }
+}
+
+/// The rejection for a request whose token may not do what it asks.
+pub fn forbidden(detail: impl Into<String>) -> Rejection {
+    Rejection::new(ErrorCode::Forbidden, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BrandId, Timestamp};
+
+    fn table_with(role: Role) -> (AuthTable, String, Id) {
+        let (id, token, hash) = new_token();
+        let mut reg = Registry::default();
+        reg.tokens.insert(id.clone(), TokenRecord { id: id.clone(), role, secret_sha256: hash, created_at: Timestamp(0), revoked_at: None });
+        (AuthTable::build(&reg, Some(sha256(b"admin-secret"))), token, id)
+    }
+
+    #[test]
+    fn tokens_resolve_to_their_role_only_with_the_right_secret() {
+        let b = BrandId::parse("b1").unwrap();
+        let (t, token, _) = table_with(Role::Brand(b.clone()));
+        assert_eq!(t.check(&token), Some(Principal::Brand(b)));
+        let mut wrong = token.clone();
+        wrong.pop();
+        wrong.push('x');
+        assert_eq!(t.check(&wrong), None);
+        assert_eq!(t.check("admin-secret"), Some(Principal::Admin));
+        assert_eq!(t.check("admin-secret "), None);
+        assert_eq!(t.check(""), None);
+    }
+
+    #[test]
+    fn revoked_tokens_are_not_in_the_table() {
+        let (id, token, hash) = new_token();
+        let mut reg = Registry::default();
+        reg.tokens.insert(id.clone(), TokenRecord { id, role: Role::Viewer, secret_sha256: hash, created_at: Timestamp(0), revoked_at: Some(Timestamp(1)) });
+        assert_eq!(AuthTable::build(&reg, None).check(&token), None);
+    }
+
+    #[test]
+    fn tokens_have_256_bit_secrets() {
+        let (id, token, _) = new_token();
+        let secret = token.strip_prefix(&format!("{TOKEN_PREFIX}{id}_")).unwrap();
+        assert_eq!(secret.len(), 43, "{token}");
+    }
+}

@@ -1,0 +1,230 @@
+//! A shard actor: the brand partitions that hash to it, and the commands on them.
+
+use std::collections::HashMap;
+
+use actix::{Actor, Context as ActixContext, Handler, Message};
+
+use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
+use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
+use crate::domain::catalog::Catalog;
+use crate::domain::event::{self, BrandRecord, Event, WalRecord};
+use crate::domain::idempotency::Status;
+use crate::domain::view::{BrandView, ChangeResultView, ChangeResultsView, SkuView, StockView};
+use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
+use crate::journal::Lsn;
+
+/// Default mailbox bound; a full mailbox answers `overloaded`.
+pub const MAILBOX_CAPACITY_DEFAULT: usize = 4096;
+
+/// A command on one brand partition.
+#[derive(Debug)]
+pub enum BrandCmd {
+    Create { name: String },
+    Get,
+    PutSku { sku: Id, catalog: Catalog },
+    GetSku { sku: Id },
+    GetStock { sku: Id },
+    StockChanges { changes: Vec<StockChangeCmd> },
+}
+
+impl BrandCmd {
+    fn is_read(&self) -> bool {
+        matches!(self, BrandCmd::Get | BrandCmd::GetSku { .. } | BrandCmd::GetStock { .. })
+    }
+}
+
+pub struct BrandMsg {
+    pub brand: BrandId,
+    pub cmd: BrandCmd,
+    pub idem: Option<IdemKey>,
+    pub reply: ReplyTx,
+}
+
+impl Message for BrandMsg {
+    type Result = ();
+}
+
+/// Lists the brands of this shard (for `GET /v1/brands`).
+pub struct ListBrands {
+    pub reply: tokio::sync::oneshot::Sender<(Lsn, Vec<BrandView>)>,
+}
+
+impl Message for ListBrands {
+    type Result = ();
+}
+
+pub struct Shard {
+    pub index: usize,
+    pub brands: HashMap<BrandId, BrandState>,
+    pub ctx: Context,
+    pub mailbox_capacity: usize,
+    /// Newest LSN applied by this shard: what a read of "all brands" waits for.
+    pub last_lsn: Lsn,
+}
+
+impl Actor for Shard {
+    type Context = ActixContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+        tracing::info!(shard = self.index, brands = self.brands.len(), "shard started");
+    }
+}
+
+impl Handler<BrandMsg> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: BrandMsg, _ctx: &mut Self::Context) {
+        let gated = self.execute(msg.brand, msg.cmd, msg.idem);
+        // The caller may have given up (client gone); the change stands either way.
+        let _ = msg.reply.send(gated);
+    }
+}
+
+impl Handler<ListBrands> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListBrands, _ctx: &mut Self::Context) {
+        let views = self.brands.values().map(BrandView::from).collect();
+        let _ = msg.reply.send((self.last_lsn, views));
+    }
+}
+
+fn read(wait_lsn: Lsn, body: Vec<u8>) -> Gated {
+    Gated { wait_lsn, result: Ok(Reply { status: Status::Ok, body, lsn: None }) }
+}
+
+fn reject(wait_lsn: Lsn, r: Rejection) -> Gated {
+    Gated { wait_lsn, result: Err(r) }
+}
+
+impl Shard {
+    fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {
+        if let BrandCmd::Create { name } = cmd {
+            return self.create_brand(brand_id, name, idem);
+        }
+        let Some(brand) = self.brands.get(&brand_id) else {
+            return reject(0, Rejection::not_found(format!("brand {brand_id} does not exist")));
+        };
+        let seen = brand.last_lsn;
+        if !cmd.is_read() {
+            if let Some(k) = &idem {
+                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint)) {
+                    return g;
+                }
+            }
+        }
+        match cmd {
+            BrandCmd::Create { .. } => unreachable!("handled above"),
+            BrandCmd::Get => read(seen, to_json(&BrandView::from(brand))),
+            BrandCmd::GetSku { sku } => match brand.sku(&sku) {
+                Ok(s) => read(seen, to_json(&SkuView::new(&brand.id, &sku, s, true))),
+                Err(r) => reject(seen, r),
+            },
+            BrandCmd::GetStock { sku } => match brand.sku(&sku) {
+                Ok(s) => read(seen, to_json(&StockView::new(&sku, s.stock_version, &s.levels))),
+                Err(r) => reject(seen, r),
+            },
+            BrandCmd::PutSku { sku, catalog } => {
+                let (event, created) = match brand.decide_put_sku(&sku, catalog) {
+                    Ok(d) => d,
+                    Err(r) => return reject(seen, r),
+                };
+                let now = self.ctx.clock.now();
+                let preview = preview_sku(brand.skus.get(&sku), &event, now);
+                let body = to_json(&SkuView::new(&brand.id, &sku, &preview, false));
+                let status = if created { Status::Created } else { Status::Ok };
+                self.commit(brand_id, vec![event], status, body, idem, now)
+            }
+            BrandCmd::StockChanges { changes } => {
+                let locations = self.ctx.locations.load();
+                let (events, outcomes) = brand.decide_stock_changes(&changes, &**locations);
+                let results = changes
+                    .iter()
+                    .zip(&outcomes)
+                    .enumerate()
+                    .map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o))
+                    .collect();
+                let body = to_json(&ChangeResultsView { results });
+                if events.is_empty() && idem.is_none() {
+                    // Nothing to record: every change was rejected.
+                    return read(seen, body);
+                }
+                let now = self.ctx.clock.now();
+                self.commit(brand_id, events, Status::Ok, body, idem, now)
+            }
+        }
+    }
+
+    fn create_brand(&mut self, id: BrandId, name: String, idem: Option<IdemKey>) -> Gated {
+        if let Some(b) = self.brands.get(&id) {
+            if let Some(k) = &idem {
+                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint)) {
+                    return g;
+                }
+            }
+            return reject(b.last_lsn, Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists")));
+        }
+        let now = self.ctx.clock.now();
+        let body = to_json(&BrandView::from(&BrandState::new(id.clone(), name.clone(), now)));
+        self.commit(id, vec![Event::BrandCreated { name }], Status::Created, body, idem, now)
+    }
+
+    /// Appends one record to the journal and applies it. The reply waits for the LSN.
+    fn commit(
+        &mut self,
+        brand: BrandId,
+        events: Vec<Event>,
+        status: Status,
+        body: Vec<u8>,
+        idem: Option<IdemKey>,
+        at: Timestamp,
+    ) -> Gated {
+        let idempotency = idem.map(|k| k.to_write(status, &body));
+        let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
+        let lsn = match self.ctx.journal.append(event::encode(&wal)) {
+            Ok(lsn) => lsn,
+            Err(e) => return reject(0, append_refused(e)),
+        };
+        let WalRecord::Brand(record) = wal else { unreachable!("built as a brand record above") };
+        if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
+            fatal_apply("a brand record", lsn, &e);
+        }
+        self.last_lsn = lsn;
+        Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
+    }
+}
+
+/// The SKU as it will be once `event` (an upsert) is applied.
+fn preview_sku(current: Option<&SkuState>, event: &Event, now: Timestamp) -> SkuState {
+    let Event::SkuUpserted { catalog, version, .. } = event else { unreachable!("preview of an upsert") };
+    match current {
+        Some(s) => SkuState { catalog: catalog.clone(), version: *version, updated_at: now, ..s.clone() },
+        None => SkuState {
+            catalog: catalog.clone(),
+            version: *version,
+            stock_version: 0,
+            levels: Default::default(),
+            created_at: now,
+            updated_at: now,
+        },
+    }
+}
+
+/// Applies one brand record to a map of partitions: the one mutation path, shared by
+/// live commits, recovery and snapshot building. A `BrandCreated` first event starts
+/// the partition.
+pub fn apply_brand_record(brands: &mut HashMap<BrandId, BrandState>, lsn: Lsn, record: &BrandRecord) -> Result<(), String> {
+    if let Some(Event::BrandCreated { name }) = record.events.first() {
+        if brands.contains_key(&record.brand) {
+            return Err(format!("brand {} created twice", record.brand));
+        }
+        let mut state = BrandState::new(record.brand.clone(), name.clone(), record.at);
+        let rest = BrandRecord { events: record.events[1..].to_vec(), ..record.clone() };
+        state.apply(lsn, &rest)?;
+        brands.insert(record.brand.clone(), state);
+        return Ok(());
+    }
+    let brand = brands.get_mut(&record.brand).ok_or_else(|| format!("record for unknown brand {}", record.brand))?;
+    brand.apply(lsn, record)
+}

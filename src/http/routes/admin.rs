@@ -1,0 +1,137 @@
+//! Brands, locations and tokens.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::actors::registry::{RegistryCmd, TOKEN_PREFIX};
+use crate::actors::shard::{BrandCmd, ListBrands};
+use crate::domain::registry::{LocationKind, Role};
+use crate::domain::BrandId;
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, ask_registry, AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands", web::post().to(create_brand))
+        .route("/v1/brands", web::get().to(list_brands))
+        .route("/v1/brands/{brand}", web::get().to(get_brand))
+        .route("/v1/brands/{brand}/tokens", web::post().to(create_brand_token))
+        .route("/v1/tokens", web::post().to(create_token))
+        .route("/v1/tokens/{id}", web::delete().to(revoke_token))
+        .route("/v1/locations", web::get().to(list_locations))
+        .route("/v1/locations/{location}", web::put().to(put_location));
+}
+
+/// Longest brand or location name, in characters.
+const NAME_CHARS_MAX: usize = 200;
+
+fn check_name(name: &str) -> Result<(), Problem> {
+    let n = name.chars().count();
+    if n == 0 || n > NAME_CHARS_MAX || name.chars().any(char::is_control) {
+        return Err(Problem::invalid("name", format!("must be 1..={NAME_CHARS_MAX} characters without control characters")));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBrand {
+    id: BrandId,
+    name: String,
+}
+
+async fn create_brand(req: HttpRequest, state: web::Data<AppState>, caller: Caller, body: JsonBody<CreateBrand>) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    check_name(&body.value.name)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let CreateBrand { id, name } = body.value;
+    ask_brand(&state, id, BrandCmd::Create { name }, idem).await
+}
+
+async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_global_read()?;
+    let svc = state.services()?;
+    let mut brands = Vec::new();
+    let mut wait = 0;
+    for shard in &svc.router.shards {
+        let (reply, rx) = oneshot::channel();
+        shard.try_send(ListBrands { reply }).map_err(|_| Problem::overloaded("the server is at capacity; retry shortly"))?;
+        let (lsn, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
+        wait = wait.max(lsn);
+        brands.extend(views);
+    }
+    brands.sort_by(|a, b| a.id.cmp(&b.id));
+    svc.journal.wait_durable(wait).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "brands": brands })))
+}
+
+async fn get_brand(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path)?;
+    caller.require_brand(&brand, Access::Read)?;
+    ask_brand(&state, brand, BrandCmd::Get, None).await
+}
+
+/// `POST /v1/brands/{brand}/tokens` takes no fields; `{}` or an empty body.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+async fn create_brand_token(state: web::Data<AppState>, caller: Caller, path: web::Path<String>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let brand = brand_id(&path)?;
+    let bytes = crate::http::extract::read_body(&req, payload, 4096).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        crate::http::extract::parse_json::<Empty>(&bytes)?;
+    }
+    // The brand must exist; a read through its shard says so.
+    let exists = ask_brand(&state, brand.clone(), BrandCmd::Get, None).await?;
+    debug_assert!(exists.status().is_success());
+    ask_registry(&state, RegistryCmd::CreateToken { role: Role::Brand(brand) }, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    role: String,
+}
+
+async fn create_token(state: web::Data<AppState>, caller: Caller, body: JsonBody<CreateToken>) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let role = match body.value.role.as_str() {
+        "viewer" => Role::Viewer,
+        "brand" => return Err(Problem::invalid("role", "brand tokens are created with POST /v1/brands/{brand}/tokens")),
+        _ => return Err(Problem::invalid("role", "must be \"viewer\"")),
+    };
+    ask_registry(&state, RegistryCmd::CreateToken { role }, None).await
+}
+
+async fn revoke_token(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    // Accept the bare id or, forgivingly, a whole token (only its id part is used).
+    let raw = path.strip_prefix(TOKEN_PREFIX).and_then(|r| r.split_once('_')).map_or(path.as_str(), |(id, _)| id);
+    let token = id("id", raw)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, b"");
+    ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
+}
+
+async fn list_locations(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, Problem> {
+    ask_registry(&state, RegistryCmd::ListLocations, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutLocation {
+    name: String,
+    kind: LocationKind,
+}
+
+async fn put_location(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>, body: JsonBody<PutLocation>) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let location = id("location", &path)?;
+    check_name(&body.value.name)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let PutLocation { name, kind } = body.value;
+    ask_registry(&state, RegistryCmd::PutLocation { id: location, name, kind }, idem).await
+}
+

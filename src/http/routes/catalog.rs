@@ -1,0 +1,69 @@
+//! SKU catalog routes.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use compact_str::CompactString;
+use serde::Deserialize;
+
+use crate::actors::shard::BrandCmd;
+use crate::domain::catalog::Catalog;
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/skus/{sku}", web::put().to(put_sku)).route("/v1/brands/{brand}/skus/{sku}", web::get().to(get_sku));
+}
+
+/// The body of `PUT .../skus/{sku}`. Unknown fields are refused: a misspelt field
+/// would otherwise be silently dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkuInput {
+    pub product_id: Option<CompactString>,
+    pub name: CompactString,
+    pub color: Option<CompactString>,
+    pub size: Option<CompactString>,
+    pub category: Option<CompactString>,
+    pub price: Option<i64>,
+    #[serde(default)]
+    pub tags: Vec<CompactString>,
+    #[serde(default)]
+    pub attributes: BTreeMap<CompactString, CompactString>,
+}
+
+impl From<SkuInput> for Catalog {
+    fn from(i: SkuInput) -> Catalog {
+        Catalog {
+            product_id: i.product_id,
+            name: i.name,
+            color: i.color,
+            size: i.size,
+            category: i.category,
+            price: i.price,
+            tags: i.tags,
+            attributes: i.attributes.into_iter().collect(),
+        }
+    }
+}
+
+async fn put_sku(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>, body: JsonBody<SkuInput>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, Access::Write)?;
+    let sku = id("sku", &path.1)?;
+    let catalog = Catalog::from(body.value);
+    let errors = catalog.validate();
+    if !errors.is_empty() {
+        return Err(Problem::invalid_fields(errors));
+    }
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    ask_brand(&state, brand, BrandCmd::PutSku { sku, catalog }, idem).await
+}
+
+async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, Access::Read)?;
+    let sku = id("sku", &path.1)?;
+    ask_brand(&state, brand, BrandCmd::GetSku { sku }, None).await
+}

@@ -1,0 +1,24 @@
+//! Liveness and readiness.
+
+use actix_web::{web, HttpResponse};
+
+use crate::http::problem::Problem;
+use crate::http::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz)).route("/readyz", web::get().to(readyz));
+}
+
+/// 200 while the process lives.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// 200 once recovery is done and the journal accepts writes.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    let svc = state.services()?;
+    if svc.journal.disk_full() {
+        return Err(Problem::overloaded("the journal disk is full; writes are refused until space is freed").with_retry_after(5));
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain").body("ready"))
+}

@@ -1,0 +1,22 @@
+//! One file per route group.
+
+mod admin;
+mod catalog;
+mod health;
+mod stock;
+
+use actix_web::web;
+
+use super::problem::Problem;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    admin::configure(cfg);
+    catalog::configure(cfg);
+    stock::configure(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, Problem> {
+    Err(Problem::new(crate::domain::ErrorCode::NotFound, format!("no route for {} {}; see /openapi.json", req.method(), req.path())))
+}

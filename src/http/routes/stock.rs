@@ -1,0 +1,111 @@
+//! Stock routes: read one SKU's stock, and batches of stock changes.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use compact_str::CompactString;
+use serde::Deserialize;
+
+use crate::actors::shard::BrandCmd;
+use crate::domain::brand::StockChangeCmd;
+use crate::domain::stock::{StockOp, QUANTITY_MAX};
+use crate::domain::{FieldError, Id};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/skus/{sku}/stock", web::get().to(get_stock))
+        .route("/v1/brands/{brand}/stock/changes", web::post().to(post_changes));
+}
+
+async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, Access::Read)?;
+    let sku = id("sku", &path.1)?;
+    ask_brand(&state, brand, BrandCmd::GetStock { sku }, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OpName {
+    Adjust,
+    Set,
+    SetSafetyStock,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeInput {
+    sku: Id,
+    location: Id,
+    op: OpName,
+    delta: Option<i64>,
+    on_hand: Option<i64>,
+    quantity: Option<i64>,
+    expected_version: Option<u64>,
+    reason: Option<CompactString>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesInput {
+    changes: Vec<ChangeInput>,
+}
+
+/// Longest `reason`, in characters.
+const REASON_CHARS_MAX: usize = 200;
+
+fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<StockChangeCmd> {
+    let f = |name: &str| format!("changes[{i}].{name}");
+    let (needed, op) = match c.op {
+        OpName::Adjust => ("delta", c.delta.map(|delta| StockOp::Adjust { delta })),
+        OpName::Set => ("on_hand", c.on_hand.map(|on_hand| StockOp::Set { on_hand })),
+        OpName::SetSafetyStock => ("quantity", c.quantity.map(|quantity| StockOp::SetSafetyStock { quantity })),
+    };
+    let before = errors.len();
+    for (name, present) in [("delta", c.delta.is_some()), ("on_hand", c.on_hand.is_some()), ("quantity", c.quantity.is_some())] {
+        if name == needed && !present {
+            errors.push(FieldError::new(f(name), "required for this op"));
+        } else if name != needed && present {
+            errors.push(FieldError::new(f(name), format!("not allowed with this op (it takes {needed})")));
+        }
+    }
+    match op {
+        Some(StockOp::Adjust { delta }) if delta == 0 || delta.abs() > QUANTITY_MAX => {
+            errors.push(FieldError::new(f("delta"), format!("must be non-zero and within ±{QUANTITY_MAX}")))
+        }
+        Some(StockOp::Set { on_hand: q }) | Some(StockOp::SetSafetyStock { quantity: q }) if !(0..=QUANTITY_MAX).contains(&q) => {
+            errors.push(FieldError::new(f(needed), format!("must be 0..={QUANTITY_MAX}")))
+        }
+        _ => {}
+    }
+    if let Some(r) = &c.reason {
+        let n = r.chars().count();
+        if n == 0 || n > REASON_CHARS_MAX || r.chars().any(char::is_control) {
+            errors.push(FieldError::new(f("reason"), format!("must be 1..={REASON_CHARS_MAX} characters without control characters")));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(StockChangeCmd { sku: c.sku, location: c.location, op: op?, expected_version: c.expected_version, reason: c.reason })
+}
+
+async fn post_changes(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>, body: JsonBody<ChangesInput>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path)?;
+    caller.require_brand(&brand, Access::Write)?;
+    let key = idempotency_key(&req)?.ok_or_else(|| {
+        Problem::invalid("header.idempotency-key", "required: send a unique Idempotency-Key so a retry cannot apply the changes twice")
+    })?;
+    let idem = idem_key(&req, Some(key), &body.bytes);
+    let max = state.limits.changes_max;
+    let n = body.value.changes.len();
+    if n == 0 || n > max {
+        return Err(Problem::invalid("changes", format!("must hold 1..={max} changes, got {n}")));
+    }
+    let mut errors = Vec::new();
+    let changes: Vec<_> = body.value.changes.into_iter().enumerate().filter_map(|(i, c)| to_command(i, c, &mut errors)).collect();
+    if !errors.is_empty() {
+        return Err(Problem::invalid_fields(errors));
+    }
+    ask_brand(&state, brand, BrandCmd::StockChanges { changes }, idem).await
+}
