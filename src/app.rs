@@ -49,7 +49,8 @@ struct DirLock(#[allow(dead_code)] File);
 fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(root).with_context(|| format!("cannot create data dir {}", root.display()))?;
     let path = root.join("LOCK");
-    let f = File::options().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let f =
+        File::options().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
         .map_err(|_| anyhow::anyhow!("data dir {} is in use by another zaiko process", root.display()))?;
     Ok(DirLock(f))
@@ -146,11 +147,7 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
         Some(t) => Arc::new(ManualClock::new(t)),
         None => Arc::new(SystemClock),
     };
-    let ctx = Context {
-        journal: journal.clone(),
-        clock: clock.clone(),
-        locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())),
-    };
+    let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())) };
     let mut parts: Vec<HashMap<BrandId, BrandState>> = (0..cfg.shards).map(|_| HashMap::new()).collect();
     for (id, b) in brands {
         parts[shard_index(&id, cfg.shards)].insert(id, b);
@@ -163,7 +160,14 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
             let ctx = ctx.clone();
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard { index, brands, ctx, mailbox_capacity: capacity, last_lsn });
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard {
+                index,
+                brands,
+                dirty: Default::default(),
+                ctx,
+                mailbox_capacity: capacity,
+                last_lsn,
+            });
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr

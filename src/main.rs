@@ -17,9 +17,11 @@ fn main() -> ExitCode {
                 }
             };
             zaiko::telemetry::init(cfg.log_format);
+            let listen_host = cfg.listen.rsplit_once(':').map_or("127.0.0.1".to_string(), |(h, _)| h.to_string());
             let result = actix_rt::System::new().block_on(async move {
                 let app = zaiko::app::Application::build(cfg).await?;
-                tracing::info!(port = app.port(), "listening");
+                // One plain line on stdout, for people and for tests that bind port 0.
+                println!("zaiko listening on http://{}:{}", listen_host, app.port());
                 app.run().await
             });
             match result {

@@ -77,10 +77,9 @@ impl IdemKey {
 pub fn idempotent_replay(lookup: Lookup<'_>) -> Option<Gated> {
     match lookup {
         Lookup::Miss => None,
-        Lookup::Replay(e) => Some(Gated {
-            wait_lsn: e.lsn,
-            result: Ok(Reply { status: e.status, body: e.body.clone(), lsn: Some(e.lsn) }),
-        }),
+        Lookup::Replay(e) => {
+            Some(Gated { wait_lsn: e.lsn, result: Ok(Reply { status: e.status, body: e.body.clone(), lsn: Some(e.lsn) }) })
+        }
         Lookup::Mismatch => Some(Gated {
             wait_lsn: 0,
             result: Err(Rejection::new(

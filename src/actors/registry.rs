@@ -63,12 +63,8 @@ pub struct AuthTable {
 
 impl AuthTable {
     fn build(reg: &Registry, configured_admin: Option<[u8; 32]>) -> AuthTable {
-        let tokens = reg
-            .tokens
-            .values()
-            .filter(|t| t.revoked_at.is_none())
-            .map(|t| (t.id.clone(), (t.role.clone(), t.secret_sha256)))
-            .collect();
+        let tokens =
+            reg.tokens.values().filter(|t| t.revoked_at.is_none()).map(|t| (t.id.clone(), (t.role.clone(), t.secret_sha256))).collect();
         AuthTable { tokens, admin_sha256: configured_admin.or(reg.admin_sha256) }
     }
 
@@ -242,7 +238,12 @@ impl Handler<EnsureAdmin> for RegistryActor {
         }
         let secret = new_secret();
         let admin_token = format!("zk_admin_{secret}");
-        let g = self.commit(vec![RegistryEvent::AdminTokenGenerated { secret_sha256: sha256(secret.as_bytes()) }], Status::NoContent, Vec::new(), None);
+        let g = self.commit(
+            vec![RegistryEvent::AdminTokenGenerated { secret_sha256: sha256(secret.as_bytes()) }],
+            Status::NoContent,
+            Vec::new(),
+            None,
+        );
         let _ = msg.reply.send(g.result.map(|_| Some(admin_token)));
     }
 }
@@ -260,7 +261,8 @@ mod tests {
     fn table_with(role: Role) -> (AuthTable, String, Id) {
         let (id, token, hash) = new_token();
         let mut reg = Registry::default();
-        reg.tokens.insert(id.clone(), TokenRecord { id: id.clone(), role, secret_sha256: hash, created_at: Timestamp(0), revoked_at: None });
+        reg.tokens
+            .insert(id.clone(), TokenRecord { id: id.clone(), role, secret_sha256: hash, created_at: Timestamp(0), revoked_at: None });
         (AuthTable::build(&reg, Some(sha256(b"admin-secret"))), token, id)
     }
 
@@ -282,7 +284,10 @@ mod tests {
     fn revoked_tokens_are_not_in_the_table() {
         let (id, token, hash) = new_token();
         let mut reg = Registry::default();
-        reg.tokens.insert(id.clone(), TokenRecord { id, role: Role::Viewer, secret_sha256: hash, created_at: Timestamp(0), revoked_at: Some(Timestamp(1)) });
+        reg.tokens.insert(
+            id.clone(),
+            TokenRecord { id, role: Role::Viewer, secret_sha256: hash, created_at: Timestamp(0), revoked_at: Some(Timestamp(1)) },
+        );
         assert_eq!(AuthTable::build(&reg, None).check(&token), None);
     }
 

@@ -1,6 +1,6 @@
 //! A shard actor: the brand partitions that hash to it, and the commands on them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use actix::{Actor, Context as ActixContext, Handler, Message};
 
@@ -53,9 +53,37 @@ impl Message for ListBrands {
     type Result = ();
 }
 
+/// Asks a shard for the SKUs changed since the last drain, at most `max` of them: the
+/// search index pulls changes this way, so a slow index never backs up the shards and
+/// the pending set is bounded by the number of SKUs (changes to one SKU coalesce).
+pub struct DrainDirty {
+    pub max: usize,
+    pub reply: tokio::sync::oneshot::Sender<Drained>,
+}
+
+impl Message for DrainDirty {
+    type Result = ();
+}
+
+/// What the index must do for one SKU.
+#[derive(Debug, Clone)]
+pub enum IndexItem {
+    Upsert { brand: BrandId, brand_name: String, sku: Id, state: SkuState },
+    Delete { brand: BrandId, sku: Id },
+}
+
+#[derive(Debug)]
+pub struct Drained {
+    pub items: Vec<IndexItem>,
+    /// More dirty SKUs remain after this batch.
+    pub more: bool,
+}
+
 pub struct Shard {
     pub index: usize,
     pub brands: HashMap<BrandId, BrandState>,
+    /// SKUs changed since the search index last drained them.
+    pub dirty: HashSet<(BrandId, Id)>,
     pub ctx: Context,
     pub mailbox_capacity: usize,
     /// Newest LSN applied by this shard: what a read of "all brands" waits for.
@@ -78,6 +106,24 @@ impl Handler<BrandMsg> for Shard {
         let gated = self.execute(msg.brand, msg.cmd, msg.idem);
         // The caller may have given up (client gone); the change stands either way.
         let _ = msg.reply.send(gated);
+    }
+}
+
+impl Handler<DrainDirty> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: DrainDirty, _ctx: &mut Self::Context) {
+        let take: Vec<(BrandId, Id)> = self.dirty.iter().take(msg.max).cloned().collect();
+        let mut items = Vec::with_capacity(take.len());
+        for key in take {
+            self.dirty.remove(&key);
+            let (brand, sku) = key;
+            items.push(match self.brands.get(&brand).and_then(|b| b.skus.get(&sku).map(|s| (b, s))) {
+                Some((b, s)) => IndexItem::Upsert { brand_name: b.name.clone(), brand, sku, state: s.clone() },
+                None => IndexItem::Delete { brand, sku },
+            });
+        }
+        let _ = msg.reply.send(Drained { items, more: !self.dirty.is_empty() });
     }
 }
 
@@ -139,12 +185,8 @@ impl Shard {
             BrandCmd::StockChanges { changes } => {
                 let locations = self.ctx.locations.load();
                 let (events, outcomes) = brand.decide_stock_changes(&changes, &**locations);
-                let results = changes
-                    .iter()
-                    .zip(&outcomes)
-                    .enumerate()
-                    .map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o))
-                    .collect();
+                let results =
+                    changes.iter().zip(&outcomes).enumerate().map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o)).collect();
                 let body = to_json(&ChangeResultsView { results });
                 if events.is_empty() && idem.is_none() {
                     // Nothing to record: every change was rejected.
@@ -171,15 +213,7 @@ impl Shard {
     }
 
     /// Appends one record to the journal and applies it. The reply waits for the LSN.
-    fn commit(
-        &mut self,
-        brand: BrandId,
-        events: Vec<Event>,
-        status: Status,
-        body: Vec<u8>,
-        idem: Option<IdemKey>,
-        at: Timestamp,
-    ) -> Gated {
+    fn commit(&mut self, brand: BrandId, events: Vec<Event>, status: Status, body: Vec<u8>, idem: Option<IdemKey>, at: Timestamp) -> Gated {
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
         let lsn = match self.ctx.journal.append(event::encode(&wal)) {
@@ -190,6 +224,7 @@ impl Shard {
         if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
             fatal_apply("a brand record", lsn, &e);
         }
+        self.dirty.extend(record.touched_skus().map(|sku| (record.brand.clone(), sku.clone())));
         self.last_lsn = lsn;
         Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
     }

@@ -73,19 +73,15 @@ impl World for BTreeMap<Id, super::registry::Location> {
 impl BrandState {
     /// The state a `BrandCreated` event starts.
     pub fn new(id: BrandId, name: String, created_at: Timestamp) -> BrandState {
-        BrandState {
-            id,
-            name,
-            created_at,
-            skus: HashMap::new(),
-            idempotency: IdempotencyStore::default(),
-            last_lsn: 0,
-        }
+        BrandState { id, name, created_at, skus: HashMap::new(), idempotency: IdempotencyStore::default(), last_lsn: 0 }
     }
 
     pub fn sku(&self, sku: &Id) -> Result<&SkuState, Rejection> {
         self.skus.get(sku).ok_or_else(|| {
-            Rejection::not_found(format!("sku {sku} does not exist in brand {}; create it with PUT /v1/brands/{}/skus/{sku}", self.id, self.id))
+            Rejection::not_found(format!(
+                "sku {sku} does not exist in brand {}; create it with PUT /v1/brands/{}/skus/{sku}",
+                self.id, self.id
+            ))
         })
     }
 

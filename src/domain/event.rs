@@ -60,11 +60,24 @@ impl Cause {
 /// applying one is an assignment and replay cannot drift.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    BrandCreated { name: String },
-    SkuUpserted { sku: Id, catalog: Catalog, version: u64 },
-    SkuDeleted { sku: Id },
+    BrandCreated {
+        name: String,
+    },
+    SkuUpserted {
+        sku: Id,
+        catalog: Catalog,
+        version: u64,
+    },
+    SkuDeleted {
+        sku: Id,
+    },
     /// The SKU's levels at every location after the change, and its new stock version.
-    StockChanged { sku: Id, version: u64, levels: Levels, cause: Cause },
+    StockChanged {
+        sku: Id,
+        version: u64,
+        levels: Levels,
+        cause: Cause,
+    },
 }
 
 impl Event {
@@ -76,6 +89,16 @@ impl Event {
             Event::SkuDeleted { .. } => "sku.deleted",
             Event::StockChanged { .. } => "stock.changed",
         }
+    }
+}
+
+impl BrandRecord {
+    /// The SKUs whose catalog or stock this record changes (for the search index).
+    pub fn touched_skus(&self) -> impl Iterator<Item = &Id> {
+        self.events.iter().filter_map(|e| match e {
+            Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => Some(sku),
+            Event::BrandCreated { .. } => None,
+        })
     }
 }
 

@@ -48,9 +48,14 @@ pub struct TokenRecord {
 pub enum RegistryEvent {
     LocationUpserted(Location),
     TokenCreated(TokenRecord),
-    TokenRevoked { id: Id, at: Timestamp },
+    TokenRevoked {
+        id: Id,
+        at: Timestamp,
+    },
     /// A generated admin token (only its hash), when none was configured.
-    AdminTokenGenerated { secret_sha256: [u8; 32] },
+    AdminTokenGenerated {
+        secret_sha256: [u8; 32],
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -106,15 +106,20 @@ impl StockOp {
                 if on_hand < 0 {
                     format!("on_hand would drop to {on_hand}, below zero")
                 } else {
-                    format!("on_hand would drop to {on_hand}, below the {} units reserved; release or ship reservations first", level.reserved)
+                    format!(
+                        "on_hand would drop to {on_hand}, below the {} units reserved; release or ship reservations first",
+                        level.reserved
+                    )
                 },
             )
         };
         match *self {
             StockOp::Adjust { delta } => {
-                let on_hand = level.on_hand.checked_add(delta).filter(|v| (-QUANTITY_MAX * 1000..=QUANTITY_MAX * 1000).contains(v)).ok_or_else(|| {
-                    Rejection::new(ErrorCode::Unprocessable, "on_hand would overflow the accepted range")
-                })?;
+                let on_hand = level
+                    .on_hand
+                    .checked_add(delta)
+                    .filter(|v| (-QUANTITY_MAX * 1000..=QUANTITY_MAX * 1000).contains(v))
+                    .ok_or_else(|| Rejection::new(ErrorCode::Unprocessable, "on_hand would overflow the accepted range"))?;
                 if on_hand < 0 || on_hand < level.reserved {
                     return Err(insufficient(on_hand));
                 }

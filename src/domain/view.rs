@@ -22,13 +22,7 @@ pub struct LevelView {
 
 impl From<&Level> for LevelView {
     fn from(l: &Level) -> Self {
-        LevelView {
-            on_hand: l.on_hand,
-            reserved: l.reserved,
-            safety_stock: l.safety_stock,
-            available: l.available(),
-            incoming: l.incoming,
-        }
+        LevelView { on_hand: l.on_hand, reserved: l.reserved, safety_stock: l.safety_stock, available: l.available(), incoming: l.incoming }
     }
 }
 
@@ -46,12 +40,7 @@ impl StockView {
         // which is what can actually be sold.
         let mut total = LevelView::from(&levels.total());
         total.available = levels.iter().map(|(_, l)| l.available()).sum();
-        StockView {
-            sku: sku.clone(),
-            version,
-            locations: levels.iter().map(|(loc, l)| (loc.clone(), LevelView::from(l))).collect(),
-            total,
-        }
+        StockView { sku: sku.clone(), version, locations: levels.iter().map(|(loc, l)| (loc.clone(), LevelView::from(l))).collect(), total }
     }
 }
 

@@ -90,7 +90,12 @@ pub async fn read_body<S>(req: &HttpRequest, mut payload: S, limit: usize) -> Re
 where
     S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
 {
-    let too_large = || Problem::new(crate::domain::ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes; send fewer items per request"));
+    let too_large = || {
+        Problem::new(
+            crate::domain::ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes; send fewer items per request"),
+        )
+    };
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
         if len > limit {
             return Err(too_large());
@@ -157,7 +162,9 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
 /// the same content still matches.
 pub fn idem_key(req: &HttpRequest, key: Option<String>, body: &[u8]) -> Option<IdemKey> {
     let key = key?;
-    let canonical = serde_json::from_slice::<serde_json::Value>(body).map(|v| serde_json::to_vec(&v).expect("value serialises")).unwrap_or_else(|_| body.to_vec());
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| serde_json::to_vec(&v).expect("value serialises"))
+        .unwrap_or_else(|_| body.to_vec());
     let mut h = Sha256::new();
     h.update(req.method().as_str().as_bytes());
     h.update([0]);

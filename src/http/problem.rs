@@ -90,10 +90,7 @@ impl Problem {
     }
 
     pub fn unauthorized() -> Self {
-        Problem::new(
-            ErrorCode::Unauthorized,
-            "send `Authorization: Bearer <token>` with a valid, unrevoked token",
-        )
+        Problem::new(ErrorCode::Unauthorized, "send `Authorization: Bearer <token>` with a valid, unrevoked token")
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {

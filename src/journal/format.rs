@@ -75,10 +75,9 @@ impl fmt::Display for HeaderError {
             HeaderError::Short => write!(f, "segment header is shorter than {SEGMENT_HEADER_BYTES} bytes"),
             HeaderError::BadMagic => write!(f, "segment does not start with the ZAIKOWAL magic"),
             HeaderError::BadChecksum => write!(f, "segment header checksum mismatch"),
-            HeaderError::NewerVersion(v) => write!(
-                f,
-                "segment format version {v} is newer than this binary understands ({FORMAT_VERSION}); run a newer zaiko"
-            ),
+            HeaderError::NewerVersion(v) => {
+                write!(f, "segment format version {v} is newer than this binary understands ({FORMAT_VERSION}); run a newer zaiko")
+            }
         }
     }
 }
@@ -225,11 +224,7 @@ pub fn scan(bytes: &[u8], is_last: bool) -> Result<SegmentScan, HeaderError> {
                 frames.push(frame);
             }
             Err(damage) => {
-                let declared = if rest.len() >= 8 {
-                    u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize
-                } else {
-                    0
-                };
+                let declared = if rest.len() >= 8 { u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize } else { 0 };
                 break classify(bytes, offset, damage, declared, expected, is_last);
             }
         }
@@ -237,14 +232,7 @@ pub fn scan(bytes: &[u8], is_last: bool) -> Result<SegmentScan, HeaderError> {
     Ok(SegmentScan { header, frames, end })
 }
 
-fn classify(
-    bytes: &[u8],
-    offset: usize,
-    damage: FrameDamage,
-    declared_len: usize,
-    damaged_lsn: Lsn,
-    is_last: bool,
-) -> SegmentEnd {
+fn classify(bytes: &[u8], offset: usize, damage: FrameDamage, declared_len: usize, damaged_lsn: Lsn, is_last: bool) -> SegmentEnd {
     if !is_last || matches!(damage, FrameDamage::LsnGap { .. }) {
         return SegmentEnd::Corrupt { offset, damage };
     }
@@ -321,7 +309,11 @@ mod tests {
             let mut seg = full.clone();
             seg[pos] ^= 0x40;
             let s = scan(&seg, true).unwrap();
-            assert!(matches!(s.end, SegmentEnd::Corrupt { offset, .. } if offset == s.frames.last().map_or(SEGMENT_HEADER_BYTES, |f| f.payload_start + f.payload_len)), "byte {pos}: {:?}", s.end);
+            assert!(
+                matches!(s.end, SegmentEnd::Corrupt { offset, .. } if offset == s.frames.last().map_or(SEGMENT_HEADER_BYTES, |f| f.payload_start + f.payload_len)),
+                "byte {pos}: {:?}",
+                s.end
+            );
         }
     }
 
@@ -358,9 +350,6 @@ mod tests {
     fn lsn_gap_is_corruption_even_at_the_tail() {
         let mut seg = segment(1, &[b"one"], 0);
         encode_frame(&mut seg, 5, b"skipped ahead");
-        assert!(matches!(
-            scan(&seg, true).unwrap().end,
-            SegmentEnd::Corrupt { damage: FrameDamage::LsnGap { expected: 2, found: 5 }, .. }
-        ));
+        assert!(matches!(scan(&seg, true).unwrap().end, SegmentEnd::Corrupt { damage: FrameDamage::LsnGap { expected: 2, found: 5 }, .. }));
     }
 }

@@ -151,13 +151,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
                 report.segments.push(SegmentReport { path: path.clone(), first_lsn: *lsn, records, data_bytes, end });
             }
             Err(e) => {
-                report.segments.push(SegmentReport {
-                    path: path.clone(),
-                    first_lsn: *lsn,
-                    records: 0,
-                    data_bytes: 0,
-                    end: e.to_string(),
-                });
+                report.segments.push(SegmentReport { path: path.clone(), first_lsn: *lsn, records: 0, data_bytes: 0, end: e.to_string() });
                 report.corruption = Some(e);
                 break;
             }

@@ -7,12 +7,7 @@ use std::time::Duration;
 use super::*;
 
 fn small_config() -> JournalConfig {
-    JournalConfig {
-        segment_bytes: 4096,
-        record_bytes_max: 1024,
-        on_failure: FailureAction::Poison,
-        ..JournalConfig::default()
-    }
+    JournalConfig { segment_bytes: 4096, record_bytes_max: 1024, on_failure: FailureAction::Poison, ..JournalConfig::default() }
 }
 
 fn replay_all(dir: &Path, cfg: JournalConfig, after: Lsn) -> (Journal, OpenReport, Vec<(Lsn, Vec<u8>)>) {

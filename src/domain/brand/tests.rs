@@ -16,7 +16,13 @@ fn id(s: &str) -> Id {
 fn world(locs: &[&str]) -> BTreeMap<Id, Location> {
     locs.iter()
         .map(|l| {
-            let loc = Location { id: id(l), name: l.to_string(), kind: LocationKind::Warehouse, created_at: Timestamp(0), updated_at: Timestamp(0) };
+            let loc = Location {
+                id: id(l),
+                name: l.to_string(),
+                kind: LocationKind::Warehouse,
+                created_at: Timestamp(0),
+                updated_at: Timestamp(0),
+            };
             (id(l), loc)
         })
         .collect()

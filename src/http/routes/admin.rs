@@ -41,7 +41,12 @@ struct CreateBrand {
     name: String,
 }
 
-async fn create_brand(req: HttpRequest, state: web::Data<AppState>, caller: Caller, body: JsonBody<CreateBrand>) -> Result<HttpResponse, Problem> {
+async fn create_brand(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<CreateBrand>,
+) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     check_name(&body.value.name)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
@@ -77,7 +82,13 @@ async fn get_brand(state: web::Data<AppState>, caller: Caller, path: web::Path<S
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-async fn create_brand_token(state: web::Data<AppState>, caller: Caller, path: web::Path<String>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, Problem> {
+async fn create_brand_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let brand = brand_id(&path)?;
     let bytes = crate::http::extract::read_body(&req, payload, 4096).await?;
@@ -106,7 +117,12 @@ async fn create_token(state: web::Data<AppState>, caller: Caller, body: JsonBody
     ask_registry(&state, RegistryCmd::CreateToken { role }, None).await
 }
 
-async fn revoke_token(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     // Accept the bare id or, forgivingly, a whole token (only its id part is used).
     let raw = path.strip_prefix(TOKEN_PREFIX).and_then(|r| r.split_once('_')).map_or(path.as_str(), |(id, _)| id);
@@ -126,7 +142,13 @@ struct PutLocation {
     kind: LocationKind,
 }
 
-async fn put_location(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>, body: JsonBody<PutLocation>) -> Result<HttpResponse, Problem> {
+async fn put_location(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<PutLocation>,
+) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let location = id("location", &path)?;
     check_name(&body.value.name)?;
@@ -134,4 +156,3 @@ async fn put_location(req: HttpRequest, state: web::Data<AppState>, caller: Call
     let PutLocation { name, kind } = body.value;
     ask_registry(&state, RegistryCmd::PutLocation { id: location, name, kind }, idem).await
 }
-

@@ -48,7 +48,13 @@ impl From<SkuInput> for Catalog {
     }
 }
 
-async fn put_sku(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>, body: JsonBody<SkuInput>) -> Result<HttpResponse, Problem> {
+async fn put_sku(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<SkuInput>,
+) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Write)?;
     let sku = id("sku", &path.1)?;

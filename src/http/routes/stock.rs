@@ -90,7 +90,13 @@ fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<
     Some(StockChangeCmd { sku: c.sku, location: c.location, op: op?, expected_version: c.expected_version, reason: c.reason })
 }
 
-async fn post_changes(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>, body: JsonBody<ChangesInput>) -> Result<HttpResponse, Problem> {
+async fn post_changes(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<ChangesInput>,
+) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Write)?;
     let key = idempotency_key(&req)?.ok_or_else(|| {
