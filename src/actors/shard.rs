@@ -68,7 +68,7 @@ impl Message for DrainDirty {
 /// What the index must do for one SKU.
 #[derive(Debug, Clone)]
 pub enum IndexItem {
-    Upsert { brand: BrandId, brand_name: String, sku: Id, state: SkuState },
+    Upsert { brand: BrandId, brand_name: String, sku: Id, state: Box<SkuState> },
     Delete { brand: BrandId, sku: Id },
 }
 
@@ -119,7 +119,7 @@ impl Handler<DrainDirty> for Shard {
             self.dirty.remove(&key);
             let (brand, sku) = key;
             items.push(match self.brands.get(&brand).and_then(|b| b.skus.get(&sku).map(|s| (b, s))) {
-                Some((b, s)) => IndexItem::Upsert { brand_name: b.name.clone(), brand, sku, state: s.clone() },
+                Some((b, s)) => IndexItem::Upsert { brand_name: b.name.clone(), brand, sku, state: Box::new(s.clone()) },
                 None => IndexItem::Delete { brand, sku },
             });
         }

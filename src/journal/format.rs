@@ -211,9 +211,11 @@ pub fn scan(bytes: &[u8], is_last: bool) -> Result<SegmentScan, HeaderError> {
     let mut frames = Vec::new();
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut expected = header.first_lsn;
+    // Computed once: past this offset there are only zeros (or nothing).
+    let written_end = data_end(bytes);
     let end = loop {
         let rest = &bytes[offset..];
-        if data_end(rest) == 0 {
+        if offset >= written_end {
             // End of file, or the zero fill of a preallocated segment.
             break SegmentEnd::Clean { data_end: offset };
         }

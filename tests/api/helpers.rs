@@ -1,0 +1,301 @@
+#![allow(dead_code)] // shared by every test module; not each uses every helper
+//! Test helpers: start the real `zaiko` binary on port 0 with a fresh data dir, talk
+//! to it over HTTP, kill it with SIGKILL, start it again on the same data dir.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// How long a server may take to become ready. Generous: CI machines are slow and
+/// recovery of a large journal takes a while; the wait ends as soon as it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub client: reqwest::blocking::Client,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+/// A response: status, headers we care about, and the body as JSON (or Null).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub lsn: Option<u64>,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+}
+
+impl Resp {
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub data_dir: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+}
+
+impl TestServer {
+    pub fn spawn() -> TestServer {
+        TestServer::spawn_with(Options::default())
+    }
+
+    pub fn spawn_with(opts: Options) -> TestServer {
+        let (tmp, data_dir) = match opts.data_dir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::tempdir().expect("tempdir");
+                let d = t.path().join("data");
+                (Some(t), d)
+            }
+        };
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        let mut s = TestServer { child: None, base: String::new(), data_dir, _tmp: tmp, client, args: opts.args, envs: opts.envs };
+        s.start();
+        s
+    }
+
+    /// Starts the process and waits until it listens (not until it is ready).
+    pub fn start_unready(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        std::fs::create_dir_all(&self.data_dir).expect("data dir");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zaiko"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--admin-token")
+            .arg(ADMIN)
+            .args(&self.args)
+            .env_remove("ZAIKO_LISTEN")
+            .env("ZAIKO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn zaiko");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listen line");
+        let url = line.trim().strip_prefix("zaiko listening on ").unwrap_or_else(|| {
+            panic!("server did not start: {line:?}; log: {}", self.log());
+        });
+        self.base = url.to_string();
+        self.child = Some(child);
+    }
+
+    pub fn start(&mut self) {
+        self.start_unready();
+        self.wait_ready();
+    }
+
+    /// Polls `/readyz` until it answers 200 (recovery done).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/readyz", self.base)).send() {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("server exited with {status} before it was ready; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "server not ready in time; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit on its own and returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not exit in time");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn sigterm(&self) {
+        let pid = self.pid() as i32;
+        // SAFETY-free: `kill` via the command line keeps this test crate free of libc.
+        let ok = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill").success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Drops the extra environment (e.g. a fault hook) for the next start.
+    pub fn clear_env(&mut self) {
+        self.envs.clear();
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.start();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        to_resp(rb.send().expect("request"))
+    }
+
+    /// Like [`TestServer::post_key`], but `None` when no answer came (the server died).
+    pub fn try_post_key(&self, path: &str, token: &str, key: &str, body: &Value) -> Option<Resp> {
+        let r = self.client.post(self.url(path)).bearer_auth(token).header("Idempotency-Key", key).json(body).send().ok()?;
+        Some(to_resp(r))
+    }
+
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(method, self.url(path)).body(body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        to_resp(rb.send().expect("request"))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Resp {
+        self.request("GET", path, Some(token), None, &[])
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(token), Some(body), &[])
+    }
+
+    pub fn post_key(&self, path: &str, token: &str, key: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(token), Some(body), &[("Idempotency-Key", key)])
+    }
+
+    pub fn put(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.request("PUT", path, Some(token), Some(body), &[])
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> Resp {
+        self.request("DELETE", path, Some(token), None, &[])
+    }
+
+    /// Creates a brand, the given locations (admin) and SKUs, and returns a brand token.
+    pub fn setup_brand(&self, brand: &str, locations: &[&str], skus: &[&str]) -> String {
+        self.post("/v1/brands", ADMIN, &json!({"id": brand, "name": format!("Brand {brand}")})).expect(201);
+        for loc in locations {
+            let r = self.put(&format!("/v1/locations/{loc}"), ADMIN, &json!({"name": loc, "kind": "warehouse"}));
+            assert!(r.status == 200 || r.status == 201, "{r:?}");
+        }
+        let token = self.post(&format!("/v1/brands/{brand}/tokens"), ADMIN, &json!({})).expect(201)["token"].as_str().unwrap().to_string();
+        for sku in skus {
+            self.put(&format!("/v1/brands/{brand}/skus/{sku}"), &token, &json!({"name": format!("商品 {sku}")})).expect(201);
+        }
+        token
+    }
+
+    /// Sets on_hand of a SKU at a location.
+    pub fn set_stock(&self, brand: &str, token: &str, sku: &str, loc: &str, on_hand: i64) {
+        let key = format!("set-{sku}-{loc}-{on_hand}-{}", rand_suffix());
+        let r = self.post_key(
+            &format!("/v1/brands/{brand}/stock/changes"),
+            token,
+            &key,
+            &json!({"changes": [{"sku": sku, "location": loc, "op": "set", "on_hand": on_hand}]}),
+        );
+        assert_eq!(r.body["results"][0]["status"], "applied", "{r:?}");
+    }
+
+    pub fn stock(&self, brand: &str, token: &str, sku: &str) -> Value {
+        self.get(&format!("/v1/brands/{brand}/skus/{sku}/stock"), token).expect(200)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn to_resp(r: reqwest::blocking::Response) -> Resp {
+    let status = r.status().as_u16();
+    let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let lsn = header("x-zaiko-lsn").and_then(|v| v.parse().ok());
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
+    let bytes = r.bytes().expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp { status, body, lsn, content_type, retry_after }
+}
+
+/// A unique suffix for idempotency keys within a test run.
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Path of the newest WAL segment of a data dir.
+pub fn last_segment(data_dir: &Path) -> PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(data_dir.join("wal"))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segs.sort();
+    segs.pop().expect("a segment")
+}

@@ -1,0 +1,7 @@
+//! Integration tests: each starts the real `zaiko` binary (port 0, temp data dir).
+
+mod helpers;
+
+mod basics;
+mod crash;
+mod wal_damage;
