@@ -6,13 +6,14 @@
 //! changing anything; [`BrandState::apply`] is the only mutation, shared by live
 //! processing and recovery.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compact_str::CompactString;
 
 use super::catalog::Catalog;
 use super::error::{ErrorCode, Rejection};
 use super::event::{BrandRecord, Cause, Event};
+use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
 use super::stock::{Levels, StockOp};
 use super::{BrandId, Id, Timestamp};
@@ -54,6 +55,10 @@ pub struct BrandState {
     pub name: String,
     pub created_at: Timestamp,
     pub skus: HashMap<Id, SkuState>,
+    pub reservations: HashMap<Id, Reservation>,
+    /// Active reservations by expiry time.
+    pub expiries: BTreeSet<(Timestamp, Id)>,
+    pub shipments: HashMap<Id, Shipment>,
     pub idempotency: IdempotencyStore,
     /// LSN of the newest record applied to this brand.
     pub last_lsn: Lsn,
@@ -73,7 +78,17 @@ impl World for BTreeMap<Id, super::registry::Location> {
 impl BrandState {
     /// The state a `BrandCreated` event starts.
     pub fn new(id: BrandId, name: String, created_at: Timestamp) -> BrandState {
-        BrandState { id, name, created_at, skus: HashMap::new(), idempotency: IdempotencyStore::default(), last_lsn: 0 }
+        BrandState {
+            id,
+            name,
+            created_at,
+            skus: HashMap::new(),
+            reservations: HashMap::new(),
+            expiries: BTreeSet::new(),
+            shipments: HashMap::new(),
+            idempotency: IdempotencyStore::default(),
+            last_lsn: 0,
+        }
     }
 
     pub fn sku(&self, sku: &Id) -> Result<&SkuState, Rejection> {
@@ -203,7 +218,62 @@ impl BrandState {
                 s.levels = levels.clone();
                 s.updated_at = at;
             }
+            Event::ReservationCreated { reservation } => {
+                let r = reservation.as_ref().clone();
+                if r.status != ReservationStatus::Active {
+                    return Err(format!("reservation {} created as {:?}", r.id, r.status));
+                }
+                self.expiries.insert((r.expires_at, r.id.clone()));
+                if let Some(old) = self.reservations.insert(r.id.clone(), r) {
+                    return Err(format!("reservation {} created twice", old.id));
+                }
+            }
+            Event::ReservationReleased { id } => self.end_reservation(id, ReservationStatus::Released, at, None)?,
+            Event::ReservationExpired { id } => self.end_reservation(id, ReservationStatus::Expired, at, None)?,
+            Event::ShipmentCreated { shipment } => {
+                if let ShipmentSource::Reservation(rid) = &shipment.source {
+                    self.end_reservation(rid, ReservationStatus::Consumed, at, Some(shipment.id.clone()))?;
+                }
+                if self.shipments.insert(shipment.id.clone(), shipment.as_ref().clone()).is_some() {
+                    return Err(format!("shipment {} created twice", shipment.id));
+                }
+            }
+            Event::ShipmentStatusChanged { id, status, tracking_number, carrier } => {
+                let s = self.shipments.get_mut(id).ok_or_else(|| format!("status change of unknown shipment {id}"))?;
+                if !s.status.can_move_to(*status) {
+                    return Err(format!("shipment {id}: {:?} cannot become {:?}", s.status, status));
+                }
+                s.status = *status;
+                s.history.push(StatusEntry { status: *status, at });
+                s.tracking_number = tracking_number.clone();
+                s.carrier = carrier.clone();
+                s.updated_at = at;
+            }
+            Event::ReservationPurged { id } => {
+                let r = self.reservations.remove(id).ok_or_else(|| format!("purge of unknown reservation {id}"))?;
+                if r.status == ReservationStatus::Active {
+                    return Err(format!("purge of active reservation {id}"));
+                }
+            }
+            Event::ShipmentPurged { id } => {
+                let s = self.shipments.remove(id).ok_or_else(|| format!("purge of unknown shipment {id}"))?;
+                if !s.status.is_final() {
+                    return Err(format!("purge of shipment {id} in status {:?}", s.status));
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn end_reservation(&mut self, id: &Id, status: ReservationStatus, at: Timestamp, shipment: Option<Id>) -> Result<(), String> {
+        let r = self.reservations.get_mut(id).ok_or_else(|| format!("unknown reservation {id}"))?;
+        if r.status != ReservationStatus::Active {
+            return Err(format!("reservation {id} is {:?}, not active", r.status));
+        }
+        self.expiries.remove(&(r.expires_at, id.clone()));
+        r.status = status;
+        r.ended_at = Some(at);
+        r.shipment_id = shipment;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
+use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
 use super::idempotency::IdemWrite;
 use super::registry::RegistryEvent;
 use super::stock::{Levels, StockOp};
@@ -46,12 +47,23 @@ pub struct RegistryRecord {
 pub enum Cause {
     /// A stock change of `POST .../stock/changes` (or a stock import row).
     Change { op: StockOp, reason: Option<CompactString> },
+    /// Held by a reservation, or by a shipment created from lines.
+    Reserved { id: Id },
+    Released { id: Id },
+    Expired { id: Id },
+    Shipped { id: Id },
+    Cancelled { id: Id },
 }
 
 impl Cause {
     pub fn kind(&self) -> &'static str {
         match self {
             Cause::Change { op, .. } => op.name(),
+            Cause::Reserved { .. } => "reserved",
+            Cause::Released { .. } => "released",
+            Cause::Expired { .. } => "expired",
+            Cause::Shipped { .. } => "shipped",
+            Cause::Cancelled { .. } => "cancelled",
         }
     }
 }
@@ -78,6 +90,16 @@ pub enum Event {
         levels: Levels,
         cause: Cause,
     },
+    ReservationCreated { reservation: Box<Reservation> },
+    ReservationReleased { id: Id },
+    ReservationExpired { id: Id },
+    /// Creates the shipment; a reservation it comes from becomes `consumed`.
+    ShipmentCreated { shipment: Box<Shipment> },
+    ShipmentStatusChanged { id: Id, status: ShipmentStatus, tracking_number: Option<CompactString>, carrier: Option<CompactString> },
+    /// An ended reservation forgotten after its retention.
+    ReservationPurged { id: Id },
+    /// A delivered or cancelled shipment forgotten after its retention.
+    ShipmentPurged { id: Id },
 }
 
 impl Event {
@@ -88,6 +110,13 @@ impl Event {
             Event::SkuUpserted { .. } => "sku.upserted",
             Event::SkuDeleted { .. } => "sku.deleted",
             Event::StockChanged { .. } => "stock.changed",
+            Event::ReservationCreated { .. } => "reservation.created",
+            Event::ReservationReleased { .. } => "reservation.released",
+            Event::ReservationExpired { .. } => "reservation.expired",
+            Event::ShipmentCreated { .. } => "shipment.created",
+            Event::ShipmentStatusChanged { .. } => "shipment.status_changed",
+            Event::ReservationPurged { .. } => "reservation.purged",
+            Event::ShipmentPurged { .. } => "shipment.purged",
         }
     }
 }
@@ -97,7 +126,7 @@ impl BrandRecord {
     pub fn touched_skus(&self) -> impl Iterator<Item = &Id> {
         self.events.iter().filter_map(|e| match e {
             Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => Some(sku),
-            Event::BrandCreated { .. } => None,
+            _ => None,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod brand;
 pub mod catalog;
 pub mod error;
 pub mod event;
+pub mod fulfilment;
 pub mod idempotency;
 pub mod ids;
 pub mod registry;
