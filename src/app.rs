@@ -156,18 +156,10 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
         .into_iter()
         .enumerate()
         .map(|(index, brands)| {
-            let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
             let ctx = ctx.clone();
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard {
-                index,
-                brands,
-                dirty: Default::default(),
-                ctx,
-                mailbox_capacity: capacity,
-                last_lsn,
-            });
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, ctx, capacity));
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
@@ -187,6 +179,10 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
         eprintln!("\nzaiko: no admin token was configured, so one was generated. It is shown only now:\n\n    {token}\n\nKeep it safe; set ZAIKO_ADMIN_TOKEN to choose your own.\n");
     }
     let router = Router { shards, registry };
+    // Reservations that expired while the server was down are expired before anyone
+    // can see them as active.
+    let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
+    journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if state.services.set(Services { router, journal: journal.clone(), clock }).is_err() {
         anyhow::bail!("services were set twice");
     }

@@ -166,6 +166,49 @@ impl BrandState {
         Ok((draft.0, draft.1.clone()))
     }
 
+    /// The state of just the objects `events` touch, after applying them: what a
+    /// command's answer shows, computed before the record is written (the answer is
+    /// stored with it for idempotent replays) with the very same `apply`.
+    pub fn preview(&self, at: Timestamp, events: &[Event]) -> Result<BrandState, String> {
+        let mut scratch = BrandState::new(self.id.clone(), self.name.clone(), self.created_at);
+        for e in events {
+            match e {
+                Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => {
+                    if let Some(s) = self.skus.get(sku) {
+                        scratch.skus.entry(sku.clone()).or_insert_with(|| s.clone());
+                    }
+                }
+                Event::ReservationReleased { id } | Event::ReservationExpired { id } | Event::ReservationPurged { id } => {
+                    scratch.copy_reservation(self, id)
+                }
+                Event::ShipmentCreated { shipment } => {
+                    if let ShipmentSource::Reservation(rid) = &shipment.source {
+                        scratch.copy_reservation(self, rid)
+                    }
+                }
+                Event::ShipmentStatusChanged { id, .. } | Event::ShipmentPurged { id } => {
+                    if let Some(s) = self.shipments.get(id) {
+                        scratch.shipments.entry(id.clone()).or_insert_with(|| s.clone());
+                    }
+                }
+                Event::BrandCreated { .. } | Event::ReservationCreated { .. } => {}
+            }
+        }
+        for e in events {
+            scratch.apply_event(at, e)?;
+        }
+        Ok(scratch)
+    }
+
+    fn copy_reservation(&mut self, from: &BrandState, id: &Id) {
+        if let Some(r) = from.reservations.get(id) {
+            if r.status == ReservationStatus::Active {
+                self.expiries.insert((r.expires_at, id.clone()));
+            }
+            self.reservations.entry(id.clone()).or_insert_with(|| r.clone());
+        }
+    }
+
     /// Applies one record. Errors mean the record does not fit this state: a bug when
     /// live, damage or a wrong snapshot during recovery.
     pub fn apply(&mut self, lsn: Lsn, record: &BrandRecord) -> Result<(), String> {

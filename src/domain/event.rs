@@ -46,13 +46,26 @@ pub struct RegistryRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cause {
     /// A stock change of `POST .../stock/changes` (or a stock import row).
-    Change { op: StockOp, reason: Option<CompactString> },
+    Change {
+        op: StockOp,
+        reason: Option<CompactString>,
+    },
     /// Held by a reservation, or by a shipment created from lines.
-    Reserved { id: Id },
-    Released { id: Id },
-    Expired { id: Id },
-    Shipped { id: Id },
-    Cancelled { id: Id },
+    Reserved {
+        id: Id,
+    },
+    Released {
+        id: Id,
+    },
+    Expired {
+        id: Id,
+    },
+    Shipped {
+        id: Id,
+    },
+    Cancelled {
+        id: Id,
+    },
 }
 
 impl Cause {
@@ -90,16 +103,33 @@ pub enum Event {
         levels: Levels,
         cause: Cause,
     },
-    ReservationCreated { reservation: Box<Reservation> },
-    ReservationReleased { id: Id },
-    ReservationExpired { id: Id },
+    ReservationCreated {
+        reservation: Box<Reservation>,
+    },
+    ReservationReleased {
+        id: Id,
+    },
+    ReservationExpired {
+        id: Id,
+    },
     /// Creates the shipment; a reservation it comes from becomes `consumed`.
-    ShipmentCreated { shipment: Box<Shipment> },
-    ShipmentStatusChanged { id: Id, status: ShipmentStatus, tracking_number: Option<CompactString>, carrier: Option<CompactString> },
+    ShipmentCreated {
+        shipment: Box<Shipment>,
+    },
+    ShipmentStatusChanged {
+        id: Id,
+        status: ShipmentStatus,
+        tracking_number: Option<CompactString>,
+        carrier: Option<CompactString>,
+    },
     /// An ended reservation forgotten after its retention.
-    ReservationPurged { id: Id },
+    ReservationPurged {
+        id: Id,
+    },
     /// A delivered or cancelled shipment forgotten after its retention.
-    ShipmentPurged { id: Id },
+    ShipmentPurged {
+        id: Id,
+    },
 }
 
 impl Event {

@@ -250,7 +250,8 @@ impl BrandState {
         }
         if !shortages.is_empty() {
             let n = shortages.len();
-            let mut r = Rejection::new(ErrorCode::InsufficientStock, format!("{n} line(s) cannot be covered; nothing was held; see shortages"));
+            let mut r =
+                Rejection::new(ErrorCode::InsufficientStock, format!("{n} line(s) cannot be covered; nothing was held; see shortages"));
             r.shortages = shortages;
             return Err(r);
         }
@@ -270,7 +271,10 @@ impl BrandState {
             return if same {
                 Ok(Decision::Unchanged)
             } else {
-                Err(Rejection::new(ErrorCode::AlreadyExists, format!("reservation {} exists with a different request; use a new id", cmd.id)))
+                Err(Rejection::new(
+                    ErrorCode::AlreadyExists,
+                    format!("reservation {} exists with a different request; use a new id", cmd.id),
+                ))
             };
         }
         let lines = self.allocate(&cmd.lines, scope)?;
@@ -427,8 +431,12 @@ impl BrandState {
             carrier: cmd.carrier.clone().or_else(|| s.carrier.clone()),
         }];
         match cmd.status {
-            ShipmentStatus::Shipped => events.extend(stock_events(|sku| self.levels_of(sku), &s.lines, -1, true, Cause::Shipped { id: cmd.id.clone() })?),
-            ShipmentStatus::Cancelled => events.extend(stock_events(|sku| self.levels_of(sku), &s.lines, -1, false, Cause::Cancelled { id: cmd.id.clone() })?),
+            ShipmentStatus::Shipped => {
+                events.extend(stock_events(|sku| self.levels_of(sku), &s.lines, -1, true, Cause::Shipped { id: cmd.id.clone() })?)
+            }
+            ShipmentStatus::Cancelled => {
+                events.extend(stock_events(|sku| self.levels_of(sku), &s.lines, -1, false, Cause::Cancelled { id: cmd.id.clone() })?)
+            }
             _ => {}
         }
         Ok(Decision::Apply(events))
@@ -485,7 +493,10 @@ fn stock_events(
         }
         levels.set(&a.location, l);
     }
-    Ok(per_sku.into_iter().map(|(sku, levels, version)| Event::StockChanged { sku, version: version + 1, levels, cause: cause.clone() }).collect())
+    Ok(per_sku
+        .into_iter()
+        .map(|(sku, levels, version)| Event::StockChanged { sku, version: version + 1, levels, cause: cause.clone() })
+        .collect())
 }
 
 /// Levels of SKUs as they evolve through a batch of expiries.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::brand::{BrandState, ChangeOutcome, SkuState};
+use super::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, ShipmentStatus};
 use super::registry::{Location, LocationKind};
 use super::stock::{Level, Levels};
 use super::time::rfc3339;
@@ -169,4 +170,113 @@ impl ChangeResultView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeResultsView {
     pub results: Vec<ChangeResultView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AllocationView {
+    pub sku: Id,
+    pub location: Id,
+    pub quantity: i64,
+}
+
+impl From<&Allocation> for AllocationView {
+    fn from(a: &Allocation) -> Self {
+        AllocationView { sku: a.sku.clone(), location: a.location.clone(), quantity: a.quantity }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReservationView {
+    pub id: Id,
+    pub status: ReservationStatus,
+    pub channel: Id,
+    pub ttl_seconds: i64,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub expires_at: Timestamp,
+    #[serde(with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipment_id: Option<Id>,
+    pub lines: Vec<AllocationView>,
+}
+
+impl From<&Reservation> for ReservationView {
+    fn from(r: &Reservation) -> Self {
+        ReservationView {
+            id: r.id.clone(),
+            status: r.status,
+            channel: r.channel.clone(),
+            ttl_seconds: r.ttl_seconds,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            ended_at: r.ended_at,
+            shipment_id: r.shipment_id.clone(),
+            lines: r.lines.iter().map(AllocationView::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEntryView {
+    pub status: ShipmentStatus,
+    #[serde(with = "rfc3339")]
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShipToView {
+    pub name: String,
+    pub postal_code: String,
+    pub prefecture: String,
+    pub address: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShipmentView {
+    pub id: Id,
+    pub status: ShipmentStatus,
+    pub order_ref: Option<String>,
+    pub channel: Option<Id>,
+    pub reservation_id: Option<Id>,
+    pub lines: Vec<AllocationView>,
+    pub ship_to: ShipToView,
+    pub tracking_number: Option<String>,
+    pub carrier: Option<String>,
+    pub status_history: Vec<StatusEntryView>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Shipment> for ShipmentView {
+    fn from(s: &Shipment) -> Self {
+        let t = &s.ship_to;
+        ShipmentView {
+            id: s.id.clone(),
+            status: s.status,
+            order_ref: s.order_ref.as_ref().map(|v| v.to_string()),
+            channel: s.channel.clone(),
+            reservation_id: match &s.source {
+                ShipmentSource::Reservation(r) => Some(r.clone()),
+                ShipmentSource::Lines(_) => None,
+            },
+            lines: s.lines.iter().map(AllocationView::from).collect(),
+            ship_to: ShipToView {
+                name: t.name.clone(),
+                postal_code: t.postal_code.clone(),
+                prefecture: t.prefecture.clone(),
+                address: t.address.clone(),
+                phone: t.phone.clone(),
+            },
+            tracking_number: s.tracking_number.as_ref().map(|v| v.to_string()),
+            carrier: s.carrier.as_ref().map(|v| v.to_string()),
+            status_history: s.history.iter().map(|h| StatusEntryView { status: h.status, at: h.at }).collect(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
 }

@@ -167,6 +167,11 @@ impl TestServer {
         assert!(ok, "kill -TERM failed");
     }
 
+    /// Replaces the extra command-line arguments for the next start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Drops the extra environment (e.g. a fault hook) for the next start.
     pub fn clear_env(&mut self) {
         self.envs.clear();

@@ -4,4 +4,5 @@ mod helpers;
 
 mod basics;
 mod crash;
+mod fulfilment;
 mod wal_damage;

@@ -29,9 +29,25 @@ impl Fixture {
     fn new(skus: &[&str], locs: &[&str]) -> Fixture {
         let world = locs
             .iter()
-            .map(|l| (id(l), Location { id: id(l), name: l.to_string(), kind: LocationKind::Warehouse, created_at: Timestamp(0), updated_at: Timestamp(0) }))
+            .map(|l| {
+                (
+                    id(l),
+                    Location {
+                        id: id(l),
+                        name: l.to_string(),
+                        kind: LocationKind::Warehouse,
+                        created_at: Timestamp(0),
+                        updated_at: Timestamp(0),
+                    },
+                )
+            })
             .collect();
-        let mut f = Fixture { b: BrandState::new(BrandId::parse("b").unwrap(), "B".into(), Timestamp(0)), world, lsn: 0, now: Timestamp(1_000_000) };
+        let mut f = Fixture {
+            b: BrandState::new(BrandId::parse("b").unwrap(), "B".into(), Timestamp(0)),
+            world,
+            lsn: 0,
+            now: Timestamp(1_000_000),
+        };
         for s in skus {
             let (ev, _) = f.b.decide_put_sku(&id(s), Catalog { name: "x".into(), ..Catalog::default() }).unwrap();
             f.commit(vec![ev]);
@@ -78,7 +94,13 @@ impl Fixture {
 }
 
 fn ship_to() -> ShipTo {
-    ShipTo { name: "山田 太郎".into(), postal_code: "100-0001".into(), prefecture: "東京都".into(), address: "千代田区1-1".into(), phone: None }
+    ShipTo {
+        name: "山田 太郎".into(),
+        postal_code: "100-0001".into(),
+        prefecture: "東京都".into(),
+        address: "千代田区1-1".into(),
+        phone: None,
+    }
 }
 
 #[test]
@@ -155,7 +177,13 @@ fn shipment_lifecycle_moves_stock() {
     f.set("S1", "a", 5);
     f.set("S2", "a", 5);
     f.reserve("R1", &[("S1", None, 2)]).unwrap();
-    let from_res = ShipCmd { id: id("SH1"), order_ref: Some("EC-1".into()), channel: None, source: ShipmentSource::Reservation(id("R1")), ship_to: ship_to() };
+    let from_res = ShipCmd {
+        id: id("SH1"),
+        order_ref: Some("EC-1".into()),
+        channel: None,
+        source: ShipmentSource::Reservation(id("R1")),
+        ship_to: ship_to(),
+    };
     assert!(f.decided(f.b.decide_ship(&from_res, &Scope::default(), f.now)).unwrap());
     assert_eq!(f.b.reservations[&id("R1")].status, ReservationStatus::Consumed);
     assert!(f.b.expiries.is_empty(), "a consumed reservation no longer expires");
@@ -169,19 +197,22 @@ fn shipment_lifecycle_moves_stock() {
         assert!(f.decided(f.b.decide_status(&st("SH1", s))).unwrap());
     }
     assert!(!f.decided(f.b.decide_status(&st("SH1", ShipmentStatus::Packed))).unwrap(), "repeat is a no-op");
-    let shipped = StatusCmd { id: id("SH1"), status: ShipmentStatus::Shipped, tracking_number: Some("1234-5678".into()), carrier: Some("ヤマト運輸".into()) };
+    let shipped = StatusCmd {
+        id: id("SH1"),
+        status: ShipmentStatus::Shipped,
+        tracking_number: Some("1234-5678".into()),
+        carrier: Some("ヤマト運輸".into()),
+    };
     assert!(f.decided(f.b.decide_status(&shipped)).unwrap());
     assert_eq!((f.level("S1", "a").on_hand, f.level("S1", "a").reserved), (3, 0));
     assert_eq!(f.b.decide_status(&st("SH1", ShipmentStatus::Cancelled)).unwrap_err().code, ErrorCode::InvalidTransition);
     assert!(f.decided(f.b.decide_status(&st("SH2", ShipmentStatus::Cancelled))).unwrap());
     assert_eq!((f.level("S2", "a").on_hand, f.level("S2", "a").reserved), (5, 0));
     let s1 = &f.b.shipments[&id("SH1")];
-    assert_eq!(s1.history.iter().map(|h| h.status).collect::<Vec<_>>(), vec![
-        ShipmentStatus::Accepted,
-        ShipmentStatus::Picking,
-        ShipmentStatus::Packed,
-        ShipmentStatus::Shipped
-    ]);
+    assert_eq!(
+        s1.history.iter().map(|h| h.status).collect::<Vec<_>>(),
+        vec![ShipmentStatus::Accepted, ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped]
+    );
     assert_eq!(s1.tracking_number.as_deref(), Some("1234-5678"));
 }
 

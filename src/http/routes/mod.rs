@@ -2,6 +2,7 @@
 
 mod admin;
 mod catalog;
+mod fulfilment;
 mod health;
 mod stock;
 
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);
+    fulfilment::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 
