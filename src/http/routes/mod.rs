@@ -4,6 +4,7 @@ mod admin;
 mod catalog;
 mod health;
 mod stock;
+mod ui;
 
 use actix_web::web;
 
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);
+    ui::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 
