@@ -5,6 +5,7 @@ mod catalog;
 mod fulfilment;
 mod health;
 mod stock;
+mod ui;
 
 use actix_web::web;
 
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     catalog::configure(cfg);
     stock::configure(cfg);
     fulfilment::configure(cfg);
+    ui::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 
