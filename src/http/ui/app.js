@@ -156,6 +156,7 @@ async function signIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   $('login').hidden = true;
   $('app').hidden = false;
+  $('tabs').hidden = false;
   $('session-state').textContent = `Signed in · ${state.brands.size} brands`;
   $('forget-token').hidden = false;
   fillBrandSelect();
@@ -175,6 +176,7 @@ function signOut(message) {
 
 function showLogin(message) {
   $('app').hidden = true;
+  $('tabs').hidden = true;
   $('login').hidden = false;
   $('forget-token').hidden = true;
   $('session-state').textContent = '';
@@ -295,7 +297,10 @@ async function runSkuSearch(append = false) {
     s.cursor = data.next_cursor || null;
     renderSkuSummary();
   } catch (e) {
-    if (seq === s.seq) report(e);
+    if (seq === s.seq && e.name !== 'AbortError') {
+      report(e);
+      $('sku-count').textContent = 'Search failed';
+    }
   } finally {
     if (seq === s.seq) setBusy('sku', false);
   }
@@ -575,7 +580,10 @@ async function runShipmentSearch(append = false) {
     $('shp-empty').textContent = 'Nothing matches.';
     $('shp-more').hidden = !s.cursor;
   } catch (e) {
-    if (seq === s.seq) report(e);
+    if (seq === s.seq && e.name !== 'AbortError') {
+      report(e);
+      $('shp-count').textContent = 'Search failed';
+    }
   } finally {
     if (seq === s.seq) setBusy('shp', false);
   }
