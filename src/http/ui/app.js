@@ -574,6 +574,7 @@ async function runShipmentSearch(append = false) {
     }
     s.total = typeof data.total === 'number' ? data.total : s.hits.length;
     s.cursor = data.next_cursor || null;
+    if (!append) showFacetCounts(data.facets || {});
     $('shp-count').textContent =
       s.total === 0 ? 'No shipments' : `${count.format(s.total)} shipment${s.total === 1 ? '' : 's'}` + (s.hits.length < s.total ? ` · showing ${count.format(s.hits.length)}` : '');
     $('shp-empty').hidden = s.hits.length > 0;
@@ -586,6 +587,19 @@ async function runShipmentSearch(append = false) {
     }
   } finally {
     if (seq === s.seq) setBusy('shp', false);
+  }
+}
+
+/** Shows the shipment facets' counts in the brand and status pickers ("delivered · 148"). */
+function showFacetCounts(facets) {
+  for (const [id, field] of [['shp-brand', 'brand'], ['shp-status', 'status']]) {
+    const counts = new Map((facets[field] || []).map((v) => [v.value, v.count]));
+    for (const opt of $(id).options) {
+      if (!opt.value) continue;
+      opt.dataset.label = opt.dataset.label || opt.textContent;
+      const n = counts.get(opt.value);
+      opt.textContent = n === undefined ? opt.dataset.label : `${opt.dataset.label} · ${count.format(n)}`;
+    }
   }
 }
 
@@ -768,7 +782,8 @@ function wire() {
     const body = $(id);
     body.addEventListener('click', (e) => {
       const row = e.target.closest('tr.row');
-      if (row) {
+      // Selecting text (to copy a SKU or a tracking number) is not a click on the row.
+      if (row && !String(window.getSelection() || '')) {
         focusRow(row);
         toggleRow(row);
       }
