@@ -8,6 +8,7 @@
 //
 //   node ui.test.mjs                         # server: $ZAIKO_BIN or target/release/zaiko
 //   ZAIKO_FAKE_API=1 node ui.test.mjs        # against tests/browser/fake_api.py instead
+//   ZAIKO_URL=http://127.0.0.1:8080 ZAIKO_ADMIN_TOKEN=... node ui.test.mjs   # a server already running
 //
 // Environment: ZAIKO_BIN, ZAIKO_FAKE_API, CHROMIUM_PATH (/usr/bin/chromium),
 // UI_QUERY (スニーカー), UI_SCREENSHOT (target/ui-screenshot.png), UI_READY_TIMEOUT_S (300).
@@ -21,7 +22,8 @@ import { chromium } from 'playwright-core';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
-const ADMIN = 'browser-test-admin-token-0123456789';
+const EXTERNAL = process.env.ZAIKO_URL || '';
+const ADMIN = EXTERNAL ? process.env.ZAIKO_ADMIN_TOKEN || '' : 'browser-test-admin-token-0123456789';
 const QUERY = process.env.UI_QUERY || 'スニーカー';
 const FAKE = process.env.ZAIKO_FAKE_API === '1';
 const BIN = resolve(ROOT, process.env.ZAIKO_BIN || 'target/release/zaiko');
@@ -167,13 +169,20 @@ async function rowsOnPage() {
 async function main() {
   let base;
   let viewer;
+  let tokenLsn = null;
   const external = [];
   const consoleErrors = [];
 
-  await check('server starts with --demo and prints its address', async () => {
-    server = startServer();
-    base = await server.url;
-    log(`     ${FAKE ? 'fake API' : BIN} at ${base}`);
+  await check(EXTERNAL ? `the server at ${EXTERNAL} is ready` : 'server starts with --demo and prints its address', async () => {
+    if (EXTERNAL) {
+      assert(ADMIN, 'ZAIKO_URL needs ZAIKO_ADMIN_TOKEN');
+      server = { logPath: '(external server)', child: { exitCode: 0 } };
+      base = EXTERNAL.replace(/\/$/, '');
+    } else {
+      server = startServer();
+      base = await server.url;
+    }
+    log(`     ${EXTERNAL ? 'external server' : FAKE ? 'fake API' : BIN} at ${base}`);
     await until('/readyz', async () => (await http(base, 'GET', '/readyz')).status === 200, READY_TIMEOUT_MS);
   });
 
@@ -181,6 +190,9 @@ async function main() {
     const r = await http(base, 'POST', '/v1/tokens', ADMIN, { role: 'viewer' });
     assert(r.status === 201, `POST /v1/tokens answered ${r.status}: ${JSON.stringify(r.body)}`);
     viewer = r.body.token;
+    // Everything --demo loaded was committed before this token: once the index covers
+    // the token's LSN, it covers the whole demo (stock included, not just the catalog).
+    tokenLsn = r.headers.get('x-zaiko-lsn');
     assert(typeof viewer === 'string' && viewer.length > 10, 'no token in the answer');
   });
 
@@ -190,8 +202,9 @@ async function main() {
     const manifest = JSON.parse(readFileSync(join(ROOT, 'data', 'demo', 'manifest.json'), 'utf8'));
     const expected = manifest.files.find((f) => f.file === 'skus.ndjson').lines;
     let seen = -1;
+    const path = `/v1/search/skus?limit=1${tokenLsn ? `&min_lsn=${tokenLsn}` : ''}`;
     await until(`${expected} SKUs in the search index (is --demo loading data/demo?)`, async () => {
-      const r = await http(base, 'GET', '/v1/search/skus?limit=1', viewer);
+      const r = await http(base, 'GET', path, viewer);
       if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
       seen = r.body.total;
       return seen === expected;
