@@ -79,7 +79,7 @@ function startServer() {
   const args = ['serve', '--demo', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--admin-token', ADMIN];
   const [cmd, argv] = FAKE ? ['python3', [join(HERE, 'fake_api.py'), ...args]] : [BIN, args];
   const logPath = join(tmp, 'server.log');
-  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZAIKO_LOG: 'info' } });
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZAIKO_LOG: 'info', NO_COLOR: '1' } });
   child.stderr.pipe(createWriteStream(logPath));
   const lines = createInterface({ input: child.stdout });
   const url = new Promise((resolveUrl, reject) => {
