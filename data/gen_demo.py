@@ -99,8 +99,11 @@ MATERIALS = ["コットン", "綿", "リネン", "麻", "ウール", "カシミ�
              "ナイロン", "フリース", "コーデュロイ", "シルク", "オーガニックコットン", "綿麻"]
 MODIFIERS_KATAKANA = ["オーバーサイズ", "ストレッチ", "リラックス", "スリム", "ワイド", "ヴィンテージ", "ベーシック",
                       "ヘビーウェイト", "ビッグシルエット", "クラシック", "ロゴ刺繍"]
-MODIFIERS_KANJI = ["長袖", "半袖", "撥水", "防水", "速乾", "軽量", "厚手", "薄手", "裏起毛", "無地", "花柄",
-                   "千鳥格子", "吸湿発熱", "接触冷感", "ボーダー柄", "日本製"]
+MODIFIERS_KANJI = ["撥水", "防水", "速乾", "軽量", "厚手", "薄手", "無地", "花柄", "千鳥格子", "吸湿発熱",
+                   "接触冷感", "ボーダー柄", "日本製"]
+# Only where they make sense: sleeves on tops, brushed lining on sweats and pants.
+MODIFIERS_BY_CATEGORY = {"tops/": ["長袖", "半袖", "七分袖", "ボーダー柄"], "innerwear/": ["長袖", "半袖", "裏起毛"],
+                         "tops/sweats": ["裏起毛"], "bottoms/pants": ["裏起毛", "ストレッチ"]}
 MODIFIERS_HIRAGANA = ["ふんわり", "もちもち", "さらさら", "ゆったり", "やわらか", "あったか", "ひんやり"]
 MODIFIERS_LATIN = ["Organic", "Heavyweight", "Relaxed", "Merino", "Recycled", "Essential", "Washed", "Garment-Dyed"]
 SUFFIXES_LATIN = ["", "", "", "Relaxed Fit", "Slim Fit", "Unisex"]
@@ -165,7 +168,9 @@ def product_name(rng, category):
     if rng.random() < 0.45:
         mods.append(rng.choice(MATERIALS))
     if rng.random() < 0.6:
-        pool = rng.choices([MODIFIERS_KATAKANA, MODIFIERS_KANJI, MODIFIERS_HIRAGANA], [5, 4, 1])[0]
+        special = [m for prefix, ms in MODIFIERS_BY_CATEGORY.items() if category.startswith(prefix) for m in ms]
+        pools = [MODIFIERS_KATAKANA, MODIFIERS_KANJI, MODIFIERS_HIRAGANA] + ([special] if special else [])
+        pool = rng.choices(pools, [5, 4, 1, 3][:len(pools)])[0]
         mods.insert(0, rng.choice(pool))
     if not mods:
         mods.append(rng.choice(MODIFIERS_KATAKANA))

@@ -8,6 +8,7 @@
 //
 //   node ui.test.mjs                         # server: $ZAIKO_BIN or target/release/zaiko
 //   ZAIKO_FAKE_API=1 node ui.test.mjs        # against tests/browser/fake_api.py instead
+//   ZAIKO_URL=http://127.0.0.1:8080 ZAIKO_ADMIN_TOKEN=... node ui.test.mjs   # a server already running
 //
 // Environment: ZAIKO_BIN, ZAIKO_FAKE_API, CHROMIUM_PATH (/usr/bin/chromium),
 // UI_QUERY (スニーカー), UI_SCREENSHOT (target/ui-screenshot.png), UI_READY_TIMEOUT_S (300).
@@ -21,7 +22,8 @@ import { chromium } from 'playwright-core';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
-const ADMIN = 'browser-test-admin-token-0123456789';
+const EXTERNAL = process.env.ZAIKO_URL || '';
+const ADMIN = EXTERNAL ? process.env.ZAIKO_ADMIN_TOKEN || '' : 'browser-test-admin-token-0123456789';
 const QUERY = process.env.UI_QUERY || 'スニーカー';
 const FAKE = process.env.ZAIKO_FAKE_API === '1';
 const BIN = resolve(ROOT, process.env.ZAIKO_BIN || 'target/release/zaiko');
@@ -77,7 +79,7 @@ function startServer() {
   const args = ['serve', '--demo', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--admin-token', ADMIN];
   const [cmd, argv] = FAKE ? ['python3', [join(HERE, 'fake_api.py'), ...args]] : [BIN, args];
   const logPath = join(tmp, 'server.log');
-  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZAIKO_LOG: 'info' } });
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZAIKO_LOG: 'info', NO_COLOR: '1' } });
   child.stderr.pipe(createWriteStream(logPath));
   const lines = createInterface({ input: child.stdout });
   const url = new Promise((resolveUrl, reject) => {
@@ -167,13 +169,20 @@ async function rowsOnPage() {
 async function main() {
   let base;
   let viewer;
+  let tokenLsn = null;
   const external = [];
   const consoleErrors = [];
 
-  await check('server starts with --demo and prints its address', async () => {
-    server = startServer();
-    base = await server.url;
-    log(`     ${FAKE ? 'fake API' : BIN} at ${base}`);
+  await check(EXTERNAL ? `the server at ${EXTERNAL} is ready` : 'server starts with --demo and prints its address', async () => {
+    if (EXTERNAL) {
+      assert(ADMIN, 'ZAIKO_URL needs ZAIKO_ADMIN_TOKEN');
+      server = { logPath: '(external server)', child: { exitCode: 0 } };
+      base = EXTERNAL.replace(/\/$/, '');
+    } else {
+      server = startServer();
+      base = await server.url;
+    }
+    log(`     ${EXTERNAL ? 'external server' : FAKE ? 'fake API' : BIN} at ${base}`);
     await until('/readyz', async () => (await http(base, 'GET', '/readyz')).status === 200, READY_TIMEOUT_MS);
   });
 
@@ -181,16 +190,29 @@ async function main() {
     const r = await http(base, 'POST', '/v1/tokens', ADMIN, { role: 'viewer' });
     assert(r.status === 201, `POST /v1/tokens answered ${r.status}: ${JSON.stringify(r.body)}`);
     viewer = r.body.token;
+    // Everything --demo loaded was committed before this token: once the index covers
+    // the token's LSN, it covers the whole demo (stock included, not just the catalog).
+    tokenLsn = r.headers.get('x-zaiko-lsn');
     assert(typeof viewer === 'string' && viewer.length > 10, 'no token in the answer');
   });
 
-  await check(`the demo data is searchable (q=${QUERY})`, async () => {
-    const path = `/v1/search/skus?q=${encodeURIComponent(QUERY)}&limit=1`;
-    await until(`search hits for ${QUERY} (is --demo loading data/demo?)`, async () => {
+  await check(`the whole demo catalog is indexed and q=${QUERY} finds SKUs`, async () => {
+    // Wait for the load to finish, not just for the first SKUs: counts compared later
+    // must not move under the test. The manifest says how many SKUs the demo holds.
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'data', 'demo', 'manifest.json'), 'utf8'));
+    const expected = manifest.files.find((f) => f.file === 'skus.ndjson').lines;
+    let seen = -1;
+    const path = `/v1/search/skus?limit=1${tokenLsn ? `&min_lsn=${tokenLsn}` : ''}`;
+    await until(`${expected} SKUs in the search index (is --demo loading data/demo?)`, async () => {
       const r = await http(base, 'GET', path, viewer);
       if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
-      return r.body.total > 0;
-    }, READY_TIMEOUT_MS);
+      seen = r.body.total;
+      return seen === expected;
+    }, READY_TIMEOUT_MS).catch((e) => {
+      throw new Error(`${e.message} (last total: ${seen})`);
+    });
+    const r = await http(base, 'GET', `/v1/search/skus?q=${encodeURIComponent(QUERY)}&limit=1`, viewer);
+    assert(r.status === 200 && r.body.total > 0, `no hits for ${QUERY}: ${r.status} ${JSON.stringify(r.body)}`);
   });
 
   await check('the UI assets come with their content types and a self-only CSP', async () => {
@@ -250,6 +272,31 @@ async function main() {
     assert(rows.every((r) => /^¥[\d,]+$/.test(r.price) || r.price === '—'), `prices not shown as yen: ${rows.map((r) => r.price).join(' ')}`);
     const counted = await page.locator('#sku-count').textContent();
     assert(counted.replace(/,/g, '').includes(String(queried.total)), `count line "${counted}" does not show ${queried.total}`);
+  });
+
+  await check('"More results" appends the next page through next_cursor', async () => {
+    if (!queried.next_cursor) {
+      log(`     note: ${queried.total} hits fit one page; nothing to page`);
+      return;
+    }
+    const before = await page.locator('#sku-rows tr.row').count();
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/search/skus' && new URL(r.url()).searchParams.get('cursor') === queried.next_cursor),
+      page.locator('#sku-more').click(),
+    ]);
+    assert(res.ok(), `page 2 answered ${res.status()}`);
+    const page2 = await res.json();
+    await page.waitForFunction((n) => document.querySelectorAll('#sku-rows tr.row').length === n, before + page2.hits.length);
+    const rows = await rowsOnPage();
+    assert(new Set(rows.map((r) => `${r.brand}/${r.sku}`)).size === rows.length, 'a SKU is shown twice after paging');
+    assert(rows.every((r) => norm(r.name).includes(norm(QUERY))), 'a row of page 2 does not match the query');
+  });
+
+  await check('sorting by price orders the rows by price', async () => {
+    const sorted = await skuResults(() => page.locator('#sku-sort').selectOption('price_asc'), { q: QUERY, sort: 'price_asc' });
+    const prices = sorted.hits.map((x) => x.price);
+    assert(prices.every((p, i) => i === 0 || prices[i - 1] <= p), `not ascending: ${prices.join(' ')}`);
+    await skuResults(() => page.locator('#sku-sort').selectOption('relevance'), { q: QUERY, sort: null });
   });
 
   let facet;
@@ -364,8 +411,9 @@ async function main() {
 
   await check('nothing was fetched from another origin and the page logged no errors', async () => {
     assert(external.length === 0, `requests to other origins: ${external.join(', ')}`);
-    // The 401 of the wrong-token check is expected; the browser logs failed fetches.
-    const unexpected = consoleErrors.filter((e) => !/401|Unauthorized/i.test(e));
+    // The browser logs every non-2xx fetch ("Failed to load resource"); those answers
+    // are checked above where they matter. Anything else is a script error.
+    const unexpected = consoleErrors.filter((e) => !/^Failed to load resource/.test(e));
     assert(unexpected.length === 0, `console errors: ${unexpected.join(' | ')}`);
   });
 }

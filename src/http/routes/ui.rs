@@ -41,9 +41,9 @@ static ETAGS: LazyLock<Vec<String>> =
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ui", web::get().to(redirect_to_index));
-    for index in 0..ASSETS.len() {
+    for (index, asset) in ASSETS.iter().enumerate() {
         let handler = move |req: HttpRequest| async move { serve(&req, index) };
-        cfg.service(web::resource(ASSETS[index].path).route(web::get().to(handler)).route(web::head().to(handler)));
+        cfg.service(web::resource(asset.path).route(web::get().to(handler)).route(web::head().to(handler)));
     }
 }
 

@@ -156,6 +156,7 @@ async function signIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   $('login').hidden = true;
   $('app').hidden = false;
+  $('tabs').hidden = false;
   $('session-state').textContent = `Signed in · ${state.brands.size} brands`;
   $('forget-token').hidden = false;
   fillBrandSelect();
@@ -175,6 +176,7 @@ function signOut(message) {
 
 function showLogin(message) {
   $('app').hidden = true;
+  $('tabs').hidden = true;
   $('login').hidden = false;
   $('forget-token').hidden = true;
   $('session-state').textContent = '';
@@ -295,7 +297,10 @@ async function runSkuSearch(append = false) {
     s.cursor = data.next_cursor || null;
     renderSkuSummary();
   } catch (e) {
-    if (seq === s.seq) report(e);
+    if (seq === s.seq && e.name !== 'AbortError') {
+      report(e);
+      $('sku-count').textContent = 'Search failed';
+    }
   } finally {
     if (seq === s.seq) setBusy('sku', false);
   }
@@ -569,15 +574,32 @@ async function runShipmentSearch(append = false) {
     }
     s.total = typeof data.total === 'number' ? data.total : s.hits.length;
     s.cursor = data.next_cursor || null;
+    if (!append) showFacetCounts(data.facets || {});
     $('shp-count').textContent =
       s.total === 0 ? 'No shipments' : `${count.format(s.total)} shipment${s.total === 1 ? '' : 's'}` + (s.hits.length < s.total ? ` · showing ${count.format(s.hits.length)}` : '');
     $('shp-empty').hidden = s.hits.length > 0;
     $('shp-empty').textContent = 'Nothing matches.';
     $('shp-more').hidden = !s.cursor;
   } catch (e) {
-    if (seq === s.seq) report(e);
+    if (seq === s.seq && e.name !== 'AbortError') {
+      report(e);
+      $('shp-count').textContent = 'Search failed';
+    }
   } finally {
     if (seq === s.seq) setBusy('shp', false);
+  }
+}
+
+/** Shows the shipment facets' counts in the brand and status pickers ("delivered · 148"). */
+function showFacetCounts(facets) {
+  for (const [id, field] of [['shp-brand', 'brand'], ['shp-status', 'status']]) {
+    const counts = new Map((facets[field] || []).map((v) => [v.value, v.count]));
+    for (const opt of $(id).options) {
+      if (!opt.value) continue;
+      opt.dataset.label = opt.dataset.label || opt.textContent;
+      const n = counts.get(opt.value);
+      opt.textContent = n === undefined ? opt.dataset.label : `${opt.dataset.label} · ${count.format(n)}`;
+    }
   }
 }
 
@@ -760,7 +782,8 @@ function wire() {
     const body = $(id);
     body.addEventListener('click', (e) => {
       const row = e.target.closest('tr.row');
-      if (row) {
+      // Selecting text (to copy a SKU or a tracking number) is not a click on the row.
+      if (row && !String(window.getSelection() || '')) {
         focusRow(row);
         toggleRow(row);
       }
