@@ -3,6 +3,7 @@
 mod helpers;
 
 mod basics;
+mod channels;
 mod crash;
 mod fulfilment;
 mod wal_damage;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod catalog;
+mod channels;
 mod fulfilment;
 mod health;
 mod stock;
@@ -17,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     catalog::configure(cfg);
     stock::configure(cfg);
     fulfilment::configure(cfg);
+    channels::configure(cfg);
     ui::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
