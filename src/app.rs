@@ -17,16 +17,15 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{sha256, AuthTable, EnsureAdmin, RegistryActor};
-use crate::actors::shard::{apply_brand_record, Shard};
+use crate::actors::shard::Shard;
 use crate::actors::{shard_index, Context, Router};
 use crate::clock::{ManualClock, SharedClock, SystemClock};
 use crate::config::ServeConfig;
 use crate::domain::brand::BrandState;
-use crate::domain::event::{self, WalRecord};
-use crate::domain::registry::Registry;
 use crate::domain::BrandId;
 use crate::http::{AppState, Services};
 use crate::journal::{self, Journal, OpenOptions, OpenReport};
+use crate::state::State;
 
 /// Where things live under the data dir.
 pub struct DataDir {
@@ -44,9 +43,9 @@ impl DataDir {
 
 /// Holds an exclusive lock on the data dir for the life of the process, so two
 /// servers can never write the same journal.
-struct DirLock(#[allow(dead_code)] File);
+pub struct DirLock(#[allow(dead_code)] File);
 
-fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
+pub fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(root).with_context(|| format!("cannot create data dir {}", root.display()))?;
     let path = root.join("LOCK");
     let f =
@@ -56,25 +55,26 @@ fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     Ok(DirLock(f))
 }
 
-/// The whole state rebuilt from the journal.
+/// The whole state rebuilt from the newest valid snapshot and the journal after it.
 pub struct Recovered {
-    pub registry: Registry,
-    pub brands: HashMap<BrandId, BrandState>,
+    pub state: State,
     pub journal: Journal,
     pub report: OpenReport,
+    /// The snapshot recovery started from, if any.
+    pub snapshot: Option<crate::snapshot::SnapshotInfo>,
 }
 
-/// Replays the journal into state. Blocking; run it off the async executors.
+/// Loads the newest valid snapshot and replays the journal after it. Blocking; run it
+/// off the async executors.
 pub fn recover(cfg: &ServeConfig) -> anyhow::Result<Recovered> {
     let dir = DataDir::new(&cfg.data_dir);
-    let mut registry = Registry::default();
-    let mut brands = HashMap::new();
-    let opts = OpenOptions { config: cfg.journal.clone(), replay_after: 0 };
-    let (journal, report) = journal::open(&dir.wal(), opts, |lsn, payload| match event::decode(payload)? {
-        WalRecord::Registry(r) => registry.apply(lsn, &r),
-        WalRecord::Brand(b) => apply_brand_record(&mut brands, lsn, &b),
-    })?;
-    Ok(Recovered { registry, brands, journal, report })
+    let (mut state, snapshot) = match crate::snapshot::load_newest_valid(&cfg.data_dir)? {
+        Some((state, info)) => (state, Some(info)),
+        None => (State::default(), None),
+    };
+    let opts = OpenOptions { config: cfg.journal.clone(), replay_after: state.lsn };
+    let (journal, report) = journal::open(&dir.wal(), opts, |lsn, payload| state.apply_payload(lsn, payload))?;
+    Ok(Recovered { state, journal, report, snapshot })
 }
 
 pub struct Application {
@@ -156,6 +156,40 @@ impl Application {
     }
 }
 
+/// How often the snapshot schedule looks at the journal.
+const SNAPSHOT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes a snapshot when `every_records` records or `every` time (with changes) have
+/// passed since the last one.
+fn schedule_snapshots(
+    snapshots: Arc<crate::snapshot::SnapshotService>,
+    journal: Journal,
+    clock: SharedClock,
+    every_records: u64,
+    every: Option<std::time::Duration>,
+) {
+    if every_records == 0 && every.is_none() {
+        return;
+    }
+    actix_rt::spawn(async move {
+        let mut last_at = std::time::Instant::now();
+        let mut ticker = tokio::time::interval(SNAPSHOT_CHECK_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let last_lsn = snapshots.last.lock().expect("last lock").as_ref().map_or(0, |s| s.lsn);
+            let new_records = journal.durable_lsn().saturating_sub(last_lsn);
+            let by_count = every_records > 0 && new_records >= every_records;
+            let by_time = every.is_some_and(|e| last_at.elapsed() >= e) && new_records > 0;
+            if by_count || by_time {
+                last_at = std::time::Instant::now();
+                if let Err(e) = snapshots.create(clock.now()).await {
+                    tracing::error!(error = %e, "scheduled snapshot failed; retrying at the next interval");
+                }
+            }
+        }
+    });
+}
+
 /// Writes a line to stdout for the person who started the server; a closed stdout
 /// (nobody reading) is not an error.
 pub fn announce(line: &str) {
@@ -189,12 +223,14 @@ async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin:
     Ok(())
 }
 
-async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<ArcSwap<AuthTable>>) -> anyhow::Result<Journal> {
+async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<ArcSwap<AuthTable>>) -> anyhow::Result<Journal> {
     let started = std::time::Instant::now();
     let recover_cfg = cfg.clone();
     let recovered = tokio::task::spawn_blocking(move || recover(&recover_cfg)).await.context("recovery thread panicked")??;
-    let Recovered { registry, brands, journal, report } = recovered;
+    let Recovered { state, journal, report, snapshot } = recovered;
+    let State { registry, brands, .. } = state;
     tracing::info!(
+        snapshot_lsn = snapshot.as_ref().map_or(0, |s| s.lsn),
         records = report.records_replayed,
         last_lsn = report.last_lsn,
         brands = brands.len(),
@@ -241,7 +277,9 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
     // can see them as active.
     let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
     journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if state.services.set(Services { router, journal: journal.clone(), clock }).is_err() {
+    let snapshots = Arc::new(crate::snapshot::SnapshotService::new(&cfg.data_dir, cfg.snapshots_keep, journal.clone()));
+    schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
+    if app.services.set(Services { router, journal: journal.clone(), clock, snapshots }).is_err() {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");

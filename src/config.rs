@@ -26,6 +26,36 @@ pub enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Create, list and restore snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Build a snapshot of a stopped data dir at its last journal record (on a running
+    /// server use `POST /v1/admin/snapshots`).
+    Create {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+    },
+    /// List the snapshots of a data dir: id, LSN, size, time, file.
+    List {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+    },
+    /// Check a snapshot file and install it into an empty data dir; a server started on
+    /// that dir has exactly the state at the snapshot's LSN.
+    Restore {
+        /// The snapshot file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new, empty data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +120,15 @@ pub struct ServeArgs {
     /// Most bytes queued for the WAL writer; appends past it answer 503 `overloaded`.
     #[arg(long, env = "ZAIKO_WAL_QUEUE_BYTES_MAX", default_value_t = JournalConfig::default().queue_bytes_max)]
     pub wal_queue_bytes_max: usize,
+    /// Take a snapshot after this many journal records (0: never by count).
+    #[arg(long, env = "ZAIKO_SNAPSHOT_EVERY_RECORDS", default_value_t = 1_000_000)]
+    pub snapshot_every_records: u64,
+    /// Take a snapshot after this many minutes with changes (0: never by time).
+    #[arg(long, env = "ZAIKO_SNAPSHOT_EVERY_MINUTES", default_value_t = 60)]
+    pub snapshot_every_minutes: u64,
+    /// How many snapshots to keep; journal segments before the oldest kept are deleted.
+    #[arg(long, env = "ZAIKO_SNAPSHOTS_KEEP", default_value_t = 3)]
+    pub snapshots_keep: usize,
     /// Test hook: run on a clock that only moves through `POST /v1/admin/clock`,
     /// starting at this RFC 3339 time.
     #[arg(long, env = "ZAIKO_MANUAL_CLOCK", hide = true)]
@@ -122,6 +161,9 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub journal: JournalConfig,
     pub manual_clock: Option<Timestamp>,
+    pub snapshot_every_records: u64,
+    pub snapshot_every: Option<Duration>,
+    pub snapshots_keep: usize,
 }
 
 fn cores() -> usize {
@@ -174,6 +216,9 @@ impl ServeArgs {
         if journal.queue_bytes_max < journal.record_bytes_max {
             return Err(format!("--wal-queue-bytes-max must be at least {}", journal.record_bytes_max));
         }
+        if !(1..=1000).contains(&self.snapshots_keep) {
+            return Err(format!("--snapshots-keep must be 1..=1000, got {}", self.snapshots_keep));
+        }
         let manual_clock = match &self.manual_clock {
             None => None,
             Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| format!("--manual-clock: {s:?} is not an RFC 3339 time"))?),
@@ -190,6 +235,9 @@ impl ServeArgs {
             limits: Limits { body_bytes_max: self.body_bytes_max, ..Limits::default() },
             journal,
             manual_clock,
+            snapshot_every_records: self.snapshot_every_records,
+            snapshot_every: (self.snapshot_every_minutes > 0).then(|| Duration::from_secs(self.snapshot_every_minutes * 60)),
+            snapshots_keep: self.snapshots_keep,
         })
     }
 }

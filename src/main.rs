@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zaiko::config::{Cli, Command, WalCommand};
+use zaiko::config::{Cli, Command, SnapshotCommand, WalCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,5 +33,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+        Command::Snapshot { command } => match command {
+            SnapshotCommand::Create { data_dir } => zaiko::cli::snapshot_create(&data_dir),
+            SnapshotCommand::List { data_dir } => zaiko::cli::snapshot_list(&data_dir),
+            SnapshotCommand::Restore { from, data_dir } => zaiko::cli::snapshot_restore(&from, &data_dir),
+        },
     }
 }

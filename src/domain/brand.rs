@@ -21,7 +21,7 @@ use super::{BrandId, Id, Timestamp};
 use crate::journal::Lsn;
 
 /// A SKU: catalog fields and stock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SkuState {
     pub catalog: Catalog,
     /// Bumped by every catalog upsert.

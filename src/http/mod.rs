@@ -44,6 +44,7 @@ pub struct Services {
     pub router: Router,
     pub journal: Journal,
     pub clock: SharedClock,
+    pub snapshots: Arc<crate::snapshot::SnapshotService>,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then

@@ -6,4 +6,5 @@ mod basics;
 mod channels;
 mod crash;
 mod fulfilment;
+mod snapshots;
 mod wal_damage;

@@ -21,7 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tokens/{id}", web::delete().to(revoke_token))
         .route("/v1/locations", web::get().to(list_locations))
         .route("/v1/locations/{location}", web::put().to(put_location))
-        .route("/v1/admin/clock", web::post().to(advance_clock));
+        .route("/v1/admin/clock", web::post().to(advance_clock))
+        .route("/v1/admin/snapshots", web::post().to(create_snapshot))
+        .route("/v1/admin/snapshots", web::get().to(list_snapshots));
 }
 
 /// Longest brand or location name, in characters.
@@ -180,4 +182,21 @@ async fn advance_clock(state: web::Data<AppState>, caller: Caller, body: JsonBod
     let lsn = svc.router.sweep_all().await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
     svc.journal.wait_durable(lsn).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now": now.to_rfc3339() })))
+}
+
+async fn create_snapshot(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let svc = state.services()?;
+    let info = svc.snapshots.create(svc.clock.now()).await.map_err(|e| {
+        tracing::error!(error = %e, "snapshot failed");
+        Problem::new(crate::domain::ErrorCode::Unprocessable, format!("the snapshot could not be built: {e}"))
+    })?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let svc = state.services()?;
+    let snapshots = svc.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": snapshots })))
 }
