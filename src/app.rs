@@ -104,12 +104,17 @@ impl Application {
         let loading_demo = std::sync::atomic::AtomicBool::new(matches!(demo, Some(crate::demo::Plan::Load)));
         let state = web::Data::new(AppState { services: Default::default(), auth: auth.clone(), limits: cfg.limits.clone(), loading_demo });
         let app_state = state.clone();
-        let server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(crate::http::configure))
-            .workers(cfg.http_workers)
-            .backlog(4096)
-            .shutdown_timeout(30)
-            .bind(&cfg.listen)
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(crate::http::request_context))
+                .configure(crate::http::configure)
+        })
+        .workers(cfg.http_workers)
+        .backlog(4096)
+        .shutdown_timeout(30)
+        .bind(&cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
         let server = server.run();
         let (tx, ready) = oneshot::channel();

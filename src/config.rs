@@ -76,6 +76,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings, keyed like the flags (`listen = "0.0.0.0:8080"`,
+    /// `wal_segment_bytes = 67108864`). Flags and `ZAIKO_*` variables override it.
+    #[arg(long, env = "ZAIKO_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "ZAIKO_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -145,6 +149,72 @@ pub struct ServeArgs {
     /// Test hook: while this file exists, new WAL segments cannot be allocated (ENOSPC).
     #[arg(long, env = "ZAIKO_FAULT_ENOSPC_FILE", hide = true)]
     pub fault_enospc_file: Option<PathBuf>,
+}
+
+/// Parses the command line with configuration-file support: flags > `ZAIKO_*`
+/// environment > the TOML file of `--config` > defaults.
+///
+/// clap already merges flags over environment over defaults. A setting from the file is
+/// added as a flag only where clap says the value came from a default (or nowhere), and
+/// the command line is parsed again; so the file can never override a flag or a
+/// variable. Unknown keys in the file are an error, not silently ignored.
+pub fn parse_cli(argv: Vec<std::ffi::OsString>) -> Result<Cli, CliError> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command();
+    let matches = cmd.clone().try_get_matches_from(&argv)?;
+    let Some(("serve", serve)) = matches.subcommand() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let Some(path) = serve.get_one::<PathBuf>("config") else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("cannot read --config {}: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e| CliError::Config(format!("--config {}: {e}", path.display())))?;
+    let serve_cmd = cmd.find_subcommand("serve").expect("serve exists");
+    let mut extra = Vec::new();
+    for (key, value) in table {
+        let Some(arg) = serve_cmd.get_arguments().find(|a| a.get_id() == key.as_str() && a.get_long().is_some()) else {
+            return Err(CliError::Config(format!(
+                "--config {}: unknown setting {key:?}; settings are the flag names with underscores",
+                path.display()
+            )));
+        };
+        if key == "config" {
+            return Err(CliError::Config(format!("--config {}: a config file cannot name another", path.display())));
+        }
+        if !matches!(serve.value_source(&key), None | Some(ValueSource::DefaultValue)) {
+            continue;
+        }
+        let long = arg.get_long().expect("checked above");
+        match value {
+            toml::Value::Boolean(true) => extra.push(format!("--{long}")),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(v) => extra.push(format!("--{long}={v}")),
+            toml::Value::Integer(v) => extra.push(format!("--{long}={v}")),
+            other => {
+                return Err(CliError::Config(format!(
+                    "--config {}: {key} must be a string, integer or boolean, not {}",
+                    path.display(),
+                    other.type_str()
+                )))
+            }
+        }
+    }
+    let mut argv = argv;
+    argv.extend(extra.into_iter().map(Into::into));
+    let matches = cmd.try_get_matches_from(&argv)?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// Why the command line could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// clap's own errors, and `--help`/`--version` (which it prints and exits 0 for).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The validated configuration of `zaiko serve`.

@@ -2,11 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use zaiko::config::{Cli, Command, SnapshotCommand, WalCommand};
+use zaiko::config::{parse_cli, CliError, Command, SnapshotCommand, WalCommand};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(CliError::Clap(e)) => e.exit(),
+        Err(CliError::Config(e)) => {
+            eprintln!("zaiko: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Serve(args) => {
             let cfg = match args.resolve() {

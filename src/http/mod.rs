@@ -114,3 +114,46 @@ pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
 }
+
+/// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
+const REQUEST_ID_CHARS_MAX: usize = 128;
+
+fn new_request_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Every request runs in a `tracing` span with a request id — the client's
+/// `X-Request-Id` if it sent a sane one, else a new one — returned in `X-Request-Id`.
+/// Only the method, the path and the outcome are logged: never bodies, so never
+/// personal data such as `ship_to`.
+pub async fn request_context(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_string);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = std::time::Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, elapsed_us, "request failed");
+        } else {
+            tracing::debug!(status, elapsed_us, "request done");
+        }
+    });
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
+}

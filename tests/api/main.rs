@@ -6,5 +6,6 @@ mod basics;
 mod channels;
 mod crash;
 mod fulfilment;
+mod ops;
 mod snapshots;
 mod wal_damage;
