@@ -102,16 +102,29 @@ impl Application {
         };
         let auth = Arc::new(ArcSwap::from_pointee(AuthTable::default()));
         let loading_demo = std::sync::atomic::AtomicBool::new(matches!(demo, Some(crate::demo::Plan::Load)));
-        let state = web::Data::new(AppState { services: Default::default(), auth: auth.clone(), limits: cfg.limits.clone(), loading_demo });
+        let limiter = crate::http::brand_limiter(&cfg.limits);
+        let state = web::Data::new(AppState {
+            services: Default::default(),
+            auth: auth.clone(),
+            limits: cfg.limits.clone(),
+            loading_demo,
+            limiter,
+        });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(crate::http::rate_limit))
                 .wrap(actix_web::middleware::from_fn(crate::http::request_context))
                 .configure(crate::http::configure)
         })
         .workers(cfg.http_workers)
         .backlog(4096)
+        // A client has this long to send a request head; idle keep-alive connections close
+        // after the keep-alive time; on shutdown, in-flight requests get this long to finish.
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .keep_alive(std::time::Duration::from_secs(30))
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
         .shutdown_timeout(30)
         .bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -160,6 +173,9 @@ impl Application {
         Ok(())
     }
 }
+
+/// Open connections per HTTP worker; past it, new connections wait in the backlog.
+const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
 
 /// How often the snapshot schedule looks at the journal.
 const SNAPSHOT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);

@@ -108,6 +108,12 @@ pub struct ServeArgs {
     /// Largest JSON request body in bytes (413 past it).
     #[arg(long, env = "ZAIKO_BODY_BYTES_MAX", default_value_t = Limits::default().body_bytes_max)]
     pub body_bytes_max: usize,
+    /// Sustained requests per second allowed per brand (429 past it, with Retry-After).
+    #[arg(long, env = "ZAIKO_BRAND_RPS", default_value_t = Limits::default().brand_rps)]
+    pub brand_rps: u32,
+    /// Burst of requests a brand may send above its sustained rate.
+    #[arg(long, env = "ZAIKO_BRAND_BURST", default_value_t = Limits::default().brand_burst)]
+    pub brand_burst: u32,
     /// Size of a WAL segment file in bytes (preallocated).
     #[arg(long, env = "ZAIKO_WAL_SEGMENT_BYTES", default_value_t = JournalConfig::default().segment_bytes)]
     pub wal_segment_bytes: u64,
@@ -256,6 +262,12 @@ impl ServeArgs {
         if !(1024..=64 << 20).contains(&self.body_bytes_max) {
             return Err(format!("--body-bytes-max must be 1 KiB..=64 MiB, got {}", self.body_bytes_max));
         }
+        if self.brand_rps == 0 || self.brand_burst < self.brand_rps {
+            return Err(format!(
+                "--brand-rps must be at least 1 and --brand-burst at least --brand-rps (got {} and {})",
+                self.brand_rps, self.brand_burst
+            ));
+        }
         if let Some(t) = &self.admin_token {
             if t.len() < 16 {
                 return Err("--admin-token must be at least 16 characters".into());
@@ -302,7 +314,12 @@ impl ServeArgs {
             shards,
             http_workers,
             mailbox_capacity: self.mailbox_capacity,
-            limits: Limits { body_bytes_max: self.body_bytes_max, ..Limits::default() },
+            limits: Limits {
+                body_bytes_max: self.body_bytes_max,
+                brand_rps: self.brand_rps,
+                brand_burst: self.brand_burst,
+                ..Limits::default()
+            },
             journal,
             manual_clock,
             snapshot_every_records: self.snapshot_every_records,

@@ -87,3 +87,22 @@ fn request_ids_come_back_and_ship_to_never_reaches_the_log() {
         assert!(!log.contains(secret), "personal data {secret:?} in the log");
     }
 }
+
+#[test]
+fn a_brand_over_its_rate_gets_429_with_retry_after_and_others_are_not_slowed() {
+    let s = TestServer::spawn_with(Options {
+        args: vec!["--brand-rps".into(), "1".into(), "--brand-burst".into(), "1".into()],
+        ..Options::default()
+    });
+    let hot = s.setup_brand_raw("hot");
+    let calm = s.setup_brand_raw("calm");
+    let statuses: Vec<_> = (0..40).map(|_| s.get("/v1/brands/hot", &hot)).collect();
+    let limited: Vec<_> = statuses.iter().filter(|r| r.status == 429).collect();
+    assert!(!limited.is_empty(), "40 requests at 1 rps must be limited");
+    assert!(limited
+        .iter()
+        .all(|r| r.code() == "rate_limited" && r.retry_after.as_deref().is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1))));
+    assert!(statuses.iter().all(|r| r.status == 200 || r.status == 429));
+    assert_eq!(s.get("/v1/brands/calm", &calm).status, 200, "another brand has its own bucket");
+    assert_eq!(s.request("GET", "/healthz", None, None, &[]).status, 200);
+}
