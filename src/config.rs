@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Size of a WAL segment file in bytes (preallocated).
     #[arg(long, env = "ZAIKO_WAL_SEGMENT_BYTES", default_value_t = JournalConfig::default().segment_bytes)]
     pub wal_segment_bytes: u64,
+    /// Largest journal record in bytes (one request's changes); a segment holds at least two.
+    #[arg(long, env = "ZAIKO_WAL_RECORD_BYTES_MAX", default_value_t = JournalConfig::default().record_bytes_max)]
+    pub wal_record_bytes_max: usize,
     /// Most records written with one fdatasync.
     #[arg(long, env = "ZAIKO_WAL_BATCH_RECORDS_MAX", default_value_t = JournalConfig::default().batch_records_max)]
     pub wal_batch_records_max: usize,
@@ -279,6 +282,7 @@ impl ServeArgs {
             batch_bytes_max: self.wal_batch_bytes_max.max(1),
             commit_delay: Duration::from_micros(self.wal_commit_delay_us),
             queue_bytes_max: self.wal_queue_bytes_max,
+            record_bytes_max: self.wal_record_bytes_max,
             on_failure: FailureAction::Abort,
             faults: FaultPlan {
                 fail_fsync_after: self.fault_fsync_fail_after,
@@ -288,6 +292,9 @@ impl ServeArgs {
             },
             ..JournalConfig::default()
         };
+        if !(4096..=16 << 20).contains(&journal.record_bytes_max) {
+            return Err(format!("--wal-record-bytes-max must be 4 KiB..=16 MiB, got {}", journal.record_bytes_max));
+        }
         let min_segment = 2 * journal.record_bytes_max as u64 + 4096;
         if journal.segment_bytes < min_segment {
             return Err(format!("--wal-segment-bytes must be at least {min_segment}"));

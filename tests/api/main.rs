@@ -5,6 +5,7 @@ mod helpers;
 mod basics;
 mod channels;
 mod crash;
+mod faults;
 mod fulfilment;
 mod ops;
 mod snapshots;
