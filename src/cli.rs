@@ -1,4 +1,4 @@
-//! Offline commands (no server): `wal verify`, `snapshot create|list|restore`.
+//! Offline commands (no server): `wal verify|repair`, `snapshot create|list|restore`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,6 +33,66 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
             println!("ok");
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// `zaiko wal repair`: cuts the journal at the first damage, keeping copies of what is cut.
+pub fn wal_repair(data_dir: &Path, accept_data_loss: bool) -> ExitCode {
+    let _lock = match crate::app::lock_data_dir(data_dir) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("{e:#}; stop the server first")),
+    };
+    let wal = DataDir::new(data_dir).wal();
+    let report = match journal::verify(&wal) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let Some(journal::JournalError::Corrupt { path, offset, detail }) = report.corruption else {
+        println!("the journal has no damage; nothing to repair");
+        return ExitCode::SUCCESS;
+    };
+    let kept_through = report.last_lsn;
+    println!("damage: {} at byte {offset}: {detail}", path.display());
+    println!("records through lsn {kept_through} are intact; everything from the damage on would be cut");
+    if !accept_data_loss {
+        return fail("not changing anything: run again with --accept-data-loss to cut the journal there");
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let quarantine = wal.join(format!("quarantine-{stamp}"));
+    let result = (|| -> std::io::Result<usize> {
+        std::fs::create_dir_all(&quarantine)?;
+        std::fs::copy(&path, quarantine.join(path.file_name().expect("segment name")))?;
+        let mut moved = 0;
+        for entry in std::fs::read_dir(&wal)? {
+            let p = entry?.path();
+            let later = p.extension().is_some_and(|x| x == "wal") && p.file_name() > path.file_name();
+            if later {
+                std::fs::rename(&p, quarantine.join(p.file_name().expect("segment name")))?;
+                moved += 1;
+            }
+        }
+        // A damaged header makes the whole segment unusable.
+        if offset < crate::journal::format::SEGMENT_HEADER_BYTES as u64 {
+            std::fs::remove_file(&path)?;
+        } else {
+            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.set_len(offset)?;
+            f.sync_all()?;
+        }
+        std::fs::File::open(&wal)?.sync_all()?;
+        Ok(moved)
+    })();
+    match result {
+        Ok(moved) => {
+            println!(
+                "cut {} at byte {offset}; moved {moved} later segment(s) and a copy of the damaged one to {}",
+                path.display(),
+                quarantine.display()
+            );
+            println!("the server will start with the state through lsn {kept_through}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("repair failed: {e}; the copies in {} are untouched", quarantine.display())),
     }
 }
 

@@ -66,6 +66,18 @@ pub enum WalCommand {
         #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
         data_dir: PathBuf,
     },
+    /// Cut the journal at its first damaged record so the server can start with
+    /// everything before it. Records from the damage on are lost: the damaged segment
+    /// is copied aside and later segments are moved to `wal/quarantine-<time>/` first.
+    /// Run it only on a stopped server, after `wal verify`, and only if no snapshot
+    /// covers what you need (restoring one loses less).
+    Repair {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+        /// Required: say that you accept losing the records from the damage on.
+        #[arg(long)]
+        accept_data_loss: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+        Command::Wal { command: WalCommand::Repair { data_dir, accept_data_loss } } => zaiko::cli::wal_repair(&data_dir, accept_data_loss),
         Command::Snapshot { command } => match command {
             SnapshotCommand::Create { data_dir } => zaiko::cli::snapshot_create(&data_dir),
             SnapshotCommand::List { data_dir } => zaiko::cli::snapshot_list(&data_dir),
