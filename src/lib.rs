@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`domain`] — the pure domain: state, commands, events, rules; no I/O.
 //! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify.
+//! - [`index`] — the tantivy SKU search index: analysis, schema, queries, the indexer thread.
 //! - [`actors`] — shard and registry actors that own the state and serialise commands.
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
@@ -18,5 +19,6 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod index;
 pub mod journal;
 pub mod telemetry;

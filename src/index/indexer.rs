@@ -1,0 +1,262 @@
+//! The indexer: one thread that owns the one `IndexWriter`, pulls changed SKUs from
+//! the shards, and commits.
+//!
+//! A cycle: read `L0 = journal.last_assigned_lsn()`; drain every shard's dirty set
+//! (`DrainDirty`) and apply the items; commit with `L0` in the payload; reload the
+//! reader; publish `L0` as the covered LSN. `L0` is covered because a shard applies
+//! a record in the same actor message that appends it, so every record ≤ `L0` was
+//! applied before the shard handled a drain sent after `L0` was read.
+//!
+//! Before committing, the cycle waits until `L1 = last_assigned_lsn()`, read *after*
+//! the drains, is durable — not only `L0`. The drained state may include records past
+//! `L0`; if one of them were lost in a crash, an index committed with it would keep a
+//! change that never happened, and the catch-up (which only re-dirties SKUs touched by
+//! records after `L0`) would never take it back. Anything a drain saw was appended
+//! before the reply, so its LSN is at most `L1`.
+//!
+//! Cycles run every `commit_interval`, or at once when a search waits for an LSN the
+//! index has not covered yet (a *nudge*). A cycle that found nothing to apply does not
+//! commit: it publishes `L0` as covered straight away, since the reader already shows
+//! everything up to it. On any index error the indexer stops (fail-stop, like the
+//! journal): the covered LSN stops moving, searches that ask for `min_lsn` answer
+//! `not_ready`, and a restart catches the index up from its last commit.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use parking_lot::{Condvar, Mutex};
+use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
+use tokio::sync::watch;
+
+use super::schema::{sku_doc, uid, Fields};
+use super::{IndexError, Payload};
+use crate::actors::shard::{DrainDirty, Drained, IndexItem, Shard};
+use crate::journal::{Journal, Lsn};
+
+/// Default time between cycles: the freshness bound for searches without `min_lsn`.
+pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
+/// Shortest time between two cycles, so a stream of nudges still batches its commits.
+pub const CYCLE_SPACING_MIN: Duration = Duration::from_millis(5);
+/// Most items one `DrainDirty` asks for.
+pub const DRAIN_ITEMS_MAX: usize = 2048;
+/// Most applied items before a commit within a long cycle (a rebuild), so the writer's
+/// memory and the work lost to a crash stay bounded.
+pub const COMMIT_DOCS_MAX: usize = 100_000;
+/// Memory of the writer's indexing buffer (one indexing thread).
+pub const WRITER_MEMORY_BYTES: usize = 64 << 20;
+
+/// Where changed SKUs come from: the shards in the server, anything in tests.
+pub trait DirtySource: Send + 'static {
+    fn shard_count(&self) -> usize;
+    fn drain(&self, shard: usize, max: usize) -> Result<Drained, SourceError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceError {
+    /// The shard's mailbox is full; try again next cycle.
+    Busy,
+    /// The shard has stopped.
+    Stopped,
+}
+
+/// The shard actors, asked from a plain thread: `try_send` (never past the mailbox
+/// bound) and a blocking wait on the reply.
+pub struct ShardSource(pub Vec<Addr<Shard>>);
+
+impl DirtySource for ShardSource {
+    fn shard_count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn drain(&self, shard: usize, max: usize) -> Result<Drained, SourceError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.0[shard].try_send(DrainDirty { max, reply }).map_err(|e| match e {
+            actix::prelude::SendError::Full(_) => SourceError::Busy,
+            actix::prelude::SendError::Closed(_) => SourceError::Stopped,
+        })?;
+        rx.blocking_recv().map_err(|_| SourceError::Stopped)
+    }
+}
+
+#[derive(Default)]
+struct WakeState {
+    nudged: bool,
+    stop: bool,
+}
+
+/// How searches and shutdown wake the indexer thread.
+#[derive(Default)]
+pub struct Wake {
+    state: Mutex<WakeState>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn nudge(&self) {
+        self.state.lock().nudged = true;
+        self.cv.notify_one();
+    }
+
+    fn stop(&self) {
+        self.state.lock().stop = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits for a nudge, a stop or the timeout; returns whether to stop.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut s = self.state.lock();
+        if !s.nudged && !s.stop {
+            self.cv.wait_for(&mut s, timeout);
+        }
+        s.nudged = false;
+        s.stop
+    }
+}
+
+/// The running indexer thread.
+pub struct IndexerHandle {
+    wake: Arc<Wake>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl IndexerHandle {
+    /// Runs a last cycle (so the index is committed up to the journal), then stops.
+    /// Blocking: call it off the async executors, before the journal shuts down.
+    pub fn shutdown(mut self) {
+        self.wake.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct Indexer {
+    pub writer: IndexWriter<TantivyDocument>,
+    pub reader: IndexReader,
+    pub fields: Fields,
+    pub source: Box<dyn DirtySource>,
+    pub journal: Journal,
+    pub covered_tx: watch::Sender<Lsn>,
+    pub wake: Arc<Wake>,
+    pub commit_interval: Duration,
+    /// The LSN in the last commit payload.
+    pub committed_lsn: Lsn,
+}
+
+impl Indexer {
+    /// Starts the thread. The first cycle runs at once (catch-up after a start).
+    pub fn spawn(self) -> std::io::Result<IndexerHandle> {
+        let wake = self.wake.clone();
+        wake.nudge();
+        let thread = std::thread::Builder::new().name("zaiko-indexer".into()).spawn(move || self.run())?;
+        Ok(IndexerHandle { wake, thread: Some(thread) })
+    }
+
+    fn run(mut self) {
+        let mut last: Option<Instant> = None;
+        loop {
+            let stop = self.wake.wait(self.commit_interval);
+            if let Some(rest) = last.and_then(|l| CYCLE_SPACING_MIN.checked_sub(l.elapsed())) {
+                std::thread::sleep(rest);
+            }
+            last = Some(Instant::now());
+            if let Err(e) = self.cycle(stop) {
+                match e {
+                    IndexError::Stopped => tracing::info!("search indexer stopped with the journal or the shards"),
+                    e => tracing::error!(
+                        error = %e,
+                        covered_lsn = *self.covered_tx.borrow(),
+                        "search indexer failed and stopped; searches stay at the covered lsn; restart to catch up"
+                    ),
+                }
+                return;
+            }
+            if stop {
+                tracing::info!(lsn = self.committed_lsn, "search index committed; indexer stopped");
+                return;
+            }
+        }
+    }
+
+    /// One cycle. `last` forces a commit of the covered LSN (shutdown).
+    fn cycle(&mut self, last: bool) -> Result<(), IndexError> {
+        let l0 = self.journal.last_assigned_lsn();
+        let mut pending = 0usize;
+        let mut committed_mid_cycle = false;
+        let mut complete = true;
+        for shard in 0..self.source.shard_count() {
+            loop {
+                let drained = match self.source.drain(shard, DRAIN_ITEMS_MAX) {
+                    Ok(d) => d,
+                    Err(SourceError::Busy) => {
+                        complete = false;
+                        break;
+                    }
+                    Err(SourceError::Stopped) => return Err(IndexError::Stopped),
+                };
+                pending += drained.items.len();
+                self.apply(drained.items)?;
+                if pending >= COMMIT_DOCS_MAX {
+                    // Progress, but not coverage: other shards are not drained yet.
+                    self.commit(self.covered())?;
+                    pending = 0;
+                    committed_mid_cycle = true;
+                }
+                if !drained.more {
+                    break;
+                }
+            }
+        }
+        let covered = if complete { l0 } else { self.covered() };
+        if pending > 0 || ((last || committed_mid_cycle) && covered > self.committed_lsn) {
+            self.commit(covered)?;
+        }
+        self.covered_tx.send_if_modified(|c| {
+            let moved = covered > *c;
+            *c = (*c).max(covered);
+            moved
+        });
+        Ok(())
+    }
+
+    /// The LSN searches are told the index covers: everything the reader shows.
+    fn covered(&self) -> Lsn {
+        *self.covered_tx.borrow()
+    }
+
+    fn apply(&mut self, items: Vec<IndexItem>) -> Result<(), IndexError> {
+        items.into_iter().try_for_each(|item| apply_item(&self.writer, &self.fields, item))
+    }
+
+    /// Commits what was applied, with `lsn` as the covered LSN, once everything the
+    /// drains could have seen is durable; then makes it visible to searches.
+    fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
+        let seen = self.journal.last_assigned_lsn();
+        self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped)?;
+        let started = Instant::now();
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&Payload::new(lsn).encode());
+        prepared.commit()?;
+        self.reader.reload()?;
+        self.committed_lsn = lsn;
+        tracing::debug!(lsn, elapsed_ms = started.elapsed().as_millis() as u64, "search index committed");
+        Ok(())
+    }
+}
+
+/// Applies one change: an update is a delete of the SKU's `uid` term and an add; the
+/// add's opstamp is after the delete's, so it survives it.
+pub fn apply_item(writer: &IndexWriter<TantivyDocument>, fields: &Fields, item: IndexItem) -> Result<(), IndexError> {
+    match item {
+        IndexItem::Upsert { brand, brand_name, sku, state } => {
+            writer.delete_term(Term::from_field_text(fields.uid, &uid(&brand, &sku)));
+            writer.add_document(sku_doc(fields, &brand, &brand_name, &sku, &state))?;
+        }
+        IndexItem::Delete { brand, sku } => {
+            writer.delete_term(Term::from_field_text(fields.uid, &uid(&brand, &sku)));
+        }
+    }
+    Ok(())
+}
