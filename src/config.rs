@@ -26,6 +26,21 @@ pub enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Maintain the search index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Rebuild the SKU search index from the state in the journal (offline: the
+    /// server must be stopped). The server also rebuilds a missing index on start.
+    Rebuild {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +105,10 @@ pub struct ServeArgs {
     /// Most bytes queued for the WAL writer; appends past it answer 503 `overloaded`.
     #[arg(long, env = "ZAIKO_WAL_QUEUE_BYTES_MAX", default_value_t = JournalConfig::default().queue_bytes_max)]
     pub wal_queue_bytes_max: usize,
+    /// Longest time between search index commits, in milliseconds: how stale a search
+    /// without `min_lsn` may be. A search with `min_lsn` triggers a commit at once.
+    #[arg(long, env = "ZAIKO_INDEX_COMMIT_INTERVAL_MS", default_value_t = crate::index::indexer::COMMIT_INTERVAL_DEFAULT.as_millis() as u64)]
+    pub index_commit_interval_ms: u64,
     /// Test hook: run on a clock that only moves through `POST /v1/admin/clock`,
     /// starting at this RFC 3339 time.
     #[arg(long, env = "ZAIKO_MANUAL_CLOCK", hide = true)]
@@ -122,6 +141,7 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub journal: JournalConfig,
     pub manual_clock: Option<Timestamp>,
+    pub index_commit_interval: Duration,
 }
 
 fn cores() -> usize {
@@ -174,6 +194,9 @@ impl ServeArgs {
         if journal.queue_bytes_max < journal.record_bytes_max {
             return Err(format!("--wal-queue-bytes-max must be at least {}", journal.record_bytes_max));
         }
+        if !(10..=60_000).contains(&self.index_commit_interval_ms) {
+            return Err(format!("--index-commit-interval-ms must be 10..=60000, got {}", self.index_commit_interval_ms));
+        }
         let manual_clock = match &self.manual_clock {
             None => None,
             Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| format!("--manual-clock: {s:?} is not an RFC 3339 time"))?),
@@ -190,6 +213,7 @@ impl ServeArgs {
             limits: Limits { body_bytes_max: self.body_bytes_max, ..Limits::default() },
             journal,
             manual_clock,
+            index_commit_interval: Duration::from_millis(self.index_commit_interval_ms),
         })
     }
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zaiko::config::{Cli, Command, WalCommand};
+use zaiko::config::{Cli, Command, IndexCommand, WalCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,5 +33,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+        Command::Index { command: IndexCommand::Rebuild { data_dir } } => {
+            zaiko::telemetry::init(zaiko::config::LogFormat::Human);
+            zaiko::cli::index_rebuild(&data_dir)
+        }
     }
 }

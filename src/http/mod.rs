@@ -44,6 +44,8 @@ pub struct Services {
     pub router: Router,
     pub journal: Journal,
     pub clock: SharedClock,
+    /// The SKU search index.
+    pub skus: Arc<crate::index::SkuIndex>,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then

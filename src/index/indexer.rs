@@ -164,7 +164,7 @@ impl Indexer {
             last = Some(Instant::now());
             if let Err(e) = self.cycle(stop) {
                 match e {
-                    IndexError::Stopped => tracing::info!("search indexer stopped with the journal or the shards"),
+                    IndexError::Stopped(what) => tracing::info!(stopped = what, "search indexer stopped"),
                     e => tracing::error!(
                         error = %e,
                         covered_lsn = *self.covered_tx.borrow(),
@@ -190,11 +190,17 @@ impl Indexer {
             loop {
                 let drained = match self.source.drain(shard, DRAIN_ITEMS_MAX) {
                     Ok(d) => d,
+                    // On the last cycle a stopped shard is not an error: what it still
+                    // holds is re-found by the catch-up from the committed LSN.
+                    Err(SourceError::Busy) | Err(SourceError::Stopped) if last => {
+                        complete = false;
+                        break;
+                    }
                     Err(SourceError::Busy) => {
                         complete = false;
                         break;
                     }
-                    Err(SourceError::Stopped) => return Err(IndexError::Stopped),
+                    Err(SourceError::Stopped) => return Err(IndexError::Stopped("shards")),
                 };
                 pending += drained.items.len();
                 self.apply(drained.items)?;
@@ -234,7 +240,7 @@ impl Indexer {
     /// drains could have seen is durable; then makes it visible to searches.
     fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
         let seen = self.journal.last_assigned_lsn();
-        self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped)?;
+        self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped("journal"))?;
         let started = Instant::now();
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&Payload::new(lsn).encode());

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::Index;
+use tantivy::{Index, IndexWriter, TantivyDocument};
 
 use crate::journal::Lsn;
 use schema::{Fields, INDEX_FORMAT};
@@ -47,8 +47,8 @@ pub enum IndexError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("search index error: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
-    #[error("the search index stopped with the journal or the shards")]
-    Stopped,
+    #[error("the search indexer stopped: the {0} stopped first")]
+    Stopped(&'static str),
 }
 
 impl IndexError {
@@ -135,4 +135,34 @@ fn try_open(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Option<(Inde
     }
     register_tokenizer(&index);
     Ok(Some((index, payload.lsn)))
+}
+
+/// Memory of the writer of a bulk build (`index rebuild`, the benchmark), all threads.
+pub const BULK_WRITER_MEMORY_BYTES: usize = 512 << 20;
+
+/// Adds `docs` to a freshly created index and commits them as covering `lsn`; calls
+/// `progress` with the number of documents added so far every 10,000. Returns the
+/// number of documents.
+pub fn bulk_build(
+    opened: &Opened,
+    threads: usize,
+    docs: impl Iterator<Item = TantivyDocument>,
+    lsn: Lsn,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, IndexError> {
+    let mut writer: IndexWriter<TantivyDocument> = opened.index.writer_with_num_threads(threads.max(1), BULK_WRITER_MEMORY_BYTES)?;
+    let mut n = 0u64;
+    for doc in docs {
+        writer.add_document(doc)?;
+        n += 1;
+        if n % 10_000 == 0 {
+            progress(n);
+        }
+    }
+    let mut prepared = writer.prepare_commit()?;
+    prepared.set_payload(&Payload::new(lsn).encode());
+    prepared.commit()?;
+    writer.wait_merging_threads()?;
+    progress(n);
+    Ok(n)
 }

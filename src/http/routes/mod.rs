@@ -3,6 +3,7 @@
 mod admin;
 mod catalog;
 mod health;
+mod search;
 mod stock;
 
 use actix_web::web;
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);
+    search::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 
