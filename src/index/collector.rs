@@ -55,6 +55,10 @@ pub struct SearchCollector {
     pub sort: Sort,
     pub limit: usize,
     pub after: Option<After>,
+    /// Whether scores are computed: only when they order the result (a relevance sort
+    /// of a text query). Without them tantivy hands over blocks of documents and skips
+    /// BM25, which halves the cost of broad filter-only requests.
+    pub scoring: bool,
 }
 
 /// The order-preserving `u64` of a score: larger scores give larger keys.
@@ -123,6 +127,9 @@ pub struct SegmentSearch {
     /// The cursor here: its primary key and the first uid ordinal after it.
     after: Option<(u64, u64)>,
     heap: BinaryHeap<Kept>,
+    /// Buffers for reading a block of documents' columns at once.
+    ords_buf: Vec<Option<u64>>,
+    values_buf: Vec<Option<i64>>,
 }
 
 impl Collector for SearchCollector {
@@ -155,11 +162,13 @@ impl Collector for SearchCollector {
             sort_col,
             after,
             heap: BinaryHeap::with_capacity(self.limit + 1),
+            ords_buf: vec![None; tantivy::COLLECT_BLOCK_BUFFER_LEN],
+            values_buf: vec![None; tantivy::COLLECT_BLOCK_BUFFER_LEN],
         })
     }
 
     fn requires_scoring(&self) -> bool {
-        true
+        self.scoring
     }
 
     fn merge_fruits(&self, fruits: Vec<Found>) -> tantivy::Result<Found> {
@@ -209,8 +218,23 @@ impl SegmentSearch {
         }
     }
 
-    fn keep(&mut self, doc: DocId, score: Score) {
-        let primary = primary(self.sort, score, self.sort_col.as_ref().and_then(|c| c.first(doc)));
+    /// Facet counts of a block of documents, one column read per facet.
+    fn count_facets_block(&mut self, docs: &[DocId]) {
+        for (ords, counts) in self.facet_ords.iter().zip(self.facet_counts.iter_mut()) {
+            let Some(col) = ords else { continue };
+            for chunk in docs.chunks(self.ords_buf.len()) {
+                let buf = &mut self.ords_buf[..chunk.len()];
+                buf.fill(None);
+                col.first_vals(chunk, buf);
+                for o in buf.iter().flatten() {
+                    counts[*o as usize] += 1;
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, doc: DocId, score: Score, value: Option<i64>) {
+        let primary = primary(self.sort, score, value);
         if let Some((after_primary, min_ord)) = self.after {
             if primary > after_primary {
                 return;
@@ -253,7 +277,24 @@ impl SegmentCollector for SegmentSearch {
     fn collect(&mut self, doc: DocId, score: Score) {
         self.total += 1;
         self.count_facets(doc);
-        self.keep(doc, score);
+        self.keep(doc, score, self.sort_col.as_ref().and_then(|c| c.first(doc)));
+    }
+
+    /// Unscored requests arrive in blocks; columns are read a block at a time.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.total += docs.len() as u64;
+        self.count_facets_block(docs);
+        for chunk in docs.chunks(self.values_buf.len()) {
+            let mut values = std::mem::take(&mut self.values_buf);
+            values.fill(None);
+            if let Some(col) = &self.sort_col {
+                col.first_vals(chunk, &mut values[..chunk.len()]);
+            }
+            for (&doc, &value) in chunk.iter().zip(&values) {
+                self.keep(doc, 0.0, value);
+            }
+            self.values_buf = values;
+        }
     }
 
     fn harvest(self) -> Found {

@@ -157,7 +157,10 @@ impl Indexer {
     fn run(mut self) {
         let mut last: Option<Instant> = None;
         loop {
-            let stop = self.wake.wait(self.commit_interval);
+            // Cycles start every `commit_interval` (start to start), so a change waits
+            // at most one interval plus one cycle to become visible.
+            let since = last.map_or(self.commit_interval, |l| l.elapsed());
+            let stop = self.wake.wait(self.commit_interval.saturating_sub(since));
             if let Some(rest) = last.and_then(|l| CYCLE_SPACING_MIN.checked_sub(l.elapsed())) {
                 std::thread::sleep(rest);
             }
@@ -239,15 +242,25 @@ impl Indexer {
     /// Commits what was applied, with `lsn` as the covered LSN, once everything the
     /// drains could have seen is durable; then makes it visible to searches.
     fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
+        let started = Instant::now();
         let seen = self.journal.last_assigned_lsn();
         self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped("journal"))?;
-        let started = Instant::now();
+        let durable = started.elapsed();
         let mut prepared = self.writer.prepare_commit()?;
+        let prepared_at = started.elapsed();
         prepared.set_payload(&Payload::new(lsn).encode());
         prepared.commit()?;
+        let committed = started.elapsed();
         self.reader.reload()?;
         self.committed_lsn = lsn;
-        tracing::debug!(lsn, elapsed_ms = started.elapsed().as_millis() as u64, "search index committed");
+        tracing::debug!(
+            lsn,
+            wait_durable_us = durable.as_micros() as u64,
+            prepare_us = (prepared_at - durable).as_micros() as u64,
+            commit_us = (committed - prepared_at).as_micros() as u64,
+            reload_us = (started.elapsed() - committed).as_micros() as u64,
+            "search index committed"
+        );
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::collector::{After, Candidate, Found, SearchCollector};
 use super::indexer::Wake;
-use super::query::{self, SearchRequest};
+use super::query::{self, SearchRequest, Sort};
 use super::schema::Fields;
 use super::IndexError;
 use crate::journal::Lsn;
@@ -35,7 +35,9 @@ pub struct Hit {
     pub price: Option<i64>,
     pub on_hand: i64,
     pub available: i64,
-    pub score: f32,
+    /// The relevance score; `null` when the request did not sort by relevance of a text
+    /// query (nothing was scored).
+    pub score: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -158,7 +160,8 @@ impl SkuIndex {
         let searcher = self.reader.searcher();
         let query = query::build(&self.fields, r);
         let limit = r.limit.clamp(1, LIMIT_MAX);
-        let collector = SearchCollector { sort: r.sort, limit: limit + 1, after: r.after.clone() };
+        let scoring = r.sort == Sort::Relevance && !query::terms(&r.q).is_empty();
+        let collector = SearchCollector { sort: r.sort, limit: limit + 1, after: r.after.clone(), scoring };
         let Found { total, facets, mut top } = searcher.search(&*query, &collector)?;
         let next_cursor = if top.len() > limit {
             top.truncate(limit);
@@ -166,12 +169,12 @@ impl SkuIndex {
         } else {
             None
         };
-        let hits = top.iter().map(|c| self.hit(&searcher, c)).collect::<Result<_, _>>()?;
+        let hits = top.iter().map(|c| self.hit(&searcher, c, scoring)).collect::<Result<_, _>>()?;
         let [brand, category, color, size] = facets.map(|v| v.into_iter().map(|(value, count)| FacetValue { value, count }).collect());
         Ok(SearchResult { total, hits, facets: Facets { brand, category, color, size }, next_cursor })
     }
 
-    fn hit(&self, searcher: &Searcher, c: &Candidate) -> Result<Hit, IndexError> {
+    fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool) -> Result<Hit, IndexError> {
         let doc: TantivyDocument = searcher.doc(c.address)?;
         let f = &self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_string));
@@ -187,7 +190,7 @@ impl SkuIndex {
             price: int(f.price),
             on_hand: int(f.on_hand).unwrap_or(0),
             available: int(f.available).unwrap_or(0),
-            score: c.score,
+            score: scored.then_some(c.score),
         })
     }
 }
