@@ -109,6 +109,11 @@ pub fn all_skus(brands: &HashMap<BrandId, BrandState>) -> HashSet<SkuKey> {
 /// Opens the search index, then replays the journal marking dirty what the index
 /// has not seen: the SKUs touched after its committed LSN, or every SKU when the
 /// index had to be (re)created or claims more than the journal holds.
+///
+/// Invariant: the catch-up needs every record after the index's LSN to be replayed.
+/// A recovery that starts later (from a snapshot at S > the index's LSN) cannot tell
+/// which SKUs changed up to S, nor which were deleted, so it must rebuild the index
+/// (`crate::index::recreate`, every SKU dirty).
 fn recover_with_index(cfg: &ServeConfig) -> anyhow::Result<(Recovered, crate::index::Opened)> {
     let dir = DataDir::new(&cfg.data_dir).sku_index();
     let mut opened = crate::index::open_or_create(&dir)?;

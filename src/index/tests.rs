@@ -201,6 +201,33 @@ fn facets_count_the_whole_result() {
 }
 
 #[test]
+fn facets_keep_only_the_most_frequent_values() {
+    use super::collector::FACET_VALUES_MAX;
+    let mut f = Fixture::new(&[]);
+    // FACET_VALUES_MAX + 10 colours seen once, and one colour (last by name) seen twice.
+    let colours: Vec<String> = (0..FACET_VALUES_MAX + 10).map(|i| format!("c{i:03}")).chain(["zzz".into(), "zzz".into()]).collect();
+    let items = colours
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut st = state(&CORPUS[0], 1);
+            st.catalog.color = Some(c.as_str().into());
+            IndexItem::Upsert {
+                brand: BrandId::parse("b1").unwrap(),
+                brand_name: "b".into(),
+                sku: Id::parse(&format!("X{i}")).unwrap(),
+                state: Box::new(st),
+            }
+        })
+        .collect();
+    f.apply(items);
+    let r = f.q("");
+    assert_eq!(r.facets.color.len(), FACET_VALUES_MAX);
+    assert_eq!((r.facets.color[0].value.as_str(), r.facets.color[0].count), ("zzz", 2), "the most frequent value comes first");
+    assert_eq!(r.total, colours.len() as u64);
+}
+
+#[test]
 fn sorts_by_field_and_breaks_ties_by_brand_and_sku() {
     let f = Fixture::new(CORPUS);
     let sorted = |sort| f.run(&SearchRequest { sort, limit: 100, ..req("") }).hits;

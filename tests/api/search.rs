@@ -92,6 +92,8 @@ fn a_brand_token_never_sees_another_brand() {
 fn bad_parameters_are_400_naming_the_parameter() {
     let s = TestServer::spawn();
     let long_q = "あ".repeat(501);
+    let many_words = (0..17).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let long_word = "a".repeat(129);
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("limit", "0")], "query.limit"),
         (&[("limit", "101")], "query.limit"),
@@ -101,6 +103,8 @@ fn bad_parameters_are_400_naming_the_parameter() {
         (&[("colour", "red")], "query.colour"),
         (&[("cursor", "garbage!")], "query.cursor"),
         (&[("q", &long_q)], "query.q"),
+        (&[("q", &many_words)], "query.q"),
+        (&[("q", &long_word)], "query.q"),
         (&[("brand", "Not A Brand")], "query.brand"),
         (&[("location", "a b")], "query.location"),
         (&[("min_lsn", "-1")], "query.min_lsn"),
@@ -217,4 +221,34 @@ fn graceful_shutdown_commits_the_index_at_the_last_lsn() {
     let meta: Value = serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("index/skus/meta.json")).unwrap()).unwrap();
     let payload: Value = serde_json::from_str(meta["payload"].as_str().expect("a payload")).unwrap();
     assert_eq!(payload["lsn"], lsn, "{payload}");
+}
+
+#[test]
+fn index_rebuild_builds_the_index_offline_at_the_last_lsn() {
+    let mut s = TestServer::spawn_with(lazy_index());
+    let t = s.setup_brand("offline", &["tsukuba"], &[]);
+    let mut lsn = 0;
+    for i in 0..5 {
+        lsn = put_sku(&s, "offline", &t, &format!("S{i}"), json!({"name": format!("チノパンツ {i}")}));
+    }
+    let rebuild = |s: &TestServer| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
+            .args(["index", "rebuild", "--data-dir"])
+            .arg(&s.data_dir)
+            .output()
+            .expect("run")
+    };
+    let busy = rebuild(&s);
+    assert!(!busy.status.success(), "a running server's data dir is locked");
+    s.kill9();
+    std::fs::remove_dir_all(s.data_dir.join("index")).unwrap();
+    let out = rebuild(&s);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("index/skus/meta.json")).unwrap()).unwrap();
+    let payload: Value = serde_json::from_str(meta["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["lsn"], lsn);
+    s.start();
+    let lsn = lsn.to_string();
+    assert_eq!(search(&s, &t, &[("q", "チノ"), ("min_lsn", &lsn)]).expect(200)["total"], 5);
+    assert_eq!(s.log().matches("search index opened").count(), 1, "the rebuilt index is used, not rebuilt again");
 }
