@@ -25,7 +25,7 @@ use crate::config::ServeConfig;
 use crate::domain::brand::BrandState;
 use crate::domain::event::{self, WalRecord};
 use crate::domain::registry::Registry;
-use crate::domain::{BrandId, Id};
+use crate::domain::BrandId;
 use crate::http::{AppState, Services};
 use crate::index::indexer::{ShardSource, Wake, WRITER_MEMORY_BYTES};
 use crate::index::{Indexer, IndexerHandle, SkuIndex};
@@ -62,8 +62,7 @@ pub fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     Ok(DirLock(f))
 }
 
-/// A SKU of a brand: what the search index is told changed.
-pub type SkuKey = (BrandId, Id);
+pub use crate::actors::shard::SkuKey;
 
 /// The whole state rebuilt from the journal.
 pub struct Recovered {
@@ -255,6 +254,7 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
             let ctx = ctx.clone();
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
+            let dirty = dirty.into_iter().collect();
             let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard {
                 index,
                 brands,

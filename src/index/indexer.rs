@@ -190,8 +190,12 @@ impl Indexer {
         let mut committed_mid_cycle = false;
         let mut complete = true;
         for shard in 0..self.source.shard_count() {
+            // How many of the SKUs waiting at this shard's first drain are still to be
+            // taken: drains take the oldest first, so at zero every SKU dirtied by a
+            // record up to `l0` is in, and the cycle ends however fast writes arrive.
+            let mut left = usize::MAX;
             loop {
-                let drained = match self.source.drain(shard, DRAIN_ITEMS_MAX) {
+                let drained = match self.source.drain(shard, left.min(DRAIN_ITEMS_MAX)) {
                     Ok(d) => d,
                     // On the last cycle a stopped shard is not an error: what it still
                     // holds is re-found by the catch-up from the committed LSN.
@@ -205,7 +209,9 @@ impl Indexer {
                     }
                     Err(SourceError::Stopped) => return Err(IndexError::Stopped("shards")),
                 };
-                pending += drained.items.len();
+                let taken = drained.items.len();
+                left = if left == usize::MAX { drained.remaining } else { left.saturating_sub(taken) };
+                pending += taken;
                 self.apply(drained.items)?;
                 if pending >= COMMIT_DOCS_MAX {
                     // Progress, but not coverage: other shards are not drained yet.
@@ -213,7 +219,7 @@ impl Indexer {
                     pending = 0;
                     committed_mid_cycle = true;
                 }
-                if !drained.more {
+                if left == 0 || taken == 0 {
                     break;
                 }
             }
@@ -278,4 +284,104 @@ pub fn apply_item(writer: &IndexWriter<TantivyDocument>, fields: &Fields, item: 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tantivy::{Index, ReloadPolicy};
+
+    use super::*;
+    use crate::actors::shard::DirtySet;
+    use crate::domain::brand::SkuState;
+    use crate::domain::{BrandId, Id};
+    use crate::journal::{JournalConfig, OpenOptions};
+
+    /// One shard whose writes outpace the indexer: every drain dirties as many new
+    /// SKUs as it takes. Gives up (`Stopped`) after `DRAINS_MAX` drains, so a cycle
+    /// that never ends fails the test instead of hanging it.
+    struct Flood {
+        dirty: Mutex<DirtySet>,
+        next: AtomicUsize,
+        drains: AtomicUsize,
+    }
+
+    const DRAINS_MAX: usize = 1000;
+
+    fn key(i: usize) -> (BrandId, Id) {
+        (BrandId::parse("b").unwrap(), Id::parse(&format!("S{i}")).unwrap())
+    }
+
+    impl DirtySource for Arc<Flood> {
+        fn shard_count(&self) -> usize {
+            1
+        }
+
+        fn drain(&self, _shard: usize, max: usize) -> Result<Drained, SourceError> {
+            if self.drains.fetch_add(1, Ordering::Relaxed) >= DRAINS_MAX {
+                return Err(SourceError::Stopped);
+            }
+            let mut dirty = self.dirty.lock();
+            let items: Vec<IndexItem> = std::iter::from_fn(|| dirty.pop())
+                .take(max)
+                .map(|(brand, sku)| IndexItem::Upsert { brand, brand_name: "b".into(), sku, state: Box::new(sku_state()) })
+                .collect();
+            let remaining = dirty.len();
+            // The writes that arrive while the indexer applies this batch.
+            for _ in 0..items.len() {
+                dirty.insert(key(self.next.fetch_add(1, Ordering::Relaxed)));
+            }
+            Ok(Drained { more: remaining > 0, remaining, items })
+        }
+    }
+
+    fn sku_state() -> SkuState {
+        SkuState {
+            catalog: crate::domain::catalog::Catalog { name: "ニット".into(), ..Default::default() },
+            version: 1,
+            stock_version: 0,
+            levels: Default::default(),
+            created_at: crate::domain::Timestamp(0),
+            updated_at: crate::domain::Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn a_cycle_ends_and_covers_its_lsn_while_writes_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions { config: JournalConfig { segment_bytes: 1 << 24, ..JournalConfig::default() }, replay_after: 0 };
+        let (journal, _) = crate::journal::open(dir.path(), opts, |_, _| Ok(())).unwrap();
+        let mut lsn = 0;
+        for _ in 0..3 {
+            lsn = journal.append(vec![1, 2, 3]).unwrap();
+        }
+        let waiting = 3 * DRAIN_ITEMS_MAX + 5;
+        let flood = Arc::new(Flood {
+            dirty: Mutex::new((0..waiting).map(key).collect()),
+            next: AtomicUsize::new(waiting),
+            drains: AtomicUsize::new(0),
+        });
+        let (schema, fields) = super::super::schema::build();
+        let index = Index::create_in_ram(schema);
+        super::super::register_tokenizer(&index);
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().unwrap();
+        let (covered_tx, covered_rx) = watch::channel(0);
+        let mut indexer = Indexer {
+            writer: index.writer_with_num_threads(1, 15_000_000).unwrap(),
+            reader: reader.clone(),
+            fields,
+            source: Box::new(flood.clone()),
+            journal: journal.clone(),
+            covered_tx,
+            wake: Arc::new(Wake::default()),
+            commit_interval: COMMIT_INTERVAL_DEFAULT,
+            committed_lsn: 0,
+        };
+        indexer.cycle(false).expect("the cycle ends");
+        assert_eq!(*covered_rx.borrow(), lsn, "the cycle covers the lsn read before its drains");
+        assert_eq!(flood.drains.load(Ordering::Relaxed), 4, "it drains what was waiting, no more");
+        assert!(reader.searcher().num_docs() >= waiting as u64, "everything waiting is indexed and visible");
+        journal.shutdown();
+    }
 }
