@@ -1,11 +1,13 @@
 //! Wiring: recovery, actors, HTTP server, shutdown.
 //!
 //! [`Application::build`] binds the listener first (so `/healthz` answers and
-//! `/readyz` says 503 during recovery), replays the journal on a plain thread, then
-//! starts the actors and marks the server ready. [`Application::run`] serves until
-//! SIGTERM/Ctrl-C, lets in-flight requests finish, and flushes the journal.
+//! `/readyz` says 503 during recovery), opens the search index, loads the newest valid
+//! snapshot and replays the journal after it on a plain thread, then starts the actors
+//! and the indexer and marks the server ready. [`Application::run`] serves until
+//! SIGTERM/Ctrl-C, lets in-flight requests finish, commits the index and flushes the
+//! journal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +26,9 @@ use crate::config::ServeConfig;
 use crate::domain::brand::BrandState;
 use crate::domain::BrandId;
 use crate::http::{AppState, Services};
-use crate::journal::{self, Journal, OpenOptions, OpenReport};
+use crate::index::indexer::{ShardSource, Wake, WRITER_MEMORY_BYTES};
+use crate::index::{Indexer, IndexerHandle, SkuIndex};
+use crate::journal::{self, Journal, JournalConfig, Lsn, OpenOptions, OpenReport};
 use crate::state::State;
 
 /// Where things live under the data dir.
@@ -38,6 +42,9 @@ impl DataDir {
     }
     pub fn wal(&self) -> PathBuf {
         self.root.join("wal")
+    }
+    pub fn sku_index(&self) -> PathBuf {
+        crate::index::skus_dir(&self.root)
     }
 }
 
@@ -55,6 +62,8 @@ pub fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     Ok(DirLock(f))
 }
 
+pub use crate::actors::shard::SkuKey;
+
 /// The whole state rebuilt from the newest valid snapshot and the journal after it.
 pub struct Recovered {
     pub state: State,
@@ -62,25 +71,73 @@ pub struct Recovered {
     pub report: OpenReport,
     /// The snapshot recovery started from, if any.
     pub snapshot: Option<crate::snapshot::SnapshotInfo>,
+    /// The SKUs touched by records replayed after the `dirty_after` LSN given to
+    /// [`recover_dir`] (what the search index has not seen).
+    pub dirty: HashSet<SkuKey>,
 }
 
 /// Loads the newest valid snapshot and replays the journal after it. Blocking; run it
 /// off the async executors.
-pub fn recover(cfg: &ServeConfig) -> anyhow::Result<Recovered> {
-    let dir = DataDir::new(&cfg.data_dir);
-    let (mut state, snapshot) = match crate::snapshot::load_newest_valid(&cfg.data_dir)? {
+pub fn recover(cfg: &ServeConfig, dirty_after: Option<Lsn>) -> anyhow::Result<Recovered> {
+    recover_dir(&cfg.data_dir, cfg.journal.clone(), dirty_after)
+}
+
+/// Recovery of `data_dir`: the newest valid snapshot, then the journal after it. With
+/// `dirty_after`, collects the SKUs that replayed records after that LSN touched.
+pub fn recover_dir(data_dir: &Path, config: JournalConfig, dirty_after: Option<Lsn>) -> anyhow::Result<Recovered> {
+    let dir = DataDir::new(data_dir);
+    let (mut state, snapshot) = match crate::snapshot::load_newest_valid(data_dir)? {
         Some((state, info)) => (state, Some(info)),
         None => (State::default(), None),
     };
-    let opts = OpenOptions { config: cfg.journal.clone(), replay_after: state.lsn };
-    let (journal, report) = journal::open(&dir.wal(), opts, |lsn, payload| state.apply_payload(lsn, payload))?;
-    Ok(Recovered { state, journal, report, snapshot })
+    let mut dirty = HashSet::new();
+    let opts = OpenOptions { config, replay_after: state.lsn };
+    let (journal, report) = journal::open(&dir.wal(), opts, |lsn, payload| {
+        state.apply_payload(lsn, payload)?;
+        if dirty_after.is_some_and(|after| lsn > after) {
+            if let Ok(crate::domain::event::WalRecord::Brand(b)) = crate::domain::event::decode(payload) {
+                dirty.extend(b.touched_skus().map(|sku| (b.brand.clone(), sku.clone())));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Recovered { state, journal, report, snapshot, dirty })
+}
+
+/// Every SKU of the state: what a rebuild of the index must index.
+pub fn all_skus(brands: &HashMap<BrandId, BrandState>) -> HashSet<SkuKey> {
+    brands.iter().flat_map(|(b, st)| st.skus.keys().map(move |s| (b.clone(), s.clone()))).collect()
+}
+
+/// Opens the search index, then recovers marking dirty what the index has not seen:
+/// the SKUs touched after its committed LSN, or every SKU when the index had to be
+/// (re)created, claims more than the journal holds, or is older than the snapshot
+/// recovery started from (the records between were not replayed, so catch-up cannot
+/// know what changed or was deleted there).
+fn recover_with_index(cfg: &ServeConfig) -> anyhow::Result<(Recovered, crate::index::Opened)> {
+    let dir = DataDir::new(&cfg.data_dir).sku_index();
+    let mut opened = crate::index::open_or_create(&dir)?;
+    let mut recovered = recover(cfg, opened.committed_lsn)?;
+    let last = recovered.report.last_lsn;
+    let from = recovered.snapshot.as_ref().map_or(0, |s| s.lsn);
+    if let Some(i) = opened.committed_lsn.filter(|&i| i > last) {
+        tracing::warn!(index_lsn = i, journal_lsn = last, "search index is ahead of the journal; rebuilding it");
+        opened = crate::index::recreate(&dir)?;
+    } else if let Some(i) = opened.committed_lsn.filter(|&i| i < from) {
+        tracing::info!(index_lsn = i, snapshot_lsn = from, "search index is older than the snapshot recovery started from; rebuilding it");
+        opened = crate::index::recreate(&dir)?;
+    }
+    match opened.committed_lsn {
+        Some(i) => tracing::info!(index_lsn = i, dirty = recovered.dirty.len(), "search index catching up"),
+        None => recovered.dirty = all_skus(&recovered.state.brands),
+    }
+    Ok((recovered, opened))
 }
 
 pub struct Application {
     server: actix_web::dev::Server,
     port: u16,
-    ready: oneshot::Receiver<anyhow::Result<Journal>>,
+    ready: oneshot::Receiver<anyhow::Result<Running>>,
     _lock: DirLock,
 }
 
@@ -126,6 +183,9 @@ impl Application {
         .keep_alive(std::time::Duration::from_secs(30))
         .max_connections(MAX_CONNECTIONS_PER_WORKER)
         .shutdown_timeout(30)
+        // Signals are handled in `run`: actix-server's own handler stops the whole
+        // actix System, shard arbiters included, before the index is committed.
+        .disable_signals()
         .bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
@@ -160,17 +220,52 @@ impl Application {
         self.port
     }
 
-    /// Serves until a shutdown signal, then flushes the journal.
+    /// Serves until a shutdown signal, then commits the index and flushes the journal.
     pub async fn run(self) -> anyhow::Result<()> {
-        self.server.await.context("http server failed")?;
-        let journal = match self.ready.await {
-            Ok(Ok(j)) => j,
+        let mut server = self.server;
+        let handle = server.handle();
+        tokio::select! {
+            res = &mut server => res.context("http server failed")?,
+            _ = shutdown_signal() => {
+                tracing::info!("shutdown signal received; finishing in-flight requests");
+                // `stop` sends at once; its completion needs the server polled.
+                let stopped = handle.stop(true);
+                server.await.context("http server failed")?;
+                stopped.await;
+            }
+        }
+        let Running { journal, indexer } = match self.ready.await {
+            Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(e),
             Err(_) => anyhow::bail!("stopped before recovery finished"),
         };
+        // The indexer's last cycle needs the shards and the journal, so it goes first.
+        tokio::task::spawn_blocking(move || indexer.shutdown()).await.context("indexer shutdown panicked")?;
         journal.shutdown();
         tracing::info!(durable_lsn = journal.durable_lsn(), "journal flushed; bye");
         Ok(())
+    }
+}
+
+/// What runs once recovery is done, for [`Application::run`] to stop in order.
+struct Running {
+    journal: Journal,
+    indexer: IndexerHandle,
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 
@@ -244,11 +339,12 @@ async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin:
     Ok(())
 }
 
-async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<ArcSwap<AuthTable>>) -> anyhow::Result<Journal> {
+async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<ArcSwap<AuthTable>>) -> anyhow::Result<Running> {
     let started = std::time::Instant::now();
     let recover_cfg = cfg.clone();
-    let recovered = tokio::task::spawn_blocking(move || recover(&recover_cfg)).await.context("recovery thread panicked")??;
-    let Recovered { state, journal, report, snapshot } = recovered;
+    let (recovered, opened) =
+        tokio::task::spawn_blocking(move || recover_with_index(&recover_cfg)).await.context("recovery thread panicked")??;
+    let Recovered { state, journal, report, snapshot, dirty } = recovered;
     let State { registry, brands, .. } = state;
     tracing::info!(
         snapshot_lsn = snapshot.as_ref().map_or(0, |s| s.lsn),
@@ -263,23 +359,29 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         None => Arc::new(SystemClock),
     };
     let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())) };
-    let mut parts: Vec<HashMap<BrandId, BrandState>> = (0..cfg.shards).map(|_| HashMap::new()).collect();
+    let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<SkuKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
     for (id, b) in brands {
-        parts[shard_index(&id, cfg.shards)].insert(id, b);
+        parts[shard_index(&id, cfg.shards)].0.insert(id, b);
     }
-    let shards = parts
+    for key in dirty {
+        parts[shard_index(&key.0, cfg.shards)].1.insert(key);
+    }
+    let shards: Vec<_> = parts
         .into_iter()
         .enumerate()
-        .map(|(index, brands)| {
+        .map(|(index, (brands, dirty))| {
             let ctx = ctx.clone();
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, ctx, capacity));
+            let dirty = dirty.into_iter().collect();
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, capacity));
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
         })
         .collect();
+    // Before the admin token line: it keeps the gap between that line and readiness short.
+    let (skus, indexer) = start_indexer(&cfg, opened, &shards, &journal)?;
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
@@ -300,9 +402,38 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let snapshots = Arc::new(crate::snapshot::SnapshotService::new(&cfg.data_dir, cfg.snapshots_keep, journal.clone()));
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
-    if app.services.set(Services { router, journal: journal.clone(), clock, snapshots }).is_err() {
+    if app.services.set(Services { router, journal: journal.clone(), clock, snapshots, skus }).is_err() {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");
-    Ok(journal)
+    Ok(Running { journal, indexer })
+}
+
+/// Starts the indexer thread on the opened index and returns the search handle.
+fn start_indexer(
+    cfg: &ServeConfig,
+    opened: crate::index::Opened,
+    shards: &[actix::Addr<Shard>],
+    journal: &Journal,
+) -> anyhow::Result<(Arc<SkuIndex>, IndexerHandle)> {
+    let crate::index::Opened { index, fields, committed_lsn } = opened;
+    let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).context("cannot open the search index writer")?;
+    let reader: tantivy::IndexReader =
+        index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into().context("cannot open the search index reader")?;
+    let (covered_tx, covered_rx) = tokio::sync::watch::channel(committed_lsn.unwrap_or(0));
+    let wake = Arc::new(Wake::default());
+    let indexer = Indexer {
+        writer,
+        reader: reader.clone(),
+        fields,
+        source: Box::new(ShardSource(shards.to_vec())),
+        journal: journal.clone(),
+        covered_tx,
+        wake: wake.clone(),
+        commit_interval: cfg.index_commit_interval,
+        committed_lsn: committed_lsn.unwrap_or(0),
+    }
+    .spawn()
+    .context("cannot start the indexer thread")?;
+    Ok((Arc::new(SkuIndex::new(reader, fields, covered_rx, wake)), indexer))
 }

@@ -1,10 +1,16 @@
-//! Offline commands (no server): `wal verify|repair`, `snapshot create|list|restore`.
+//! Offline commands (no server): `wal verify|repair`, `snapshot create|list|restore`,
+//! `index rebuild`.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use crate::app::DataDir;
-use crate::journal;
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::{self, DataDir};
+use crate::index::{self, schema};
+use crate::journal::{self, JournalConfig};
 
 /// `zaiko wal verify`: prints every segment and where any damage is.
 pub fn wal_verify(data_dir: &Path) -> ExitCode {
@@ -114,7 +120,7 @@ pub fn snapshot_create(data_dir: &Path) -> ExitCode {
     if let Some(e) = report.corruption {
         return fail(format!("the journal is damaged, so no snapshot can be built from it: {e}"));
     }
-    let bar = indicatif::ProgressBar::new_spinner().with_message(format!("building a snapshot at lsn {}", report.last_lsn));
+    let bar = ProgressBar::new_spinner().with_message(format!("building a snapshot at lsn {}", report.last_lsn));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let result = crate::snapshot::build(data_dir, report.last_lsn, crate::clock::Clock::now(&crate::clock::SystemClock));
     bar.finish_and_clear();
@@ -147,7 +153,7 @@ pub fn snapshot_restore(from: &Path, data_dir: &Path) -> ExitCode {
     if not_empty {
         return fail(format!("{} is not empty; restore into a new, empty data dir", data_dir.display()));
     }
-    let bar = indicatif::ProgressBar::new_spinner().with_message(format!("checking {}", from.display()));
+    let bar = ProgressBar::new_spinner().with_message(format!("checking {}", from.display()));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let checked = crate::snapshot::load(from);
     bar.finish_and_clear();
@@ -170,8 +176,8 @@ fn copy_with_progress(from: &Path, to: &Path, bytes: u64) -> std::io::Result<()>
     use std::io::{Read, Write};
     std::fs::create_dir_all(to.parent().expect("a directory"))?;
     let tmp = to.with_extension("tmp");
-    let bar = indicatif::ProgressBar::new(bytes);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").expect("template"));
+    let bar = ProgressBar::new(bytes);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").expect("template"));
     let mut src = std::fs::File::open(from)?;
     let mut dst = std::fs::File::create(&tmp)?;
     let mut buf = vec![0u8; 1 << 20];
@@ -187,5 +193,52 @@ fn copy_with_progress(from: &Path, to: &Path, bytes: u64) -> std::io::Result<()>
     std::fs::rename(&tmp, to)?;
     std::fs::File::open(to.parent().expect("a directory"))?.sync_all()?;
     bar.finish_and_clear();
+    Ok(())
+}
+
+/// `zaiko index rebuild`: recovers the state from the journal, builds the SKU index
+/// beside the old one with a progress bar, commits it at the journal's last LSN, then
+/// puts it in place. A crash midway leaves either index or none; a server started on
+/// a data dir without one rebuilds it itself.
+pub fn index_rebuild(data_dir: &Path) -> ExitCode {
+    match rebuild(data_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zaiko: index rebuild failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
+    let dir = DataDir::new(data_dir);
+    anyhow::ensure!(dir.wal().is_dir(), "{} holds no journal (no wal/ directory)", data_dir.display());
+    let _lock = app::lock_data_dir(data_dir)?;
+    let started = Instant::now();
+    let recovered = app::recover_dir(data_dir, JournalConfig::default(), None)?;
+    recovered.journal.shutdown();
+    let lsn = recovered.report.last_lsn;
+    let brands = &recovered.state.brands;
+    let total: usize = brands.values().map(|b| b.skus.len()).sum();
+    eprintln!("recovered {} brands, {total} SKUs at lsn {lsn} in {:.1?}", brands.len(), started.elapsed());
+
+    let target = dir.sku_index();
+    let building = target.with_extension("rebuild");
+    let opened = index::recreate(&building)?;
+    let fields = opened.fields;
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} SKUs  {per_sec}  eta {eta}").expect("valid template").progress_chars("=> "),
+    );
+    let docs = brands.values().flat_map(|b| b.skus.iter().map(move |(sku, s)| schema::sku_doc(&fields, &b.id, &b.name, sku, s)));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let n = index::bulk_build(&opened, threads, docs, lsn, |n| bar.set_position(n))?;
+    bar.finish();
+    drop(opened);
+    if target.exists() {
+        std::fs::remove_dir_all(&target).with_context(|| format!("cannot remove the old index {}", target.display()))?;
+    }
+    std::fs::rename(&building, &target).with_context(|| format!("cannot move the new index to {}", target.display()))?;
+    println!("indexed {n} SKUs at lsn {lsn} into {} in {:.1?}", target.display(), started.elapsed());
     Ok(())
 }

@@ -31,6 +31,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Maintain the search index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +59,16 @@ pub enum SnapshotCommand {
         from: PathBuf,
         /// The new, empty data dir.
         #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Rebuild the SKU search index from the state in the journal (offline: the
+    /// server must be stopped). The server also rebuilds a missing index on start.
+    Rebuild {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
         data_dir: PathBuf,
     },
 }
@@ -154,6 +169,10 @@ pub struct ServeArgs {
     /// How many snapshots to keep; journal segments before the oldest kept are deleted.
     #[arg(long, env = "ZAIKO_SNAPSHOTS_KEEP", default_value_t = 3)]
     pub snapshots_keep: usize,
+    /// Longest time between search index commits, in milliseconds: how stale a search
+    /// without `min_lsn` may be. A search with `min_lsn` triggers a commit at once.
+    #[arg(long, env = "ZAIKO_INDEX_COMMIT_INTERVAL_MS", default_value_t = crate::index::indexer::COMMIT_INTERVAL_DEFAULT.as_millis() as u64)]
+    pub index_commit_interval_ms: u64,
     /// Test hook: run on a clock that only moves through `POST /v1/admin/clock`,
     /// starting at this RFC 3339 time.
     #[arg(long, env = "ZAIKO_MANUAL_CLOCK", hide = true)]
@@ -255,6 +274,7 @@ pub struct ServeConfig {
     pub snapshot_every_records: u64,
     pub snapshot_every: Option<Duration>,
     pub snapshots_keep: usize,
+    pub index_commit_interval: Duration,
 }
 
 fn cores() -> usize {
@@ -320,6 +340,9 @@ impl ServeArgs {
         if !(1..=1000).contains(&self.snapshots_keep) {
             return Err(format!("--snapshots-keep must be 1..=1000, got {}", self.snapshots_keep));
         }
+        if !(10..=60_000).contains(&self.index_commit_interval_ms) {
+            return Err(format!("--index-commit-interval-ms must be 10..=60000, got {}", self.index_commit_interval_ms));
+        }
         let manual_clock = match &self.manual_clock {
             None => None,
             Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| format!("--manual-clock: {s:?} is not an RFC 3339 time"))?),
@@ -344,6 +367,7 @@ impl ServeArgs {
             snapshot_every_records: self.snapshot_every_records,
             snapshot_every: (self.snapshot_every_minutes > 0).then(|| Duration::from_secs(self.snapshot_every_minutes * 60)),
             snapshots_keep: self.snapshots_keep,
+            index_commit_interval: Duration::from_millis(self.index_commit_interval_ms),
         })
     }
 }

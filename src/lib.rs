@@ -5,6 +5,7 @@
 //! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify.
 //! - [`state`] — the whole state as one value, and the fold of journal records into it.
 //! - [`snapshot`] — SQLite snapshots: write, load (checked), list, build off the hot path, retention.
+//! - [`index`] — the tantivy SKU search index: analysis, schema, queries, the indexer thread.
 //! - [`actors`] — shard and registry actors that own the state and serialise commands.
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod index;
 pub mod journal;
 pub mod snapshot;
 pub mod state;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use zaiko::config::{parse_cli, CliError, Command, SnapshotCommand, WalCommand};
+use zaiko::config::{parse_cli, CliError, Command, IndexCommand, SnapshotCommand, WalCommand};
 
 fn main() -> ExitCode {
     let cli = match parse_cli(std::env::args_os().collect()) {
@@ -45,5 +45,9 @@ fn main() -> ExitCode {
             SnapshotCommand::List { data_dir } => zaiko::cli::snapshot_list(&data_dir),
             SnapshotCommand::Restore { from, data_dir } => zaiko::cli::snapshot_restore(&from, &data_dir),
         },
+        Command::Index { command: IndexCommand::Rebuild { data_dir } } => {
+            zaiko::telemetry::init(zaiko::config::LogFormat::Human);
+            zaiko::cli::index_rebuild(&data_dir)
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! A shard actor: the brand partitions that hash to it, and the commands on them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
@@ -121,13 +121,65 @@ pub struct Drained {
     pub items: Vec<IndexItem>,
     /// More dirty SKUs remain after this batch.
     pub more: bool,
+    /// How many dirty SKUs remain after this batch.
+    pub remaining: usize,
+}
+
+/// A SKU of a brand.
+pub type SkuKey = (BrandId, Id);
+
+/// The SKUs changed since the search index last drained them, oldest first. Changes
+/// to a SKU already waiting coalesce (it keeps its place), and a drain takes the
+/// oldest: so a drain cycle that takes as many as were waiting when it began has
+/// taken every one of them, however many arrive meanwhile.
+#[derive(Debug, Default)]
+pub struct DirtySet {
+    set: HashSet<SkuKey>,
+    order: VecDeque<SkuKey>,
+}
+
+impl DirtySet {
+    pub fn insert(&mut self, key: SkuKey) {
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    /// The oldest waiting SKU.
+    pub fn pop(&mut self) -> Option<SkuKey> {
+        let key = self.order.pop_front()?;
+        self.set.remove(&key);
+        Some(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl Extend<SkuKey> for DirtySet {
+    fn extend<T: IntoIterator<Item = SkuKey>>(&mut self, keys: T) {
+        keys.into_iter().for_each(|k| self.insert(k));
+    }
+}
+
+impl FromIterator<SkuKey> for DirtySet {
+    fn from_iter<T: IntoIterator<Item = SkuKey>>(keys: T) -> Self {
+        let mut d = DirtySet::default();
+        d.extend(keys);
+        d
+    }
 }
 
 pub struct Shard {
     pub index: usize,
     pub brands: HashMap<BrandId, BrandState>,
     /// SKUs changed since the search index last drained them.
-    pub dirty: HashSet<(BrandId, Id)>,
+    pub dirty: DirtySet,
     pub ctx: Context,
     pub mailbox_capacity: usize,
     /// Newest LSN applied by this shard: what a read of "all brands" waits for.
@@ -173,17 +225,15 @@ impl Handler<DrainDirty> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: DrainDirty, _ctx: &mut Self::Context) {
-        let take: Vec<(BrandId, Id)> = self.dirty.iter().take(msg.max).cloned().collect();
-        let mut items = Vec::with_capacity(take.len());
-        for key in take {
-            self.dirty.remove(&key);
-            let (brand, sku) = key;
+        let mut items = Vec::with_capacity(msg.max.min(self.dirty.len()));
+        while items.len() < msg.max {
+            let Some((brand, sku)) = self.dirty.pop() else { break };
             items.push(match self.brands.get(&brand).and_then(|b| b.skus.get(&sku).map(|s| (b, s))) {
                 Some((b, s)) => IndexItem::Upsert { brand_name: b.name.clone(), brand, sku, state: Box::new(s.clone()) },
                 None => IndexItem::Delete { brand, sku },
             });
         }
-        let _ = msg.reply.send(Drained { items, more: !self.dirty.is_empty() });
+        let _ = msg.reply.send(Drained { items, more: !self.dirty.is_empty(), remaining: self.dirty.len() });
     }
 }
 
@@ -221,9 +271,9 @@ fn reject(wait_lsn: Lsn, r: Rejection) -> Gated {
 }
 
 impl Shard {
-    pub fn new(index: usize, brands: HashMap<BrandId, BrandState>, ctx: Context, mailbox_capacity: usize) -> Shard {
+    pub fn new(index: usize, brands: HashMap<BrandId, BrandState>, dirty: DirtySet, ctx: Context, mailbox_capacity: usize) -> Shard {
         let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
-        Shard { index, brands, dirty: HashSet::new(), ctx, mailbox_capacity, last_lsn, sweeps: 0 }
+        Shard { index, brands, dirty, ctx, mailbox_capacity, last_lsn, sweeps: 0 }
     }
 
     fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {
@@ -454,4 +504,26 @@ pub fn apply_brand_record(brands: &mut HashMap<BrandId, BrandState>, lsn: Lsn, r
     }
     let brand = brands.get_mut(&record.brand).ok_or_else(|| format!("record for unknown brand {}", record.brand))?;
     brand.apply(lsn, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(sku: &str) -> SkuKey {
+        (BrandId::parse("b").unwrap(), Id::parse(sku).unwrap())
+    }
+
+    #[test]
+    fn dirty_skus_drain_oldest_first_and_coalesce() {
+        let mut d: DirtySet = ["A", "B", "C"].into_iter().map(key).collect();
+        d.insert(key("A"));
+        assert_eq!(d.len(), 3, "a SKU already waiting is not added twice");
+        assert_eq!(d.pop(), Some(key("A")));
+        d.insert(key("A"));
+        d.insert(key("D"));
+        let order: Vec<_> = std::iter::from_fn(|| d.pop()).map(|k| k.1.as_str().to_string()).collect();
+        assert_eq!(order, ["B", "C", "A", "D"], "a SKU changed again after its drain waits behind the others");
+        assert!(d.is_empty());
+    }
 }

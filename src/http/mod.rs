@@ -91,6 +91,8 @@ pub struct Services {
     pub journal: Journal,
     pub clock: SharedClock,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
+    /// The SKU search index.
+    pub skus: Arc<crate::index::SkuIndex>,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then

@@ -8,5 +8,6 @@ mod crash;
 mod faults;
 mod fulfilment;
 mod ops;
+mod search;
 mod snapshots;
 mod wal_damage;

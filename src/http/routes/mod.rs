@@ -5,6 +5,7 @@ mod catalog;
 mod channels;
 mod fulfilment;
 mod health;
+mod search;
 mod stock;
 mod ui;
 
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     fulfilment::configure(cfg);
     channels::configure(cfg);
     ui::configure(cfg);
+    search::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 

@@ -1,0 +1,346 @@
+//! One pass over the matching documents that yields everything a search answers:
+//! the total, the facet counts, and one page of hits after a cursor.
+//!
+//! Order: a *primary key* (a `u64`, larger first) made from the score or a fast
+//! field, then the document's `uid` (`brand/sku`) ascending. Within a segment the
+//! ordinals of the `uid` column are in the same order as the strings, so the
+//! tie-break costs one column read per document; strings are only looked up for the
+//! few hits a segment keeps. A cursor `(primary, uid)` is turned, per segment, into
+//! "primary smaller, or equal and uid ordinal at least N" by one dictionary lookup,
+//! which makes pages stable while documents change (search-after).
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use super::query::Sort;
+use super::schema::names;
+
+/// Most values returned per facet (the most frequent first).
+pub const FACET_VALUES_MAX: usize = 50;
+
+/// The facets, in the order of [`Facets`] fields.
+pub const FACET_FIELDS: [&str; 4] = [names::BRAND, names::CATEGORY, names::COLOR, names::SIZE];
+
+/// A position in the result order, exclusive: the last hit of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub primary: u64,
+    pub uid: String,
+}
+
+/// One hit, before its stored fields are read.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub primary: u64,
+    pub uid: String,
+    pub address: DocAddress,
+    pub score: Score,
+}
+
+/// Everything the pass found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub total: u64,
+    /// Per facet field: `(value, count)`, most frequent first, then by value.
+    pub facets: [Vec<(String, u64)>; 4],
+    /// At most `limit` hits in result order.
+    pub top: Vec<Candidate>,
+}
+
+pub struct SearchCollector {
+    pub sort: Sort,
+    pub limit: usize,
+    pub after: Option<After>,
+    /// Whether scores are computed: only when they order the result (a relevance sort
+    /// of a text query). Without them tantivy hands over blocks of documents and skips
+    /// BM25, which halves the cost of broad filter-only requests.
+    pub scoring: bool,
+}
+
+/// The order-preserving `u64` of a score: larger scores give larger keys.
+pub fn score_key(s: Score) -> u64 {
+    let b = s.to_bits();
+    u64::from(if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 })
+}
+
+/// The order-preserving `u64` of an `i64`.
+fn i64_key(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+/// The primary key of a document. A missing value is 0, after every present one in
+/// both directions.
+pub fn primary(sort: Sort, score: Score, value: Option<i64>) -> u64 {
+    match (sort, value) {
+        (Sort::Relevance, _) => score_key(score),
+        (_, None) => 0,
+        (Sort::PriceAsc, Some(v)) => (u64::MAX - i64_key(v)).max(1),
+        (_, Some(v)) => i64_key(v).max(1),
+    }
+}
+
+fn sort_field(sort: Sort) -> Option<&'static str> {
+    match sort {
+        Sort::Relevance => None,
+        Sort::UpdatedDesc => Some(names::UPDATED),
+        Sort::AvailableDesc => Some(names::AVAILABLE),
+        Sort::PriceAsc | Sort::PriceDesc => Some(names::PRICE),
+    }
+}
+
+/// A kept hit within a segment; `Ord` puts the *worst* first so a max-heap can evict it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kept {
+    primary: u64,
+    uid_ord: u64,
+    doc: DocId,
+    score_bits: u32,
+}
+
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (Reverse(self.primary), self.uid_ord).cmp(&(Reverse(other.primary), other.uid_ord))
+    }
+}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+pub struct SegmentSearch {
+    segment: SegmentOrdinal,
+    sort: Sort,
+    limit: usize,
+    total: u64,
+    facet_cols: Vec<Option<StrColumn>>,
+    facet_ords: Vec<Option<Column<u64>>>,
+    facet_counts: Vec<Vec<u32>>,
+    uid: Option<StrColumn>,
+    uid_ords: Option<Column<u64>>,
+    sort_col: Option<Column<i64>>,
+    /// The cursor here: its primary key and the first uid ordinal after it.
+    after: Option<(u64, u64)>,
+    heap: BinaryHeap<Kept>,
+    /// Buffers for reading a block of documents' columns at once.
+    ords_buf: Vec<Option<u64>>,
+    values_buf: Vec<Option<i64>>,
+}
+
+impl Collector for SearchCollector {
+    type Fruit = Found;
+    type Child = SegmentSearch;
+
+    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentSearch> {
+        let ff = reader.fast_fields();
+        let facet_cols: Vec<Option<StrColumn>> = FACET_FIELDS.iter().map(|n| ff.str(n)).collect::<tantivy::Result<_>>()?;
+        let facet_ords = facet_cols.iter().map(|c| c.as_ref().map(|c| c.ords().clone())).collect();
+        let facet_counts = facet_cols.iter().map(|c| vec![0u32; c.as_ref().map_or(0, |c| c.num_terms())]).collect();
+        let uid = ff.str(names::UID)?;
+        let uid_ords = uid.as_ref().map(|c| c.ords().clone());
+        let sort_col = sort_field(self.sort).map(|n| ff.i64(n)).transpose()?;
+        let after = match (&self.after, &uid) {
+            (Some(a), Some(uid)) => Some((a.primary, first_ord_after(uid, &a.uid)?)),
+            (Some(a), None) => Some((a.primary, u64::MAX)),
+            (None, _) => None,
+        };
+        Ok(SegmentSearch {
+            segment,
+            sort: self.sort,
+            limit: self.limit,
+            total: 0,
+            facet_cols,
+            facet_ords,
+            facet_counts,
+            uid,
+            uid_ords,
+            sort_col,
+            after,
+            heap: BinaryHeap::with_capacity(self.limit + 1),
+            ords_buf: vec![None; tantivy::COLLECT_BLOCK_BUFFER_LEN],
+            values_buf: vec![None; tantivy::COLLECT_BLOCK_BUFFER_LEN],
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.scoring
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Found>) -> tantivy::Result<Found> {
+        let mut total = 0;
+        let mut facets: [HashMap<String, u64>; 4] = Default::default();
+        let mut top = Vec::new();
+        for f in fruits {
+            total += f.total;
+            for (i, values) in f.facets.into_iter().enumerate() {
+                for (v, n) in values {
+                    *facets[i].entry(v).or_default() += n;
+                }
+            }
+            top.extend(f.top);
+        }
+        top.sort_by(|a, b| b.primary.cmp(&a.primary).then_with(|| a.uid.cmp(&b.uid)));
+        top.truncate(self.limit);
+        Ok(Found { total, facets: facets.map(ranked_facet), top })
+    }
+}
+
+fn ranked_facet(counts: HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(FACET_VALUES_MAX);
+    v
+}
+
+/// The first ordinal of the segment's uid dictionary whose term sorts after `uid`.
+fn first_ord_after(col: &StrColumn, uid: &str) -> tantivy::Result<u64> {
+    Ok(match col.dictionary().term_ord_or_next(uid)? {
+        tantivy::columnar::TermOrdHit::Exact(o) => o + 1,
+        tantivy::columnar::TermOrdHit::Next(o) => o,
+    })
+}
+
+impl SegmentSearch {
+    fn uid_ord(&self, doc: DocId) -> u64 {
+        self.uid_ords.as_ref().and_then(|c| c.first(doc)).unwrap_or(u64::MAX)
+    }
+
+    fn count_facets(&mut self, doc: DocId) {
+        for (ords, counts) in self.facet_ords.iter().zip(self.facet_counts.iter_mut()) {
+            if let Some(o) = ords.as_ref().and_then(|c| c.first(doc)) {
+                counts[o as usize] += 1;
+            }
+        }
+    }
+
+    /// Facet counts of a block of documents, one column read per facet.
+    fn count_facets_block(&mut self, docs: &[DocId]) {
+        for (ords, counts) in self.facet_ords.iter().zip(self.facet_counts.iter_mut()) {
+            let Some(col) = ords else { continue };
+            for chunk in docs.chunks(self.ords_buf.len()) {
+                let buf = &mut self.ords_buf[..chunk.len()];
+                buf.fill(None);
+                col.first_vals(chunk, buf);
+                for o in buf.iter().flatten() {
+                    counts[*o as usize] += 1;
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, doc: DocId, score: Score, value: Option<i64>) {
+        let primary = primary(self.sort, score, value);
+        if let Some((after_primary, min_ord)) = self.after {
+            if primary > after_primary {
+                return;
+            }
+            if primary == after_primary && self.uid_ord(doc) < min_ord {
+                return;
+            }
+        }
+        if self.heap.len() >= self.limit {
+            let worst = self.heap.peek().expect("limit is at least one");
+            if primary < worst.primary {
+                return;
+            }
+        }
+        let kept = Kept { primary, uid_ord: self.uid_ord(doc), doc, score_bits: score.to_bits() };
+        if self.heap.len() < self.limit {
+            self.heap.push(kept);
+        } else if kept < *self.heap.peek().expect("full") {
+            self.heap.pop();
+            self.heap.push(kept);
+        }
+    }
+
+    fn facet_values(col: Option<&StrColumn>, counts: &[u32]) -> Vec<(String, u64)> {
+        let Some(col) = col else { return Vec::new() };
+        let mut out = Vec::new();
+        for (ord, &n) in counts.iter().enumerate() {
+            let mut s = String::new();
+            if n > 0 && col.ord_to_str(ord as u64, &mut s).unwrap_or(false) {
+                out.push((s, u64::from(n)));
+            }
+        }
+        out
+    }
+}
+
+impl SegmentCollector for SegmentSearch {
+    type Fruit = Found;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.total += 1;
+        self.count_facets(doc);
+        self.keep(doc, score, self.sort_col.as_ref().and_then(|c| c.first(doc)));
+    }
+
+    /// Unscored requests arrive in blocks; columns are read a block at a time.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.total += docs.len() as u64;
+        self.count_facets_block(docs);
+        for chunk in docs.chunks(self.values_buf.len()) {
+            let mut values = std::mem::take(&mut self.values_buf);
+            values.fill(None);
+            if let Some(col) = &self.sort_col {
+                col.first_vals(chunk, &mut values[..chunk.len()]);
+            }
+            for (&doc, &value) in chunk.iter().zip(&values) {
+                self.keep(doc, 0.0, value);
+            }
+            self.values_buf = values;
+        }
+    }
+
+    fn harvest(self) -> Found {
+        let facets = std::array::from_fn(|i| Self::facet_values(self.facet_cols[i].as_ref(), &self.facet_counts[i]));
+        let mut top = Vec::with_capacity(self.heap.len());
+        for k in self.heap.into_sorted_vec() {
+            let mut uid = String::new();
+            if let Some(col) = &self.uid {
+                let _ = col.ord_to_str(k.uid_ord, &mut uid);
+            }
+            top.push(Candidate {
+                primary: k.primary,
+                uid,
+                address: DocAddress::new(self.segment, k.doc),
+                score: Score::from_bits(k.score_bits),
+            });
+        }
+        Found { total: self.total, facets, top }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_preserve_order() {
+        let scores = [-3.5f32, -0.0, 0.0, 0.25, 1.0, 7.5, 1e9];
+        assert!(scores.windows(2).all(|w| score_key(w[0]) <= score_key(w[1])));
+        let values = [i64::MIN + 1, -5, 0, 3, 1_000_000_000_000];
+        assert!(values.windows(2).all(|w| primary(Sort::PriceDesc, 0.0, Some(w[0])) < primary(Sort::PriceDesc, 0.0, Some(w[1]))));
+        assert!(values.windows(2).all(|w| primary(Sort::PriceAsc, 0.0, Some(w[0])) > primary(Sort::PriceAsc, 0.0, Some(w[1]))));
+    }
+
+    #[test]
+    fn missing_values_sort_last_both_ways() {
+        for sort in [Sort::PriceAsc, Sort::PriceDesc] {
+            assert!(primary(sort, 0.0, None) < primary(sort, 0.0, Some(1_000_000_000_000)));
+            assert!(primary(sort, 0.0, None) < primary(sort, 0.0, Some(0)));
+        }
+    }
+
+    #[test]
+    fn kept_orders_worst_first() {
+        let k = |primary, uid_ord| Kept { primary, uid_ord, doc: 0, score_bits: 0 };
+        assert!(k(1, 0) > k(2, 0), "a smaller primary is worse");
+        assert!(k(2, 5) > k(2, 1), "a larger uid is worse on a tie");
+    }
+}

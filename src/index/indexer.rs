@@ -1,0 +1,387 @@
+//! The indexer: one thread that owns the one `IndexWriter`, pulls changed SKUs from
+//! the shards, and commits.
+//!
+//! A cycle: read `L0 = journal.last_assigned_lsn()`; drain every shard's dirty set
+//! (`DrainDirty`) and apply the items; commit with `L0` in the payload; reload the
+//! reader; publish `L0` as the covered LSN. `L0` is covered because a shard applies
+//! a record in the same actor message that appends it, so every record ≤ `L0` was
+//! applied before the shard handled a drain sent after `L0` was read.
+//!
+//! Before committing, the cycle waits until `L1 = last_assigned_lsn()`, read *after*
+//! the drains, is durable — not only `L0`. The drained state may include records past
+//! `L0`; if one of them were lost in a crash, an index committed with it would keep a
+//! change that never happened, and the catch-up (which only re-dirties SKUs touched by
+//! records after `L0`) would never take it back. Anything a drain saw was appended
+//! before the reply, so its LSN is at most `L1`.
+//!
+//! Cycles run every `commit_interval`, or at once when a search waits for an LSN the
+//! index has not covered yet (a *nudge*). A cycle that found nothing to apply does not
+//! commit: it publishes `L0` as covered straight away, since the reader already shows
+//! everything up to it. On any index error the indexer stops (fail-stop, like the
+//! journal): the covered LSN stops moving, searches that ask for `min_lsn` answer
+//! `not_ready`, and a restart catches the index up from its last commit.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use parking_lot::{Condvar, Mutex};
+use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
+use tokio::sync::watch;
+
+use super::schema::{sku_doc, uid, Fields};
+use super::{IndexError, Payload};
+use crate::actors::shard::{DrainDirty, Drained, IndexItem, Shard};
+use crate::journal::{Journal, Lsn};
+
+/// Default time between cycles: the freshness bound for searches without `min_lsn`.
+pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
+/// Shortest time between two cycles, so a stream of nudges still batches its commits.
+pub const CYCLE_SPACING_MIN: Duration = Duration::from_millis(5);
+/// Most items one `DrainDirty` asks for.
+pub const DRAIN_ITEMS_MAX: usize = 2048;
+/// Most applied items before a commit within a long cycle (a rebuild), so the writer's
+/// memory and the work lost to a crash stay bounded.
+pub const COMMIT_DOCS_MAX: usize = 100_000;
+/// Memory of the writer's indexing buffer (one indexing thread).
+pub const WRITER_MEMORY_BYTES: usize = 64 << 20;
+
+/// Where changed SKUs come from: the shards in the server, anything in tests.
+pub trait DirtySource: Send + 'static {
+    fn shard_count(&self) -> usize;
+    fn drain(&self, shard: usize, max: usize) -> Result<Drained, SourceError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceError {
+    /// The shard's mailbox is full; try again next cycle.
+    Busy,
+    /// The shard has stopped.
+    Stopped,
+}
+
+/// The shard actors, asked from a plain thread: `try_send` (never past the mailbox
+/// bound) and a blocking wait on the reply.
+pub struct ShardSource(pub Vec<Addr<Shard>>);
+
+impl DirtySource for ShardSource {
+    fn shard_count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn drain(&self, shard: usize, max: usize) -> Result<Drained, SourceError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.0[shard].try_send(DrainDirty { max, reply }).map_err(|e| match e {
+            actix::prelude::SendError::Full(_) => SourceError::Busy,
+            actix::prelude::SendError::Closed(_) => SourceError::Stopped,
+        })?;
+        rx.blocking_recv().map_err(|_| SourceError::Stopped)
+    }
+}
+
+#[derive(Default)]
+struct WakeState {
+    nudged: bool,
+    stop: bool,
+}
+
+/// How searches and shutdown wake the indexer thread.
+#[derive(Default)]
+pub struct Wake {
+    state: Mutex<WakeState>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn nudge(&self) {
+        self.state.lock().nudged = true;
+        self.cv.notify_one();
+    }
+
+    fn stop(&self) {
+        self.state.lock().stop = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits for a nudge, a stop or the timeout; returns whether to stop.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut s = self.state.lock();
+        if !s.nudged && !s.stop {
+            self.cv.wait_for(&mut s, timeout);
+        }
+        s.nudged = false;
+        s.stop
+    }
+}
+
+/// The running indexer thread.
+pub struct IndexerHandle {
+    wake: Arc<Wake>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl IndexerHandle {
+    /// Runs a last cycle (so the index is committed up to the journal), then stops.
+    /// Blocking: call it off the async executors, before the journal shuts down.
+    pub fn shutdown(mut self) {
+        self.wake.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct Indexer {
+    pub writer: IndexWriter<TantivyDocument>,
+    pub reader: IndexReader,
+    pub fields: Fields,
+    pub source: Box<dyn DirtySource>,
+    pub journal: Journal,
+    pub covered_tx: watch::Sender<Lsn>,
+    pub wake: Arc<Wake>,
+    pub commit_interval: Duration,
+    /// The LSN in the last commit payload.
+    pub committed_lsn: Lsn,
+}
+
+impl Indexer {
+    /// Starts the thread. The first cycle runs at once (catch-up after a start).
+    pub fn spawn(self) -> std::io::Result<IndexerHandle> {
+        let wake = self.wake.clone();
+        wake.nudge();
+        let thread = std::thread::Builder::new().name("zaiko-indexer".into()).spawn(move || self.run())?;
+        Ok(IndexerHandle { wake, thread: Some(thread) })
+    }
+
+    fn run(mut self) {
+        let mut last: Option<Instant> = None;
+        loop {
+            // Cycles start every `commit_interval` (start to start), so a change waits
+            // at most one interval plus one cycle to become visible.
+            let since = last.map_or(self.commit_interval, |l| l.elapsed());
+            let stop = self.wake.wait(self.commit_interval.saturating_sub(since));
+            if let Some(rest) = last.and_then(|l| CYCLE_SPACING_MIN.checked_sub(l.elapsed())) {
+                std::thread::sleep(rest);
+            }
+            last = Some(Instant::now());
+            if let Err(e) = self.cycle(stop) {
+                match e {
+                    IndexError::Stopped(what) => tracing::info!(stopped = what, "search indexer stopped"),
+                    e => tracing::error!(
+                        error = %e,
+                        covered_lsn = *self.covered_tx.borrow(),
+                        "search indexer failed and stopped; searches stay at the covered lsn; restart to catch up"
+                    ),
+                }
+                return;
+            }
+            if stop {
+                tracing::info!(lsn = self.committed_lsn, "search index committed; indexer stopped");
+                return;
+            }
+        }
+    }
+
+    /// One cycle. `last` forces a commit of the covered LSN (shutdown).
+    fn cycle(&mut self, last: bool) -> Result<(), IndexError> {
+        let l0 = self.journal.last_assigned_lsn();
+        let mut pending = 0usize;
+        let mut committed_mid_cycle = false;
+        let mut complete = true;
+        for shard in 0..self.source.shard_count() {
+            // How many of the SKUs waiting at this shard's first drain are still to be
+            // taken: drains take the oldest first, so at zero every SKU dirtied by a
+            // record up to `l0` is in, and the cycle ends however fast writes arrive.
+            let mut left = usize::MAX;
+            loop {
+                let drained = match self.source.drain(shard, left.min(DRAIN_ITEMS_MAX)) {
+                    Ok(d) => d,
+                    // On the last cycle a stopped shard is not an error: what it still
+                    // holds is re-found by the catch-up from the committed LSN.
+                    Err(SourceError::Busy) | Err(SourceError::Stopped) if last => {
+                        complete = false;
+                        break;
+                    }
+                    Err(SourceError::Busy) => {
+                        complete = false;
+                        break;
+                    }
+                    Err(SourceError::Stopped) => return Err(IndexError::Stopped("shards")),
+                };
+                let taken = drained.items.len();
+                left = if left == usize::MAX { drained.remaining } else { left.saturating_sub(taken) };
+                pending += taken;
+                self.apply(drained.items)?;
+                if pending >= COMMIT_DOCS_MAX {
+                    // Progress, but not coverage: other shards are not drained yet.
+                    self.commit(self.covered())?;
+                    pending = 0;
+                    committed_mid_cycle = true;
+                }
+                if left == 0 || taken == 0 {
+                    break;
+                }
+            }
+        }
+        let covered = if complete { l0 } else { self.covered() };
+        if pending > 0 || ((last || committed_mid_cycle) && covered > self.committed_lsn) {
+            self.commit(covered)?;
+        }
+        self.covered_tx.send_if_modified(|c| {
+            let moved = covered > *c;
+            *c = (*c).max(covered);
+            moved
+        });
+        Ok(())
+    }
+
+    /// The LSN searches are told the index covers: everything the reader shows.
+    fn covered(&self) -> Lsn {
+        *self.covered_tx.borrow()
+    }
+
+    fn apply(&mut self, items: Vec<IndexItem>) -> Result<(), IndexError> {
+        items.into_iter().try_for_each(|item| apply_item(&self.writer, &self.fields, item))
+    }
+
+    /// Commits what was applied, with `lsn` as the covered LSN, once everything the
+    /// drains could have seen is durable; then makes it visible to searches.
+    fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
+        let started = Instant::now();
+        let seen = self.journal.last_assigned_lsn();
+        self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped("journal"))?;
+        let durable = started.elapsed();
+        let mut prepared = self.writer.prepare_commit()?;
+        let prepared_at = started.elapsed();
+        prepared.set_payload(&Payload::new(lsn).encode());
+        prepared.commit()?;
+        let committed = started.elapsed();
+        self.reader.reload()?;
+        self.committed_lsn = lsn;
+        tracing::debug!(
+            lsn,
+            wait_durable_us = durable.as_micros() as u64,
+            prepare_us = (prepared_at - durable).as_micros() as u64,
+            commit_us = (committed - prepared_at).as_micros() as u64,
+            reload_us = (started.elapsed() - committed).as_micros() as u64,
+            "search index committed"
+        );
+        Ok(())
+    }
+}
+
+/// Applies one change: an update is a delete of the SKU's `uid` term and an add; the
+/// add's opstamp is after the delete's, so it survives it.
+pub fn apply_item(writer: &IndexWriter<TantivyDocument>, fields: &Fields, item: IndexItem) -> Result<(), IndexError> {
+    match item {
+        IndexItem::Upsert { brand, brand_name, sku, state } => {
+            writer.delete_term(Term::from_field_text(fields.uid, &uid(&brand, &sku)));
+            writer.add_document(sku_doc(fields, &brand, &brand_name, &sku, &state))?;
+        }
+        IndexItem::Delete { brand, sku } => {
+            writer.delete_term(Term::from_field_text(fields.uid, &uid(&brand, &sku)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tantivy::{Index, ReloadPolicy};
+
+    use super::*;
+    use crate::actors::shard::DirtySet;
+    use crate::domain::brand::SkuState;
+    use crate::domain::{BrandId, Id};
+    use crate::journal::{JournalConfig, OpenOptions};
+
+    /// One shard whose writes outpace the indexer: every drain dirties as many new
+    /// SKUs as it takes. Gives up (`Stopped`) after `DRAINS_MAX` drains, so a cycle
+    /// that never ends fails the test instead of hanging it.
+    struct Flood {
+        dirty: Mutex<DirtySet>,
+        next: AtomicUsize,
+        drains: AtomicUsize,
+    }
+
+    const DRAINS_MAX: usize = 1000;
+
+    fn key(i: usize) -> (BrandId, Id) {
+        (BrandId::parse("b").unwrap(), Id::parse(&format!("S{i}")).unwrap())
+    }
+
+    impl DirtySource for Arc<Flood> {
+        fn shard_count(&self) -> usize {
+            1
+        }
+
+        fn drain(&self, _shard: usize, max: usize) -> Result<Drained, SourceError> {
+            if self.drains.fetch_add(1, Ordering::Relaxed) >= DRAINS_MAX {
+                return Err(SourceError::Stopped);
+            }
+            let mut dirty = self.dirty.lock();
+            let items: Vec<IndexItem> = std::iter::from_fn(|| dirty.pop())
+                .take(max)
+                .map(|(brand, sku)| IndexItem::Upsert { brand, brand_name: "b".into(), sku, state: Box::new(sku_state()) })
+                .collect();
+            let remaining = dirty.len();
+            // The writes that arrive while the indexer applies this batch.
+            for _ in 0..items.len() {
+                dirty.insert(key(self.next.fetch_add(1, Ordering::Relaxed)));
+            }
+            Ok(Drained { more: remaining > 0, remaining, items })
+        }
+    }
+
+    fn sku_state() -> SkuState {
+        SkuState {
+            catalog: crate::domain::catalog::Catalog { name: "ニット".into(), ..Default::default() },
+            version: 1,
+            stock_version: 0,
+            levels: Default::default(),
+            created_at: crate::domain::Timestamp(0),
+            updated_at: crate::domain::Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn a_cycle_ends_and_covers_its_lsn_while_writes_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions { config: JournalConfig { segment_bytes: 1 << 24, ..JournalConfig::default() }, replay_after: 0 };
+        let (journal, _) = crate::journal::open(dir.path(), opts, |_, _| Ok(())).unwrap();
+        let mut lsn = 0;
+        for _ in 0..3 {
+            lsn = journal.append(vec![1, 2, 3]).unwrap();
+        }
+        let waiting = 3 * DRAIN_ITEMS_MAX + 5;
+        let flood = Arc::new(Flood {
+            dirty: Mutex::new((0..waiting).map(key).collect()),
+            next: AtomicUsize::new(waiting),
+            drains: AtomicUsize::new(0),
+        });
+        let (schema, fields) = super::super::schema::build();
+        let index = Index::create_in_ram(schema);
+        super::super::register_tokenizer(&index);
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().unwrap();
+        let (covered_tx, covered_rx) = watch::channel(0);
+        let mut indexer = Indexer {
+            writer: index.writer_with_num_threads(1, 15_000_000).unwrap(),
+            reader: reader.clone(),
+            fields,
+            source: Box::new(flood.clone()),
+            journal: journal.clone(),
+            covered_tx,
+            wake: Arc::new(Wake::default()),
+            commit_interval: COMMIT_INTERVAL_DEFAULT,
+            committed_lsn: 0,
+        };
+        indexer.cycle(false).expect("the cycle ends");
+        assert_eq!(*covered_rx.borrow(), lsn, "the cycle covers the lsn read before its drains");
+        assert_eq!(flood.drains.load(Ordering::Relaxed), 4, "it drains what was waiting, no more");
+        assert!(reader.searcher().num_docs() >= waiting as u64, "everything waiting is indexed and visible");
+        journal.shutdown();
+    }
+}

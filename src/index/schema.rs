@@ -1,0 +1,175 @@
+//! The SKU index schema and how one SKU becomes one document.
+//!
+//! Any change here or in the analyzer changes what is on disk: bump
+//! [`INDEX_FORMAT`], and a server that finds an index of another format rebuilds it.
+
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, SchemaBuilder, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+};
+use tantivy::TantivyDocument;
+
+use super::analyzer::{normalize, TOKENIZER_NAME};
+use crate::domain::brand::SkuState;
+use crate::domain::{BrandId, Id};
+
+/// Version of the schema and the analysis; stored in every commit payload.
+pub const INDEX_FORMAT: u32 = 1;
+
+/// The value of [`Fields::flags`] for a SKU with `available > 0`.
+pub const FLAG_IN_STOCK: &str = "in_stock";
+
+/// Fast-field names the collector reads by name.
+pub mod names {
+    pub const UID: &str = "uid";
+    pub const BRAND: &str = "brand";
+    pub const CATEGORY: &str = "category";
+    pub const COLOR: &str = "color";
+    pub const SIZE: &str = "size";
+    pub const PRICE: &str = "price";
+    pub const AVAILABLE: &str = "available";
+    pub const UPDATED: &str = "updated";
+}
+
+/// Every field of the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// `brand/sku`, unique: the delete term of an update and the tie-break of sorting.
+    pub uid: Field,
+    /// Brand id: filter, facet, stored.
+    pub brand: Field,
+    pub sku: Field,
+    pub product_id: Field,
+    /// Analysed text fields that `q` searches.
+    pub brand_name: Field,
+    pub name: Field,
+    pub tags: Field,
+    /// SKU and product id, analysed (so `000759-bk` finds `b003-000759-BK-M`).
+    pub ids_text: Field,
+    /// SKU and product id, normalised but whole: exact and prefix matches.
+    pub ids_raw: Field,
+    pub color: Field,
+    pub size: Field,
+    /// The category as given: facet and stored.
+    pub category: Field,
+    /// The category and each of its ancestors (`tops`, `tops/t-shirts`): the filter.
+    pub category_path: Field,
+    /// Locations where the SKU has `available > 0`: the `location` filter.
+    pub avail_locs: Field,
+    /// [`FLAG_IN_STOCK`] when `available > 0`.
+    pub flags: Field,
+    pub price: Field,
+    pub on_hand: Field,
+    pub available: Field,
+    /// Last change of catalog or stock, milliseconds since the epoch.
+    pub updated: Field,
+}
+
+fn analysed(stored: bool) -> TextOptions {
+    let indexing = TextFieldIndexing::default().set_tokenizer(TOKENIZER_NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let opts = TextOptions::default().set_indexing_options(indexing);
+    if stored {
+        opts.set_stored()
+    } else {
+        opts
+    }
+}
+
+/// The schema and its fields.
+pub fn build() -> (Schema, Fields) {
+    let mut b = SchemaBuilder::new();
+    let fast_i64 = || NumericOptions::default().set_fast();
+    let fields = Fields {
+        uid: b.add_text_field(names::UID, STRING | FAST),
+        brand: b.add_text_field(names::BRAND, STRING | FAST | STORED),
+        sku: b.add_text_field("sku", STORED),
+        product_id: b.add_text_field("product_id", STORED),
+        brand_name: b.add_text_field("brand_name", analysed(false)),
+        name: b.add_text_field("name", analysed(true)),
+        tags: b.add_text_field("tags", analysed(false)),
+        ids_text: b.add_text_field("ids_text", analysed(false)),
+        ids_raw: b.add_text_field("ids_raw", STRING),
+        color: b.add_text_field(names::COLOR, STRING | FAST | STORED),
+        size: b.add_text_field(names::SIZE, STRING | FAST | STORED),
+        category: b.add_text_field(names::CATEGORY, STRING | FAST | STORED),
+        category_path: b.add_text_field("category_path", STRING),
+        avail_locs: b.add_text_field("avail_locs", STRING),
+        flags: b.add_text_field("flags", STRING),
+        price: b.add_i64_field(names::PRICE, fast_i64().set_stored()),
+        on_hand: b.add_i64_field("on_hand", NumericOptions::default().set_stored()),
+        available: b.add_i64_field(names::AVAILABLE, fast_i64().set_stored()),
+        updated: b.add_i64_field(names::UPDATED, fast_i64()),
+    };
+    (b.build(), fields)
+}
+
+/// The unique id of a SKU in the index.
+pub fn uid(brand: &BrandId, sku: &Id) -> String {
+    format!("{brand}/{sku}")
+}
+
+/// `tops/t-shirts` → `tops`, `tops/t-shirts`.
+fn category_paths(category: &str) -> impl Iterator<Item = &str> {
+    category.match_indices('/').map(|(i, _)| &category[..i]).chain(std::iter::once(category))
+}
+
+/// The document of one SKU: what the server indexes, what `zaiko index rebuild` and
+/// the benchmark index, all through this one function.
+pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuState) -> TantivyDocument {
+    let c = &s.catalog;
+    let mut d = TantivyDocument::new();
+    d.add_text(f.uid, uid(brand, sku));
+    d.add_text(f.brand, brand.as_str());
+    d.add_text(f.sku, sku.as_str());
+    d.add_text(f.brand_name, brand_name);
+    d.add_text(f.name, c.name.as_str());
+    d.add_text(f.ids_text, sku.as_str());
+    d.add_text(f.ids_raw, normalize(sku.as_str()));
+    if let Some(p) = &c.product_id {
+        d.add_text(f.product_id, p.as_str());
+        d.add_text(f.ids_text, p.as_str());
+        d.add_text(f.ids_raw, normalize(p));
+    }
+    for t in &c.tags {
+        d.add_text(f.tags, t.as_str());
+    }
+    for (field, v) in [(f.color, &c.color), (f.size, &c.size)] {
+        if let Some(v) = v {
+            d.add_text(field, v.as_str());
+        }
+    }
+    if let Some(cat) = &c.category {
+        d.add_text(f.category, cat.as_str());
+        for p in category_paths(cat) {
+            d.add_text(f.category_path, p);
+        }
+    }
+    if let Some(p) = c.price {
+        d.add_i64(f.price, p);
+    }
+    let mut available = 0;
+    for (loc, level) in s.levels.iter() {
+        if level.available() > 0 {
+            d.add_text(f.avail_locs, loc.as_str());
+        }
+        available += level.available();
+    }
+    if available > 0 {
+        d.add_text(f.flags, FLAG_IN_STOCK);
+    }
+    d.add_i64(f.on_hand, s.levels.total().on_hand);
+    d.add_i64(f.available, available);
+    d.add_i64(f.updated, s.updated_at.millis());
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_paths_list_every_ancestor() {
+        assert_eq!(category_paths("tops/t-shirts").collect::<Vec<_>>(), vec!["tops", "tops/t-shirts"]);
+        assert_eq!(category_paths("shoes").collect::<Vec<_>>(), vec!["shoes"]);
+        assert_eq!(category_paths("a/b/c").collect::<Vec<_>>(), vec!["a", "a/b", "a/b/c"]);
+    }
+}
