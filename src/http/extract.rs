@@ -83,6 +83,33 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The brand of a path, checked, and the caller's right to `access` it.
+    pub fn brand(&self, raw: &str, access: Access) -> Result<BrandId, Problem> {
+        let brand = brand_id(raw)?;
+        self.require_brand(&brand, access)?;
+        Ok(brand)
+    }
+}
+
+/// Checks the lines of a request: 1..=`max` of them, quantities 1..=`QUANTITY_MAX`, no
+/// SKU twice. Each problem is pushed to `errors` naming `field[i].quantity`/`.sku`.
+pub fn check_line_set<'a>(field: &str, lines: impl ExactSizeIterator<Item = (&'a Id, i64)>, max: usize, errors: &mut Vec<FieldError>) {
+    use crate::domain::stock::QUANTITY_MAX;
+    if lines.len() == 0 || lines.len() > max {
+        errors.push(FieldError::new(field, format!("must hold 1..={max} lines, got {}", lines.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, (sku, quantity)) in lines.enumerate() {
+        if !(1..=QUANTITY_MAX).contains(&quantity) {
+            errors.push(FieldError::new(format!("{field}[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
+        }
+        if !seen.insert(sku) {
+            errors.push(FieldError::new(format!("{field}[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
+        }
+    }
+}
+
 pub fn brand_id(raw: &str) -> Result<BrandId, Problem> {
     BrandId::parse(raw).map_err(|e| Problem::invalid("path.brand", e.to_string()))
 }

@@ -1,16 +1,13 @@
 //! Channels (where a brand sells) and inbound stock (入荷予定).
 
-use std::collections::HashSet;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::actors::shard::BrandCmd;
 use crate::domain::channel::{check_channel_name, ChannelCmd, InboundCmd};
 use crate::domain::fulfilment::LINES_MAX;
-use crate::domain::stock::QUANTITY_MAX;
-use crate::domain::{BrandId, FieldError, Id, Timestamp};
-use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::domain::{Id, Timestamp};
+use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, AppState};
 
@@ -21,12 +18,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/inbounds/{id}", web::get().to(get_inbound))
         .route("/v1/brands/{brand}/inbounds/{id}/receipts", web::post().to(receive))
         .route("/v1/brands/{brand}/inbounds/{id}/close", web::post().to(close));
-}
-
-fn brand_for(caller: &Caller, raw: &str, access: Access) -> Result<BrandId, Problem> {
-    let brand = brand_id(raw)?;
-    caller.require_brand(&brand, access)?;
-    Ok(brand)
 }
 
 #[derive(Deserialize)]
@@ -45,7 +36,7 @@ async fn put_channel(
     path: web::Path<(String, String)>,
     body: JsonBody<ChannelInput>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let brand = caller.brand(&path.0, Access::Write)?;
     let channel = id("channel", &path.1)?;
     if let Some(e) = check_channel_name(&body.value.name) {
         return Err(Problem::invalid_fields(vec![e]));
@@ -56,7 +47,7 @@ async fn put_channel(
 }
 
 async fn list_channels(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path, Access::Read)?;
+    let brand = caller.brand(&path, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::ListChannels, None).await
 }
 
@@ -70,18 +61,7 @@ struct QtyLine {
 /// 1..=100 lines, positive quantities, each SKU once.
 fn check_qty_lines(lines: Vec<QtyLine>) -> Result<Vec<(Id, i64)>, Problem> {
     let mut errors = Vec::new();
-    if lines.is_empty() || lines.len() > LINES_MAX {
-        errors.push(FieldError::new("lines", format!("must hold 1..={LINES_MAX} lines, got {}", lines.len())));
-    }
-    let mut seen = HashSet::new();
-    for (i, l) in lines.iter().enumerate() {
-        if !(1..=QUANTITY_MAX).contains(&l.quantity) {
-            errors.push(FieldError::new(format!("lines[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
-        }
-        if !seen.insert(&l.sku) {
-            errors.push(FieldError::new(format!("lines[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
-        }
-    }
+    check_line_set("lines", lines.iter().map(|l| (&l.sku, l.quantity)), LINES_MAX, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::invalid_fields(errors));
     }
@@ -104,7 +84,7 @@ async fn create_inbound(
     path: web::Path<String>,
     body: JsonBody<InboundInput>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path, Access::Write)?;
+    let brand = caller.brand(&path, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let input = body.value;
     let expected_at = match &input.expected_at {
@@ -119,7 +99,7 @@ async fn create_inbound(
 }
 
 async fn get_inbound(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Read)?;
+    let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetInbound { id: id("id", &path.1)? }, None).await
 }
 
@@ -138,7 +118,7 @@ async fn receive(
     path: web::Path<(String, String)>,
     body: JsonBody<ReceiptInput>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let brand = caller.brand(&path.0, Access::Write)?;
     let inbound = id("id", &path.1)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let lines = check_qty_lines(body.value.lines)?;
@@ -151,7 +131,7 @@ async fn close(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let brand = caller.brand(&path.0, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, b"");
     ask_brand(&state, brand, BrandCmd::CloseInbound { id: id("id", &path.1)? }, idem).await
 }

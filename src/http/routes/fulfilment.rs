@@ -1,7 +1,5 @@
 //! Reservations and shipments.
 
-use std::collections::HashSet;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use compact_str::CompactString;
 use serde::Deserialize;
@@ -10,9 +8,8 @@ use crate::actors::shard::BrandCmd;
 use crate::domain::fulfilment::{
     LineRequest, ReserveCmd, ShipCmd, ShipTo, ShipmentSource, ShipmentStatus, StatusCmd, LINES_MAX, TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX,
 };
-use crate::domain::stock::QUANTITY_MAX;
-use crate::domain::{BrandId, FieldError, Id};
-use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::domain::{FieldError, Id};
+use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, AppState};
 
@@ -38,21 +35,8 @@ pub struct LineInput {
 
 /// Checks lines: 1..=100 of them, positive quantities, no SKU twice.
 pub fn check_lines(field: &str, lines: Vec<LineInput>, errors: &mut Vec<FieldError>) -> Vec<LineRequest> {
-    if lines.is_empty() || lines.len() > LINES_MAX {
-        errors.push(FieldError::new(field, format!("must hold 1..={LINES_MAX} lines, got {}", lines.len())));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, l) in lines.into_iter().enumerate() {
-        if !(1..=QUANTITY_MAX).contains(&l.quantity) {
-            errors.push(FieldError::new(format!("{field}[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
-        }
-        if !seen.insert(l.sku.clone()) {
-            errors.push(FieldError::new(format!("{field}[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
-        }
-        out.push(LineRequest { sku: l.sku, location: l.location, quantity: l.quantity });
-    }
-    out
+    check_line_set(field, lines.iter().map(|l| (&l.sku, l.quantity)), LINES_MAX, errors);
+    lines.into_iter().map(|l| LineRequest { sku: l.sku, location: l.location, quantity: l.quantity }).collect()
 }
 
 fn check_text(field: &str, v: &str, min: usize, errors: &mut Vec<FieldError>) {
@@ -79,12 +63,6 @@ struct ReserveInput {
     lines: Vec<LineInput>,
 }
 
-fn brand_for(caller: &Caller, raw: &str, access: Access) -> Result<BrandId, Problem> {
-    let brand = brand_id(raw)?;
-    caller.require_brand(&brand, access)?;
-    Ok(brand)
-}
-
 async fn reserve(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -92,7 +70,7 @@ async fn reserve(
     path: web::Path<String>,
     body: JsonBody<ReserveInput>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path, Access::Write)?;
+    let brand = caller.brand(&path, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let input = body.value;
     let mut errors = Vec::new();
@@ -106,7 +84,7 @@ async fn reserve(
 }
 
 async fn get_reservation(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Read)?;
+    let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetReservation { id: id("id", &path.1)? }, None).await
 }
 
@@ -116,7 +94,7 @@ async fn release(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let brand = caller.brand(&path.0, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, b"");
     ask_brand(&state, brand, BrandCmd::Release { id: id("id", &path.1)? }, idem).await
 }
@@ -174,14 +152,14 @@ async fn ship(
     path: web::Path<String>,
     body: JsonBody<ShipInput>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path, Access::Write)?;
+    let brand = caller.brand(&path, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let cmd = ship_command(body.value)?;
     ask_brand(&state, brand, BrandCmd::Ship(cmd), idem).await
 }
 
 async fn get_shipment(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Read)?;
+    let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetShipment { id: id("id", &path.1)? }, None).await
 }
 
@@ -200,7 +178,7 @@ async fn set_status(
     path: web::Path<(String, String)>,
     body: JsonBody<StatusInput>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let brand = caller.brand(&path.0, Access::Write)?;
     let shipment = id("id", &path.1)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let input = body.value;
