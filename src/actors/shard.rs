@@ -489,8 +489,14 @@ impl Shard {
         self.sweeps += 1;
         let now = self.ctx.clock.now();
         let purge = self.sweeps % PURGE_EVERY_SWEEPS == 1;
-        let due: Vec<BrandId> =
-            self.brands.values().filter(|b| purge || b.expiries.first().is_some_and(|(at, _)| *at <= now)).map(|b| b.id.clone()).collect();
+        // A brand with a channel reconfiguration still streaming is due too: its steps
+        // run here, not only when something expires.
+        let due: Vec<BrandId> = self
+            .brands
+            .values()
+            .filter(|b| purge || !b.channel_syncs.is_empty() || b.expiries.first().is_some_and(|(at, _)| *at <= now))
+            .map(|b| b.id.clone())
+            .collect();
         for id in due {
             let brand = &self.brands[&id];
             let mut events = match brand.decide_expiries(now) {
