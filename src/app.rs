@@ -26,8 +26,9 @@ use crate::config::ServeConfig;
 use crate::domain::brand::BrandState;
 use crate::domain::BrandId;
 use crate::http::{AppState, Services};
-use crate::index::indexer::{ShardSource, Wake, WRITER_MEMORY_BYTES};
-use crate::index::{Indexer, IndexerHandle, SkuIndex};
+use crate::index::indexer::{ShardSource, Target, Wake};
+use crate::index::search::Coverage;
+use crate::index::{Indexer, IndexerHandle, ShipmentIndex, SkuIndex};
 use crate::journal::{self, Journal, JournalConfig, Lsn, OpenOptions, OpenReport};
 use crate::state::State;
 
@@ -46,6 +47,9 @@ impl DataDir {
     pub fn sku_index(&self) -> PathBuf {
         crate::index::skus_dir(&self.root)
     }
+    pub fn shipment_index(&self) -> PathBuf {
+        crate::index::shipments_dir(&self.root)
+    }
 }
 
 /// Holds an exclusive lock on the data dir for the life of the process, so two
@@ -62,7 +66,7 @@ pub fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     Ok(DirLock(f))
 }
 
-pub use crate::actors::shard::SkuKey;
+pub use crate::actors::shard::{DirtyKey, DocKind};
 
 /// The whole state rebuilt from the newest valid snapshot and the journal after it.
 pub struct Recovered {
@@ -71,9 +75,9 @@ pub struct Recovered {
     pub report: OpenReport,
     /// The snapshot recovery started from, if any.
     pub snapshot: Option<crate::snapshot::SnapshotInfo>,
-    /// The SKUs touched by records replayed after the `dirty_after` LSN given to
-    /// [`recover_dir`] (what the search index has not seen).
-    pub dirty: HashSet<SkuKey>,
+    /// The documents (SKUs, shipments) touched by records replayed after the
+    /// `dirty_after` LSN given to [`recover_dir`] (what the search index has not seen).
+    pub dirty: HashSet<DirtyKey>,
 }
 
 /// Loads the newest valid snapshot and replays the journal after it. Blocking; run it
@@ -83,7 +87,7 @@ pub fn recover(cfg: &ServeConfig, dirty_after: Option<Lsn>) -> anyhow::Result<Re
 }
 
 /// Recovery of `data_dir`: the newest valid snapshot, then the journal after it. With
-/// `dirty_after`, collects the SKUs that replayed records after that LSN touched.
+/// `dirty_after`, collects the documents that replayed records after that LSN touched.
 pub fn recover_dir(data_dir: &Path, config: JournalConfig, dirty_after: Option<Lsn>) -> anyhow::Result<Recovered> {
     let dir = DataDir::new(data_dir);
     let (mut state, snapshot) = match crate::snapshot::load_newest_valid(data_dir)? {
@@ -96,7 +100,7 @@ pub fn recover_dir(data_dir: &Path, config: JournalConfig, dirty_after: Option<L
         state.apply_payload(lsn, payload)?;
         if dirty_after.is_some_and(|after| lsn > after) {
             if let Ok(crate::domain::event::WalRecord::Brand(b)) = crate::domain::event::decode(payload) {
-                dirty.extend(b.touched_skus().map(|sku| (b.brand.clone(), sku.clone())));
+                dirty.extend(crate::actors::shard::touched_docs(&b));
             }
         }
         Ok(())
@@ -104,34 +108,68 @@ pub fn recover_dir(data_dir: &Path, config: JournalConfig, dirty_after: Option<L
     Ok(Recovered { state, journal, report, snapshot, dirty })
 }
 
-/// Every SKU of the state: what a rebuild of the index must index.
-pub fn all_skus(brands: &HashMap<BrandId, BrandState>) -> HashSet<SkuKey> {
-    brands.iter().flat_map(|(b, st)| st.skus.keys().map(move |s| (b.clone(), s.clone()))).collect()
+/// Every document of one kind in the state: what a rebuild of that index must index.
+pub fn all_docs(brands: &HashMap<BrandId, BrandState>, kind: DocKind) -> Vec<DirtyKey> {
+    let ids = |st: &BrandState| -> Vec<crate::domain::Id> {
+        match kind {
+            DocKind::Sku => st.skus.keys().cloned().collect(),
+            DocKind::Shipment => st.shipments.keys().cloned().collect(),
+        }
+    };
+    brands.iter().flat_map(|(b, st)| ids(st).into_iter().map(move |id| (b.clone(), kind, id))).collect()
 }
 
-/// Opens the search index, then recovers marking dirty what the index has not seen:
-/// the SKUs touched after its committed LSN, or every SKU when the index had to be
-/// (re)created, claims more than the journal holds, or is older than the snapshot
-/// recovery started from (the records between were not replayed, so catch-up cannot
-/// know what changed or was deleted there).
-fn recover_with_index(cfg: &ServeConfig) -> anyhow::Result<(Recovered, crate::index::Opened)> {
-    let dir = DataDir::new(&cfg.data_dir).sku_index();
-    let mut opened = crate::index::open_or_create(&dir)?;
-    let mut recovered = recover(cfg, opened.committed_lsn)?;
-    let last = recovered.report.last_lsn;
-    let from = recovered.snapshot.as_ref().map_or(0, |s| s.lsn);
-    if let Some(i) = opened.committed_lsn.filter(|&i| i > last) {
-        tracing::warn!(index_lsn = i, journal_lsn = last, "search index is ahead of the journal; rebuilding it");
-        opened = crate::index::recreate(&dir)?;
-    } else if let Some(i) = opened.committed_lsn.filter(|&i| i < from) {
-        tracing::info!(index_lsn = i, snapshot_lsn = from, "search index is older than the snapshot recovery started from; rebuilding it");
-        opened = crate::index::recreate(&dir)?;
+/// The search indexes as recovery left them.
+pub struct OpenedIndexes {
+    pub skus: crate::index::Opened,
+    pub shipments: crate::index::Opened<crate::index::shipments::schema::ShipmentFields>,
+}
+
+/// Opens the search indexes, then recovers marking dirty what they have not seen:
+/// the documents touched after the lower of their committed LSNs, or every document
+/// of a kind whose index had to be (re)created, claims more than the journal holds,
+/// or is older than the snapshot recovery started from (the records between were not
+/// replayed, so catch-up cannot know what changed or was deleted there).
+fn recover_with_index(cfg: &ServeConfig) -> anyhow::Result<(Recovered, OpenedIndexes)> {
+    use crate::index::{open_or_create_kind, recreate_kind, SHIPMENTS, SKUS};
+    let dir = DataDir::new(&cfg.data_dir);
+    let mut skus = open_or_create_kind(&dir.sku_index(), SKUS)?;
+    let mut shipments = open_or_create_kind(&dir.shipment_index(), SHIPMENTS)?;
+    // Re-indexing a document the other index already has is harmless.
+    let after = [skus.committed_lsn, shipments.committed_lsn].into_iter().flatten().min();
+    let mut recovered = recover(cfg, after)?;
+    let (last, from) = (recovered.report.last_lsn, recovered.snapshot.as_ref().map_or(0, |s| s.lsn));
+    if index_unusable(SKUS.name, skus.committed_lsn, last, from) {
+        skus = recreate_kind(&dir.sku_index(), SKUS)?;
     }
-    match opened.committed_lsn {
-        Some(i) => tracing::info!(index_lsn = i, dirty = recovered.dirty.len(), "search index catching up"),
-        None => recovered.dirty = all_skus(&recovered.state.brands),
+    if index_unusable(SHIPMENTS.name, shipments.committed_lsn, last, from) {
+        shipments = recreate_kind(&dir.shipment_index(), SHIPMENTS)?;
     }
-    Ok((recovered, opened))
+    for (kind, name, lsn) in [(DocKind::Sku, SKUS.name, skus.committed_lsn), (DocKind::Shipment, SHIPMENTS.name, shipments.committed_lsn)] {
+        match lsn {
+            Some(i) => tracing::info!(kind = %name, index_lsn = i, dirty = recovered.dirty.len(), "search index catching up"),
+            None => {
+                recovered.dirty.retain(|k| k.1 != kind);
+                recovered.dirty.extend(all_docs(&recovered.state.brands, kind));
+            }
+        }
+    }
+    Ok((recovered, OpenedIndexes { skus, shipments }))
+}
+
+/// Whether an index's committed LSN rules out a catch-up (logging why).
+fn index_unusable(kind: &str, committed: Option<Lsn>, journal_lsn: Lsn, snapshot_lsn: Lsn) -> bool {
+    match committed {
+        Some(i) if i > journal_lsn => {
+            tracing::warn!(kind = %kind, index_lsn = i, journal_lsn, "search index is ahead of the journal; rebuilding it");
+            true
+        }
+        Some(i) if i < snapshot_lsn => {
+            tracing::info!(kind = %kind, index_lsn = i, snapshot_lsn, "search index is older than the snapshot recovery started from; rebuilding it");
+            true
+        }
+        _ => false,
+    }
 }
 
 pub struct Application {
@@ -359,7 +397,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         None => Arc::new(SystemClock),
     };
     let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())) };
-    let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<SkuKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
+    let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<DirtyKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
     for (id, b) in brands {
         parts[shard_index(&id, cfg.shards)].0.insert(id, b);
     }
@@ -381,7 +419,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         })
         .collect();
     // Before the admin token line: it keeps the gap between that line and readiness short.
-    let (skus, indexer) = start_indexer(&cfg, opened, &shards, &journal)?;
+    let (skus, shipment_index, indexer) = start_indexer(&cfg, opened, &shards, &journal)?;
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
@@ -402,38 +440,40 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let snapshots = Arc::new(crate::snapshot::SnapshotService::new(&cfg.data_dir, cfg.snapshots_keep, journal.clone()));
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
-    if app.services.set(Services { router, journal: journal.clone(), clock, snapshots, skus }).is_err() {
+    if app.services.set(Services { router, journal: journal.clone(), clock, snapshots, skus, shipments: shipment_index }).is_err() {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");
     Ok(Running { journal, indexer })
 }
 
-/// Starts the indexer thread on the opened index and returns the search handle.
+/// Starts the indexer thread on the opened indexes and returns the search handles.
 fn start_indexer(
     cfg: &ServeConfig,
-    opened: crate::index::Opened,
+    opened: OpenedIndexes,
     shards: &[actix::Addr<Shard>],
     journal: &Journal,
-) -> anyhow::Result<(Arc<SkuIndex>, IndexerHandle)> {
-    let crate::index::Opened { index, fields, committed_lsn } = opened;
-    let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).context("cannot open the search index writer")?;
-    let reader: tantivy::IndexReader =
-        index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into().context("cannot open the search index reader")?;
-    let (covered_tx, covered_rx) = tokio::sync::watch::channel(committed_lsn.unwrap_or(0));
+) -> anyhow::Result<(Arc<SkuIndex>, Arc<ShipmentIndex>, IndexerHandle)> {
+    // Until the first cycle, searches see what both indexes hold: the lower LSN.
+    let committed = opened.skus.committed_lsn.unwrap_or(0).min(opened.shipments.committed_lsn.unwrap_or(0));
+    let skus = Target::open(opened.skus).context("cannot open the sku search index")?;
+    let shipments = Target::open(opened.shipments).context("cannot open the shipment search index")?;
+    let (covered_tx, covered_rx) = tokio::sync::watch::channel(committed);
     let wake = Arc::new(Wake::default());
+    let coverage = Coverage::new(covered_rx.clone(), wake.clone());
+    let sku_index = Arc::new(SkuIndex::new(skus.reader.clone(), skus.fields, covered_rx, wake.clone()));
+    let shipment_index = Arc::new(ShipmentIndex::new(shipments.reader.clone(), shipments.fields, coverage));
     let indexer = Indexer {
-        writer,
-        reader: reader.clone(),
-        fields,
+        skus,
+        shipments,
         source: Box::new(ShardSource(shards.to_vec())),
         journal: journal.clone(),
         covered_tx,
-        wake: wake.clone(),
+        wake,
         commit_interval: cfg.index_commit_interval,
-        committed_lsn: committed_lsn.unwrap_or(0),
+        committed_lsn: committed,
     }
     .spawn()
     .context("cannot start the indexer thread")?;
-    Ok((Arc::new(SkuIndex::new(reader, fields, covered_rx, wake)), indexer))
+    Ok((sku_index, shipment_index, indexer))
 }

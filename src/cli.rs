@@ -8,7 +8,11 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use tantivy::TantivyDocument;
+
 use crate::app::{self, DataDir};
+use crate::domain::view::ShipmentSummary;
+use crate::index::shipments::schema::shipment_doc;
 use crate::index::{self, schema};
 use crate::journal::{self, JournalConfig};
 
@@ -196,10 +200,10 @@ fn copy_with_progress(from: &Path, to: &Path, bytes: u64) -> std::io::Result<()>
     Ok(())
 }
 
-/// `zaiko index rebuild`: recovers the state from the journal, builds the SKU index
-/// beside the old one with a progress bar, commits it at the journal's last LSN, then
-/// puts it in place. A crash midway leaves either index or none; a server started on
-/// a data dir without one rebuilds it itself.
+/// `zaiko index rebuild`: recovers the state from the journal, builds the SKU and the
+/// shipment index beside the old ones with a progress bar, commits each at the
+/// journal's last LSN, then puts it in place. A crash midway leaves, per kind, either
+/// index or none; a server started on a data dir without one rebuilds it itself.
 pub fn index_rebuild(data_dir: &Path) -> ExitCode {
     match rebuild(data_dir) {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,26 +223,45 @@ fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
     recovered.journal.shutdown();
     let lsn = recovered.report.last_lsn;
     let brands = &recovered.state.brands;
-    let total: usize = brands.values().map(|b| b.skus.len()).sum();
-    eprintln!("recovered {} brands, {total} SKUs at lsn {lsn} in {:.1?}", brands.len(), started.elapsed());
+    let skus: usize = brands.values().map(|b| b.skus.len()).sum();
+    let shipments: usize = brands.values().map(|b| b.shipments.len()).sum();
+    eprintln!("recovered {} brands, {skus} SKUs, {shipments} shipments at lsn {lsn} in {:.1?}", brands.len(), started.elapsed());
 
-    let target = dir.sku_index();
+    let n = build_beside(&dir.sku_index(), index::SKUS, skus, lsn, |fields| {
+        brands.values().flat_map(move |b| {
+            b.skus.iter().map(move |(sku, s)| schema::sku_doc(&fields, &b.id, &b.name, sku, s, &b.channel_view(&s.levels)))
+        })
+    })?;
+    println!("indexed {n} SKUs at lsn {lsn} into {} in {:.1?}", dir.sku_index().display(), started.elapsed());
+    let n = build_beside(&dir.shipment_index(), index::SHIPMENTS, shipments, lsn, |fields| {
+        brands.values().flat_map(move |b| b.shipments.values().map(move |s| shipment_doc(&fields, &b.id, &ShipmentSummary::from(s))))
+    })?;
+    println!("indexed {n} shipments at lsn {lsn} into {} in {:.1?}", dir.shipment_index().display(), started.elapsed());
+    Ok(())
+}
+
+/// Builds an index of `kind` from `docs` in a directory beside `target`, then moves
+/// it in place of `target`. Returns the number of documents.
+fn build_beside<F: Copy, I: Iterator<Item = TantivyDocument>>(
+    target: &Path,
+    kind: index::Kind<F>,
+    total: usize,
+    lsn: journal::Lsn,
+    docs: impl FnOnce(F) -> I,
+) -> anyhow::Result<u64> {
     let building = target.with_extension("rebuild");
-    let opened = index::recreate(&building)?;
+    let opened = index::recreate_kind(&building, kind)?;
     let fields = opened.fields;
     let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} SKUs  {per_sec}  eta {eta}").expect("valid template").progress_chars("=> "),
-    );
-    let docs = brands.values().flat_map(|b| b.skus.iter().map(move |(sku, s)| schema::sku_doc(&fields, &b.id, &b.name, sku, s)));
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {}  {{per_sec}}  eta {{eta}}", kind.name);
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    let n = index::bulk_build(&opened, threads, docs, lsn, |n| bar.set_position(n))?;
+    let n = index::bulk_build(&opened, threads, docs(fields), lsn, |n| bar.set_position(n))?;
     bar.finish();
     drop(opened);
     if target.exists() {
-        std::fs::remove_dir_all(&target).with_context(|| format!("cannot remove the old index {}", target.display()))?;
+        std::fs::remove_dir_all(target).with_context(|| format!("cannot remove the old index {}", target.display()))?;
     }
-    std::fs::rename(&building, &target).with_context(|| format!("cannot move the new index to {}", target.display()))?;
-    println!("indexed {n} SKUs at lsn {lsn} into {} in {:.1?}", target.display(), started.elapsed());
-    Ok(())
+    std::fs::rename(&building, target).with_context(|| format!("cannot move the new index to {}", target.display()))?;
+    Ok(n)
 }

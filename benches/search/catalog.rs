@@ -56,7 +56,7 @@ fn to_doc(fields: &schema::Fields, line: &str, n: i64) -> TantivyDocument {
         updated_at: Timestamp(n),
     };
     let brand = BrandId::parse(&l.brand).expect("brand id");
-    schema::sku_doc(fields, &brand, &l.brand_name, &Id::parse(&l.sku).expect("sku id"), &state)
+    schema::sku_doc(fields, &brand, &l.brand_name, &Id::parse(&l.sku).expect("sku id"), &state, &[])
 }
 
 /// Loads `data` into `--index-dir` (or reuses it with `--reuse`) and opens it.

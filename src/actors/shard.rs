@@ -13,7 +13,8 @@ use crate::domain::event::{self, BrandRecord, Event, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
 use crate::domain::view::{
-    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
+    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentSummary, ShipmentView, SkuView,
+    StockView,
 };
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
 use crate::journal::Lsn;
@@ -97,9 +98,10 @@ impl Message for ListBrands {
     type Result = ();
 }
 
-/// Asks a shard for the SKUs changed since the last drain, at most `max` of them: the
-/// search index pulls changes this way, so a slow index never backs up the shards and
-/// the pending set is bounded by the number of SKUs (changes to one SKU coalesce).
+/// Asks a shard for the documents (SKUs, shipments) changed since the last drain, at
+/// most `max` of them: the search index pulls changes this way, so a slow index never
+/// backs up the shards and the pending set is bounded by the number of objects
+/// (changes to one object coalesce).
 pub struct DrainDirty {
     pub max: usize,
     pub reply: tokio::sync::oneshot::Sender<Drained>,
@@ -109,44 +111,112 @@ impl Message for DrainDirty {
     type Result = ();
 }
 
-/// What the index must do for one SKU.
+/// What the index must do for one document.
 #[derive(Debug, Clone)]
 pub enum IndexItem {
-    Upsert { brand: BrandId, brand_name: String, sku: Id, state: Box<SkuState> },
-    Delete { brand: BrandId, sku: Id },
+    Sku(SkuItem),
+    Shipment(ShipmentItem),
+}
+
+#[derive(Debug, Clone)]
+pub enum SkuItem {
+    /// A SKU, with its availability to each configured channel of its brand.
+    Upsert {
+        brand: BrandId,
+        brand_name: String,
+        sku: Id,
+        state: Box<SkuState>,
+        channels: Vec<(Id, i64)>,
+    },
+    Delete {
+        brand: BrandId,
+        sku: Id,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum ShipmentItem {
+    Upsert { brand: BrandId, shipment: Box<ShipmentSummary> },
+    Delete { brand: BrandId, id: Id },
 }
 
 #[derive(Debug)]
 pub struct Drained {
     pub items: Vec<IndexItem>,
-    /// More dirty SKUs remain after this batch.
+    /// More dirty documents remain after this batch.
     pub more: bool,
-    /// How many dirty SKUs remain after this batch.
+    /// How many dirty documents remain after this batch.
     pub remaining: usize,
 }
 
-/// A SKU of a brand.
-pub type SkuKey = (BrandId, Id);
+/// The kinds of object the search index keeps a document of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocKind {
+    Sku,
+    Shipment,
+}
 
-/// The SKUs changed since the search index last drained them, oldest first. Changes
-/// to a SKU already waiting coalesce (it keeps its place), and a drain takes the
-/// oldest: so a drain cycle that takes as many as were waiting when it began has
-/// taken every one of them, however many arrive meanwhile.
+/// A document of the search index: a SKU or a shipment of a brand.
+pub type DirtyKey = (BrandId, DocKind, Id);
+
+/// The documents a record changes: SKUs whose catalog or stock it changes or whose
+/// channel availability a reconfiguration step recomputes, and shipments it creates,
+/// moves or purges. Live commits and the catch-up after a restart both use it.
+pub fn touched_docs(record: &BrandRecord) -> impl Iterator<Item = DirtyKey> + '_ {
+    /// One document, and the SKUs of a channel-sync step.
+    type Touched<'a> = (Option<(DocKind, &'a Id)>, &'a [(Id, i64)]);
+    let brand = &record.brand;
+    record.events.iter().flat_map(move |e| {
+        let (one, synced): Touched = match e {
+            Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => {
+                (Some((DocKind::Sku, sku)), &[])
+            }
+            Event::ShipmentCreated { shipment } => (Some((DocKind::Shipment, &shipment.id)), &[]),
+            Event::ShipmentStatusChanged { id, .. } | Event::ShipmentPurged { id } => (Some((DocKind::Shipment, id)), &[]),
+            Event::ChannelSynced { skus, .. } => (None, skus.as_slice()),
+            _ => (None, &[]),
+        };
+        one.into_iter().chain(synced.iter().map(|(sku, _)| (DocKind::Sku, sku))).map(move |(kind, id)| (brand.clone(), kind, id.clone()))
+    })
+}
+
+/// What the index must do for a dirty document, from the state now.
+fn index_item(brands: &HashMap<BrandId, BrandState>, (brand, kind, id): DirtyKey) -> IndexItem {
+    let b = brands.get(&brand);
+    match kind {
+        DocKind::Sku => IndexItem::Sku(match b.and_then(|b| b.skus.get(&id).map(|s| (b, s))) {
+            Some((b, s)) => {
+                let channels = b.channel_view(&s.levels);
+                SkuItem::Upsert { brand_name: b.name.clone(), channels, brand, sku: id, state: Box::new(s.clone()) }
+            }
+            None => SkuItem::Delete { brand, sku: id },
+        }),
+        DocKind::Shipment => IndexItem::Shipment(match b.and_then(|b| b.shipments.get(&id)) {
+            Some(s) => ShipmentItem::Upsert { brand, shipment: Box::new(ShipmentSummary::from(s)) },
+            None => ShipmentItem::Delete { brand, id },
+        }),
+    }
+}
+
+/// The documents changed since the search index last drained them, oldest first.
+/// Changes to a document already waiting coalesce (it keeps its place), and a drain
+/// takes the oldest: so a drain cycle that takes as many as were waiting when it
+/// began has taken every one of them, however many arrive meanwhile.
 #[derive(Debug, Default)]
 pub struct DirtySet {
-    set: HashSet<SkuKey>,
-    order: VecDeque<SkuKey>,
+    set: HashSet<DirtyKey>,
+    order: VecDeque<DirtyKey>,
 }
 
 impl DirtySet {
-    pub fn insert(&mut self, key: SkuKey) {
+    pub fn insert(&mut self, key: DirtyKey) {
         if self.set.insert(key.clone()) {
             self.order.push_back(key);
         }
     }
 
-    /// The oldest waiting SKU.
-    pub fn pop(&mut self) -> Option<SkuKey> {
+    /// The oldest waiting document.
+    pub fn pop(&mut self) -> Option<DirtyKey> {
         let key = self.order.pop_front()?;
         self.set.remove(&key);
         Some(key)
@@ -161,14 +231,14 @@ impl DirtySet {
     }
 }
 
-impl Extend<SkuKey> for DirtySet {
-    fn extend<T: IntoIterator<Item = SkuKey>>(&mut self, keys: T) {
+impl Extend<DirtyKey> for DirtySet {
+    fn extend<T: IntoIterator<Item = DirtyKey>>(&mut self, keys: T) {
         keys.into_iter().for_each(|k| self.insert(k));
     }
 }
 
-impl FromIterator<SkuKey> for DirtySet {
-    fn from_iter<T: IntoIterator<Item = SkuKey>>(keys: T) -> Self {
+impl FromIterator<DirtyKey> for DirtySet {
+    fn from_iter<T: IntoIterator<Item = DirtyKey>>(keys: T) -> Self {
         let mut d = DirtySet::default();
         d.extend(keys);
         d
@@ -178,7 +248,7 @@ impl FromIterator<SkuKey> for DirtySet {
 pub struct Shard {
     pub index: usize,
     pub brands: HashMap<BrandId, BrandState>,
-    /// SKUs changed since the search index last drained them.
+    /// Documents (SKUs, shipments) changed since the search index last drained them.
     pub dirty: DirtySet,
     pub ctx: Context,
     pub mailbox_capacity: usize,
@@ -227,11 +297,8 @@ impl Handler<DrainDirty> for Shard {
     fn handle(&mut self, msg: DrainDirty, _ctx: &mut Self::Context) {
         let mut items = Vec::with_capacity(msg.max.min(self.dirty.len()));
         while items.len() < msg.max {
-            let Some((brand, sku)) = self.dirty.pop() else { break };
-            items.push(match self.brands.get(&brand).and_then(|b| b.skus.get(&sku).map(|s| (b, s))) {
-                Some((b, s)) => IndexItem::Upsert { brand_name: b.name.clone(), brand, sku, state: Box::new(s.clone()) },
-                None => IndexItem::Delete { brand, sku },
-            });
+            let Some(key) = self.dirty.pop() else { break };
+            items.push(index_item(&self.brands, key));
         }
         let _ = msg.reply.send(Drained { items, more: !self.dirty.is_empty(), remaining: self.dirty.len() });
     }
@@ -422,8 +489,14 @@ impl Shard {
         self.sweeps += 1;
         let now = self.ctx.clock.now();
         let purge = self.sweeps % PURGE_EVERY_SWEEPS == 1;
-        let due: Vec<BrandId> =
-            self.brands.values().filter(|b| purge || b.expiries.first().is_some_and(|(at, _)| *at <= now)).map(|b| b.id.clone()).collect();
+        // A brand with a channel reconfiguration still streaming is due too: its steps
+        // run here, not only when something expires.
+        let due: Vec<BrandId> = self
+            .brands
+            .values()
+            .filter(|b| purge || !b.channel_syncs.is_empty() || b.expiries.first().is_some_and(|(at, _)| *at <= now))
+            .map(|b| b.id.clone())
+            .collect();
         for id in due {
             let brand = &self.brands[&id];
             let mut events = match brand.decide_expiries(now) {
@@ -482,7 +555,7 @@ impl Shard {
         if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
             fatal_apply("a brand record", lsn, &e);
         }
-        self.dirty.extend(record.touched_skus().map(|sku| (record.brand.clone(), sku.clone())));
+        self.dirty.extend(touched_docs(&record));
         self.last_lsn = lsn;
         Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
     }
@@ -509,9 +582,31 @@ pub fn apply_brand_record(brands: &mut HashMap<BrandId, BrandState>, lsn: Lsn, r
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fulfilment::ShipmentStatus;
 
-    fn key(sku: &str) -> SkuKey {
-        (BrandId::parse("b").unwrap(), Id::parse(sku).unwrap())
+    fn key(sku: &str) -> DirtyKey {
+        (BrandId::parse("b").unwrap(), DocKind::Sku, Id::parse(sku).unwrap())
+    }
+
+    #[test]
+    fn a_record_touches_its_skus_shipments_and_the_skus_of_a_channel_sync_step() {
+        let id = |s: &str| Id::parse(s).unwrap();
+        let record = BrandRecord {
+            brand: BrandId::parse("b").unwrap(),
+            at: Timestamp(0),
+            idempotency: None,
+            events: vec![
+                Event::ShipmentStatusChanged { id: id("SH-1"), status: ShipmentStatus::Packed, tracking_number: None, carrier: None },
+                Event::SkuDeleted { sku: id("S1") },
+                Event::ShipmentPurged { id: id("SH-2") },
+                Event::ChannelSynced { channel: id("zozo"), skus: vec![(id("S2"), 0), (id("S3"), 4)], after: Some(id("S3")) },
+                Event::ReservationReleased { id: id("R-1") },
+            ],
+        };
+        let got: Vec<(DocKind, String)> = touched_docs(&record).map(|(_, kind, id)| (kind, id.as_str().to_string())).collect();
+        let want =
+            [(DocKind::Shipment, "SH-1"), (DocKind::Sku, "S1"), (DocKind::Shipment, "SH-2"), (DocKind::Sku, "S2"), (DocKind::Sku, "S3")];
+        assert_eq!(got, want.map(|(k, s)| (k, s.to_string())));
     }
 
     #[test]
@@ -522,7 +617,7 @@ mod tests {
         assert_eq!(d.pop(), Some(key("A")));
         d.insert(key("A"));
         d.insert(key("D"));
-        let order: Vec<_> = std::iter::from_fn(|| d.pop()).map(|k| k.1.as_str().to_string()).collect();
+        let order: Vec<_> = std::iter::from_fn(|| d.pop()).map(|k| k.2.as_str().to_string()).collect();
         assert_eq!(order, ["B", "C", "A", "D"], "a SKU changed again after its drain waits behind the others");
         assert!(d.is_empty());
     }

@@ -302,6 +302,50 @@ impl From<&Shipment> for ShipmentView {
     }
 }
 
+/// A shipment as the search index sees it: what staff search by, and deliberately
+/// *no* `ship_to` — the recipient's personal data never reaches the index, its files
+/// or a search answer, because this type cannot carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipmentSummary {
+    pub id: Id,
+    pub order_ref: Option<String>,
+    pub channel: Option<Id>,
+    pub status: ShipmentStatus,
+    pub tracking_number: Option<String>,
+    pub carrier: Option<String>,
+    /// The SKUs of its lines, each once, in line order.
+    pub skus: Vec<Id>,
+    pub reservation_id: Option<Id>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<&Shipment> for ShipmentSummary {
+    fn from(s: &Shipment) -> Self {
+        let mut skus: Vec<Id> = Vec::with_capacity(s.lines.len());
+        for l in &s.lines {
+            if !skus.contains(&l.sku) {
+                skus.push(l.sku.clone());
+            }
+        }
+        ShipmentSummary {
+            id: s.id.clone(),
+            order_ref: s.order_ref.as_ref().map(|v| v.to_string()),
+            channel: s.channel.clone(),
+            status: s.status,
+            tracking_number: s.tracking_number.as_ref().map(|v| v.to_string()),
+            carrier: s.carrier.as_ref().map(|v| v.to_string()),
+            skus,
+            reservation_id: match &s.source {
+                ShipmentSource::Reservation(r) => Some(r.clone()),
+                ShipmentSource::Lines(_) => None,
+            },
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelView {
     pub id: Id,

@@ -91,8 +91,9 @@ pub struct Services {
     pub journal: Journal,
     pub clock: SharedClock,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
-    /// The SKU search index.
+    /// The search indexes.
     pub skus: Arc<crate::index::SkuIndex>,
+    pub shipments: Arc<crate::index::ShipmentIndex>,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then

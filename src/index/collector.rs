@@ -2,7 +2,9 @@
 //! the total, the facet counts, and one page of hits after a cursor.
 //!
 //! Order: a *primary key* (a `u64`, larger first) made from the score or a fast
-//! field, then the document's `uid` (`brand/sku`) ascending. Within a segment the
+//! field ([`Order`]), then the document's `uid` (`brand/sku`, `brand/shipment`)
+//! ascending. The collector knows nothing of SKUs or shipments: the kind's search
+//! hands it the order and the names of its facet fields. Within a segment the
 //! ordinals of the `uid` column are in the same order as the strings, so the
 //! tie-break costs one column read per document; strings are only looked up for the
 //! few hits a segment keeps. A cursor `(primary, uid)` is turned, per segment, into
@@ -16,14 +18,24 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
-use super::query::Sort;
 use super::schema::names;
 
 /// Most values returned per facet (the most frequent first).
 pub const FACET_VALUES_MAX: usize = 50;
 
-/// The facets, in the order of [`Facets`] fields.
-pub const FACET_FIELDS: [&str; 4] = [names::BRAND, names::CATEGORY, names::COLOR, names::SIZE];
+/// Most facet fields one search counts.
+pub const FACETS_MAX: usize = 8;
+
+/// What the primary key of a document is made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The relevance score, larger first.
+    Score,
+    /// An `i64` fast field, larger first; documents without it last.
+    Desc(&'static str),
+    /// An `i64` fast field, smaller first; documents without it last.
+    Asc(&'static str),
+}
 
 /// A position in the result order, exclusive: the last hit of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +57,17 @@ pub struct Candidate {
 #[derive(Debug, Default)]
 pub struct Found {
     pub total: u64,
-    /// Per facet field: `(value, count)`, most frequent first, then by value.
-    pub facets: [Vec<(String, u64)>; 4],
+    /// Per facet field, in the order of [`SearchCollector::facets`]: `(value, count)`,
+    /// most frequent first, then by value.
+    pub facets: Vec<Vec<(String, u64)>>,
     /// At most `limit` hits in result order.
     pub top: Vec<Candidate>,
 }
 
 pub struct SearchCollector {
-    pub sort: Sort,
+    pub order: Order,
+    /// Fast text fields to count values of (at most [`FACETS_MAX`]).
+    pub facets: &'static [&'static str],
     pub limit: usize,
     pub after: Option<After>,
     /// Whether scores are computed: only when they order the result (a relevance sort
@@ -74,21 +89,19 @@ fn i64_key(v: i64) -> u64 {
 
 /// The primary key of a document. A missing value is 0, after every present one in
 /// both directions.
-pub fn primary(sort: Sort, score: Score, value: Option<i64>) -> u64 {
-    match (sort, value) {
-        (Sort::Relevance, _) => score_key(score),
+pub fn primary(order: Order, score: Score, value: Option<i64>) -> u64 {
+    match (order, value) {
+        (Order::Score, _) => score_key(score),
         (_, None) => 0,
-        (Sort::PriceAsc, Some(v)) => (u64::MAX - i64_key(v)).max(1),
-        (_, Some(v)) => i64_key(v).max(1),
+        (Order::Asc(_), Some(v)) => (u64::MAX - i64_key(v)).max(1),
+        (Order::Desc(_), Some(v)) => i64_key(v).max(1),
     }
 }
 
-fn sort_field(sort: Sort) -> Option<&'static str> {
-    match sort {
-        Sort::Relevance => None,
-        Sort::UpdatedDesc => Some(names::UPDATED),
-        Sort::AvailableDesc => Some(names::AVAILABLE),
-        Sort::PriceAsc | Sort::PriceDesc => Some(names::PRICE),
+fn sort_field(order: Order) -> Option<&'static str> {
+    match order {
+        Order::Score => None,
+        Order::Desc(f) | Order::Asc(f) => Some(f),
     }
 }
 
@@ -115,7 +128,7 @@ impl PartialOrd for Kept {
 
 pub struct SegmentSearch {
     segment: SegmentOrdinal,
-    sort: Sort,
+    order: Order,
     limit: usize,
     total: u64,
     facet_cols: Vec<Option<StrColumn>>,
@@ -138,12 +151,12 @@ impl Collector for SearchCollector {
 
     fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentSearch> {
         let ff = reader.fast_fields();
-        let facet_cols: Vec<Option<StrColumn>> = FACET_FIELDS.iter().map(|n| ff.str(n)).collect::<tantivy::Result<_>>()?;
+        let facet_cols: Vec<Option<StrColumn>> = self.facets.iter().take(FACETS_MAX).map(|n| ff.str(n)).collect::<tantivy::Result<_>>()?;
         let facet_ords = facet_cols.iter().map(|c| c.as_ref().map(|c| c.ords().clone())).collect();
         let facet_counts = facet_cols.iter().map(|c| vec![0u32; c.as_ref().map_or(0, |c| c.num_terms())]).collect();
         let uid = ff.str(names::UID)?;
         let uid_ords = uid.as_ref().map(|c| c.ords().clone());
-        let sort_col = sort_field(self.sort).map(|n| ff.i64(n)).transpose()?;
+        let sort_col = sort_field(self.order).map(|n| ff.i64(n)).transpose()?;
         let after = match (&self.after, &uid) {
             (Some(a), Some(uid)) => Some((a.primary, first_ord_after(uid, &a.uid)?)),
             (Some(a), None) => Some((a.primary, u64::MAX)),
@@ -151,7 +164,7 @@ impl Collector for SearchCollector {
         };
         Ok(SegmentSearch {
             segment,
-            sort: self.sort,
+            order: self.order,
             limit: self.limit,
             total: 0,
             facet_cols,
@@ -173,7 +186,7 @@ impl Collector for SearchCollector {
 
     fn merge_fruits(&self, fruits: Vec<Found>) -> tantivy::Result<Found> {
         let mut total = 0;
-        let mut facets: [HashMap<String, u64>; 4] = Default::default();
+        let mut facets: Vec<HashMap<String, u64>> = vec![HashMap::new(); self.facets.len().min(FACETS_MAX)];
         let mut top = Vec::new();
         for f in fruits {
             total += f.total;
@@ -186,7 +199,7 @@ impl Collector for SearchCollector {
         }
         top.sort_by(|a, b| b.primary.cmp(&a.primary).then_with(|| a.uid.cmp(&b.uid)));
         top.truncate(self.limit);
-        Ok(Found { total, facets: facets.map(ranked_facet), top })
+        Ok(Found { total, facets: facets.into_iter().map(ranked_facet).collect(), top })
     }
 }
 
@@ -234,7 +247,7 @@ impl SegmentSearch {
     }
 
     fn keep(&mut self, doc: DocId, score: Score, value: Option<i64>) {
-        let primary = primary(self.sort, score, value);
+        let primary = primary(self.order, score, value);
         if let Some((after_primary, min_ord)) = self.after {
             if primary > after_primary {
                 return;
@@ -298,7 +311,7 @@ impl SegmentCollector for SegmentSearch {
     }
 
     fn harvest(self) -> Found {
-        let facets = std::array::from_fn(|i| Self::facet_values(self.facet_cols[i].as_ref(), &self.facet_counts[i]));
+        let facets = self.facet_cols.iter().zip(&self.facet_counts).map(|(col, counts)| Self::facet_values(col.as_ref(), counts)).collect();
         let mut top = Vec::with_capacity(self.heap.len());
         for k in self.heap.into_sorted_vec() {
             let mut uid = String::new();
@@ -325,15 +338,16 @@ mod tests {
         let scores = [-3.5f32, -0.0, 0.0, 0.25, 1.0, 7.5, 1e9];
         assert!(scores.windows(2).all(|w| score_key(w[0]) <= score_key(w[1])));
         let values = [i64::MIN + 1, -5, 0, 3, 1_000_000_000_000];
-        assert!(values.windows(2).all(|w| primary(Sort::PriceDesc, 0.0, Some(w[0])) < primary(Sort::PriceDesc, 0.0, Some(w[1]))));
-        assert!(values.windows(2).all(|w| primary(Sort::PriceAsc, 0.0, Some(w[0])) > primary(Sort::PriceAsc, 0.0, Some(w[1]))));
+        let (desc, asc) = (Order::Desc(names::PRICE), Order::Asc(names::PRICE));
+        assert!(values.windows(2).all(|w| primary(desc, 0.0, Some(w[0])) < primary(desc, 0.0, Some(w[1]))));
+        assert!(values.windows(2).all(|w| primary(asc, 0.0, Some(w[0])) > primary(asc, 0.0, Some(w[1]))));
     }
 
     #[test]
     fn missing_values_sort_last_both_ways() {
-        for sort in [Sort::PriceAsc, Sort::PriceDesc] {
-            assert!(primary(sort, 0.0, None) < primary(sort, 0.0, Some(1_000_000_000_000)));
-            assert!(primary(sort, 0.0, None) < primary(sort, 0.0, Some(0)));
+        for order in [Order::Asc(names::PRICE), Order::Desc(names::PRICE)] {
+            assert!(primary(order, 0.0, None) < primary(order, 0.0, Some(1_000_000_000_000)));
+            assert!(primary(order, 0.0, None) < primary(order, 0.0, Some(0)));
         }
     }
 

@@ -1,9 +1,11 @@
-//! The indexer: one thread that owns the one `IndexWriter`, pulls changed SKUs from
-//! the shards, and commits.
+//! The indexer: one thread that owns the `IndexWriter` of every kind (SKUs,
+//! shipments), pulls changed documents from the shards, and commits.
 //!
 //! A cycle: read `L0 = journal.last_assigned_lsn()`; drain every shard's dirty set
-//! (`DrainDirty`) and apply the items; commit with `L0` in the payload; reload the
-//! reader; publish `L0` as the covered LSN. `L0` is covered because a shard applies
+//! (`DrainDirty`: SKUs and shipments in one first-in-first-out order) and apply each
+//! item to its kind's index; commit every index with `L0` in its payload; reload the
+//! readers; publish `L0` as the covered LSN — one LSN for every kind, published only
+//! once all of them are committed and visible. `L0` is covered because a shard applies
 //! a record in the same actor message that appends it, so every record ≤ `L0` was
 //! applied before the shard handled a drain sent after `L0` was read.
 //!
@@ -31,8 +33,9 @@ use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::watch;
 
 use super::schema::{sku_doc, uid, Fields};
-use super::{IndexError, Payload};
-use crate::actors::shard::{DrainDirty, Drained, IndexItem, Shard};
+use super::shipments::schema::{self as shipment_schema, ShipmentFields};
+use super::{IndexError, Opened, Payload};
+use crate::actors::shard::{DrainDirty, Drained, IndexItem, Shard, ShipmentItem, SkuItem};
 use crate::journal::{Journal, Lsn};
 
 /// Default time between cycles: the freshness bound for searches without `min_lsn`.
@@ -132,16 +135,41 @@ impl IndexerHandle {
     }
 }
 
-pub struct Indexer {
+/// One index the indexer writes: its writer, the reader searches use, its fields and
+/// the format its commits carry.
+pub struct Target<F> {
     pub writer: IndexWriter<TantivyDocument>,
     pub reader: IndexReader,
-    pub fields: Fields,
+    pub fields: F,
+    pub format: u32,
+}
+
+impl<F> Target<F> {
+    /// The writer (one indexing thread) and a manually reloaded reader of an index.
+    pub fn open(opened: Opened<F>) -> Result<Target<F>, IndexError> {
+        let Opened { index, fields, format, .. } = opened;
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+        let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into()?;
+        Ok(Target { writer, reader, fields, format })
+    }
+
+    fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&Payload { format: self.format, lsn }.encode());
+        prepared.commit()?;
+        Ok(())
+    }
+}
+
+pub struct Indexer {
+    pub skus: Target<Fields>,
+    pub shipments: Target<ShipmentFields>,
     pub source: Box<dyn DirtySource>,
     pub journal: Journal,
     pub covered_tx: watch::Sender<Lsn>,
     pub wake: Arc<Wake>,
     pub commit_interval: Duration,
-    /// The LSN in the last commit payload.
+    /// The lower of the LSNs in the last commit payloads.
     pub committed_lsn: Lsn,
 }
 
@@ -242,28 +270,32 @@ impl Indexer {
     }
 
     fn apply(&mut self, items: Vec<IndexItem>) -> Result<(), IndexError> {
-        items.into_iter().try_for_each(|item| apply_item(&self.writer, &self.fields, item))
+        items.into_iter().try_for_each(|item| match item {
+            IndexItem::Sku(i) => apply_item(&self.skus.writer, &self.skus.fields, i),
+            IndexItem::Shipment(i) => apply_shipment_item(&self.shipments.writer, &self.shipments.fields, i),
+        })
     }
 
-    /// Commits what was applied, with `lsn` as the covered LSN, once everything the
-    /// drains could have seen is durable; then makes it visible to searches.
+    /// Commits what was applied to every index, with `lsn` as the covered LSN, once
+    /// everything the drains could have seen is durable; then makes it visible to
+    /// searches. Every index is committed, changed or not, so that their payloads
+    /// move together and an idle kind never falls behind a snapshot (which would
+    /// force its rebuild on the next start).
     fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
         let started = Instant::now();
         let seen = self.journal.last_assigned_lsn();
         self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped("journal"))?;
         let durable = started.elapsed();
-        let mut prepared = self.writer.prepare_commit()?;
-        let prepared_at = started.elapsed();
-        prepared.set_payload(&Payload::new(lsn).encode());
-        prepared.commit()?;
+        self.skus.commit(lsn)?;
+        self.shipments.commit(lsn)?;
         let committed = started.elapsed();
-        self.reader.reload()?;
+        self.skus.reader.reload()?;
+        self.shipments.reader.reload()?;
         self.committed_lsn = lsn;
         tracing::debug!(
             lsn,
             wait_durable_us = durable.as_micros() as u64,
-            prepare_us = (prepared_at - durable).as_micros() as u64,
-            commit_us = (committed - prepared_at).as_micros() as u64,
+            commit_us = (committed - durable).as_micros() as u64,
             reload_us = (started.elapsed() - committed).as_micros() as u64,
             "search index committed"
         );
@@ -271,16 +303,30 @@ impl Indexer {
     }
 }
 
-/// Applies one change: an update is a delete of the SKU's `uid` term and an add; the
-/// add's opstamp is after the delete's, so it survives it.
-pub fn apply_item(writer: &IndexWriter<TantivyDocument>, fields: &Fields, item: IndexItem) -> Result<(), IndexError> {
+/// Applies one SKU change: an update is a delete of the SKU's `uid` term and an add;
+/// the add's opstamp is after the delete's, so it survives it.
+pub fn apply_item(writer: &IndexWriter<TantivyDocument>, fields: &Fields, item: SkuItem) -> Result<(), IndexError> {
     match item {
-        IndexItem::Upsert { brand, brand_name, sku, state } => {
+        SkuItem::Upsert { brand, brand_name, sku, state, channels } => {
             writer.delete_term(Term::from_field_text(fields.uid, &uid(&brand, &sku)));
-            writer.add_document(sku_doc(fields, &brand, &brand_name, &sku, &state))?;
+            writer.add_document(sku_doc(fields, &brand, &brand_name, &sku, &state, &channels))?;
         }
-        IndexItem::Delete { brand, sku } => {
+        SkuItem::Delete { brand, sku } => {
             writer.delete_term(Term::from_field_text(fields.uid, &uid(&brand, &sku)));
+        }
+    }
+    Ok(())
+}
+
+/// Applies one shipment change, the same way.
+pub fn apply_shipment_item(writer: &IndexWriter<TantivyDocument>, fields: &ShipmentFields, item: ShipmentItem) -> Result<(), IndexError> {
+    match item {
+        ShipmentItem::Upsert { brand, shipment } => {
+            writer.delete_term(Term::from_field_text(fields.uid, &shipment_schema::uid(&brand, shipment.id.as_str())));
+            writer.add_document(shipment_schema::shipment_doc(fields, &brand, &shipment))?;
+        }
+        ShipmentItem::Delete { brand, id } => {
+            writer.delete_term(Term::from_field_text(fields.uid, &shipment_schema::uid(&brand, id.as_str())));
         }
     }
     Ok(())
@@ -293,9 +339,10 @@ mod tests {
     use tantivy::{Index, ReloadPolicy};
 
     use super::*;
-    use crate::actors::shard::DirtySet;
+    use crate::actors::shard::{DirtyKey, DirtySet, DocKind};
     use crate::domain::brand::SkuState;
     use crate::domain::{BrandId, Id};
+    use crate::index::{Kind, SHIPMENTS, SKUS};
     use crate::journal::{JournalConfig, OpenOptions};
 
     /// One shard whose writes outpace the indexer: every drain dirties as many new
@@ -309,8 +356,8 @@ mod tests {
 
     const DRAINS_MAX: usize = 1000;
 
-    fn key(i: usize) -> (BrandId, Id) {
-        (BrandId::parse("b").unwrap(), Id::parse(&format!("S{i}")).unwrap())
+    fn key(i: usize) -> DirtyKey {
+        (BrandId::parse("b").unwrap(), DocKind::Sku, Id::parse(&format!("S{i}")).unwrap())
     }
 
     impl DirtySource for Arc<Flood> {
@@ -325,7 +372,15 @@ mod tests {
             let mut dirty = self.dirty.lock();
             let items: Vec<IndexItem> = std::iter::from_fn(|| dirty.pop())
                 .take(max)
-                .map(|(brand, sku)| IndexItem::Upsert { brand, brand_name: "b".into(), sku, state: Box::new(sku_state()) })
+                .map(|(brand, _, sku)| {
+                    IndexItem::Sku(SkuItem::Upsert {
+                        brand,
+                        brand_name: "b".into(),
+                        sku,
+                        state: Box::new(sku_state()),
+                        channels: Vec::new(),
+                    })
+                })
                 .collect();
             let remaining = dirty.len();
             // The writes that arrive while the indexer applies this batch.
@@ -362,26 +417,99 @@ mod tests {
             next: AtomicUsize::new(waiting),
             drains: AtomicUsize::new(0),
         });
-        let (schema, fields) = super::super::schema::build();
+        let (covered_tx, covered_rx) = watch::channel(0);
+        let mut indexer = indexer(Box::new(flood.clone()), &journal, covered_tx);
+        indexer.cycle(false).expect("the cycle ends");
+        assert_eq!(*covered_rx.borrow(), lsn, "the cycle covers the lsn read before its drains");
+        assert_eq!(flood.drains.load(Ordering::Relaxed), 4, "it drains what was waiting, no more");
+        assert!(indexer.skus.reader.searcher().num_docs() >= waiting as u64, "everything waiting is indexed and visible");
+        journal.shutdown();
+    }
+
+    fn ram_target<F>(kind: Kind<F>) -> Target<F> {
+        let (schema, fields) = (kind.build)();
         let index = Index::create_in_ram(schema);
         super::super::register_tokenizer(&index);
         let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().unwrap();
-        let (covered_tx, covered_rx) = watch::channel(0);
-        let mut indexer = Indexer {
-            writer: index.writer_with_num_threads(1, 15_000_000).unwrap(),
-            reader: reader.clone(),
-            fields,
-            source: Box::new(flood.clone()),
+        Target { writer: index.writer_with_num_threads(1, 15_000_000).unwrap(), reader, fields, format: kind.format }
+    }
+
+    fn indexer(source: Box<dyn DirtySource>, journal: &Journal, covered_tx: watch::Sender<Lsn>) -> Indexer {
+        Indexer {
+            skus: ram_target(SKUS),
+            shipments: ram_target(SHIPMENTS),
+            source,
             journal: journal.clone(),
             covered_tx,
             wake: Arc::new(Wake::default()),
             commit_interval: COMMIT_INTERVAL_DEFAULT,
             committed_lsn: 0,
-        };
-        indexer.cycle(false).expect("the cycle ends");
-        assert_eq!(*covered_rx.borrow(), lsn, "the cycle covers the lsn read before its drains");
-        assert_eq!(flood.drains.load(Ordering::Relaxed), 4, "it drains what was waiting, no more");
-        assert!(reader.searcher().num_docs() >= waiting as u64, "everything waiting is indexed and visible");
+        }
+    }
+
+    /// One shard holding fixed items, handed out in order.
+    struct Fixed(Mutex<Vec<IndexItem>>);
+
+    impl DirtySource for Arc<Fixed> {
+        fn shard_count(&self) -> usize {
+            1
+        }
+
+        fn drain(&self, _shard: usize, max: usize) -> Result<Drained, SourceError> {
+            let mut items = self.0.lock();
+            let n = max.min(items.len());
+            let taken: Vec<IndexItem> = items.drain(..n).collect();
+            Ok(Drained { more: !items.is_empty(), remaining: items.len(), items: taken })
+        }
+    }
+
+    fn shipment(id: &str) -> crate::domain::view::ShipmentSummary {
+        crate::domain::view::ShipmentSummary {
+            id: Id::parse(id).unwrap(),
+            order_ref: None,
+            channel: None,
+            status: crate::domain::fulfilment::ShipmentStatus::Accepted,
+            tracking_number: None,
+            carrier: None,
+            skus: vec![Id::parse("S1").unwrap()],
+            reservation_id: None,
+            created_at: crate::domain::Timestamp(1),
+            updated_at: crate::domain::Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn one_cycle_commits_skus_and_shipments_under_one_covered_lsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions { config: JournalConfig { segment_bytes: 1 << 24, ..JournalConfig::default() }, replay_after: 0 };
+        let (journal, _) = crate::journal::open(dir.path(), opts, |_, _| Ok(())).unwrap();
+        let lsn = journal.append(vec![1]).unwrap();
+        let b = || BrandId::parse("b").unwrap();
+        let items = vec![
+            IndexItem::Shipment(ShipmentItem::Upsert { brand: b(), shipment: Box::new(shipment("SH-1")) }),
+            IndexItem::Sku(SkuItem::Upsert {
+                brand: b(),
+                brand_name: "b".into(),
+                sku: key(1).2,
+                state: Box::new(sku_state()),
+                channels: vec![],
+            }),
+            IndexItem::Shipment(ShipmentItem::Upsert { brand: b(), shipment: Box::new(shipment("SH-2")) }),
+            IndexItem::Shipment(ShipmentItem::Delete { brand: b(), id: Id::parse("SH-1").unwrap() }),
+        ];
+        let (covered_tx, covered_rx) = watch::channel(0);
+        let mut indexer = indexer(Box::new(Arc::new(Fixed(Mutex::new(items)))), &journal, covered_tx);
+        indexer.cycle(false).unwrap();
+        assert_eq!(*covered_rx.borrow(), lsn);
+        assert_eq!(indexer.skus.reader.searcher().num_docs(), 1, "the SKU went to the SKU index");
+        assert_eq!(indexer.shipments.reader.searcher().num_docs(), 1, "SH-2 is in the shipment index and SH-1 deleted");
+        for (name, meta) in [
+            ("skus", indexer.skus.reader.searcher().index().load_metas()),
+            ("shipments", indexer.shipments.reader.searcher().index().load_metas()),
+        ] {
+            let payload: Payload = serde_json::from_str(&meta.unwrap().payload.expect("a payload")).unwrap();
+            assert_eq!(payload.lsn, lsn, "{name} index payload");
+        }
         journal.shutdown();
     }
 }

@@ -18,7 +18,8 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
 
 use super::analyzer::{normalize, tokens, Mode};
-use super::schema::{Fields, FLAG_IN_STOCK};
+use super::collector::Order;
+use super::schema::{names, Fields, FLAG_IN_STOCK};
 use crate::domain::{BrandId, Id};
 
 /// Longest `q`, in characters.
@@ -67,6 +68,17 @@ impl Sort {
     pub fn parse(s: &str) -> Option<Sort> {
         Sort::ALL.into_iter().find(|v| v.name() == s)
     }
+
+    /// What the collector orders by.
+    pub fn order(self) -> Order {
+        match self {
+            Sort::Relevance => Order::Score,
+            Sort::UpdatedDesc => Order::Desc(names::UPDATED),
+            Sort::AvailableDesc => Order::Desc(names::AVAILABLE),
+            Sort::PriceAsc => Order::Asc(names::PRICE),
+            Sort::PriceDesc => Order::Desc(names::PRICE),
+        }
+    }
 }
 
 /// A checked search request. `brand` is the scope: for a brand token it is always that
@@ -81,6 +93,9 @@ pub struct SearchRequest {
     pub size: Option<String>,
     /// SKUs with `available > 0` at this location.
     pub location: Option<Id>,
+    /// With `in_stock`: available to this channel above zero (instead of available at
+    /// all). Hits carry the channel's availability.
+    pub channel: Option<Id>,
     pub in_stock: bool,
     pub price_min: Option<i64>,
     pub price_max: Option<i64>,
@@ -101,12 +116,12 @@ pub fn terms(q: &str) -> Vec<String> {
     out
 }
 
-fn term_query(field: Field, text: &str) -> Box<dyn Query> {
+pub(crate) fn term_query(field: Field, text: &str) -> Box<dyn Query> {
     Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::WithFreqs))
 }
 
 /// The phrase of a term's tokens in one analysed field (a term query for one token).
-fn text_match(field: Field, toks: &[super::analyzer::Tok]) -> Box<dyn Query> {
+pub(crate) fn text_match(field: Field, toks: &[super::analyzer::Tok]) -> Box<dyn Query> {
     if let [one] = toks {
         return term_query(field, &one.text);
     }
@@ -115,14 +130,14 @@ fn text_match(field: Field, toks: &[super::analyzer::Tok]) -> Box<dyn Query> {
 }
 
 /// Whether a normalised term could be (the start of) a SKU or product id.
-fn id_like(term: &str) -> bool {
+pub(crate) fn id_like(term: &str) -> bool {
     let b = term.as_bytes();
     !b.is_empty() && b[0].is_ascii_alphanumeric() && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
 }
 
 /// `[term, term with its last byte + 1)`: every string that starts with `term`
 /// (ASCII only, so the last byte is below 0x7f and the successor is valid).
-fn prefix_query(field: Field, term: &str) -> Box<dyn Query> {
+pub(crate) fn prefix_query(field: Field, term: &str) -> Box<dyn Query> {
     let mut upper = term.as_bytes().to_vec();
     *upper.last_mut().expect("non-empty") += 1;
     let upper = String::from_utf8(upper).expect("ascii");
@@ -132,7 +147,7 @@ fn prefix_query(field: Field, term: &str) -> Box<dyn Query> {
     ))
 }
 
-fn truncate(s: &str, chars: usize) -> &str {
+pub(crate) fn truncate(s: &str, chars: usize) -> &str {
     s.char_indices().nth(chars).map_or(s, |(i, _)| &s[..i])
 }
 
@@ -158,7 +173,7 @@ fn one_term(f: &Fields, term: &str) -> Option<Box<dyn Query>> {
     Some(Box::new(BooleanQuery::union(should)))
 }
 
-fn i64_range(field: Field, min: Option<i64>, max: Option<i64>) -> Box<dyn Query> {
+pub(crate) fn i64_range(field: Field, min: Option<i64>, max: Option<i64>) -> Box<dyn Query> {
     let bound = |v: Option<i64>| v.map_or(Bound::Unbounded, |v| Bound::Included(Term::from_field_i64(field, v)));
     Box::new(RangeQuery::new(bound(min), bound(max)))
 }
@@ -182,13 +197,26 @@ fn filters(f: &Fields, r: &SearchRequest) -> Vec<Box<dyn Query>> {
     if let Some(l) = &r.location {
         exact(f.avail_locs, l.as_str());
     }
-    if r.in_stock {
-        exact(f.flags, FLAG_IN_STOCK);
+    match (&r.channel, r.in_stock) {
+        (Some(c), true) => out.push(channel_in_stock(f, c)),
+        (None, true) => exact(f.flags, FLAG_IN_STOCK),
+        (_, false) => {}
     }
     if r.price_min.is_some() || r.price_max.is_some() {
         out.push(i64_range(f.price, r.price_min, r.price_max));
     }
     out.into_iter().map(|q| Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>).collect()
+}
+
+/// Available to `channel` above zero: the channel is configured and has stock, or it
+/// is not configured for the SKU's brand and the SKU has stock anywhere (a channel
+/// never configured sells from every location with no buffer).
+fn channel_in_stock(f: &Fields, channel: &Id) -> Box<dyn Query> {
+    let unconfigured = BooleanQuery::new(vec![
+        (Occur::Must, term_query(f.flags, FLAG_IN_STOCK)),
+        (Occur::MustNot, term_query(f.chan_conf, channel.as_str())),
+    ]);
+    Box::new(BooleanQuery::union(vec![term_query(f.chan_stock, channel.as_str()), Box::new(unconfigured)]))
 }
 
 /// The whole query of a request.

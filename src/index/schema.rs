@@ -13,7 +13,8 @@ use crate::domain::brand::SkuState;
 use crate::domain::{BrandId, Id};
 
 /// Version of the schema and the analysis; stored in every commit payload.
-pub const INDEX_FORMAT: u32 = 1;
+/// 2: `incoming` and per-channel availability.
+pub const INDEX_FORMAT: u32 = 2;
 
 /// The value of [`Fields::flags`] for a SKU with `available > 0`.
 pub const FLAG_IN_STOCK: &str = "in_stock";
@@ -29,6 +30,10 @@ pub mod names {
     pub const AVAILABLE: &str = "available";
     pub const UPDATED: &str = "updated";
 }
+
+/// Separates a channel id from its availability in [`Fields::chan_avail`]: `=` is not
+/// allowed in ids.
+pub const CHANNEL_VALUE_SEP: char = '=';
 
 /// Every field of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +65,14 @@ pub struct Fields {
     pub price: Field,
     pub on_hand: Field,
     pub available: Field,
+    /// Sum of `incoming` over the locations (stock on its way, not yet on hand).
+    pub incoming: Field,
+    /// The brand's configured channels (as of the last time this SKU was indexed).
+    pub chan_conf: Field,
+    /// The configured channels with an availability above zero: the `channel` filter.
+    pub chan_stock: Field,
+    /// `channel=available` per configured channel, stored for the hits.
+    pub chan_avail: Field,
     /// Last change of catalog or stock, milliseconds since the epoch.
     pub updated: Field,
 }
@@ -97,6 +110,10 @@ pub fn build() -> (Schema, Fields) {
         price: b.add_i64_field(names::PRICE, fast_i64().set_stored()),
         on_hand: b.add_i64_field("on_hand", NumericOptions::default().set_stored()),
         available: b.add_i64_field(names::AVAILABLE, fast_i64().set_stored()),
+        incoming: b.add_i64_field("incoming", NumericOptions::default().set_stored()),
+        chan_conf: b.add_text_field("chan_conf", STRING),
+        chan_stock: b.add_text_field("chan_stock", STRING),
+        chan_avail: b.add_text_field("chan_avail", STORED),
         updated: b.add_i64_field(names::UPDATED, fast_i64()),
     };
     (b.build(), fields)
@@ -113,8 +130,11 @@ fn category_paths(category: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The document of one SKU: what the server indexes, what `zaiko index rebuild` and
-/// the benchmark index, all through this one function.
-pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuState) -> TantivyDocument {
+/// the benchmark index, all through this one function. `channels` is the SKU's
+/// availability to each configured channel of its brand
+/// ([`crate::domain::brand::BrandState::channel_view`]); a channel never configured is
+/// not indexed (it sells what the SKU has available, see [`super::query`]).
+pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuState, channels: &[(Id, i64)]) -> TantivyDocument {
     let c = &s.catalog;
     let mut d = TantivyDocument::new();
     d.add_text(f.uid, uid(brand, sku));
@@ -156,10 +176,24 @@ pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuS
     if available > 0 {
         d.add_text(f.flags, FLAG_IN_STOCK);
     }
-    d.add_i64(f.on_hand, s.levels.total().on_hand);
+    let total = s.levels.total();
+    d.add_i64(f.on_hand, total.on_hand);
     d.add_i64(f.available, available);
+    d.add_i64(f.incoming, total.incoming);
+    for (channel, n) in channels {
+        d.add_text(f.chan_conf, channel.as_str());
+        if *n > 0 {
+            d.add_text(f.chan_stock, channel.as_str());
+        }
+        d.add_text(f.chan_avail, format!("{channel}{CHANNEL_VALUE_SEP}{n}"));
+    }
     d.add_i64(f.updated, s.updated_at.millis());
     d
+}
+
+/// The availability stored for `channel` in a document's `chan_avail` values.
+pub fn stored_channel_available<'a>(values: impl Iterator<Item = &'a str>, channel: &str) -> Option<i64> {
+    values.filter_map(|v| v.rsplit_once(CHANNEL_VALUE_SEP)).find(|(c, _)| *c == channel).and_then(|(_, n)| n.parse().ok())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The handle searches go through: run a request, read the hits' stored fields, make
-//! the next cursor; and wait until the index covers an LSN (read-your-writes).
+//! The handle SKU searches go through: run a request, read the hits' stored fields,
+//! make the next cursor; and [`Coverage`], shared by every kind: wait until the index
+//! covers an LSN (read-your-writes). Cursors are made here for every kind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use super::collector::{After, Candidate, Found, SearchCollector};
 use super::indexer::Wake;
 use super::query::{self, SearchRequest, Sort};
 use super::schema::Fields;
+use super::schema::{names, stored_channel_available};
 use super::IndexError;
+use crate::domain::Id;
 use crate::journal::Lsn;
 
 /// Most hits on one page.
@@ -35,6 +38,11 @@ pub struct Hit {
     pub price: Option<i64>,
     pub on_hand: i64,
     pub available: i64,
+    /// Sum of `incoming` over the locations.
+    pub incoming: i64,
+    /// Available to the request's `channel` (only when it named one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_available: Option<i64>,
     /// The relevance score; `null` when the request did not sort by relevance of a text
     /// query (nothing was scored).
     pub score: Option<f32>,
@@ -82,7 +90,6 @@ struct CursorBody {
 
 /// A fingerprint of everything that decides the result order and set (not `limit`).
 fn fingerprint(r: &SearchRequest) -> String {
-    let mut h = Sha256::new();
     let opt = |v: Option<&str>| v.map_or_else(|| "\u{0}".to_string(), str::to_string);
     let parts = [
         query::terms(&r.q).join(" "),
@@ -91,10 +98,17 @@ fn fingerprint(r: &SearchRequest) -> String {
         opt(r.color.as_deref()),
         opt(r.size.as_deref()),
         opt(r.location.as_ref().map(|l| l.as_str())),
+        opt(r.channel.as_ref().map(|c| c.as_str())),
         r.in_stock.to_string(),
         format!("{:?}/{:?}", r.price_min, r.price_max),
         r.sort.name().to_string(),
     ];
+    fingerprint_of(parts)
+}
+
+/// A short hash of the parts of a request that decide its result order and set.
+pub fn fingerprint_of(parts: impl IntoIterator<Item = String>) -> String {
+    let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0xff]);
@@ -108,34 +122,44 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 /// The cursor after `last` for request `r`.
 pub fn encode_cursor(r: &SearchRequest, last: &After) -> String {
-    let body = CursorBody { k: last.primary, u: last.uid.clone(), f: fingerprint(r) };
-    b64().encode(serde_json::to_vec(&body).expect("cursor serialises"))
+    encode_cursor_for(fingerprint(r), last)
 }
 
 /// Checks a cursor against the request it is sent with.
 pub fn decode_cursor(r: &SearchRequest, raw: &str) -> Result<After, CursorError> {
+    decode_cursor_for(&fingerprint(r), raw)
+}
+
+/// The cursor after `last` for the request of fingerprint `f` (any kind).
+pub fn encode_cursor_for(f: String, last: &After) -> String {
+    let body = CursorBody { k: last.primary, u: last.uid.clone(), f };
+    b64().encode(serde_json::to_vec(&body).expect("cursor serialises"))
+}
+
+/// Checks a cursor against the fingerprint of the request it is sent with.
+pub fn decode_cursor_for(f: &str, raw: &str) -> Result<After, CursorError> {
     if raw.len() > CURSOR_BYTES_MAX {
         return Err(CursorError::Malformed);
     }
     let bytes = b64().decode(raw).map_err(|_| CursorError::Malformed)?;
     let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| CursorError::Malformed)?;
-    if body.f != fingerprint(r) {
+    if body.f != f {
         return Err(CursorError::OtherQuery);
     }
     Ok(After { primary: body.k, uid: body.u })
 }
 
-/// The search side of the index. Cheap to share behind an `Arc`.
-pub struct SkuIndex {
-    reader: IndexReader,
-    fields: Fields,
+/// What the indexer has made visible, shared by the search handles of every kind:
+/// one covered LSN, since one indexer commits every kind in the same cycle.
+#[derive(Clone)]
+pub struct Coverage {
     covered: watch::Receiver<Lsn>,
     wake: Arc<Wake>,
 }
 
-impl SkuIndex {
-    pub fn new(reader: IndexReader, fields: Fields, covered: watch::Receiver<Lsn>, wake: Arc<Wake>) -> SkuIndex {
-        SkuIndex { reader, fields, covered, wake }
+impl Coverage {
+    pub fn new(covered: watch::Receiver<Lsn>, wake: Arc<Wake>) -> Coverage {
+        Coverage { covered, wake }
     }
 
     /// Every record at or below this LSN is reflected in what searches see.
@@ -154,6 +178,53 @@ impl SkuIndex {
         let reached = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= lsn)).await;
         matches!(reached, Ok(Ok(_)))
     }
+}
+
+/// A page's hits and next cursor, from the collector's candidates (one more than the
+/// page, to know whether a next page exists).
+pub fn page(mut top: Vec<Candidate>, limit: usize, cursor: impl Fn(&After) -> String) -> (Vec<Candidate>, Option<String>) {
+    let next = if top.len() > limit {
+        top.truncate(limit);
+        top.last().map(|c| cursor(&After { primary: c.primary, uid: c.uid.clone() }))
+    } else {
+        None
+    };
+    (top, next)
+}
+
+/// Facet values as the API shows them.
+pub fn facet_values(values: Vec<(String, u64)>) -> Vec<FacetValue> {
+    values.into_iter().map(|(value, count)| FacetValue { value, count }).collect()
+}
+
+/// The facets of a SKU search, in the order of [`Facets`] fields.
+pub const FACET_FIELDS: [&str; 4] = [names::BRAND, names::CATEGORY, names::COLOR, names::SIZE];
+
+/// The search side of the SKU index. Cheap to share behind an `Arc`.
+pub struct SkuIndex {
+    reader: IndexReader,
+    fields: Fields,
+    coverage: Coverage,
+}
+
+impl SkuIndex {
+    pub fn new(reader: IndexReader, fields: Fields, covered: watch::Receiver<Lsn>, wake: Arc<Wake>) -> SkuIndex {
+        SkuIndex { reader, fields, coverage: Coverage::new(covered, wake) }
+    }
+
+    /// Every record at or below this LSN is reflected in what searches see.
+    pub fn covered_lsn(&self) -> Lsn {
+        self.coverage.covered_lsn()
+    }
+
+    /// Waits until the index covers `lsn` (see [`Coverage::wait_covered`]).
+    pub async fn wait_covered(&self, lsn: Lsn, timeout: Duration) -> bool {
+        self.coverage.wait_covered(lsn, timeout).await
+    }
+
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
 
     /// Runs a search. Blocking (it reads the index): call it off the async executors.
     pub fn search(&self, r: &SearchRequest) -> Result<SearchResult, IndexError> {
@@ -161,20 +232,17 @@ impl SkuIndex {
         let query = query::build(&self.fields, r);
         let limit = r.limit.clamp(1, LIMIT_MAX);
         let scoring = r.sort == Sort::Relevance && !query::terms(&r.q).is_empty();
-        let collector = SearchCollector { sort: r.sort, limit: limit + 1, after: r.after.clone(), scoring };
-        let Found { total, facets, mut top } = searcher.search(&*query, &collector)?;
-        let next_cursor = if top.len() > limit {
-            top.truncate(limit);
-            top.last().map(|c| encode_cursor(r, &After { primary: c.primary, uid: c.uid.clone() }))
-        } else {
-            None
-        };
-        let hits = top.iter().map(|c| self.hit(&searcher, c, scoring)).collect::<Result<_, _>>()?;
-        let [brand, category, color, size] = facets.map(|v| v.into_iter().map(|(value, count)| FacetValue { value, count }).collect());
-        Ok(SearchResult { total, hits, facets: Facets { brand, category, color, size }, next_cursor })
+        let collector = SearchCollector { order: r.sort.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring };
+        let Found { total, facets, top } = searcher.search(&*query, &collector)?;
+        let (top, next_cursor) = page(top, limit, |last| encode_cursor(r, last));
+        let hits = top.iter().map(|c| self.hit(&searcher, c, scoring, r.channel.as_ref())).collect::<Result<_, _>>()?;
+        let mut facets = facets.into_iter().map(facet_values);
+        let mut next = || facets.next().unwrap_or_default();
+        let facets = Facets { brand: next(), category: next(), color: next(), size: next() };
+        Ok(SearchResult { total, hits, facets, next_cursor })
     }
 
-    fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool) -> Result<Hit, IndexError> {
+    fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool, channel: Option<&Id>) -> Result<Hit, IndexError> {
         let doc: TantivyDocument = searcher.doc(c.address)?;
         let f = &self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_string));
@@ -190,6 +258,12 @@ impl SkuIndex {
             price: int(f.price),
             on_hand: int(f.on_hand).unwrap_or(0),
             available: int(f.available).unwrap_or(0),
+            incoming: int(f.incoming).unwrap_or(0),
+            // A channel not configured for the brand sells what is available anywhere.
+            channel_available: channel.map(|ch| {
+                stored_channel_available(doc.get_all(f.chan_avail).filter_map(|v| v.as_str()), ch.as_str())
+                    .unwrap_or_else(|| int(f.available).unwrap_or(0))
+            }),
             score: scored.then_some(c.score),
         })
     }

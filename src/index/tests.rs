@@ -11,7 +11,7 @@ use super::indexer::{apply_item, Wake};
 use super::query::{SearchRequest, Sort};
 use super::search::{decode_cursor, SearchResult, SkuIndex};
 use super::{register_tokenizer, schema};
-use crate::actors::shard::IndexItem;
+use crate::actors::shard::SkuItem;
 use crate::domain::brand::SkuState;
 use crate::domain::catalog::Catalog;
 use crate::domain::stock::{Level, Levels};
@@ -63,12 +63,13 @@ fn state(row: &Row, updated: i64) -> SkuState {
     }
 }
 
-fn upsert(row: &Row, updated: i64) -> IndexItem {
-    IndexItem::Upsert {
+fn upsert(row: &Row, updated: i64) -> SkuItem {
+    SkuItem::Upsert {
         brand: BrandId::parse(row.0).unwrap(),
         brand_name: row.1.to_string(),
         sku: Id::parse(row.2).unwrap(),
         state: Box::new(state(row, updated)),
+        channels: Vec::new(),
     }
 }
 
@@ -93,7 +94,7 @@ impl Fixture {
         f
     }
 
-    fn apply(&mut self, items: Vec<IndexItem>) {
+    fn apply(&mut self, items: Vec<SkuItem>) {
         for item in items {
             apply_item(&self.writer, &self.fields, item).unwrap();
         }
@@ -212,11 +213,12 @@ fn facets_keep_only_the_most_frequent_values() {
         .map(|(i, c)| {
             let mut st = state(&CORPUS[0], 1);
             st.catalog.color = Some(c.as_str().into());
-            IndexItem::Upsert {
+            SkuItem::Upsert {
                 brand: BrandId::parse("b1").unwrap(),
                 brand_name: "b".into(),
                 sku: Id::parse(&format!("X{i}")).unwrap(),
                 state: Box::new(st),
+                channels: Vec::new(),
             }
         })
         .collect();
@@ -251,9 +253,79 @@ fn an_upsert_replaces_and_a_delete_removes() {
     f.apply(vec![upsert(&renamed, 5_000)]);
     assert_eq!(f.q("スニーカー").total, 3);
     assert_eq!(skus(&f.q("ローファー")), ["S1"]);
-    f.apply(vec![IndexItem::Delete { brand: BrandId::parse("b1").unwrap(), sku: Id::parse("S1").unwrap() }]);
+    f.apply(vec![SkuItem::Delete { brand: BrandId::parse("b1").unwrap(), sku: Id::parse("S1").unwrap() }]);
     assert_eq!(f.q("ローファー").total, 0);
     assert_eq!(f.q("").total, CORPUS.len() as u64 - 1);
+}
+
+/// `(sku, available, incoming, channels)` of the channel corpus: brand `b1` configures
+/// `zozo` (and `ec`), brand `b2` configures nothing.
+type ChannelRow<'a> = (&'a str, &'a str, i64, i64, &'a [(&'a str, i64)]);
+
+const CHANNEL_ROWS: &[ChannelRow] = &[
+    ("b1", "C1", 5, 0, &[("zozo", 0), ("ec", 5)]),
+    ("b1", "C2", 5, 7, &[("zozo", 3), ("ec", 5)]),
+    ("b1", "C3", 0, 2, &[("zozo", 0), ("ec", 0)]),
+    ("b2", "C4", 4, 0, &[]),
+    ("b2", "C5", 0, 0, &[]),
+];
+
+fn channel_fixture() -> Fixture {
+    let mut f = Fixture::new(&[]);
+    let items = CHANNEL_ROWS
+        .iter()
+        .map(|&(brand, sku, available, incoming, channels)| {
+            let mut st = state(&CORPUS[0], 1);
+            st.levels = Levels(vec![(Id::parse("tsukuba").unwrap(), Level { on_hand: available, reserved: 0, safety_stock: 0, incoming })]);
+            SkuItem::Upsert {
+                brand: BrandId::parse(brand).unwrap(),
+                brand_name: "b".into(),
+                sku: Id::parse(sku).unwrap(),
+                state: Box::new(st),
+                channels: channels.iter().map(|&(c, n)| (Id::parse(c).unwrap(), n)).collect(),
+            }
+        })
+        .collect();
+    f.apply(items);
+    f
+}
+
+#[test]
+fn channel_in_stock_uses_the_channel_availability_or_all_locations_where_unconfigured() {
+    let f = channel_fixture();
+    let with = |channel: Option<&str>, in_stock: bool| {
+        let r = SearchRequest { channel: channel.map(|c| Id::parse(c).unwrap()), in_stock, limit: 100, ..req("") };
+        let mut got: Vec<(String, Option<i64>)> = f.run(&r).hits.into_iter().map(|h| (h.sku, h.channel_available)).collect();
+        got.sort();
+        got
+    };
+    let some = |v: &[(&str, i64)]| v.iter().map(|&(s, n)| (s.to_string(), Some(n))).collect::<Vec<_>>();
+    // C1 has stock but none for zozo (its buffer); b2 never configured zozo, so C4 sells what it has.
+    assert_eq!(with(Some("zozo"), true), some(&[("C2", 3), ("C4", 4)]));
+    assert_eq!(with(Some("ec"), true), some(&[("C1", 5), ("C2", 5), ("C4", 4)]));
+    assert_eq!(with(Some("zozo"), false), some(&[("C1", 0), ("C2", 3), ("C3", 0), ("C4", 4), ("C5", 0)]));
+    let plain = with(None, true);
+    assert_eq!(plain.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["C1", "C2", "C4"]);
+    assert!(plain.iter().all(|(_, c)| c.is_none()), "no channel asked, no channel_available");
+}
+
+#[test]
+fn hits_carry_incoming() {
+    let f = channel_fixture();
+    let r = f.run(&SearchRequest { limit: 100, ..req("") });
+    let incoming: Vec<(String, i64)> = r.hits.into_iter().filter(|h| h.incoming > 0).map(|h| (h.sku, h.incoming)).collect();
+    let mut incoming = incoming;
+    incoming.sort();
+    assert_eq!(incoming, [("C2".to_string(), 7), ("C3".to_string(), 2)]);
+}
+
+#[test]
+fn a_cursor_of_one_channel_does_not_continue_another() {
+    let f = channel_fixture();
+    let r = SearchRequest { channel: Some(Id::parse("zozo").unwrap()), in_stock: true, limit: 1, ..req("") };
+    let cursor = f.run(&r).next_cursor.expect("two hits, one per page");
+    assert!(decode_cursor(&r, &cursor).is_ok());
+    assert!(decode_cursor(&SearchRequest { channel: Some(Id::parse("ec").unwrap()), ..r.clone() }, &cursor).is_err());
 }
 
 /// Walks every page of `r` with page size `limit`.

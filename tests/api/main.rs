@@ -9,5 +9,6 @@ mod faults;
 mod fulfilment;
 mod ops;
 mod search;
+mod search_shipments;
 mod snapshots;
 mod wal_damage;

@@ -1,10 +1,22 @@
-//! `GET /v1/search/skus`: check and bound the query string, scope it to the caller,
-//! wait for `min_lsn`, and run the search on the blocking pool.
+//! `GET /v1/search/skus` and `GET /v1/search/shipments`: check and bound the query
+//! string, scope it to the caller, wait for `min_lsn`, and run the search on the
+//! blocking pool.
 //!
 //! Contract choices: an empty parameter (`brand=`) is the same as an absent one; an
-//! unknown or repeated parameter is 400; a brand token that asks for another brand
-//! gets 403, as everywhere else in the API; `price_min`/`price_max` are accepted as
-//! extra filters. The answer carries `X-Zaiko-Index-Lsn`, the LSN the index covered.
+//! unknown or repeated parameter is 400 (except `status`, see below); a brand token
+//! that asks for another brand gets 403, as everywhere else in the API;
+//! `price_min`/`price_max` are accepted as extra filters. The answer carries
+//! `X-Zaiko-Index-Lsn`, the LSN the index covered.
+//!
+//! SKUs: `channel=<id>` makes `in_stock=true` mean "available to that channel > 0"
+//! and adds `channel_available` to the hits (a channel the SKU's brand never
+//! configured sells what is available anywhere, as the contract says).
+//!
+//! Shipments: `status` takes one or several statuses, comma-separated or repeated
+//! (any of them matches); `created_from` (inclusive) and `created_to` (exclusive) are
+//! RFC 3339 instants; `sort` is `relevance` (the default when `q` has words),
+//! `created_desc` (the default otherwise, and what `relevance` without words means)
+//! or `updated_desc`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,16 +26,18 @@ use tokio::sync::Semaphore;
 
 use crate::actors::registry::Principal;
 use crate::domain::catalog::PRICE_MAX;
-use crate::domain::{BrandId, ErrorCode, Id};
+use crate::domain::{BrandId, ErrorCode, Id, Timestamp};
 use crate::http::extract::Caller;
 use crate::http::problem::Problem;
 use crate::http::AppState;
 use crate::index::query::{terms, QUERY_CHARS_MAX, QUERY_TERMS_MAX, TERM_CHARS_MAX};
-use crate::index::search::{decode_cursor, LIMIT_MAX};
-use crate::index::{SearchRequest, Sort};
+use crate::index::search::{decode_cursor, Coverage, LIMIT_MAX};
+use crate::index::shipments::query::{parse_status, ShipmentRequest, ShipmentSort, STATUSES};
+use crate::index::{IndexError, SearchRequest, Sort};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/search/skus", web::get().to(search_skus));
+    cfg.route("/v1/search/shipments", web::get().to(search_shipments));
 }
 
 /// How long a search waits for the index to cover `min_lsn` before `not_ready`.
@@ -35,8 +49,27 @@ pub const FILTER_CHARS_MAX: usize = 200;
 /// Page size when `limit` is absent.
 pub const LIMIT_DEFAULT: usize = 20;
 
-const PARAMS: [&str; 13] =
-    ["q", "brand", "category", "color", "size", "location", "in_stock", "sort", "limit", "cursor", "min_lsn", "price_min", "price_max"];
+const SKU_PARAMS: &[&str] = &[
+    "q",
+    "brand",
+    "category",
+    "color",
+    "size",
+    "location",
+    "channel",
+    "in_stock",
+    "sort",
+    "limit",
+    "cursor",
+    "min_lsn",
+    "price_min",
+    "price_max",
+];
+const SHIPMENT_PARAMS: &[&str] = &["q", "brand", "status", "created_from", "created_to", "sort", "limit", "cursor", "min_lsn"];
+/// Parameters that may be repeated; their values are joined with commas.
+const REPEATABLE: &[&str] = &["status"];
+/// Longest `status` value (all of them, comma-separated), in bytes.
+const STATUS_BYTES_MAX: usize = 200;
 
 static SEARCH_SLOTS: Semaphore = Semaphore::const_new(SEARCHES_IN_FLIGHT_MAX);
 
@@ -44,20 +77,25 @@ fn bad(param: &str, detail: impl Into<String>) -> Problem {
     Problem::invalid(format!("query.{param}"), detail)
 }
 
-/// The query string as a map; unknown and repeated parameters are refused, empty
-/// values dropped.
-fn params(query: &str) -> Result<BTreeMap<String, String>, Problem> {
+/// The query string as a map; unknown and repeated parameters are refused (but
+/// [`REPEATABLE`] ones are joined with commas), empty values dropped.
+fn params(query: &str, known: &[&str]) -> Result<BTreeMap<String, String>, Problem> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query).map_err(|e| bad("string", e.to_string()))?.into_inner();
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in pairs {
-        if !PARAMS.contains(&k.as_str()) {
-            return Err(bad(&k, format!("unknown parameter; known are {}", PARAMS.join(", "))));
+        if !known.contains(&k.as_str()) {
+            return Err(bad(&k, format!("unknown parameter; known are {}", known.join(", "))));
         }
-        if out.contains_key(&k) {
-            return Err(bad(&k, "given more than once"));
-        }
-        if !v.is_empty() {
-            out.insert(k, v);
+        match out.get_mut(&k) {
+            Some(joined) if REPEATABLE.contains(&k.as_str()) => {
+                joined.push(',');
+                joined.push_str(&v);
+            }
+            Some(_) => return Err(bad(&k, "given more than once")),
+            None if !v.is_empty() => {
+                out.insert(k, v);
+            }
+            None => {}
         }
     }
     Ok(out)
@@ -122,6 +160,7 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
         Some(s) => Sort::parse(s).ok_or_else(|| bad("sort", format!("must be one of {}", Sort::ALL.map(Sort::name).join(", "))))?,
     };
     let location = p.get("location").map(|l| Id::parse(l).map_err(|e| bad("location", e.to_string()))).transpose()?;
+    let channel = p.get("channel").map(|c| Id::parse(c).map_err(|e| bad("channel", e.to_string()))).transpose()?;
     let (price_min, price_max) = (int(p, "price_min", 0, PRICE_MAX)?, int(p, "price_max", 0, PRICE_MAX)?);
     if let (Some(lo), Some(hi)) = (price_min, price_max) {
         if lo > hi {
@@ -135,6 +174,7 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
         color: text(p, "color")?,
         size: text(p, "size")?,
         location,
+        channel,
         in_stock,
         price_min,
         price_max,
@@ -150,27 +190,96 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
 
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
-    let (request, min_lsn) = to_request(&params(req.query_string())?, &caller)?;
+    let (request, min_lsn) = to_request(&params(req.query_string(), SKU_PARAMS)?, &caller)?;
+    let skus = svc.skus.clone();
+    respond(svc.skus.coverage(), min_lsn, move || skus.search(&request)).await
+}
+
+/// `status`: one or several statuses, comma-separated, each once.
+fn statuses(p: &BTreeMap<String, String>) -> Result<Vec<crate::domain::fulfilment::ShipmentStatus>, Problem> {
+    let Some(raw) = p.get("status") else { return Ok(Vec::new()) };
+    let names = || STATUSES.map(|s| s.as_str()).join(", ");
+    if raw.len() > STATUS_BYTES_MAX {
+        return Err(bad("status", format!("too long; give some of {}", names())));
+    }
+    let mut out = Vec::new();
+    for name in raw.split(',').filter(|n| !n.is_empty()) {
+        let s = parse_status(name).ok_or_else(|| bad("status", format!("unknown status {name:?}; use one or more of {}", names())))?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn time(p: &BTreeMap<String, String>, name: &str) -> Result<Option<Timestamp>, Problem> {
+    let Some(raw) = p.get(name) else { return Ok(None) };
+    Timestamp::parse_rfc3339(raw).map(Some).ok_or_else(|| bad(name, "must be an RFC 3339 time such as 2026-11-28T00:00:00Z"))
+}
+
+/// The checked shipment request and its `min_lsn`.
+fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(ShipmentRequest, Option<u64>), Problem> {
+    let q = p.get("q").cloned().unwrap_or_default();
+    check_q(&q)?;
+    let sort = p
+        .get("sort")
+        .map(|s| {
+            ShipmentSort::parse(s)
+                .ok_or_else(|| bad("sort", format!("must be one of {}", ShipmentSort::ALL.map(ShipmentSort::name).join(", "))))
+        })
+        .transpose()?;
+    let (created_from, created_to) = (time(p, "created_from")?, time(p, "created_to")?);
+    if let (Some(from), Some(to)) = (created_from, created_to) {
+        if from > to {
+            return Err(bad("created_from", "must not be after created_to"));
+        }
+    }
+    let mut r = ShipmentRequest {
+        q,
+        brand: scope(caller, p.get("brand"))?,
+        statuses: statuses(p)?,
+        created_from,
+        created_to,
+        sort,
+        limit: int(p, "limit", 1, LIMIT_MAX)?.unwrap_or(LIMIT_DEFAULT),
+        after: None,
+    };
+    if let Some(c) = p.get("cursor") {
+        r.after = Some(crate::index::shipments::decode_cursor(&r, c).map_err(|e| bad("cursor", e.to_string()))?);
+    }
+    Ok((r, int(p, "min_lsn", 0, u64::MAX)?))
+}
+
+async fn search_shipments(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    let svc = state.services()?;
+    let (request, min_lsn) = to_shipment_request(&params(req.query_string(), SHIPMENT_PARAMS)?, &caller)?;
+    let shipments = svc.shipments.clone();
+    respond(svc.shipments.coverage(), min_lsn, move || shipments.search(&request)).await
+}
+
+/// Waits for `min_lsn`, then runs `search` on the blocking pool within the bound of
+/// searches in flight, and answers with its result and the covered LSN.
+async fn respond<T: serde::Serialize + Send + 'static>(
+    coverage: &Coverage,
+    min_lsn: Option<u64>,
+    search: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<HttpResponse, Problem> {
     if let Some(lsn) = min_lsn {
-        if !svc.skus.wait_covered(lsn, MIN_LSN_WAIT).await {
+        if !coverage.wait_covered(lsn, MIN_LSN_WAIT).await {
             let detail = format!(
                 "the search index did not reach lsn {lsn} within {} s (it covers {}); retry after the Retry-After delay",
                 MIN_LSN_WAIT.as_secs(),
-                svc.skus.covered_lsn()
+                coverage.covered_lsn()
             );
             return Err(Problem::new(ErrorCode::NotReady, detail));
         }
     }
     let _slot =
         SEARCH_SLOTS.try_acquire().map_err(|_| Problem::overloaded("too many searches are running; retry after the Retry-After delay"))?;
-    let covered = svc.skus.covered_lsn();
-    let skus = svc.skus.clone();
-    let result = web::block(move || skus.search(&request))
-        .await
-        .map_err(|_| Problem::overloaded("the search was cancelled; retry"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "search failed");
-            Problem::overloaded("the search index could not be read; retry shortly")
-        })?;
+    let covered = coverage.covered_lsn();
+    let result = web::block(search).await.map_err(|_| Problem::overloaded("the search was cancelled; retry"))?.map_err(|e| {
+        tracing::error!(error = %e, "search failed");
+        Problem::overloaded("the search index could not be read; retry shortly")
+    })?;
     Ok(HttpResponse::Ok().insert_header(("X-Zaiko-Index-Lsn", covered.to_string())).json(result))
 }
