@@ -4,4 +4,5 @@ mod helpers;
 
 mod basics;
 mod crash;
+mod metrics;
 mod wal_damage;

@@ -3,6 +3,7 @@
 mod admin;
 mod catalog;
 mod health;
+pub mod metrics;
 mod stock;
 
 use actix_web::web;
@@ -11,6 +12,7 @@ use super::problem::Problem;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    metrics::configure(cfg);
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);
