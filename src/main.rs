@@ -33,5 +33,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+        Command::Bench { command } => zaiko::bench::main(*command),
     }
 }
