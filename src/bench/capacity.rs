@@ -155,7 +155,12 @@ async fn topup(a: &CapacityArgs, fx: &Arc<Fixture>, rep: &mut CapacityReport) ->
 async fn restart(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Result<()> {
     let spawned = target.spawned_mut()?;
     rep.shutdown_s = spawned.stop()?.as_secs_f64();
-    rep.wal_file_bytes = std::fs::read_dir(spawned.data_dir.join("wal"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+    rep.wal_file_bytes = std::fs::read_dir(spawned.data_dir.join("wal"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
     spawned.restart()?;
     rep.listening_s = spawned.started.elapsed().as_secs_f64();
     let (addr, started) = (spawned.addr.clone(), spawned.started);
@@ -169,11 +174,29 @@ async fn restart(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Resul
     Ok(())
 }
 
+/// Removes ANSI escape sequences (`ESC [ ... letter`): the server colours its log.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The `elapsed_ms` of the last "recovered state from the journal" log line.
 fn replay_ms_from_log(log: &str) -> Option<u64> {
-    let line = log.lines().rev().find(|l| l.contains("recovered state from the journal"))?;
-    let at = line.find("elapsed_ms")? + "elapsed_ms".len();
-    let digits: String = line[at..].chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect();
+    let line = strip_ansi(log.lines().rev().find(|l| l.contains("recovered state from the journal"))?);
+    let at = line.find("elapsed_ms=")? + "elapsed_ms=".len();
+    let digits: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
@@ -213,6 +236,8 @@ mod tests {
         let log =
             "2026 INFO zaiko::app: recovered state from the journal records=12 last_lsn=12 brands=1 elapsed_ms=4321\n2026 INFO ready\n";
         assert_eq!(replay_ms_from_log(log), Some(4321));
+        let coloured = "\u{1b}[32m INFO\u{1b}[0m recovered state from the journal \u{1b}[3melapsed_ms\u{1b}[0m\u{1b}[2m=\u{1b}[0m5600\n";
+        assert_eq!(replay_ms_from_log(coloured), Some(5600));
         assert_eq!(replay_ms_from_log("nothing"), None);
     }
 }

@@ -160,11 +160,23 @@ pub struct Conn {
     filled: usize,
     /// The decoded body of a chunked response.
     chunked_body: Vec<u8>,
+    /// Answers received on the current TCP connection, and when the last one came:
+    /// what a connection error is reported with.
+    answered: u64,
+    last_answer: Option<std::time::Instant>,
 }
 
 impl Conn {
     pub fn new(addr: &str) -> Conn {
-        Conn { addr: addr.to_string(), stream: None, buf: vec![0; 16 << 10], filled: 0, chunked_body: Vec::new() }
+        Conn {
+            addr: addr.to_string(),
+            stream: None,
+            buf: vec![0; 16 << 10],
+            filled: 0,
+            chunked_body: Vec::new(),
+            answered: 0,
+            last_answer: None,
+        }
     }
 
     async fn stream(&mut self) -> Result<&mut TcpStream, ClientError> {
@@ -173,6 +185,8 @@ impl Conn {
             s.set_nodelay(true)?;
             self.stream = Some(s);
             self.filled = 0;
+            self.answered = 0;
+            self.last_answer = None;
         }
         Ok(self.stream.as_mut().expect("connected above"))
     }
@@ -182,6 +196,8 @@ impl Conn {
     pub async fn send(&mut self, request: &[u8]) -> Result<Response<'_>, ClientError> {
         match self.exchange(request).await {
             Ok((status, body_at, body_len, close)) => {
+                self.answered += 1;
+                self.last_answer = Some(std::time::Instant::now());
                 if close {
                     self.stream = None;
                 }
@@ -196,6 +212,12 @@ impl Conn {
                 Err(e)
             }
         }
+    }
+
+    /// Where the connection stood: for reporting a connection error.
+    pub fn describe(&self) -> String {
+        let idle = self.last_answer.map_or("-".to_string(), |t| format!("{} ms", t.elapsed().as_millis()));
+        format!("{} answers on the connection before, last one {idle} ago", self.answered)
     }
 
     /// Returns (status, where the body starts in `buf` or `None` for a decoded chunked

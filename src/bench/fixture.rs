@@ -140,6 +140,10 @@ pub async fn load_skus(fx: &Arc<Fixture>, concurrency: usize) -> anyhow::Result<
 
 /// Changes per `stock/changes` request while setting stock.
 const SET_BATCH: usize = 1000;
+/// Connections used to set stock: a 1,000-change batch keeps a shard busy for tens of
+/// milliseconds, so more connections only add queueing (seconds at 128, enough to trip
+/// actix-http's 5 s request timers).
+const SET_CONNECTIONS_MAX: usize = 16;
 
 /// Sets on_hand at every location of every SKU with `set` changes, 1,000 per request.
 pub async fn set_stock(fx: &Arc<Fixture>, on_hand: i64, concurrency: usize, key_prefix: &str) -> anyhow::Result<Duration> {
@@ -171,7 +175,7 @@ pub async fn set_stock(fx: &Arc<Fixture>, on_hand: i64, concurrency: usize, key_
         }
         Ok(())
     };
-    bulk(&fx.addr, concurrency, per_brand * fx.brands.len(), "stock", make, check).await
+    bulk(&fx.addr, concurrency.min(SET_CONNECTIONS_MAX), per_brand * fx.brands.len(), "stock", make, check).await
 }
 
 /// Most times a request is resent after a 429/503 before the load gives up.
@@ -179,8 +183,9 @@ const RETRIES_MAX: u32 = 100;
 
 /// Sends `count` requests over `concurrency` keep-alive connections. `make(i, out)`
 /// writes request `i`; `check(i, status, body)` accepts its answer. 429 and 503 are
-/// retried after a short pause (the request is resent as is, so writes must carry an
-/// Idempotency-Key or be idempotent). Stops at the first error.
+/// retried after a short pause, and so are 408 and connection errors (the request is
+/// resent as is, so writes must carry an Idempotency-Key or be idempotent). Stops at
+/// the first other error.
 pub async fn bulk<M, C>(addr: &str, concurrency: usize, count: usize, label: &str, make: M, check: C) -> anyhow::Result<Duration>
 where
     M: Fn(usize, &mut Vec<u8>) + Send + Sync + 'static,
@@ -219,15 +224,33 @@ where
     Ok(started.elapsed())
 }
 
+/// Connection errors (reconnected and resent) over every bulk load of this process.
+pub static RESENT_AFTER_IO_ERROR: AtomicUsize = AtomicUsize::new(0);
+
+/// Sends `req`, resending it after 429/503 and after connection errors. Resending is
+/// safe because every bulk request is idempotent (PUT, GET, or keyed POST).
 async fn send_retrying(conn: &mut Conn, req: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut last_error = None;
     for _ in 0..RETRIES_MAX {
-        let r = conn.send(req).await?;
-        if r.status != 429 && r.status != 503 {
-            return Ok((r.status, r.body.to_vec()));
+        let before = conn.describe();
+        let sent = Instant::now();
+        match conn.send(req).await {
+            // 408: actix-http's request-head timer fired; nothing was processed.
+            Ok(r) if !matches!(r.status, 408 | 429 | 503) => return Ok((r.status, r.body.to_vec())),
+            Ok(_) => {}
+            Err(e) => {
+                if RESENT_AFTER_IO_ERROR.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("bench: resending after a connection error {} ms after sending ({before}): {e}", sent.elapsed().as_millis());
+                }
+                last_error = Some(e);
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("still 429/503 after {RETRIES_MAX} tries")
+    match last_error {
+        Some(e) => Err(anyhow::Error::new(e).context(format!("still failing after {RETRIES_MAX} tries"))),
+        None => bail!("still 429/503 after {RETRIES_MAX} tries"),
+    }
 }
 
 pub fn progress(len: u64, label: &str) -> ProgressBar {

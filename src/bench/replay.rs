@@ -15,7 +15,33 @@ use crate::domain::event::{self, Event, WalRecord};
 use crate::domain::registry::Registry;
 use crate::journal::format;
 
-/// The time of each step, in seconds, and what was replayed.
+/// CPU time of the calling thread in nanoseconds (`/proc/thread-self/schedstat`):
+/// unlike wall time, it does not count the time other processes held the CPU.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+/// A step's wall and CPU time, accumulated.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepTime {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+}
+
+struct Timer(Instant, u64);
+
+impl Timer {
+    fn start() -> Timer {
+        Timer(Instant::now(), thread_cpu_ns())
+    }
+
+    fn add_to(self, step: &mut StepTime) {
+        step.wall_s += self.0.elapsed().as_secs_f64();
+        step.cpu_s += thread_cpu_ns().saturating_sub(self.1) as f64 / 1e9;
+    }
+}
+
+/// The time of each step, and what was replayed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReplayProfile {
     pub cold: bool,
@@ -27,12 +53,36 @@ pub struct ReplayProfile {
     /// Bytes of stored idempotency responses inside the payloads.
     pub idempotency_body_bytes: u64,
     pub records_by_kind: std::collections::BTreeMap<String, u64>,
-    pub read_s: f64,
-    pub scan_s: f64,
-    pub decode_s: f64,
-    pub apply_s: f64,
-    pub total_s: f64,
+    pub read: StepTime,
+    pub scan: StepTime,
+    pub decode: StepTime,
+    pub apply: StepTime,
+    /// Dropping the decoded records (the server drops each after applying it).
+    pub drop: StepTime,
+    pub total: StepTime,
     pub skus: u64,
+    /// Idempotency outcomes held in memory after replay, and the bytes of their bodies.
+    pub idempotency_entries: u64,
+    pub idempotency_live_body_bytes: u64,
+    /// Growth of this process's RSS over the replay once the buffers are freed and
+    /// returned (`malloc_trim`): the state without a server around it.
+    pub state_rss_bytes: u64,
+}
+
+/// Returns freed heap memory to the OS so that RSS shows what is still allocated.
+fn trim_heap() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: glibc's malloc_trim takes no pointers and only releases free memory.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+fn own_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    crate::http::routes::metrics::status_kib(&status, "VmRSS:").unwrap_or(0) * 1024
 }
 
 fn segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -67,7 +117,8 @@ fn kind(record: &WalRecord) -> &'static str {
 
 /// Replays the journal of `data_dir` into fresh state, timing each step.
 pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
-    let started = Instant::now();
+    let started = Timer::start();
+    let rss_before = own_rss_bytes();
     let paths = segments(&data_dir.join("wal"))?;
     let mut p = ReplayProfile { cold, segments: paths.len(), ..Default::default() };
     let mut registry = Registry::default();
@@ -76,21 +127,21 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
         if cold {
             evict(path)?;
         }
-        let t = Instant::now();
+        let t = Timer::start();
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        p.read_s += t.elapsed().as_secs_f64();
+        t.add_to(&mut p.read);
         p.file_bytes += bytes.len() as u64;
-        let t = Instant::now();
+        let t = Timer::start();
         let scan = format::scan(&bytes, i + 1 == paths.len()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        p.scan_s += t.elapsed().as_secs_f64();
-        let t = Instant::now();
+        t.add_to(&mut p.scan);
+        let t = Timer::start();
         let mut decoded = Vec::with_capacity(scan.frames.len());
         for f in &scan.frames {
             let payload = &bytes[f.payload_start..f.payload_start + f.payload_len];
             p.payload_bytes += payload.len() as u64;
             decoded.push((f.lsn, event::decode(payload).map_err(|e| anyhow::anyhow!("lsn {}: {e}", f.lsn))?));
         }
-        p.decode_s += t.elapsed().as_secs_f64();
+        t.add_to(&mut p.decode);
         for (_, r) in &decoded {
             *p.records_by_kind.entry(kind(r).to_string()).or_default() += 1;
             let idem = match r {
@@ -99,7 +150,7 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
             };
             p.idempotency_body_bytes += idem.map_or(0, |w| w.body.len() as u64);
         }
-        let t = Instant::now();
+        let t = Timer::start();
         for (lsn, r) in &decoded {
             match r {
                 WalRecord::Registry(r) => registry.apply(*lsn, r),
@@ -107,11 +158,20 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
             }
             .map_err(|e| anyhow::anyhow!("lsn {lsn}: {e}"))?;
         }
-        p.apply_s += t.elapsed().as_secs_f64();
+        t.add_to(&mut p.apply);
         p.records += decoded.len() as u64;
+        let t = Timer::start();
+        drop(decoded);
+        t.add_to(&mut p.drop);
     }
+    started.add_to(&mut p.total);
+    trim_heap();
+    p.state_rss_bytes = own_rss_bytes().saturating_sub(rss_before);
     p.skus = brands.values().map(|b| b.skus.len() as u64).sum();
-    p.total_s = started.elapsed().as_secs_f64();
+    for b in brands.values() {
+        p.idempotency_entries += b.idempotency.len() as u64;
+        p.idempotency_live_body_bytes += b.idempotency.iter().map(|(_, e)| e.body.len() as u64).sum::<u64>();
+    }
     Ok(p)
 }
 
@@ -128,11 +188,18 @@ pub fn print(p: &ReplayProfile) {
         mb(p.idempotency_body_bytes)
     );
     println!("  records by kind: {:?}", p.records_by_kind);
-    let pct = |s: f64| 100.0 * s / p.total_s.max(1e-9);
-    for (step, s) in [("read", p.read_s), ("scan+crc", p.scan_s), ("decode", p.decode_s), ("apply", p.apply_s)] {
-        println!("  {step:<9} {s:>8.2} s  {:>5.1} %", pct(s));
+    let pct = |s: f64| 100.0 * s / p.total.wall_s.max(1e-9);
+    println!("  step        wall s  share   cpu s");
+    for (step, s) in [("read", p.read), ("scan+crc", p.scan), ("decode", p.decode), ("apply", p.apply), ("drop", p.drop)] {
+        println!("  {step:<9} {:>8.2} {:>5.1} % {:>7.2}", s.wall_s, pct(s.wall_s), s.cpu_s);
     }
-    println!("  total     {:>8.2} s", p.total_s);
+    println!("  total     {:>8.2}         {:>7.2}", p.total.wall_s, p.total.cpu_s);
+    println!(
+        "  state: RSS +{:.0} MiB; {} idempotency outcomes holding {:.0} MiB of bodies",
+        mb(p.state_rss_bytes),
+        p.idempotency_entries,
+        mb(p.idempotency_live_body_bytes)
+    );
 }
 
 /// `zaiko bench replay-profile`.

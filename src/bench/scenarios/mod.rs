@@ -20,7 +20,7 @@ use super::fixture::Fixture;
 use super::ledger::Effect;
 
 /// The names `--scenarios` accepts.
-pub const NAMES: &[&str] = &["healthz", "single-change", "batch-100", "mixed"];
+pub const NAMES: &[&str] = &["healthz", "single-change", "batch-100", "batch-1000", "mixed"];
 
 /// The scenario called `name`.
 pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
@@ -28,6 +28,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
         "healthz" => Arc::new(healthz::Healthz),
         "single-change" => Arc::new(stock_changes::StockChanges::new("single-change", 1)),
         "batch-100" => Arc::new(stock_changes::StockChanges::new("batch-100", 100)),
+        "batch-1000" => Arc::new(stock_changes::StockChanges::new("batch-1000", 1000)),
         "mixed" => Arc::new(mixed::Mixed { read_percent: 80 }),
         _ => return None,
     })

@@ -1,6 +1,6 @@
 //! `POST /v1/brands/{b}/stock/changes` with `per_request` adjusts on random SKUs and
 //! locations of one random brand, each request with a unique Idempotency-Key:
-//! `single-change` (1 per request) and `batch-100` (100 per request).
+//! `single-change` (1 per request), `batch-100` and `batch-1000` (the most the API takes).
 
 use std::fmt::Write as _;
 
