@@ -67,6 +67,8 @@ pub struct ReplayProfile {
     /// Growth of this process's RSS over the replay once the buffers are freed and
     /// returned (`malloc_trim`): the state without a server around it.
     pub state_rss_bytes: u64,
+    /// The part of it that the idempotency stores hold (RSS drop once they are cleared).
+    pub idempotency_rss_bytes: u64,
 }
 
 /// Returns freed heap memory to the OS so that RSS shows what is still allocated.
@@ -168,10 +170,13 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
     trim_heap();
     p.state_rss_bytes = own_rss_bytes().saturating_sub(rss_before);
     p.skus = brands.values().map(|b| b.skus.len() as u64).sum();
-    for b in brands.values() {
+    for b in brands.values_mut() {
         p.idempotency_entries += b.idempotency.len() as u64;
         p.idempotency_live_body_bytes += b.idempotency.iter().map(|(_, e)| e.body.len() as u64).sum::<u64>();
+        b.idempotency = Default::default();
     }
+    trim_heap();
+    p.idempotency_rss_bytes = (rss_before + p.state_rss_bytes).saturating_sub(own_rss_bytes());
     Ok(p)
 }
 
@@ -195,10 +200,12 @@ pub fn print(p: &ReplayProfile) {
     }
     println!("  total     {:>8.2}         {:>7.2}", p.total.wall_s, p.total.cpu_s);
     println!(
-        "  state: RSS +{:.0} MiB; {} idempotency outcomes holding {:.0} MiB of bodies",
+        "  state: RSS +{:.0} MiB, of which idempotency {:.0} MiB ({} outcomes holding {:.0} MiB of bodies); the rest {:.0} B per SKU",
         mb(p.state_rss_bytes),
+        mb(p.idempotency_rss_bytes),
         p.idempotency_entries,
-        mb(p.idempotency_live_body_bytes)
+        mb(p.idempotency_live_body_bytes),
+        p.state_rss_bytes.saturating_sub(p.idempotency_rss_bytes) as f64 / p.skus.max(1) as f64
     );
 }
 
