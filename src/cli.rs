@@ -1,4 +1,4 @@
-//! Offline commands (no server): `wal verify`.
+//! Offline commands (no server): `wal verify|repair`, `snapshot create|list|restore`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -34,4 +34,158 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `zaiko wal repair`: cuts the journal at the first damage, keeping copies of what is cut.
+pub fn wal_repair(data_dir: &Path, accept_data_loss: bool) -> ExitCode {
+    let _lock = match crate::app::lock_data_dir(data_dir) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("{e:#}; stop the server first")),
+    };
+    let wal = DataDir::new(data_dir).wal();
+    let report = match journal::verify(&wal) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let Some(journal::JournalError::Corrupt { path, offset, detail }) = report.corruption else {
+        println!("the journal has no damage; nothing to repair");
+        return ExitCode::SUCCESS;
+    };
+    let kept_through = report.last_lsn;
+    println!("damage: {} at byte {offset}: {detail}", path.display());
+    println!("records through lsn {kept_through} are intact; everything from the damage on would be cut");
+    if !accept_data_loss {
+        return fail("not changing anything: run again with --accept-data-loss to cut the journal there");
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let quarantine = wal.join(format!("quarantine-{stamp}"));
+    let result = (|| -> std::io::Result<usize> {
+        std::fs::create_dir_all(&quarantine)?;
+        std::fs::copy(&path, quarantine.join(path.file_name().expect("segment name")))?;
+        let mut moved = 0;
+        for entry in std::fs::read_dir(&wal)? {
+            let p = entry?.path();
+            let later = p.extension().is_some_and(|x| x == "wal") && p.file_name() > path.file_name();
+            if later {
+                std::fs::rename(&p, quarantine.join(p.file_name().expect("segment name")))?;
+                moved += 1;
+            }
+        }
+        // A damaged header makes the whole segment unusable.
+        if offset < crate::journal::format::SEGMENT_HEADER_BYTES as u64 {
+            std::fs::remove_file(&path)?;
+        } else {
+            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.set_len(offset)?;
+            f.sync_all()?;
+        }
+        std::fs::File::open(&wal)?.sync_all()?;
+        Ok(moved)
+    })();
+    match result {
+        Ok(moved) => {
+            println!(
+                "cut {} at byte {offset}; moved {moved} later segment(s) and a copy of the damaged one to {}",
+                path.display(),
+                quarantine.display()
+            );
+            println!("the server will start with the state through lsn {kept_through}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("repair failed: {e}; the copies in {} are untouched", quarantine.display())),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("zaiko: {e}");
+    ExitCode::FAILURE
+}
+
+/// `zaiko snapshot create`: a snapshot of a stopped data dir at its last record.
+pub fn snapshot_create(data_dir: &Path) -> ExitCode {
+    let _lock = match crate::app::lock_data_dir(data_dir) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("{e:#}; on a running server use POST /v1/admin/snapshots")),
+    };
+    let report = match journal::verify(&DataDir::new(data_dir).wal()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(e) = report.corruption {
+        return fail(format!("the journal is damaged, so no snapshot can be built from it: {e}"));
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(format!("building a snapshot at lsn {}", report.last_lsn));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = crate::snapshot::build(data_dir, report.last_lsn, crate::clock::Clock::now(&crate::clock::SystemClock));
+    bar.finish_and_clear();
+    match result {
+        Ok(info) => {
+            println!("{}  lsn {}  {} bytes  {}", info.id, info.lsn, info.bytes, info.path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `zaiko snapshot list`.
+pub fn snapshot_list(data_dir: &Path) -> ExitCode {
+    match crate::snapshot::list(data_dir) {
+        Ok(list) => {
+            println!("{:<26} {:>12} {:>14}  {:<24}  file", "id", "lsn", "bytes", "created_at");
+            for i in list {
+                println!("{:<26} {:>12} {:>14}  {:<24}  {}", i.id, i.lsn, i.bytes, i.created_at.to_rfc3339(), i.path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `zaiko snapshot restore`: checks the file, then copies it into an empty data dir.
+pub fn snapshot_restore(from: &Path, data_dir: &Path) -> ExitCode {
+    let not_empty = std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if not_empty {
+        return fail(format!("{} is not empty; restore into a new, empty data dir", data_dir.display()));
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(format!("checking {}", from.display()));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let checked = crate::snapshot::load(from);
+    bar.finish_and_clear();
+    let (state, info) = match checked {
+        Ok(found) => found,
+        Err(e) => return fail(e),
+    };
+    drop(state);
+    let dir = crate::snapshot::dir(data_dir);
+    let target = dir.join(from.file_name().map_or_else(|| format!("{}.sqlite", info.id).into(), |n| n.to_owned()));
+    if let Err(e) = copy_with_progress(from, &target, info.bytes) {
+        return fail(format!("cannot copy the snapshot: {e}"));
+    }
+    println!("restored {} (lsn {}) into {}", info.id, info.lsn, data_dir.display());
+    println!("start it with: zaiko serve --data-dir {}", data_dir.display());
+    ExitCode::SUCCESS
+}
+
+fn copy_with_progress(from: &Path, to: &Path, bytes: u64) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    std::fs::create_dir_all(to.parent().expect("a directory"))?;
+    let tmp = to.with_extension("tmp");
+    let bar = indicatif::ProgressBar::new(bytes);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").expect("template"));
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::File::create(&tmp)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        dst.write_all(&buf[..n])?;
+        bar.inc(n as u64);
+    }
+    dst.sync_all()?;
+    std::fs::rename(&tmp, to)?;
+    std::fs::File::open(to.parent().expect("a directory"))?.sync_all()?;
+    bar.finish_and_clear();
+    Ok(())
 }

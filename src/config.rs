@@ -31,6 +31,36 @@ pub enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Create, list and restore snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Build a snapshot of a stopped data dir at its last journal record (on a running
+    /// server use `POST /v1/admin/snapshots`).
+    Create {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+    },
+    /// List the snapshots of a data dir: id, LSN, size, time, file.
+    List {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+    },
+    /// Check a snapshot file and install it into an empty data dir; a server started on
+    /// that dir has exactly the state at the snapshot's LSN.
+    Restore {
+        /// The snapshot file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new, empty data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +70,18 @@ pub enum WalCommand {
     Verify {
         #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
         data_dir: PathBuf,
+    },
+    /// Cut the journal at its first damaged record so the server can start with
+    /// everything before it. Records from the damage on are lost: the damaged segment
+    /// is copied aside and later segments are moved to `wal/quarantine-<time>/` first.
+    /// Run it only on a stopped server, after `wal verify`, and only if no snapshot
+    /// covers what you need (restoring one loses less).
+    Repair {
+        #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
+        data_dir: PathBuf,
+        /// Required: say that you accept losing the records from the damage on.
+        #[arg(long)]
+        accept_data_loss: bool,
     },
 }
 
@@ -51,6 +93,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings, keyed like the flags (`listen = "0.0.0.0:8080"`,
+    /// `wal_segment_bytes = 67108864`). Flags and `ZAIKO_*` variables override it.
+    #[arg(long, env = "ZAIKO_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "ZAIKO_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -79,9 +125,18 @@ pub struct ServeArgs {
     /// Largest JSON request body in bytes (413 past it).
     #[arg(long, env = "ZAIKO_BODY_BYTES_MAX", default_value_t = Limits::default().body_bytes_max)]
     pub body_bytes_max: usize,
+    /// Sustained requests per second allowed per brand (429 past it, with Retry-After).
+    #[arg(long, env = "ZAIKO_BRAND_RPS", default_value_t = Limits::default().brand_rps)]
+    pub brand_rps: u32,
+    /// Burst of requests a brand may send above its sustained rate.
+    #[arg(long, env = "ZAIKO_BRAND_BURST", default_value_t = Limits::default().brand_burst)]
+    pub brand_burst: u32,
     /// Size of a WAL segment file in bytes (preallocated).
     #[arg(long, env = "ZAIKO_WAL_SEGMENT_BYTES", default_value_t = JournalConfig::default().segment_bytes)]
     pub wal_segment_bytes: u64,
+    /// Largest journal record in bytes (one request's changes); a segment holds at least two.
+    #[arg(long, env = "ZAIKO_WAL_RECORD_BYTES_MAX", default_value_t = JournalConfig::default().record_bytes_max)]
+    pub wal_record_bytes_max: usize,
     /// Most records written with one fdatasync.
     #[arg(long, env = "ZAIKO_WAL_BATCH_RECORDS_MAX", default_value_t = JournalConfig::default().batch_records_max)]
     pub wal_batch_records_max: usize,
@@ -95,6 +150,15 @@ pub struct ServeArgs {
     /// Most bytes queued for the WAL writer; appends past it answer 503 `overloaded`.
     #[arg(long, env = "ZAIKO_WAL_QUEUE_BYTES_MAX", default_value_t = JournalConfig::default().queue_bytes_max)]
     pub wal_queue_bytes_max: usize,
+    /// Take a snapshot after this many journal records (0: never by count).
+    #[arg(long, env = "ZAIKO_SNAPSHOT_EVERY_RECORDS", default_value_t = 1_000_000)]
+    pub snapshot_every_records: u64,
+    /// Take a snapshot after this many minutes with changes (0: never by time).
+    #[arg(long, env = "ZAIKO_SNAPSHOT_EVERY_MINUTES", default_value_t = 60)]
+    pub snapshot_every_minutes: u64,
+    /// How many snapshots to keep; journal segments before the oldest kept are deleted.
+    #[arg(long, env = "ZAIKO_SNAPSHOTS_KEEP", default_value_t = 3)]
+    pub snapshots_keep: usize,
     /// Test hook: run on a clock that only moves through `POST /v1/admin/clock`,
     /// starting at this RFC 3339 time.
     #[arg(long, env = "ZAIKO_MANUAL_CLOCK", hide = true)]
@@ -113,6 +177,72 @@ pub struct ServeArgs {
     pub fault_enospc_file: Option<PathBuf>,
 }
 
+/// Parses the command line with configuration-file support: flags > `ZAIKO_*`
+/// environment > the TOML file of `--config` > defaults.
+///
+/// clap already merges flags over environment over defaults. A setting from the file is
+/// added as a flag only where clap says the value came from a default (or nowhere), and
+/// the command line is parsed again; so the file can never override a flag or a
+/// variable. Unknown keys in the file are an error, not silently ignored.
+pub fn parse_cli(argv: Vec<std::ffi::OsString>) -> Result<Cli, CliError> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command();
+    let matches = cmd.clone().try_get_matches_from(&argv)?;
+    let Some(("serve", serve)) = matches.subcommand() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let Some(path) = serve.get_one::<PathBuf>("config") else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("cannot read --config {}: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e| CliError::Config(format!("--config {}: {e}", path.display())))?;
+    let serve_cmd = cmd.find_subcommand("serve").expect("serve exists");
+    let mut extra = Vec::new();
+    for (key, value) in table {
+        let Some(arg) = serve_cmd.get_arguments().find(|a| a.get_id() == key.as_str() && a.get_long().is_some()) else {
+            return Err(CliError::Config(format!(
+                "--config {}: unknown setting {key:?}; settings are the flag names with underscores",
+                path.display()
+            )));
+        };
+        if key == "config" {
+            return Err(CliError::Config(format!("--config {}: a config file cannot name another", path.display())));
+        }
+        if !matches!(serve.value_source(&key), None | Some(ValueSource::DefaultValue)) {
+            continue;
+        }
+        let long = arg.get_long().expect("checked above");
+        match value {
+            toml::Value::Boolean(true) => extra.push(format!("--{long}")),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(v) => extra.push(format!("--{long}={v}")),
+            toml::Value::Integer(v) => extra.push(format!("--{long}={v}")),
+            other => {
+                return Err(CliError::Config(format!(
+                    "--config {}: {key} must be a string, integer or boolean, not {}",
+                    path.display(),
+                    other.type_str()
+                )))
+            }
+        }
+    }
+    let mut argv = argv;
+    argv.extend(extra.into_iter().map(Into::into));
+    let matches = cmd.try_get_matches_from(&argv)?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// Why the command line could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// clap's own errors, and `--help`/`--version` (which it prints and exits 0 for).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
 /// The validated configuration of `zaiko serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -127,6 +257,9 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub journal: JournalConfig,
     pub manual_clock: Option<Timestamp>,
+    pub snapshot_every_records: u64,
+    pub snapshot_every: Option<Duration>,
+    pub snapshots_keep: usize,
 }
 
 fn cores() -> usize {
@@ -149,6 +282,12 @@ impl ServeArgs {
         if !(1024..=64 << 20).contains(&self.body_bytes_max) {
             return Err(format!("--body-bytes-max must be 1 KiB..=64 MiB, got {}", self.body_bytes_max));
         }
+        if self.brand_rps == 0 || self.brand_burst < self.brand_rps {
+            return Err(format!(
+                "--brand-rps must be at least 1 and --brand-burst at least --brand-rps (got {} and {})",
+                self.brand_rps, self.brand_burst
+            ));
+        }
         if let Some(t) = &self.admin_token {
             if t.len() < 16 {
                 return Err("--admin-token must be at least 16 characters".into());
@@ -160,6 +299,7 @@ impl ServeArgs {
             batch_bytes_max: self.wal_batch_bytes_max.max(1),
             commit_delay: Duration::from_micros(self.wal_commit_delay_us),
             queue_bytes_max: self.wal_queue_bytes_max,
+            record_bytes_max: self.wal_record_bytes_max,
             on_failure: FailureAction::Abort,
             faults: FaultPlan {
                 fail_fsync_after: self.fault_fsync_fail_after,
@@ -169,6 +309,9 @@ impl ServeArgs {
             },
             ..JournalConfig::default()
         };
+        if !(4096..=16 << 20).contains(&journal.record_bytes_max) {
+            return Err(format!("--wal-record-bytes-max must be 4 KiB..=16 MiB, got {}", journal.record_bytes_max));
+        }
         let min_segment = 2 * journal.record_bytes_max as u64 + 4096;
         if journal.segment_bytes < min_segment {
             return Err(format!("--wal-segment-bytes must be at least {min_segment}"));
@@ -178,6 +321,9 @@ impl ServeArgs {
         }
         if journal.queue_bytes_max < journal.record_bytes_max {
             return Err(format!("--wal-queue-bytes-max must be at least {}", journal.record_bytes_max));
+        }
+        if !(1..=1000).contains(&self.snapshots_keep) {
+            return Err(format!("--snapshots-keep must be 1..=1000, got {}", self.snapshots_keep));
         }
         let manual_clock = match &self.manual_clock {
             None => None,
@@ -192,9 +338,17 @@ impl ServeArgs {
             shards,
             http_workers,
             mailbox_capacity: self.mailbox_capacity,
-            limits: Limits { body_bytes_max: self.body_bytes_max, ..Limits::default() },
+            limits: Limits {
+                body_bytes_max: self.body_bytes_max,
+                brand_rps: self.brand_rps,
+                brand_burst: self.brand_burst,
+                ..Limits::default()
+            },
             journal,
             manual_clock,
+            snapshot_every_records: self.snapshot_every_records,
+            snapshot_every: (self.snapshot_every_minutes > 0).then(|| Duration::from_secs(self.snapshot_every_minutes * 60)),
+            snapshots_keep: self.snapshots_keep,
         })
     }
 }

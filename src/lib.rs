@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`domain`] — the pure domain: state, commands, events, rules; no I/O.
 //! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify.
+//! - [`state`] — the whole state as one value, and the fold of journal records into it.
+//! - [`snapshot`] — SQLite snapshots: write, load (checked), list, build off the hot path, retention.
 //! - [`actors`] — shard and registry actors that own the state and serialise commands.
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
@@ -10,6 +12,7 @@
 //! - [`clock`] — the only reader of wall-clock time.
 //! - [`cli`] — offline commands.
 //! - [`bench`] — `zaiko bench`: the load harness (closed-loop client, scenarios, reports).
+//! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
 //! - [`telemetry`] — logging setup.
 
 pub mod actors;
@@ -18,7 +21,10 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod journal;
+pub mod snapshot;
+pub mod state;
 pub mod telemetry;

@@ -2,11 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use zaiko::config::{Cli, Command, WalCommand};
+use zaiko::config::{parse_cli, CliError, Command, SnapshotCommand, WalCommand};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(CliError::Clap(e)) => e.exit(),
+        Err(CliError::Config(e)) => {
+            eprintln!("zaiko: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Serve(args) => {
             let cfg = match args.resolve() {
@@ -21,7 +27,7 @@ fn main() -> ExitCode {
             let result = actix_rt::System::new().block_on(async move {
                 let app = zaiko::app::Application::build(cfg).await?;
                 // One plain line on stdout, for people and for tests that bind port 0.
-                println!("zaiko listening on http://{}:{}", listen_host, app.port());
+                zaiko::app::announce(&format!("zaiko listening on http://{}:{}", listen_host, app.port()));
                 app.run().await
             });
             match result {
@@ -33,6 +39,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+        Command::Wal { command: WalCommand::Repair { data_dir, accept_data_loss } } => zaiko::cli::wal_repair(&data_dir, accept_data_loss),
+        Command::Snapshot { command } => match command {
+            SnapshotCommand::Create { data_dir } => zaiko::cli::snapshot_create(&data_dir),
+            SnapshotCommand::List { data_dir } => zaiko::cli::snapshot_list(&data_dir),
+            SnapshotCommand::Restore { from, data_dir } => zaiko::cli::snapshot_restore(&from, &data_dir),
+        },
         Command::Bench { command } => zaiko::bench::main(*command),
     }
 }

@@ -133,4 +133,17 @@ impl Router {
     pub fn shard_for(&self, brand: &BrandId) -> &Addr<shard::Shard> {
         &self.shards[shard_index(brand, self.shards.len())]
     }
+
+    /// Runs an expiry sweep on every shard now; returns the newest LSN written, for the
+    /// caller to wait on. Used at start (reservations that expired while the server was
+    /// down) and after the manual clock moves.
+    pub async fn sweep_all(&self) -> Result<Lsn, actix::MailboxError> {
+        let mut lsn = 0;
+        for shard in &self.shards {
+            let (reply, rx) = oneshot::channel();
+            shard.send(shard::Sweep { reply: Some(reply) }).await?;
+            lsn = lsn.max(rx.await.map_err(|_| actix::MailboxError::Closed)?);
+        }
+        Ok(lsn)
+    }
 }

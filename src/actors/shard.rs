@@ -1,20 +1,33 @@
 //! A shard actor: the brand partitions that hash to it, and the commands on them.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
-use actix::{Actor, Context as ActixContext, Handler, Message};
+use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
 use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
+use crate::domain::channel::{ChannelCmd, InboundCmd};
 use crate::domain::event::{self, BrandRecord, Event, WalRecord};
+use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
-use crate::domain::view::{BrandView, ChangeResultView, ChangeResultsView, SkuView, StockView};
+use crate::domain::view::{
+    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
+};
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
 use crate::journal::Lsn;
 
 /// Default mailbox bound; a full mailbox answers `overloaded`.
 pub const MAILBOX_CAPACITY_DEFAULT: usize = 4096;
+
+/// How often each shard expires reservations whose time is up.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Purging ended reservations and shipments scans every object; it runs every this
+/// many sweeps.
+const PURGE_EVERY_SWEEPS: u64 = 300;
+/// Channel-sync chunks (of `SYNC_CHUNK_SKUS` SKUs) written per brand per sweep.
+const CHANNEL_SYNC_CHUNKS_PER_SWEEP: usize = 20;
 
 /// A command on one brand partition.
 #[derive(Debug)]
@@ -23,14 +36,45 @@ pub enum BrandCmd {
     Get,
     PutSku { sku: Id, catalog: Catalog },
     GetSku { sku: Id },
+    DeleteSku { sku: Id },
     GetStock { sku: Id },
     StockChanges { changes: Vec<StockChangeCmd> },
+    Reserve(ReserveCmd),
+    GetReservation { id: Id },
+    Release { id: Id },
+    Ship(ShipCmd),
+    GetShipment { id: Id },
+    SetStatus(StatusCmd),
+    PutChannel(ChannelCmd),
+    ListChannels,
+    CreateInbound(InboundCmd),
+    GetInbound { id: Id },
+    Receive { id: Id, lines: Vec<(Id, i64)> },
+    CloseInbound { id: Id },
 }
 
 impl BrandCmd {
     fn is_read(&self) -> bool {
-        matches!(self, BrandCmd::Get | BrandCmd::GetSku { .. } | BrandCmd::GetStock { .. })
+        matches!(
+            self,
+            BrandCmd::Get
+                | BrandCmd::GetSku { .. }
+                | BrandCmd::GetStock { .. }
+                | BrandCmd::GetReservation { .. }
+                | BrandCmd::GetShipment { .. }
+        )
     }
+}
+
+/// Expires what is due (and purges what is old) in every brand of the shard now;
+/// replies with the newest LSN written. Sent on a timer, at start, and by the manual
+/// clock endpoint after it moves time.
+pub struct Sweep {
+    pub reply: Option<tokio::sync::oneshot::Sender<Lsn>>,
+}
+
+impl Message for Sweep {
+    type Result = ();
 }
 
 pub struct BrandMsg {
@@ -88,6 +132,8 @@ pub struct Shard {
     pub mailbox_capacity: usize,
     /// Newest LSN applied by this shard: what a read of "all brands" waits for.
     pub last_lsn: Lsn,
+    /// Sweeps run so far (purges run every `PURGE_EVERY_SWEEPS`).
+    pub sweeps: u64,
 }
 
 impl Actor for Shard {
@@ -95,6 +141,9 @@ impl Actor for Shard {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
+        ctx.run_interval(SWEEP_INTERVAL, |shard, _| {
+            shard.sweep();
+        });
         tracing::info!(shard = self.index, brands = self.brands.len(), "shard started");
     }
 }
@@ -106,6 +155,17 @@ impl Handler<BrandMsg> for Shard {
         let gated = self.execute(msg.brand, msg.cmd, msg.idem);
         // The caller may have given up (client gone); the change stands either way.
         let _ = msg.reply.send(gated);
+    }
+}
+
+impl Handler<Sweep> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Sweep, _ctx: &mut Self::Context) {
+        let lsn = self.sweep();
+        if let Some(reply) = msg.reply {
+            let _ = reply.send(lsn);
+        }
     }
 }
 
@@ -136,6 +196,22 @@ impl Handler<ListBrands> for Shard {
     }
 }
 
+/// What a command comes to: a read's answer, or events to write and how to render the
+/// answer from the state after them.
+enum Decided {
+    Read(Vec<u8>),
+    Write { events: Vec<Event>, status: Status, render: Render },
+}
+
+/// Renders a command's answer from the state after its events.
+type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
+
+impl Decided {
+    fn write(events: Vec<Event>, status: Status, render: impl FnOnce(&BrandState) -> Vec<u8> + 'static) -> Decided {
+        Decided::Write { events, status, render: Box::new(render) }
+    }
+}
+
 fn read(wait_lsn: Lsn, body: Vec<u8>) -> Gated {
     Gated { wait_lsn, result: Ok(Reply { status: Status::Ok, body, lsn: None }) }
 }
@@ -145,6 +221,11 @@ fn reject(wait_lsn: Lsn, r: Rejection) -> Gated {
 }
 
 impl Shard {
+    pub fn new(index: usize, brands: HashMap<BrandId, BrandState>, ctx: Context, mailbox_capacity: usize) -> Shard {
+        let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
+        Shard { index, brands, dirty: HashSet::new(), ctx, mailbox_capacity, last_lsn, sweeps: 0 }
+    }
+
     fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {
         if let BrandCmd::Create { name } = cmd {
             return self.create_brand(brand_id, name, idem);
@@ -160,40 +241,167 @@ impl Shard {
                 }
             }
         }
-        match cmd {
-            BrandCmd::Create { .. } => unreachable!("handled above"),
-            BrandCmd::Get => read(seen, to_json(&BrandView::from(brand))),
-            BrandCmd::GetSku { sku } => match brand.sku(&sku) {
-                Ok(s) => read(seen, to_json(&SkuView::new(&brand.id, &sku, s, true))),
-                Err(r) => reject(seen, r),
-            },
-            BrandCmd::GetStock { sku } => match brand.sku(&sku) {
-                Ok(s) => read(seen, to_json(&StockView::new(&sku, s.stock_version, &s.levels))),
-                Err(r) => reject(seen, r),
-            },
-            BrandCmd::PutSku { sku, catalog } => {
-                let (event, created) = match brand.decide_put_sku(&sku, catalog) {
-                    Ok(d) => d,
-                    Err(r) => return reject(seen, r),
+        let now = self.ctx.clock.now();
+        let decided = match self.decide(brand, cmd, now) {
+            Ok(d) => d,
+            Err(r) => return reject(seen, r),
+        };
+        match decided {
+            Decided::Read(body) => read(seen, body),
+            Decided::Write { events, status, render } => {
+                let body = match brand.preview(now, &events) {
+                    Ok(scratch) => render(&scratch),
+                    Err(e) => fatal_apply("a preview of a decided record", seen, &e),
                 };
-                let now = self.ctx.clock.now();
-                let preview = preview_sku(brand.skus.get(&sku), &event, now);
-                let body = to_json(&SkuView::new(&brand.id, &sku, &preview, false));
-                let status = if created { Status::Created } else { Status::Ok };
-                self.commit(brand_id, vec![event], status, body, idem, now)
+                if events.is_empty() && idem.is_none() {
+                    // Nothing to record (every change of a batch was rejected).
+                    return read(seen, body);
+                }
+                self.commit(brand_id, events, status, body, idem, now)
             }
+        }
+    }
+
+    /// Runs the domain decision for one command, without changing anything.
+    fn decide(&self, brand: &BrandState, cmd: BrandCmd, now: Timestamp) -> Result<Decided, Rejection> {
+        Ok(match cmd {
+            BrandCmd::Create { .. } => unreachable!("handled by create_brand"),
+            BrandCmd::Get => Decided::Read(to_json(&BrandView::from(brand))),
+            BrandCmd::GetSku { sku } => Decided::Read(to_json(&SkuView::new(brand, &sku, brand.sku(&sku)?, true))),
+            BrandCmd::GetStock { sku } => Decided::Read(to_json(&StockView::of(brand, &sku, brand.sku(&sku)?))),
+            BrandCmd::GetReservation { id } => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
+            BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
+            BrandCmd::PutSku { sku, catalog } => {
+                let (event, created) = brand.decide_put_sku(&sku, catalog)?;
+                let status = if created { Status::Created } else { Status::Ok };
+                Decided::write(vec![event], status, move |s| to_json(&SkuView::new(s, &sku, &s.skus[&sku], false)))
+            }
+            BrandCmd::DeleteSku { sku } => Decided::write(vec![brand.decide_delete_sku(&sku)?], Status::NoContent, |_| Vec::new()),
             BrandCmd::StockChanges { changes } => {
                 let locations = self.ctx.locations.load();
                 let (events, outcomes) = brand.decide_stock_changes(&changes, &**locations);
                 let results =
                     changes.iter().zip(&outcomes).enumerate().map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o)).collect();
                 let body = to_json(&ChangeResultsView { results });
-                if events.is_empty() && idem.is_none() {
-                    // Nothing to record: every change was rejected.
-                    return read(seen, body);
+                Decided::write(events, Status::Ok, move |_| body)
+            }
+            BrandCmd::Reserve(cmd) => {
+                self.check_locations(&cmd.lines)?;
+                let id = cmd.id.clone();
+                match brand.decide_reserve(&cmd, &brand.scope_for(Some(&cmd.channel)), now)? {
+                    Decision::Unchanged => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
+                    Decision::Apply(events) => {
+                        Decided::write(events, Status::Created, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
+                    }
                 }
-                let now = self.ctx.clock.now();
-                self.commit(brand_id, events, Status::Ok, body, idem, now)
+            }
+            BrandCmd::Release { id } => match brand.decide_release(&id, now)? {
+                Decision::Unchanged => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
+                Decision::Apply(events) => {
+                    Decided::write(events, Status::Ok, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
+                }
+            },
+            BrandCmd::Ship(cmd) => {
+                if let ShipmentSource::Lines(lines) = &cmd.source {
+                    self.check_locations(lines)?;
+                }
+                let id = cmd.id.clone();
+                match brand.decide_ship(&cmd, &brand.scope_for(cmd.channel.as_ref()), now)? {
+                    Decision::Unchanged => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
+                    Decision::Apply(events) => {
+                        Decided::write(events, Status::Created, move |s| to_json(&ShipmentView::from(&s.shipments[&id])))
+                    }
+                }
+            }
+            BrandCmd::PutChannel(cmd) => {
+                let locations = self.ctx.locations.load();
+                let id = cmd.id.clone();
+                let (event, created) = brand.decide_put_channel(cmd, |l| locations.contains_key(l), now)?;
+                let status = if created { Status::Created } else { Status::Ok };
+                Decided::write(vec![event], status, move |s| to_json(&ChannelView::new(s, &s.channels[&id])))
+            }
+            BrandCmd::ListChannels => {
+                let channels: Vec<_> = brand.channels.values().map(|c| ChannelView::new(brand, c)).collect();
+                Decided::Read(to_json(&serde_json::json!({ "channels": channels })))
+            }
+            BrandCmd::CreateInbound(cmd) => {
+                self.check_location(&cmd.location)?;
+                let id = cmd.id.clone();
+                match brand.decide_inbound(&cmd, now)? {
+                    Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+                    Decision::Apply(events) => {
+                        Decided::write(events, Status::Created, move |s| to_json(&InboundView::from(&s.inbounds[&id])))
+                    }
+                }
+            }
+            BrandCmd::GetInbound { id } => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+            BrandCmd::Receive { id, lines } => match brand.decide_receipt(&id, &lines)? {
+                Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+            },
+            BrandCmd::CloseInbound { id } => match brand.decide_close_inbound(&id)? {
+                Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+            },
+            BrandCmd::SetStatus(cmd) => {
+                let id = cmd.id.clone();
+                match brand.decide_status(&cmd)? {
+                    Decision::Unchanged => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
+                    Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&ShipmentView::from(&s.shipments[&id]))),
+                }
+            }
+        })
+    }
+
+    /// A line pinned to a location names one that exists.
+    fn check_locations(&self, lines: &[LineRequest]) -> Result<(), Rejection> {
+        lines.iter().filter_map(|l| l.location.as_ref()).try_for_each(|l| self.check_location(l))
+    }
+
+    fn check_location(&self, location: &Id) -> Result<(), Rejection> {
+        if self.ctx.locations.load().contains_key(location) {
+            Ok(())
+        } else {
+            Err(Rejection::not_found(format!("location {location} does not exist")))
+        }
+    }
+
+    /// Expires due reservations (and, now and then, purges old ones) in every brand.
+    /// Returns the newest LSN this shard has written.
+    fn sweep(&mut self) -> Lsn {
+        self.sweeps += 1;
+        let now = self.ctx.clock.now();
+        let purge = self.sweeps % PURGE_EVERY_SWEEPS == 1;
+        let due: Vec<BrandId> =
+            self.brands.values().filter(|b| purge || b.expiries.first().is_some_and(|(at, _)| *at <= now)).map(|b| b.id.clone()).collect();
+        for id in due {
+            let brand = &self.brands[&id];
+            let mut events = match brand.decide_expiries(now) {
+                Ok(e) => e,
+                Err(r) => fatal_apply("an expiry decision", brand.last_lsn, &r.to_string()),
+            };
+            if purge {
+                events.extend(brand.decide_purges(now));
+            }
+            if !events.is_empty() {
+                let g = self.commit(id.clone(), events, Status::Ok, Vec::new(), None, now);
+                if let Err(r) = g.result {
+                    tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
+                }
+            }
+            self.step_channel_syncs(&id, now);
+        }
+        self.last_lsn
+    }
+
+    /// Streams pending channel-reconfiguration events: a few chunks per sweep, one
+    /// record each, so a large catalog never stalls the shard.
+    fn step_channel_syncs(&mut self, brand: &BrandId, now: Timestamp) {
+        for _ in 0..CHANNEL_SYNC_CHUNKS_PER_SWEEP {
+            let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync()) else { return };
+            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now).result {
+                tracing::warn!(error = %r, "channel sync step could not be written; retrying on the next sweep");
+                return;
             }
         }
     }
@@ -227,22 +435,6 @@ impl Shard {
         self.dirty.extend(record.touched_skus().map(|sku| (record.brand.clone(), sku.clone())));
         self.last_lsn = lsn;
         Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
-    }
-}
-
-/// The SKU as it will be once `event` (an upsert) is applied.
-fn preview_sku(current: Option<&SkuState>, event: &Event, now: Timestamp) -> SkuState {
-    let Event::SkuUpserted { catalog, version, .. } = event else { unreachable!("preview of an upsert") };
-    match current {
-        Some(s) => SkuState { catalog: catalog.clone(), version: *version, updated_at: now, ..s.clone() },
-        None => SkuState {
-            catalog: catalog.clone(),
-            version: *version,
-            stock_version: 0,
-            levels: Default::default(),
-            created_at: now,
-            updated_at: now,
-        },
     }
 }
 

@@ -6,20 +6,22 @@
 //! changing anything; [`BrandState::apply`] is the only mutation, shared by live
 //! processing and recovery.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compact_str::CompactString;
 
 use super::catalog::Catalog;
+use super::channel::{Channel, ChannelSync, Inbound, InboundStatus};
 use super::error::{ErrorCode, Rejection};
 use super::event::{BrandRecord, Cause, Event};
+use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
 use super::stock::{Levels, StockOp};
 use super::{BrandId, Id, Timestamp};
 use crate::journal::Lsn;
 
 /// A SKU: catalog fields and stock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SkuState {
     pub catalog: Catalog,
     /// Bumped by every catalog upsert.
@@ -53,7 +55,16 @@ pub struct BrandState {
     pub id: BrandId,
     pub name: String,
     pub created_at: Timestamp,
-    pub skus: HashMap<Id, SkuState>,
+    /// Ordered, so that long jobs (channel syncs, snapshots) can walk it by position.
+    pub skus: BTreeMap<Id, SkuState>,
+    pub channels: BTreeMap<Id, Channel>,
+    /// Channel reconfigurations whose availability events are still streaming.
+    pub channel_syncs: BTreeMap<Id, ChannelSync>,
+    pub inbounds: HashMap<Id, Inbound>,
+    pub reservations: HashMap<Id, Reservation>,
+    /// Active reservations by expiry time.
+    pub expiries: BTreeSet<(Timestamp, Id)>,
+    pub shipments: HashMap<Id, Shipment>,
     pub idempotency: IdempotencyStore,
     /// LSN of the newest record applied to this brand.
     pub last_lsn: Lsn,
@@ -73,7 +84,20 @@ impl World for BTreeMap<Id, super::registry::Location> {
 impl BrandState {
     /// The state a `BrandCreated` event starts.
     pub fn new(id: BrandId, name: String, created_at: Timestamp) -> BrandState {
-        BrandState { id, name, created_at, skus: HashMap::new(), idempotency: IdempotencyStore::default(), last_lsn: 0 }
+        BrandState {
+            id,
+            name,
+            created_at,
+            skus: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            channel_syncs: BTreeMap::new(),
+            inbounds: HashMap::new(),
+            reservations: HashMap::new(),
+            expiries: BTreeSet::new(),
+            shipments: HashMap::new(),
+            idempotency: IdempotencyStore::default(),
+            last_lsn: 0,
+        }
     }
 
     pub fn sku(&self, sku: &Id) -> Result<&SkuState, Rejection> {
@@ -110,10 +134,12 @@ impl BrandState {
                 Ok((version, levels)) => {
                     let level = levels.get(&c.location);
                     outcomes.push(ChangeOutcome::Applied { version, on_hand: level.on_hand, available: level.available() });
+                    let channels = self.channel_view(&levels);
                     events.push(Event::StockChanged {
                         sku: c.sku.clone(),
                         version,
                         levels,
+                        channels,
                         cause: Cause::Change { op: c.op, reason: c.reason.clone() },
                     });
                 }
@@ -149,6 +175,67 @@ impl BrandState {
         draft.0 += 1;
         draft.1.set(&c.location, level);
         Ok((draft.0, draft.1.clone()))
+    }
+
+    /// The state of just the objects `events` touch, after applying them: what a
+    /// command's answer shows, computed before the record is written (the answer is
+    /// stored with it for idempotent replays) with the very same `apply`.
+    pub fn preview(&self, at: Timestamp, events: &[Event]) -> Result<BrandState, String> {
+        let mut scratch = BrandState::new(self.id.clone(), self.name.clone(), self.created_at);
+        for e in events {
+            match e {
+                Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => {
+                    if let Some(s) = self.skus.get(sku) {
+                        scratch.skus.entry(sku.clone()).or_insert_with(|| s.clone());
+                    }
+                }
+                Event::ReservationReleased { id } | Event::ReservationExpired { id } | Event::ReservationPurged { id } => {
+                    scratch.copy_reservation(self, id)
+                }
+                Event::ShipmentCreated { shipment } => {
+                    if let ShipmentSource::Reservation(rid) = &shipment.source {
+                        scratch.copy_reservation(self, rid)
+                    }
+                }
+                Event::ShipmentStatusChanged { id, .. } | Event::ShipmentPurged { id } => {
+                    if let Some(s) = self.shipments.get(id) {
+                        scratch.shipments.entry(id.clone()).or_insert_with(|| s.clone());
+                    }
+                }
+                Event::ChannelUpserted { channel } => {
+                    if let Some(c) = self.channels.get(&channel.id) {
+                        scratch.channels.insert(c.id.clone(), c.clone());
+                    }
+                    if let Some(j) = self.channel_syncs.get(&channel.id) {
+                        scratch.channel_syncs.insert(channel.id.clone(), j.clone());
+                    }
+                }
+                Event::ChannelSynced { channel, .. } => {
+                    if let Some(j) = self.channel_syncs.get(channel) {
+                        scratch.channel_syncs.insert(channel.clone(), j.clone());
+                    }
+                }
+                Event::InboundReceived { id, .. } | Event::InboundClosed { id } => {
+                    if let Some(i) = self.inbounds.get(id) {
+                        scratch.inbounds.entry(id.clone()).or_insert_with(|| i.clone());
+                    }
+                }
+                Event::BrandCreated { .. } | Event::ReservationCreated { .. } | Event::InboundCreated { .. } => {}
+            }
+        }
+        for e in events {
+            scratch.apply_event(at, e)?;
+        }
+        Ok(scratch)
+    }
+
+    fn copy_reservation(&mut self, from: &BrandState, id: &Id) {
+        if let Some(r) = from.reservations.get(id) {
+            if r.status == ReservationStatus::Active {
+                self.expiries.insert((r.expires_at, id.clone()));
+            }
+            self.reservations.entry(id.clone()).or_insert_with(|| r.clone());
+        }
     }
 
     /// Applies one record. Errors mean the record does not fit this state: a bug when
@@ -203,7 +290,104 @@ impl BrandState {
                 s.levels = levels.clone();
                 s.updated_at = at;
             }
+            Event::ReservationCreated { reservation } => {
+                let r = reservation.as_ref().clone();
+                if r.status != ReservationStatus::Active {
+                    return Err(format!("reservation {} created as {:?}", r.id, r.status));
+                }
+                self.expiries.insert((r.expires_at, r.id.clone()));
+                if let Some(old) = self.reservations.insert(r.id.clone(), r) {
+                    return Err(format!("reservation {} created twice", old.id));
+                }
+            }
+            Event::ReservationReleased { id } => self.end_reservation(id, ReservationStatus::Released, at, None)?,
+            Event::ReservationExpired { id } => self.end_reservation(id, ReservationStatus::Expired, at, None)?,
+            Event::ShipmentCreated { shipment } => {
+                if let ShipmentSource::Reservation(rid) = &shipment.source {
+                    self.end_reservation(rid, ReservationStatus::Consumed, at, Some(shipment.id.clone()))?;
+                }
+                if self.shipments.insert(shipment.id.clone(), shipment.as_ref().clone()).is_some() {
+                    return Err(format!("shipment {} created twice", shipment.id));
+                }
+            }
+            Event::ShipmentStatusChanged { id, status, tracking_number, carrier } => {
+                let s = self.shipments.get_mut(id).ok_or_else(|| format!("status change of unknown shipment {id}"))?;
+                if !s.status.can_move_to(*status) {
+                    return Err(format!("shipment {id}: {:?} cannot become {:?}", s.status, status));
+                }
+                s.status = *status;
+                s.history.push(StatusEntry { status: *status, at });
+                s.tracking_number = tracking_number.clone();
+                s.carrier = carrier.clone();
+                s.updated_at = at;
+            }
+            Event::ReservationPurged { id } => {
+                let r = self.reservations.remove(id).ok_or_else(|| format!("purge of unknown reservation {id}"))?;
+                if r.status == ReservationStatus::Active {
+                    return Err(format!("purge of active reservation {id}"));
+                }
+            }
+            Event::ShipmentPurged { id } => {
+                let s = self.shipments.remove(id).ok_or_else(|| format!("purge of unknown shipment {id}"))?;
+                if !s.status.is_final() {
+                    return Err(format!("purge of shipment {id} in status {:?}", s.status));
+                }
+            }
+            Event::ChannelUpserted { channel } => {
+                let before = self.channels.insert(channel.id.clone(), channel.as_ref().clone());
+                // A reconfiguration while another is still streaming restarts it for all SKUs.
+                let sync = match self.channel_syncs.remove(&channel.id) {
+                    Some(_) => ChannelSync { before: None, all: true, after: None },
+                    None => ChannelSync { all: before.is_none(), before, after: None },
+                };
+                self.channel_syncs.insert(channel.id.clone(), sync);
+            }
+            Event::ChannelSynced { channel, after, .. } => {
+                let sync =
+                    self.channel_syncs.get_mut(channel).ok_or_else(|| format!("sync step of channel {channel} with no sync pending"))?;
+                match after {
+                    Some(a) => sync.after = Some(a.clone()),
+                    None => {
+                        self.channel_syncs.remove(channel);
+                    }
+                }
+            }
+            Event::InboundCreated { inbound } => {
+                if self.inbounds.insert(inbound.id.clone(), inbound.as_ref().clone()).is_some() {
+                    return Err(format!("inbound {} created twice", inbound.id));
+                }
+            }
+            Event::InboundReceived { id, lines } => {
+                let inbound = self.inbounds.get_mut(id).ok_or_else(|| format!("receipt for unknown inbound {id}"))?;
+                if inbound.status == InboundStatus::Closed {
+                    return Err(format!("receipt for closed inbound {id}"));
+                }
+                for (sku, q) in lines {
+                    let line =
+                        inbound.lines.iter_mut().find(|l| &l.sku == sku).ok_or_else(|| format!("receipt of {sku} not on inbound {id}"))?;
+                    line.received += q;
+                }
+                inbound.status = InboundStatus::Receiving;
+                inbound.updated_at = at;
+            }
+            Event::InboundClosed { id } => {
+                let inbound = self.inbounds.get_mut(id).ok_or_else(|| format!("close of unknown inbound {id}"))?;
+                inbound.status = InboundStatus::Closed;
+                inbound.updated_at = at;
+            }
         }
+        Ok(())
+    }
+
+    fn end_reservation(&mut self, id: &Id, status: ReservationStatus, at: Timestamp, shipment: Option<Id>) -> Result<(), String> {
+        let r = self.reservations.get_mut(id).ok_or_else(|| format!("unknown reservation {id}"))?;
+        if r.status != ReservationStatus::Active {
+            return Err(format!("reservation {id} is {:?}, not active", r.status));
+        }
+        self.expiries.remove(&(r.expires_at, id.clone()));
+        r.status = status;
+        r.ended_at = Some(at);
+        r.shipment_id = shipment;
         Ok(())
     }
 }

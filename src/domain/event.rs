@@ -9,6 +9,8 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
+use super::channel::{Channel, Inbound};
+use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
 use super::idempotency::IdemWrite;
 use super::registry::RegistryEvent;
 use super::stock::{Levels, StockOp};
@@ -45,13 +47,52 @@ pub struct RegistryRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cause {
     /// A stock change of `POST .../stock/changes` (or a stock import row).
-    Change { op: StockOp, reason: Option<CompactString> },
+    Change {
+        op: StockOp,
+        reason: Option<CompactString>,
+    },
+    /// Held by a reservation, or by a shipment created from lines.
+    Reserved {
+        id: Id,
+    },
+    Released {
+        id: Id,
+    },
+    Expired {
+        id: Id,
+    },
+    Shipped {
+        id: Id,
+    },
+    Cancelled {
+        id: Id,
+    },
+    /// An inbound notice raised `incoming`.
+    Inbound {
+        id: Id,
+    },
+    /// A receipt moved `incoming` to `on_hand`.
+    Received {
+        id: Id,
+    },
+    /// Closing an inbound dropped what was not received from `incoming`.
+    InboundClosed {
+        id: Id,
+    },
 }
 
 impl Cause {
     pub fn kind(&self) -> &'static str {
         match self {
             Cause::Change { op, .. } => op.name(),
+            Cause::Reserved { .. } => "reserved",
+            Cause::Released { .. } => "released",
+            Cause::Expired { .. } => "expired",
+            Cause::Shipped { .. } => "shipped",
+            Cause::Cancelled { .. } => "cancelled",
+            Cause::Inbound { .. } => "inbound",
+            Cause::Received { .. } => "received",
+            Cause::InboundClosed { .. } => "inbound_closed",
         }
     }
 }
@@ -76,7 +117,59 @@ pub enum Event {
         sku: Id,
         version: u64,
         levels: Levels,
+        /// Availability to each configured channel after the change (derived from
+        /// `levels` and the channel configuration; carried so a channel can be kept in
+        /// sync from the feed alone).
+        channels: Vec<(Id, i64)>,
         cause: Cause,
+    },
+    ReservationCreated {
+        reservation: Box<Reservation>,
+    },
+    ReservationReleased {
+        id: Id,
+    },
+    ReservationExpired {
+        id: Id,
+    },
+    /// Creates the shipment; a reservation it comes from becomes `consumed`.
+    ShipmentCreated {
+        shipment: Box<Shipment>,
+    },
+    ShipmentStatusChanged {
+        id: Id,
+        status: ShipmentStatus,
+        tracking_number: Option<CompactString>,
+        carrier: Option<CompactString>,
+    },
+    /// An ended reservation forgotten after its retention.
+    ReservationPurged {
+        id: Id,
+    },
+    /// A delivered or cancelled shipment forgotten after its retention.
+    ShipmentPurged {
+        id: Id,
+    },
+    ChannelUpserted {
+        channel: Box<Channel>,
+    },
+    /// One step of streaming a channel reconfiguration: the new availability of the SKUs
+    /// that changed (or of all, see `ChannelSync::all`), and the last SKU looked at
+    /// (`None`: done).
+    ChannelSynced {
+        channel: Id,
+        skus: Vec<(Id, i64)>,
+        after: Option<Id>,
+    },
+    InboundCreated {
+        inbound: Box<Inbound>,
+    },
+    InboundReceived {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    InboundClosed {
+        id: Id,
     },
 }
 
@@ -88,6 +181,18 @@ impl Event {
             Event::SkuUpserted { .. } => "sku.upserted",
             Event::SkuDeleted { .. } => "sku.deleted",
             Event::StockChanged { .. } => "stock.changed",
+            Event::ReservationCreated { .. } => "reservation.created",
+            Event::ReservationReleased { .. } => "reservation.released",
+            Event::ReservationExpired { .. } => "reservation.expired",
+            Event::ShipmentCreated { .. } => "shipment.created",
+            Event::ShipmentStatusChanged { .. } => "shipment.status_changed",
+            Event::ReservationPurged { .. } => "reservation.purged",
+            Event::ShipmentPurged { .. } => "shipment.purged",
+            Event::ChannelUpserted { .. } => "channel.upserted",
+            Event::ChannelSynced { .. } => "channel.availability_changed",
+            Event::InboundCreated { .. } => "inbound.created",
+            Event::InboundReceived { .. } => "inbound.received",
+            Event::InboundClosed { .. } => "inbound.closed",
         }
     }
 }
@@ -97,7 +202,7 @@ impl BrandRecord {
     pub fn touched_skus(&self) -> impl Iterator<Item = &Id> {
         self.events.iter().filter_map(|e| match e {
             Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => Some(sku),
-            Event::BrandCreated { .. } => None,
+            _ => None,
         })
     }
 }
@@ -143,6 +248,7 @@ mod tests {
                 sku: Id::parse("S1").unwrap(),
                 version: 3,
                 levels: Levels(vec![(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0 })]),
+                channels: vec![(Id::parse("zozotown").unwrap(), 4)],
                 cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
             }],
         });

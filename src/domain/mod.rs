@@ -6,8 +6,10 @@
 
 pub mod brand;
 pub mod catalog;
+pub mod channel;
 pub mod error;
 pub mod event;
+pub mod fulfilment;
 pub mod idempotency;
 pub mod ids;
 pub mod registry;

@@ -24,11 +24,18 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, Problem>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).map(Caller))
+        use actix_web::HttpMessage;
+        let done = req.extensions().get::<Authenticated>().map(|a| a.0.clone());
+        ready(done.unwrap_or_else(|| authenticate(req)).map(Caller))
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Principal, Problem> {
+/// The result of authenticating a request, computed once by the rate-limit middleware
+/// and kept in the request's extensions.
+#[derive(Clone)]
+pub struct Authenticated(pub Result<Principal, Problem>);
+
+pub fn authenticate(req: &HttpRequest) -> Result<Principal, Problem> {
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(Problem::unauthorized)?;
     let token = value

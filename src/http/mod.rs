@@ -24,6 +24,10 @@ use crate::domain::BrandId;
 use crate::journal::Journal;
 use problem::Problem;
 
+/// Longest a request waits for its change to become durable before it answers 503.
+/// Far above any healthy fsync; it bounds what a stalled disk can hold open.
+pub const DURABLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Request limits. Each is a named bound with a documented default.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -31,12 +35,54 @@ pub struct Limits {
     pub body_bytes_max: usize,
     /// Most changes in one `stock/changes` request.
     pub changes_max: usize,
+    /// Sustained requests per second per brand (token bucket), and the burst above it.
+    pub brand_rps: u32,
+    pub brand_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { body_bytes_max: 1 << 20, changes_max: 1000 }
+        Limits { body_bytes_max: 1 << 20, changes_max: 1000, brand_rps: 5000, brand_burst: 10_000 }
     }
+}
+
+/// The per-brand rate limiter: a token bucket per brand id (GCRA, `governor`).
+pub type BrandLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+pub fn brand_limiter(limits: &Limits) -> BrandLimiter {
+    let rps = std::num::NonZeroU32::new(limits.brand_rps.max(1)).expect("non-zero");
+    let burst = std::num::NonZeroU32::new(limits.brand_burst.max(limits.brand_rps).max(1)).expect("non-zero");
+    governor::RateLimiter::keyed(governor::Quota::per_second(rps).allow_burst(burst))
+}
+
+/// Authenticates the request once (the `Caller` extractor reuses the result) and
+/// answers 429 with `Retry-After` when a brand's tokens exceed the brand's request
+/// rate: one brand's sale cannot starve the others. Admin and viewer traffic is not
+/// counted against any brand.
+pub async fn rate_limit(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>, actix_web::Error> {
+    use actix_web::{HttpMessage, ResponseError};
+    let principal = extract::authenticate(req.request());
+    let limited_brand = match &principal {
+        Ok(crate::actors::registry::Principal::Brand(b)) => Some(b.to_string()),
+        _ => None,
+    };
+    req.extensions_mut().insert(extract::Authenticated(principal));
+    if let (Some(brand), Some(state)) = (limited_brand, req.app_data::<web::Data<AppState>>()) {
+        if let Err(not_until) = state.limiter.check_key(&brand) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let p = Problem::new(
+                crate::domain::ErrorCode::RateLimited,
+                format!("brand {brand} is over its request rate; retry after the Retry-After delay"),
+            )
+            .with_retry_after(wait.as_secs().max(1));
+            let res = p.error_response();
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// What handlers need once recovery is done.
@@ -44,6 +90,7 @@ pub struct Services {
     pub router: Router,
     pub journal: Journal,
     pub clock: SharedClock,
+    pub snapshots: Arc<crate::snapshot::SnapshotService>,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then
@@ -52,6 +99,9 @@ pub struct AppState {
     pub services: OnceLock<Services>,
     pub auth: Arc<ArcSwap<AuthTable>>,
     pub limits: Limits,
+    /// Set while `--demo` data is still loading: `/readyz` says 503 until it is in.
+    pub loading_demo: std::sync::atomic::AtomicBool,
+    pub limiter: BrandLimiter,
 }
 
 impl AppState {
@@ -87,10 +137,15 @@ async fn finish(svc: &Services, rx: oneshot::Receiver<Gated>) -> Result<HttpResp
 }
 
 pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse, Problem> {
-    svc.journal
-        .wait_durable(gated.wait_lsn)
-        .await
-        .map_err(|_| Problem::overloaded("the journal stopped before this change was durable; it was not applied"))?;
+    match tokio::time::timeout(DURABLE_WAIT_MAX, svc.journal.wait_durable(gated.wait_lsn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(Problem::overloaded("the journal stopped before this change was durable; it was not applied")),
+        Err(_) => {
+            return Err(Problem::overloaded(
+                "the disk is slow: this change is not yet durable and may or may not take effect; retry with the same Idempotency-Key",
+            ))
+        }
+    }
     let reply = gated.result.map_err(Problem::from)?;
     let mut res = HttpResponse::build(match reply.status {
         Status::Ok => actix_web::http::StatusCode::OK,
@@ -110,4 +165,47 @@ pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
+}
+
+/// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
+const REQUEST_ID_CHARS_MAX: usize = 128;
+
+fn new_request_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Every request runs in a `tracing` span with a request id — the client's
+/// `X-Request-Id` if it sent a sane one, else a new one — returned in `X-Request-Id`.
+/// Only the method, the path and the outcome are logged: never bodies, so never
+/// personal data such as `ship_to`.
+pub async fn request_context(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_string);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = std::time::Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, elapsed_us, "request failed");
+        } else {
+            tracing::debug!(status, elapsed_us, "request done");
+        }
+    });
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
 }

@@ -3,6 +3,11 @@
 mod helpers;
 
 mod basics;
+mod channels;
 mod crash;
+mod faults;
+mod fulfilment;
 mod metrics;
+mod ops;
+mod snapshots;
 mod wal_damage;

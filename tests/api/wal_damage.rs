@@ -92,6 +92,24 @@ fn a_flipped_byte_in_the_middle_refuses_to_start_and_names_the_place() {
     );
     // Nothing was cut: the damage is still there for an operator to look at.
     assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+
+    // The operator decides to cut there: without the flag nothing changes, with it the
+    // server starts with every record before the damage.
+    let repair = |accept: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"));
+        cmd.args(["wal", "repair", "--data-dir"]).arg(&s.data_dir);
+        if accept {
+            cmd.arg("--accept-data-loss");
+        }
+        cmd.output().unwrap()
+    };
+    assert!(!repair(false).status.success());
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+    let out = repair(true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("quarantine-"));
+    s.start();
+    assert_eq!(on_hand(&s, &t), 2, "the three adjusts from the damaged record on are cut");
 }
 
 /// Starts a server with a journal fault, drives concurrent changes until it stops,

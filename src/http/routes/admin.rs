@@ -20,7 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tokens", web::post().to(create_token))
         .route("/v1/tokens/{id}", web::delete().to(revoke_token))
         .route("/v1/locations", web::get().to(list_locations))
-        .route("/v1/locations/{location}", web::put().to(put_location));
+        .route("/v1/locations/{location}", web::put().to(put_location))
+        .route("/v1/admin/clock", web::post().to(advance_clock))
+        .route("/v1/admin/snapshots", web::post().to(create_snapshot))
+        .route("/v1/admin/snapshots", web::get().to(list_snapshots));
 }
 
 /// Longest brand or location name, in characters.
@@ -155,4 +158,45 @@ async fn put_location(
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let PutLocation { name, kind } = body.value;
     ask_registry(&state, RegistryCmd::PutLocation { id: location, name, kind }, idem).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceClock {
+    advance_seconds: i64,
+}
+
+/// Longest single move of the manual clock: ten years.
+const CLOCK_ADVANCE_SECONDS_MAX: i64 = 10 * 365 * 86_400;
+
+/// Test hook: moves a manual clock (`serve --manual-clock`) forward, then expires what
+/// became due and answers once that is durable. On the system clock: 422.
+async fn advance_clock(state: web::Data<AppState>, caller: Caller, body: JsonBody<AdvanceClock>) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let secs = body.value.advance_seconds;
+    if !(0..=CLOCK_ADVANCE_SECONDS_MAX).contains(&secs) {
+        return Err(Problem::invalid("advance_seconds", format!("must be 0..={CLOCK_ADVANCE_SECONDS_MAX}")));
+    }
+    let svc = state.services()?;
+    let now = svc.clock.advance(secs * 1000).map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e))?;
+    let lsn = svc.router.sweep_all().await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
+    svc.journal.wait_durable(lsn).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "now": now.to_rfc3339() })))
+}
+
+async fn create_snapshot(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let svc = state.services()?;
+    let info = svc.snapshots.create(svc.clock.now()).await.map_err(|e| {
+        tracing::error!(error = %e, "snapshot failed");
+        Problem::new(crate::domain::ErrorCode::Unprocessable, format!("the snapshot could not be built: {e}"))
+    })?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let svc = state.services()?;
+    let snapshots = svc.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": snapshots })))
 }

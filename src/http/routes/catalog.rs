@@ -13,7 +13,9 @@ use crate::http::problem::Problem;
 use crate::http::{ask_brand, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/brands/{brand}/skus/{sku}", web::put().to(put_sku)).route("/v1/brands/{brand}/skus/{sku}", web::get().to(get_sku));
+    cfg.route("/v1/brands/{brand}/skus/{sku}", web::put().to(put_sku))
+        .route("/v1/brands/{brand}/skus/{sku}", web::get().to(get_sku))
+        .route("/v1/brands/{brand}/skus/{sku}", web::delete().to(delete_sku));
 }
 
 /// The body of `PUT .../skus/{sku}`. Unknown fields are refused: a misspelt field
@@ -72,4 +74,11 @@ async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(St
     caller.require_brand(&brand, Access::Read)?;
     let sku = id("sku", &path.1)?;
     ask_brand(&state, brand, BrandCmd::GetSku { sku }, None).await
+}
+
+async fn delete_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, Access::Write)?;
+    let sku = id("sku", &path.1)?;
+    ask_brand(&state, brand, BrandCmd::DeleteSku { sku }, None).await
 }

@@ -2,9 +2,12 @@
 
 mod admin;
 mod catalog;
+mod channels;
+mod fulfilment;
 mod health;
 pub mod metrics;
 mod stock;
+mod ui;
 
 use actix_web::web;
 
@@ -16,6 +19,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);
+    fulfilment::configure(cfg);
+    channels::configure(cfg);
+    ui::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 

@@ -1,0 +1,219 @@
+//! Reservations and shipments.
+
+use std::collections::HashSet;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use compact_str::CompactString;
+use serde::Deserialize;
+
+use crate::actors::shard::BrandCmd;
+use crate::domain::fulfilment::{
+    LineRequest, ReserveCmd, ShipCmd, ShipTo, ShipmentSource, ShipmentStatus, StatusCmd, LINES_MAX, TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX,
+};
+use crate::domain::stock::QUANTITY_MAX;
+use crate::domain::{BrandId, FieldError, Id};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/reservations", web::post().to(reserve))
+        .route("/v1/brands/{brand}/reservations/{id}", web::get().to(get_reservation))
+        .route("/v1/brands/{brand}/reservations/{id}/release", web::post().to(release))
+        .route("/v1/brands/{brand}/shipments", web::post().to(ship))
+        .route("/v1/brands/{brand}/shipments/{id}", web::get().to(get_shipment))
+        .route("/v1/brands/{brand}/shipments/{id}/status", web::post().to(set_status));
+}
+
+/// Longest free-text field (order_ref, tracking number, carrier, address parts).
+const TEXT_CHARS_MAX: usize = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineInput {
+    sku: Id,
+    location: Option<Id>,
+    quantity: i64,
+}
+
+/// Checks lines: 1..=100 of them, positive quantities, no SKU twice.
+pub fn check_lines(field: &str, lines: Vec<LineInput>, errors: &mut Vec<FieldError>) -> Vec<LineRequest> {
+    if lines.is_empty() || lines.len() > LINES_MAX {
+        errors.push(FieldError::new(field, format!("must hold 1..={LINES_MAX} lines, got {}", lines.len())));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, l) in lines.into_iter().enumerate() {
+        if !(1..=QUANTITY_MAX).contains(&l.quantity) {
+            errors.push(FieldError::new(format!("{field}[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
+        }
+        if !seen.insert(l.sku.clone()) {
+            errors.push(FieldError::new(format!("{field}[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
+        }
+        out.push(LineRequest { sku: l.sku, location: l.location, quantity: l.quantity });
+    }
+    out
+}
+
+fn check_text(field: &str, v: &str, min: usize, errors: &mut Vec<FieldError>) {
+    let n = v.chars().count();
+    if n < min || n > TEXT_CHARS_MAX || v.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, format!("must be {min}..={TEXT_CHARS_MAX} characters without control characters")));
+    }
+}
+
+fn result<T>(value: T, errors: Vec<FieldError>) -> Result<T, Problem> {
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(Problem::invalid_fields(errors))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveInput {
+    id: Id,
+    channel: Id,
+    ttl_seconds: Option<i64>,
+    lines: Vec<LineInput>,
+}
+
+fn brand_for(caller: &Caller, raw: &str, access: Access) -> Result<BrandId, Problem> {
+    let brand = brand_id(raw)?;
+    caller.require_brand(&brand, access)?;
+    Ok(brand)
+}
+
+async fn reserve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<ReserveInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path, Access::Write)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let input = body.value;
+    let mut errors = Vec::new();
+    let ttl_seconds = input.ttl_seconds.unwrap_or(TTL_SECONDS_DEFAULT);
+    if !(1..=TTL_SECONDS_MAX).contains(&ttl_seconds) {
+        errors.push(FieldError::new("ttl_seconds", format!("must be 1..={TTL_SECONDS_MAX}")));
+    }
+    let lines = check_lines("lines", input.lines, &mut errors);
+    let cmd = result(ReserveCmd { id: input.id, channel: input.channel, ttl_seconds, lines }, errors)?;
+    ask_brand(&state, brand, BrandCmd::Reserve(cmd), idem).await
+}
+
+async fn get_reservation(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Read)?;
+    ask_brand(&state, brand, BrandCmd::GetReservation { id: id("id", &path.1)? }, None).await
+}
+
+async fn release(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, b"");
+    ask_brand(&state, brand, BrandCmd::Release { id: id("id", &path.1)? }, idem).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipToInput {
+    name: String,
+    postal_code: String,
+    prefecture: String,
+    address: String,
+    phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipInput {
+    id: Id,
+    order_ref: Option<CompactString>,
+    channel: Option<Id>,
+    reservation_id: Option<Id>,
+    lines: Option<Vec<LineInput>>,
+    ship_to: ShipToInput,
+}
+
+fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
+    let mut errors = Vec::new();
+    let source = match (input.reservation_id, input.lines) {
+        (Some(r), None) => ShipmentSource::Reservation(r),
+        (None, Some(lines)) => ShipmentSource::Lines(check_lines("lines", lines, &mut errors)),
+        _ => {
+            errors.push(FieldError::new("reservation_id", "give exactly one of reservation_id or lines"));
+            ShipmentSource::Lines(Vec::new())
+        }
+    };
+    if let Some(o) = &input.order_ref {
+        check_text("order_ref", o, 1, &mut errors);
+    }
+    let t = input.ship_to;
+    check_text("ship_to.name", &t.name, 1, &mut errors);
+    check_text("ship_to.postal_code", &t.postal_code, 1, &mut errors);
+    check_text("ship_to.prefecture", &t.prefecture, 1, &mut errors);
+    check_text("ship_to.address", &t.address, 1, &mut errors);
+    if let Some(p) = &t.phone {
+        check_text("ship_to.phone", p, 1, &mut errors);
+    }
+    let ship_to = ShipTo { name: t.name, postal_code: t.postal_code, prefecture: t.prefecture, address: t.address, phone: t.phone };
+    result(ShipCmd { id: input.id, order_ref: input.order_ref, channel: input.channel, source, ship_to }, errors)
+}
+
+async fn ship(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<ShipInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path, Access::Write)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let cmd = ship_command(body.value)?;
+    ask_brand(&state, brand, BrandCmd::Ship(cmd), idem).await
+}
+
+async fn get_shipment(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Read)?;
+    ask_brand(&state, brand, BrandCmd::GetShipment { id: id("id", &path.1)? }, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusInput {
+    status: ShipmentStatus,
+    tracking_number: Option<CompactString>,
+    carrier: Option<CompactString>,
+}
+
+async fn set_status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<StatusInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let shipment = id("id", &path.1)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let input = body.value;
+    let mut errors = Vec::new();
+    if input.status == ShipmentStatus::Accepted {
+        errors.push(FieldError::new("status", "a shipment starts as accepted; it cannot be moved back to it"));
+    }
+    for (field, v) in [("tracking_number", &input.tracking_number), ("carrier", &input.carrier)] {
+        if let Some(v) = v {
+            check_text(field, v, 1, &mut errors);
+        }
+    }
+    let cmd =
+        result(StatusCmd { id: shipment, status: input.status, tracking_number: input.tracking_number, carrier: input.carrier }, errors)?;
+    ask_brand(&state, brand, BrandCmd::SetStatus(cmd), idem).await
+}

@@ -1,0 +1,68 @@
+//! A SHA-256 of a whole state, over a canonical walk (every map in key order), so the
+//! same state always gives the same digest however its hash maps are laid out.
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::state::State;
+
+struct Hasher(Sha256);
+
+impl Hasher {
+    fn put(&mut self, v: &impl Serialize) {
+        let bytes = bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("state encodes");
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+}
+
+fn sorted<'a, K: Ord + 'a, V: 'a>(it: impl Iterator<Item = (&'a K, &'a V)>) -> Vec<(&'a K, &'a V)> {
+    let mut v: Vec<_> = it.collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+pub fn digest(state: &State) -> [u8; 32] {
+    let mut h = Hasher(Sha256::new());
+    h.put(&state.lsn);
+    let r = &state.registry;
+    h.put(&r.last_lsn);
+    h.put(&r.admin_sha256);
+    for l in r.locations.values() {
+        h.put(l);
+    }
+    for (_, t) in sorted(r.tokens.iter()) {
+        h.put(t);
+    }
+    for e in r.idempotency.iter() {
+        h.put(&e);
+    }
+    for (id, b) in sorted(state.brands.iter()) {
+        h.put(&(id, &b.name, &b.created_at, &b.last_lsn));
+        for s in &b.skus {
+            h.put(&s);
+        }
+        for r in sorted(b.reservations.iter()) {
+            h.put(&r);
+        }
+        for e in &b.expiries {
+            h.put(e);
+        }
+        for s in sorted(b.shipments.iter()) {
+            h.put(&s);
+        }
+        for c in &b.channels {
+            h.put(&c);
+        }
+        for c in &b.channel_syncs {
+            h.put(&c);
+        }
+        for i in sorted(b.inbounds.iter()) {
+            h.put(&i);
+        }
+        for e in b.idempotency.iter() {
+            h.put(&e);
+        }
+    }
+    h.0.finalize().into()
+}

@@ -1,0 +1,207 @@
+//! Snapshots: the whole state at one LSN, in a SQLite file that operators can open with
+//! `sqlite3` (schema: `schema.rs`, `docs/snapshots.md`).
+//!
+//! A snapshot is built off the hot path: the previous snapshot is loaded and the journal
+//! records after it are folded in with the same `apply` as recovery ([`build`]); the
+//! actors are never paused. Each file carries a SHA-256 of the state it holds,
+//! recomputed on every load, so a damaged snapshot is detected and recovery falls back
+//! to the one before it.
+
+mod digest;
+mod read;
+pub mod schema;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use crate::domain::Timestamp;
+use crate::journal::{self, Lsn};
+use crate::state::State;
+
+pub use digest::digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {path}: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "snapshot {path} has format version {found}, newer than this binary understands ({}); run a newer zaiko",
+        schema::FORMAT_VERSION
+    )]
+    NewerFormat { path: PathBuf, found: i64 },
+    #[error("snapshot i/o error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("snapshot sqlite error on {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+}
+
+/// What identifies a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub lsn: Lsn,
+    pub bytes: u64,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
+fn file_name(lsn: Lsn) -> String {
+    format!("snap-{lsn:020}.sqlite")
+}
+
+/// Every snapshot file of the data dir, oldest first. Reads only their `meta`.
+pub fn list(data_dir: &Path) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+    let d = dir(data_dir);
+    let entries = match std::fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SnapshotError::Io { path: d, source: e }),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| SnapshotError::Io { path: d.clone(), source: e })?.path();
+        let is_snapshot = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap-") && n.ends_with(".sqlite"));
+        if is_snapshot {
+            match read::info(&path) {
+                Ok(info) => out.push(info),
+                Err(e @ SnapshotError::NewerFormat { .. }) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "unreadable snapshot file; ignoring it"),
+            }
+        }
+    }
+    out.sort_by_key(|i| i.lsn);
+    Ok(out)
+}
+
+/// Loads and checks one snapshot file.
+pub fn load(path: &Path) -> Result<(State, SnapshotInfo), SnapshotError> {
+    read::load(path)
+}
+
+/// Writes `state` as a snapshot into the data dir (atomically: temp file, fsync,
+/// rename, fsync of the directory). Writing the same LSN again is a no-op.
+pub fn write(data_dir: &Path, state: &State, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
+    let d = dir(data_dir);
+    std::fs::create_dir_all(&d).map_err(|e| SnapshotError::Io { path: d.clone(), source: e })?;
+    let path = d.join(file_name(state.lsn));
+    if path.exists() {
+        return read::info(&path);
+    }
+    write::write(&path, state, now)
+}
+
+/// The newest snapshot that loads and checks, with its state. A damaged one is logged
+/// and skipped (the journal reaches back to the oldest kept snapshot); one of a newer
+/// format is an error, since skipping it could lose data.
+pub fn load_newest_valid(data_dir: &Path) -> Result<Option<(State, SnapshotInfo)>, SnapshotError> {
+    for info in list(data_dir)?.into_iter().rev() {
+        match load(&info.path) {
+            Ok(found) => return Ok(Some(found)),
+            Err(e @ SnapshotError::NewerFormat { .. }) => return Err(e),
+            Err(e) => tracing::error!(error = %e, "snapshot is damaged; falling back to an older one"),
+        }
+    }
+    Ok(None)
+}
+
+/// Builds a snapshot at `through` (a durable LSN) from the newest valid snapshot and
+/// the journal records after it, without touching the live state.
+pub fn build(data_dir: &Path, through: Lsn, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
+    let mut state = match load_newest_valid(data_dir)? {
+        Some((state, info)) if state.lsn >= through => return Ok(info),
+        Some((state, _)) => state,
+        None => State::default(),
+    };
+    let after = state.lsn;
+    journal::read_range(&data_dir.join("wal"), after, through, |lsn, payload| state.apply_payload(lsn, payload))?;
+    write(data_dir, &state, now)
+}
+
+/// Keeps the newest `keep` snapshots and deletes the rest. Returns the LSN of the oldest
+/// kept one: journal segments wholly at or below it are no longer needed by recovery.
+pub fn apply_retention(data_dir: &Path, keep: usize) -> Result<Option<Lsn>, SnapshotError> {
+    let all = list(data_dir)?;
+    let cut = all.len().saturating_sub(keep.max(1));
+    for old in &all[..cut] {
+        std::fs::remove_file(&old.path).map_err(|e| SnapshotError::Io { path: old.path.clone(), source: e })?;
+        tracing::info!(lsn = old.lsn, path = %old.path.display(), "removed old snapshot");
+    }
+    Ok(all.get(cut).map(|i| i.lsn))
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Online snapshots for a running server: one build at a time, off the async executors,
+/// then retention and removal of journal segments no snapshot or consumer needs.
+pub struct SnapshotService {
+    pub data_dir: PathBuf,
+    pub keep: usize,
+    journal: crate::journal::Journal,
+    building: tokio::sync::Mutex<()>,
+    /// LSNs that other journal readers (e.g. the change feed) have not yet consumed
+    /// past; segments after the lowest are kept.
+    floors: std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>>,
+    /// When the newest snapshot was taken (for the schedule and metrics).
+    pub last: std::sync::Mutex<Option<SnapshotInfo>>,
+}
+
+impl SnapshotService {
+    pub fn new(data_dir: &Path, keep: usize, journal: crate::journal::Journal) -> Self {
+        let last = list(data_dir).ok().and_then(|l| l.into_iter().last());
+        SnapshotService {
+            data_dir: data_dir.to_path_buf(),
+            keep,
+            journal,
+            building: tokio::sync::Mutex::new(()),
+            floors: Default::default(),
+            last: std::sync::Mutex::new(last),
+        }
+    }
+
+    /// Registers a journal reader whose progress must hold back segment removal.
+    pub fn add_floor(&self, floor: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.floors.lock().expect("floors lock").push(floor);
+    }
+
+    /// Builds a snapshot at the current durable LSN. Concurrent calls run one after the
+    /// other.
+    pub async fn create(&self, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
+        let _one_at_a_time = self.building.lock().await;
+        let through = self.journal.durable_lsn();
+        let data_dir = self.data_dir.clone();
+        let started = std::time::Instant::now();
+        let info = tokio::task::spawn_blocking(move || build(&data_dir, through, now))
+            .await
+            .map_err(|e| SnapshotError::Io { path: self.data_dir.clone(), source: std::io::Error::other(e.to_string()) })??;
+        tracing::info!(lsn = info.lsn, bytes = info.bytes, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot built");
+        let data_dir = self.data_dir.clone();
+        let keep = self.keep;
+        let oldest = tokio::task::spawn_blocking(move || apply_retention(&data_dir, keep))
+            .await
+            .map_err(|e| SnapshotError::Io { path: self.data_dir.clone(), source: std::io::Error::other(e.to_string()) })??;
+        if let Some(oldest) = oldest {
+            let floor = self.floors.lock().expect("floors lock").iter().map(|f| f.load(std::sync::atomic::Ordering::Acquire)).min();
+            let through = floor.map_or(oldest, |f| f.min(oldest));
+            let journal = self.journal.clone();
+            let removed = tokio::task::spawn_blocking(move || journal.remove_segments_through(through)).await.ok().and_then(Result::ok);
+            if let Some(n) = removed.filter(|n| *n > 0) {
+                tracing::info!(segments = n, through, "removed journal segments covered by snapshots");
+            }
+        }
+        *self.last.lock().expect("last lock") = Some(info.clone());
+        Ok(info)
+    }
+
+    pub fn list(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        list(&self.data_dir)
+    }
+}

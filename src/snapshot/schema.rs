@@ -1,0 +1,46 @@
+//! The snapshot's SQLite schema. Documented for operators in `docs/snapshots.md`;
+//! any change bumps [`FORMAT_VERSION`], and a snapshot of a newer version is refused.
+
+/// Version of the schema below, stored in `meta.format_version`.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
+pub const DDL: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE locations (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE tokens (id TEXT PRIMARY KEY, role TEXT NOT NULL, brand TEXT, secret_sha256 BLOB NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
+CREATE TABLE admin_token (secret_sha256 BLOB NOT NULL);
+CREATE TABLE brands (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL, last_lsn INTEGER NOT NULL);
+CREATE TABLE skus (
+  brand TEXT NOT NULL, sku TEXT NOT NULL, product_id TEXT, name TEXT NOT NULL, color TEXT, size TEXT, category TEXT,
+  price INTEGER, tags TEXT NOT NULL, attributes TEXT NOT NULL, version INTEGER NOT NULL, stock_version INTEGER NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, sku));
+CREATE TABLE stock (
+  brand TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL,
+  safety_stock INTEGER NOT NULL, incoming INTEGER NOT NULL, available INTEGER NOT NULL, PRIMARY KEY (brand, sku, location));
+CREATE TABLE reservations (
+  brand TEXT NOT NULL, id TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL, ttl_seconds INTEGER NOT NULL,
+  requested TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT, shipment_id TEXT,
+  PRIMARY KEY (brand, id));
+CREATE TABLE reservation_lines (brand TEXT NOT NULL, reservation TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+  location TEXT NOT NULL, quantity INTEGER NOT NULL, PRIMARY KEY (brand, reservation, line));
+CREATE TABLE shipments (
+  brand TEXT NOT NULL, id TEXT NOT NULL, order_ref TEXT, channel TEXT, status TEXT NOT NULL, reservation_id TEXT,
+  requested_lines TEXT, ship_to TEXT NOT NULL, tracking_number TEXT, carrier TEXT, created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE shipment_lines (brand TEXT NOT NULL, shipment TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+  location TEXT NOT NULL, quantity INTEGER NOT NULL, PRIMARY KEY (brand, shipment, line));
+CREATE TABLE shipment_history (brand TEXT NOT NULL, shipment TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+  at TEXT NOT NULL, PRIMARY KEY (brand, shipment, seq));
+CREATE TABLE channels (brand TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, locations TEXT, buffer INTEGER NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE channel_syncs (brand TEXT NOT NULL, channel TEXT NOT NULL, before TEXT, all_skus INTEGER NOT NULL, after TEXT,
+  PRIMARY KEY (brand, channel));
+CREATE TABLE inbounds (brand TEXT NOT NULL, id TEXT NOT NULL, location TEXT NOT NULL, expected_at TEXT, status TEXT NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE inbound_lines (brand TEXT NOT NULL, inbound TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+  expected INTEGER NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (brand, inbound, line));
+CREATE TABLE idempotency (scope TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
+  status TEXT NOT NULL, body BLOB NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL, lsn INTEGER NOT NULL,
+  PRIMARY KEY (scope, seq));
+"#;

@@ -1,0 +1,260 @@
+//! Writing a state into a new snapshot file.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::{digest, schema, SnapshotError, SnapshotInfo};
+use crate::domain::brand::BrandState;
+use crate::domain::fulfilment::{status_name, ShipmentSource};
+use crate::domain::idempotency::IdempotencyStore;
+use crate::domain::registry::Role;
+use crate::domain::Timestamp;
+use crate::state::State;
+
+pub(super) fn t(ts: Timestamp) -> String {
+    ts.to_rfc3339()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("snapshot values serialise")
+}
+
+pub(super) fn status_text(s: crate::domain::idempotency::Status) -> &'static str {
+    use crate::domain::idempotency::Status;
+    match s {
+        Status::Ok => "ok",
+        Status::Created => "created",
+        Status::Accepted => "accepted",
+        Status::NoContent => "no_content",
+    }
+}
+
+pub(super) fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v).expect("enum serialises") {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn write(path: &Path, state: &State, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
+    let tmp = path.with_extension("sqlite.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let sql = |e| SnapshotError::Sqlite { path: tmp.clone(), source: e };
+    {
+        let mut conn = Connection::open(&tmp).map_err(sql)?;
+        // Durability comes from our own fsync + rename below; SQLite's journal is not needed
+        // for a file nobody reads until it is complete.
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 8192;").map_err(sql)?;
+        conn.execute_batch(schema::DDL).map_err(sql)?;
+        let tx = conn.transaction().map_err(sql)?;
+        write_registry(&tx, state).map_err(sql)?;
+        let mut ids: Vec<_> = state.brands.keys().collect();
+        ids.sort();
+        for id in ids {
+            write_brand(&tx, &state.brands[id]).map_err(sql)?;
+        }
+        let meta = [
+            ("format_version", schema::FORMAT_VERSION.to_string()),
+            ("lsn", state.lsn.to_string()),
+            ("created_at", t(now)),
+            ("created_at_ms", now.0.to_string()),
+            ("state_sha256", hex::encode(digest(state))),
+            ("zaiko_version", env!("CARGO_PKG_VERSION").to_string()),
+            ("brands", state.brands.len().to_string()),
+            ("skus", state.brands.values().map(|b| b.skus.len()).sum::<usize>().to_string()),
+        ];
+        for (k, v) in meta {
+            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]).map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+    }
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| SnapshotError::Io { path: p, source: e }
+    };
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    let parent = path.parent().expect("snapshot path has a directory");
+    std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io(parent))?;
+    let info = super::read::info(path)?;
+    tracing::info!(lsn = info.lsn, bytes = info.bytes, path = %path.display(), "snapshot written");
+    Ok(info)
+}
+
+fn write_idempotency(tx: &Transaction<'_>, scope: &str, store: &IdempotencyStore) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO idempotency (scope, seq, key, fingerprint, status, body, at, at_ms, lsn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (seq, (key, e)) in store.iter().enumerate() {
+        st.execute(params![scope, seq as i64, key, &e.fingerprint[..], status_text(e.status), e.body, t(e.at), e.at.0, e.lsn as i64])?;
+    }
+    Ok(())
+}
+
+fn write_registry(tx: &Transaction<'_>, state: &State) -> rusqlite::Result<()> {
+    let r = &state.registry;
+    for l in r.locations.values() {
+        tx.execute(
+            "INSERT INTO locations (id, name, kind, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![l.id.as_str(), l.name, enum_text(&l.kind), t(l.created_at), t(l.updated_at)],
+        )?;
+    }
+    for tok in r.tokens.values() {
+        let (role, brand) = match &tok.role {
+            Role::Admin => ("admin", None),
+            Role::Brand(b) => ("brand", Some(b.as_str())),
+            Role::Viewer => ("viewer", None),
+        };
+        tx.execute(
+            "INSERT INTO tokens (id, role, brand, secret_sha256, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tok.id.as_str(), role, brand, &tok.secret_sha256[..], t(tok.created_at), tok.revoked_at.map(t)],
+        )?;
+    }
+    if let Some(h) = &r.admin_sha256 {
+        tx.execute("INSERT INTO admin_token (secret_sha256) VALUES (?1)", params![&h[..]])?;
+    }
+    tx.execute("INSERT INTO meta (key, value) VALUES ('registry_last_lsn', ?1)", params![r.last_lsn.to_string()])?;
+    write_idempotency(tx, "", &r.idempotency)
+}
+
+fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
+    let brand = b.id.as_str();
+    tx.execute(
+        "INSERT INTO brands (id, name, created_at, last_lsn) VALUES (?1, ?2, ?3, ?4)",
+        params![brand, b.name, t(b.created_at), b.last_lsn as i64],
+    )?;
+    let mut sku_st = tx.prepare_cached(
+        "INSERT INTO skus (brand, sku, product_id, name, color, size, category, price, tags, attributes, version, stock_version, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    let mut stock_st = tx.prepare_cached(
+        "INSERT INTO stock (brand, sku, location, on_hand, reserved, safety_stock, incoming, available) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (id, s) in &b.skus {
+        let c = &s.catalog;
+        let attrs: serde_json::Map<String, serde_json::Value> =
+            c.attributes.iter().map(|(k, v)| (k.to_string(), v.as_str().into())).collect();
+        sku_st.execute(params![
+            brand,
+            id.as_str(),
+            c.product_id.as_deref(),
+            c.name.as_str(),
+            c.color.as_deref(),
+            c.size.as_deref(),
+            c.category.as_deref(),
+            c.price,
+            json(&c.tags),
+            json(&attrs),
+            s.version as i64,
+            s.stock_version as i64,
+            t(s.created_at),
+            t(s.updated_at)
+        ])?;
+        for (loc, l) in s.levels.iter() {
+            stock_st.execute(params![
+                brand,
+                id.as_str(),
+                loc.as_str(),
+                l.on_hand,
+                l.reserved,
+                l.safety_stock,
+                l.incoming,
+                l.available()
+            ])?;
+        }
+    }
+    for r in b.reservations.values() {
+        tx.execute(
+            "INSERT INTO reservations (brand, id, channel, status, ttl_seconds, requested, created_at, expires_at, ended_at, shipment_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                brand,
+                r.id.as_str(),
+                r.channel.as_str(),
+                status_name(r.status),
+                r.ttl_seconds,
+                json(&r.requested),
+                t(r.created_at),
+                t(r.expires_at),
+                r.ended_at.map(t),
+                r.shipment_id.as_ref().map(|s| s.as_str())
+            ],
+        )?;
+        for (i, a) in r.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO reservation_lines (brand, reservation, line, sku, location, quantity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![brand, r.id.as_str(), i as i64, a.sku.as_str(), a.location.as_str(), a.quantity],
+            )?;
+        }
+    }
+    for s in b.shipments.values() {
+        let (reservation_id, requested) = match &s.source {
+            ShipmentSource::Reservation(r) => (Some(r.as_str()), None),
+            ShipmentSource::Lines(l) => (None, Some(json(l))),
+        };
+        tx.execute(
+            "INSERT INTO shipments (brand, id, order_ref, channel, status, reservation_id, requested_lines, ship_to, tracking_number, carrier, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                brand,
+                s.id.as_str(),
+                s.order_ref.as_deref(),
+                s.channel.as_ref().map(|c| c.as_str()),
+                s.status.as_str(),
+                reservation_id,
+                requested,
+                json(&s.ship_to),
+                s.tracking_number.as_deref(),
+                s.carrier.as_deref(),
+                t(s.created_at),
+                t(s.updated_at)
+            ],
+        )?;
+        for (i, a) in s.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO shipment_lines (brand, shipment, line, sku, location, quantity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![brand, s.id.as_str(), i as i64, a.sku.as_str(), a.location.as_str(), a.quantity],
+            )?;
+        }
+        for (i, h) in s.history.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO shipment_history (brand, shipment, seq, status, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![brand, s.id.as_str(), i as i64, h.status.as_str(), t(h.at)],
+            )?;
+        }
+    }
+    for c in b.channels.values() {
+        tx.execute(
+            "INSERT INTO channels (brand, id, name, locations, buffer, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![brand, c.id.as_str(), c.name, c.locations.as_ref().map(json), c.buffer, t(c.created_at), t(c.updated_at)],
+        )?;
+    }
+    for (channel, sync) in &b.channel_syncs {
+        tx.execute(
+            "INSERT INTO channel_syncs (brand, channel, before, all_skus, after) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![brand, channel.as_str(), sync.before.as_ref().map(json), sync.all, sync.after.as_ref().map(|a| a.as_str())],
+        )?;
+    }
+    for i in b.inbounds.values() {
+        tx.execute(
+            "INSERT INTO inbounds (brand, id, location, expected_at, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                brand,
+                i.id.as_str(),
+                i.location.as_str(),
+                i.expected_at.map(t),
+                enum_text(&i.status),
+                t(i.created_at),
+                t(i.updated_at)
+            ],
+        )?;
+        for (n, l) in i.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO inbound_lines (brand, inbound, line, sku, expected, received) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![brand, i.id.as_str(), n as i64, l.sku.as_str(), l.expected, l.received],
+            )?;
+        }
+    }
+    write_idempotency(tx, brand, &b.idempotency)
+}
