@@ -38,9 +38,18 @@ pub struct TargetArgs {
     /// Extra argument for the spawned `zaiko serve` (repeat), e.g. --serve-arg=--wal-commit-delay-us=200.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
+    /// Environment variable for the spawned server only (repeat), e.g.
+    /// --serve-env=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2.
+    #[arg(long = "serve-env", value_parser = parse_key_value)]
+    pub serve_env: Vec<(String, String)>,
     /// Keep the spawned server's data dir.
     #[arg(long)]
     pub keep_data: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,9 @@
 //!
 //! Steps: RSS of the empty server → PUT every SKU → RSS → `set` stock at every
 //! location in batches of 1,000 → RSS → single-change requests until the WAL holds
-//! `--records` records → RSS → graceful stop → restart, timed → RSS → replay profile.
+//! `--records` records → RSS → graceful stop → restart, timed: the whole WAL is
+//! replayed (the server runs with scheduled snapshots off) → RSS → replay profile
+//! (offline) → an offline snapshot → restart, timed: recovery from the snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,12 @@ pub struct CapacityReport {
     pub ready_s: f64,
     /// The server's own log line: time spent replaying.
     pub server_replay_ms: Option<u64>,
+    /// `zaiko snapshot create` on the stopped data dir, and its file size.
+    pub snapshot_create_s: Option<f64>,
+    pub snapshot_bytes: Option<u64>,
+    /// Process start to `/readyz` 200 when recovering from that snapshot.
+    pub ready_from_snapshot_s: Option<f64>,
+    pub rss_from_snapshot_bytes: Option<u64>,
     pub replay_warm: Option<ReplayProfile>,
     pub replay_cold: Option<ReplayProfile>,
 }
@@ -69,6 +77,10 @@ pub async fn run(mut a: CapacityArgs) -> anyhow::Result<bool> {
     }
     anyhow::ensure!(a.target.spawn, "capacity needs --spawn: it restarts the server to time recovery");
     anyhow::ensure!(a.brands > 0 && a.skus >= a.brands, "--skus must be at least --brands");
+    if !a.target.serve_args.iter().any(|s| s.contains("snapshot-every")) {
+        // Recovery must replay the whole WAL; a snapshot is measured separately at the end.
+        a.target.serve_args.extend(["--snapshot-every-records=0".to_string(), "--snapshot-every-minutes=0".to_string()]);
+    }
     let mut target = Target::open(&a.target).await?;
     let mut rep = CapacityReport { machine: Some(super::machine()), brands: a.brands, locations: a.locations, ..Default::default() };
     rep.rss_empty_bytes = settled_rss(&target).await?;
@@ -80,15 +92,16 @@ pub async fn run(mut a: CapacityArgs) -> anyhow::Result<bool> {
     rep.wal_bytes_written = m.get("zaiko_wal_bytes_total").copied().unwrap_or(0.0) as u64;
     restart(&mut target, &mut rep).await?;
     print(&rep);
+    let dir = target.spawned_mut()?.data_dir.clone();
+    target.spawned_mut()?.stop()?;
     if a.replay_profile {
-        let dir = target.spawned_mut()?.data_dir.clone();
-        target.spawned_mut()?.stop()?;
         let warm = replay::profile(&dir, false)?;
         replay::print(&warm);
         let cold = replay::profile(&dir, true)?;
         replay::print(&cold);
         (rep.replay_warm, rep.replay_cold) = (Some(warm), Some(cold));
     }
+    from_snapshot(&mut target, &mut rep).await?;
     let out = a.out.clone().unwrap_or_else(|| super::default_out("capacity"));
     super::report::write_json(&out, &rep)?;
     println!("results: {}", out.display());
@@ -148,6 +161,33 @@ async fn topup(a: &CapacityArgs, fx: &Arc<Fixture>, rep: &mut CapacityReport) ->
     rep.topup_requests = count as u64;
     rep.topup_requests_per_s = count as f64 / took.as_secs_f64().max(1e-9);
     eprintln!("capacity: {count} single changes in {:.1} s ({:.0}/s)", took.as_secs_f64(), rep.topup_requests_per_s);
+    Ok(())
+}
+
+/// Builds a snapshot of the stopped data dir offline, then times a restart from it.
+async fn from_snapshot(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Result<()> {
+    let dir = target.spawned_mut()?.data_dir.clone();
+    let started = std::time::Instant::now();
+    let build_dir = dir.clone();
+    let status = tokio::task::spawn_blocking(move || crate::cli::snapshot_create(&build_dir)).await?;
+    anyhow::ensure!(status == std::process::ExitCode::SUCCESS, "zaiko snapshot create failed");
+    rep.snapshot_create_s = Some(started.elapsed().as_secs_f64());
+    rep.snapshot_bytes = crate::snapshot::list(&dir).ok().and_then(|l| l.last().map(|i| i.bytes));
+    let spawned = target.spawned_mut()?;
+    spawned.restart()?;
+    let (addr, started) = (spawned.addr.clone(), spawned.started);
+    wait_ready(&addr, Duration::from_secs(1800)).await?;
+    rep.ready_from_snapshot_s = Some(started.elapsed().as_secs_f64());
+    target.follow_restart();
+    rep.rss_from_snapshot_bytes = Some(settled_rss(target).await?);
+    target.spawned_mut()?.stop()?;
+    println!(
+        "  snapshot: built offline in {:.1} s, {:.0} MiB; restart from it ready after {:.2} s, RSS {:.0} MiB",
+        rep.snapshot_create_s.unwrap_or(0.0),
+        mib(rep.snapshot_bytes.unwrap_or(0)),
+        rep.ready_from_snapshot_s.unwrap_or(0.0),
+        mib(rep.rss_from_snapshot_bytes.unwrap_or(0))
+    );
     Ok(())
 }
 

@@ -122,6 +122,14 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
     let started = Timer::start();
     let rss_before = own_rss_bytes();
     let paths = segments(&data_dir.join("wal"))?;
+    if let Some(first) = paths.first() {
+        let name = first.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+        anyhow::ensure!(
+            name.parse::<u64>() == Ok(1),
+            "the journal of {} starts at lsn {name}: earlier segments were removed after a snapshot, so it cannot be replayed from empty",
+            data_dir.display()
+        );
+    }
     let mut p = ReplayProfile { cold, segments: paths.len(), ..Default::default() };
     let mut registry = Registry::default();
     let mut brands = HashMap::new();

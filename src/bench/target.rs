@@ -23,6 +23,7 @@ pub struct Spawned {
     pub data_dir: PathBuf,
     pub addr: String,
     extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
     admin_token: String,
     /// When the process was started, for the time to ready.
     pub started: Instant,
@@ -30,7 +31,7 @@ pub struct Spawned {
 
 impl Spawned {
     /// Starts `zaiko serve` on `data_dir` (port 0) and waits for its listen line.
-    pub fn start(data_dir: &Path, admin_token: &str, extra_args: &[String]) -> anyhow::Result<Spawned> {
+    pub fn start(data_dir: &Path, admin_token: &str, extra_args: &[String], envs: &[(String, String)]) -> anyhow::Result<Spawned> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).context("server log")?;
         let exe = std::env::current_exe().context("cannot find the zaiko binary")?;
@@ -40,6 +41,7 @@ impl Spawned {
             .arg(data_dir)
             .args(extra_args)
             .env_remove("ZAIKO_LISTEN")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -57,6 +59,7 @@ impl Spawned {
             data_dir: data_dir.to_path_buf(),
             addr,
             extra_args: extra_args.to_vec(),
+            envs: envs.to_vec(),
             admin_token: admin_token.to_string(),
             started,
         })
@@ -83,7 +86,7 @@ impl Spawned {
     /// Starts the same server again on the same data dir.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "stop the server first");
-        let next = Spawned::start(&self.data_dir, &self.admin_token, &self.extra_args)?;
+        let next = Spawned::start(&self.data_dir, &self.admin_token, &self.extra_args, &self.envs)?;
         *self = next;
         Ok(())
     }
@@ -119,7 +122,7 @@ impl Target {
         }
         let admin = args.admin_token.clone().unwrap_or_else(|| format!("bench-admin-{:016x}", rand::random::<u64>()));
         let dir = args.data_root.join(format!("zaiko-bench-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-        let spawned = Spawned::start(&dir, &admin, &args.serve_args)?;
+        let spawned = Spawned::start(&dir, &admin, &args.serve_args, &args.serve_env)?;
         wait_ready(&spawned.addr, READY_TIMEOUT).await?;
         eprintln!("bench: spawned zaiko serve pid {} on {} (data dir {})", spawned.pid().unwrap_or(0), spawned.addr, dir.display());
         let owned_dir = (!args.keep_data).then(|| dir.clone());
