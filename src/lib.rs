@@ -12,11 +12,13 @@
 //! - [`config`] — command line and configuration.
 //! - [`clock`] — the only reader of wall-clock time.
 //! - [`cli`] — offline commands.
+//! - [`bench`] — `zaiko bench`: the load harness (closed-loop client, scenarios, reports).
 //! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
 //! - [`telemetry`] — logging setup.
 
 pub mod actors;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -49,5 +49,6 @@ fn main() -> ExitCode {
             zaiko::telemetry::init(zaiko::config::LogFormat::Human);
             zaiko::cli::index_rebuild(&data_dir)
         }
+        Command::Bench { command } => zaiko::bench::main(*command),
     }
 }

@@ -7,6 +7,7 @@ mod channels;
 mod crash;
 mod faults;
 mod fulfilment;
+mod metrics;
 mod ops;
 mod search;
 mod search_shipments;

@@ -5,6 +5,7 @@ mod catalog;
 mod channels;
 mod fulfilment;
 mod health;
+pub mod metrics;
 mod search;
 mod stock;
 mod ui;
@@ -15,6 +16,7 @@ use super::problem::Problem;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    metrics::configure(cfg);
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);

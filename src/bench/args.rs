@@ -1,0 +1,137 @@
+//! The command line of `zaiko bench`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Closed-loop load: scenarios at several connection counts, each beside the
+    /// `/healthz` ceiling of the same run, with stock accounting after every write
+    /// scenario.
+    Load(LoadArgs),
+    /// Memory per SKU with many SKUs loaded, then the time to recover them on restart
+    /// (needs --spawn).
+    Capacity(CapacityArgs),
+    /// Where recovery time goes on a stopped data dir: read, scan + CRC, decode, apply.
+    ReplayProfile(ReplayProfileArgs),
+}
+
+/// Which server to measure.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// URL of a running server, e.g. http://127.0.0.1:8080.
+    #[arg(long, conflicts_with = "spawn", required_unless_present = "spawn")]
+    pub url: Option<String>,
+    /// The admin token of that server (generated when spawning).
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Pid of the server given by --url, for its RSS from /proc.
+    #[arg(long, requires = "url")]
+    pub server_pid: Option<u32>,
+    /// Start `zaiko serve` from this binary on a fresh data dir under --data-root.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Where the spawned server's data dir goes (must be the disk you mean to measure).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub data_root: PathBuf,
+    /// Extra argument for the spawned `zaiko serve` (repeat), e.g. --serve-arg=--wal-commit-delay-us=200.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
+    /// Environment variable for the spawned server only (repeat), e.g.
+    /// --serve-env=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2.
+    #[arg(long = "serve-env", value_parser = parse_key_value)]
+    pub serve_env: Vec<(String, String)>,
+    /// Keep the spawned server's data dir.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Scenarios, comma-separated: healthz, single-change, batch-100, mixed.
+    #[arg(long, value_delimiter = ',', default_value = "single-change,batch-100,mixed")]
+    pub scenarios: Vec<String>,
+    /// Connection counts, comma-separated; each scenario runs at each.
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    pub connections: Vec<usize>,
+    /// Measured seconds per scenario run.
+    #[arg(long, default_value_t = 15)]
+    pub duration_s: u64,
+    /// Warm-up seconds before each measured window.
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
+    /// Runs of the whole matrix (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Brands in the fixture.
+    #[arg(long, default_value_t = 4)]
+    pub brands: usize,
+    /// SKUs per brand.
+    #[arg(long, default_value_t = 5000)]
+    pub skus_per_brand: usize,
+    /// Locations every SKU has stock at.
+    #[arg(long, default_value_t = 3)]
+    pub locations: usize,
+    /// Client (tokio) threads.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// JSON result file [default: target/zaiko-bench/load-<unix time>.json].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A quick smoke run: 1 run, 5 s + 1 s warm-up, 64 connections, 2 brands × 1000 SKUs.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// SKUs to create (PUT), spread over the brands.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub skus: usize,
+    /// Brands the SKUs are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub brands: usize,
+    /// Locations every SKU gets stock at.
+    #[arg(long, default_value_t = 3)]
+    pub locations: usize,
+    /// WAL records to reach in total before the restart; the rest after the SKUs and
+    /// stock are single-change requests.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub records: u64,
+    /// Connections used to load.
+    #[arg(long, default_value_t = 128)]
+    pub connections: usize,
+    /// Client (tokio) threads.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Also profile the replay of the data dir offline after the restart.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub replay_profile: bool,
+    /// JSON result file [default: target/zaiko-bench/capacity-<unix time>.json].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A quick run: 100,000 SKUs and 500,000 records.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayProfileArgs {
+    /// A data dir no server is running on.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Evict the segments from the page cache first (posix_fadvise DONTNEED) so the
+    /// read is from disk.
+    #[arg(long)]
+    pub cold: bool,
+}

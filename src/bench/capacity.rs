@@ -1,0 +1,283 @@
+//! The capacity run: resident memory per SKU with many SKUs loaded, then the time
+//! from a restart to `/readyz` 200 with that data plus millions of WAL records, the
+//! WAL's size, and (offline) where replay time goes.
+//!
+//! Steps: RSS of the empty server → PUT every SKU → RSS → `set` stock at every
+//! location in batches of 1,000 → RSS → single-change requests until the WAL holds
+//! `--records` records → RSS → graceful stop → restart, timed: the whole WAL is
+//! replayed (the server runs with scheduled snapshots off) → RSS → replay profile
+//! (offline) → an offline snapshot → restart, timed: recovery from the snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::args::CapacityArgs;
+use super::client::write_request;
+use super::fixture::{self, bulk, Fixture, FixtureSpec};
+use super::replay::{self, ReplayProfile};
+use super::target::{scrape, wait_ready, Target};
+
+/// How long the allocator is left to settle before RSS is read.
+const SETTLE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default, Serialize)]
+pub struct CapacityReport {
+    pub machine: Option<super::Machine>,
+    pub skus: usize,
+    pub brands: usize,
+    pub locations: usize,
+    pub rss_empty_bytes: u64,
+    pub rss_catalog_bytes: u64,
+    pub rss_stocked_bytes: u64,
+    pub rss_after_records_bytes: u64,
+    pub rss_recovered_bytes: u64,
+    /// (stocked - empty) / SKUs: the figure the target is about.
+    pub bytes_per_sku: f64,
+    pub catalog_bytes_per_sku: f64,
+    pub recovered_bytes_per_sku: f64,
+    pub sku_puts_per_s: f64,
+    pub stock_set_s: f64,
+    pub topup_requests: u64,
+    pub topup_requests_per_s: f64,
+    pub wal_records: u64,
+    pub wal_bytes_written: u64,
+    pub wal_file_bytes: u64,
+    pub shutdown_s: f64,
+    /// Process start to the listen line, and to `/readyz` 200.
+    pub listening_s: f64,
+    pub ready_s: f64,
+    /// The server's own log line: time spent replaying.
+    pub server_replay_ms: Option<u64>,
+    /// `zaiko snapshot create` on the stopped data dir, and its file size.
+    pub snapshot_create_s: Option<f64>,
+    pub snapshot_bytes: Option<u64>,
+    /// Process start to `/readyz` 200 when recovering from that snapshot.
+    pub ready_from_snapshot_s: Option<f64>,
+    pub rss_from_snapshot_bytes: Option<u64>,
+    pub replay_warm: Option<ReplayProfile>,
+    pub replay_cold: Option<ReplayProfile>,
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+async fn settled_rss(t: &Target) -> anyhow::Result<u64> {
+    tokio::time::sleep(SETTLE).await;
+    t.rss_bytes().context("no RSS for the server (needs --spawn or --server-pid)")
+}
+
+/// `zaiko bench capacity`.
+pub async fn run(mut a: CapacityArgs) -> anyhow::Result<bool> {
+    if a.quick {
+        (a.skus, a.records) = (100_000, 500_000);
+    }
+    anyhow::ensure!(a.target.spawn, "capacity needs --spawn: it restarts the server to time recovery");
+    anyhow::ensure!(a.brands > 0 && a.skus >= a.brands, "--skus must be at least --brands");
+    if !a.target.serve_args.iter().any(|s| s.contains("snapshot-every")) {
+        // Recovery must replay the whole WAL; a snapshot is measured separately at the end.
+        a.target.serve_args.extend(["--snapshot-every-records=0".to_string(), "--snapshot-every-minutes=0".to_string()]);
+    }
+    let mut target = Target::open(&a.target).await?;
+    let mut rep = CapacityReport { machine: Some(super::machine()), brands: a.brands, locations: a.locations, ..Default::default() };
+    rep.rss_empty_bytes = settled_rss(&target).await?;
+    let fx = load(&a, &target, &mut rep).await?;
+    topup(&a, &fx, &mut rep).await?;
+    rep.rss_after_records_bytes = settled_rss(&target).await?;
+    let m = scrape(&target.addr).await?;
+    rep.wal_records = m.get("zaiko_wal_durable_lsn").copied().unwrap_or(0.0) as u64;
+    rep.wal_bytes_written = m.get("zaiko_wal_bytes_total").copied().unwrap_or(0.0) as u64;
+    restart(&mut target, &mut rep).await?;
+    print(&rep);
+    let dir = target.spawned_mut()?.data_dir.clone();
+    target.spawned_mut()?.stop()?;
+    if a.replay_profile {
+        let warm = replay::profile(&dir, false)?;
+        replay::print(&warm);
+        let cold = replay::profile(&dir, true)?;
+        replay::print(&cold);
+        (rep.replay_warm, rep.replay_cold) = (Some(warm), Some(cold));
+    }
+    from_snapshot(&mut target, &mut rep).await?;
+    let out = a.out.clone().unwrap_or_else(|| super::default_out("capacity"));
+    super::report::write_json(&out, &rep)?;
+    println!("results: {}", out.display());
+    Ok(true)
+}
+
+/// Creates the brands, SKUs and stock, reading RSS after each step.
+async fn load(a: &CapacityArgs, target: &Target, rep: &mut CapacityReport) -> anyhow::Result<Arc<Fixture>> {
+    let spec = FixtureSpec {
+        brand_prefix: format!("cap-{:04x}", rand::random::<u16>()),
+        brands: a.brands,
+        skus_per_brand: a.skus / a.brands,
+        locations: super::location_ids(a.locations),
+        on_hand_initial: 100,
+        concurrency: a.connections,
+    };
+    let fx = Arc::new(fixture::create_brands(&target.addr, &target.admin_token, &spec).await?);
+    rep.skus = fx.total_skus();
+    let took = fixture::load_skus(&fx, a.connections).await?;
+    rep.sku_puts_per_s = rep.skus as f64 / took.as_secs_f64();
+    eprintln!("capacity: {} SKUs in {:.1} s ({:.0}/s)", rep.skus, took.as_secs_f64(), rep.sku_puts_per_s);
+    rep.rss_catalog_bytes = settled_rss(target).await?;
+    let took = fixture::set_stock(&fx, spec.on_hand_initial, a.connections, &spec.brand_prefix).await?;
+    rep.stock_set_s = took.as_secs_f64();
+    eprintln!("capacity: stock at {} locations set in {:.1} s", a.locations, rep.stock_set_s);
+    rep.rss_stocked_bytes = settled_rss(target).await?;
+    let per_sku = |rss: u64| (rss as f64 - rep.rss_empty_bytes as f64) / rep.skus as f64;
+    (rep.bytes_per_sku, rep.catalog_bytes_per_sku) = (per_sku(rep.rss_stocked_bytes), per_sku(rep.rss_catalog_bytes));
+    Ok(fx)
+}
+
+/// Single-change requests (each with its Idempotency-Key, as clients send them) until
+/// the WAL holds `a.records` records.
+async fn topup(a: &CapacityArgs, fx: &Arc<Fixture>, rep: &mut CapacityReport) -> anyhow::Result<()> {
+    let lsn = scrape(&fx.addr).await?.get("zaiko_wal_durable_lsn").copied().unwrap_or(0.0) as u64;
+    let count = a.records.saturating_sub(lsn) as usize;
+    let make_fx = fx.clone();
+    let tag = format!("cap{:08x}", rand::random::<u32>());
+    let make = move |i: usize, out: &mut Vec<u8>| {
+        let total = make_fx.total_skus();
+        // Walk SKUs with a stride coprime to nothing in particular: spread, repeatable.
+        let g = (i.wrapping_mul(7919)) % total;
+        let (b, s) = (g / make_fx.skus_per_brand, g % make_fx.skus_per_brand);
+        let loc = &make_fx.locations[i % make_fx.locations.len()];
+        let brand = &make_fx.brands[b];
+        let body =
+            format!(r#"{{"changes":[{{"sku":"{}","location":"{loc}","op":"adjust","delta":1,"reason":"入荷"}}]}}"#, Fixture::sku_id(s));
+        let (auth, key) = (format!("Bearer {}", brand.token), format!("{tag}-{i}"));
+        let headers = [("Authorization", auth.as_str()), ("Idempotency-Key", key.as_str())];
+        write_request(out, "POST", &format!("/v1/brands/{}/stock/changes", brand.id), &make_fx.addr, &headers, body.as_bytes());
+    };
+    let check = |_: usize, status: u16, body: &[u8]| {
+        anyhow::ensure!(status == 200, "single change: status {status} ({})", String::from_utf8_lossy(body));
+        Ok(())
+    };
+    let took = bulk(&fx.addr, a.connections, count, "records", make, check).await?;
+    rep.topup_requests = count as u64;
+    rep.topup_requests_per_s = count as f64 / took.as_secs_f64().max(1e-9);
+    eprintln!("capacity: {count} single changes in {:.1} s ({:.0}/s)", took.as_secs_f64(), rep.topup_requests_per_s);
+    Ok(())
+}
+
+/// Builds a snapshot of the stopped data dir offline, then times a restart from it.
+async fn from_snapshot(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Result<()> {
+    let dir = target.spawned_mut()?.data_dir.clone();
+    let started = std::time::Instant::now();
+    let build_dir = dir.clone();
+    let status = tokio::task::spawn_blocking(move || crate::cli::snapshot_create(&build_dir)).await?;
+    anyhow::ensure!(status == std::process::ExitCode::SUCCESS, "zaiko snapshot create failed");
+    rep.snapshot_create_s = Some(started.elapsed().as_secs_f64());
+    rep.snapshot_bytes = crate::snapshot::list(&dir).ok().and_then(|l| l.last().map(|i| i.bytes));
+    let spawned = target.spawned_mut()?;
+    spawned.restart()?;
+    let (addr, started) = (spawned.addr.clone(), spawned.started);
+    wait_ready(&addr, Duration::from_secs(1800)).await?;
+    rep.ready_from_snapshot_s = Some(started.elapsed().as_secs_f64());
+    target.follow_restart();
+    rep.rss_from_snapshot_bytes = Some(settled_rss(target).await?);
+    target.spawned_mut()?.stop()?;
+    println!(
+        "  snapshot: built offline in {:.1} s, {:.0} MiB; restart from it ready after {:.2} s, RSS {:.0} MiB",
+        rep.snapshot_create_s.unwrap_or(0.0),
+        mib(rep.snapshot_bytes.unwrap_or(0)),
+        rep.ready_from_snapshot_s.unwrap_or(0.0),
+        mib(rep.rss_from_snapshot_bytes.unwrap_or(0))
+    );
+    Ok(())
+}
+
+/// Graceful stop, then a timed restart on the same data dir.
+async fn restart(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Result<()> {
+    let spawned = target.spawned_mut()?;
+    rep.shutdown_s = spawned.stop()?.as_secs_f64();
+    rep.wal_file_bytes = std::fs::read_dir(spawned.data_dir.join("wal"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    spawned.restart()?;
+    rep.listening_s = spawned.started.elapsed().as_secs_f64();
+    let (addr, started) = (spawned.addr.clone(), spawned.started);
+    wait_ready(&addr, Duration::from_secs(1800)).await?;
+    rep.ready_s = started.elapsed().as_secs_f64();
+    target.follow_restart();
+    rep.rss_recovered_bytes = settled_rss(target).await?;
+    rep.recovered_bytes_per_sku = (rep.rss_recovered_bytes as f64 - rep.rss_empty_bytes as f64) / rep.skus as f64;
+    let log = std::fs::read_to_string(target.spawned_mut()?.data_dir.join("server.log")).unwrap_or_default();
+    rep.server_replay_ms = replay_ms_from_log(&log);
+    Ok(())
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`): the server colours its log.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `elapsed_ms` of the last "recovered state from the journal" log line.
+fn replay_ms_from_log(log: &str) -> Option<u64> {
+    let line = strip_ansi(log.lines().rev().find(|l| l.contains("recovered state from the journal"))?);
+    let at = line.find("elapsed_ms=")? + "elapsed_ms=".len();
+    let digits: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn print(r: &CapacityReport) {
+    println!("capacity: {} SKUs over {} brands, {} locations each", r.skus, r.brands, r.locations);
+    println!(
+        "  RSS empty {:.1} MiB, +catalog {:.1} MiB, +stock {:.1} MiB, +records {:.1} MiB, after restart {:.1} MiB",
+        mib(r.rss_empty_bytes),
+        mib(r.rss_catalog_bytes),
+        mib(r.rss_stocked_bytes),
+        mib(r.rss_after_records_bytes),
+        mib(r.rss_recovered_bytes)
+    );
+    println!(
+        "  bytes per SKU: {:.0} (catalog only {:.0}; after restart, records included, {:.0})",
+        r.bytes_per_sku, r.catalog_bytes_per_sku, r.recovered_bytes_per_sku
+    );
+    println!("  SKU PUTs {:.0}/s; top-up single changes {:.0}/s ({} requests)", r.sku_puts_per_s, r.topup_requests_per_s, r.topup_requests);
+    println!(
+        "  WAL: {} records, {:.0} MiB written, {:.0} MiB of segment files",
+        r.wal_records,
+        mib(r.wal_bytes_written),
+        mib(r.wal_file_bytes)
+    );
+    println!(
+        "  shutdown {:.2} s; restart: listening after {:.2} s, ready after {:.2} s (server says replay took {:?} ms)",
+        r.shutdown_s, r.listening_s, r.ready_s, r.server_replay_ms
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_time_is_read_from_the_log() {
+        let log =
+            "2026 INFO zaiko::app: recovered state from the journal records=12 last_lsn=12 brands=1 elapsed_ms=4321\n2026 INFO ready\n";
+        assert_eq!(replay_ms_from_log(log), Some(4321));
+        let coloured = "\u{1b}[32m INFO\u{1b}[0m recovered state from the journal \u{1b}[3melapsed_ms\u{1b}[0m\u{1b}[2m=\u{1b}[0m5600\n";
+        assert_eq!(replay_ms_from_log(coloured), Some(5600));
+        assert_eq!(replay_ms_from_log("nothing"), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! The workloads. Each scenario is one file: it writes the next request of a
+//! connection and says what that request does to stock ([`Effect`]), and the runner
+//! does the rest (timing, histograms, accounting, server counters).
+//!
+//! To add one (reservations, a sale-start storm, search): write a file with a type that
+//! implements [`Scenario`], and add a line to [`by_name`] and [`NAMES`]. Anything it
+//! needs beyond the shared [`Fixture`] (a hot SKU with 100 units, search data) it
+//! creates in [`Scenario::prepare`].
+
+mod healthz;
+mod mixed;
+mod stock_changes;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use rand::rngs::SmallRng;
+
+use super::fixture::Fixture;
+use super::ledger::Effect;
+
+/// The names `--scenarios` accepts.
+pub const NAMES: &[&str] = &["healthz", "single-change", "batch-100", "batch-1000", "mixed"];
+
+/// The scenario called `name`.
+pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
+    Some(match name {
+        "healthz" => Arc::new(healthz::Healthz),
+        "single-change" => Arc::new(stock_changes::StockChanges::new("single-change", 1)),
+        "batch-100" => Arc::new(stock_changes::StockChanges::new("batch-100", 100)),
+        "batch-1000" => Arc::new(stock_changes::StockChanges::new("batch-1000", 1000)),
+        "mixed" => Arc::new(mixed::Mixed { read_percent: 80 }),
+        _ => return None,
+    })
+}
+
+/// The state of one connection's request stream.
+pub struct Worker {
+    pub rng: SmallRng,
+    /// Index of the connection within the run.
+    pub conn: usize,
+    /// Requests this connection has planned so far.
+    pub seq: u64,
+    /// Unique per scenario run: a prefix for idempotency keys and client ids.
+    pub run_tag: Arc<str>,
+}
+
+impl Worker {
+    /// An Idempotency-Key no other request of any run uses.
+    pub fn unique_key(&self) -> String {
+        format!("{}-{}-{}", self.run_tag, self.conn, self.seq)
+    }
+}
+
+/// What the runner needs to know about a request it is about to send.
+pub struct Planned {
+    /// Groups latencies and status counts (e.g. `get-stock` and `change` of `mixed`).
+    pub label: &'static str,
+    pub effect: Effect,
+}
+
+pub trait Scenario: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Whether the scenario changes stock: then the stock is read before and after and
+    /// checked against the acknowledged deltas.
+    fn writes(&self) -> bool;
+
+    /// Creates what the scenario needs beyond the shared fixture. Runs before every
+    /// run of the scenario.
+    fn prepare<'a>(&'a self, _fx: &'a Arc<Fixture>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Writes the next request of worker `w` into `out` (cleared by the caller).
+    fn next(&self, fx: &Fixture, w: &mut Worker, out: &mut Vec<u8>) -> Planned;
+}

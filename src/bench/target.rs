@@ -1,0 +1,215 @@
+//! The server under test: one given by `--url`, or a `zaiko serve` child started from
+//! this very binary (`--spawn`) on a fresh data dir, whose pid gives RSS and CPU from
+//! `/proc`. Also the scrape of `/metrics` into name → value.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::args::TargetArgs;
+use super::fixture::call;
+use crate::http::routes::metrics::{stat_cpu_seconds, status_kib};
+
+/// Longest a spawned server may take to become ready (recovery of a large journal).
+const READY_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// A `zaiko serve` child process.
+pub struct Spawned {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub addr: String,
+    extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
+    admin_token: String,
+    /// When the process was started, for the time to ready.
+    pub started: Instant,
+}
+
+impl Spawned {
+    /// Starts `zaiko serve` on `data_dir` (port 0) and waits for its listen line.
+    pub fn start(data_dir: &Path, admin_token: &str, extra_args: &[String], envs: &[(String, String)]) -> anyhow::Result<Spawned> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).context("server log")?;
+        let exe = std::env::current_exe().context("cannot find the zaiko binary")?;
+        let started = Instant::now();
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", admin_token, "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env_remove("ZAIKO_LISTEN")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("cannot start zaiko serve")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line).context("reading the listen line")?;
+        let Some(url) = line.trim().strip_prefix("zaiko listening on ") else {
+            let _ = child.kill();
+            bail!("the server did not start ({line:?}); see {}", data_dir.join("server.log").display());
+        };
+        let addr = url.strip_prefix("http://").unwrap_or(url).to_string();
+        Ok(Spawned {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            addr,
+            extra_args: extra_args.to_vec(),
+            envs: envs.to_vec(),
+            admin_token: admin_token.to_string(),
+            started,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown to finish.
+    pub fn stop(&mut self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32).context("bad pid")?;
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).context("SIGTERM")?;
+            let status = child.wait().context("waiting for the server")?;
+            if !status.success() {
+                bail!("the server exited with {status}");
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Starts the same server again on the same data dir.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "stop the server first");
+        let next = Spawned::start(&self.data_dir, &self.admin_token, &self.extra_args, &self.envs)?;
+        *self = next;
+        Ok(())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The server a benchmark talks to.
+pub struct Target {
+    pub addr: String,
+    pub admin_token: String,
+    pub spawned: Option<Spawned>,
+    /// A data dir this run created and removes at the end (unless `--keep-data`).
+    owned_dir: Option<PathBuf>,
+    pid: Option<u32>,
+}
+
+impl Target {
+    pub async fn open(args: &TargetArgs) -> anyhow::Result<Target> {
+        if let Some(url) = &args.url {
+            let admin = args.admin_token.clone().context("--url needs --admin-token (or ZAIKO_ADMIN_TOKEN)")?;
+            let addr = url.trim_end_matches('/').strip_prefix("http://").context("--url must be http://host:port")?.to_string();
+            let t = Target { addr, admin_token: admin, spawned: None, owned_dir: None, pid: args.server_pid };
+            wait_ready(&t.addr, Duration::from_secs(10)).await?;
+            return Ok(t);
+        }
+        let admin = args.admin_token.clone().unwrap_or_else(|| format!("bench-admin-{:016x}", rand::random::<u64>()));
+        let dir = args.data_root.join(format!("zaiko-bench-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let spawned = Spawned::start(&dir, &admin, &args.serve_args, &args.serve_env)?;
+        wait_ready(&spawned.addr, READY_TIMEOUT).await?;
+        eprintln!("bench: spawned zaiko serve pid {} on {} (data dir {})", spawned.pid().unwrap_or(0), spawned.addr, dir.display());
+        let owned_dir = (!args.keep_data).then(|| dir.clone());
+        Ok(Target { addr: spawned.addr.clone(), admin_token: admin, pid: spawned.pid(), spawned: Some(spawned), owned_dir })
+    }
+
+    /// The server's pid when known (spawned, or `--server-pid`).
+    pub fn pid(&self) -> Option<u32> {
+        self.spawned.as_ref().and_then(Spawned::pid).or(self.pid)
+    }
+
+    /// The server's resident set, from `/proc/<pid>/status`.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status_kib(&status, "VmRSS:").map(|k| k * 1024)
+    }
+
+    pub fn spawned_mut(&mut self) -> anyhow::Result<&mut Spawned> {
+        self.spawned.as_mut().context("this needs --spawn")
+    }
+
+    /// Refreshes the address and pid after the spawned server was restarted.
+    pub fn follow_restart(&mut self) {
+        if let Some(s) = &self.spawned {
+            self.addr = s.addr.clone();
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        drop(self.spawned.take());
+        if let Some(dir) = &self.owned_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Polls `/readyz` every 5 ms until it answers 200.
+pub async fn wait_ready(addr: &str, timeout: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if let Ok((200, _)) = call(addr, "GET", "/readyz", "", None).await {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!("the server at {addr} was not ready within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The samples of a Prometheus text document, by name (labels included verbatim).
+pub type Samples = BTreeMap<String, f64>;
+
+pub fn parse_prometheus(text: &str) -> Samples {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+pub async fn scrape(addr: &str) -> anyhow::Result<Samples> {
+    let (status, body) = call(addr, "GET", "/metrics", "", None).await?;
+    anyhow::ensure!(status == 200, "GET /metrics: status {status}");
+    Ok(parse_prometheus(&String::from_utf8_lossy(&body)))
+}
+
+/// CPU seconds (user + system) this bench process has used so far.
+pub fn own_cpu_seconds() -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_parses_to_samples() {
+        let text = "# HELP a x\n# TYPE a counter\na 12\nb{route=\"/x y\"} 0.5\n\nbroken\nc NaN\n";
+        let s = parse_prometheus(text);
+        assert_eq!(s.get("a"), Some(&12.0));
+        assert_eq!(s.get("b{route=\"/x y\"}"), Some(&0.5));
+        assert!(s.get("c").is_some_and(|v| v.is_nan()));
+        assert_eq!(s.len(), 3);
+    }
+}

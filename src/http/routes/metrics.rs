@@ -1,0 +1,118 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4), no auth.
+//!
+//! Each source of numbers renders itself into one [`Exposition`] section by section:
+//! the journal (from [`Journal::stats`]) and the process (RSS, CPU from `/proc/self`).
+//! A fuller setup (the `metrics` crate with per-route histograms, rendered by a
+//! `metrics-exporter-prometheus` handle) extends this by appending its own rendered
+//! text as one more section in [`metrics`]; the names here stay as they are.
+
+use std::fmt::Write as _;
+
+use actix_web::{web, HttpResponse};
+
+use crate::http::AppState;
+use crate::journal::StatsSnapshot;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
+/// The content type of the Prometheus text format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = Exposition::default();
+    let services = state.services.get();
+    out.gauge("zaiko_ready", "1 once recovery is done and the server serves requests", u64::from(services.is_some()) as f64);
+    if let Some(svc) = services {
+        render_journal(&mut out, &svc.journal.stats());
+    }
+    render_process(&mut out);
+    HttpResponse::Ok().content_type(CONTENT_TYPE).body(out.text)
+}
+
+/// A Prometheus text document being written: one `# HELP`/`# TYPE` pair per metric.
+#[derive(Default)]
+pub struct Exposition {
+    pub text: String,
+}
+
+impl Exposition {
+    pub fn counter(&mut self, name: &str, help: &str, value: f64) {
+        self.metric(name, "counter", help, value);
+    }
+
+    pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
+        self.metric(name, "gauge", help, value);
+    }
+
+    fn metric(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        // Writing into a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+}
+
+/// The group-commit counters: `records / batches` is the mean batch size and
+/// `fsync_seconds / batches` the mean fdatasync latency.
+pub fn render_journal(out: &mut Exposition, s: &StatsSnapshot) {
+    out.counter("zaiko_wal_records_total", "WAL records written and fdatasynced", s.records as f64);
+    out.counter("zaiko_wal_batches_total", "group commits: one write and one fdatasync each", s.batches as f64);
+    out.counter("zaiko_wal_bytes_total", "WAL bytes written (frames included)", s.bytes as f64);
+    out.counter("zaiko_wal_fsync_seconds_total", "time spent in fdatasync", s.fsync_nanos as f64 / 1e9);
+    out.counter("zaiko_wal_appends_refused_total", "appends refused (queue full, disk full or stopping)", s.appends_refused as f64);
+    out.gauge("zaiko_wal_durable_lsn", "highest LSN known to be on disk", s.durable_lsn as f64);
+    out.gauge("zaiko_wal_queued_bytes", "payload bytes queued for the WAL writer", s.queued_bytes as f64);
+    out.gauge("zaiko_wal_disk_full", "1 while appends are refused for lack of disk space", u64::from(s.disk_full) as f64);
+}
+
+/// The standard process metrics, read from `/proc/self` (Linux); absent elsewhere.
+fn render_process(out: &mut Exposition) {
+    if let Some(rss_bytes) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| status_kib(&s, "VmRSS:")) {
+        out.gauge("process_resident_memory_bytes", "resident set size in bytes", (rss_bytes * 1024) as f64);
+    }
+    if let Some(cpu_s) = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_cpu_seconds(&s)) {
+        out.counter("process_cpu_seconds_total", "user and system CPU time in seconds", cpu_s);
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS:`.
+pub fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// User + system CPU seconds from `/proc/<pid>/stat` (fields 14 and 15, in clock
+/// ticks of 1/100 s, the value of `USER_HZ` on every Linux architecture).
+pub fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces; fields are counted after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_section_names_every_counter() {
+        let mut out = Exposition::default();
+        let s = StatsSnapshot { batches: 4, records: 10, bytes: 900, fsync_nanos: 2_500_000, durable_lsn: 10, ..Default::default() };
+        render_journal(&mut out, &s);
+        assert!(out.text.contains("# TYPE zaiko_wal_records_total counter\nzaiko_wal_records_total 10\n"));
+        assert!(out.text.contains("zaiko_wal_fsync_seconds_total 0.0025\n"));
+        for name in ["zaiko_wal_batches_total 4", "zaiko_wal_bytes_total 900", "zaiko_wal_durable_lsn 10", "zaiko_wal_queued_bytes 0"] {
+            assert!(out.text.contains(name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn proc_fields_parse() {
+        assert_eq!(status_kib("Name:\tzaiko\nVmRSS:\t  12345 kB\n", "VmRSS:"), Some(12345));
+        assert_eq!(status_kib("Name:\tzaiko\n", "VmRSS:"), None);
+        let stat = "42 (zaiko (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
+        assert_eq!(stat_cpu_seconds(stat), Some(3.0));
+    }
+}
