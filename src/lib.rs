@@ -2,8 +2,11 @@
 //!
 //! # Layout
 //! - [`domain`] — the pure domain: state, commands, events, rules; no I/O.
-//! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify.
+//! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify, tail.
+//! - [`feed`] — the change feed: follows the journal into `feed.sqlite`, serves pages
+//!   and long polls.
 //! - [`actors`] — shard and registry actors that own the state and serialise commands.
+//! - [`webhooks`] — Standard Webhooks delivery of the feed: signing, retries, redrive.
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
 //! - [`config`] — command line and configuration.
@@ -17,6 +20,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod http;
 pub mod journal;
 pub mod telemetry;
+pub mod webhooks;

@@ -15,7 +15,9 @@ use super::error::{ErrorCode, Rejection};
 use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
+use super::import::Imports;
 use super::stock::{Levels, StockOp};
+use super::webhook::Webhook;
 use super::{BrandId, Id, Timestamp};
 use crate::journal::Lsn;
 
@@ -62,6 +64,10 @@ pub struct BrandState {
     pub idempotency: IdempotencyStore,
     /// LSN of the newest record applied to this brand.
     pub last_lsn: Lsn,
+    /// Webhook subscriptions (`webhook.rs`).
+    pub webhooks: BTreeMap<Id, Webhook>,
+    /// Import jobs (`import.rs`).
+    pub imports: Imports,
 }
 
 /// Anything the partition needs to know about the rest of the system to decide.
@@ -88,6 +94,8 @@ impl BrandState {
             shipments: HashMap::new(),
             idempotency: IdempotencyStore::default(),
             last_lsn: 0,
+            webhooks: BTreeMap::new(),
+            imports: Imports::default(),
         }
     }
 
@@ -191,7 +199,17 @@ impl BrandState {
                         scratch.shipments.entry(id.clone()).or_insert_with(|| s.clone());
                     }
                 }
-                Event::BrandCreated { .. } | Event::ReservationCreated { .. } => {}
+                Event::ImportStarted { id, .. } | Event::ImportFinished { id, .. } => scratch.copy_import(self, id),
+                Event::ImportChunkApplied { progress } => scratch.copy_import(self, &progress.id),
+                Event::WebhookDeleted { id } => {
+                    if let Some(w) = self.webhooks.get(id) {
+                        scratch.webhooks.insert(id.clone(), w.clone());
+                    }
+                }
+                Event::BrandCreated { .. }
+                | Event::ReservationCreated { .. }
+                | Event::WebhookCreated { .. }
+                | Event::ImportQueued { .. } => {}
             }
         }
         for e in events {
@@ -303,6 +321,10 @@ impl BrandState {
                 if !s.status.is_final() {
                     return Err(format!("purge of shipment {id} in status {:?}", s.status));
                 }
+            }
+            Event::WebhookCreated { .. } | Event::WebhookDeleted { .. } => self.apply_webhook_event(ev)?,
+            Event::ImportQueued { .. } | Event::ImportStarted { .. } | Event::ImportChunkApplied { .. } | Event::ImportFinished { .. } => {
+                self.apply_import_event(at, ev)?
             }
         }
         Ok(())
