@@ -148,6 +148,7 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
         None => Arc::new(SystemClock),
     };
     let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())) };
+    let pending_imports = crate::integration::pending_imports(&brands);
     let mut parts: Vec<HashMap<BrandId, BrandState>> = (0..cfg.shards).map(|_| HashMap::new()).collect();
     for (id, b) in brands {
         parts[shard_index(&id, cfg.shards)].insert(id, b);
@@ -179,11 +180,13 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
         eprintln!("\nzaiko: no admin token was configured, so one was generated. It is shown only now:\n\n    {token}\n\nKeep it safe; set ZAIKO_ADMIN_TOKEN to choose your own.\n");
     }
     let router = Router { shards, registry };
+    let integrations =
+        crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
     // Reservations that expired while the server was down are expired before anyone
     // can see them as active.
     let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
     journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if state.services.set(Services { router, journal: journal.clone(), clock }).is_err() {
+    if state.services.set(Services { router, journal: journal.clone(), clock, integrations }).is_err() {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");

@@ -26,6 +26,8 @@ pub enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Upload a CSV or NDJSON file as an import job and follow it to its end.
+    Import(crate::imports::client::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +108,8 @@ pub struct ServeArgs {
     /// Test hook: while this file exists, new WAL segments cannot be allocated (ENOSPC).
     #[arg(long, env = "ZAIKO_FAULT_ENOSPC_FILE", hide = true)]
     pub fault_enospc_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub integration: crate::integration::IntegrationArgs,
 }
 
 /// The validated configuration of `zaiko serve`.
@@ -122,6 +126,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub journal: JournalConfig,
     pub manual_clock: Option<Timestamp>,
+    /// The change feed, webhooks and imports.
+    pub integration: crate::integration::IntegrationConfig,
 }
 
 fn cores() -> usize {
@@ -190,6 +196,7 @@ impl ServeArgs {
             limits: Limits { body_bytes_max: self.body_bytes_max, ..Limits::default() },
             journal,
             manual_clock,
+            integration: self.integration.resolve()?,
         })
     }
 }

@@ -8,6 +8,8 @@
 //! - [`actors`] — shard and registry actors that own the state and serialise commands.
 //! - [`webhooks`] — Standard Webhooks delivery of the feed: signing, retries, redrive.
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
+//! - [`imports`] — bulk import jobs: streamed uploads, the runner, `zaiko import`.
+//! - [`integration`] — configuration and start-up of the feed, webhooks and imports.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
 //! - [`config`] — command line and configuration.
 //! - [`clock`] — the only reader of wall-clock time.
@@ -22,6 +24,8 @@ pub mod config;
 pub mod domain;
 pub mod feed;
 pub mod http;
+pub mod imports;
+pub mod integration;
 pub mod journal;
 pub mod telemetry;
 pub mod webhooks;

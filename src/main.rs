@@ -33,5 +33,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal { command: WalCommand::Verify { data_dir } } => zaiko::cli::wal_verify(&data_dir),
+        Command::Import(args) => zaiko::imports::client::run(&args),
     }
 }

@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
+use super::integrations::{self, Outcome};
 use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::event::{self, BrandRecord, Event, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, Scope, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
+use crate::domain::import::ImportCmd;
 use crate::domain::view::{BrandView, ChangeResultView, ChangeResultsView, ReservationView, ShipmentView, SkuView, StockView};
+use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
 use crate::journal::Lsn;
 
@@ -27,19 +30,42 @@ const PURGE_EVERY_SWEEPS: u64 = 300;
 /// A command on one brand partition.
 #[derive(Debug)]
 pub enum BrandCmd {
-    Create { name: String },
+    Create {
+        name: String,
+    },
     Get,
-    PutSku { sku: Id, catalog: Catalog },
-    GetSku { sku: Id },
-    DeleteSku { sku: Id },
-    GetStock { sku: Id },
-    StockChanges { changes: Vec<StockChangeCmd> },
+    PutSku {
+        sku: Id,
+        catalog: Catalog,
+    },
+    GetSku {
+        sku: Id,
+    },
+    DeleteSku {
+        sku: Id,
+    },
+    GetStock {
+        sku: Id,
+    },
+    StockChanges {
+        changes: Vec<StockChangeCmd>,
+    },
     Reserve(ReserveCmd),
-    GetReservation { id: Id },
-    Release { id: Id },
+    GetReservation {
+        id: Id,
+    },
+    Release {
+        id: Id,
+    },
     Ship(ShipCmd),
-    GetShipment { id: Id },
+    GetShipment {
+        id: Id,
+    },
     SetStatus(StatusCmd),
+    /// Webhook subscriptions (`integrations.rs`).
+    Webhook(WebhookCmd),
+    /// Import jobs and their chunks (`integrations.rs`).
+    Import(ImportCmd),
 }
 
 impl BrandCmd {
@@ -51,7 +77,8 @@ impl BrandCmd {
                 | BrandCmd::GetStock { .. }
                 | BrandCmd::GetReservation { .. }
                 | BrandCmd::GetShipment { .. }
-        )
+        ) || matches!(self, BrandCmd::Webhook(c) if c.is_read())
+            || matches!(self, BrandCmd::Import(c) if c.is_read())
     }
 }
 
@@ -195,6 +222,15 @@ enum Decided {
 /// Renders a command's answer from the state after its events.
 type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
 
+impl From<Outcome> for Decided {
+    fn from(o: Outcome) -> Decided {
+        match o {
+            Outcome::Read(body) => Decided::Read(body),
+            Outcome::Write { events, status, render } => Decided::Write { events, status, render },
+        }
+    }
+}
+
 impl Decided {
     fn write(events: Vec<Event>, status: Status, render: impl FnOnce(&BrandState) -> Vec<u8> + 'static) -> Decided {
         Decided::Write { events, status, render: Box::new(render) }
@@ -313,6 +349,8 @@ impl Shard {
                     Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&ShipmentView::from(&s.shipments[&id]))),
                 }
             }
+            BrandCmd::Webhook(cmd) => integrations::decide_webhook(brand, cmd)?.into(),
+            BrandCmd::Import(cmd) => integrations::decide_import(brand, cmd, &**self.ctx.locations.load())?.into(),
         })
     }
 

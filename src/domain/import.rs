@@ -365,7 +365,15 @@ pub struct ImportView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Where the runner resumes: not part of the contract, useful to operators.
-    pub next_chunk: u64,
+    pub resume: Resume,
+}
+
+/// The next chunk of a job and where it starts in the file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Resume {
+    pub chunk: u64,
+    pub offset: u64,
+    pub row: u64,
 }
 
 impl From<&ImportJob> for ImportView {
@@ -384,7 +392,7 @@ impl From<&ImportJob> for ImportView {
             started_at: j.started_at,
             finished_at: j.finished_at,
             detail: j.detail.clone(),
-            next_chunk: j.next_chunk,
+            resume: Resume { chunk: j.next_chunk, offset: j.next_offset, row: j.next_row },
         }
     }
 }

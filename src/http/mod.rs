@@ -17,11 +17,11 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{AuthTable, RegistryCmd, RegistryMsg};
 use crate::actors::shard::{BrandCmd, BrandMsg};
-use crate::actors::{Gated, IdemKey, Router};
+use crate::actors::{Gated, IdemKey, Reply, Router};
 use crate::clock::SharedClock;
 use crate::domain::idempotency::Status;
 use crate::domain::BrandId;
-use crate::journal::Journal;
+use crate::journal::{Journal, Lsn};
 use problem::Problem;
 
 /// Request limits. Each is a named bound with a documented default.
@@ -44,6 +44,8 @@ pub struct Services {
     pub router: Router,
     pub journal: Journal,
     pub clock: SharedClock,
+    /// The change feed, webhooks and imports.
+    pub integrations: crate::integration::Integrations,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then
@@ -87,11 +89,31 @@ async fn finish(svc: &Services, rx: oneshot::Receiver<Gated>) -> Result<HttpResp
 }
 
 pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse, Problem> {
+    let (_, reply) = durable(svc, gated).await?;
+    Ok(reply_response(reply))
+}
+
+/// Waits until the answer's LSN is durable; then the answer (or its rejection) stands.
+async fn durable(svc: &Services, gated: Gated) -> Result<(Lsn, Reply), Problem> {
     svc.journal
         .wait_durable(gated.wait_lsn)
         .await
         .map_err(|_| Problem::overloaded("the journal stopped before this change was durable; it was not applied"))?;
-    let reply = gated.result.map_err(Problem::from)?;
+    Ok((gated.wait_lsn, gated.result?))
+}
+
+/// Like [`ask_brand`], but hands back the actor's answer (once durable) and the LSN
+/// it waited for, for handlers that do more than render it.
+pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Result<(Lsn, Reply), Problem> {
+    let svc = state.services()?;
+    let (reply, rx) = oneshot::channel();
+    svc.router.shard_for(&brand).try_send(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
+    let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
+    durable(svc, gated).await
+}
+
+/// The HTTP response of a successful answer.
+pub fn reply_response(reply: Reply) -> HttpResponse {
     let mut res = HttpResponse::build(match reply.status {
         Status::Ok => actix_web::http::StatusCode::OK,
         Status::Created => actix_web::http::StatusCode::CREATED,
@@ -102,9 +124,9 @@ pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse
         res.insert_header(("X-Zaiko-Lsn", lsn.to_string()));
     }
     if reply.status == Status::NoContent {
-        return Ok(res.finish());
+        return res.finish();
     }
-    Ok(res.insert_header((header::CONTENT_TYPE, "application/json")).body(reply.body))
+    res.insert_header((header::CONTENT_TYPE, "application/json")).body(reply.body)
 }
 
 /// Registers every route.

@@ -222,7 +222,6 @@ fn a_tail_reads_every_durable_record_once_in_order_across_segments() {
         while read(&mut tail, j.durable_lsn(), 7) > 0 {}
     }
     j.shutdown();
-    drop(read);
     assert!(recovery::list_segments(dir.path()).unwrap().len() > 3);
     assert_eq!(seen.len(), 500);
     for (i, (lsn, p)) in seen.iter().enumerate() {

@@ -2,9 +2,12 @@
 
 mod admin;
 mod catalog;
+mod feed;
 mod fulfilment;
 mod health;
+mod imports;
 mod stock;
+mod webhooks;
 
 use actix_web::web;
 
@@ -16,6 +19,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     catalog::configure(cfg);
     stock::configure(cfg);
     fulfilment::configure(cfg);
+    feed::configure(cfg);
+    webhooks::configure(cfg);
+    imports::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 
