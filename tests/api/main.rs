@@ -1,8 +1,10 @@
 //! Integration tests: each starts the real `zaiko` binary (port 0, temp data dir).
 
 mod helpers;
+mod receiver;
 
 mod basics;
 mod crash;
+mod feed;
 mod fulfilment;
 mod wal_damage;
