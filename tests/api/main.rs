@@ -8,3 +8,4 @@ mod crash;
 mod feed;
 mod fulfilment;
 mod wal_damage;
+mod webhooks;
