@@ -7,5 +7,6 @@ mod basics;
 mod crash;
 mod feed;
 mod fulfilment;
+mod imports;
 mod wal_damage;
 mod webhooks;
