@@ -142,7 +142,7 @@ fn failures_are_retried_then_dead_and_redriven_while_other_skus_go_on() {
 
 #[test]
 fn order_per_sku_holds_under_random_failures() {
-    let s = server(&vec!["30ms"; 30].join(","), &[]);
+    let s = server(&["30ms"; 30].join(","), &[]);
     let t = s.setup_brand("b1", &["tsukuba"], &["A", "B", "C", "D"]);
     let rx = Receiver::start();
     let n = Arc::new(AtomicUsize::new(0));
@@ -191,7 +191,7 @@ fn replay_sends_the_events_after_a_seq_again() {
 
 #[test]
 fn a_subscription_holds_at_most_its_queue_bound_and_catches_up_from_the_feed() {
-    let s = server(&vec!["200ms"; 30].join(","), &["--webhook-queue-max", "5"]);
+    let s = server(&["200ms"; 30].join(","), &["--webhook-queue-max", "5"]);
     let t = s.setup_brand("b1", &["tsukuba"], &["S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7"]);
     let rx = Receiver::start();
     rx.set_policy(|_| Answer::status(500));
@@ -215,7 +215,7 @@ fn a_subscription_holds_at_most_its_queue_bound_and_catches_up_from_the_feed() {
 
 #[test]
 fn a_hanging_endpoint_slows_neither_writes_nor_another_subscriber() {
-    let s = server(&vec!["1s"; 5].join(","), &[]);
+    let s = server(&["1s"; 5].join(","), &[]);
     let t = s.setup_brand("b1", &["tsukuba"], &["S1", "S2"]);
     let slow = Receiver::start();
     // Longer than the 5 s attempt timeout: every attempt fails.
