@@ -174,14 +174,14 @@ async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<
         mailbox_capacity: cfg.mailbox_capacity,
     }
     .start();
+    let router = Router { shards, registry: registry.clone() };
+    let integrations =
+        crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
     let (tx, rx) = oneshot::channel();
     registry.send(EnsureAdmin { reply: tx }).await.context("registry actor stopped")?;
     if let Some(token) = rx.await.context("registry actor stopped")?.map_err(|r| anyhow::anyhow!("{r}"))? {
         eprintln!("\nzaiko: no admin token was configured, so one was generated. It is shown only now:\n\n    {token}\n\nKeep it safe; set ZAIKO_ADMIN_TOKEN to choose your own.\n");
     }
-    let router = Router { shards, registry };
-    let integrations =
-        crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
     // Reservations that expired while the server was down are expired before anyone
     // can see them as active.
     let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
