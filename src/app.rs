@@ -88,9 +88,21 @@ impl Application {
     /// Binds the listener and starts recovery in the background. Must run inside an
     /// actix `System`.
     pub async fn build(cfg: ServeConfig) -> anyhow::Result<Application> {
+        let mut cfg = cfg;
         let lock = lock_data_dir(&cfg.data_dir)?;
+        let demo = if cfg.demo { Some(crate::demo::plan(&cfg.data_dir)?) } else { None };
+        let generated_admin = match (&demo, &cfg.admin_token) {
+            (Some(_), None) => {
+                // A demo needs an admin token to load itself and to show to the user.
+                let (_, token, _) = crate::actors::registry::new_token();
+                cfg.admin_token = Some(token.clone());
+                Some(token)
+            }
+            _ => None,
+        };
         let auth = Arc::new(ArcSwap::from_pointee(AuthTable::default()));
-        let state = web::Data::new(AppState { services: Default::default(), auth: auth.clone(), limits: cfg.limits.clone() });
+        let loading_demo = std::sync::atomic::AtomicBool::new(matches!(demo, Some(crate::demo::Plan::Load)));
+        let state = web::Data::new(AppState { services: Default::default(), auth: auth.clone(), limits: cfg.limits.clone(), loading_demo });
         let app_state = state.clone();
         let server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(crate::http::configure))
             .workers(cfg.http_workers)
@@ -102,10 +114,23 @@ impl Application {
         let server = server.run();
         let (tx, ready) = oneshot::channel();
         let handle = server.handle();
+        let host = match cfg.listen.rsplit_once(':').map(|(h, _)| h) {
+            Some("0.0.0.0") | Some("[::]") | None => "127.0.0.1".to_string(),
+            Some(h) => h.to_string(),
+        };
+        let base = format!("http://{host}:{port}");
         actix_rt::spawn(async move {
-            let result = start_services(cfg, state, auth).await;
+            let admin = cfg.admin_token.clone();
+            let data_dir = cfg.data_dir.clone();
+            let mut result = start_services(cfg, state.clone(), auth).await;
+            if let (Ok(_), Some(plan), Some(admin)) = (&result, demo, admin) {
+                if let Err(e) = start_demo(plan, &data_dir, &base, &admin, generated_admin.is_some()).await {
+                    result = Err(e);
+                }
+                state.loading_demo.store(false, std::sync::atomic::Ordering::Release);
+            }
             if let Err(e) = &result {
-                tracing::error!(error = %format!("{e:#}"), "recovery failed; stopping");
+                tracing::error!(error = %format!("{e:#}"), "start-up failed; stopping");
                 handle.stop(false).await;
             }
             let _ = tx.send(result);
@@ -129,6 +154,39 @@ impl Application {
         tracing::info!(durable_lsn = journal.durable_lsn(), "journal flushed; bye");
         Ok(())
     }
+}
+
+/// Writes a line to stdout for the person who started the server; a closed stdout
+/// (nobody reading) is not an error.
+pub fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Loads the demo (if this data dir does not have it yet), makes a viewer token for
+/// the UI, and tells the user where to go.
+async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin: &str, admin_generated: bool) -> anyhow::Result<()> {
+    if let crate::demo::Plan::Load = plan {
+        let started = std::time::Instant::now();
+        let n = crate::demo::load(data_dir, base, admin).await?;
+        tracing::info!(requests = n, elapsed_ms = started.elapsed().as_millis() as u64, "demo data loaded");
+    }
+    let client = awc::Client::default();
+    let mut resp = client
+        .post(format!("{base}/v1/tokens"))
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&serde_json::json!({"role": "viewer"}))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create a viewer token: {e}"))?;
+    let body: serde_json::Value = resp.json().await.map_err(|e| anyhow::anyhow!("cannot create a viewer token: {e}"))?;
+    let viewer = body["token"].as_str().context("no token in the answer")?;
+    announce(&format!("zaiko demo ready: open {base}/ui/"));
+    announce(&format!("  viewer token (paste it into the UI): {viewer}"));
+    if admin_generated {
+        announce(&format!("  admin token (for the API; shown only now): {admin}"));
+    }
+    Ok(())
 }
 
 async fn start_services(cfg: ServeConfig, state: web::Data<AppState>, auth: Arc<ArcSwap<AuthTable>>) -> anyhow::Result<Journal> {

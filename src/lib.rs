@@ -14,6 +14,7 @@
 //! - [`config`] — command line and configuration.
 //! - [`clock`] — the only reader of wall-clock time.
 //! - [`cli`] — offline commands.
+//! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
 //! - [`telemetry`] — logging setup.
 
 pub mod actors;
@@ -21,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod feed;
 pub mod http;

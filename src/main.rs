@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             let result = actix_rt::System::new().block_on(async move {
                 let app = zaiko::app::Application::build(cfg).await?;
                 // One plain line on stdout, for people and for tests that bind port 0.
-                println!("zaiko listening on http://{}:{}", listen_host, app.port());
+                zaiko::app::announce(&format!("zaiko listening on http://{}:{}", listen_host, app.port()));
                 app.run().await
             });
             match result {

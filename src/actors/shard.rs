@@ -9,11 +9,14 @@ use super::integrations::{self, Outcome};
 use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
+use crate::domain::channel::{ChannelCmd, InboundCmd};
 use crate::domain::event::{self, BrandRecord, Event, WalRecord};
-use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, Scope, ShipCmd, ShipmentSource, StatusCmd};
+use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
 use crate::domain::import::ImportCmd;
-use crate::domain::view::{BrandView, ChangeResultView, ChangeResultsView, ReservationView, ShipmentView, SkuView, StockView};
+use crate::domain::view::{
+    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
+};
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
 use crate::journal::Lsn;
@@ -26,6 +29,8 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Purging ended reservations and shipments scans every object; it runs every this
 /// many sweeps.
 const PURGE_EVERY_SWEEPS: u64 = 300;
+/// Channel-sync chunks (of `SYNC_CHUNK_SKUS` SKUs) written per brand per sweep.
+const CHANNEL_SYNC_CHUNKS_PER_SWEEP: usize = 20;
 
 /// A command on one brand partition.
 #[derive(Debug)]
@@ -62,6 +67,19 @@ pub enum BrandCmd {
         id: Id,
     },
     SetStatus(StatusCmd),
+    PutChannel(ChannelCmd),
+    ListChannels,
+    CreateInbound(InboundCmd),
+    GetInbound {
+        id: Id,
+    },
+    Receive {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    CloseInbound {
+        id: Id,
+    },
     /// Webhook subscriptions (`integrations.rs`).
     Webhook(WebhookCmd),
     /// Import jobs and their chunks (`integrations.rs`).
@@ -289,21 +307,17 @@ impl Shard {
 
     /// Runs the domain decision for one command, without changing anything.
     fn decide(&self, brand: &BrandState, cmd: BrandCmd, now: Timestamp) -> Result<Decided, Rejection> {
-        let b = brand.id.clone();
         Ok(match cmd {
             BrandCmd::Create { .. } => unreachable!("handled by create_brand"),
             BrandCmd::Get => Decided::Read(to_json(&BrandView::from(brand))),
-            BrandCmd::GetSku { sku } => Decided::Read(to_json(&SkuView::new(&b, &sku, brand.sku(&sku)?, true))),
-            BrandCmd::GetStock { sku } => {
-                let s = brand.sku(&sku)?;
-                Decided::Read(to_json(&StockView::new(&sku, s.stock_version, &s.levels)))
-            }
+            BrandCmd::GetSku { sku } => Decided::Read(to_json(&SkuView::new(brand, &sku, brand.sku(&sku)?, true))),
+            BrandCmd::GetStock { sku } => Decided::Read(to_json(&StockView::of(brand, &sku, brand.sku(&sku)?))),
             BrandCmd::GetReservation { id } => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
             BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
             BrandCmd::PutSku { sku, catalog } => {
                 let (event, created) = brand.decide_put_sku(&sku, catalog)?;
                 let status = if created { Status::Created } else { Status::Ok };
-                Decided::write(vec![event], status, move |s| to_json(&SkuView::new(&b, &sku, &s.skus[&sku], false)))
+                Decided::write(vec![event], status, move |s| to_json(&SkuView::new(s, &sku, &s.skus[&sku], false)))
             }
             BrandCmd::DeleteSku { sku } => Decided::write(vec![brand.decide_delete_sku(&sku)?], Status::NoContent, |_| Vec::new()),
             BrandCmd::StockChanges { changes } => {
@@ -317,7 +331,7 @@ impl Shard {
             BrandCmd::Reserve(cmd) => {
                 self.check_locations(&cmd.lines)?;
                 let id = cmd.id.clone();
-                match brand.decide_reserve(&cmd, &Scope::default(), now)? {
+                match brand.decide_reserve(&cmd, &brand.scope_for(Some(&cmd.channel)), now)? {
                     Decision::Unchanged => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
                     Decision::Apply(events) => {
                         Decided::write(events, Status::Created, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
@@ -335,13 +349,43 @@ impl Shard {
                     self.check_locations(lines)?;
                 }
                 let id = cmd.id.clone();
-                match brand.decide_ship(&cmd, &Scope::default(), now)? {
+                match brand.decide_ship(&cmd, &brand.scope_for(cmd.channel.as_ref()), now)? {
                     Decision::Unchanged => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
                     Decision::Apply(events) => {
                         Decided::write(events, Status::Created, move |s| to_json(&ShipmentView::from(&s.shipments[&id])))
                     }
                 }
             }
+            BrandCmd::PutChannel(cmd) => {
+                let locations = self.ctx.locations.load();
+                let id = cmd.id.clone();
+                let (event, created) = brand.decide_put_channel(cmd, |l| locations.contains_key(l), now)?;
+                let status = if created { Status::Created } else { Status::Ok };
+                Decided::write(vec![event], status, move |s| to_json(&ChannelView::new(s, &s.channels[&id])))
+            }
+            BrandCmd::ListChannels => {
+                let channels: Vec<_> = brand.channels.values().map(|c| ChannelView::new(brand, c)).collect();
+                Decided::Read(to_json(&serde_json::json!({ "channels": channels })))
+            }
+            BrandCmd::CreateInbound(cmd) => {
+                self.check_location(&cmd.location)?;
+                let id = cmd.id.clone();
+                match brand.decide_inbound(&cmd, now)? {
+                    Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+                    Decision::Apply(events) => {
+                        Decided::write(events, Status::Created, move |s| to_json(&InboundView::from(&s.inbounds[&id])))
+                    }
+                }
+            }
+            BrandCmd::GetInbound { id } => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+            BrandCmd::Receive { id, lines } => match brand.decide_receipt(&id, &lines)? {
+                Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+            },
+            BrandCmd::CloseInbound { id } => match brand.decide_close_inbound(&id)? {
+                Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
+                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+            },
             BrandCmd::SetStatus(cmd) => {
                 let id = cmd.id.clone();
                 match brand.decide_status(&cmd)? {
@@ -356,10 +400,14 @@ impl Shard {
 
     /// A line pinned to a location names one that exists.
     fn check_locations(&self, lines: &[LineRequest]) -> Result<(), Rejection> {
-        let locations = self.ctx.locations.load();
-        match lines.iter().filter_map(|l| l.location.as_ref()).find(|l| !locations.contains_key(*l)) {
-            Some(l) => Err(Rejection::not_found(format!("location {l} does not exist"))),
-            None => Ok(()),
+        lines.iter().filter_map(|l| l.location.as_ref()).try_for_each(|l| self.check_location(l))
+    }
+
+    fn check_location(&self, location: &Id) -> Result<(), Rejection> {
+        if self.ctx.locations.load().contains_key(location) {
+            Ok(())
+        } else {
+            Err(Rejection::not_found(format!("location {location} does not exist")))
         }
     }
 
@@ -381,13 +429,26 @@ impl Shard {
                 events.extend(brand.decide_purges(now));
             }
             if !events.is_empty() {
-                let g = self.commit(id, events, Status::Ok, Vec::new(), None, now);
+                let g = self.commit(id.clone(), events, Status::Ok, Vec::new(), None, now);
                 if let Err(r) = g.result {
                     tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
                 }
             }
+            self.step_channel_syncs(&id, now);
         }
         self.last_lsn
+    }
+
+    /// Streams pending channel-reconfiguration events: a few chunks per sweep, one
+    /// record each, so a large catalog never stalls the shard.
+    fn step_channel_syncs(&mut self, brand: &BrandId, now: Timestamp) {
+        for _ in 0..CHANNEL_SYNC_CHUNKS_PER_SWEEP {
+            let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync()) else { return };
+            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now).result {
+                tracing::warn!(error = %r, "channel sync step could not be written; retrying on the next sweep");
+                return;
+            }
+        }
     }
 
     fn create_brand(&mut self, id: BrandId, name: String, idem: Option<IdemKey>) -> Gated {

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use compact_str::CompactString;
 
 use super::catalog::Catalog;
+use super::channel::{Channel, ChannelSync, Inbound, InboundStatus};
 use super::error::{ErrorCode, Rejection};
 use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
@@ -56,7 +57,12 @@ pub struct BrandState {
     pub id: BrandId,
     pub name: String,
     pub created_at: Timestamp,
-    pub skus: HashMap<Id, SkuState>,
+    /// Ordered, so that long jobs (channel syncs, snapshots) can walk it by position.
+    pub skus: BTreeMap<Id, SkuState>,
+    pub channels: BTreeMap<Id, Channel>,
+    /// Channel reconfigurations whose availability events are still streaming.
+    pub channel_syncs: BTreeMap<Id, ChannelSync>,
+    pub inbounds: HashMap<Id, Inbound>,
     pub reservations: HashMap<Id, Reservation>,
     /// Active reservations by expiry time.
     pub expiries: BTreeSet<(Timestamp, Id)>,
@@ -88,7 +94,10 @@ impl BrandState {
             id,
             name,
             created_at,
-            skus: HashMap::new(),
+            skus: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            channel_syncs: BTreeMap::new(),
+            inbounds: HashMap::new(),
             reservations: HashMap::new(),
             expiries: BTreeSet::new(),
             shipments: HashMap::new(),
@@ -133,10 +142,12 @@ impl BrandState {
                 Ok((version, levels)) => {
                     let level = levels.get(&c.location);
                     outcomes.push(ChangeOutcome::Applied { version, on_hand: level.on_hand, available: level.available() });
+                    let channels = self.channel_view(&levels);
                     events.push(Event::StockChanged {
                         sku: c.sku.clone(),
                         version,
                         levels,
+                        channels,
                         cause: Cause::Change { op: c.op, reason: c.reason.clone() },
                     });
                 }
@@ -199,6 +210,24 @@ impl BrandState {
                         scratch.shipments.entry(id.clone()).or_insert_with(|| s.clone());
                     }
                 }
+                Event::ChannelUpserted { channel } => {
+                    if let Some(c) = self.channels.get(&channel.id) {
+                        scratch.channels.insert(c.id.clone(), c.clone());
+                    }
+                    if let Some(j) = self.channel_syncs.get(&channel.id) {
+                        scratch.channel_syncs.insert(channel.id.clone(), j.clone());
+                    }
+                }
+                Event::ChannelSynced { channel, .. } => {
+                    if let Some(j) = self.channel_syncs.get(channel) {
+                        scratch.channel_syncs.insert(channel.clone(), j.clone());
+                    }
+                }
+                Event::InboundReceived { id, .. } | Event::InboundClosed { id } => {
+                    if let Some(i) = self.inbounds.get(id) {
+                        scratch.inbounds.entry(id.clone()).or_insert_with(|| i.clone());
+                    }
+                }
                 Event::ImportStarted { id, .. } | Event::ImportFinished { id, .. } => scratch.copy_import(self, id),
                 Event::ImportChunkApplied { progress } => scratch.copy_import(self, &progress.id),
                 Event::WebhookDeleted { id } => {
@@ -208,6 +237,7 @@ impl BrandState {
                 }
                 Event::BrandCreated { .. }
                 | Event::ReservationCreated { .. }
+                | Event::InboundCreated { .. }
                 | Event::WebhookCreated { .. }
                 | Event::ImportQueued { .. } => {}
             }
@@ -321,6 +351,48 @@ impl BrandState {
                 if !s.status.is_final() {
                     return Err(format!("purge of shipment {id} in status {:?}", s.status));
                 }
+            }
+            Event::ChannelUpserted { channel } => {
+                let before = self.channels.insert(channel.id.clone(), channel.as_ref().clone());
+                // A reconfiguration while another is still streaming restarts it for all SKUs.
+                let sync = match self.channel_syncs.remove(&channel.id) {
+                    Some(_) => ChannelSync { before: None, all: true, after: None },
+                    None => ChannelSync { all: before.is_none(), before, after: None },
+                };
+                self.channel_syncs.insert(channel.id.clone(), sync);
+            }
+            Event::ChannelSynced { channel, after, .. } => {
+                let sync =
+                    self.channel_syncs.get_mut(channel).ok_or_else(|| format!("sync step of channel {channel} with no sync pending"))?;
+                match after {
+                    Some(a) => sync.after = Some(a.clone()),
+                    None => {
+                        self.channel_syncs.remove(channel);
+                    }
+                }
+            }
+            Event::InboundCreated { inbound } => {
+                if self.inbounds.insert(inbound.id.clone(), inbound.as_ref().clone()).is_some() {
+                    return Err(format!("inbound {} created twice", inbound.id));
+                }
+            }
+            Event::InboundReceived { id, lines } => {
+                let inbound = self.inbounds.get_mut(id).ok_or_else(|| format!("receipt for unknown inbound {id}"))?;
+                if inbound.status == InboundStatus::Closed {
+                    return Err(format!("receipt for closed inbound {id}"));
+                }
+                for (sku, q) in lines {
+                    let line =
+                        inbound.lines.iter_mut().find(|l| &l.sku == sku).ok_or_else(|| format!("receipt of {sku} not on inbound {id}"))?;
+                    line.received += q;
+                }
+                inbound.status = InboundStatus::Receiving;
+                inbound.updated_at = at;
+            }
+            Event::InboundClosed { id } => {
+                let inbound = self.inbounds.get_mut(id).ok_or_else(|| format!("close of unknown inbound {id}"))?;
+                inbound.status = InboundStatus::Closed;
+                inbound.updated_at = at;
             }
             Event::WebhookCreated { .. } | Event::WebhookDeleted { .. } => self.apply_webhook_event(ev)?,
             Event::ImportQueued { .. } | Event::ImportStarted { .. } | Event::ImportChunkApplied { .. } | Event::ImportFinished { .. } => {

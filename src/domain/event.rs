@@ -9,6 +9,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
+use super::channel::{Channel, Inbound};
 use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
 use super::idempotency::IdemWrite;
 use super::import::{ChunkProgress, ImportSpec};
@@ -68,6 +69,18 @@ pub enum Cause {
     Cancelled {
         id: Id,
     },
+    /// An inbound notice raised `incoming`.
+    Inbound {
+        id: Id,
+    },
+    /// A receipt moved `incoming` to `on_hand`.
+    Received {
+        id: Id,
+    },
+    /// Closing an inbound dropped what was not received from `incoming`.
+    InboundClosed {
+        id: Id,
+    },
 }
 
 impl Cause {
@@ -79,6 +92,9 @@ impl Cause {
             Cause::Expired { .. } => "expired",
             Cause::Shipped { .. } => "shipped",
             Cause::Cancelled { .. } => "cancelled",
+            Cause::Inbound { .. } => "inbound",
+            Cause::Received { .. } => "received",
+            Cause::InboundClosed { .. } => "inbound_closed",
         }
     }
 }
@@ -103,6 +119,10 @@ pub enum Event {
         sku: Id,
         version: u64,
         levels: Levels,
+        /// Availability to each configured channel after the change (derived from
+        /// `levels` and the channel configuration; carried so a channel can be kept in
+        /// sync from the feed alone).
+        channels: Vec<(Id, i64)>,
         cause: Cause,
     },
     ReservationCreated {
@@ -130,6 +150,27 @@ pub enum Event {
     },
     /// A delivered or cancelled shipment forgotten after its retention.
     ShipmentPurged {
+        id: Id,
+    },
+    ChannelUpserted {
+        channel: Box<Channel>,
+    },
+    /// One step of streaming a channel reconfiguration: the new availability of the SKUs
+    /// that changed (or of all, see `ChannelSync::all`), and the last SKU looked at
+    /// (`None`: done).
+    ChannelSynced {
+        channel: Id,
+        skus: Vec<(Id, i64)>,
+        after: Option<Id>,
+    },
+    InboundCreated {
+        inbound: Box<Inbound>,
+    },
+    InboundReceived {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    InboundClosed {
         id: Id,
     },
     // Webhook subscriptions and import jobs (`webhook.rs`, `import.rs`). These are
@@ -175,6 +216,11 @@ impl Event {
             Event::ShipmentStatusChanged { .. } => "shipment.status_changed",
             Event::ReservationPurged { .. } => "reservation.purged",
             Event::ShipmentPurged { .. } => "shipment.purged",
+            Event::ChannelUpserted { .. } => "channel.upserted",
+            Event::ChannelSynced { .. } => "channel.availability_changed",
+            Event::InboundCreated { .. } => "inbound.created",
+            Event::InboundReceived { .. } => "inbound.received",
+            Event::InboundClosed { .. } => "inbound.closed",
             Event::WebhookCreated { .. } => "webhook.created",
             Event::WebhookDeleted { .. } => "webhook.deleted",
             Event::ImportQueued { .. } => "import.queued",
@@ -236,6 +282,7 @@ mod tests {
                 sku: Id::parse("S1").unwrap(),
                 version: 3,
                 levels: Levels(vec![(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0 })]),
+                channels: vec![(Id::parse("zozotown").unwrap(), 4)],
                 cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
             }],
         });

@@ -290,7 +290,8 @@ impl BrandState {
             ended_at: None,
             shipment_id: None,
         };
-        let mut events = stock_events(|sku| self.levels_of(sku), &reservation.lines, 1, false, Cause::Reserved { id: cmd.id.clone() })?;
+        let mut events =
+            stock_events(self, |sku| self.levels_of(sku), &reservation.lines, 1, false, Cause::Reserved { id: cmd.id.clone() })?;
         events.insert(0, Event::ReservationCreated { reservation: Box::new(reservation) });
         Ok(Decision::Apply(events))
     }
@@ -313,7 +314,7 @@ impl BrandState {
             return Ok(Decision::Unchanged);
         }
         let r = self.usable(id, now)?;
-        let mut events = stock_events(|sku| self.levels_of(sku), &r.lines, -1, false, Cause::Released { id: id.clone() })?;
+        let mut events = stock_events(self, |sku| self.levels_of(sku), &r.lines, -1, false, Cause::Released { id: id.clone() })?;
         events.insert(0, Event::ReservationReleased { id: id.clone() });
         Ok(Decision::Apply(events))
     }
@@ -329,7 +330,7 @@ impl BrandState {
                 break;
             }
             let r = &self.reservations[id];
-            let evs = stock_events(|sku| draft.levels_of(sku), &r.lines, -1, false, Cause::Expired { id: id.clone() })?;
+            let evs = stock_events(self, |sku| draft.levels_of(sku), &r.lines, -1, false, Cause::Expired { id: id.clone() })?;
             for e in &evs {
                 draft.apply_stock_event(e);
             }
@@ -388,7 +389,7 @@ impl BrandState {
             }
             ShipmentSource::Lines(lines) => {
                 let allocs = self.allocate(lines, scope)?;
-                let evs = stock_events(|sku| self.levels_of(sku), &allocs, 1, false, Cause::Reserved { id: cmd.id.clone() })?;
+                let evs = stock_events(self, |sku| self.levels_of(sku), &allocs, 1, false, Cause::Reserved { id: cmd.id.clone() })?;
                 (allocs, cmd.channel.clone(), evs)
             }
         };
@@ -432,10 +433,10 @@ impl BrandState {
         }];
         match cmd.status {
             ShipmentStatus::Shipped => {
-                events.extend(stock_events(|sku| self.levels_of(sku), &s.lines, -1, true, Cause::Shipped { id: cmd.id.clone() })?)
+                events.extend(stock_events(self, |sku| self.levels_of(sku), &s.lines, -1, true, Cause::Shipped { id: cmd.id.clone() })?)
             }
             ShipmentStatus::Cancelled => {
-                events.extend(stock_events(|sku| self.levels_of(sku), &s.lines, -1, false, Cause::Cancelled { id: cmd.id.clone() })?)
+                events.extend(stock_events(self, |sku| self.levels_of(sku), &s.lines, -1, false, Cause::Cancelled { id: cmd.id.clone() })?)
             }
             _ => {}
         }
@@ -469,6 +470,7 @@ pub fn status_name(s: ReservationStatus) -> &'static str {
 /// `sign` +1 holds, -1 releases; `ship` also takes the units out of `on_hand`. One
 /// event per SKU, with the SKU's next stock version.
 fn stock_events(
+    brand: &BrandState,
     levels_of: impl Fn(&Id) -> Result<(Levels, u64), Rejection>,
     allocations: &[Allocation],
     sign: i64,
@@ -495,7 +497,10 @@ fn stock_events(
     }
     Ok(per_sku
         .into_iter()
-        .map(|(sku, levels, version)| Event::StockChanged { sku, version: version + 1, levels, cause: cause.clone() })
+        .map(|(sku, levels, version)| {
+            let channels = brand.channel_view(&levels);
+            Event::StockChanged { sku, version: version + 1, levels, channels, cause: cause.clone() }
+        })
         .collect())
 }
 

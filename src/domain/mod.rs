@@ -6,6 +6,7 @@
 
 pub mod brand;
 pub mod catalog;
+pub mod channel;
 pub mod error;
 pub mod event;
 pub mod fulfilment;

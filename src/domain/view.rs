@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::brand::{BrandState, ChangeOutcome, SkuState};
+use super::channel::{Channel, Inbound, InboundStatus};
 use super::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, ShipmentStatus};
 use super::registry::{Location, LocationKind};
 use super::stock::{Level, Levels};
@@ -28,20 +29,40 @@ impl From<&Level> for LevelView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct ChannelAvailableView {
+    pub available: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct StockView {
     pub sku: Id,
     pub version: u64,
     pub locations: BTreeMap<Id, LevelView>,
     pub total: LevelView,
+    /// Availability to each configured channel.
+    pub channels: BTreeMap<Id, ChannelAvailableView>,
 }
 
 impl StockView {
+    /// The stock of a SKU of `brand`, with each configured channel's availability.
+    pub fn of(brand: &BrandState, sku: &Id, s: &SkuState) -> Self {
+        let mut v = StockView::new(sku, s.stock_version, &s.levels);
+        v.channels = brand.channel_view(&s.levels).into_iter().map(|(c, available)| (c, ChannelAvailableView { available })).collect();
+        v
+    }
+
     pub fn new(sku: &Id, version: u64, levels: &Levels) -> Self {
         // The total's available is the sum of the per-location ones (each clamped at 0),
         // which is what can actually be sold.
         let mut total = LevelView::from(&levels.total());
         total.available = levels.iter().map(|(_, l)| l.available()).sum();
-        StockView { sku: sku.clone(), version, locations: levels.iter().map(|(loc, l)| (loc.clone(), LevelView::from(l))).collect(), total }
+        StockView {
+            sku: sku.clone(),
+            version,
+            locations: levels.iter().map(|(loc, l)| (loc.clone(), LevelView::from(l))).collect(),
+            total,
+            channels: BTreeMap::new(),
+        }
     }
 }
 
@@ -67,10 +88,10 @@ pub struct SkuView {
 }
 
 impl SkuView {
-    pub fn new(brand: &BrandId, sku: &Id, s: &SkuState, with_stock: bool) -> Self {
+    pub fn new(brand: &BrandState, sku: &Id, s: &SkuState, with_stock: bool) -> Self {
         let c = &s.catalog;
         SkuView {
-            brand: brand.clone(),
+            brand: brand.id.clone(),
             sku: sku.clone(),
             product_id: c.product_id.as_ref().map(|v| v.to_string()),
             name: c.name.to_string(),
@@ -83,7 +104,7 @@ impl SkuView {
             version: s.version,
             created_at: s.created_at,
             updated_at: s.updated_at,
-            stock: with_stock.then(|| StockView::new(sku, s.stock_version, &s.levels)),
+            stock: with_stock.then(|| StockView::of(brand, sku, s)),
         }
     }
 }
@@ -277,6 +298,82 @@ impl From<&Shipment> for ShipmentView {
             status_history: s.history.iter().map(|h| StatusEntryView { status: h.status, at: h.at }).collect(),
             created_at: s.created_at,
             updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelView {
+    pub id: Id,
+    pub name: String,
+    /// `null`: every location.
+    pub locations: Option<Vec<Id>>,
+    pub buffer: i64,
+    /// Whether the availability events of the last reconfiguration are still streaming.
+    pub sync_pending: bool,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl ChannelView {
+    pub fn new(brand: &BrandState, c: &Channel) -> Self {
+        ChannelView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            locations: c.locations.clone(),
+            buffer: c.buffer,
+            sync_pending: brand.channel_syncs.contains_key(&c.id),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundLineView {
+    pub sku: Id,
+    pub expected: i64,
+    pub received: i64,
+    pub remaining: i64,
+    pub over_received: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundView {
+    pub id: Id,
+    pub location: Id,
+    pub status: InboundStatus,
+    #[serde(with = "rfc3339::option")]
+    pub expected_at: Option<Timestamp>,
+    pub lines: Vec<InboundLineView>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Inbound> for InboundView {
+    fn from(i: &Inbound) -> Self {
+        InboundView {
+            id: i.id.clone(),
+            location: i.location.clone(),
+            status: i.status,
+            expected_at: i.expected_at,
+            lines: i
+                .lines
+                .iter()
+                .map(|l| InboundLineView {
+                    sku: l.sku.clone(),
+                    expected: l.expected,
+                    received: l.received,
+                    remaining: l.remaining(),
+                    over_received: (l.received - l.expected).max(0),
+                })
+                .collect(),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
         }
     }
 }

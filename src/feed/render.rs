@@ -15,11 +15,11 @@ use crate::domain::event::{Cause, Event};
 use crate::domain::fulfilment::{Shipment, ShipmentSource, ShipmentStatus};
 use crate::domain::stock::StockOp;
 use crate::domain::time::rfc3339;
-use crate::domain::view::{AllocationView, ReservationView, StockView};
+use crate::domain::view::{AllocationView, ChannelAvailableView, InboundView, ReservationView, StockView};
 use crate::domain::{Id, Timestamp};
 
 /// Every type the feed carries, for validating webhook filters.
-pub const FEED_TYPES: [&str; 9] = [
+pub const FEED_TYPES: [&str; 14] = [
     "brand.created",
     "sku.upserted",
     "sku.deleted",
@@ -29,6 +29,11 @@ pub const FEED_TYPES: [&str; 9] = [
     "reservation.expired",
     "shipment.created",
     "shipment.status_changed",
+    "channel.upserted",
+    "channel.availability_changed",
+    "inbound.created",
+    "inbound.received",
+    "inbound.closed",
 ];
 
 /// A feed event before it has a sequence number.
@@ -68,9 +73,14 @@ fn cause_view(c: &Cause) -> CauseView<'_> {
             }
             v.reason = reason.as_deref();
         }
-        Cause::Reserved { id } | Cause::Released { id } | Cause::Expired { id } | Cause::Shipped { id } | Cause::Cancelled { id } => {
-            v.id = Some(id)
-        }
+        Cause::Reserved { id }
+        | Cause::Released { id }
+        | Cause::Expired { id }
+        | Cause::Shipped { id }
+        | Cause::Cancelled { id }
+        | Cause::Inbound { id }
+        | Cause::Received { id }
+        | Cause::InboundClosed { id } => v.id = Some(id),
     }
     v
 }
@@ -149,9 +159,10 @@ pub fn render(ev: &Event) -> Option<Rendered> {
         Event::BrandCreated { name } => ("brand".to_string(), json(&serde_json::json!({ "name": name }))),
         Event::SkuUpserted { sku, catalog, version } => (format!("sku:{sku}"), json(&sku_upserted(sku, *version, catalog))),
         Event::SkuDeleted { sku } => (format!("sku:{sku}"), json(&serde_json::json!({ "sku": sku }))),
-        Event::StockChanged { sku, version, levels, cause } => {
-            let view = StockChangedView { stock: StockView::new(sku, *version, levels), cause: cause_view(cause) };
-            (format!("sku:{sku}"), json(&view))
+        Event::StockChanged { sku, version, levels, channels, cause } => {
+            let mut stock = StockView::new(sku, *version, levels);
+            stock.channels = channels.iter().map(|(c, available)| (c.clone(), ChannelAvailableView { available: *available })).collect();
+            (format!("sku:{sku}"), json(&StockChangedView { stock, cause: cause_view(cause) }))
         }
         Event::ReservationCreated { reservation } => {
             (format!("reservation:{}", reservation.id), json(&ReservationView::from(reservation.as_ref())))
@@ -163,6 +174,22 @@ pub fn render(ev: &Event) -> Option<Rendered> {
             format!("shipment:{id}"),
             json(&serde_json::json!({ "id": id, "status": status, "tracking_number": tracking_number, "carrier": carrier })),
         ),
+        Event::ChannelUpserted { channel: c } => (
+            format!("channel:{}", c.id),
+            json(
+                &serde_json::json!({ "id": c.id, "name": c.name, "locations": c.locations, "buffer": c.buffer, "updated_at": c.updated_at.to_rfc3339() }),
+            ),
+        ),
+        Event::ChannelSynced { channel, skus, after } => {
+            let skus: Vec<_> = skus.iter().map(|(sku, available)| serde_json::json!({ "sku": sku, "available": available })).collect();
+            (format!("channel:{channel}"), json(&serde_json::json!({ "channel": channel, "skus": skus, "done": after.is_none() })))
+        }
+        Event::InboundCreated { inbound } => (format!("inbound:{}", inbound.id), json(&InboundView::from(inbound.as_ref()))),
+        Event::InboundReceived { id, lines } => {
+            let lines: Vec<_> = lines.iter().map(|(sku, quantity)| serde_json::json!({ "sku": sku, "quantity": quantity })).collect();
+            (format!("inbound:{id}"), json(&serde_json::json!({ "id": id, "lines": lines })))
+        }
+        Event::InboundClosed { id } => (format!("inbound:{id}"), json(&serde_json::json!({ "id": id, "status": "closed" }))),
         Event::ReservationPurged { .. }
         | Event::ShipmentPurged { .. }
         | Event::WebhookCreated { .. }
@@ -206,6 +233,7 @@ mod tests {
             sku: id("S1"),
             version: 8,
             levels,
+            channels: vec![(id("zozotown"), 4)],
             cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: None },
         };
         let r = render(&ev).unwrap();
@@ -217,6 +245,7 @@ mod tests {
         assert_eq!(v["total"]["available"], 10);
         assert_eq!(v["total"]["incoming"], 5);
         assert_eq!(v["cause"], serde_json::json!({"kind": "adjust", "delta": -1}));
+        assert_eq!(v["channels"], serde_json::json!({"zozotown": {"available": 4}}));
     }
 
     #[test]

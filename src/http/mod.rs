@@ -54,6 +54,8 @@ pub struct AppState {
     pub services: OnceLock<Services>,
     pub auth: Arc<ArcSwap<AuthTable>>,
     pub limits: Limits,
+    /// Set while `--demo` data is still loading: `/readyz` says 503 until it is in.
+    pub loading_demo: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {

@@ -220,3 +220,38 @@ fn generated_admin_token_is_printed_once_and_stored_as_a_hash() {
         assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
     }
 }
+
+#[test]
+fn demo_start_loads_the_sample_business_once() {
+    let mut s = crate::helpers::TestServer::spawn_with(crate::helpers::Options { args: vec!["--demo".into()], ..Default::default() });
+    let brands = s.get("/v1/brands", ADMIN).expect(200)["brands"].as_array().unwrap().len();
+    assert!(brands >= 5, "{brands} brands");
+    let sku = s.get("/v1/brands/komorebi/skus/KM-00001-CH-XS", ADMIN).expect(200);
+    assert_eq!(sku["name"], "ビッグシルエット 麻シャツ");
+    assert!(sku["stock"]["locations"].as_object().is_some_and(|l| !l.is_empty()));
+    let shipped = s.get("/v1/brands/stella-atelier/shipments/SH-000001", ADMIN).expect(200);
+    assert_eq!(shipped["tracking_number"], "076312856356");
+    // A second start on the same dir serves what is there and loads nothing again.
+    let before = s.get("/v1/brands/komorebi/skus/KM-00001-CH-XS", ADMIN).expect(200)["version"].clone();
+    s.restart();
+    assert_eq!(s.get("/v1/brands/komorebi/skus/KM-00001-CH-XS", ADMIN).expect(200)["version"], before);
+    assert!(s.data_dir.join("demo-loaded").exists());
+}
+
+#[test]
+fn demo_refuses_a_data_dir_that_holds_other_data() {
+    let mut s = TestServer::spawn();
+    s.setup_brand("mine", &[], &[]);
+    s.kill9();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("empty data dir"), "{stderr}");
+    // Nothing was touched: the brand is still there.
+    s.start();
+    assert_eq!(s.get("/v1/brands/mine", ADMIN).status, 200);
+}

@@ -4,6 +4,7 @@ mod helpers;
 mod receiver;
 
 mod basics;
+mod channels;
 mod crash;
 mod feed;
 mod fulfilment;

@@ -116,6 +116,7 @@ fn apply_refuses_records_that_do_not_fit() {
         sku: id("S1"),
         version: 5,
         levels: Levels::default(),
+        channels: Vec::new(),
         cause: Cause::Change { op: StockOp::Adjust { delta: 1 }, reason: None },
     };
     let rec = BrandRecord { brand: b.id.clone(), at: Timestamp(0), idempotency: None, events: vec![bad] };

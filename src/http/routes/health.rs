@@ -17,6 +17,9 @@ async fn healthz() -> HttpResponse {
 /// 200 once recovery is done and the journal accepts writes.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
+    if state.loading_demo.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(Problem::new(crate::domain::ErrorCode::NotReady, "the demo data is still loading; retry shortly"));
+    }
     if svc.journal.disk_full() {
         return Err(Problem::overloaded("the journal disk is full; writes are refused until space is freed").with_retry_after(5));
     }

@@ -2,11 +2,13 @@
 
 mod admin;
 mod catalog;
+mod channels;
 mod feed;
 mod fulfilment;
 mod health;
 mod imports;
 mod stock;
+mod ui;
 mod webhooks;
 
 use actix_web::web;
@@ -19,6 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     catalog::configure(cfg);
     stock::configure(cfg);
     fulfilment::configure(cfg);
+    channels::configure(cfg);
+    ui::configure(cfg);
     feed::configure(cfg);
     webhooks::configure(cfg);
     imports::configure(cfg);

@@ -1,0 +1,157 @@
+//! Channels (where a brand sells) and inbound stock (入荷予定).
+
+use std::collections::HashSet;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::actors::shard::BrandCmd;
+use crate::domain::channel::{check_channel_name, ChannelCmd, InboundCmd};
+use crate::domain::fulfilment::LINES_MAX;
+use crate::domain::stock::QUANTITY_MAX;
+use crate::domain::{BrandId, FieldError, Id, Timestamp};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/channels", web::get().to(list_channels))
+        .route("/v1/brands/{brand}/channels/{channel}", web::put().to(put_channel))
+        .route("/v1/brands/{brand}/inbounds", web::post().to(create_inbound))
+        .route("/v1/brands/{brand}/inbounds/{id}", web::get().to(get_inbound))
+        .route("/v1/brands/{brand}/inbounds/{id}/receipts", web::post().to(receive))
+        .route("/v1/brands/{brand}/inbounds/{id}/close", web::post().to(close));
+}
+
+fn brand_for(caller: &Caller, raw: &str, access: Access) -> Result<BrandId, Problem> {
+    let brand = brand_id(raw)?;
+    caller.require_brand(&brand, access)?;
+    Ok(brand)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelInput {
+    name: String,
+    locations: Option<Vec<Id>>,
+    #[serde(default)]
+    buffer: i64,
+}
+
+async fn put_channel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<ChannelInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let channel = id("channel", &path.1)?;
+    if let Some(e) = check_channel_name(&body.value.name) {
+        return Err(Problem::invalid_fields(vec![e]));
+    }
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let ChannelInput { name, locations, buffer } = body.value;
+    ask_brand(&state, brand, BrandCmd::PutChannel(ChannelCmd { id: channel, name, locations, buffer }), idem).await
+}
+
+async fn list_channels(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path, Access::Read)?;
+    ask_brand(&state, brand, BrandCmd::ListChannels, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QtyLine {
+    sku: Id,
+    quantity: i64,
+}
+
+/// 1..=100 lines, positive quantities, each SKU once.
+fn check_qty_lines(lines: Vec<QtyLine>) -> Result<Vec<(Id, i64)>, Problem> {
+    let mut errors = Vec::new();
+    if lines.is_empty() || lines.len() > LINES_MAX {
+        errors.push(FieldError::new("lines", format!("must hold 1..={LINES_MAX} lines, got {}", lines.len())));
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !(1..=QUANTITY_MAX).contains(&l.quantity) {
+            errors.push(FieldError::new(format!("lines[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
+        }
+        if !seen.insert(&l.sku) {
+            errors.push(FieldError::new(format!("lines[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid_fields(errors));
+    }
+    Ok(lines.into_iter().map(|l| (l.sku, l.quantity)).collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundInput {
+    id: Id,
+    location: Id,
+    expected_at: Option<String>,
+    lines: Vec<QtyLine>,
+}
+
+async fn create_inbound(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<InboundInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path, Access::Write)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let input = body.value;
+    let expected_at = match &input.expected_at {
+        None => None,
+        Some(t) => Some(
+            Timestamp::parse_rfc3339(t)
+                .ok_or_else(|| Problem::invalid("expected_at", "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z"))?,
+        ),
+    };
+    let lines = check_qty_lines(input.lines)?;
+    ask_brand(&state, brand, BrandCmd::CreateInbound(InboundCmd { id: input.id, location: input.location, expected_at, lines }), idem).await
+}
+
+async fn get_inbound(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Read)?;
+    ask_brand(&state, brand, BrandCmd::GetInbound { id: id("id", &path.1)? }, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptInput {
+    lines: Vec<QtyLine>,
+}
+
+/// A receipt moves stock: retrying one without an `Idempotency-Key` receives twice, so
+/// the key is recommended (and replayed when given).
+async fn receive(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<ReceiptInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let inbound = id("id", &path.1)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let lines = check_qty_lines(body.value.lines)?;
+    ask_brand(&state, brand, BrandCmd::Receive { id: inbound, lines }, idem).await
+}
+
+async fn close(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_for(&caller, &path.0, Access::Write)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, b"");
+    ask_brand(&state, brand, BrandCmd::CloseInbound { id: id("id", &path.1)? }, idem).await
+}

@@ -1,0 +1,440 @@
+// Real-browser test of the search UI at /ui/.
+//
+// Starts the real server binary with the demo data on port 0, makes a viewer token
+// through the API, and drives headless Debian chromium (playwright-core, no downloaded
+// browser) through what staff do: paste the token, type a Japanese query, narrow by a
+// facet, expand a row to see stock per location, switch to shipments. Every wait is on
+// DOM or network state; nothing sleeps for a fixed time. Exits non-zero on any failure.
+//
+//   node ui.test.mjs                         # server: $ZAIKO_BIN or target/release/zaiko
+//   ZAIKO_FAKE_API=1 node ui.test.mjs        # against tests/browser/fake_api.py instead
+//   ZAIKO_URL=http://127.0.0.1:8080 ZAIKO_ADMIN_TOKEN=... node ui.test.mjs   # a server already running
+//
+// Environment: ZAIKO_BIN, ZAIKO_FAKE_API, CHROMIUM_PATH (/usr/bin/chromium),
+// UI_QUERY (スニーカー), UI_SCREENSHOT (target/ui-screenshot.png), UI_READY_TIMEOUT_S (300).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync, createWriteStream, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..', '..');
+const EXTERNAL = process.env.ZAIKO_URL || '';
+const ADMIN = EXTERNAL ? process.env.ZAIKO_ADMIN_TOKEN || '' : 'browser-test-admin-token-0123456789';
+const QUERY = process.env.UI_QUERY || 'スニーカー';
+const FAKE = process.env.ZAIKO_FAKE_API === '1';
+const BIN = resolve(ROOT, process.env.ZAIKO_BIN || 'target/release/zaiko');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOT = resolve(ROOT, process.env.UI_SCREENSHOT || 'target/ui-screenshot.png');
+const READY_TIMEOUT_MS = Number(process.env.UI_READY_TIMEOUT_S || 300) * 1000;
+const STEP_TIMEOUT_MS = 30_000;
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const norm = (s) => (s || '').normalize('NFKC').toLowerCase();
+const tmp = mkdtempSync(join(tmpdir(), 'zaiko-ui-'));
+const results = { passed: 0, failed: 0 };
+let server;
+let context;
+let page;
+
+function log(msg) {
+  process.stdout.write(`${msg}\n`);
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+/** Runs one named check; the first failure stops the run (later checks depend on it). */
+async function check(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    results.passed += 1;
+    log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.failed += 1;
+    log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------- server
+
+function startServer() {
+  const dataDir = join(tmp, 'data');
+  mkdirSync(dataDir);
+  const args = ['serve', '--demo', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--admin-token', ADMIN];
+  const [cmd, argv] = FAKE ? ['python3', [join(HERE, 'fake_api.py'), ...args]] : [BIN, args];
+  const logPath = join(tmp, 'server.log');
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZAIKO_LOG: 'info', NO_COLOR: '1' } });
+  child.stderr.pipe(createWriteStream(logPath));
+  const lines = createInterface({ input: child.stdout });
+  const url = new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error('no "zaiko listening on" line within 60 s')), 60_000);
+    lines.on('line', (line) => {
+      const m = /^zaiko listening on (http:\/\/\S+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]);
+      }
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code ?? signal}) before listening; log:\n${readLog(logPath)}`));
+    });
+    child.on('error', (e) => reject(new Error(`cannot start ${cmd}: ${e.message}`)));
+  });
+  return { child, url, logPath };
+}
+
+function readLog(path) {
+  try {
+    return readFileSync(path, 'utf8').split('\n').slice(-40).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function stopServer() {
+  if (!server || server.child.exitCode !== null) return;
+  const exited = new Promise((r) => server.child.once('exit', r));
+  server.child.kill('SIGTERM');
+  const timer = setTimeout(() => server.child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function http(base, method, path, token, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const type = res.headers.get('content-type') || '';
+  return { status: res.status, headers: res.headers, body: type.includes('json') ? await res.json() : await res.text() };
+}
+
+/** Polls a condition on the server (not a fixed sleep): returns as soon as it holds. */
+async function until(what, fn, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}; server log:\n${readLog(server.logPath)}`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+// ---------------------------------------------------------------- page helpers
+
+/** Waits for the SKU search answering `params` and for the table to show it. */
+async function skuResults(action, params) {
+  const matches = (r) => {
+    const u = new URL(r.url());
+    return u.pathname === '/v1/search/skus' && Object.entries(params).every(([k, v]) => (v === null ? !u.searchParams.has(k) : u.searchParams.get(k) === v));
+  };
+  const [response] = await Promise.all([page.waitForResponse(matches, { timeout: STEP_TIMEOUT_MS }), action()]);
+  assert(response.ok(), `search answered ${response.status()}: ${await response.text()}`);
+  const json = await response.json();
+  await page.waitForFunction(() => document.getElementById('sku-table').getAttribute('aria-busy') === 'false', null, { timeout: STEP_TIMEOUT_MS });
+  return json;
+}
+
+async function rowsOnPage() {
+  return page.$$eval('#sku-rows tr.row', (rows) =>
+    rows.map((r) => ({ brand: r.cells[0].title, sku: r.cells[1].textContent, name: r.cells[2].textContent, price: r.cells[6].textContent })),
+  );
+}
+
+// ---------------------------------------------------------------- the test
+
+async function main() {
+  let base;
+  let viewer;
+  let tokenLsn = null;
+  const external = [];
+  const consoleErrors = [];
+
+  await check(EXTERNAL ? `the server at ${EXTERNAL} is ready` : 'server starts with --demo and prints its address', async () => {
+    if (EXTERNAL) {
+      assert(ADMIN, 'ZAIKO_URL needs ZAIKO_ADMIN_TOKEN');
+      server = { logPath: '(external server)', child: { exitCode: 0 } };
+      base = EXTERNAL.replace(/\/$/, '');
+    } else {
+      server = startServer();
+      base = await server.url;
+    }
+    log(`     ${EXTERNAL ? 'external server' : FAKE ? 'fake API' : BIN} at ${base}`);
+    await until('/readyz', async () => (await http(base, 'GET', '/readyz')).status === 200, READY_TIMEOUT_MS);
+  });
+
+  await check('an admin creates a viewer token through the API', async () => {
+    const r = await http(base, 'POST', '/v1/tokens', ADMIN, { role: 'viewer' });
+    assert(r.status === 201, `POST /v1/tokens answered ${r.status}: ${JSON.stringify(r.body)}`);
+    viewer = r.body.token;
+    // Everything --demo loaded was committed before this token: once the index covers
+    // the token's LSN, it covers the whole demo (stock included, not just the catalog).
+    tokenLsn = r.headers.get('x-zaiko-lsn');
+    assert(typeof viewer === 'string' && viewer.length > 10, 'no token in the answer');
+  });
+
+  await check(`the whole demo catalog is indexed and q=${QUERY} finds SKUs`, async () => {
+    // Wait for the load to finish, not just for the first SKUs: counts compared later
+    // must not move under the test. The manifest says how many SKUs the demo holds.
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'data', 'demo', 'manifest.json'), 'utf8'));
+    const expected = manifest.files.find((f) => f.file === 'skus.ndjson').lines;
+    let seen = -1;
+    const path = `/v1/search/skus?limit=1${tokenLsn ? `&min_lsn=${tokenLsn}` : ''}`;
+    await until(`${expected} SKUs in the search index (is --demo loading data/demo?)`, async () => {
+      const r = await http(base, 'GET', path, viewer);
+      if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
+      seen = r.body.total;
+      return seen === expected;
+    }, READY_TIMEOUT_MS).catch((e) => {
+      throw new Error(`${e.message} (last total: ${seen})`);
+    });
+    const r = await http(base, 'GET', `/v1/search/skus?q=${encodeURIComponent(QUERY)}&limit=1`, viewer);
+    assert(r.status === 200 && r.body.total > 0, `no hits for ${QUERY}: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+
+  await check('the UI assets come with their content types and a self-only CSP', async () => {
+    for (const [path, type] of [['/ui/', 'text/html'], ['/ui/app.js', 'text/javascript'], ['/ui/app.css', 'text/css']]) {
+      const r = await http(base, 'GET', path);
+      assert(r.status === 200, `${path} answered ${r.status}`);
+      assert((r.headers.get('content-type') || '').startsWith(type), `${path}: content-type ${r.headers.get('content-type')}`);
+      const csp = r.headers.get('content-security-policy') || '';
+      assert(csp.includes("default-src 'none'") && csp.includes("script-src 'self'"), `${path}: CSP ${csp}`);
+    }
+  });
+
+  const profile = join(tmp, 'profile');
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1280, height: 900 },
+    locale: 'ja-JP',
+    timezoneId: 'Asia/Tokyo',
+  });
+  page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on('request', (r) => {
+    if (!r.url().startsWith(base) && !r.url().startsWith('data:')) external.push(r.url());
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+  await check('/ui redirects to /ui/ and asks for a token', async () => {
+    await page.goto(`${base}/ui`);
+    assert(new URL(page.url()).pathname === '/ui/', `landed on ${page.url()}`);
+    await page.locator('#token-input').waitFor({ state: 'visible' });
+  });
+
+  let initial;
+  await check('pasting the viewer token opens the search, token kept out of the URL', async () => {
+    await page.locator('#token-input').fill(viewer);
+    initial = await skuResults(() => page.locator('#login-form button[type=submit]').click(), { q: null });
+    await page.locator('#app').waitFor({ state: 'visible' });
+    assert(!page.url().includes(viewer), 'the token is in the URL');
+    const stored = await page.evaluate(() => sessionStorage.getItem('zaiko.viewer_token'));
+    assert(stored === viewer, 'the token is not in sessionStorage');
+    assert(initial.total > 0, 'no SKUs at all');
+  });
+
+  let queried;
+  await check(`typing ${QUERY} shows only rows whose name matches`, async () => {
+    queried = await skuResults(() => page.locator('#sku-q').pressSequentially(QUERY, { delay: 30 }), { q: QUERY });
+    const rows = await rowsOnPage();
+    assert(rows.length > 0, 'no rows');
+    assert(rows.length === queried.hits.length, `${rows.length} rows for ${queried.hits.length} hits`);
+    const bad = rows.filter((r) => !norm(r.name).includes(norm(QUERY)));
+    assert(bad.length === 0, `rows whose name does not contain ${QUERY}: ${bad.map((r) => `${r.sku} ${r.name}`).join(', ')}`);
+    assert(rows.every((r) => /^¥[\d,]+$/.test(r.price) || r.price === '—'), `prices not shown as yen: ${rows.map((r) => r.price).join(' ')}`);
+    const counted = await page.locator('#sku-count').textContent();
+    assert(counted.replace(/,/g, '').includes(String(queried.total)), `count line "${counted}" does not show ${queried.total}`);
+  });
+
+  await check('"More results" appends the next page through next_cursor', async () => {
+    if (!queried.next_cursor) {
+      log(`     note: ${queried.total} hits fit one page; nothing to page`);
+      return;
+    }
+    const before = await page.locator('#sku-rows tr.row').count();
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/search/skus' && new URL(r.url()).searchParams.get('cursor') === queried.next_cursor),
+      page.locator('#sku-more').click(),
+    ]);
+    assert(res.ok(), `page 2 answered ${res.status()}`);
+    const page2 = await res.json();
+    await page.waitForFunction((n) => document.querySelectorAll('#sku-rows tr.row').length === n, before + page2.hits.length);
+    const rows = await rowsOnPage();
+    assert(new Set(rows.map((r) => `${r.brand}/${r.sku}`)).size === rows.length, 'a SKU is shown twice after paging');
+    assert(rows.every((r) => norm(r.name).includes(norm(QUERY))), 'a row of page 2 does not match the query');
+  });
+
+  await check('sorting by price orders the rows by price', async () => {
+    const sorted = await skuResults(() => page.locator('#sku-sort').selectOption('price_asc'), { q: QUERY, sort: 'price_asc' });
+    const prices = sorted.hits.map((x) => x.price);
+    assert(prices.every((p, i) => i === 0 || prices[i - 1] <= p), `not ascending: ${prices.join(' ')}`);
+    await skuResults(() => page.locator('#sku-sort').selectOption('relevance'), { q: QUERY, sort: null });
+  });
+
+  let facet;
+  await check('clicking a facet value narrows the rows and shows a removable chip', async () => {
+    const brands = queried.facets && queried.facets.brand;
+    assert(Array.isArray(brands) && brands.length > 0, 'no brand facet in the answer');
+    // The smallest brand is a real narrowing whenever there are two or more.
+    facet = brands.reduce((a, b) => (b.count < a.count ? b : a));
+    const button = page.locator(`#sku-facets button.facet[data-field="brand"][data-value="${facet.value}"]`);
+    const narrowed = await skuResults(() => button.click(), { q: QUERY, brand: facet.value });
+    assert(narrowed.total === facet.count, `facet said ${facet.count}, search answered ${narrowed.total}`);
+    if (brands.length > 1) assert(narrowed.total < queried.total, `not narrowed: ${narrowed.total} of ${queried.total}`);
+    const rows = await rowsOnPage();
+    assert(rows.length > 0 && rows.every((r) => r.brand === facet.value), `rows of other brands: ${rows.filter((r) => r.brand !== facet.value).map((r) => r.sku)}`);
+    assert(rows.every((r) => norm(r.name).includes(norm(QUERY))), 'a narrowed row does not match the query');
+    await page.locator('#sku-chips button.chip[data-chip="brand"]').waitFor({ state: 'visible' });
+    assert((await button.getAttribute('aria-pressed')) === 'true', 'the facet button is not shown as active');
+  });
+
+  await check('a row expands to stock per location (click and keyboard)', async () => {
+    const first = page.locator('#sku-rows tr.row').first();
+    const [stock] = await Promise.all([
+      page.waitForResponse((r) => /\/v1\/brands\/[^/]+\/skus\/[^/]+\/stock$/.test(new URL(r.url()).pathname)),
+      first.click(),
+    ]);
+    assert(stock.ok(), `stock answered ${stock.status()}`);
+    const body = await stock.json();
+    const detail = page.locator('#sku-rows tr.detail table.stock');
+    await detail.waitFor({ state: 'visible' });
+    const locs = Object.keys(body.locations || {});
+    const shown = await detail.locator('tbody tr').count();
+    assert(shown === Math.max(1, locs.length), `${shown} location rows for ${locs.length} locations`);
+    if (locs.length) {
+      const text = await detail.textContent();
+      assert(locs.every((l) => text.includes(l)), `locations missing from ${text}`);
+    }
+    // Keyboard: Escape closes it, Enter opens it again, "/" returns to the search box.
+    await first.press('Escape');
+    await page.locator('#sku-rows tr.detail').waitFor({ state: 'detached' });
+    await first.press('Enter');
+    await detail.waitFor({ state: 'visible' });
+    await page.locator('#sku-rows tr.detail').first().locator('tbody tr').first().waitFor();
+  });
+
+  await check(`a screenshot is saved to ${SCREENSHOT}`, async () => {
+    mkdirSync(dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: false });
+  });
+
+  await check('removing the chip restores the unfiltered results', async () => {
+    const back = await skuResults(() => page.locator('#sku-chips button.chip[data-chip="brand"]').click(), { q: QUERY, brand: null });
+    assert(back.total === queried.total, `${back.total} after removing the filter, ${queried.total} before`);
+    assert((await page.locator('#sku-chips button.chip').count()) === 0, 'a chip is left');
+    // "/" from outside a text field (here: a focused row) goes to the search box.
+    await page.locator('#sku-rows tr.row').first().focus();
+    await page.keyboard.press('/');
+    assert((await page.locator('#sku-q').inputValue()) === QUERY, 'the "/" was typed into the search box');
+    assert(await page.evaluate(() => document.activeElement && document.activeElement.id === 'sku-q'), '"/" does not focus the search box');
+  });
+
+  await check('the shipments tab searches shipments and never shows ship_to', async () => {
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/search/shipments'),
+      page.locator('#tab-shipments').click(),
+    ]);
+    await page.locator('#panel-shipments').waitFor({ state: 'visible' });
+    if (res.status() === 404) {
+      // Shipment search is not on this server yet: the UI must say so plainly.
+      const problem = await res.json();
+      await page.locator('#error').waitFor({ state: 'visible' });
+      const shown = await page.locator('#error').textContent();
+      assert(shown.includes(problem.detail), `the error banner shows "${shown}", not the problem detail`);
+      log('     note: GET /v1/search/shipments is not on this server (404); checked that its problem detail is shown');
+      return;
+    }
+    assert(res.ok(), `shipment search answered ${res.status()}: ${await res.text()}`);
+    const json = await res.json();
+    await page.waitForFunction(() => document.getElementById('shp-table').getAttribute('aria-busy') === 'false');
+    const rows = await page.locator('#shp-rows tr.row').count();
+    assert(rows === (json.hits || []).length, `${rows} rows for ${(json.hits || []).length} hits`);
+    if (rows) {
+      const first = page.locator('#shp-rows tr.row').first();
+      const [detail] = await Promise.all([page.waitForResponse((r) => /\/v1\/brands\/[^/]+\/shipments\/[^/]+$/.test(new URL(r.url()).pathname)), first.click()]);
+      await page.locator('#shp-rows tr.detail').waitFor({ state: 'visible' });
+      if (detail.ok()) {
+        const shipment = await detail.json();
+        await page.locator('#shp-rows tr.detail table, #shp-rows tr.detail .error').first().waitFor();
+        const text = await page.locator('#panel-shipments').textContent();
+        const to = shipment.ship_to || {};
+        for (const v of [to.name, to.postal_code, to.address, to.phone]) assert(!v || !text.includes(String(v)), `ship_to value "${v}" is on the page`);
+      }
+    }
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-shipments.png') });
+  });
+
+  await check('a narrow screen still shows the results', async () => {
+    await page.locator('#tab-skus').click();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('#sku-rows tr.row').first().waitFor({ state: 'visible' });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert(overflow <= 0, `the page scrolls sideways by ${overflow}px (only the table may)`);
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-narrow.png') });
+  });
+
+  await check('a revoked or wrong token sends the user back to the token form', async () => {
+    await page.evaluate(() => sessionStorage.setItem('zaiko.viewer_token', 'zk_nope_nope'));
+    await page.reload();
+    await page.locator('#login-error').waitFor({ state: 'visible' });
+    const msg = await page.locator('#login-error').textContent();
+    assert(/not accepted/i.test(msg), `login error says "${msg}"`);
+  });
+
+  await check('nothing was fetched from another origin and the page logged no errors', async () => {
+    assert(external.length === 0, `requests to other origins: ${external.join(', ')}`);
+    // The browser logs every non-2xx fetch ("Failed to load resource"); those answers
+    // are checked above where they matter. Anything else is a script error.
+    const unexpected = consoleErrors.filter((e) => !/^Failed to load resource/.test(e));
+    assert(unexpected.length === 0, `console errors: ${unexpected.join(' | ')}`);
+  });
+}
+
+async function cleanup(failed) {
+  if (failed && page) {
+    const path = SCREENSHOT.replace(/\.png$/, '-failure.png');
+    await page.screenshot({ path, fullPage: true }).then(() => log(`     failure screenshot: ${path}`), () => {});
+  }
+  if (failed && server) log(`     server log (last lines):\n${readLog(server.logPath)}`);
+  if (context) await context.close().catch(() => {});
+  await stopServer().catch(() => {});
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+let failed = false;
+try {
+  await main();
+} catch {
+  failed = true;
+}
+await cleanup(failed);
+log(`browser: ${results.passed} passed, ${results.failed} failed`);
+process.exit(failed || results.failed ? 1 : 0);
