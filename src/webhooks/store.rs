@@ -150,6 +150,10 @@ pub enum Op {
     Remove {
         webhook: String,
     },
+    /// Forgets every subscription not in the list (deleted while the server was down).
+    RetainOnly {
+        webhooks: Vec<String>,
+    },
     List {
         webhook: String,
         status: Option<Status>,
@@ -335,8 +339,24 @@ fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op) -> Option<
             }
             None
         }
+        Op::RetainOnly { webhooks } => {
+            if let Err(e) = retain_only(tx, &webhooks) {
+                tracing::error!(error = %e, "forgetting the deliveries of deleted webhooks failed");
+            }
+            None
+        }
         Op::List { webhook, status, after, limit, reply } => Some(answer(reply, list(tx, &webhook, status, after, limit).map_err(s))),
     }
+}
+
+fn retain_only(tx: &Transaction<'_>, keep: &[String]) -> rusqlite::Result<()> {
+    let known: Vec<String> = tx.prepare("SELECT webhook FROM subs")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for gone in known.iter().filter(|w| !keep.contains(w)) {
+        tx.execute("DELETE FROM deliveries WHERE webhook = ?1", [gone])?;
+        tx.execute("DELETE FROM subs WHERE webhook = ?1", [gone])?;
+        tracing::info!(webhook = %gone, "forgot the deliveries of a webhook deleted while the server was down");
+    }
+    Ok(())
 }
 
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {

@@ -73,11 +73,17 @@ struct Attempt {
 pub async fn run_manager(shared: Rc<Shared>, mut ctl_rx: UnboundedReceiver<(String, Ctl)>) {
     let mut hooks_rx = shared.feed.hooks_watch();
     let mut workers: HashMap<String, UnboundedSender<Ctl>> = HashMap::new();
-    let mut stale = true;
+    let (mut stale, mut first) = (true, true);
     loop {
         if stale {
             match shared.feed.with_reader(|c| load_webhooks(c)).await {
-                Ok(rows) => sync_workers(&shared, &mut workers, rows).await,
+                Ok(rows) => {
+                    if std::mem::take(&mut first) {
+                        let webhooks = rows.iter().map(|r| r.id.clone()).collect();
+                        let _ = shared.db.send(Op::RetainOnly { webhooks }).await;
+                    }
+                    sync_workers(&shared, &mut workers, rows).await
+                }
                 Err(e) => tracing::error!(error = %e, "cannot read the webhook subscriptions"),
             }
             stale = false;
