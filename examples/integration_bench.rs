@@ -181,7 +181,10 @@ fn report(name: &str, h: &Histogram<u64>, n: u64, secs: f64) {
 }
 
 /// A receiver that answers 204 at once and counts distinct webhook-ids.
-fn receiver(expect: usize) -> (String, Arc<Mutex<(Option<Instant>, Option<Instant>, std::collections::HashSet<String>)>>) {
+/// First arrival, arrival of the last distinct id, and the distinct ids.
+type RecvState = Mutex<(Option<Instant>, Option<Instant>, std::collections::HashSet<String>)>;
+
+fn receiver(expect: usize) -> (String, Arc<RecvState>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let state = Arc::new(Mutex::new((None, None, std::collections::HashSet::new())));
@@ -194,8 +197,6 @@ fn receiver(expect: usize) -> (String, Arc<Mutex<(Option<Instant>, Option<Instan
     });
     (url, state)
 }
-
-type RecvState = Mutex<(Option<Instant>, Option<Instant>, std::collections::HashSet<String>)>;
 
 fn serve(conn: TcpStream, st: &RecvState, expect: usize) {
     let mut w = conn.try_clone().unwrap();
