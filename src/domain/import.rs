@@ -132,7 +132,11 @@ pub struct Imports {
 #[derive(Debug, Clone)]
 pub enum ChunkRows {
     Catalog(Vec<(u64, Id, Catalog)>),
-    Stock(Vec<(u64, StockChangeCmd)>),
+    /// The changes, and the line of each.
+    Stock {
+        lines: Vec<u64>,
+        changes: Vec<StockChangeCmd>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -224,7 +228,7 @@ impl BrandState {
         }
         let (mut events, mut errors, rows_ok) = match &c.rows {
             ChunkRows::Catalog(rows) => self.decide_catalog_rows(rows),
-            ChunkRows::Stock(rows) => self.decide_stock_rows(rows, world),
+            ChunkRows::Stock { lines, changes } => self.decide_stock_rows(lines, changes, world),
         };
         let rows_failed = (errors.len() + c.pre_errors.len()) as u64;
         errors.extend(c.pre_errors.iter().cloned());
@@ -263,17 +267,16 @@ impl BrandState {
         (events, errors, ok)
     }
 
-    fn decide_stock_rows(&self, rows: &[(u64, StockChangeCmd)], world: &impl World) -> (Vec<Event>, Vec<RowError>, u64) {
-        let cmds: Vec<StockChangeCmd> = rows.iter().map(|(_, c)| c.clone()).collect();
-        let (mut events, outcomes) = self.decide_stock_changes(&cmds, world);
+    fn decide_stock_rows(&self, lines: &[u64], changes: &[StockChangeCmd], world: &impl World) -> (Vec<Event>, Vec<RowError>, u64) {
+        let (mut events, outcomes) = self.decide_stock_changes(changes, world);
         events.reserve(1);
         let mut errors = Vec::new();
-        for ((row, _), outcome) in rows.iter().zip(&outcomes) {
+        for (row, outcome) in lines.iter().zip(&outcomes) {
             if let ChangeOutcome::Rejected(r) = outcome {
                 errors.push(RowError { row: *row, code: r.code, detail: r.detail.clone() });
             }
         }
-        let ok = (rows.len() - errors.len()) as u64;
+        let ok = (changes.len() - errors.len()) as u64;
         (events, errors, ok)
     }
 

@@ -136,7 +136,8 @@ impl Store {
     pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+        // A large page cache keeps a batch's pages in memory until its commit.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")?;
         create_schema(&conn)?;
         let covered: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'covered_lsn'", [], |r| r.get(0))?;
         let mut brands = HashMap::new();
@@ -170,7 +171,12 @@ impl Store {
         let mut touched: HashMap<BrandId, BrandRow> = HashMap::new();
         {
             let mut insert = tx.prepare_cached("INSERT INTO events (id, lsn, at_ms, type, key, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            // The events of a record share its time: format it once.
+            let mut at_text = (Timestamp(i64::MIN), String::new());
             for ev in &batch.events {
+                if at_text.0 != ev.at {
+                    at_text = (ev.at, ev.at.to_rfc3339());
+                }
                 let row = match touched.get_mut(&ev.brand) {
                     Some(r) => r,
                     None => {
@@ -183,7 +189,7 @@ impl Store {
                 };
                 row.last_seq += 1;
                 let id = event_id(ev.lsn, ev.index);
-                let body = event_json(&id, row.last_seq, ev.rendered.kind, ev.at, &ev.rendered.data);
+                let body = event_json(&id, row.last_seq, ev.rendered.kind, &at_text.1, &ev.rendered.data);
                 insert.execute(params![row_id(row.no, row.last_seq), ev.lsn as i64, ev.at.0, ev.rendered.kind, ev.rendered.key, body])?;
             }
         }

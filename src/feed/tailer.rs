@@ -94,6 +94,7 @@ impl Tailer {
     }
 
     pub(super) fn run(mut self) {
+        crate::integration::run_in_background();
         tracing::info!(covered_lsn = self.store.covered_lsn(), "feed started");
         let mut delay = Duration::from_millis(100);
         loop {

@@ -194,16 +194,18 @@ impl Runner {
 }
 
 fn chunk_cmd(id: &Id, chunk: u64, c: reader::Chunk) -> ChunkCmd {
-    let mut stock = Vec::new();
-    let mut catalog = Vec::new();
+    let (mut lines, mut changes, mut catalog) = (Vec::new(), Vec::new(), Vec::new());
     for (line, row) in c.rows {
         match row {
-            Row::Stock(cmd) => stock.push((line, cmd)),
+            Row::Stock(cmd) => {
+                lines.push(line);
+                changes.push(cmd);
+            }
             Row::Catalog(sku, cat) => catalog.push((line, sku, cat)),
         }
     }
     // A chunk holds rows of one kind: the job's.
-    let rows = if catalog.is_empty() { ChunkRows::Stock(stock) } else { ChunkRows::Catalog(catalog) };
+    let rows = if catalog.is_empty() { ChunkRows::Stock { lines, changes } } else { ChunkRows::Catalog(catalog) };
     ChunkCmd { id: id.clone(), chunk, next_offset: c.next_offset, next_row: c.next_row, rows, pre_errors: c.errors }
 }
 

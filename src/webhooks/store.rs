@@ -236,6 +236,7 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 fn run(mut conn: Connection, feed_path: PathBuf, rx: Receiver<Op>) {
+    crate::integration::run_in_background();
     let mut feed: Option<Connection> = None;
     loop {
         let first = match rx.recv_timeout(PRUNE_INTERVAL) {

@@ -200,7 +200,8 @@ impl Worker {
         }
     }
 
-    /// Queues events from the feed until the queue is full or the feed is exhausted.
+    /// Queues events from the feed until the queue is full or the feed is exhausted,
+    /// once the queue is down to half its bound.
     async fn top_up(&mut self) {
         if self.db_more {
             if self.queue.len() < LOAD_MAX / 2 {
@@ -209,6 +210,11 @@ impl Worker {
             return;
         }
         let max = self.shared.cfg.queue_max;
+        // Refill only once half the queue is done, so that one enqueue (a round trip
+        // to the store thread) serves many deliveries.
+        if self.queue.len() >= max.div_ceil(2) {
+            return;
+        }
         while !self.feed_done && self.queue.len() < max {
             let (webhook, brand, types) = (self.hook.id.clone(), self.hook.brand.clone(), self.hook.events.clone());
             let limit = max - self.queue.len();

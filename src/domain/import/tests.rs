@@ -63,7 +63,15 @@ fn adjust(row: u64, sku: &str, delta: i64) -> (u64, StockChangeCmd) {
 }
 
 fn chunk(n: u64, rows: Vec<(u64, StockChangeCmd)>, pre_errors: Vec<RowError>) -> ChunkCmd {
-    ChunkCmd { id: id("J1"), chunk: n, next_offset: 100 * (n + 1), next_row: 10 * (n + 1), rows: ChunkRows::Stock(rows), pre_errors }
+    let (lines, changes) = rows.into_iter().unzip();
+    ChunkCmd {
+        id: id("J1"),
+        chunk: n,
+        next_offset: 100 * (n + 1),
+        next_row: 10 * (n + 1),
+        rows: ChunkRows::Stock { lines, changes },
+        pre_errors,
+    }
 }
 
 fn started() -> B {
