@@ -179,7 +179,9 @@ impl Runner {
     /// Waits for a command's answer and for its record to be durable.
     fn settle(&self, rx: oneshot::Receiver<Gated>) -> Result<Vec<u8>, Stop> {
         let gated = rx.blocking_recv().map_err(|_| Stop::Shutdown)?;
-        self.journal.wait_durable_blocking(gated.wait_lsn).map_err(|_| Stop::Shutdown)?;
+        // `wait_durable_timeout` checks the durable LSN under the lock the writer
+        // notifies with, so no wake-up is missed; the loop only bounds each wait.
+        while self.journal.wait_durable_timeout(gated.wait_lsn, Duration::from_secs(1)).map_err(|_| Stop::Shutdown)? < gated.wait_lsn {}
         match gated.result {
             Ok(reply) => Ok(reply.body),
             Err(r) if r.code == ErrorCode::NotFound => Err(Stop::Fatal(r.detail)),

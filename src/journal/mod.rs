@@ -246,6 +246,11 @@ impl Journal {
             if guard.stopped {
                 return Err(AppendError::Stopped);
             }
+            // Checked again under the lock the writer notifies with: a publish between the
+            // check above and the lock would otherwise go unnoticed for the whole wait.
+            if self.durable_lsn() >= lsn {
+                return Ok(());
+            }
             self.shared.durable_cv.wait_for(&mut guard, Duration::from_millis(50));
         }
     }
