@@ -16,7 +16,19 @@ pub type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
 /// What a command comes to: a read's answer, or events to write and their answer.
 pub enum Outcome {
     Read(Vec<u8>),
-    Write { events: Vec<crate::domain::event::Event>, status: Status, render: Render },
+    Write {
+        events: Vec<crate::domain::event::Event>,
+        status: Status,
+        render: Render,
+    },
+    /// A write the decision has checked against the state and answered: the shard
+    /// appends it without a preview (which for an import chunk cost more than deciding
+    /// and applying it together).
+    WriteAnswered {
+        events: Vec<crate::domain::event::Event>,
+        status: Status,
+        body: Vec<u8>,
+    },
 }
 
 fn import_view(id: Id) -> Render {
@@ -52,7 +64,19 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
             return Ok(Outcome::Write { events: vec![event], status: Status::Accepted, render: import_view(id) });
         }
         ImportCmd::Start { id, rows_total } => brand.decide_start_import(id, *rows_total)?,
-        ImportCmd::Chunk(c) => brand.decide_import_chunk(c, world)?,
+        ImportCmd::Chunk(c) => match brand.decide_import_chunk(c, world)? {
+            Decision::Apply(events) => {
+                // What a preview would catch before the record is written.
+                if let Err(e) = brand.check_chunk_events(&events) {
+                    crate::actors::fatal_apply("a check of a decided import chunk", brand.last_lsn, &e);
+                }
+                // The runner only needs to know the chunk was taken; it reads the job
+                // with `Get`.
+                let body = to_json(&serde_json::json!({ "id": id, "chunk": c.chunk }));
+                return Ok(Outcome::WriteAnswered { events, status: Status::Ok, body });
+            }
+            Decision::Unchanged => Decision::Unchanged,
+        },
         ImportCmd::Finish { id, failed } => brand.decide_finish_import(id, failed.clone())?,
     };
     match decision {

@@ -234,7 +234,17 @@ impl Handler<ListBrands> for Shard {
 /// answer from the state after them.
 enum Decided {
     Read(Vec<u8>),
-    Write { events: Vec<Event>, status: Status, render: Render },
+    Write {
+        events: Vec<Event>,
+        status: Status,
+        render: Render,
+    },
+    /// A write checked and answered by its decision (an import chunk): no preview.
+    WriteAnswered {
+        events: Vec<Event>,
+        status: Status,
+        body: Vec<u8>,
+    },
 }
 
 /// Renders a command's answer from the state after its events.
@@ -245,6 +255,7 @@ impl From<Outcome> for Decided {
         match o {
             Outcome::Read(body) => Decided::Read(body),
             Outcome::Write { events, status, render } => Decided::Write { events, status, render },
+            Outcome::WriteAnswered { events, status, body } => Decided::WriteAnswered { events, status, body },
         }
     }
 }
@@ -289,20 +300,19 @@ impl Shard {
             Ok(d) => d,
             Err(r) => return reject(seen, r),
         };
-        match decided {
-            Decided::Read(body) => read(seen, body),
-            Decided::Write { events, status, render } => {
-                let body = match brand.preview(now, &events) {
-                    Ok(scratch) => render(&scratch),
-                    Err(e) => fatal_apply("a preview of a decided record", seen, &e),
-                };
-                if events.is_empty() && idem.is_none() {
-                    // Nothing to record (every change of a batch was rejected).
-                    return read(seen, body);
-                }
-                self.commit(brand_id, events, status, body, idem, now)
-            }
+        let (events, status, body) = match decided {
+            Decided::Read(body) => return read(seen, body),
+            Decided::Write { events, status, render } => match brand.preview(now, &events) {
+                Ok(scratch) => (events, status, render(&scratch)),
+                Err(e) => fatal_apply("a preview of a decided record", seen, &e),
+            },
+            Decided::WriteAnswered { events, status, body } => (events, status, body),
+        };
+        if events.is_empty() && idem.is_none() {
+            // Nothing to record (every change of a batch was rejected).
+            return read(seen, body);
         }
+        self.commit(brand_id, events, status, body, idem, now)
     }
 
     /// Runs the domain decision for one command, without changing anything.

@@ -280,6 +280,38 @@ impl BrandState {
         (events, errors, ok)
     }
 
+    /// Checks a chunk's events against the state as `apply` will, without applying
+    /// them: each SKU's stock versions follow on and its levels keep the invariant, and
+    /// the progress is for the job's next chunk. (What the shard's preview checks for
+    /// other commands, at a fraction of the cost for a thousand rows.)
+    pub fn check_chunk_events(&self, events: &[Event]) -> Result<(), String> {
+        let mut versions: HashMap<&Id, u64> = HashMap::new();
+        for ev in events {
+            match ev {
+                Event::StockChanged { sku, version, levels, .. } => {
+                    let prev = match versions.get(sku) {
+                        Some(v) => *v,
+                        None => self.skus.get(sku).ok_or_else(|| format!("stock change for unknown sku {sku}"))?.stock_version,
+                    };
+                    if *version != prev + 1 {
+                        return Err(format!("stock of {sku}: version {version} does not follow {prev}"));
+                    }
+                    levels.check().map_err(|e| format!("stock of {sku}: {e}"))?;
+                    versions.insert(sku, *version);
+                }
+                Event::SkuUpserted { .. } => {}
+                Event::ImportChunkApplied { progress } => {
+                    let job = self.import(&progress.id).map_err(|r| r.detail)?;
+                    if job.status != ImportStatus::Running || progress.chunk != job.next_chunk {
+                        return Err(format!("import {}: chunk {} while at chunk {}", progress.id, progress.chunk, job.next_chunk));
+                    }
+                }
+                other => return Err(format!("{} in an import chunk", other.type_name())),
+            }
+        }
+        Ok(())
+    }
+
     /// Copies a job into a preview scratch state.
     pub(super) fn copy_import(&mut self, from: &BrandState, id: &Id) {
         if let Some(j) = from.imports.jobs.get(id) {

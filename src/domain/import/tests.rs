@@ -174,3 +174,22 @@ fn finished_jobs_are_kept_up_to_the_bound_and_pending_ones_are_limited() {
     assert!(b.state.import(&id("P0")).is_err(), "the oldest finished jobs are forgotten");
     assert_eq!(b.state.import(&id("F0")).unwrap().status, ImportStatus::Failed);
 }
+
+#[test]
+fn a_chunk_is_checked_as_apply_would_check_it() {
+    let b = started();
+    let w = world();
+    let c0 = chunk(0, vec![adjust(2, "S1", 5), adjust(3, "S1", 2)], vec![]);
+    let Decision::Apply(mut events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+    assert_eq!(b.state.check_chunk_events(&events), Ok(()));
+    if let Event::StockChanged { version, .. } = &mut events[1] {
+        *version += 1;
+    }
+    assert!(b.state.check_chunk_events(&events).unwrap_err().contains("does not follow"));
+    let stale = chunk(0, vec![adjust(2, "S1", 1)], vec![]);
+    let Decision::Apply(events) = b.state.decide_import_chunk(&stale, &w).unwrap() else { panic!("applies") };
+    let mut b2 = started();
+    let Decision::Apply(first) = b2.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+    b2.commit(first);
+    assert!(b2.state.check_chunk_events(&events).is_err(), "a chunk decided before another was applied");
+}
