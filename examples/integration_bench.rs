@@ -54,6 +54,27 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// CPU seconds the server's threads have used so far, by thread name.
+fn cpu(s: &Server) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{}/task", s.child.id())).into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+        let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 = rest.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + rest.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(comm).or_insert(0.0) += ticks / 100.0;
+    }
+    out
+}
+
+/// The CPU seconds used between two readings: total, the feed thread, the rest.
+fn cpu_used(before: &std::collections::BTreeMap<String, f64>, after: &std::collections::BTreeMap<String, f64>) -> String {
+    let d = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
+    let total: f64 = after.values().sum::<f64>() - before.values().sum::<f64>();
+    format!("server CPU {total:.1} s (actix threads {:.1} s, feed {:.1} s, import runner {:.1} s, wal writer {:.1} s)", d("actix-rt|system"), d("zaiko-feed"), d("zaiko-imports"), d("zaiko-wal-write"))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -273,15 +294,19 @@ fn main() {
     timer.join().unwrap();
     report("live alone", &h, n, el);
 
-    let (up, secs, job) = import(&s, &token, "stock", stock_csv(o.rows, o.skus, 1));
-    println!("stock import alone: {} rows in {secs:.2} s = {:.0} rows/s (upload {up:.2} s)", job["rows_ok"], o.rows as f64 / secs);
+    let csv = stock_csv(o.rows, o.skus, 1);
+    let before = cpu(&s);
+    let (up, secs, job) = import(&s, &token, "stock", csv);
+    println!("stock import alone: {} rows in {secs:.2} s = {:.0} rows/s (upload {up:.2} s); {}", job["rows_ok"], o.rows as f64 / secs, cpu_used(&before, &cpu(&s)));
 
     let stop = Arc::new(AtomicBool::new(false));
+    let csv = stock_csv(o.rows, o.skus, 2);
+    let before = cpu(&s);
     let (import_result, (h, n, el)) = std::thread::scope(|scope| {
         let stop2 = stop.clone();
         let (s, token) = (&s, &token);
         let imp = scope.spawn(move || {
-            let r = import(s, token, "stock", stock_csv(o.rows, o.skus, 2));
+            let r = import(s, token, "stock", csv);
             stop2.store(true, Ordering::Relaxed);
             r
         });
@@ -289,15 +314,15 @@ fn main() {
         (imp.join().unwrap(), live_result)
     });
     let (up, secs, _) = import_result;
-    println!("stock import under live load: {} rows in {secs:.2} s = {:.0} rows/s (upload {up:.2} s)", o.rows, o.rows as f64 / secs);
+    println!("stock import under live load: {} rows in {secs:.2} s = {:.0} rows/s (upload {up:.2} s); {}", o.rows, o.rows as f64 / secs, cpu_used(&before, &cpu(&s)));
     report("live during the import (includes the upload)", &h, n, el);
-    let t0 = Instant::now();
+    let (t0, before) = (Instant::now(), cpu(&s));
     while c.get(format!("{}/v1/brands/bench/events?limit=1", s.base)).bearer_auth(&token).send().unwrap().status().as_u16() != 200 {}
-    println!("feed: holds every event {:.2} s after the import ended", t0.elapsed().as_secs_f64());
+    println!("feed: holds every event {:.2} s after the import ended; {}", t0.elapsed().as_secs_f64(), cpu_used(&before, &cpu(&s)));
 
     let (url, state) = receiver(o.webhook_rows);
     call(&c, "POST", format!("{}/v1/brands/bench/webhooks", s.base), &token, Some(json!({"url": url, "events": ["stock.changed"]})));
-    let t0 = Instant::now();
+    let (t0, before) = (Instant::now(), cpu(&s));
     import(&s, &token, "stock", stock_csv(o.webhook_rows, o.skus, 3));
     loop {
         let st = state.lock().unwrap();
@@ -309,6 +334,7 @@ fn main() {
                 o.webhook_rows as f64 / d,
                 last.duration_since(t0).as_secs_f64()
             );
+            println!("  {}", cpu_used(&before, &cpu(&s)));
             break;
         }
         drop(st);
