@@ -397,6 +397,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         None => Arc::new(SystemClock),
     };
     let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())) };
+    let pending_imports = crate::integration::pending_imports(&brands);
     let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<DirtyKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
     for (id, b) in brands {
         parts[shard_index(&id, cfg.shards)].0.insert(id, b);
@@ -428,19 +429,25 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         mailbox_capacity: cfg.mailbox_capacity,
     }
     .start();
+    let router = Router { shards, registry: registry.clone() };
+    let integrations =
+        crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
     let (tx, rx) = oneshot::channel();
     registry.send(EnsureAdmin { reply: tx }).await.context("registry actor stopped")?;
     if let Some(token) = rx.await.context("registry actor stopped")?.map_err(|r| anyhow::anyhow!("{r}"))? {
         eprintln!("\nzaiko: no admin token was configured, so one was generated. It is shown only now:\n\n    {token}\n\nKeep it safe; set ZAIKO_ADMIN_TOKEN to choose your own.\n");
     }
-    let router = Router { shards, registry };
     // Reservations that expired while the server was down are expired before anyone
     // can see them as active.
     let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
     journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let snapshots = Arc::new(crate::snapshot::SnapshotService::new(&cfg.data_dir, cfg.snapshots_keep, journal.clone()));
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
-    if app.services.set(Services { router, journal: journal.clone(), clock, snapshots, skus, shipments: shipment_index }).is_err() {
+    if app
+        .services
+        .set(Services { router, journal: journal.clone(), clock, snapshots, skus, shipments: shipment_index, integrations })
+        .is_err()
+    {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");

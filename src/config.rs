@@ -31,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Upload a CSV or NDJSON file as an import job and follow it to its end.
+    Import(crate::imports::client::ImportArgs),
     /// Create, list and restore snapshots.
     Snapshot {
         #[command(subcommand)]
@@ -194,6 +196,8 @@ pub struct ServeArgs {
     /// Test hook: while this file exists, new WAL segments cannot be allocated (ENOSPC).
     #[arg(long, env = "ZAIKO_FAULT_ENOSPC_FILE", hide = true)]
     pub fault_enospc_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub integration: crate::integration::IntegrationArgs,
 }
 
 /// Parses the command line with configuration-file support: flags > `ZAIKO_*`
@@ -276,6 +280,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub journal: JournalConfig,
     pub manual_clock: Option<Timestamp>,
+    /// The change feed, webhooks and imports.
+    pub integration: crate::integration::IntegrationConfig,
     pub snapshot_every_records: u64,
     pub snapshot_every: Option<Duration>,
     pub snapshots_keep: usize,
@@ -369,6 +375,7 @@ impl ServeArgs {
             },
             journal,
             manual_clock,
+            integration: self.integration.resolve()?,
             snapshot_every_records: self.snapshot_every_records,
             snapshot_every: (self.snapshot_every_minutes > 0).then(|| Duration::from_secs(self.snapshot_every_minutes * 60)),
             snapshots_keep: self.snapshots_keep,

@@ -2,12 +2,17 @@
 //!
 //! # Layout
 //! - [`domain`] — the pure domain: state, commands, events, rules; no I/O.
-//! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify.
+//! - [`journal`] — the write-ahead log: segments, group commit, recovery, verify, tail.
 //! - [`state`] — the whole state as one value, and the fold of journal records into it.
 //! - [`snapshot`] — SQLite snapshots: write, load (checked), list, build off the hot path, retention.
-//! - [`index`] — the tantivy SKU search index: analysis, schema, queries, the indexer thread.
+//! - [`index`] — the tantivy search indexes (SKUs, shipments): analysis, schemas, queries, the indexer thread.
+//! - [`feed`] — the change feed: follows the journal into `feed.sqlite`, serves pages
+//!   and long polls.
 //! - [`actors`] — shard and registry actors that own the state and serialise commands.
+//! - [`webhooks`] — Standard Webhooks delivery of the feed: signing, retries, redrive.
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
+//! - [`imports`] — bulk import jobs: streamed uploads, the runner, `zaiko import`.
+//! - [`integration`] — configuration and start-up of the feed, webhooks and imports.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
 //! - [`config`] — command line and configuration.
 //! - [`clock`] — the only reader of wall-clock time.
@@ -24,9 +29,13 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod feed;
 pub mod http;
+pub mod imports;
 pub mod index;
+pub mod integration;
 pub mod journal;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

@@ -50,5 +50,6 @@ fn main() -> ExitCode {
             zaiko::cli::index_rebuild(&data_dir)
         }
         Command::Bench { command } => zaiko::bench::main(*command),
+        Command::Import(args) => zaiko::imports::client::run(&args),
     }
 }

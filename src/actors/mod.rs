@@ -8,6 +8,7 @@
 //!   behind this choice).
 //! * [`registry::RegistryActor`] — locations and tokens; publishes read-only copies for
 //!   the HTTP layer (auth) and the shards (location checks).
+//! * [`integrations`] — the shard's handling of webhook subscriptions and import jobs.
 //!
 //! Protocol: a request travels as a message with a `oneshot` reply channel, sent with
 //! `try_send` into a bounded mailbox (full → `overloaded`). The actor decides, appends
@@ -15,6 +16,7 @@
 //! for; the caller gates its answer on durability (output gate). An actor never waits
 //! for an fsync and never awaits inside a handler, so messages cannot interleave.
 
+pub mod integrations;
 pub mod registry;
 pub mod shard;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
+use super::integrations::{self, Outcome};
 use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
@@ -12,10 +13,12 @@ use crate::domain::channel::{ChannelCmd, InboundCmd};
 use crate::domain::event::{self, BrandRecord, Event, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
+use crate::domain::import::ImportCmd;
 use crate::domain::view::{
     BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentSummary, ShipmentView, SkuView,
     StockView,
 };
+use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
 use crate::journal::Lsn;
 
@@ -33,25 +36,55 @@ const CHANNEL_SYNC_CHUNKS_PER_SWEEP: usize = 20;
 /// A command on one brand partition.
 #[derive(Debug)]
 pub enum BrandCmd {
-    Create { name: String },
+    Create {
+        name: String,
+    },
     Get,
-    PutSku { sku: Id, catalog: Catalog },
-    GetSku { sku: Id },
-    DeleteSku { sku: Id },
-    GetStock { sku: Id },
-    StockChanges { changes: Vec<StockChangeCmd> },
+    PutSku {
+        sku: Id,
+        catalog: Catalog,
+    },
+    GetSku {
+        sku: Id,
+    },
+    DeleteSku {
+        sku: Id,
+    },
+    GetStock {
+        sku: Id,
+    },
+    StockChanges {
+        changes: Vec<StockChangeCmd>,
+    },
     Reserve(ReserveCmd),
-    GetReservation { id: Id },
-    Release { id: Id },
+    GetReservation {
+        id: Id,
+    },
+    Release {
+        id: Id,
+    },
     Ship(ShipCmd),
-    GetShipment { id: Id },
+    GetShipment {
+        id: Id,
+    },
     SetStatus(StatusCmd),
     PutChannel(ChannelCmd),
     ListChannels,
     CreateInbound(InboundCmd),
-    GetInbound { id: Id },
-    Receive { id: Id, lines: Vec<(Id, i64)> },
-    CloseInbound { id: Id },
+    GetInbound {
+        id: Id,
+    },
+    Receive {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    CloseInbound {
+        id: Id,
+    },
+    /// Webhook subscriptions (`integrations.rs`).
+    Webhook(WebhookCmd),
+    /// Import jobs and their chunks (`integrations.rs`).
+    Import(ImportCmd),
 }
 
 impl BrandCmd {
@@ -63,7 +96,8 @@ impl BrandCmd {
                 | BrandCmd::GetStock { .. }
                 | BrandCmd::GetReservation { .. }
                 | BrandCmd::GetShipment { .. }
-        )
+        ) || matches!(self, BrandCmd::Webhook(c) if c.is_read())
+            || matches!(self, BrandCmd::Import(c) if c.is_read())
     }
 }
 
@@ -317,11 +351,31 @@ impl Handler<ListBrands> for Shard {
 /// answer from the state after them.
 enum Decided {
     Read(Vec<u8>),
-    Write { events: Vec<Event>, status: Status, render: Render },
+    Write {
+        events: Vec<Event>,
+        status: Status,
+        render: Render,
+    },
+    /// A write checked and answered by its decision (an import chunk): no preview.
+    WriteAnswered {
+        events: Vec<Event>,
+        status: Status,
+        body: Vec<u8>,
+    },
 }
 
 /// Renders a command's answer from the state after its events.
 type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
+
+impl From<Outcome> for Decided {
+    fn from(o: Outcome) -> Decided {
+        match o {
+            Outcome::Read(body) => Decided::Read(body),
+            Outcome::Write { events, status, render } => Decided::Write { events, status, render },
+            Outcome::WriteAnswered { events, status, body } => Decided::WriteAnswered { events, status, body },
+        }
+    }
+}
 
 impl Decided {
     fn write(events: Vec<Event>, status: Status, render: impl FnOnce(&BrandState) -> Vec<u8> + 'static) -> Decided {
@@ -363,20 +417,19 @@ impl Shard {
             Ok(d) => d,
             Err(r) => return reject(seen, r),
         };
-        match decided {
-            Decided::Read(body) => read(seen, body),
-            Decided::Write { events, status, render } => {
-                let body = match brand.preview(now, &events) {
-                    Ok(scratch) => render(&scratch),
-                    Err(e) => fatal_apply("a preview of a decided record", seen, &e),
-                };
-                if events.is_empty() && idem.is_none() {
-                    // Nothing to record (every change of a batch was rejected).
-                    return read(seen, body);
-                }
-                self.commit(brand_id, events, status, body, idem, now)
-            }
+        let (events, status, body) = match decided {
+            Decided::Read(body) => return read(seen, body),
+            Decided::Write { events, status, render } => match brand.preview(now, &events) {
+                Ok(scratch) => (events, status, render(&scratch)),
+                Err(e) => fatal_apply("a preview of a decided record", seen, &e),
+            },
+            Decided::WriteAnswered { events, status, body } => (events, status, body),
+        };
+        if events.is_empty() && idem.is_none() {
+            // Nothing to record (every change of a batch was rejected).
+            return read(seen, body);
         }
+        self.commit(brand_id, events, status, body, idem, now)
     }
 
     /// Runs the domain decision for one command, without changing anything.
@@ -467,6 +520,8 @@ impl Shard {
                     Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&ShipmentView::from(&s.shipments[&id]))),
                 }
             }
+            BrandCmd::Webhook(cmd) => integrations::decide_webhook(brand, cmd)?.into(),
+            BrandCmd::Import(cmd) => integrations::decide_import(brand, cmd, &**self.ctx.locations.load())?.into(),
         })
     }
 

@@ -16,7 +16,9 @@ use super::error::{ErrorCode, Rejection};
 use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
+use super::import::Imports;
 use super::stock::{Levels, StockOp};
+use super::webhook::Webhook;
 use super::{BrandId, Id, Timestamp};
 use crate::journal::Lsn;
 
@@ -68,6 +70,10 @@ pub struct BrandState {
     pub idempotency: IdempotencyStore,
     /// LSN of the newest record applied to this brand.
     pub last_lsn: Lsn,
+    /// Webhook subscriptions (`webhook.rs`).
+    pub webhooks: BTreeMap<Id, Webhook>,
+    /// Import jobs (`import.rs`).
+    pub imports: Imports,
 }
 
 /// Anything the partition needs to know about the rest of the system to decide.
@@ -97,6 +103,8 @@ impl BrandState {
             shipments: HashMap::new(),
             idempotency: IdempotencyStore::default(),
             last_lsn: 0,
+            webhooks: BTreeMap::new(),
+            imports: Imports::default(),
         }
     }
 
@@ -220,7 +228,18 @@ impl BrandState {
                         scratch.inbounds.entry(id.clone()).or_insert_with(|| i.clone());
                     }
                 }
-                Event::BrandCreated { .. } | Event::ReservationCreated { .. } | Event::InboundCreated { .. } => {}
+                Event::ImportStarted { id, .. } | Event::ImportFinished { id, .. } => scratch.copy_import(self, id),
+                Event::ImportChunkApplied { progress } => scratch.copy_import(self, &progress.id),
+                Event::WebhookDeleted { id } => {
+                    if let Some(w) = self.webhooks.get(id) {
+                        scratch.webhooks.insert(id.clone(), w.clone());
+                    }
+                }
+                Event::BrandCreated { .. }
+                | Event::ReservationCreated { .. }
+                | Event::InboundCreated { .. }
+                | Event::WebhookCreated { .. }
+                | Event::ImportQueued { .. } => {}
             }
         }
         for e in events {
@@ -374,6 +393,10 @@ impl BrandState {
                 let inbound = self.inbounds.get_mut(id).ok_or_else(|| format!("close of unknown inbound {id}"))?;
                 inbound.status = InboundStatus::Closed;
                 inbound.updated_at = at;
+            }
+            Event::WebhookCreated { .. } | Event::WebhookDeleted { .. } => self.apply_webhook_event(ev)?,
+            Event::ImportQueued { .. } | Event::ImportStarted { .. } | Event::ImportChunkApplied { .. } | Event::ImportFinished { .. } => {
+                self.apply_import_event(at, ev)?
             }
         }
         Ok(())

@@ -22,10 +22,12 @@ pub enum ErrorCode {
     RateLimited,
     Overloaded,
     NotReady,
+    /// A feed cursor older than the retention (410; not in the v1 contract's list).
+    CursorExpired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -41,6 +43,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
         ErrorCode::NotReady,
+        ErrorCode::CursorExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::CursorExpired => "cursor_expired",
         }
     }
 }

@@ -12,8 +12,10 @@ use super::catalog::Catalog;
 use super::channel::{Channel, Inbound};
 use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
 use super::idempotency::IdemWrite;
+use super::import::{ChunkProgress, ImportSpec};
 use super::registry::RegistryEvent;
 use super::stock::{Levels, StockOp};
+use super::webhook::Webhook;
 use super::{BrandId, Id, Timestamp};
 
 /// Version of the payload encoding, the first byte of every record.
@@ -171,6 +173,32 @@ pub enum Event {
     InboundClosed {
         id: Id,
     },
+    // Webhook subscriptions and import jobs (`webhook.rs`, `import.rs`). These are
+    // brand state but not inventory changes: the change feed does not show them.
+    /// A webhook subscription, with the secret its deliveries are signed with.
+    WebhookCreated {
+        webhook: Box<Webhook>,
+    },
+    WebhookDeleted {
+        id: Id,
+    },
+    /// An import whose upload is on disk (fsynced), queued for the runner.
+    ImportQueued {
+        job: Box<ImportSpec>,
+    },
+    ImportStarted {
+        id: Id,
+        rows_total: u64,
+    },
+    /// One chunk of an import; the chunk's rows' events are in the same record.
+    ImportChunkApplied {
+        progress: Box<ChunkProgress>,
+    },
+    /// `failed` says why a job stopped before its end.
+    ImportFinished {
+        id: Id,
+        failed: Option<String>,
+    },
 }
 
 impl Event {
@@ -193,6 +221,12 @@ impl Event {
             Event::InboundCreated { .. } => "inbound.created",
             Event::InboundReceived { .. } => "inbound.received",
             Event::InboundClosed { .. } => "inbound.closed",
+            Event::WebhookCreated { .. } => "webhook.created",
+            Event::WebhookDeleted { .. } => "webhook.deleted",
+            Event::ImportQueued { .. } => "import.queued",
+            Event::ImportStarted { .. } => "import.started",
+            Event::ImportChunkApplied { .. } => "import.chunk_applied",
+            Event::ImportFinished { .. } => "import.finished",
         }
     }
 }

@@ -12,10 +12,12 @@ pub mod event;
 pub mod fulfilment;
 pub mod idempotency;
 pub mod ids;
+pub mod import;
 pub mod registry;
 pub mod stock;
 pub mod time;
 pub mod view;
+pub mod webhook;
 
 pub use error::{ErrorCode, FieldError, Rejection};
 pub use ids::{BrandId, Id};

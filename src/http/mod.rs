@@ -17,11 +17,11 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{AuthTable, RegistryCmd, RegistryMsg};
 use crate::actors::shard::{BrandCmd, BrandMsg};
-use crate::actors::{Gated, IdemKey, Router};
+use crate::actors::{Gated, IdemKey, Reply, Router};
 use crate::clock::SharedClock;
 use crate::domain::idempotency::Status;
 use crate::domain::BrandId;
-use crate::journal::Journal;
+use crate::journal::{Journal, Lsn};
 use problem::Problem;
 
 /// Longest a request waits for its change to become durable before it answers 503.
@@ -94,6 +94,8 @@ pub struct Services {
     /// The search indexes.
     pub skus: Arc<crate::index::SkuIndex>,
     pub shipments: Arc<crate::index::ShipmentIndex>,
+    /// The change feed, webhooks and imports.
+    pub integrations: crate::integration::Integrations,
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then
@@ -140,6 +142,13 @@ async fn finish(svc: &Services, rx: oneshot::Receiver<Gated>) -> Result<HttpResp
 }
 
 pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse, Problem> {
+    let (_, reply) = durable(svc, gated).await?;
+    Ok(reply_response(reply))
+}
+
+/// Waits until the answer's LSN is durable (bounded by [`DURABLE_WAIT_MAX`]); then the
+/// answer (or its rejection) stands.
+async fn durable(svc: &Services, gated: Gated) -> Result<(Lsn, Reply), Problem> {
     match tokio::time::timeout(DURABLE_WAIT_MAX, svc.journal.wait_durable(gated.wait_lsn)).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return Err(Problem::overloaded("the journal stopped before this change was durable; it was not applied")),
@@ -149,7 +158,21 @@ pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse
             ))
         }
     }
-    let reply = gated.result.map_err(Problem::from)?;
+    Ok((gated.wait_lsn, gated.result?))
+}
+
+/// Like [`ask_brand`], but hands back the actor's answer (once durable) and the LSN
+/// it waited for, for handlers that do more than render it.
+pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Result<(Lsn, Reply), Problem> {
+    let svc = state.services()?;
+    let (reply, rx) = oneshot::channel();
+    svc.router.shard_for(&brand).try_send(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
+    let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
+    durable(svc, gated).await
+}
+
+/// The HTTP response of a successful answer.
+pub fn reply_response(reply: Reply) -> HttpResponse {
     let mut res = HttpResponse::build(match reply.status {
         Status::Ok => actix_web::http::StatusCode::OK,
         Status::Created => actix_web::http::StatusCode::CREATED,
@@ -160,9 +183,9 @@ pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse
         res.insert_header(("X-Zaiko-Lsn", lsn.to_string()));
     }
     if reply.status == Status::NoContent {
-        return Ok(res.finish());
+        return res.finish();
     }
-    Ok(res.insert_header((header::CONTENT_TYPE, "application/json")).body(reply.body))
+    res.insert_header((header::CONTENT_TYPE, "application/json")).body(reply.body)
 }
 
 /// Registers every route.

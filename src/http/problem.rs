@@ -24,6 +24,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::CursorExpired => StatusCode::GONE,
     }
 }
 
@@ -45,6 +46,7 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::RateLimited => "Too many requests",
         ErrorCode::Overloaded => "The server is overloaded",
         ErrorCode::NotReady => "The server is not ready",
+        ErrorCode::CursorExpired => "The cursor is older than the feed's retention",
     }
 }
 

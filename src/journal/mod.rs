@@ -6,6 +6,9 @@
 //!   the thread that preallocates the next segment so that a full disk shows up as a
 //!   refused append, never as a failed write of something already applied.
 //! * [`recovery`] — opening a journal (replay, torn-tail cut) and `wal verify`.
+//! * [`tail`] — reading records while the journal is written (the change feed
+//!   follows the journal this way); [`ReadHold`]s keep segment removal behind such
+//!   readers.
 //!
 //! Callers hand in an encoded payload and get an LSN back at once ([`Journal::append`]);
 //! they apply the change in memory and gate their *reply* on
@@ -13,15 +16,17 @@
 
 pub mod format;
 pub mod recovery;
+pub mod tail;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -153,6 +158,44 @@ pub struct StatsSnapshot {
 pub struct Journal {
     shared: Arc<writer::Shared>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    holds: Arc<Holds>,
+}
+
+/// The readers that still need records, each with the newest LSN it has consumed.
+#[derive(Default)]
+pub(crate) struct Holds {
+    next_id: AtomicU64,
+    by_id: Mutex<BTreeMap<u64, (String, Lsn)>>,
+}
+
+impl Holds {
+    /// The lowest LSN any reader has consumed, if there are readers.
+    fn floor(&self) -> Option<Lsn> {
+        self.by_id.lock().values().map(|(_, lsn)| *lsn).min()
+    }
+}
+
+/// A reader's claim on the journal: segments holding records after the LSN it has
+/// consumed are never removed. Dropping the hold releases the claim.
+pub struct ReadHold {
+    holds: Arc<Holds>,
+    id: u64,
+}
+
+impl ReadHold {
+    /// Records that the reader has consumed everything up to `lsn`.
+    pub fn advance(&self, lsn: Lsn) {
+        if let Some(entry) = self.holds.by_id.lock().get_mut(&self.id) {
+            debug_assert!(lsn >= entry.1, "a read hold moves forward only");
+            entry.1 = lsn;
+        }
+    }
+}
+
+impl Drop for ReadHold {
+    fn drop(&mut self) {
+        self.holds.by_id.lock().remove(&self.id);
+    }
 }
 
 impl Journal {
@@ -203,8 +246,38 @@ impl Journal {
             if guard.stopped {
                 return Err(AppendError::Stopped);
             }
+            // Checked again under the lock the writer notifies with: a publish between the
+            // check above and the lock would otherwise go unnoticed for the whole wait.
+            if self.durable_lsn() >= lsn {
+                return Ok(());
+            }
             self.shared.durable_cv.wait_for(&mut guard, Duration::from_millis(50));
         }
+    }
+
+    /// Blocks until `lsn` is durable or `timeout` has passed, and returns the durable
+    /// LSN then (which may still be below `lsn`). For reader threads that follow the
+    /// journal. Errors once the journal is stopped or shutting down.
+    pub fn wait_durable_timeout(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.shared.queue.lock();
+        loop {
+            let d = self.durable_lsn();
+            if guard.stopped || guard.shutdown || d == writer::POISONED {
+                return Err(AppendError::Stopped);
+            }
+            if d >= lsn || self.shared.durable_cv.wait_until(&mut guard, deadline).timed_out() {
+                return Ok(self.durable_lsn().min(writer::POISONED - 1));
+            }
+        }
+    }
+
+    /// Registers a reader that has consumed the journal up to `lsn`: segment removal
+    /// stays behind it until the hold advances or is dropped.
+    pub fn hold(&self, name: &str, lsn: Lsn) -> ReadHold {
+        let id = self.holds.next_id.fetch_add(1, Ordering::Relaxed);
+        self.holds.by_id.lock().insert(id, (name.to_string(), lsn));
+        ReadHold { holds: self.holds.clone(), id }
     }
 
     /// Whether appends are currently refused because no space could be reserved.
@@ -231,9 +304,11 @@ impl Journal {
         &self.shared.dir
     }
 
-    /// Deletes segments whose every record is at or below `lsn` (covered by a snapshot).
-    /// The active segment is never deleted. Returns the number of files removed.
+    /// Deletes segments whose every record is at or below `lsn` (covered by a snapshot)
+    /// and consumed by every [`ReadHold`]er. The active segment is never deleted.
+    /// Returns the number of files removed.
     pub fn remove_segments_through(&self, lsn: Lsn) -> Result<usize, JournalError> {
+        let lsn = self.holds.floor().map_or(lsn, |floor| lsn.min(floor));
         recovery::remove_segments_through(&self.shared.dir, lsn, self.shared.active_first_lsn())
     }
 

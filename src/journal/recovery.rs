@@ -245,7 +245,7 @@ pub fn open(
         .name("zaiko-wal-prepare".into())
         .spawn(move || writer::run_preparer(&prep_shared))
         .map_err(|e| JournalError::io(dir, e))?;
-    let journal = Journal { shared, threads: Arc::new(Mutex::new(vec![writer, preparer])) };
+    let journal = Journal { shared, threads: Arc::new(Mutex::new(vec![writer, preparer])), holds: Default::default() };
     Ok((journal, report))
 }
 

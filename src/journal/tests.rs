@@ -196,3 +196,106 @@ fn full_disk_refuses_appends_that_need_a_new_segment_and_recovers() {
     assert_eq!(report.last_lsn, lsn);
     assert_eq!(seen.len() as u64, lsn);
 }
+
+#[test]
+fn a_tail_reads_every_durable_record_once_in_order_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay_all(dir.path(), small_config(), 0);
+    let mut tail = tail::Tail::new(dir.path(), 1);
+    let mut seen: Vec<(Lsn, Vec<u8>)> = Vec::new();
+    let mut read = |tail: &mut tail::Tail, durable: Lsn, max: usize| {
+        tail.read_durable::<()>(durable, max, |lsn, p| {
+            seen.push((lsn, p.to_vec()));
+            Ok(())
+        })
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(read(&mut tail, j.durable_lsn(), 100), 0, "nothing yet");
+    for round in 0..5u64 {
+        let mut last = 0;
+        for i in 1..=100u64 {
+            last = j.append(payload(round * 100 + i)).unwrap();
+        }
+        j.wait_durable_blocking(last).unwrap();
+        // In small steps, so that reads stop inside segments and resume there.
+        while read(&mut tail, j.durable_lsn(), 7) > 0 {}
+    }
+    j.shutdown();
+    assert!(recovery::list_segments(dir.path()).unwrap().len() > 3);
+    assert_eq!(seen.len(), 500);
+    for (i, (lsn, p)) in seen.iter().enumerate() {
+        assert_eq!(*lsn, i as u64 + 1);
+        assert_eq!(p, &payload(i as u64 + 1));
+    }
+    // A new tail can start anywhere, including in the middle of a segment.
+    let mut tail = tail::Tail::new(dir.path(), 333);
+    let mut first = None;
+    tail.read_durable::<()>(500, 1, |lsn, p| {
+        first = Some((lsn, p.to_vec()));
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(first, Some((333, payload(333))));
+}
+
+#[test]
+fn a_tail_never_reads_past_the_durable_lsn_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay_all(dir.path(), small_config(), 0);
+    for i in 1..=10 {
+        j.append(payload(i)).unwrap();
+    }
+    j.wait_durable_blocking(10).unwrap();
+    let mut tail = tail::Tail::new(dir.path(), 1);
+    let n = tail.read_durable::<()>(4, 100, |_, _| Ok(())).unwrap().unwrap();
+    assert_eq!((n, tail.next_lsn()), (4, 5));
+    let n = tail.read_durable::<()>(10, 100, |_, _| Ok(())).unwrap().unwrap();
+    assert_eq!((n, tail.next_lsn()), (6, 11));
+    j.shutdown();
+}
+
+#[test]
+fn a_durable_record_damaged_under_a_tail_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay_all(dir.path(), small_config(), 0);
+    for i in 1..=3 {
+        j.append(payload(i)).unwrap();
+    }
+    j.wait_durable_blocking(3).unwrap();
+    j.shutdown();
+    let seg = recovery::list_segments(dir.path()).unwrap()[0].1.clone();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[format::SEGMENT_HEADER_BYTES + format::FRAME_HEADER_BYTES + 2] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let mut tail = tail::Tail::new(dir.path(), 1);
+    let err = tail.read_durable::<()>(3, 10, |_, _| Ok(())).unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn read_holds_keep_segment_removal_behind_their_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay_all(dir.path(), small_config(), 0);
+    let mut last = 0;
+    for i in 1..=300 {
+        last = j.append(payload(i)).unwrap();
+    }
+    j.wait_durable_blocking(last).unwrap();
+    let before = recovery::list_segments(dir.path()).unwrap().len();
+    let hold = j.hold("feed", 0);
+    assert_eq!(j.remove_segments_through(last).unwrap(), 0, "the reader has consumed nothing");
+    hold.advance(150);
+    let removed = j.remove_segments_through(last).unwrap();
+    assert!(removed > 0);
+    let segs = recovery::list_segments(dir.path()).unwrap();
+    assert!(segs[0].0 <= 151, "record 151 is still on disk: {segs:?}");
+    drop(hold);
+    assert!(j.remove_segments_through(last).unwrap() > 0);
+    assert!(recovery::list_segments(dir.path()).unwrap().len() < before);
+    // The timed wait returns the durable LSN when nothing new comes.
+    assert_eq!(j.wait_durable_timeout(last + 1, Duration::from_millis(10)).unwrap(), last);
+    j.shutdown();
+    assert!(j.wait_durable_timeout(last + 1, Duration::from_millis(10)).is_err());
+}

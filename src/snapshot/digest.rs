@@ -60,6 +60,13 @@ pub fn digest(state: &State) -> [u8; 32] {
         for i in sorted(b.inbounds.iter()) {
             h.put(&i);
         }
+        for w in &b.webhooks {
+            h.put(&w);
+        }
+        for j in sorted(b.imports.jobs.iter()) {
+            h.put(&j);
+        }
+        h.put(&b.imports.finished);
         for e in b.idempotency.iter() {
             h.put(&e);
         }

@@ -147,9 +147,6 @@ pub struct SnapshotService {
     pub keep: usize,
     journal: crate::journal::Journal,
     building: tokio::sync::Mutex<()>,
-    /// LSNs that other journal readers (e.g. the change feed) have not yet consumed
-    /// past; segments after the lowest are kept.
-    floors: std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>>,
     /// When the newest snapshot was taken (for the schedule and metrics).
     pub last: std::sync::Mutex<Option<SnapshotInfo>>,
 }
@@ -162,14 +159,8 @@ impl SnapshotService {
             keep,
             journal,
             building: tokio::sync::Mutex::new(()),
-            floors: Default::default(),
             last: std::sync::Mutex::new(last),
         }
-    }
-
-    /// Registers a journal reader whose progress must hold back segment removal.
-    pub fn add_floor(&self, floor: std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        self.floors.lock().expect("floors lock").push(floor);
     }
 
     /// Builds a snapshot at the current durable LSN. Concurrent calls run one after the
@@ -189,8 +180,8 @@ impl SnapshotService {
             .await
             .map_err(|e| SnapshotError::Io { path: self.data_dir.clone(), source: std::io::Error::other(e.to_string()) })??;
         if let Some(oldest) = oldest {
-            let floor = self.floors.lock().expect("floors lock").iter().map(|f| f.load(std::sync::atomic::Ordering::Acquire)).min();
-            let through = floor.map_or(oldest, |f| f.min(oldest));
+            // The journal keeps what its read holds (the change feed) have not consumed.
+            let through = oldest;
             let journal = self.journal.clone();
             let removed = tokio::task::spawn_blocking(move || journal.remove_segments_through(through)).await.ok().and_then(Result::ok);
             if let Some(n) = removed.filter(|n| *n > 0) {

@@ -11,8 +11,10 @@ use crate::domain::catalog::Catalog;
 use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
 use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use crate::domain::idempotency::{IdemEntry, IdempotencyStore, Status};
+use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
 use crate::domain::stock::{Level, Levels};
+use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id, Timestamp};
 use crate::state::State;
 
@@ -133,6 +135,7 @@ fn read_state(conn: &Connection, m: &HashMap<String, String>) -> Result<State, B
     read_shipments(conn, &mut state)?;
     read_channels(conn, &mut state)?;
     read_inbounds(conn, &mut state)?;
+    read_integrations(conn, &mut state)?;
     Ok(state)
 }
 
@@ -402,6 +405,72 @@ fn read_inbounds(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     for (brand, mut i) in inbounds {
         i.lines = by_inbound.remove(&(brand.clone(), i.id.to_string())).unwrap_or_default();
         brand_mut(state, &brand)?.inbounds.insert(i.id.clone(), i);
+    }
+    Ok(())
+}
+
+fn read_integrations(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let hooks = rows(conn, "SELECT brand, id, url, events, secret, created_at FROM webhooks ORDER BY brand, id", |r| {
+        let w = Webhook {
+            id: id(r.get(1)?)?,
+            url: r.get(2)?,
+            events: from_json(&r.get::<_, String>(3)?)?,
+            secret: r.get(4)?,
+            created_at: ts(r.get(5)?)?,
+        };
+        Ok((r.get::<_, String>(0)?, w))
+    })?;
+    for (brand, w) in hooks {
+        brand_mut(state, &brand)?.webhooks.insert(w.id.clone(), w);
+    }
+    let errors = rows(conn, "SELECT brand, job, row, code, detail FROM import_errors ORDER BY brand, job, seq", |r| {
+        let e = RowError { row: r.get::<_, i64>(2)? as u64, code: from_text(r.get(3)?)?, detail: r.get(4)? };
+        Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), e))
+    })?;
+    let mut by_job: HashMap<(String, String), Vec<RowError>> = HashMap::new();
+    for (k, e) in errors {
+        by_job.entry(k).or_default().push(e);
+    }
+    let jobs = rows(
+        conn,
+        "SELECT brand, id, kind, format, file, bytes, sha256, created_at, status, rows_total, rows_ok, rows_failed,
+           next_chunk, next_offset, next_row, started_at, finished_at, detail, finished_seq
+         FROM import_jobs ORDER BY brand, finished_seq, id",
+        |r| {
+            let spec = ImportSpec {
+                id: id(r.get(1)?)?,
+                kind: from_text(r.get(2)?)?,
+                format: from_text(r.get(3)?)?,
+                file: r.get(4)?,
+                bytes: r.get::<_, i64>(5)? as u64,
+                sha256: hash32(r.get(6)?)?,
+                created_at: ts(r.get(7)?)?,
+            };
+            let job = ImportJob {
+                spec,
+                status: from_text(r.get(8)?)?,
+                rows_total: r.get::<_, Option<i64>>(9)?.map(|n| n as u64),
+                rows_ok: r.get::<_, i64>(10)? as u64,
+                rows_failed: r.get::<_, i64>(11)? as u64,
+                errors: Vec::new(),
+                next_chunk: r.get::<_, i64>(12)? as u64,
+                next_offset: r.get::<_, i64>(13)? as u64,
+                next_row: r.get::<_, i64>(14)? as u64,
+                started_at: ots(r.get(15)?)?,
+                finished_at: ots(r.get(16)?)?,
+                detail: r.get(17)?,
+            };
+            Ok((r.get::<_, String>(0)?, job, r.get::<_, Option<i64>>(18)?.is_some()))
+        },
+    )?;
+    // Ordered by finished_seq (NULLs first), so finished jobs arrive oldest first.
+    for (brand, mut job, finished) in jobs {
+        job.errors = by_job.remove(&(brand.clone(), job.spec.id.to_string())).unwrap_or_default();
+        let imports = &mut brand_mut(state, &brand)?.imports;
+        if finished {
+            imports.finished.push_back(job.spec.id.clone());
+        }
+        imports.jobs.insert(job.spec.id.clone(), job);
     }
     Ok(())
 }

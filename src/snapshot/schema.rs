@@ -40,6 +40,14 @@ CREATE TABLE inbounds (brand TEXT NOT NULL, id TEXT NOT NULL, location TEXT NOT 
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
 CREATE TABLE inbound_lines (brand TEXT NOT NULL, inbound TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
   expected INTEGER NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (brand, inbound, line));
+CREATE TABLE webhooks (brand TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL, events TEXT NOT NULL, secret TEXT NOT NULL,
+  created_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE import_jobs (brand TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, format TEXT NOT NULL, file TEXT NOT NULL,
+  bytes INTEGER NOT NULL, sha256 BLOB NOT NULL, created_at TEXT NOT NULL, status TEXT NOT NULL, rows_total INTEGER,
+  rows_ok INTEGER NOT NULL, rows_failed INTEGER NOT NULL, next_chunk INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+  next_row INTEGER NOT NULL, started_at TEXT, finished_at TEXT, detail TEXT, finished_seq INTEGER, PRIMARY KEY (brand, id));
+CREATE TABLE import_errors (brand TEXT NOT NULL, job TEXT NOT NULL, seq INTEGER NOT NULL, row INTEGER NOT NULL, code TEXT NOT NULL,
+  detail TEXT NOT NULL, PRIMARY KEY (brand, job, seq));
 CREATE TABLE idempotency (scope TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
   status TEXT NOT NULL, body BLOB NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL, lsn INTEGER NOT NULL,
   PRIMARY KEY (scope, seq));

@@ -11,11 +11,14 @@ use crate::actors::registry::sha256;
 use crate::domain::brand::StockChangeCmd;
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
+use crate::domain::error::ErrorCode;
 use crate::domain::event::{self, BrandRecord, Event, RegistryRecord, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipTo, ShipmentSource, ShipmentStatus, StatusCmd};
 use crate::domain::idempotency::{IdemWrite, Status};
+use crate::domain::import::{ChunkCmd, ChunkRows, ImportFormat, ImportKind, ImportSpec, ImportStatus, RowError};
 use crate::domain::registry::{Location, LocationKind, RegistryEvent, Role, TokenRecord};
 use crate::domain::stock::StockOp;
+use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id};
 use crate::journal::{FailureAction, Journal, JournalConfig, OpenOptions};
 
@@ -213,10 +216,69 @@ impl Driver {
                 let d = self.state(b).decide_receipt(&id(&format!("IN{n}")), &[(sku, op.qty / 2 + 1)]);
                 self.decided(b, d);
             }
+            9 => {
+                let hook = id(&format!("wh{}", op.qty % 3));
+                let ev = match self.state(b).webhooks.contains_key(&hook) {
+                    true => self.state(b).decide_delete_webhook(&hook),
+                    false => self.state(b).decide_create_webhook(&Webhook {
+                        id: hook,
+                        url: "https://ec.example.com/hooks".into(),
+                        events: vec!["stock.changed".into()],
+                        secret: "whsec_c2VjcmV0".into(),
+                        created_at: self.now,
+                    }),
+                };
+                if let Ok(ev) = ev {
+                    self.brand(b, vec![ev], None);
+                }
+            }
+            10 => self.import_step(b, op, n),
             _ => {
                 self.registry(vec![RegistryEvent::TokenRevoked { id: id(&format!("tok{b}")), at: self.now }]);
             }
         }
+    }
+
+    /// Moves an import job one step: queue → start → chunks (with row errors) → finish.
+    fn import_step(&mut self, b: &str, op: &Op, n: usize) {
+        let world: BTreeMap<Id, Location> = self.live.registry.locations.clone();
+        let job = id(&format!("IMP{}", op.sku));
+        let Some(current) = self.state(b).imports.jobs.get(&job).cloned() else {
+            let spec = ImportSpec {
+                id: job,
+                kind: ImportKind::Stock,
+                format: ImportFormat::Csv,
+                file: format!("{b}-{n}.csv"),
+                bytes: 100,
+                sha256: sha256(b"rows"),
+                created_at: self.now,
+            };
+            let ev = self.state(b).decide_queue_import(&spec).unwrap();
+            return self.brand(b, vec![ev], None);
+        };
+        let d = match current.status {
+            ImportStatus::Queued => self.state(b).decide_start_import(&job, 10),
+            ImportStatus::Running if op.qty < 5 => {
+                let change = StockChangeCmd {
+                    sku: id(SKUS[op.sku]),
+                    location: id(["L0", "L1"][op.loc]),
+                    op: StockOp::Set { on_hand: op.qty },
+                    expected_version: None,
+                    reason: None,
+                };
+                let cmd = ChunkCmd {
+                    id: job.clone(),
+                    chunk: current.next_chunk,
+                    next_offset: current.next_offset + 20,
+                    next_row: current.next_row + 2,
+                    rows: ChunkRows::Stock { lines: vec![current.next_row], changes: vec![change] },
+                    pre_errors: vec![RowError { row: current.next_row + 1, code: ErrorCode::InvalidRequest, detail: "bad qty".into() }],
+                };
+                self.state(b).decide_import_chunk(&cmd, &world)
+            }
+            _ => self.state(b).decide_finish_import(&job, (op.qty == 5).then(|| "stopped".to_string())),
+        };
+        self.decided(b, d);
     }
 
     fn durable(&self) -> u64 {
@@ -239,7 +301,7 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0u8..9, 0usize..2, 0usize..3, 0usize..2, 1i64..6).prop_map(|(kind, brand, sku, loc, qty)| Op { kind, brand, sku, loc, qty })
+    (0u8..11, 0usize..2, 0usize..3, 0usize..2, 1i64..6).prop_map(|(kind, brand, sku, loc, qty)| Op { kind, brand, sku, loc, qty })
 }
 
 proptest! {

@@ -256,5 +256,53 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
             )?;
         }
     }
+    write_integrations(tx, b)?;
     write_idempotency(tx, brand, &b.idempotency)
+}
+
+/// Webhook subscriptions and import jobs (with their kept row errors).
+fn write_integrations(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
+    let brand = b.id.as_str();
+    for w in b.webhooks.values() {
+        tx.execute(
+            "INSERT INTO webhooks (brand, id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![brand, w.id.as_str(), w.url, json(&w.events), w.secret, t(w.created_at)],
+        )?;
+    }
+    let finished_seq: std::collections::HashMap<&crate::domain::Id, usize> =
+        b.imports.finished.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut job_st = tx.prepare_cached(
+        "INSERT INTO import_jobs (brand, id, kind, format, file, bytes, sha256, created_at, status, rows_total, rows_ok, rows_failed,
+           next_chunk, next_offset, next_row, started_at, finished_at, detail, finished_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?;
+    let mut err_st = tx.prepare_cached("INSERT INTO import_errors (brand, job, seq, row, code, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    for j in b.imports.jobs.values() {
+        let s = &j.spec;
+        job_st.execute(params![
+            brand,
+            s.id.as_str(),
+            s.kind.as_str(),
+            enum_text(&s.format),
+            s.file,
+            s.bytes as i64,
+            &s.sha256[..],
+            t(s.created_at),
+            enum_text(&j.status),
+            j.rows_total.map(|n| n as i64),
+            j.rows_ok as i64,
+            j.rows_failed as i64,
+            j.next_chunk as i64,
+            j.next_offset as i64,
+            j.next_row as i64,
+            j.started_at.map(t),
+            j.finished_at.map(t),
+            j.detail.as_deref(),
+            finished_seq.get(&s.id).map(|n| *n as i64)
+        ])?;
+        for (seq, e) in j.errors.iter().enumerate() {
+            err_st.execute(params![brand, s.id.as_str(), seq as i64, e.row as i64, enum_text(&e.code), e.detail])?;
+        }
+    }
+    Ok(())
 }

@@ -1,15 +1,19 @@
 //! Integration tests: each starts the real `zaiko` binary (port 0, temp data dir).
 
 mod helpers;
+mod receiver;
 
 mod basics;
 mod channels;
 mod crash;
 mod faults;
+mod feed;
 mod fulfilment;
+mod imports;
 mod metrics;
 mod ops;
 mod search;
 mod search_shipments;
 mod snapshots;
 mod wal_damage;
+mod webhooks;

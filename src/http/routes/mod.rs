@@ -3,12 +3,15 @@
 mod admin;
 mod catalog;
 mod channels;
+mod feed;
 mod fulfilment;
 mod health;
+mod imports;
 pub mod metrics;
 mod search;
 mod stock;
 mod ui;
+mod webhooks;
 
 use actix_web::web;
 
@@ -24,6 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     channels::configure(cfg);
     ui::configure(cfg);
     search::configure(cfg);
+    feed::configure(cfg);
+    webhooks::configure(cfg);
+    imports::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 

@@ -1,0 +1,436 @@
+//! Import jobs as brand state: a job is queued once its upload is on disk, then applied
+//! chunk by chunk. Each chunk is one WAL record holding the chunk's catalog or stock
+//! events *and* the job's progress (`ImportChunkApplied`), so a chunk is applied
+//! exactly once: the decision accepts only the job's next chunk number, and a crash
+//! either keeps the chunk and its progress or neither. A runner that resumes after a
+//! crash re-sends chunks from the recorded offset; a chunk it sends twice is answered
+//! with the progress, not applied again. (This is the `import:<job>:<chunk>`
+//! idempotency key, checked against durable brand state instead of the 24 h
+//! idempotency store, so it needs no stored response per chunk and never expires
+//! while the job lives.)
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::brand::{BrandState, ChangeOutcome, StockChangeCmd, World};
+use super::catalog::Catalog;
+use super::error::{ErrorCode, Rejection};
+use super::event::Event;
+use super::fulfilment::Decision;
+use super::{Id, Timestamp};
+
+/// Row errors kept per job (all are counted).
+pub const IMPORT_ERRORS_KEPT: usize = 100;
+/// Finished jobs kept per brand for `GET .../imports/{id}`; older ones are forgotten.
+pub const IMPORTS_FINISHED_KEPT: usize = 100;
+/// Jobs queued or running per brand; more are refused with `rate_limited`.
+pub const IMPORTS_PENDING_PER_BRAND_MAX: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportKind {
+    Catalog,
+    Stock,
+    /// Planned; the upload refuses it until its row parser exists.
+    ShipmentStatus,
+}
+
+impl ImportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::Catalog => "catalog",
+            ImportKind::Stock => "stock",
+            ImportKind::ShipmentStatus => "shipment_status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// What the upload recorded: the file is immutable from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSpec {
+    pub id: Id,
+    pub kind: ImportKind,
+    pub format: ImportFormat,
+    /// File name under `<data-dir>/imports/`.
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub created_at: Timestamp,
+}
+
+/// A row that could not be applied. `row` is the 1-based line of the file where the
+/// row starts (a CSV's header is line 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub row: u64,
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+/// The progress one chunk records, in the same WAL record as its rows' events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkProgress {
+    pub id: Id,
+    pub chunk: u64,
+    /// Where the next chunk starts: byte offset in the file and its line number.
+    pub next_offset: u64,
+    pub next_row: u64,
+    pub rows_ok: u64,
+    pub rows_failed: u64,
+    /// Only as many as still fit in the job's first [`IMPORT_ERRORS_KEPT`].
+    pub errors: Vec<RowError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportJob {
+    pub spec: ImportSpec,
+    pub status: ImportStatus,
+    pub rows_total: Option<u64>,
+    pub rows_ok: u64,
+    pub rows_failed: u64,
+    pub errors: Vec<RowError>,
+    pub next_chunk: u64,
+    pub next_offset: u64,
+    pub next_row: u64,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub detail: Option<String>,
+}
+
+impl ImportJob {
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status, ImportStatus::Done | ImportStatus::Failed)
+    }
+}
+
+/// A brand's jobs: all unfinished ones and the newest finished ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imports {
+    pub jobs: HashMap<Id, ImportJob>,
+    /// Finished jobs, oldest first (for forgetting).
+    pub finished: VecDeque<Id>,
+}
+
+/// The rows of one chunk, parsed and checked field by field by the runner.
+#[derive(Debug, Clone)]
+pub enum ChunkRows {
+    Catalog(Vec<(u64, Id, Catalog)>),
+    /// The changes, and the line of each.
+    Stock {
+        lines: Vec<u64>,
+        changes: Vec<StockChangeCmd>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkCmd {
+    pub id: Id,
+    pub chunk: u64,
+    pub next_offset: u64,
+    pub next_row: u64,
+    pub rows: ChunkRows,
+    /// Rows that failed to parse; counted with the chunk.
+    pub pre_errors: Vec<RowError>,
+}
+
+#[derive(Debug)]
+pub enum ImportCmd {
+    Queue(Box<ImportSpec>),
+    Get { id: Id },
+    Start { id: Id, rows_total: u64 },
+    Chunk(Box<ChunkCmd>),
+    Finish { id: Id, failed: Option<String> },
+}
+
+impl ImportCmd {
+    pub fn is_read(&self) -> bool {
+        matches!(self, ImportCmd::Get { .. })
+    }
+
+    pub fn job_id(&self) -> &Id {
+        match self {
+            ImportCmd::Queue(s) => &s.id,
+            ImportCmd::Get { id } | ImportCmd::Start { id, .. } | ImportCmd::Finish { id, .. } => id,
+            ImportCmd::Chunk(c) => &c.id,
+        }
+    }
+}
+
+impl BrandState {
+    pub fn import(&self, id: &Id) -> Result<&ImportJob, Rejection> {
+        self.imports.jobs.get(id).ok_or_else(|| Rejection::not_found(format!("import {id} does not exist in brand {}", self.id)))
+    }
+
+    /// Unfinished jobs, oldest first: what a runner resumes after a restart.
+    pub fn pending_imports(&self) -> Vec<&ImportSpec> {
+        let mut v: Vec<&ImportSpec> = self.imports.jobs.values().filter(|j| !j.is_finished()).map(|j| &j.spec).collect();
+        v.sort_by_key(|s| (s.created_at, s.id.clone()));
+        v
+    }
+
+    pub fn decide_queue_import(&self, spec: &ImportSpec) -> Result<Event, Rejection> {
+        if self.imports.jobs.contains_key(&spec.id) {
+            return Err(Rejection::new(ErrorCode::AlreadyExists, format!("import {} already exists", spec.id)));
+        }
+        let pending = self.imports.jobs.values().filter(|j| !j.is_finished()).count();
+        if pending >= IMPORTS_PENDING_PER_BRAND_MAX {
+            return Err(Rejection::new(
+                ErrorCode::RateLimited,
+                format!("brand {} already has {pending} imports queued or running; wait for one to finish", self.id),
+            ));
+        }
+        Ok(Event::ImportQueued { job: Box::new(spec.clone()) })
+    }
+
+    pub fn decide_start_import(&self, id: &Id, rows_total: u64) -> Result<Decision, Rejection> {
+        match self.import(id)?.status {
+            ImportStatus::Queued => Ok(Decision::Apply(vec![Event::ImportStarted { id: id.clone(), rows_total }])),
+            _ => Ok(Decision::Unchanged),
+        }
+    }
+
+    pub fn decide_finish_import(&self, id: &Id, failed: Option<String>) -> Result<Decision, Rejection> {
+        if self.import(id)?.is_finished() {
+            return Ok(Decision::Unchanged);
+        }
+        Ok(Decision::Apply(vec![Event::ImportFinished { id: id.clone(), failed }]))
+    }
+
+    /// One chunk: its rows' events and its progress, or `Unchanged` for a chunk that
+    /// was already applied (a resumed runner sending it again).
+    pub fn decide_import_chunk(&self, c: &ChunkCmd, world: &impl World) -> Result<Decision, Rejection> {
+        let job = self.import(&c.id)?;
+        if job.is_finished() || c.chunk < job.next_chunk {
+            return Ok(Decision::Unchanged);
+        }
+        if job.status != ImportStatus::Running || c.chunk > job.next_chunk {
+            return Err(Rejection::new(
+                ErrorCode::InvalidTransition,
+                format!("import {} expects chunk {} while {:?}, got chunk {}", c.id, job.next_chunk, job.status, c.chunk),
+            ));
+        }
+        let (mut events, mut errors, rows_ok) = match &c.rows {
+            ChunkRows::Catalog(rows) => self.decide_catalog_rows(rows),
+            ChunkRows::Stock { lines, changes } => self.decide_stock_rows(lines, changes, world),
+        };
+        let rows_failed = (errors.len() + c.pre_errors.len()) as u64;
+        errors.extend(c.pre_errors.iter().cloned());
+        errors.sort_by_key(|e| e.row);
+        errors.truncate(IMPORT_ERRORS_KEPT.saturating_sub(job.errors.len()));
+        events.push(Event::ImportChunkApplied {
+            progress: Box::new(ChunkProgress {
+                id: c.id.clone(),
+                chunk: c.chunk,
+                next_offset: c.next_offset,
+                next_row: c.next_row,
+                rows_ok,
+                rows_failed,
+                errors,
+            }),
+        });
+        Ok(Decision::Apply(events))
+    }
+
+    /// Catalog rows in order; a SKU named twice in one chunk gets two versions.
+    fn decide_catalog_rows(&self, rows: &[(u64, Id, Catalog)]) -> (Vec<Event>, Vec<RowError>, u64) {
+        let mut versions: HashMap<&Id, u64> = HashMap::new();
+        let (mut events, mut errors) = (Vec::with_capacity(rows.len() + 1), Vec::new());
+        for (row, sku, catalog) in rows {
+            let problems = catalog.validate();
+            if !problems.is_empty() {
+                let detail = problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect::<Vec<_>>().join("; ");
+                errors.push(RowError { row: *row, code: ErrorCode::InvalidRequest, detail });
+                continue;
+            }
+            let v = versions.entry(sku).or_insert_with(|| self.skus.get(sku).map_or(0, |s| s.version));
+            *v += 1;
+            events.push(Event::SkuUpserted { sku: sku.clone(), catalog: catalog.clone(), version: *v });
+        }
+        let ok = events.len() as u64;
+        (events, errors, ok)
+    }
+
+    fn decide_stock_rows(&self, lines: &[u64], changes: &[StockChangeCmd], world: &impl World) -> (Vec<Event>, Vec<RowError>, u64) {
+        let (mut events, outcomes) = self.decide_stock_changes(changes, world);
+        events.reserve(1);
+        let mut errors = Vec::new();
+        for (row, outcome) in lines.iter().zip(&outcomes) {
+            if let ChangeOutcome::Rejected(r) = outcome {
+                errors.push(RowError { row: *row, code: r.code, detail: r.detail.clone() });
+            }
+        }
+        let ok = (changes.len() - errors.len()) as u64;
+        (events, errors, ok)
+    }
+
+    /// Checks a chunk's events against the state as `apply` will, without applying
+    /// them: each SKU's stock versions follow on and its levels keep the invariant, and
+    /// the progress is for the job's next chunk. (What the shard's preview checks for
+    /// other commands, at a fraction of the cost for a thousand rows.)
+    pub fn check_chunk_events(&self, events: &[Event]) -> Result<(), String> {
+        let mut versions: HashMap<&Id, u64> = HashMap::new();
+        for ev in events {
+            match ev {
+                Event::StockChanged { sku, version, levels, .. } => {
+                    let prev = match versions.get(sku) {
+                        Some(v) => *v,
+                        None => self.skus.get(sku).ok_or_else(|| format!("stock change for unknown sku {sku}"))?.stock_version,
+                    };
+                    if *version != prev + 1 {
+                        return Err(format!("stock of {sku}: version {version} does not follow {prev}"));
+                    }
+                    levels.check().map_err(|e| format!("stock of {sku}: {e}"))?;
+                    versions.insert(sku, *version);
+                }
+                Event::SkuUpserted { .. } => {}
+                Event::ImportChunkApplied { progress } => {
+                    let job = self.import(&progress.id).map_err(|r| r.detail)?;
+                    if job.status != ImportStatus::Running || progress.chunk != job.next_chunk {
+                        return Err(format!("import {}: chunk {} while at chunk {}", progress.id, progress.chunk, job.next_chunk));
+                    }
+                }
+                other => return Err(format!("{} in an import chunk", other.type_name())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a job into a preview scratch state.
+    pub(super) fn copy_import(&mut self, from: &BrandState, id: &Id) {
+        if let Some(j) = from.imports.jobs.get(id) {
+            self.imports.jobs.entry(id.clone()).or_insert_with(|| j.clone());
+        }
+    }
+
+    /// Applies an import event (the import arm of `apply`).
+    pub(super) fn apply_import_event(&mut self, at: Timestamp, ev: &Event) -> Result<(), String> {
+        fn job_mut<'a>(s: &'a mut BrandState, id: &Id) -> Result<&'a mut ImportJob, String> {
+            s.imports.jobs.get_mut(id).ok_or_else(|| format!("unknown import {id}"))
+        }
+        match ev {
+            Event::ImportQueued { job } => {
+                let j = ImportJob {
+                    spec: job.as_ref().clone(),
+                    status: ImportStatus::Queued,
+                    rows_total: None,
+                    rows_ok: 0,
+                    rows_failed: 0,
+                    errors: Vec::new(),
+                    next_chunk: 0,
+                    next_offset: 0,
+                    next_row: 0,
+                    started_at: None,
+                    finished_at: None,
+                    detail: None,
+                };
+                if self.imports.jobs.insert(job.id.clone(), j).is_some() {
+                    return Err(format!("import {} queued twice", job.id));
+                }
+            }
+            Event::ImportStarted { id, rows_total } => {
+                let j = job_mut(self, id)?;
+                j.status = ImportStatus::Running;
+                j.rows_total = Some(*rows_total);
+                j.started_at = Some(at);
+            }
+            Event::ImportChunkApplied { progress: p } => {
+                let j = job_mut(self, &p.id)?;
+                if p.chunk != j.next_chunk || j.status != ImportStatus::Running {
+                    return Err(format!("import {}: chunk {} applied while {:?} at chunk {}", p.id, p.chunk, j.status, j.next_chunk));
+                }
+                j.next_chunk += 1;
+                j.next_offset = p.next_offset;
+                j.next_row = p.next_row;
+                j.rows_ok += p.rows_ok;
+                j.rows_failed += p.rows_failed;
+                j.errors.extend(p.errors.iter().cloned());
+            }
+            Event::ImportFinished { id, failed } => {
+                let j = job_mut(self, id)?;
+                j.status = if failed.is_some() { ImportStatus::Failed } else { ImportStatus::Done };
+                j.detail = failed.clone();
+                j.finished_at = Some(at);
+                self.imports.finished.push_back(id.clone());
+                while self.imports.finished.len() > IMPORTS_FINISHED_KEPT {
+                    let old = self.imports.finished.pop_front().expect("non-empty");
+                    self.imports.jobs.remove(&old);
+                }
+            }
+            other => return Err(format!("{} is not an import event", other.type_name())),
+        }
+        Ok(())
+    }
+}
+
+/// How a job is shown (`GET .../imports/{id}` and the 202 of the upload).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportView {
+    pub id: Id,
+    pub kind: ImportKind,
+    pub format: ImportFormat,
+    pub status: ImportStatus,
+    pub bytes: u64,
+    pub rows_total: Option<u64>,
+    pub rows_ok: u64,
+    pub rows_failed: u64,
+    pub errors: Vec<RowError>,
+    #[serde(with = "super::time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "super::time::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "super::time::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Where the runner resumes: not part of the contract, useful to operators.
+    pub resume: Resume,
+}
+
+/// The next chunk of a job and where it starts in the file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Resume {
+    pub chunk: u64,
+    pub offset: u64,
+    pub row: u64,
+}
+
+impl From<&ImportJob> for ImportView {
+    fn from(j: &ImportJob) -> Self {
+        ImportView {
+            id: j.spec.id.clone(),
+            kind: j.spec.kind,
+            format: j.spec.format,
+            status: j.status,
+            bytes: j.spec.bytes,
+            rows_total: j.rows_total,
+            rows_ok: j.rows_ok,
+            rows_failed: j.rows_failed,
+            errors: j.errors.clone(),
+            created_at: j.spec.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            detail: j.detail.clone(),
+            resume: Resume { chunk: j.next_chunk, offset: j.next_offset, row: j.next_row },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! Import jobs in the domain: chunks apply once, in order, with their errors counted.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::domain::event::BrandRecord;
+use crate::domain::registry::{Location, LocationKind};
+use crate::domain::stock::StockOp;
+use crate::domain::BrandId;
+use crate::journal::Lsn;
+
+fn id(s: &str) -> Id {
+    Id::parse(s).unwrap()
+}
+
+fn world() -> BTreeMap<Id, Location> {
+    let loc =
+        Location { id: id("tsukuba"), name: "t".into(), kind: LocationKind::Warehouse, created_at: Timestamp(0), updated_at: Timestamp(0) };
+    BTreeMap::from([(id("tsukuba"), loc)])
+}
+
+struct B {
+    state: BrandState,
+    lsn: Lsn,
+}
+
+impl B {
+    fn new() -> B {
+        B { state: BrandState::new(BrandId::parse("b1").unwrap(), "B".into(), Timestamp(0)), lsn: 0 }
+    }
+
+    fn commit(&mut self, events: Vec<Event>) {
+        self.lsn += 1;
+        let rec = BrandRecord { brand: self.state.id.clone(), at: Timestamp(self.lsn as i64), idempotency: None, events };
+        self.state.apply(self.lsn, &rec).unwrap();
+    }
+
+    fn decided(&mut self, d: Decision) -> bool {
+        match d {
+            Decision::Apply(events) => {
+                self.commit(events);
+                true
+            }
+            Decision::Unchanged => false,
+        }
+    }
+}
+
+fn spec(job: &str) -> ImportSpec {
+    ImportSpec {
+        id: id(job),
+        kind: ImportKind::Stock,
+        format: ImportFormat::Csv,
+        file: format!("{job}.csv"),
+        bytes: 10,
+        sha256: [0; 32],
+        created_at: Timestamp(0),
+    }
+}
+
+fn adjust(row: u64, sku: &str, delta: i64) -> (u64, StockChangeCmd) {
+    (row, StockChangeCmd { sku: id(sku), location: id("tsukuba"), op: StockOp::Adjust { delta }, expected_version: None, reason: None })
+}
+
+fn chunk(n: u64, rows: Vec<(u64, StockChangeCmd)>, pre_errors: Vec<RowError>) -> ChunkCmd {
+    let (lines, changes) = rows.into_iter().unzip();
+    ChunkCmd {
+        id: id("J1"),
+        chunk: n,
+        next_offset: 100 * (n + 1),
+        next_row: 10 * (n + 1),
+        rows: ChunkRows::Stock { lines, changes },
+        pre_errors,
+    }
+}
+
+fn started() -> B {
+    let mut b = B::new();
+    let (ev, _) = b.state.decide_put_sku(&id("S1"), Catalog { name: "n".into(), ..Catalog::default() }).unwrap();
+    b.commit(vec![ev]);
+    let ev = b.state.decide_queue_import(&spec("J1")).unwrap();
+    b.commit(vec![ev]);
+    let d = b.state.decide_start_import(&id("J1"), 4).unwrap();
+    assert!(b.decided(d));
+    b
+}
+
+#[test]
+fn each_chunk_applies_once_and_only_in_order() {
+    let mut b = started();
+    let w = world();
+    let c0 = chunk(0, vec![adjust(2, "S1", 5), adjust(3, "S1", 2)], vec![]);
+    let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+    assert!(b.decided(d));
+    // The same chunk again (a resumed runner) changes nothing.
+    let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+    assert!(!b.decided(d));
+    assert_eq!(b.state.skus[&id("S1")].levels.get(&id("tsukuba")).on_hand, 7);
+    // A chunk from the future is refused: the runner must resend the one expected.
+    let c2 = chunk(2, vec![adjust(9, "S1", 1)], vec![]);
+    assert_eq!(b.state.decide_import_chunk(&c2, &w).unwrap_err().code, ErrorCode::InvalidTransition);
+    let job = b.state.import(&id("J1")).unwrap();
+    assert_eq!((job.next_chunk, job.next_offset, job.next_row, job.rows_ok), (1, 100, 10, 2));
+}
+
+#[test]
+fn rejected_and_unparsable_rows_are_counted_with_their_rows() {
+    let mut b = started();
+    let w = world();
+    let bad = RowError { row: 4, code: ErrorCode::InvalidRequest, detail: "delta: not a number".into() };
+    let c0 = chunk(0, vec![adjust(2, "S1", -1), adjust(3, "NOPE", 1), adjust(5, "S1", 3)], vec![bad]);
+    let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+    assert!(b.decided(d));
+    let job = b.state.import(&id("J1")).unwrap();
+    assert_eq!((job.rows_ok, job.rows_failed), (1, 3));
+    let rows: Vec<(u64, ErrorCode)> = job.errors.iter().map(|e| (e.row, e.code)).collect();
+    assert_eq!(rows, vec![(2, ErrorCode::InsufficientStock), (3, ErrorCode::NotFound), (4, ErrorCode::InvalidRequest)]);
+}
+
+#[test]
+fn only_the_first_errors_are_kept_but_all_are_counted() {
+    let mut b = started();
+    let w = world();
+    for n in 0..3u64 {
+        let rows = (0..60).map(|i| adjust(n * 100 + i, "NOPE", 1)).collect();
+        let d = b.state.decide_import_chunk(&chunk(n, rows, vec![]), &w).unwrap();
+        assert!(b.decided(d));
+    }
+    let job = b.state.import(&id("J1")).unwrap();
+    assert_eq!(job.rows_failed, 180);
+    assert_eq!(job.errors.len(), IMPORT_ERRORS_KEPT);
+}
+
+#[test]
+fn catalog_rows_naming_one_sku_twice_get_successive_versions() {
+    let mut b = started();
+    let w = world();
+    let cat = |name: &str| Catalog { name: name.into(), ..Catalog::default() };
+    let c = ChunkCmd {
+        id: id("J1"),
+        chunk: 0,
+        next_offset: 1,
+        next_row: 1,
+        rows: ChunkRows::Catalog(vec![(2, id("S1"), cat("a")), (3, id("S1"), cat("b")), (4, id("S9"), cat(""))]),
+        pre_errors: vec![],
+    };
+    let d = b.state.decide_import_chunk(&c, &w).unwrap();
+    assert!(b.decided(d));
+    assert_eq!(b.state.skus[&id("S1")].version, 3);
+    assert_eq!(b.state.skus[&id("S1")].catalog.name, "b");
+    assert_eq!(b.state.import(&id("J1")).unwrap().errors[0].row, 4);
+}
+
+#[test]
+fn finished_jobs_are_kept_up_to_the_bound_and_pending_ones_are_limited() {
+    let mut b = B::new();
+    for i in 0..IMPORTS_PENDING_PER_BRAND_MAX {
+        let ev = b.state.decide_queue_import(&spec(&format!("P{i}"))).unwrap();
+        b.commit(vec![ev]);
+    }
+    assert_eq!(b.state.decide_queue_import(&spec("X")).unwrap_err().code, ErrorCode::RateLimited);
+    assert_eq!(b.state.pending_imports().len(), IMPORTS_PENDING_PER_BRAND_MAX);
+    for i in 0..IMPORTS_PENDING_PER_BRAND_MAX {
+        let d = b.state.decide_finish_import(&id(&format!("P{i}")), None).unwrap();
+        assert!(b.decided(d));
+    }
+    for i in 0..IMPORTS_FINISHED_KEPT {
+        let ev = b.state.decide_queue_import(&spec(&format!("F{i}"))).unwrap();
+        b.commit(vec![ev]);
+        let d = b.state.decide_finish_import(&id(&format!("F{i}")), Some("x".into())).unwrap();
+        assert!(b.decided(d));
+    }
+    assert_eq!(b.state.imports.jobs.len(), IMPORTS_FINISHED_KEPT);
+    assert!(b.state.import(&id("P0")).is_err(), "the oldest finished jobs are forgotten");
+    assert_eq!(b.state.import(&id("F0")).unwrap().status, ImportStatus::Failed);
+}
+
+#[test]
+fn a_chunk_is_checked_as_apply_would_check_it() {
+    let b = started();
+    let w = world();
+    let c0 = chunk(0, vec![adjust(2, "S1", 5), adjust(3, "S1", 2)], vec![]);
+    let Decision::Apply(mut events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+    assert_eq!(b.state.check_chunk_events(&events), Ok(()));
+    if let Event::StockChanged { version, .. } = &mut events[1] {
+        *version += 1;
+    }
+    assert!(b.state.check_chunk_events(&events).unwrap_err().contains("does not follow"));
+    let stale = chunk(0, vec![adjust(2, "S1", 1)], vec![]);
+    let Decision::Apply(events) = b.state.decide_import_chunk(&stale, &w).unwrap() else { panic!("applies") };
+    let mut b2 = started();
+    let Decision::Apply(first) = b2.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+    b2.commit(first);
+    assert!(b2.state.check_chunk_events(&events).is_err(), "a chunk decided before another was applied");
+}

@@ -1,0 +1,224 @@
+//! The change feed: every committed change of a brand, once, in commit order.
+//!
+//! * [`render`] — the feed form (type, key, `data`) of each event; no personal data.
+//! * [`store`] — `feed.sqlite`: events by (brand, seq), retention, the covered LSN.
+//! * [`tailer`] — the feed thread: follows the journal up to its durable LSN (the WAL
+//!   is the queue), writes each run of records in one transaction, wakes waiters.
+//!
+//! Readers (`GET .../events`, webhook delivery) read the store through a small pool of
+//! read connections on the blocking pool, and wait for new events on a per-brand
+//! `watch` channel that the feed thread sets after each commit: a long poll wakes as
+//! soon as the brand's events are committed, with no polling.
+//!
+//! The feed thread holds a [`crate::journal::ReadHold`]: journal segments it has not
+//! consumed are never removed, whoever asks.
+
+pub mod render;
+pub mod store;
+mod tailer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use tokio::sync::{watch, Semaphore};
+
+use crate::clock::SharedClock;
+use crate::domain::{BrandId, Id};
+use crate::journal::{Journal, Lsn};
+pub use store::{Retention, StoreError};
+
+/// Most events in one page of `GET .../events`.
+pub const PAGE_LIMIT_MAX: usize = 1000;
+pub const PAGE_LIMIT_DEFAULT: usize = 100;
+/// Longest long poll (`wait`), in seconds.
+pub const WAIT_SECONDS_MAX: u64 = 30;
+/// Long polls waiting at once; more are answered `overloaded` at once.
+pub const LONG_POLLS_MAX: usize = 1024;
+/// Idle read connections kept for reuse.
+const READERS_IDLE_MAX: usize = 8;
+/// Default retention: 7 days, and at most this many events per brand.
+pub const RETENTION_HOURS_DEFAULT: u64 = 7 * 24;
+pub const RETENTION_EVENTS_PER_BRAND_DEFAULT: u64 = 5_000_000;
+
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    pub path: PathBuf,
+    pub retention: Retention,
+    /// How often events older than the retention are dropped.
+    pub prune_interval: Duration,
+}
+
+/// Why a page cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("cursor {after} is older than the retention: events up to seq {pruned_through} were dropped; start again from the oldest (omit `after`) or from a snapshot of your own")]
+    Expired { after: u64, pruned_through: u64 },
+    #[error("cursor {after} is ahead of this brand's feed (last seq {last_seq}); use a `next` this server returned")]
+    Ahead { after: u64, last_seq: u64 },
+    #[error("the feed has not caught up with the journal yet; retry shortly")]
+    Behind,
+    #[error("too many long polls are waiting; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the feed reader stopped")]
+    Stopped,
+}
+
+/// One page of a brand's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Event JSON objects, in seq order.
+    pub events: Vec<String>,
+    /// The cursor to pass as `after` next time.
+    pub next: u64,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    /// Last seq per brand, set by the feed thread after each commit.
+    brands: Mutex<HashMap<BrandId, watch::Sender<u64>>>,
+    covered: watch::Sender<Lsn>,
+    /// Bumped whenever the webhooks table changes.
+    hooks_version: watch::Sender<u64>,
+    long_polls: Arc<Semaphore>,
+}
+
+impl Inner {
+    fn brand_tx(&self, brand: &BrandId) -> watch::Sender<u64> {
+        self.brands.lock().entry(brand.clone()).or_insert_with(|| watch::Sender::new(0)).clone()
+    }
+}
+
+/// A handle to the running feed. Cheap to clone.
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Inner>,
+}
+
+impl Feed {
+    /// Opens the store and starts the feed thread. Queued imports it reads in the
+    /// journal are sent to `queued_imports` (the import runner).
+    pub fn start(
+        cfg: FeedConfig,
+        journal: Journal,
+        clock: SharedClock,
+        queued_imports: std::sync::mpsc::Sender<(BrandId, Id)>,
+    ) -> Result<Feed, StoreError> {
+        let store = store::Store::open(&cfg.path, cfg.retention)?;
+        let covered = store.covered_lsn();
+        let inner = Arc::new(Inner {
+            path: cfg.path.clone(),
+            readers: Mutex::new(Vec::new()),
+            brands: Mutex::new(HashMap::new()),
+            covered: watch::Sender::new(covered),
+            hooks_version: watch::Sender::new(0),
+            long_polls: Arc::new(Semaphore::new(LONG_POLLS_MAX)),
+        });
+        let feed = Feed { inner: inner.clone() };
+        let thread = tailer::Tailer::new(cfg, store, journal, clock, inner, queued_imports);
+        std::thread::Builder::new().name("zaiko-feed".into()).spawn(move || thread.run())?;
+        Ok(feed)
+    }
+
+    /// The last journal record reflected in the feed: segments after it must be kept.
+    pub fn covered_lsn(&self) -> Lsn {
+        *self.inner.covered.borrow()
+    }
+
+    /// Waits until the feed covers `lsn`; false if `timeout` passed first.
+    pub async fn wait_covered(&self, lsn: Lsn, timeout: Duration) -> bool {
+        let mut rx = self.inner.covered.subscribe();
+        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|c| *c >= lsn)).await, Ok(Ok(_)));
+        reached
+    }
+
+    /// The brand's last seq, updated after each commit that adds to it.
+    pub fn brand_watch(&self, brand: &BrandId) -> watch::Receiver<u64> {
+        self.inner.brand_tx(brand).subscribe()
+    }
+
+    /// Changes whenever a webhook subscription is created or deleted.
+    pub fn hooks_watch(&self) -> watch::Receiver<u64> {
+        self.inner.hooks_version.subscribe()
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a read connection, on the blocking pool.
+    pub async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, FeedError> {
+        let inner = self.inner.clone();
+        let job = move || {
+            let pooled = inner.readers.lock().pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => store::open_reader(&inner.path)?,
+            };
+            let out = f(&mut conn);
+            let mut idle = inner.readers.lock();
+            if idle.len() < READERS_IDLE_MAX {
+                idle.push(conn);
+            }
+            out
+        };
+        Ok(tokio::task::spawn_blocking(job).await.map_err(|_| FeedError::Stopped)??)
+    }
+
+    async fn read(
+        &self,
+        brand: &BrandId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<(store::BrandPosition, Vec<store::StoredEvent>)>, FeedError> {
+        let b = brand.to_string();
+        self.with_reader(move |c| store::read_after(c, &b, after, limit)).await
+    }
+
+    /// A page of the brand's feed after `after` (from the oldest kept event when
+    /// `None`), waiting up to `wait` for the first new event when there is none.
+    pub async fn page(&self, brand: &BrandId, after: Option<u64>, limit: usize, wait: Duration) -> Result<Page, FeedError> {
+        let mut rx = self.brand_watch(brand);
+        let from = after.unwrap_or(0);
+        let mut found = self.read(brand, from, limit).await?;
+        let pos = check_cursor(after, found.as_ref().map(|f| f.0))?;
+        let empty = found.as_ref().is_none_or(|f| f.1.is_empty());
+        if empty && !wait.is_zero() {
+            let _permit = self.inner.long_polls.clone().try_acquire_owned().map_err(|_| FeedError::Busy)?;
+            let seen = from.max(pos.last_seq);
+            let woken = matches!(tokio::time::timeout(wait, rx.wait_for(|last| *last > seen)).await, Ok(Ok(_)));
+            if woken {
+                found = self.read(brand, from, limit).await?;
+            }
+        }
+        let events: Vec<store::StoredEvent> = found.map(|f| f.1).unwrap_or_default();
+        let next = events.last().map_or(after.unwrap_or(pos.pruned_through), |e| e.seq);
+        Ok(Page { events: events.into_iter().map(|e| e.body).collect(), next })
+    }
+}
+
+/// Checks a cursor against where the brand's feed stands.
+fn check_cursor(after: Option<u64>, pos: Option<store::BrandPosition>) -> Result<store::BrandPosition, FeedError> {
+    let pos = pos.unwrap_or_default();
+    if let Some(a) = after {
+        if a < pos.pruned_through {
+            return Err(FeedError::Expired { after: a, pruned_through: pos.pruned_through });
+        }
+        if a > pos.last_seq {
+            return Err(FeedError::Ahead { after: a, last_seq: pos.last_seq });
+        }
+    }
+    Ok(pos)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! The feed store: `<data-dir>/feed.sqlite`, the brands' events in feed order, kept
+//! after the WAL segments that held them are gone, up to the retention.
+//!
+//! Tables (schema version in `meta.schema`):
+//! - `events(id INTEGER PRIMARY KEY, lsn, at_ms, type, key, body)`: `id` is
+//!   `brand_no << 40 | seq`, so one B-tree holds each brand's events in seq order and a
+//!   page of the feed is one range scan; `body` is the event JSON as served.
+//! - `brands(brand, brand_no, last_seq, pruned_through)`: events with `seq <=
+//!   pruned_through` were dropped by the retention.
+//! - `webhooks(id, brand, url, events, secret, created_lsn, start_seq)`: the
+//!   subscriptions, a projection of the WAL records kept in step with the events
+//!   (delivery reads it); `start_seq` is the brand's last seq when the subscription was
+//!   created, so delivery starts with the first event after it.
+//! - `meta(key, value)`: `covered_lsn`, the last journal record reflected here.
+//!
+//! One writer (the feed thread) commits one transaction per batch of journal records,
+//! with `covered_lsn` in the same transaction, so a restart resumes exactly after the
+//! last committed record: nothing is skipped and nothing counted twice. The writer runs
+//! with `synchronous=FULL` because journal segments may be removed up to `covered_lsn`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::render::{event_id, event_json, Rendered};
+use crate::domain::webhook::Webhook;
+use crate::domain::{BrandId, Timestamp};
+use crate::journal::Lsn;
+
+/// Bits of the per-brand sequence number in an event's row id.
+pub const SEQ_BITS: u32 = 40;
+const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+const SCHEMA_VERSION: i64 = 1;
+/// Rows looked at per step of the age-based pruning.
+const PRUNE_STEP_ROWS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("feed store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("feed store i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("feed store schema version {0} is newer than this binary understands; run a newer zaiko")]
+    NewerSchema(i64),
+}
+
+/// How long events are kept. Both bounds apply; the first reached wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age_ms: i64,
+    pub max_events_per_brand: u64,
+}
+
+/// One feed event of a batch, before it has its seq.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub brand: BrandId,
+    pub lsn: Lsn,
+    pub index: usize,
+    pub at: Timestamp,
+    pub rendered: Rendered,
+}
+
+/// A subscription change seen in the journal.
+#[derive(Debug, Clone)]
+pub enum HookChange {
+    /// `position`: how many events of the batch come before it.
+    Created {
+        brand: BrandId,
+        webhook: Box<Webhook>,
+        lsn: Lsn,
+        position: usize,
+    },
+    Deleted {
+        id: String,
+    },
+}
+
+/// What one transaction writes: the feed events of a run of journal records.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<NewEvent>,
+    pub hooks: Vec<HookChange>,
+    /// The last journal record of the run (feed events or not).
+    pub last_lsn: Lsn,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BrandRow {
+    no: i64,
+    last_seq: u64,
+    pruned_through: u64,
+}
+
+fn row_id(no: i64, seq: u64) -> i64 {
+    (no << SEQ_BITS) | seq as i64
+}
+
+/// The writer's connection and its cache of the `brands` table.
+pub struct Store {
+    conn: Connection,
+    brands: HashMap<BrandId, BrandRow>,
+    next_brand_no: i64,
+    covered: Lsn,
+    retention: Retention,
+}
+
+fn create_schema(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS brands (brand TEXT PRIMARY KEY, brand_no INTEGER NOT NULL UNIQUE,
+             last_seq INTEGER NOT NULL, pruned_through INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+             type TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, brand TEXT NOT NULL, url TEXT NOT NULL,
+             events TEXT NOT NULL, secret TEXT NOT NULL, created_lsn INTEGER NOT NULL, start_seq INTEGER NOT NULL) WITHOUT ROWID;
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('covered_lsn', 0);",
+    )?;
+    let v: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))?;
+    if v > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema(v));
+    }
+    Ok(())
+}
+
+/// Opens a read-only connection for page reads and delivery.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+impl Store {
+    pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // A large page cache keeps a batch's pages in memory until its commit.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")?;
+        create_schema(&conn)?;
+        let covered: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'covered_lsn'", [], |r| r.get(0))?;
+        let mut brands = HashMap::new();
+        let mut next_brand_no = 1;
+        {
+            let mut stmt = conn.prepare("SELECT brand, brand_no, last_seq, pruned_through FROM brands")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
+            for row in rows {
+                let (brand, no, last, pruned) = row?;
+                next_brand_no = next_brand_no.max(no + 1);
+                if let Ok(b) = BrandId::parse(&brand) {
+                    brands.insert(b, BrandRow { no, last_seq: last as u64, pruned_through: pruned as u64 });
+                }
+            }
+        }
+        Ok(Store { conn, brands, next_brand_no, covered: covered as Lsn, retention })
+    }
+
+    /// The last journal record reflected in the store.
+    pub fn covered_lsn(&self) -> Lsn {
+        self.covered
+    }
+
+    /// Writes a batch in one transaction; returns each touched brand's new last seq.
+    /// On error nothing is written, and the caller must reopen the store (the cache of
+    /// brand rows may be ahead of the disk).
+    pub fn commit(&mut self, batch: &Batch) -> Result<Vec<(BrandId, u64)>, StoreError> {
+        let hook_starts = self.hook_start_seqs(batch);
+        let tx = self.conn.transaction()?;
+        let mut touched: HashMap<BrandId, BrandRow> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO events (id, lsn, at_ms, type, key, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            // The events of a record share its time: format it once.
+            let mut at_text = (Timestamp(i64::MIN), String::new());
+            for ev in &batch.events {
+                if at_text.0 != ev.at {
+                    at_text = (ev.at, ev.at.to_rfc3339());
+                }
+                let row = match touched.get_mut(&ev.brand) {
+                    Some(r) => r,
+                    None => {
+                        let r = self.brands.get(&ev.brand).copied().unwrap_or_else(|| {
+                            self.next_brand_no += 1;
+                            BrandRow { no: self.next_brand_no - 1, last_seq: 0, pruned_through: 0 }
+                        });
+                        touched.entry(ev.brand.clone()).or_insert(r)
+                    }
+                };
+                row.last_seq += 1;
+                let id = event_id(ev.lsn, ev.index);
+                let body = event_json(&id, row.last_seq, ev.rendered.kind, &at_text.1, &ev.rendered.data);
+                insert.execute(params![row_id(row.no, row.last_seq), ev.lsn as i64, ev.at.0, ev.rendered.kind, ev.rendered.key, body])?;
+            }
+        }
+        for (brand, row) in touched.iter_mut() {
+            prune_by_count(&tx, row, self.retention.max_events_per_brand)?;
+            save_brand(&tx, brand, row)?;
+        }
+        apply_hooks(&tx, &batch.hooks, &hook_starts)?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'covered_lsn'", [batch.last_lsn as i64])?;
+        tx.commit()?;
+        self.covered = batch.last_lsn;
+        let out = touched.iter().map(|(b, r)| (b.clone(), r.last_seq)).collect();
+        self.brands.extend(touched);
+        Ok(out)
+    }
+
+    /// For each hook change, the brand's last seq at the point of the batch where it was
+    /// made.
+    fn hook_start_seqs(&self, batch: &Batch) -> Vec<u64> {
+        batch
+            .hooks
+            .iter()
+            .map(|h| match h {
+                HookChange::Created { brand, position, .. } => {
+                    let before = self.brands.get(brand).map_or(0, |r| r.last_seq);
+                    before + batch.events[..*position].iter().filter(|e| &e.brand == brand).count() as u64
+                }
+                HookChange::Deleted { .. } => 0,
+            })
+            .collect()
+    }
+
+    /// Drops events older than the retention's age, oldest first, per brand. Returns
+    /// how many were dropped.
+    pub fn prune_by_age(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let cutoff = now.0.saturating_sub(self.retention.max_age_ms);
+        let mut dropped = 0;
+        let tx = self.conn.transaction()?;
+        for (brand, row) in self.brands.iter_mut() {
+            let before = row.pruned_through;
+            loop {
+                let step = oldest_before(&tx, row, cutoff)?;
+                let Some(through) = step else { break };
+                tx.execute(
+                    "DELETE FROM events WHERE id > ?1 AND id <= ?2",
+                    params![row_id(row.no, row.pruned_through), row_id(row.no, through)],
+                )?;
+                row.pruned_through = through;
+            }
+            if row.pruned_through != before {
+                dropped += row.pruned_through - before;
+                save_brand(&tx, brand, row)?;
+            }
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+}
+
+/// The seq through which the brand's oldest events are all older than `cutoff`,
+/// looking at one step of rows; `None` when the oldest is not.
+fn oldest_before(tx: &Transaction<'_>, row: &BrandRow, cutoff: i64) -> Result<Option<u64>, StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT id, at_ms FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3")?;
+    let rows = stmt.query_map(params![row_id(row.no, row.pruned_through), row_id(row.no, row.last_seq), PRUNE_STEP_ROWS as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut through = None;
+    for r in rows {
+        let (id, at) = r?;
+        if at >= cutoff {
+            break;
+        }
+        through = Some((id & SEQ_MASK) as u64);
+    }
+    Ok(through)
+}
+
+fn prune_by_count(tx: &Transaction<'_>, row: &mut BrandRow, max: u64) -> Result<(), StoreError> {
+    if row.last_seq - row.pruned_through <= max {
+        return Ok(());
+    }
+    let through = row.last_seq - max;
+    tx.execute("DELETE FROM events WHERE id > ?1 AND id <= ?2", params![row_id(row.no, row.pruned_through), row_id(row.no, through)])?;
+    row.pruned_through = through;
+    Ok(())
+}
+
+fn save_brand(tx: &Transaction<'_>, brand: &BrandId, row: &BrandRow) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO brands (brand, brand_no, last_seq, pruned_through) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (brand) DO UPDATE SET last_seq = excluded.last_seq, pruned_through = excluded.pruned_through",
+    )?
+    .execute(params![brand.as_str(), row.no, row.last_seq as i64, row.pruned_through as i64])?;
+    Ok(())
+}
+
+fn apply_hooks(tx: &Transaction<'_>, hooks: &[HookChange], start_seqs: &[u64]) -> Result<(), StoreError> {
+    for (h, start) in hooks.iter().zip(start_seqs) {
+        match h {
+            HookChange::Created { brand, webhook, lsn, .. } => {
+                let events = serde_json::to_string(&webhook.events).expect("strings serialise");
+                tx.execute(
+                    "INSERT OR REPLACE INTO webhooks (id, brand, url, events, secret, created_lsn, start_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![webhook.id.as_str(), brand.as_str(), webhook.url, events, webhook.secret, *lsn as i64, *start as i64],
+                )?;
+            }
+            HookChange::Deleted { id } => {
+                tx.execute("DELETE FROM webhooks WHERE id = ?1", [id])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a brand's feed stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrandPosition {
+    pub last_seq: u64,
+    pub pruned_through: u64,
+}
+
+/// One stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub lsn: Lsn,
+    pub kind: String,
+    pub key: String,
+    pub body: String,
+}
+
+/// Reads up to `limit` events of `brand` after `after`, with the brand's position, in
+/// one read transaction (so the position and the events agree). `None` when the
+/// brand has no events at all yet.
+pub fn read_after(
+    conn: &mut Connection,
+    brand: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Option<(BrandPosition, Vec<StoredEvent>)>, StoreError> {
+    let tx = conn.transaction()?;
+    let row = tx
+        .query_row("SELECT brand_no, last_seq, pruned_through FROM brands WHERE brand = ?1", [brand], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .optional()?;
+    let Some((no, last, pruned)) = row else { return Ok(None) };
+    let pos = BrandPosition { last_seq: last as u64, pruned_through: pruned as u64 };
+    let mut events = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT id, lsn, type, key, body FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3")?;
+        let from = after.max(pos.pruned_through).min(SEQ_MASK as u64);
+        let rows = stmt.query_map(params![row_id(no, from), row_id(no, pos.last_seq), limit as i64], |r| {
+            Ok(StoredEvent {
+                seq: (r.get::<_, i64>(0)? & SEQ_MASK) as u64,
+                lsn: r.get::<_, i64>(1)? as Lsn,
+                kind: r.get(2)?,
+                key: r.get(3)?,
+                body: r.get(4)?,
+            })
+        })?;
+        for r in rows {
+            events.push(r?);
+        }
+    }
+    tx.commit()?;
+    Ok(Some((pos, events)))
+}
+
+/// A subscription as the delivery side needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookRow {
+    pub id: String,
+    pub brand: BrandId,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub created_lsn: Lsn,
+    /// Delivery starts after this seq of the brand's feed.
+    pub start_seq: u64,
+}
+
+impl std::fmt::Debug for WebhookRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookRow({} {} {:?})", self.id, self.url, self.events)
+    }
+}
+
+pub fn load_webhooks(conn: &Connection) -> Result<Vec<WebhookRow>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, brand, url, events, secret, created_lsn, start_seq FROM webhooks ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?),
+            (r.get::<_, i64>(5)?, r.get::<_, i64>(6)?),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let ((id, brand, url, events, secret), (lsn, start)) = r?;
+        let Ok(brand) = BrandId::parse(&brand) else { continue };
+        let events = serde_json::from_str(&events).unwrap_or_default();
+        out.push(WebhookRow { id, brand, url, events, secret, created_lsn: lsn as Lsn, start_seq: start as u64 });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! The feed store on a temp file: seq assignment, resume, both retentions.
+
+use super::*;
+use crate::domain::Id;
+
+fn ev(brand: &str, lsn: Lsn, at: i64, sku: &str) -> NewEvent {
+    NewEvent {
+        brand: BrandId::parse(brand).unwrap(),
+        lsn,
+        index: 0,
+        at: Timestamp(at),
+        rendered: Rendered { kind: "sku.deleted", key: format!("sku:{sku}"), data: format!(r#"{{"sku":"{sku}"}}"#) },
+    }
+}
+
+const KEEP_ALL: Retention = Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 };
+
+fn seqs(conn: &mut Connection, brand: &str, after: u64) -> (BrandPosition, Vec<u64>) {
+    let (pos, evs) = read_after(conn, brand, after, 1000).unwrap().unwrap();
+    (pos, evs.iter().map(|e| e.seq).collect())
+}
+
+#[test]
+fn seqs_are_per_brand_dense_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let batch = Batch { events: vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 4 };
+    let touched = s.commit(&batch).unwrap();
+    assert_eq!(touched.len(), 2);
+    assert_eq!(s.covered_lsn(), 4);
+    drop(s);
+    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    assert_eq!(s.covered_lsn(), 4, "the covered lsn is committed with the events");
+    s.commit(&Batch { events: vec![ev("a", 5, 0, "w")], hooks: vec![], last_lsn: 5 }).unwrap();
+    let mut r = open_reader(&path).unwrap();
+    let (pos, a) = seqs(&mut r, "a", 0);
+    assert_eq!(a, vec![1, 2, 3]);
+    assert_eq!(pos.last_seq, 3);
+    let (_, after) = seqs(&mut r, "a", 2);
+    assert_eq!(after, vec![3]);
+    assert_eq!(seqs(&mut r, "b", 0).1, vec![1]);
+    assert!(read_after(&mut r, "c", 0, 10).unwrap().is_none());
+    let (_, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&evs[2].body).unwrap();
+    assert_eq!(body["id"], "evt_5_0");
+    assert_eq!(body["seq"], 3);
+    assert_eq!(body["data"]["sku"], "w");
+}
+
+#[test]
+fn the_count_retention_drops_the_oldest_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: 3 }).unwrap();
+    let events = (1..=5).map(|i| ev("a", i, 0, "x")).collect();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: 5 }).unwrap();
+    let mut r = open_reader(&path).unwrap();
+    let (pos, got) = seqs(&mut r, "a", 0);
+    assert_eq!(pos.pruned_through, 2);
+    assert_eq!(got, vec![3, 4, 5]);
+}
+
+#[test]
+fn the_age_retention_drops_a_prefix_of_old_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, Retention { max_age_ms: 100, max_events_per_brand: u64::MAX / 2 }).unwrap();
+    let mut events: Vec<NewEvent> = (1..=2500).map(|i| ev("a", i, 0, "x")).collect();
+    events.push(ev("a", 2501, 1000, "new"));
+    events.push(ev("b", 2502, 1000, "new"));
+    s.commit(&Batch { events, hooks: vec![], last_lsn: 2502 }).unwrap();
+    assert_eq!(s.prune_by_age(Timestamp(1050)).unwrap(), 2500);
+    let mut r = open_reader(&path).unwrap();
+    let (pos, got) = seqs(&mut r, "a", 0);
+    assert_eq!((pos.pruned_through, got), (2500, vec![2501]));
+    assert_eq!(seqs(&mut r, "b", 0).1, vec![1]);
+    drop(s);
+    let s = Store::open(&path, KEEP_ALL).unwrap();
+    assert_eq!(s.brands[&BrandId::parse("a").unwrap()].pruned_through, 2500);
+}
+
+#[test]
+fn webhook_rows_follow_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let w = Webhook {
+        id: Id::parse("wh1").unwrap(),
+        url: "http://x/".into(),
+        events: vec!["stock.changed".into()],
+        secret: "whsec_AAAA".into(),
+        created_at: Timestamp(0),
+    };
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
+    // Created after the second of three events of its brand in the batch.
+    let created = HookChange::Created { brand: BrandId::parse("a").unwrap(), webhook: Box::new(w), lsn: 7, position: 3 };
+    let events = vec![ev("a", 5, 0, "x"), ev("b", 6, 0, "x"), ev("a", 6, 0, "x"), ev("a", 8, 0, "x")];
+    s.commit(&Batch { events, hooks: vec![created], last_lsn: 8 }).unwrap();
+    let rows = load_webhooks(&s.conn).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].created_lsn, rows[0].start_seq, rows[0].events.clone()), (7, 3, vec!["stock.changed".to_string()]));
+    s.commit(&Batch { events: vec![], hooks: vec![HookChange::Deleted { id: "wh1".into() }], last_lsn: 9 }).unwrap();
+    assert!(load_webhooks(&s.conn).unwrap().is_empty());
+}

@@ -1,0 +1,76 @@
+//! The change feed: `GET /v1/brands/{brand}/events?after=&limit=&wait=`.
+//!
+//! Before reading, the handler waits (at most [`CATCH_UP_WAIT`]) until the feed covers
+//! the brand's newest record as the brand's shard knows it: a client that wrote and
+//! then reads the feed sees its write (read-your-writes), and a page never depends on
+//! how far behind the feed thread happens to be.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::actors::shard::BrandCmd;
+use crate::domain::ErrorCode;
+use crate::feed::{FeedError, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
+use crate::http::extract::{brand_id, Access, Caller};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand_reply, AppState};
+
+/// Longest wait for the feed to catch up with the brand's newest record.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/events", web::get().to(events));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    after: Option<String>,
+    limit: Option<String>,
+    wait: Option<String>,
+}
+
+fn parse_num(field: &str, v: Option<&str>, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, Problem> {
+    let Some(v) = v else { return Ok(None) };
+    match v.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(Problem::invalid(field, format!("must be an integer in {}..={}", range.start(), range.end()))),
+    }
+}
+
+pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, Problem> {
+    web::Query::<T>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| Problem::invalid("query", e.to_string()))
+}
+
+pub(crate) fn feed_problem(e: FeedError) -> Problem {
+    match e {
+        FeedError::Expired { .. } => Problem::new(ErrorCode::CursorExpired, e.to_string()),
+        FeedError::Ahead { .. } => Problem::invalid("after", e.to_string()),
+        FeedError::Behind => Problem::new(ErrorCode::NotReady, e.to_string()),
+        FeedError::Busy | FeedError::Stopped => Problem::overloaded(e.to_string()),
+        FeedError::Store(inner) => {
+            tracing::error!(error = %inner, "feed store read failed");
+            Problem::overloaded("the feed store could not be read; retry shortly")
+        }
+    }
+}
+
+async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path)?;
+    caller.require_brand(&brand, Access::Read)?;
+    let q: EventsQuery = query(&req)?;
+    // The cursor is opaque to clients; it is the seq of the last event they saw.
+    let after = parse_num("after", q.after.as_deref(), 0..=u64::MAX)?;
+    let limit = parse_num("limit", q.limit.as_deref(), 1..=PAGE_LIMIT_MAX as u64)?.map_or(PAGE_LIMIT_DEFAULT, |n| n as usize);
+    let wait = Duration::from_secs(parse_num("wait", q.wait.as_deref(), 0..=WAIT_SECONDS_MAX)?.unwrap_or(0));
+    let (brand_lsn, _) = ask_brand_reply(&state, brand.clone(), BrandCmd::Get, None).await?;
+    let feed = &state.services()?.integrations.feed;
+    if !feed.wait_covered(brand_lsn, CATCH_UP_WAIT).await {
+        return Err(feed_problem(FeedError::Behind));
+    }
+    let page = feed.page(&brand, after, limit, wait).await.map_err(feed_problem)?;
+    let body = format!(r#"{{"events":[{}],"next":"{}"}}"#, page.events.join(","), page.next);
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+}

@@ -1,0 +1,145 @@
+//! Import jobs: the streamed upload (`POST .../imports?kind=`) and the job's status.
+//!
+//! The body is never held in memory: each chunk goes to the upload writer on the
+//! blocking pool (`imports::upload`). The job is answered `202` once the file is
+//! fsynced and the job's `ImportQueued` record is durable.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::feed::query;
+use crate::actors::shard::BrandCmd;
+use crate::domain::import::{ImportCmd, ImportFormat, ImportKind, ImportSpec};
+use crate::domain::{ErrorCode, Id};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, ask_brand_reply, reply_response, AppState};
+use crate::imports::upload::{self, Msg, UploadError};
+use crate::imports::{file_name, UPLOAD_BYTES_MAX};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/imports", web::post().to(create)).route("/v1/brands/{brand}/imports/{id}", web::get().to(get));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateQuery {
+    kind: Option<String>,
+}
+
+fn kind_of(q: &CreateQuery) -> Result<ImportKind, Problem> {
+    match q.kind.as_deref() {
+        Some("catalog") => Ok(ImportKind::Catalog),
+        Some("stock") => Ok(ImportKind::Stock),
+        Some("shipment_status") => {
+            Err(Problem::new(ErrorCode::Unprocessable, "kind shipment_status is not supported by this server yet; import catalog or stock"))
+        }
+        _ => Err(Problem::invalid("query.kind", "required: catalog, stock or shipment_status")),
+    }
+}
+
+fn format_of(req: &HttpRequest) -> Result<ImportFormat, Problem> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "text/csv" => Ok(ImportFormat::Csv),
+        "application/x-ndjson" | "application/jsonl" => Ok(ImportFormat::Ndjson),
+        _ => Err(Problem::invalid("header.content-type", "must be text/csv or application/x-ndjson")),
+    }
+}
+
+fn too_large() -> Problem {
+    Problem::new(ErrorCode::PayloadTooLarge, format!("an import file may be at most {UPLOAD_BYTES_MAX} bytes; split it"))
+}
+
+fn new_job_id() -> Id {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    Id::parse(&format!("imp_{}", hex::encode(b))).expect("hex is a valid id")
+}
+
+/// Streams the body to the upload writer; returns what reached the disk.
+async fn stream_to_disk(mut payload: web::Payload, target: upload::Target) -> Result<upload::Written, Problem> {
+    let (tx, writer) = upload::spawn_writer(target);
+    let mut read_error = None;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            // A send fails only when the writer stopped (too large, disk error).
+            Ok(bytes) => {
+                if tx.send(Msg::Data(bytes)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                read_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if read_error.is_none() {
+        let _ = tx.send(Msg::End).await;
+    }
+    drop(tx);
+    let written = writer.await.map_err(|_| Problem::overloaded("the upload writer stopped; retry"))?;
+    written.map_err(|e| match e {
+        UploadError::TooLarge(_) => too_large(),
+        UploadError::Unusable(why) => Problem::new(ErrorCode::Unprocessable, why),
+        UploadError::Aborted => Problem::invalid("body", format!("the body could not be read: {}", read_error.unwrap_or_default())),
+        UploadError::Io(e) => {
+            tracing::error!(error = %e, "writing an import upload failed");
+            Problem::overloaded("the upload could not be stored; retry later")
+        }
+    })
+}
+
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path)?;
+    caller.require_brand(&brand, Access::Write)?;
+    let kind = kind_of(&query(&req)?)?;
+    let format = format_of(&req)?;
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > UPLOAD_BYTES_MAX) {
+        return Err(too_large());
+    }
+    let key = idempotency_key(&req)?;
+    let svc = state.services()?;
+    let imports = &svc.integrations.imports;
+    let _in_progress = imports.begin(&brand, key.as_deref()).ok_or_else(|| {
+        Problem::new(ErrorCode::IdempotencyInProgress, "an upload with this Idempotency-Key is still running; wait for its answer")
+    })?;
+    let _slot = imports.upload_slot().ok_or_else(|| Problem::overloaded("too many uploads are running; retry shortly"))?;
+    let id = new_job_id();
+    let file = file_name(&id, format);
+    let target = upload::Target { dir: imports.cfg.dir.clone(), file: file.clone(), format, kind, bytes_max: UPLOAD_BYTES_MAX };
+    let written = stream_to_disk(payload, target).await?;
+    let spec = ImportSpec { id: id.clone(), kind, format, file, bytes: written.bytes, sha256: written.sha256, created_at: svc.clock.now() };
+    // Same key and same file (kind, format, bytes) is the same job.
+    let fingerprint = format!("{}\n{format:?}\n{}", kind.as_str(), hex::encode(written.sha256));
+    let idem = idem_key(&req, key, fingerprint.as_bytes());
+    let answer = ask_brand_reply(&state, brand, BrandCmd::Import(ImportCmd::Queue(Box::new(spec))), idem).await;
+    let ours =
+        matches!(&answer, Ok((_, reply)) if serde_json::from_slice::<serde_json::Value>(&reply.body).is_ok_and(|v| v["id"] == id.as_str()));
+    if !ours {
+        // Refused, or an idempotent replay naming the first job: this copy is not needed.
+        let path = written.path.clone();
+        let _ = web::block(move || std::fs::remove_file(path)).await;
+    }
+    let (_, reply) = answer?;
+    Ok(reply_response(reply))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, Access::Read)?;
+    let id = id("id", &path.1)?;
+    ask_brand(&state, brand, BrandCmd::Import(ImportCmd::Get { id }), None).await
+}

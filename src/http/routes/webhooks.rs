@@ -1,0 +1,168 @@
+//! Webhook subscriptions and their deliveries.
+
+use std::collections::HashSet;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::feed::query;
+use crate::actors::shard::BrandCmd;
+use crate::domain::webhook::{Webhook, WebhookCmd};
+use crate::domain::{BrandId, FieldError, Id};
+use crate::feed::render::FEED_TYPES;
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::problem::Problem;
+use crate::http::{ask_brand, ask_brand_reply, AppState};
+use crate::webhooks::store::Status;
+use crate::webhooks::{sign, target};
+
+/// Most deliveries in one page of `GET .../deliveries`.
+const DELIVERIES_LIMIT_MAX: u64 = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/brands/{brand}/webhooks", web::post().to(create))
+        .route("/v1/brands/{brand}/webhooks", web::get().to(list))
+        .route("/v1/brands/{brand}/webhooks/{id}", web::delete().to(delete))
+        .route("/v1/brands/{brand}/webhooks/{id}/deliveries", web::get().to(deliveries))
+        .route("/v1/brands/{brand}/webhooks/{id}/redrive", web::post().to(redrive))
+        .route("/v1/brands/{brand}/webhooks/{id}/replay", web::post().to(replay));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateInput {
+    url: String,
+    events: Vec<String>,
+}
+
+fn check_events(events: &[String]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if events.is_empty() {
+        errors.push(FieldError::new("events", format!("name at least one of {}", FEED_TYPES.join(", "))));
+    }
+    let mut seen = HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        if !FEED_TYPES.contains(&e.as_str()) {
+            errors.push(FieldError::new(format!("events[{i}]"), format!("unknown event type; one of {}", FEED_TYPES.join(", "))));
+        } else if !seen.insert(e) {
+            errors.push(FieldError::new(format!("events[{i}]"), "named twice"));
+        }
+    }
+    errors
+}
+
+fn new_webhook_id() -> Id {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    Id::parse(&format!("wh_{}", hex::encode(b))).expect("hex is a valid id")
+}
+
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<CreateInput>,
+) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path)?;
+    caller.require_brand(&brand, Access::Write)?;
+    let svc = state.services()?;
+    let mut errors = check_events(&body.value.events);
+    if let Err(e) = target::check_registration(&body.value.url, svc.integrations.webhooks.allow_private()) {
+        errors.insert(0, FieldError::new("url", e));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid_fields(errors));
+    }
+    let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    let CreateInput { url, events } = body.value;
+    let w = Webhook { id: new_webhook_id(), url, events, secret: sign::new_secret(), created_at: svc.clock.now() };
+    ask_brand(&state, brand, BrandCmd::Webhook(WebhookCmd::Create(Box::new(w))), idem).await
+}
+
+async fn list(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path)?;
+    caller.require_brand(&brand, Access::Read)?;
+    ask_brand(&state, brand, BrandCmd::Webhook(WebhookCmd::List), None).await
+}
+
+async fn delete(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, Access::Write)?;
+    let id = id("id", &path.1)?;
+    ask_brand(&state, brand, BrandCmd::Webhook(WebhookCmd::Delete { id }), None).await
+}
+
+/// The brand and webhook of a path, checked to exist and to belong together.
+async fn owned(state: &AppState, caller: &Caller, path: &(String, String), access: Access) -> Result<(BrandId, Id), Problem> {
+    let brand = brand_id(&path.0)?;
+    caller.require_brand(&brand, access)?;
+    let id = id("id", &path.1)?;
+    ask_brand_reply(state, brand.clone(), BrandCmd::Webhook(WebhookCmd::Get { id: id.clone() }), None).await?;
+    Ok((brand, id))
+}
+
+fn store_problem(e: String) -> Problem {
+    Problem::overloaded(format!("{e}; retry shortly"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+async fn deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (_, id) = owned(&state, &caller, &path, Access::Read).await?;
+    let q: DeliveriesQuery = query(&req)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| Problem::invalid("status", "must be pending, failed, dead or delivered"))?),
+    };
+    let num = |field: &str, v: Option<&str>, max: u64| -> Result<Option<u64>, Problem> {
+        v.map(|v| {
+            v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| Problem::invalid(field, format!("must be an integer in 0..={max}")))
+        })
+        .transpose()
+    };
+    let after = num("after", q.after.as_deref(), u64::MAX)?.unwrap_or(0);
+    let limit = num("limit", q.limit.as_deref(), DELIVERIES_LIMIT_MAX)?.unwrap_or(100).max(1) as usize;
+    let rows = state.services()?.integrations.webhooks.deliveries(id.as_str(), status, after, limit).await.map_err(store_problem)?;
+    let next = rows.last().map_or(after, |r| r.seq);
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows, "next": next.to_string() })))
+}
+
+async fn redrive(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
+    let (_, id) = owned(&state, &caller, &path, Access::Write).await?;
+    let n = state.services()?.integrations.webhooks.redrive(id.as_str()).await.map_err(store_problem)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "requeued": n })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayInput {
+    after_seq: u64,
+}
+
+async fn replay(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<ReplayInput>,
+) -> Result<HttpResponse, Problem> {
+    let (_, id) = owned(&state, &caller, &path, Access::Write).await?;
+    let after_seq = body.value.after_seq;
+    let known = state.services()?.integrations.webhooks.replay(id.as_str(), after_seq).await.map_err(store_problem)?;
+    if !known {
+        return Err(Problem::new(crate::domain::ErrorCode::NotReady, "this webhook's deliveries are still being set up; retry shortly"));
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "replaying", "after_seq": after_seq })))
+}

@@ -1,0 +1,262 @@
+//! Rows of an import file: the CSV header check, and each row (CSV record or NDJSON
+//! line) turned into a checked command or a row error. Pure; no I/O.
+//!
+//! Columns are the fields of the matching JSON endpoint:
+//! - stock: `sku`, `location`, and exactly one of `on_hand` (set) or `delta` (adjust);
+//!   optional `reason`, `expected_version`.
+//! - catalog: `sku`, `name`; optional `product_id`, `color`, `size`, `category`,
+//!   `price`, `tags` (`|`-separated in CSV), and `attributes.<key>` columns (CSV) or an
+//!   `attributes` object (NDJSON).
+//!
+//! An unknown or missing column makes the whole file unusable (422 on upload): a
+//! misspelt column silently ignored would import the wrong thing. An empty CSV cell
+//! is an absent optional field.
+
+use std::collections::BTreeMap;
+
+use compact_str::CompactString;
+use serde::Deserialize;
+
+use crate::domain::brand::StockChangeCmd;
+use crate::domain::catalog::Catalog;
+use crate::domain::import::ImportKind;
+use crate::domain::stock::{StockOp, QUANTITY_MAX};
+use crate::domain::Id;
+
+/// Longest `reason`, in characters (as in `POST .../stock/changes`).
+const REASON_CHARS_MAX: usize = 200;
+
+/// A checked row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    Stock(StockChangeCmd),
+    Catalog(Id, Catalog),
+}
+
+/// Where each known column is in a CSV file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    kind: ImportKind,
+    index: BTreeMap<String, usize>,
+    /// `attributes.<key>` columns: (key, index).
+    attributes: Vec<(String, usize)>,
+    pub count: usize,
+}
+
+const STOCK_COLUMNS: [&str; 6] = ["sku", "location", "on_hand", "delta", "reason", "expected_version"];
+const CATALOG_COLUMNS: [&str; 8] = ["sku", "name", "product_id", "color", "size", "category", "price", "tags"];
+
+/// Checks a CSV header for `kind`; the error says which columns are wrong.
+pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String> {
+    let (known, required): (&[&str], &[&str]) = match kind {
+        ImportKind::Stock => (&STOCK_COLUMNS, &["sku", "location"]),
+        ImportKind::Catalog => (&CATALOG_COLUMNS, &["sku", "name"]),
+        ImportKind::ShipmentStatus => return Err("kind shipment_status is not supported by this server yet".into()),
+    };
+    let mut cols = Columns { kind, index: BTreeMap::new(), attributes: Vec::new(), count: header.len() };
+    let mut unknown = Vec::new();
+    for (i, raw) in header.iter().enumerate() {
+        let name = raw.trim().trim_start_matches('\u{feff}');
+        if kind == ImportKind::Catalog {
+            if let Some(key) = name.strip_prefix("attributes.").filter(|k| !k.is_empty()) {
+                cols.attributes.push((key.to_string(), i));
+                continue;
+            }
+        }
+        if !known.contains(&name) || cols.index.insert(name.to_string(), i).is_some() {
+            unknown.push(name.to_string());
+        }
+    }
+    let missing: Vec<&str> = required.iter().filter(|c| !cols.index.contains_key(**c)).copied().collect();
+    let mut problems = Vec::new();
+    if !unknown.is_empty() {
+        problems.push(format!("unknown or repeated columns {unknown:?}"));
+    }
+    if !missing.is_empty() {
+        problems.push(format!("missing columns {missing:?}"));
+    }
+    if kind == ImportKind::Stock && cols.index.contains_key("on_hand") == cols.index.contains_key("delta") {
+        problems.push("give exactly one of the columns on_hand (set) or delta (adjust)".into());
+    }
+    if problems.is_empty() {
+        Ok(cols)
+    } else {
+        Err(format!("{}; {} columns are {}", problems.join("; "), kind.as_str(), known.join(", ")))
+    }
+}
+
+fn cell<'a>(cols: &Columns, fields: &[&'a str], name: &str) -> Option<&'a str> {
+    cols.index.get(name).and_then(|&i| fields.get(i)).map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+fn id(field: &str, v: Option<&str>) -> Result<Id, String> {
+    let v = v.ok_or_else(|| format!("{field}: required"))?;
+    Id::parse(v).map_err(|e| format!("{field}: {e}"))
+}
+
+fn number<T: std::str::FromStr>(field: &str, v: Option<&str>) -> Result<Option<T>, String> {
+    v.map(|s| s.parse::<T>().map_err(|_| format!("{field}: {s:?} is not an integer"))).transpose()
+}
+
+/// Parses one CSV record (already split into fields).
+pub fn csv_row(cols: &Columns, fields: &[&str]) -> Result<Row, String> {
+    if fields.len() != cols.count {
+        return Err(format!("has {} fields, the header has {}", fields.len(), cols.count));
+    }
+    match cols.kind {
+        ImportKind::Stock => {
+            let input = StockInput {
+                sku: id("sku", cell(cols, fields, "sku"))?,
+                location: id("location", cell(cols, fields, "location"))?,
+                on_hand: number("on_hand", cell(cols, fields, "on_hand"))?,
+                delta: number("delta", cell(cols, fields, "delta"))?,
+                reason: cell(cols, fields, "reason").map(CompactString::from),
+                expected_version: number("expected_version", cell(cols, fields, "expected_version"))?,
+            };
+            stock(input)
+        }
+        ImportKind::Catalog => {
+            let opt = |name: &str| cell(cols, fields, name).map(CompactString::from);
+            let input = CatalogInput {
+                sku: id("sku", cell(cols, fields, "sku"))?,
+                name: opt("name").ok_or("name: required")?,
+                product_id: opt("product_id"),
+                color: opt("color"),
+                size: opt("size"),
+                category: opt("category"),
+                price: number("price", cell(cols, fields, "price"))?,
+                tags: cell(cols, fields, "tags").map(|t| t.split('|').map(|x| CompactString::from(x.trim())).collect()).unwrap_or_default(),
+                attributes: cols
+                    .attributes
+                    .iter()
+                    .filter_map(|(k, i)| {
+                        fields
+                            .get(*i)
+                            .filter(|v| !v.trim().is_empty())
+                            .map(|v| (CompactString::from(k.as_str()), CompactString::from(v.trim())))
+                    })
+                    .collect(),
+            };
+            Ok(catalog(input))
+        }
+        ImportKind::ShipmentStatus => Err("kind shipment_status is not supported by this server yet".into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockInput {
+    sku: Id,
+    location: Id,
+    on_hand: Option<i64>,
+    delta: Option<i64>,
+    reason: Option<CompactString>,
+    expected_version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogInput {
+    sku: Id,
+    name: CompactString,
+    product_id: Option<CompactString>,
+    color: Option<CompactString>,
+    size: Option<CompactString>,
+    category: Option<CompactString>,
+    price: Option<i64>,
+    #[serde(default)]
+    tags: Vec<CompactString>,
+    #[serde(default)]
+    attributes: BTreeMap<CompactString, CompactString>,
+}
+
+fn stock(i: StockInput) -> Result<Row, String> {
+    let op = match (i.on_hand, i.delta) {
+        (Some(q), None) if (0..=QUANTITY_MAX).contains(&q) => StockOp::Set { on_hand: q },
+        (Some(_), None) => return Err(format!("on_hand: must be 0..={QUANTITY_MAX}")),
+        (None, Some(d)) if d != 0 && d.abs() <= QUANTITY_MAX => StockOp::Adjust { delta: d },
+        (None, Some(_)) => return Err(format!("delta: must be non-zero and within ±{QUANTITY_MAX}")),
+        _ => return Err("give exactly one of on_hand or delta".into()),
+    };
+    if let Some(r) = &i.reason {
+        let n = r.chars().count();
+        if n == 0 || n > REASON_CHARS_MAX || r.chars().any(char::is_control) {
+            return Err(format!("reason: must be 1..={REASON_CHARS_MAX} characters without control characters"));
+        }
+    }
+    Ok(Row::Stock(StockChangeCmd { sku: i.sku, location: i.location, op, expected_version: i.expected_version, reason: i.reason }))
+}
+
+fn catalog(i: CatalogInput) -> Row {
+    let c = Catalog {
+        product_id: i.product_id,
+        name: i.name,
+        color: i.color,
+        size: i.size,
+        category: i.category,
+        price: i.price,
+        tags: i.tags,
+        attributes: i.attributes.into_iter().collect(),
+    };
+    Row::Catalog(i.sku, c)
+}
+
+/// Parses one NDJSON line.
+pub fn json_row(kind: ImportKind, line: &[u8]) -> Result<Row, String> {
+    let err = |e: serde_json::Error| format!("not a valid {} object: {e}", kind.as_str());
+    match kind {
+        ImportKind::Stock => stock(serde_json::from_slice(line).map_err(err)?),
+        ImportKind::Catalog => Ok(catalog(serde_json::from_slice(line).map_err(err)?)),
+        ImportKind::ShipmentStatus => Err("kind shipment_status is not supported by this server yet".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_headers_need_sku_location_and_one_quantity() {
+        assert!(check_header(ImportKind::Stock, &["sku", "location", "on_hand"]).is_ok());
+        assert!(check_header(ImportKind::Stock, &["\u{feff}sku", "location", "delta", "reason"]).is_ok(), "a BOM is tolerated");
+        for bad in [
+            &["sku", "location"][..],
+            &["sku", "location", "on_hand", "delta"],
+            &["sku", "on_hand"],
+            &["sku", "location", "qty"],
+            &["a", "b"],
+        ] {
+            let e = check_header(ImportKind::Stock, bad).unwrap_err();
+            assert!(e.contains("stock columns are"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn stock_rows_are_checked_field_by_field() {
+        let cols = check_header(ImportKind::Stock, &["sku", "location", "delta", "reason"]).unwrap();
+        match csv_row(&cols, &["S1", "tsukuba", "-3", ""]).unwrap() {
+            Row::Stock(c) => assert_eq!((c.op, c.reason), (StockOp::Adjust { delta: -3 }, None)),
+            other => panic!("{other:?}"),
+        }
+        assert!(csv_row(&cols, &["S1", "tsukuba", "x", ""]).unwrap_err().starts_with("delta:"));
+        assert!(csv_row(&cols, &["S1", "tsukuba", "0", ""]).unwrap_err().starts_with("delta:"));
+        assert!(csv_row(&cols, &["bad sku", "tsukuba", "1", ""]).unwrap_err().starts_with("sku:"));
+        assert!(csv_row(&cols, &["S1", "tsukuba", "1"]).unwrap_err().contains("fields"));
+        let row = json_row(ImportKind::Stock, br#"{"sku":"S1","location":"t","on_hand":4}"#).unwrap();
+        assert!(matches!(row, Row::Stock(c) if c.op == StockOp::Set { on_hand: 4 }));
+        assert!(json_row(ImportKind::Stock, br#"{"sku":"S1","location":"t","on_hand":4,"delta":1}"#).is_err());
+        assert!(json_row(ImportKind::Stock, br#"{"sku":"S1","location":"t","qty":4}"#).unwrap_err().contains("qty"));
+    }
+
+    #[test]
+    fn catalog_rows_with_tags_and_attribute_columns() {
+        let cols = check_header(ImportKind::Catalog, &["sku", "name", "price", "tags", "attributes.material"]).unwrap();
+        let Row::Catalog(sku, c) = csv_row(&cols, &["S1", "Tシャツ", "3990", "cotton| summer", "cotton"]).unwrap() else { panic!() };
+        assert_eq!(sku.as_str(), "S1");
+        assert_eq!((c.price, c.tags.len(), c.attributes[0].1.as_str()), (Some(3990), 2, "cotton"));
+        assert!(csv_row(&cols, &["S1", "", "1", "", ""]).unwrap_err().starts_with("name:"));
+        assert!(check_header(ImportKind::Catalog, &["sku", "nmae"]).is_err());
+        let row = json_row(ImportKind::Catalog, r#"{"sku":"S2","name":"n","attributes":{"fit":"loose"}}"#.as_bytes()).unwrap();
+        assert!(matches!(row, Row::Catalog(_, c) if c.attributes.len() == 1));
+    }
+}

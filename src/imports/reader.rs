@@ -1,0 +1,298 @@
+//! Reading an import file in chunks from any recorded position. Chunk boundaries are a
+//! pure function of the file (at most `rows_max` rows and about `bytes_max` bytes
+//! each), and every chunk says where the next one starts (byte offset and line), so
+//! a runner that resumes after a crash at a recorded position reads exactly the
+//! chunks it did not apply.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::rc::Rc;
+
+use super::parse::{check_header, csv_row, json_row, Columns, Row};
+use crate::domain::import::{ImportFormat, ImportKind, RowError};
+use crate::domain::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the import file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reading the import file: {0}")]
+    Csv(#[from] csv::Error),
+    /// The file cannot be used at all (its header).
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// Rows of one chunk, with the position after it.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub rows: Vec<(u64, Row)>,
+    pub errors: Vec<RowError>,
+    pub next_offset: u64,
+    pub next_row: u64,
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.errors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where the data rows start: after a CSV header (checked), or at the top.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub columns: Option<Columns>,
+    pub offset: u64,
+    pub line: u64,
+}
+
+fn csv_builder() -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(false).flexible(true);
+    b
+}
+
+/// Reads (and checks) the header of a file.
+pub fn start(path: &Path, format: ImportFormat, kind: ImportKind) -> Result<Start, ReadError> {
+    if format == ImportFormat::Ndjson {
+        if kind == ImportKind::ShipmentStatus {
+            return Err(ReadError::Unusable("kind shipment_status is not supported by this server yet".into()));
+        }
+        return Ok(Start { columns: None, offset: 0, line: 1 });
+    }
+    let mut r = csv_builder().from_reader(BufReader::new(File::open(path)?));
+    let mut header = csv::ByteRecord::new();
+    if !r.read_byte_record(&mut header)? {
+        return Err(ReadError::Unusable("the file is empty; a CSV import starts with a header row".into()));
+    }
+    let names: Vec<&str> = header.iter().map(|f| std::str::from_utf8(f).unwrap_or("\u{fffd}")).collect();
+    let columns = check_header(kind, &names).map_err(ReadError::Unusable)?;
+    let pos = r.position();
+    Ok(Start { columns: Some(columns), offset: pos.byte(), line: pos.line() })
+}
+
+/// Data rows in the file (for `rows_total`).
+pub fn count_rows(path: &Path, format: ImportFormat) -> Result<u64, ReadError> {
+    match format {
+        ImportFormat::Csv => {
+            let mut r = csv_builder().from_reader(BufReader::new(File::open(path)?));
+            let mut rec = csv::ByteRecord::new();
+            let mut n = 0u64;
+            while r.read_byte_record(&mut rec)? {
+                n += 1;
+            }
+            Ok(n.saturating_sub(1))
+        }
+        ImportFormat::Ndjson => {
+            let mut n = 0;
+            for line in BufReader::new(File::open(path)?).split(b'\n') {
+                n += u64::from(!line?.trim_ascii().is_empty());
+            }
+            Ok(n)
+        }
+    }
+}
+
+enum Source {
+    Csv(csv::Reader<Tee>, Columns),
+    Ndjson(BufReader<File>, ImportKind),
+}
+
+/// Reads chunks from a position.
+pub struct ChunkReader {
+    source: Source,
+    /// File offset where the reader was opened.
+    base_offset: u64,
+    /// Offset and line of the next unread row.
+    offset: u64,
+    line: u64,
+    /// The bytes the CSV parser has read and not yet accounted for, from `offset` on.
+    /// Lines are counted here rather than taken from the csv crate, whose record
+    /// positions point at blank lines before a record and stop inside a CRLF.
+    seen: Rc<RefCell<VecDeque<u8>>>,
+}
+
+/// Passes reads through and keeps a copy for line counting.
+struct Tee {
+    inner: BufReader<File>,
+    seen: Rc<RefCell<VecDeque<u8>>>,
+}
+
+impl Read for Tee {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.seen.borrow_mut().extend(&out[..n]);
+        Ok(n)
+    }
+}
+
+impl ChunkReader {
+    pub fn open(
+        path: &Path,
+        format: ImportFormat,
+        kind: ImportKind,
+        start: &Start,
+        offset: u64,
+        line: u64,
+    ) -> Result<ChunkReader, ReadError> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let buf = BufReader::with_capacity(1 << 20, file);
+        let seen = Rc::new(RefCell::new(VecDeque::new()));
+        let source = match (format, &start.columns) {
+            (ImportFormat::Csv, Some(cols)) => Source::Csv(csv_builder().from_reader(Tee { inner: buf, seen: seen.clone() }), cols.clone()),
+            (ImportFormat::Ndjson, _) => Source::Ndjson(buf, kind),
+            (ImportFormat::Csv, None) => return Err(ReadError::Unusable("a CSV file needs its header".into())),
+        };
+        Ok(ChunkReader { source, base_offset: offset, offset, line, seen })
+    }
+
+    /// The next chunk; `None` at the end of the file.
+    pub fn next_chunk(&mut self, rows_max: usize, bytes_max: u64) -> Result<Option<Chunk>, ReadError> {
+        let chunk_start = self.position();
+        let mut chunk = Chunk::default();
+        while chunk.len() < rows_max && self.position().0 - chunk_start.0 < bytes_max {
+            let more = match &mut self.source {
+                Source::Csv(..) => self.csv_next(&mut chunk)?,
+                Source::Ndjson(..) => self.ndjson_next(&mut chunk)?,
+            };
+            if !more {
+                break;
+            }
+        }
+        (chunk.next_offset, chunk.next_row) = self.position();
+        Ok((!chunk.is_empty()).then_some(chunk))
+    }
+
+    fn position(&self) -> (u64, u64) {
+        (self.offset, self.line)
+    }
+
+    fn csv_next(&mut self, chunk: &mut Chunk) -> Result<bool, ReadError> {
+        let Source::Csv(r, cols) = &mut self.source else { unreachable!("csv source") };
+        let mut rec = csv::ByteRecord::new();
+        if !r.read_byte_record(&mut rec)? {
+            return Ok(false);
+        }
+        // The bytes from the previous record's end to this one's: leading newlines
+        // (blank lines, the rest of a CRLF), the record, its terminator if read.
+        let end = self.base_offset + r.position().byte();
+        let (mut newlines, mut last) = (0u64, 0u8);
+        for b in self.seen.borrow_mut().drain(..(end - self.offset) as usize) {
+            newlines += u64::from(b == b'\n');
+            last = b;
+        }
+        let embedded: u64 = rec.iter().map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64).sum();
+        let line = (self.line + newlines).saturating_sub(embedded + u64::from(last == b'\n'));
+        (self.offset, self.line) = (end, self.line + newlines);
+        let fields: Result<Vec<&str>, _> = rec.iter().map(std::str::from_utf8).collect();
+        let parsed = match fields {
+            Ok(f) if f.len() == 1 && f[0].is_empty() => return Ok(true),
+            Ok(f) => csv_row(cols, &f),
+            Err(_) => Err("the row is not valid UTF-8".to_string()),
+        };
+        push(chunk, line, parsed);
+        Ok(true)
+    }
+
+    fn ndjson_next(&mut self, chunk: &mut Chunk) -> Result<bool, ReadError> {
+        let Source::Ndjson(r, kind) = &mut self.source else { unreachable!("ndjson source") };
+        let mut buf = Vec::new();
+        let n = r.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let line = self.line;
+        self.offset += n as u64;
+        self.line += 1;
+        let text = buf.trim_ascii();
+        if !text.is_empty() {
+            let kind = *kind;
+            push(chunk, line, json_row(kind, text));
+        }
+        Ok(true)
+    }
+}
+
+fn push(chunk: &mut Chunk, line: u64, parsed: Result<Row, String>) {
+    match parsed {
+        Ok(row) => chunk.rows.push((line, row)),
+        Err(detail) => chunk.errors.push(RowError { row: line, code: ErrorCode::InvalidRequest, detail }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn lines(chunk: &Chunk) -> Vec<u64> {
+        let mut v: Vec<u64> = chunk.rows.iter().map(|r| r.0).chain(chunk.errors.iter().map(|e| e.row)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn csv_chunks_resume_at_their_recorded_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "sku,location,delta\nS1,t,1\n\"S2\",t,x\nS3,t,\"3\"\n\nS4,t,4\nS5,t,5\n";
+        let p = file(&dir, "a.csv", text);
+        let s = start(&p, ImportFormat::Csv, ImportKind::Stock).unwrap();
+        assert_eq!((s.offset, s.line), (19, 2));
+        assert_eq!(count_rows(&p, ImportFormat::Csv).unwrap(), 5);
+        let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, s.offset, s.line).unwrap();
+        let c1 = r.next_chunk(2, 1 << 20).unwrap().unwrap();
+        assert_eq!(lines(&c1), vec![2, 3]);
+        assert_eq!(c1.errors[0].code, ErrorCode::InvalidRequest);
+        let all_after: Vec<u64> = std::iter::from_fn(|| r.next_chunk(2, 1 << 20).unwrap()).flat_map(|c| lines(&c)).collect();
+        assert_eq!(all_after, vec![4, 6, 7]);
+        // A reader opened at c1's end reads exactly what followed it.
+        let mut again = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, c1.next_offset, c1.next_row).unwrap();
+        let resumed: Vec<u64> = std::iter::from_fn(|| again.next_chunk(2, 1 << 20).unwrap()).flat_map(|c| lines(&c)).collect();
+        assert_eq!(resumed, vec![4, 6, 7]);
+    }
+
+    #[test]
+    fn csv_rows_are_numbered_by_the_line_they_start_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, "a.csv", "sku,location,delta\r\nS1,t,1\r\n\r\n\"S\n2\",t,1\nS3,t,1");
+        let s = start(&p, ImportFormat::Csv, ImportKind::Stock).unwrap();
+        let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, s.offset, s.line).unwrap();
+        assert_eq!(lines(&r.next_chunk(10, 1 << 20).unwrap().unwrap()), vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn ndjson_rows_are_numbered_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "{\"sku\":\"S1\",\"location\":\"t\",\"on_hand\":1}\n\n{bad\n{\"sku\":\"S2\",\"location\":\"t\",\"on_hand\":2}";
+        let p = file(&dir, "a.ndjson", text);
+        let s = start(&p, ImportFormat::Ndjson, ImportKind::Stock).unwrap();
+        assert_eq!(count_rows(&p, ImportFormat::Ndjson).unwrap(), 3);
+        let mut r = ChunkReader::open(&p, ImportFormat::Ndjson, ImportKind::Stock, &s, 0, 1).unwrap();
+        let c = r.next_chunk(10, 1 << 20).unwrap().unwrap();
+        assert_eq!(c.rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(c.errors[0].row, 3);
+        assert!(r.next_chunk(10, 1 << 20).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_header_with_no_known_column_is_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, "a.csv", "foo,bar\n1,2\n");
+        assert!(matches!(start(&p, ImportFormat::Csv, ImportKind::Stock), Err(ReadError::Unusable(_))));
+        let p = file(&dir, "b.csv", "");
+        assert!(matches!(start(&p, ImportFormat::Csv, ImportKind::Stock), Err(ReadError::Unusable(_))));
+    }
+}

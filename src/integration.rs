@@ -1,0 +1,159 @@
+//! Wiring of what brand systems integrate through: the change feed, webhooks and
+//! import jobs — their configuration (flags, environment, defaults) and start-up,
+//! after recovery and before the server is ready.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::actors::Router;
+use crate::clock::SharedClock;
+use crate::domain::brand::BrandState;
+use crate::domain::import::ImportSpec;
+use crate::domain::BrandId;
+use crate::feed::{self, Feed, FeedConfig, Retention};
+use crate::imports::{self, ImportConfig, Imports};
+use crate::journal::Journal;
+use crate::webhooks::{self, WebhookConfig, Webhooks};
+
+/// How often feed events older than the retention are dropped.
+const FEED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Niceness of the threads that derive from committed changes (feed, webhook delivery):
+/// under a burst they yield the CPU to the shards and HTTP workers, fall behind, and
+/// catch up after.
+const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`] (Linux: a thread's
+/// own nice value). Failure only costs fairness, so it is logged and ignored.
+pub(crate) fn run_in_background() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE) {
+        tracing::debug!(error = %e, "cannot lower a background thread's priority");
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IntegrationArgs {
+    /// Feed events are kept this many hours (a cursor older than that gets 410).
+    #[arg(long, env = "ZAIKO_FEED_RETENTION_HOURS", default_value_t = feed::RETENTION_HOURS_DEFAULT)]
+    pub feed_retention_hours: u64,
+    /// At most this many feed events are kept per brand (the oldest go first).
+    #[arg(long, env = "ZAIKO_FEED_RETENTION_EVENTS", default_value_t = feed::RETENTION_EVENTS_PER_BRAND_DEFAULT)]
+    pub feed_retention_events: u64,
+    /// Delays before each webhook retry (units ms, s, m, h); after the last the delivery is dead.
+    #[arg(long, env = "ZAIKO_WEBHOOK_RETRY_SCHEDULE", default_value = webhooks::RETRY_SCHEDULE_DEFAULT)]
+    pub webhook_retry_schedule: String,
+    /// Deliveries taken from the feed and not finished, per webhook; the rest waits in the feed.
+    #[arg(long, env = "ZAIKO_WEBHOOK_QUEUE_MAX", default_value_t = webhooks::QUEUE_MAX_DEFAULT)]
+    pub webhook_queue_max: usize,
+    /// Webhook attempts at once over all webhooks.
+    #[arg(long, env = "ZAIKO_WEBHOOK_IN_FLIGHT_MAX", default_value_t = webhooks::IN_FLIGHT_MAX_DEFAULT)]
+    pub webhook_in_flight_max: usize,
+    /// Allow webhooks to loopback and private addresses (refused by default).
+    #[arg(long)]
+    pub webhook_allow_private: bool,
+    /// Import rows applied per second at most (0: only the in-flight bound paces imports).
+    #[arg(long, env = "ZAIKO_IMPORT_ROWS_PER_SECOND", default_value_t = 0)]
+    pub import_rows_per_second: u64,
+    /// Import rows per chunk (one actor message and one WAL record each).
+    #[arg(long, env = "ZAIKO_IMPORT_CHUNK_ROWS", default_value_t = imports::CHUNK_ROWS_DEFAULT)]
+    pub import_chunk_rows: usize,
+}
+
+/// The validated settings.
+#[derive(Debug, Clone)]
+pub struct IntegrationConfig {
+    pub retention: Retention,
+    pub schedule: Vec<Duration>,
+    pub webhook_queue_max: usize,
+    pub webhook_in_flight_max: usize,
+    pub webhook_allow_private: bool,
+    pub import_rows_per_second: u64,
+    pub import_chunk_rows: usize,
+}
+
+impl IntegrationArgs {
+    pub fn resolve(&self) -> Result<IntegrationConfig, String> {
+        if !(1..=24 * 366).contains(&self.feed_retention_hours) {
+            return Err("--feed-retention-hours must be 1..=8784".into());
+        }
+        if self.feed_retention_events < 1 {
+            return Err("--feed-retention-events must be at least 1".into());
+        }
+        let schedule = webhooks::parse_schedule(&self.webhook_retry_schedule).map_err(|e| format!("--webhook-retry-schedule: {e}"))?;
+        if !(1..=100_000).contains(&self.webhook_queue_max) {
+            return Err("--webhook-queue-max must be 1..=100000".into());
+        }
+        if !(1..=4096).contains(&self.webhook_in_flight_max) {
+            return Err("--webhook-in-flight-max must be 1..=4096".into());
+        }
+        if !(1..=10_000).contains(&self.import_chunk_rows) {
+            return Err("--import-chunk-rows must be 1..=10000".into());
+        }
+        Ok(IntegrationConfig {
+            retention: Retention {
+                max_age_ms: self.feed_retention_hours as i64 * 3_600_000,
+                max_events_per_brand: self.feed_retention_events,
+            },
+            schedule,
+            webhook_queue_max: self.webhook_queue_max,
+            webhook_in_flight_max: self.webhook_in_flight_max,
+            webhook_allow_private: self.webhook_allow_private,
+            import_rows_per_second: self.import_rows_per_second,
+            import_chunk_rows: self.import_chunk_rows,
+        })
+    }
+}
+
+/// Handles for the HTTP routes.
+#[derive(Clone)]
+pub struct Integrations {
+    pub feed: Feed,
+    pub webhooks: Webhooks,
+    pub imports: Imports,
+}
+
+/// Unfinished import jobs of the recovered state, to resume.
+pub fn pending_imports(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, ImportSpec)> {
+    let mut v: Vec<(BrandId, ImportSpec)> =
+        brands.values().flat_map(|b| b.pending_imports().into_iter().map(|s| (b.id.clone(), s.clone()))).collect();
+    v.sort_by_key(|(_, s)| (s.created_at, s.id.clone()));
+    v
+}
+
+/// Starts the feed thread, the webhook manager and the import runner. Must run inside
+/// an actix `System`, after recovery.
+pub fn start(
+    data_dir: &Path,
+    cfg: &IntegrationConfig,
+    journal: &Journal,
+    clock: SharedClock,
+    router: Router,
+    pending: Vec<(BrandId, ImportSpec)>,
+) -> anyhow::Result<Integrations> {
+    let import_cfg = ImportConfig {
+        dir: data_dir.join("imports"),
+        rows_per_second: cfg.import_rows_per_second,
+        chunk_rows: cfg.import_chunk_rows,
+        chunk_bytes: imports::CHUNK_BYTES_MAX,
+        chunks_in_flight: imports::CHUNKS_IN_FLIGHT_DEFAULT,
+    };
+    let (imports, jobs) = Imports::new(import_cfg).context("cannot create the imports directory")?;
+    let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
+    let feed = Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender()).context("cannot start the change feed")?;
+    let webhook_cfg = WebhookConfig {
+        path: data_dir.join("webhooks.sqlite"),
+        schedule: cfg.schedule.clone(),
+        timeout: webhooks::ATTEMPT_TIMEOUT,
+        queue_max: cfg.webhook_queue_max,
+        lanes: webhooks::LANES_DEFAULT,
+        in_flight_max: cfg.webhook_in_flight_max,
+        allow_private: cfg.webhook_allow_private,
+    };
+    let webhooks = Webhooks::start(webhook_cfg, feed.clone()).context("cannot start webhook delivery")?;
+    imports.start_runner(jobs, router, journal.clone(), pending).context("cannot start the import runner")?;
+    Ok(Integrations { feed, webhooks, imports })
+}

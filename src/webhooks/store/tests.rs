@@ -1,0 +1,83 @@
+//! The delivery store against a real feed store: queueing with the bound and the
+//! type filter, outcomes, redrive, replay.
+
+use super::*;
+use crate::feed::render::Rendered;
+use crate::feed::store::{Batch, NewEvent, Retention, Store};
+
+fn feed_with(path: &Path, kinds: &[&'static str]) {
+    let mut s = Store::open(path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 }).unwrap();
+    let events = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| NewEvent {
+            brand: BrandId::parse("b1").unwrap(),
+            lsn: i as u64 + 1,
+            index: 0,
+            at: Timestamp(0),
+            rendered: Rendered { kind: k, key: format!("sku:S{}", i % 3), data: "{}".into() },
+        })
+        .collect();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: kinds.len() as u64 }).unwrap();
+}
+
+fn b1() -> BrandId {
+    BrandId::parse("b1").unwrap()
+}
+
+async fn enqueue(db: &Db, limit: usize) -> Enqueued {
+    let types = vec!["stock.changed".to_string()];
+    db.ask(|reply| Op::Enqueue { webhook: "wh".into(), brand: b1(), types, limit, now_ms: 1, reply }).await.unwrap()
+}
+
+async fn statuses(db: &Db, status: Option<Status>) -> Vec<(u64, Status)> {
+    let rows = db.ask(|reply| Op::List { webhook: "wh".into(), status, after: 0, limit: 100, reply }).await.unwrap();
+    rows.iter().map(|r| (r.seq, r.status)).collect()
+}
+
+#[tokio::test]
+async fn queueing_follows_the_cursor_with_the_bound_and_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.sqlite");
+    feed_with(&feed, &["stock.changed", "sku.upserted", "stock.changed", "stock.changed", "stock.changed"]);
+    let db = start(&dir.path().join("webhooks.sqlite"), &feed).unwrap();
+    let (queued, more) = db.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 1, reply }).await.unwrap();
+    assert!(queued.is_empty() && !more);
+    let first = enqueue(&db, 2).await;
+    assert_eq!(first.added.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![3, 4], "starts after start_seq, skips other types");
+    assert!(!first.at_end);
+    assert_eq!(first.added[0].event_id, "evt_3_0");
+    let rest = enqueue(&db, 10).await;
+    assert_eq!(rest.added.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![5]);
+    assert!(rest.at_end);
+    assert!(enqueue(&db, 10).await.added.is_empty(), "nothing is queued twice");
+
+    let outcome = |seq, status| Outcome {
+        webhook: "wh".into(),
+        seq,
+        status,
+        attempts: 3,
+        next_attempt_ms: 0,
+        at_ms: 5,
+        http_status: Some(500),
+        error: Some("x".into()),
+    };
+    db.send(Op::Record(outcome(3, Status::Delivered))).await.unwrap();
+    db.send(Op::Record(outcome(4, Status::Dead))).await.unwrap();
+    assert_eq!(statuses(&db, None).await, vec![(3, Status::Delivered), (4, Status::Dead), (5, Status::Pending)]);
+    let (queued, _) = db.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 0, reply }).await.unwrap();
+    assert_eq!(queued.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![5], "a second load keeps the cursor and loads what waits");
+
+    assert_eq!(db.ask(|reply| Op::Redrive { webhook: "wh".into(), now_ms: 9, reply }).await.unwrap(), 1);
+    assert_eq!(statuses(&db, Some(Status::Pending)).await, vec![(4, Status::Pending), (5, Status::Pending)]);
+
+    // Replay: finished deliveries after the seq are queued again, waiting ones stay.
+    assert!(db.ask(|reply| Op::Replay { webhook: "wh".into(), after_seq: 0, reply }).await.unwrap());
+    let again = enqueue(&db, 10).await;
+    assert_eq!(again.added.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 3]);
+    assert!(!db.ask(|reply| Op::Replay { webhook: "other".into(), after_seq: 0, reply }).await.unwrap());
+    // A subscription deleted while the server was down is forgotten at the next start.
+    db.send(Op::RetainOnly { webhooks: vec!["other".into()] }).await.unwrap();
+    assert!(statuses(&db, None).await.is_empty());
+    assert!(!db.ask(|reply| Op::Replay { webhook: "wh".into(), after_seq: 0, reply }).await.unwrap());
+}

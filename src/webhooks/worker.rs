@@ -1,0 +1,367 @@
+//! The delivery workers: one task per subscription, all on the webhook arbiter (one
+//! thread of its own, so deliveries never run on the HTTP or shard threads).
+//!
+//! A worker keeps the subscription's queued deliveries in memory (at most
+//! `queue_max` taken from the feed, the rest of the backlog waits in the feed store)
+//! and runs up to `lanes` attempts at once, under the global bound on attempts in
+//! flight. Order per key: a delivery is tried only when no earlier queued delivery of
+//! the same key (the SKU, reservation or shipment) is still waiting, so a receiver
+//! sees each SKU's events in feed order. A delivery that fails waits for its retry
+//! (the schedule) while other keys go on; one that fails every retry is `dead` and no
+//! longer holds its key back. A subscription whose last attempt failed runs one lane
+//! only, so a dead endpoint holds at most one of the global slots.
+//!
+//! The manager task follows the subscriptions table of the feed store: it starts a
+//! worker for each new subscription and stops (and forgets the deliveries of) each
+//! deleted one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use awc::http::header;
+use rand::Rng;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::sign::sign;
+use super::store::{Db, Delivery, Op, Outcome, Status, LOAD_MAX};
+use super::target::{self, Target};
+use super::WebhookConfig;
+use crate::feed::store::{load_webhooks, WebhookRow};
+use crate::feed::Feed;
+
+/// Most bytes of a receiver's answer read (and dropped) so the connection is reused.
+const RESPONSE_BYTES_MAX: usize = 64 << 10;
+/// How long reading (and dropping) an answer's body may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Retry delays vary by this fraction either way, so retries of many subscriptions
+/// do not arrive together.
+const JITTER: f64 = 0.1;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A message to one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctl {
+    /// The stored queue or cursor changed (redrive, replay): read them again.
+    Reload,
+    Stop,
+}
+
+/// What every worker of the arbiter shares.
+pub struct Shared {
+    pub db: Db,
+    pub feed: Feed,
+    pub cfg: Arc<WebhookConfig>,
+    pub permits: Arc<Semaphore>,
+    pub client: awc::Client,
+}
+
+/// The result of one attempt.
+struct Attempt {
+    seq: u64,
+    at_ms: i64,
+    result: Result<u16, (Option<u16>, String)>,
+}
+
+/// The manager: keeps one worker per subscription of the feed store's table.
+pub async fn run_manager(shared: Rc<Shared>, mut ctl_rx: UnboundedReceiver<(String, Ctl)>) {
+    let mut hooks_rx = shared.feed.hooks_watch();
+    let mut workers: HashMap<String, UnboundedSender<Ctl>> = HashMap::new();
+    let (mut stale, mut first) = (true, true);
+    loop {
+        if stale {
+            match shared.feed.with_reader(|c| load_webhooks(c)).await {
+                Ok(rows) => {
+                    if std::mem::take(&mut first) {
+                        let webhooks = rows.iter().map(|r| r.id.clone()).collect();
+                        let _ = shared.db.send(Op::RetainOnly { webhooks }).await;
+                    }
+                    sync_workers(&shared, &mut workers, rows).await
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the webhook subscriptions"),
+            }
+            stale = false;
+        }
+        tokio::select! {
+            changed = hooks_rx.changed() => match changed {
+                Ok(()) => stale = true,
+                Err(_) => break,
+            },
+            msg = ctl_rx.recv() => match msg {
+                Some((id, ctl)) => {
+                    if let Some(w) = workers.get(&id) {
+                        let _ = w.send(ctl);
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+}
+
+async fn sync_workers(shared: &Rc<Shared>, workers: &mut HashMap<String, UnboundedSender<Ctl>>, rows: Vec<WebhookRow>) {
+    let ids: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let gone: Vec<String> = workers.keys().filter(|id| !ids.contains(id.as_str())).cloned().collect();
+    for id in gone {
+        if let Some(w) = workers.remove(&id) {
+            let _ = w.send(Ctl::Stop);
+        }
+        let _ = shared.db.send(Op::Remove { webhook: id.clone() }).await;
+        tracing::info!(webhook = %id, "webhook deleted; its deliveries stop");
+    }
+    for row in rows {
+        if workers.contains_key(&row.id) {
+            continue;
+        }
+        let (tx, rx) = unbounded_channel();
+        workers.insert(row.id.clone(), tx);
+        tracing::info!(webhook = %row.id, brand = %row.brand, "webhook deliveries start");
+        actix_rt::spawn(Worker::new(row, shared.clone()).run(rx));
+    }
+}
+
+struct Worker {
+    hook: WebhookRow,
+    target: Result<Target, String>,
+    shared: Rc<Shared>,
+    queue: BTreeMap<u64, Delivery>,
+    inflight: HashSet<u64>,
+    /// The last attempt succeeded (or there was none): all lanes may be used.
+    healthy: bool,
+    /// The cursor reached the brand's last event: wait for the feed to grow.
+    feed_done: bool,
+    /// The table holds more queued deliveries than were loaded.
+    db_more: bool,
+    results_tx: UnboundedSender<Attempt>,
+    results_rx: UnboundedReceiver<Attempt>,
+}
+
+impl Worker {
+    fn new(hook: WebhookRow, shared: Rc<Shared>) -> Worker {
+        let target = target::parse(&hook.url);
+        let (results_tx, results_rx) = unbounded_channel();
+        Worker {
+            hook,
+            target,
+            shared,
+            queue: BTreeMap::new(),
+            inflight: HashSet::new(),
+            healthy: true,
+            feed_done: false,
+            db_more: false,
+            results_tx,
+            results_rx,
+        }
+    }
+
+    async fn run(mut self, mut ctl: UnboundedReceiver<Ctl>) {
+        let mut brand_rx = self.shared.feed.brand_watch(&self.hook.brand);
+        self.load().await;
+        loop {
+            self.top_up().await;
+            self.dispatch();
+            let deadline = self.next_due().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(a) = self.results_rx.recv() => self.finish(a).await,
+                changed = brand_rx.changed() => match changed {
+                    Ok(()) => self.feed_done = false,
+                    Err(_) => break,
+                },
+                c = ctl.recv() => match c {
+                    Some(Ctl::Reload) => {
+                        self.feed_done = false;
+                        self.load().await;
+                    }
+                    Some(Ctl::Stop) | None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        tracing::debug!(webhook = %self.hook.id, "webhook worker stopped");
+    }
+
+    /// Reads the stored queue, keeping what is already held (with its live state).
+    async fn load(&mut self) {
+        let (webhook, brand, start_seq) = (self.hook.id.clone(), self.hook.brand.clone(), self.hook.start_seq);
+        match self.shared.db.ask(|reply| Op::Load { webhook, brand, start_seq, reply }).await {
+            Ok((rows, more)) => {
+                for d in rows {
+                    self.queue.entry(d.seq).or_insert(d);
+                }
+                self.db_more = more;
+            }
+            Err(e) => tracing::error!(webhook = %self.hook.id, error = %e, "cannot load queued deliveries"),
+        }
+    }
+
+    /// Queues events from the feed until the queue is full or the feed is exhausted,
+    /// once the queue is down to half its bound.
+    async fn top_up(&mut self) {
+        if self.db_more {
+            if self.queue.len() < LOAD_MAX / 2 {
+                self.load().await;
+            }
+            return;
+        }
+        let max = self.shared.cfg.queue_max;
+        // Refill only once half the queue is done, so that one enqueue (a round trip
+        // to the store thread) serves many deliveries.
+        if self.queue.len() >= max.div_ceil(2) {
+            return;
+        }
+        while !self.feed_done && self.queue.len() < max {
+            let (webhook, brand, types) = (self.hook.id.clone(), self.hook.brand.clone(), self.hook.events.clone());
+            let limit = max - self.queue.len();
+            match self.shared.db.ask(|reply| Op::Enqueue { webhook, brand, types, limit, now_ms: now_ms(), reply }).await {
+                Ok(e) => {
+                    self.feed_done = e.at_end;
+                    for d in e.added {
+                        self.queue.insert(d.seq, d);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(webhook = %self.hook.id, error = %e, "cannot queue deliveries; waiting for the next feed change");
+                    self.feed_done = true;
+                }
+            }
+        }
+    }
+
+    /// Starts the attempts that may run now.
+    fn dispatch(&mut self) {
+        let lanes = if self.healthy { self.shared.cfg.lanes } else { 1 };
+        let now = now_ms();
+        let mut keys: HashSet<&str> = HashSet::new();
+        let mut start = Vec::new();
+        for (seq, d) in &self.queue {
+            if self.inflight.len() + start.len() >= lanes {
+                break;
+            }
+            // Only the first queued delivery of each key may be tried.
+            let first_of_key = keys.insert(d.key.as_str());
+            if first_of_key && !self.inflight.contains(seq) && d.next_attempt_ms <= now {
+                start.push(*seq);
+            }
+        }
+        for seq in start {
+            self.inflight.insert(seq);
+            let d = &self.queue[&seq];
+            let job = attempt(self.shared.clone(), self.target.clone(), self.hook.secret.clone(), d.event_id.clone(), d.body.clone());
+            let tx = self.results_tx.clone();
+            actix_rt::spawn(async move {
+                let at_ms = now_ms();
+                let result = job.await;
+                let _ = tx.send(Attempt { seq, at_ms, result });
+            });
+        }
+    }
+
+    /// When the next retry is due (of deliveries that are not waiting on another).
+    fn next_due(&self) -> Option<Instant> {
+        let now = now_ms();
+        let ms =
+            self.queue.values().filter(|d| !self.inflight.contains(&d.seq) && d.next_attempt_ms > now).map(|d| d.next_attempt_ms).min()?;
+        Some(Instant::now() + Duration::from_millis((ms - now) as u64))
+    }
+
+    async fn finish(&mut self, a: Attempt) {
+        self.inflight.remove(&a.seq);
+        let schedule = &self.shared.cfg.schedule;
+        let Some(d) = self.queue.get_mut(&a.seq) else { return };
+        d.attempts += 1;
+        let mut outcome = Outcome {
+            webhook: self.hook.id.clone(),
+            seq: a.seq,
+            status: Status::Delivered,
+            attempts: d.attempts,
+            next_attempt_ms: a.at_ms,
+            at_ms: a.at_ms,
+            http_status: None,
+            error: None,
+        };
+        match a.result {
+            Ok(status) => {
+                self.healthy = true;
+                outcome.http_status = Some(status);
+                self.queue.remove(&a.seq);
+            }
+            Err((status, error)) => {
+                self.healthy = false;
+                outcome.http_status = status;
+                outcome.error = Some(error);
+                match schedule.get(d.attempts as usize - 1) {
+                    Some(delay) => {
+                        d.next_attempt_ms = a.at_ms + jittered(*delay).as_millis() as i64;
+                        outcome.status = Status::Failed;
+                        outcome.next_attempt_ms = d.next_attempt_ms;
+                    }
+                    None => {
+                        outcome.status = Status::Dead;
+                        tracing::warn!(webhook = %self.hook.id, seq = a.seq, attempts = d.attempts, error = outcome.error.as_deref().unwrap_or(""), "webhook delivery is dead after its last retry");
+                        self.queue.remove(&a.seq);
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.shared.db.send(Op::Record(outcome)).await {
+            tracing::error!(webhook = %self.hook.id, error = %e, "cannot record a delivery outcome");
+        }
+    }
+}
+
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(1.0 + rand::rng().random_range(-JITTER..=JITTER))
+}
+
+/// One attempt: within the timeout, a 2xx is success; anything else is a failure with
+/// the status (if any) and a reason.
+async fn attempt(
+    shared: Rc<Shared>,
+    target: Result<Target, String>,
+    secret: String,
+    id: String,
+    body: Arc<str>,
+) -> Result<u16, (Option<u16>, String)> {
+    let _permit = shared.permits.clone().acquire_owned().await.map_err(|_| (None, "stopping".to_string()))?;
+    let target = target.map_err(|e| (None, format!("the url {e}")))?;
+    let timeout = shared.cfg.timeout;
+    let send = send(&shared, &target, &secret, &id, &body);
+    match tokio::time::timeout(timeout, send).await {
+        Ok(r) => r,
+        Err(_) => Err((None, format!("no answer within {} ms", timeout.as_millis()))),
+    }
+}
+
+async fn send(shared: &Shared, t: &Target, secret: &str, id: &str, body: &str) -> Result<u16, (Option<u16>, String)> {
+    let addr = target::resolve(t, shared.cfg.allow_private).await.map_err(|e| (None, e))?;
+    let ts = now_ms() / 1000;
+    let signature = sign(secret, id, ts, body.as_bytes()).ok_or((None, "the webhook secret is not valid base64".to_string()))?;
+    let mut resp = shared
+        .client
+        .post(t.uri.clone())
+        .address(addr)
+        .insert_header(("webhook-id", id))
+        .insert_header(("webhook-timestamp", ts.to_string()))
+        .insert_header(("webhook-signature", signature))
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .send_body(body.to_string())
+        .await
+        .map_err(|e| (None, e.to_string()))?;
+    let status = resp.status().as_u16();
+    // Read the answer so the connection can be reused; its content does not matter,
+    // and the outcome does not wait for it.
+    actix_rt::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, resp.body().limit(RESPONSE_BYTES_MAX)).await;
+    });
+    if (200..300).contains(&status) {
+        Ok(status)
+    } else {
+        Err((Some(status), format!("the receiver answered {status}")))
+    }
+}
