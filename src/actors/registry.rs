@@ -135,10 +135,13 @@ impl Actor for RegistryActor {
     }
 }
 
-#[derive(serde::Serialize)]
-struct TokenCreated {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenCreated {
     id: Id,
+    /// The secret token, shown only in this answer.
     token: String,
+    /// `brand` or `viewer`.
+    #[schema(value_type = String)]
     role: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     brand: Option<crate::domain::BrandId>,

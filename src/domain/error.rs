@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Every error code of the API contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -69,7 +69,7 @@ impl ErrorCode {
 }
 
 /// A line that could not be covered, reported with `insufficient_stock`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Shortage {
     pub sku: super::Id,
     pub requested: i64,
@@ -77,7 +77,7 @@ pub struct Shortage {
 }
 
 /// A field that failed validation, reported with `invalid_request`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub detail: String,

@@ -27,7 +27,7 @@ pub const IMPORTS_FINISHED_KEPT: usize = 100;
 /// Jobs queued or running per brand; more are refused with `rate_limited`.
 pub const IMPORTS_PENDING_PER_BRAND_MAX: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportKind {
     Catalog,
@@ -46,14 +46,14 @@ impl ImportKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportFormat {
     Csv,
     Ndjson,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportStatus {
     Queued,
@@ -77,7 +77,7 @@ pub struct ImportSpec {
 
 /// A row that could not be applied. `row` is the 1-based line of the file where the
 /// row starts (a CSV's header is line 1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowError {
     pub row: u64,
     pub code: ErrorCode,
@@ -380,7 +380,7 @@ impl BrandState {
 }
 
 /// How a job is shown (`GET .../imports/{id}` and the 202 of the upload).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportView {
     pub id: Id,
     pub kind: ImportKind,
@@ -404,7 +404,7 @@ pub struct ImportView {
 }
 
 /// The next chunk of a job and where it starts in the file.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resume {
     pub chunk: u64,
     pub offset: u64,

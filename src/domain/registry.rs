@@ -10,7 +10,7 @@ use super::idempotency::IdempotencyStore;
 use super::{BrandId, Id, Timestamp};
 use crate::journal::Lsn;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LocationKind {
     Warehouse,

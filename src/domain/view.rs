@@ -13,7 +13,7 @@ use super::stock::{Level, Levels};
 use super::time::rfc3339;
 use super::{BrandId, ErrorCode, Id, Timestamp};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LevelView {
     pub on_hand: i64,
     pub reserved: i64,
@@ -28,12 +28,12 @@ impl From<&Level> for LevelView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChannelAvailableView {
     pub available: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StockView {
     pub sku: Id,
     pub version: u64,
@@ -66,7 +66,7 @@ impl StockView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SkuView {
     pub brand: BrandId,
     pub sku: Id,
@@ -109,7 +109,7 @@ impl SkuView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BrandView {
     pub id: BrandId,
     pub name: String,
@@ -123,7 +123,7 @@ impl From<&BrandState> for BrandView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LocationView {
     pub id: Id,
     pub name: String,
@@ -141,9 +141,11 @@ impl From<&Location> for LocationView {
 }
 
 /// One entry of the `results` of a stock-change batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChangeResultView {
     pub index: usize,
+    /// `applied` or `rejected`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub sku: Id,
     pub location: Id,
@@ -188,12 +190,12 @@ impl ChangeResultView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChangeResultsView {
     pub results: Vec<ChangeResultView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AllocationView {
     pub sku: Id,
     pub location: Id,
@@ -206,7 +208,7 @@ impl From<&Allocation> for AllocationView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReservationView {
     pub id: Id,
     pub status: ReservationStatus,
@@ -239,14 +241,14 @@ impl From<&Reservation> for ReservationView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatusEntryView {
     pub status: ShipmentStatus,
     #[serde(with = "rfc3339")]
     pub at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShipToView {
     pub name: String,
     pub postal_code: String,
@@ -255,7 +257,7 @@ pub struct ShipToView {
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShipmentView {
     pub id: Id,
     pub status: ShipmentStatus,
@@ -346,7 +348,7 @@ impl From<&Shipment> for ShipmentSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     pub id: Id,
     pub name: String,
@@ -375,7 +377,7 @@ impl ChannelView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboundLineView {
     pub sku: Id,
     pub expected: i64,
@@ -384,7 +386,7 @@ pub struct InboundLineView {
     pub over_received: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboundView {
     pub id: Id,
     pub location: Id,

@@ -96,7 +96,7 @@ impl BrandState {
 }
 
 /// How a subscription is shown: never with its secret, except on creation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
     pub id: Id,
     pub url: String,

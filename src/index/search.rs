@@ -26,7 +26,7 @@ pub const LIMIT_MAX: usize = 100;
 /// Longest cursor accepted, in bytes.
 pub const CURSOR_BYTES_MAX: usize = 1024;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Hit {
     pub brand: String,
     pub sku: String,
@@ -48,13 +48,13 @@ pub struct Hit {
     pub score: Option<f32>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FacetValue {
     pub value: String,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Facets {
     pub brand: Vec<FacetValue>,
     pub category: Vec<FacetValue>,
@@ -62,7 +62,7 @@ pub struct Facets {
     pub size: Vec<FacetValue>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SearchResult {
     pub total: u64,
     pub hits: Vec<Hit>,

@@ -38,7 +38,7 @@ pub enum SnapshotError {
 }
 
 /// What identifies a snapshot file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SnapshotInfo {
     pub id: String,
     pub lsn: Lsn,
@@ -46,6 +46,7 @@ pub struct SnapshotInfo {
     #[serde(with = "crate::domain::time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(skip)]
+    #[schema(ignore)]
     pub path: PathBuf,
 }
 

@@ -43,7 +43,7 @@ pub const FINISHED_KEPT_PER_WEBHOOK: usize = 10_000;
 /// How often finished rows past the bound are dropped.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -92,7 +92,7 @@ pub struct Outcome {
 }
 
 /// One row of `GET .../deliveries`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub seq: u64,

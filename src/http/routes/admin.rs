@@ -37,13 +37,17 @@ fn check_name(name: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBrand {
     id: BrandId,
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/brands", tag = "admin", request_body = CreateBrand, responses(
+    (status = 201, description = "The brand.", body = crate::domain::view::BrandView),
+    (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
 async fn create_brand(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -57,6 +61,7 @@ async fn create_brand(
     ask_brand(&state, id, BrandCmd::Create { name }, idem).await
 }
 
+#[utoipa::path(get, path = "/v1/brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::openapi::BrandList)))]
 async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     let svc = state.services()?;
@@ -74,6 +79,7 @@ async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpR
     Ok(HttpResponse::Ok().json(serde_json::json!({ "brands": brands })))
 }
 
+#[utoipa::path(get, path = "/v1/brands/{brand}", tag = "admin", params(("brand" = String, Path, description = "The brand id.")), responses((status = 200, description = "The brand.", body = crate::domain::view::BrandView)))]
 async fn get_brand(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -81,10 +87,11 @@ async fn get_brand(state: web::Data<AppState>, caller: Caller, path: web::Path<S
 }
 
 /// `POST /v1/brands/{brand}/tokens` takes no fields; `{}` or an empty body.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
+#[utoipa::path(post, path = "/v1/brands/{brand}/tokens", tag = "admin", params(("brand" = String, Path, description = "The brand id.")), request_body(content = Option<Empty>, description = "No fields: `{}` or an empty body."), responses((status = 201, description = "The token, shown only now.", body = crate::actors::registry::TokenCreated)))]
 async fn create_brand_token(
     state: web::Data<AppState>,
     caller: Caller,
@@ -104,12 +111,13 @@ async fn create_brand_token(
     ask_registry(&state, RegistryCmd::CreateToken { role: Role::Brand(brand) }, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     role: String,
 }
 
+#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = CreateToken, responses((status = 201, description = "The viewer token, shown only now.", body = crate::actors::registry::TokenCreated)))]
 async fn create_token(state: web::Data<AppState>, caller: Caller, body: JsonBody<CreateToken>) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let role = match body.value.role.as_str() {
@@ -120,6 +128,7 @@ async fn create_token(state: web::Data<AppState>, caller: Caller, body: JsonBody
     ask_registry(&state, RegistryCmd::CreateToken { role }, None).await
 }
 
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "The token id (or the whole token).")), responses((status = 204, description = "Revoked.")))]
 async fn revoke_token(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -134,17 +143,22 @@ async fn revoke_token(
     ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
 }
 
+#[utoipa::path(get, path = "/v1/locations", tag = "admin", responses((status = 200, description = "Every location.", body = super::openapi::LocationList)))]
 async fn list_locations(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, Problem> {
     ask_registry(&state, RegistryCmd::ListLocations, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutLocation {
     name: String,
     kind: LocationKind,
 }
 
+#[utoipa::path(put, path = "/v1/locations/{location}", tag = "admin", params(("location" = String, Path, description = "The location id.")), request_body = PutLocation, responses(
+    (status = 200, description = "Updated.", body = crate::domain::view::LocationView),
+    (status = 201, description = "Created.", body = crate::domain::view::LocationView),
+))]
 async fn put_location(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -160,7 +174,7 @@ async fn put_location(
     ask_registry(&state, RegistryCmd::PutLocation { id: location, name, kind }, idem).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdvanceClock {
     advance_seconds: i64,
@@ -171,6 +185,10 @@ const CLOCK_ADVANCE_SECONDS_MAX: i64 = 10 * 365 * 86_400;
 
 /// Test hook: moves a manual clock (`serve --manual-clock`) forward, then expires what
 /// became due and answers once that is durable. On the system clock: 422.
+#[utoipa::path(post, path = "/v1/admin/clock", tag = "admin", request_body = AdvanceClock, responses(
+    (status = 200, description = "The manual clock moved; what became due has expired.", body = super::openapi::ClockNow),
+    (status = 422, description = "`unprocessable`: the server runs on the system clock (start it with `--manual-clock`).", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
 async fn advance_clock(state: web::Data<AppState>, caller: Caller, body: JsonBody<AdvanceClock>) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let secs = body.value.advance_seconds;
@@ -184,6 +202,7 @@ async fn advance_clock(state: web::Data<AppState>, caller: Caller, body: JsonBod
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now": now.to_rfc3339() })))
 }
 
+#[utoipa::path(post, path = "/v1/admin/snapshots", tag = "admin", responses((status = 201, description = "The snapshot, durable on disk.", body = crate::snapshot::SnapshotInfo)))]
 async fn create_snapshot(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;
@@ -194,6 +213,7 @@ async fn create_snapshot(state: web::Data<AppState>, caller: Caller) -> Result<H
     Ok(HttpResponse::Created().json(info))
 }
 
+#[utoipa::path(get, path = "/v1/admin/snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::openapi::SnapshotList)))]
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;

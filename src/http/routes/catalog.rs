@@ -20,18 +20,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The body of `PUT .../skus/{sku}`. Unknown fields are refused: a misspelt field
 /// would otherwise be silently dropped.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkuInput {
+    #[schema(value_type = Option<String>)]
     pub product_id: Option<CompactString>,
+    /// 1..=500 characters.
+    #[schema(value_type = String)]
     pub name: CompactString,
+    #[schema(value_type = Option<String>)]
     pub color: Option<CompactString>,
+    #[schema(value_type = Option<String>)]
     pub size: Option<CompactString>,
+    /// A path such as `tops/t-shirts`.
+    #[schema(value_type = Option<String>)]
     pub category: Option<CompactString>,
+    /// Yen, >= 0.
+    #[schema(minimum = 0)]
     pub price: Option<i64>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub tags: Vec<CompactString>,
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub attributes: BTreeMap<CompactString, CompactString>,
 }
 
@@ -50,6 +61,10 @@ impl From<SkuInput> for Catalog {
     }
 }
 
+#[utoipa::path(put, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), request_body = SkuInput, responses(
+    (status = 200, description = "Updated.", body = crate::domain::view::SkuView),
+    (status = 201, description = "Created.", body = crate::domain::view::SkuView),
+))]
 async fn put_sku(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -69,6 +84,7 @@ async fn put_sku(
     ask_brand(&state, brand, BrandCmd::PutSku { sku, catalog }, idem).await
 }
 
+#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), responses((status = 200, description = "The SKU with its stock.", body = crate::domain::view::SkuView)))]
 async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -76,6 +92,10 @@ async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(St
     ask_brand(&state, brand, BrandCmd::GetSku { sku }, None).await
 }
 
+#[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), responses(
+    (status = 204, description = "Deleted."),
+    (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
 async fn delete_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Write)?;

@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/inbounds/{id}/close", web::post().to(close));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChannelInput {
     name: String,
@@ -29,6 +29,10 @@ struct ChannelInput {
     buffer: i64,
 }
 
+#[utoipa::path(put, path = "/v1/brands/{brand}/channels/{channel}", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("channel" = String, Path, description = "The channel id.")), request_body = ChannelInput, responses(
+    (status = 200, description = "Updated; availability events stream for the SKUs it moved.", body = crate::domain::view::ChannelView),
+    (status = 201, description = "Created.", body = crate::domain::view::ChannelView),
+))]
 async fn put_channel(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -46,12 +50,13 @@ async fn put_channel(
     ask_brand(&state, brand, BrandCmd::PutChannel(ChannelCmd { id: channel, name, locations, buffer }), idem).await
 }
 
+#[utoipa::path(get, path = "/v1/brands/{brand}/channels", tag = "channels", params(("brand" = String, Path, description = "The brand id.")), responses((status = 200, description = "The brand's channels.", body = super::openapi::ChannelList)))]
 async fn list_channels(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::ListChannels, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QtyLine {
     sku: Id,
@@ -68,7 +73,7 @@ fn check_qty_lines(lines: Vec<QtyLine>) -> Result<Vec<(Id, i64)>, Problem> {
     Ok(lines.into_iter().map(|l| (l.sku, l.quantity)).collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InboundInput {
     id: Id,
@@ -77,6 +82,11 @@ struct InboundInput {
     lines: Vec<QtyLine>,
 }
 
+#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds", tag = "channels", params(("brand" = String, Path, description = "The brand id.")), request_body = InboundInput, responses(
+    (status = 201, description = "The inbound notice; `incoming` is raised.", body = crate::domain::view::InboundView),
+    (status = 200, description = "The same id and body again.", body = crate::domain::view::InboundView),
+    (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
 async fn create_inbound(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -98,12 +108,13 @@ async fn create_inbound(
     ask_brand(&state, brand, BrandCmd::CreateInbound(InboundCmd { id: input.id, location: input.location, expected_at, lines }), idem).await
 }
 
+#[utoipa::path(get, path = "/v1/brands/{brand}/inbounds/{id}", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The inbound id.")), responses((status = 200, description = "The inbound notice.", body = crate::domain::view::InboundView)))]
 async fn get_inbound(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetInbound { id: id("id", &path.1)? }, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReceiptInput {
     lines: Vec<QtyLine>,
@@ -111,6 +122,10 @@ struct ReceiptInput {
 
 /// A receipt moves stock: retrying one without an `Idempotency-Key` receives twice, so
 /// the key is recommended (and replayed when given).
+#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/receipts", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The inbound id.")), request_body = ReceiptInput, responses(
+    (status = 200, description = "Received: `incoming` moved to `on_hand` (over-receipt counted).", body = crate::domain::view::InboundView),
+    (status = 409, description = "`invalid_transition`: the notice is closed.", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
 async fn receive(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -125,6 +140,7 @@ async fn receive(
     ask_brand(&state, brand, BrandCmd::Receive { id: inbound, lines }, idem).await
 }
 
+#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/close", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The inbound id.")), responses((status = 200, description = "Closed: what was still expected is dropped from `incoming`.", body = crate::domain::view::InboundView)))]
 async fn close(
     req: HttpRequest,
     state: web::Data<AppState>,

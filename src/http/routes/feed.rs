@@ -57,6 +57,15 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
     }
 }
 
+#[utoipa::path(get, path = "/v1/brands/{brand}/events", tag = "integration", params(
+    ("brand" = String, Path, description = "The brand id."),
+    ("after" = Option<String>, Query, description = "The `next` of the previous page (0 or absent: from the oldest kept)."),
+    ("limit" = Option<String>, Query, description = "1..=1000 events, default 100."),
+    ("wait" = Option<String>, Query, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
+), responses(
+    (status = 200, description = "Events in commit order.", body = super::openapi::EventPage),
+    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync.", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
 async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Read)?;

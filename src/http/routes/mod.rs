@@ -8,6 +8,7 @@ mod fulfilment;
 mod health;
 mod imports;
 pub mod metrics;
+mod openapi;
 mod search;
 mod stock;
 mod ui;
@@ -20,6 +21,7 @@ use super::problem::Problem;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     metrics::configure(cfg);
+    openapi::configure(cfg);
     admin::configure(cfg);
     catalog::configure(cfg);
     stock::configure(cfg);

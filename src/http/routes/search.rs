@@ -188,6 +188,20 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
     Ok((r, int(p, "min_lsn", 0, u64::MAX)?))
 }
 
+#[utoipa::path(get, path = "/v1/search/skus", tag = "search", params(
+    ("q" = Option<String>, Query, description = "Words, all of which must match (Japanese substrings of 2+ characters match)."),
+    ("brand" = Option<String>, Query, description = "Limit to a brand (a brand token is always limited to its own)."),
+    ("sort" = Option<String>, Query, description = "See the contract."),
+    ("limit" = Option<String>, Query, description = "1..=100, default 20."),
+    ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ("min_lsn" = Option<String>, Query, description = "Wait (up to 2 s) until the index covers this `X-Zaiko-Lsn`; else 503 `not_ready`."),
+    ("category" = Option<String>, Query, description = "This category or any under it."),
+    ("color" = Option<String>, Query), ("size" = Option<String>, Query),
+    ("location" = Option<String>, Query, description = "Availability at this location."),
+    ("channel" = Option<String>, Query, description = "Availability to this channel."),
+    ("in_stock" = Option<String>, Query, description = "`true`: available > 0."),
+    ("price_min" = Option<String>, Query), ("price_max" = Option<String>, Query),
+), responses((status = 200, description = "Hits, total, facets, next cursor; `X-Zaiko-Index-Lsn` says what the index covers.", body = crate::index::SearchResult)))]
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_request(&params(req.query_string(), SKU_PARAMS)?, &caller)?;
@@ -250,6 +264,17 @@ fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<
     Ok((r, int(p, "min_lsn", 0, u64::MAX)?))
 }
 
+#[utoipa::path(get, path = "/v1/search/shipments", tag = "search", params(
+    ("q" = Option<String>, Query, description = "Words, all of which must match (Japanese substrings of 2+ characters match)."),
+    ("brand" = Option<String>, Query, description = "Limit to a brand (a brand token is always limited to its own)."),
+    ("sort" = Option<String>, Query, description = "See the contract."),
+    ("limit" = Option<String>, Query, description = "1..=100, default 20."),
+    ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ("min_lsn" = Option<String>, Query, description = "Wait (up to 2 s) until the index covers this `X-Zaiko-Lsn`; else 503 `not_ready`."),
+    ("status" = Option<String>, Query, description = "One or more statuses (repeat or comma-separate)."),
+    ("created_from" = Option<String>, Query, description = "RFC 3339, inclusive."),
+    ("created_to" = Option<String>, Query, description = "RFC 3339, exclusive."),
+), responses((status = 200, description = "Hits (never `ship_to`), total, facets, next cursor.", body = crate::index::shipments::ShipmentSearchResult)))]
 async fn search_shipments(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_shipment_request(&params(req.query_string(), SHIPMENT_PARAMS)?, &caller)?;

@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/stock/changes", web::post().to(post_changes));
 }
 
+#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}/stock", tag = "stock", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), responses((status = 200, description = "Levels per location, total, and each channel's availability.", body = crate::domain::view::StockView)))]
 async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -24,7 +25,7 @@ async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(
     ask_brand(&state, brand, BrandCmd::GetStock { sku }, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum OpName {
     Adjust,
@@ -32,7 +33,7 @@ enum OpName {
     SetSafetyStock,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeInput {
     sku: Id,
@@ -42,10 +43,11 @@ struct ChangeInput {
     on_hand: Option<i64>,
     quantity: Option<i64>,
     expected_version: Option<u64>,
+    #[schema(value_type = Option<String>)]
     reason: Option<CompactString>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangesInput {
     changes: Vec<ChangeInput>,
@@ -90,6 +92,9 @@ fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<
     Some(StockChangeCmd { sku: c.sku, location: c.location, op: op?, expected_version: c.expected_version, reason: c.reason })
 }
 
+#[utoipa::path(post, path = "/v1/brands/{brand}/stock/changes", tag = "stock", params(("brand" = String, Path, description = "The brand id.")), request_body = ChangesInput, responses(
+    (status = 200, description = "Each change applied or rejected (`version_conflict`, `insufficient_stock`, `not_found`), in order; the applied ones are durable.", body = crate::domain::view::ChangeResultsView),
+))]
 async fn post_changes(
     req: HttpRequest,
     state: web::Data<AppState>,

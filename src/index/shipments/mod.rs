@@ -31,7 +31,7 @@ use schema::{names, ShipmentFields};
 pub const FACET_FIELDS: [&str; 2] = [names::BRAND, names::STATUS];
 
 /// One shipment found. Never any of `ship_to`: the index does not hold it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ShipmentHit {
     pub id: String,
     pub brand: String,
@@ -48,13 +48,13 @@ pub struct ShipmentHit {
     pub score: Option<f32>,
 }
 
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ShipmentFacets {
     pub brand: Vec<FacetValue>,
     pub status: Vec<FacetValue>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ShipmentSearchResult {
     pub total: u64,
     pub hits: Vec<ShipmentHit>,
