@@ -61,7 +61,7 @@ impl From<SkuInput> for Catalog {
     }
 }
 
-#[utoipa::path(put, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), request_body = SkuInput, responses(
+#[utoipa::path(put, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), request_body = SkuInput, responses(
     (status = 200, description = "Updated.", body = crate::domain::view::SkuView),
     (status = 201, description = "Created.", body = crate::domain::view::SkuView),
 ))]
@@ -84,7 +84,7 @@ async fn put_sku(
     ask_brand(&state, brand, BrandCmd::PutSku { sku, catalog }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), responses((status = 200, description = "The SKU with its stock.", body = crate::domain::view::SkuView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "The SKU with its stock.", body = crate::domain::view::SkuView)))]
 async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -92,7 +92,7 @@ async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(St
     ask_brand(&state, brand, BrandCmd::GetSku { sku }, None).await
 }
 
-#[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), responses(
+#[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses(
     (status = 204, description = "Deleted."),
     (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

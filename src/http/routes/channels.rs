@@ -29,7 +29,7 @@ struct ChannelInput {
     buffer: i64,
 }
 
-#[utoipa::path(put, path = "/v1/brands/{brand}/channels/{channel}", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("channel" = String, Path, description = "The channel id.")), request_body = ChannelInput, responses(
+#[utoipa::path(put, path = "/v1/brands/{brand}/channels/{channel}", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("channel" = crate::domain::Id, Path, description = "The channel id.")), request_body = ChannelInput, responses(
     (status = 200, description = "Updated; availability events stream for the SKUs it moved.", body = crate::domain::view::ChannelView),
     (status = 201, description = "Created.", body = crate::domain::view::ChannelView),
 ))]
@@ -50,7 +50,7 @@ async fn put_channel(
     ask_brand(&state, brand, BrandCmd::PutChannel(ChannelCmd { id: channel, name, locations, buffer }), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/channels", tag = "channels", params(("brand" = String, Path, description = "The brand id.")), responses((status = 200, description = "The brand's channels.", body = super::openapi::ChannelList)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/channels", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The brand's channels.", body = super::openapi::ChannelList)))]
 async fn list_channels(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::ListChannels, None).await
@@ -82,7 +82,7 @@ struct InboundInput {
     lines: Vec<QtyLine>,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds", tag = "channels", params(("brand" = String, Path, description = "The brand id.")), request_body = InboundInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = InboundInput, responses(
     (status = 201, description = "The inbound notice; `incoming` is raised.", body = crate::domain::view::InboundView),
     (status = 200, description = "The same id and body again.", body = crate::domain::view::InboundView),
     (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -108,7 +108,7 @@ async fn create_inbound(
     ask_brand(&state, brand, BrandCmd::CreateInbound(InboundCmd { id: input.id, location: input.location, expected_at, lines }), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/inbounds/{id}", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The inbound id.")), responses((status = 200, description = "The inbound notice.", body = crate::domain::view::InboundView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/inbounds/{id}", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The inbound id.")), responses((status = 200, description = "The inbound notice.", body = crate::domain::view::InboundView)))]
 async fn get_inbound(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetInbound { id: id("id", &path.1)? }, None).await
@@ -122,7 +122,7 @@ struct ReceiptInput {
 
 /// A receipt moves stock: retrying one without an `Idempotency-Key` receives twice, so
 /// the key is recommended (and replayed when given).
-#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/receipts", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The inbound id.")), request_body = ReceiptInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/receipts", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The inbound id.")), request_body = ReceiptInput, responses(
     (status = 200, description = "Received: `incoming` moved to `on_hand` (over-receipt counted).", body = crate::domain::view::InboundView),
     (status = 409, description = "`invalid_transition`: the notice is closed.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -140,7 +140,7 @@ async fn receive(
     ask_brand(&state, brand, BrandCmd::Receive { id: inbound, lines }, idem).await
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/close", tag = "channels", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The inbound id.")), responses((status = 200, description = "Closed: what was still expected is dropped from `incoming`.", body = crate::domain::view::InboundView)))]
+#[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/close", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The inbound id.")), responses((status = 200, description = "Closed: what was still expected is dropped from `incoming`.", body = crate::domain::view::InboundView)))]
 async fn close(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -58,7 +58,7 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
 }
 
 #[utoipa::path(get, path = "/v1/brands/{brand}/events", tag = "integration", params(
-    ("brand" = String, Path, description = "The brand id."),
+    ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
     ("after" = Option<String>, Query, description = "The `next` of the previous page (0 or absent: from the oldest kept)."),
     ("limit" = Option<String>, Query, description = "1..=1000 events, default 100."),
     ("wait" = Option<String>, Query, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),

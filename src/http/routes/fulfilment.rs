@@ -63,7 +63,7 @@ struct ReserveInput {
     lines: Vec<LineInput>,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/reservations", tag = "fulfilment", params(("brand" = String, Path, description = "The brand id.")), request_body = ReserveInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/reservations", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ReserveInput, responses(
     (status = 201, description = "Reserved, all lines.", body = crate::domain::view::ReservationView),
     (status = 200, description = "The same id and body again: the existing reservation.", body = crate::domain::view::ReservationView),
     (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -88,13 +88,13 @@ async fn reserve(
     ask_brand(&state, brand, BrandCmd::Reserve(cmd), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/reservations/{id}", tag = "fulfilment", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The reservation id.")), responses((status = 200, description = "The reservation.", body = crate::domain::view::ReservationView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/reservations/{id}", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses((status = 200, description = "The reservation.", body = crate::domain::view::ReservationView)))]
 async fn get_reservation(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetReservation { id: id("id", &path.1)? }, None).await
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/reservations/{id}/release", tag = "fulfilment", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The reservation id.")), responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/reservations/{id}/release", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses(
     (status = 200, description = "Released (or already ended).", body = crate::domain::view::ReservationView),
     (status = 409, description = "`invalid_transition`: the reservation was consumed by a shipment.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -156,7 +156,7 @@ fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
     result(ShipCmd { id: input.id, order_ref: input.order_ref, channel: input.channel, source, ship_to }, errors)
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/shipments", tag = "fulfilment", params(("brand" = String, Path, description = "The brand id.")), request_body = ShipInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/shipments", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ShipInput, responses(
     (status = 201, description = "The shipment, accepted.", body = crate::domain::view::ShipmentView),
     (status = 200, description = "The same id and body again: the existing shipment.", body = crate::domain::view::ShipmentView),
     (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -174,7 +174,7 @@ async fn ship(
     ask_brand(&state, brand, BrandCmd::Ship(cmd), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/shipments/{id}", tag = "fulfilment", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The shipment id.")), responses((status = 200, description = "The shipment with its status history.", body = crate::domain::view::ShipmentView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/shipments/{id}", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), responses((status = 200, description = "The shipment with its status history.", body = crate::domain::view::ShipmentView)))]
 async fn get_shipment(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetShipment { id: id("id", &path.1)? }, None).await
@@ -190,7 +190,7 @@ struct StatusInput {
     carrier: Option<CompactString>,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/shipments/{id}/status", tag = "fulfilment", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The shipment id.")), request_body = StatusInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/shipments/{id}/status", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), request_body = StatusInput, responses(
     (status = 200, description = "The shipment after the move (unchanged when the status is repeated).", body = crate::domain::view::ShipmentView),
     (status = 409, description = "`invalid_transition`.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

@@ -96,7 +96,7 @@ async fn stream_to_disk(mut payload: web::Payload, target: upload::Target) -> Re
 }
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/imports", tag = "integration", params(
-    ("brand" = String, Path, description = "The brand id."),
+    ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
     ("kind" = String, Query, description = "`catalog`, `stock` or `shipment_status`."),
 ), request_body(content = String, description = "The file: CSV (`text/csv`, with a header) or NDJSON (`application/x-ndjson`).", content_type = "text/csv"), responses(
     (status = 202, description = "The upload is durable and the job queued.", body = crate::domain::import::ImportView),
@@ -144,7 +144,7 @@ async fn create(
     Ok(reply_response(reply))
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/imports/{id}", tag = "integration", params(("brand" = String, Path, description = "The brand id."), ("id" = String, Path, description = "The import job id.")), responses((status = 200, description = "The job: status, progress, the first 100 row errors.", body = crate::domain::import::ImportView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/imports/{id}", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses((status = 200, description = "The job: status, progress, the first 100 row errors.", body = crate::domain::import::ImportView)))]
 async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;

@@ -237,6 +237,18 @@ impl Modify for Conventions {
     }
 }
 
+/// POSTs that check an `Idempotency-Key` but do not replay answers: a token's secret
+/// is never stored, so its creation cannot be answered twice; the others are safe to
+/// repeat as they are.
+const NOT_IDEMPOTENT: &[&str] = &[
+    "/v1/tokens",
+    "/v1/brands/{brand}/tokens",
+    "/v1/admin/clock",
+    "/v1/admin/snapshots",
+    "/v1/brands/{brand}/webhooks/{id}/redrive",
+    "/v1/brands/{brand}/webhooks/{id}/replay",
+];
+
 /// Paths served without a token.
 const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
@@ -249,14 +261,17 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
     let has_body = op.request_body.is_some();
     if writes && matches!(method, HttpMethod::Post) {
         let required = path == "/v1/brands/{brand}/stock/changes";
+        let honoured = !NOT_IDEMPOTENT.contains(&path);
         let header = ParameterBuilder::new()
             .name("Idempotency-Key")
             .parameter_in(ParameterIn::Header)
             .required(if required { Required::True } else { Required::False })
-            .description(Some(
+            .description(Some(if honoured {
                 "1..=255 visible ASCII characters. The same key with the same request answers the first answer \
-                 again (nothing re-applied) for 24 h; with another request: 422 `idempotency_key_reused`.",
-            ))
+                 again (nothing re-applied) for 24 h; with another request: 422 `idempotency_key_reused`."
+            } else {
+                "Checked (1..=255 visible ASCII characters) but not honoured by this operation: see its description."
+            }))
             .schema(Some(
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)

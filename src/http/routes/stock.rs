@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/stock/changes", web::post().to(post_changes));
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}/stock", tag = "stock", params(("brand" = String, Path, description = "The brand id."), ("sku" = String, Path, description = "The SKU id.")), responses((status = 200, description = "Levels per location, total, and each channel's availability.", body = crate::domain::view::StockView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}/stock", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "Levels per location, total, and each channel's availability.", body = crate::domain::view::StockView)))]
 async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -92,7 +92,7 @@ fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<
     Some(StockChangeCmd { sku: c.sku, location: c.location, op: op?, expected_version: c.expected_version, reason: c.reason })
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/stock/changes", tag = "stock", params(("brand" = String, Path, description = "The brand id.")), request_body = ChangesInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/stock/changes", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ChangesInput, responses(
     (status = 200, description = "Each change applied or rejected (`version_conflict`, `insufficient_stock`, `not_found`), in order; the applied ones are durable.", body = crate::domain::view::ChangeResultsView),
 ))]
 async fn post_changes(
