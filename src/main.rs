@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 }
             };
             zaiko::telemetry::init(cfg.log_format);
+            zaiko::telemetry::install_metrics();
             let listen_host = cfg.listen.rsplit_once(':').map_or("127.0.0.1".to_string(), |(h, _)| h.to_string());
             let result = actix_rt::System::new().block_on(async move {
                 let app = zaiko::app::Application::build(cfg).await?;

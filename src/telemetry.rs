@@ -1,4 +1,5 @@
-//! Logging setup: human-readable by default, JSON lines with `--log-format json`.
+//! Logging setup (human-readable by default, JSON lines with `--log-format json`) and
+//! the process-wide metrics recorder behind `/metrics`.
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,4 +12,42 @@ pub fn init(format: LogFormat) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Latency buckets in seconds: 100 µs to 30 s.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Group-commit batch sizes, in records.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+
+/// Installs the metrics recorder the `metrics::*!` macros write to (once per process;
+/// `serve` calls it). Without it, the macros cost nothing and record nothing.
+pub fn install_metrics() {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    if METRICS.get().is_some() {
+        return;
+    }
+    let built = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("zaiko_wal_batch_records".into()), BATCH_BUCKETS))
+        .and_then(|b| b.install_recorder());
+    match built {
+        Ok(handle) => {
+            let _ = METRICS.set(handle);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics recorder not installed; /metrics shows only the built-in gauges"),
+    }
+}
+
+/// What the recorder holds, in the Prometheus text format (empty without a recorder).
+pub fn render_metrics() -> String {
+    METRICS
+        .get()
+        .map(|h| {
+            h.run_upkeep();
+            h.render()
+        })
+        .unwrap_or_default()
 }

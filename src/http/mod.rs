@@ -222,7 +222,16 @@ pub async fn request_context(
     let started = std::time::Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
-    let elapsed_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let elapsed_us = elapsed.as_micros() as u64;
+    // Labelled by route pattern (never the raw path: ids would explode the series).
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let labels = [("route", route), ("method", res.request().method().to_string()), ("status", status.to_string())];
+    metrics::counter!("zaiko_http_requests_total", &labels).increment(1);
+    metrics::histogram!("zaiko_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    if status == 429 || status == 503 {
+        metrics::counter!("zaiko_http_rejected_total", "status" => status.to_string()).increment(1);
+    }
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, elapsed_us, "request failed");

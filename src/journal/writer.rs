@@ -248,6 +248,7 @@ pub(super) fn run_writer(shared: &Shared, mut seg: ActiveSegment) {
             return;
         }
         shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("zaiko_wal_batch_records").record(count as f64);
         shared.stats.records.fetch_add(count, Ordering::Relaxed);
         shared.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         shared.publish_durable(last);
@@ -288,7 +289,9 @@ fn flush(shared: &Shared, seg: &mut ActiveSegment, buf: &mut Vec<u8>, writes_ok:
         return false;
     }
     *syncs_ok += 1;
-    shared.stats.fsync_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    let took = started.elapsed();
+    shared.stats.fsync_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    metrics::histogram!("zaiko_wal_fsync_seconds").record(took.as_secs_f64());
     true
 }
 

@@ -175,6 +175,7 @@ impl SnapshotService {
             .await
             .map_err(|e| SnapshotError::Io { path: self.data_dir.clone(), source: std::io::Error::other(e.to_string()) })??;
         tracing::info!(lsn = info.lsn, bytes = info.bytes, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot built");
+        metrics::histogram!("zaiko_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
         let data_dir = self.data_dir.clone();
         let keep = self.keep;
         let oldest = tokio::task::spawn_blocking(move || apply_retention(&data_dir, keep))

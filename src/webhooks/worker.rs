@@ -309,6 +309,7 @@ impl Worker {
                 }
             }
         }
+        metrics::counter!("zaiko_webhook_attempts_total", "outcome" => outcome.status.as_str()).increment(1);
         if let Err(e) = self.shared.db.send(Op::Record(outcome)).await {
             tracing::error!(webhook = %self.hook.id, error = %e, "cannot record a delivery outcome");
         }

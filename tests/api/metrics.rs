@@ -25,3 +25,50 @@ fn metrics_count_wal_records_and_fsyncs_without_auth() {
     assert_eq!(sample(&after, "zaiko_ready"), Some(1.0));
     assert!(sample(&after, "process_resident_memory_bytes").expect("rss") > 1e6);
 }
+
+/// The value of a labelled sample whose line starts with `prefix` (name and labels).
+fn labelled(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(prefix)?.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_break_requests_down_by_route_and_status_with_latency_histograms() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b-001", &["tsukuba"], &["S1"]);
+    for i in 0..3 {
+        let r = s.post_key(
+            "/v1/brands/b-001/stock/changes",
+            &t,
+            &format!("m{i}"),
+            &serde_json::json!({"changes": [
+                {"sku": "S1", "location": "tsukuba", "op": "adjust", "delta": 1}
+            ]}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // A brand token reading another brand: 403, counted under its route pattern.
+    assert_eq!(s.get("/v1/brands/other/skus/S1", &t).status, 403);
+    let text = s.client.get(s.url("/metrics")).send().expect("request").text().expect("body");
+    let route = r#"route="/v1/brands/{brand}/stock/changes""#;
+    let count = text
+        .lines()
+        .find(|l| l.starts_with("zaiko_http_requests_total{") && l.contains(route) && l.contains(r#"status="200""#))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(count, Some(3.0), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("zaiko_http_requests_total{")
+            && l.contains(r#"route="/v1/brands/{brand}/skus/{sku}""#)
+            && l.contains(r#"status="403""#)),
+        "403 not counted by route"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("zaiko_http_request_duration_seconds_bucket{") && l.contains(route)),
+        "no latency histogram for the route"
+    );
+    // Group commit: fsync latency and batch sizes as histograms, one sample per batch.
+    let batches = sample(&text, "zaiko_wal_batches_total").expect("batches");
+    assert_eq!(labelled(&text, "zaiko_wal_fsync_seconds_count"), Some(batches));
+    assert_eq!(labelled(&text, "zaiko_wal_batch_records_count"), Some(batches));
+    assert_eq!(labelled(&text, "zaiko_wal_batch_records_sum"), sample(&text, "zaiko_wal_records_total"));
+    assert!(sample(&text, "zaiko_index_skus_lag_records").is_some(), "index lag gauge missing");
+}

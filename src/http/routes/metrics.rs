@@ -26,9 +26,24 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let services = state.services.get();
     out.gauge("zaiko_ready", "1 once recovery is done and the server serves requests", u64::from(services.is_some()) as f64);
     if let Some(svc) = services {
-        render_journal(&mut out, &svc.journal.stats());
+        let stats = svc.journal.stats();
+        render_journal(&mut out, &stats);
+        let lag = |covered: u64| stats.durable_lsn.saturating_sub(covered) as f64;
+        out.gauge("zaiko_index_skus_lag_records", "journal records the SKU index is behind the durable LSN", lag(svc.skus.covered_lsn()));
+        out.gauge(
+            "zaiko_index_shipments_lag_records",
+            "journal records the shipment index is behind the durable LSN",
+            lag(svc.shipments.coverage().covered_lsn()),
+        );
+        let last = svc.snapshots.last.lock().map(|l| l.clone()).unwrap_or(None);
+        if let Some(last) = last {
+            let age_s = (svc.clock.now().0 - last.created_at.0).max(0) as f64 / 1000.0;
+            out.gauge("zaiko_snapshot_age_seconds", "time since the newest snapshot this process built or found", age_s);
+            out.gauge("zaiko_snapshot_lsn", "LSN of that snapshot", last.lsn as f64);
+        }
     }
     render_process(&mut out);
+    out.text.push_str(&crate::telemetry::render_metrics());
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(out.text)
 }
 
