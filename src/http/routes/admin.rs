@@ -134,7 +134,8 @@ async fn revoke_token(
     ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
 }
 
-async fn list_locations(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, Problem> {
+async fn list_locations(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_global_read()?;
     ask_registry(&state, RegistryCmd::ListLocations, None).await
 }
 
