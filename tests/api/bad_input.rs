@@ -82,7 +82,8 @@ fn send_head_only(s: &TestServer, case: &Case, token: &str, len: u64) -> Resp {
     let addr = s.base.strip_prefix("http://").expect("http base");
     let mut conn = std::net::TcpStream::connect(addr).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut head = format!("{} {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {len}\r\n", case.method, case.path);
+    let mut head =
+        format!("{} {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {len}\r\n", case.method, case.path);
     for (k, v) in &case.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -161,7 +162,9 @@ fn run(cases: impl FnOnce(&Fixture) -> Vec<Case>) {
     assert!(!cases.is_empty());
     let failures: Vec<String> = cases
         .iter()
-        .filter_map(|case| check(&s, &f, case).err().map(|e| format!("{} {} {}: {e}", case.method, short(&case.path), short_body(&case.body))))
+        .filter_map(|case| {
+            check(&s, &f, case).err().map(|e| format!("{} {} {}: {e}", case.method, short(&case.path), short_body(&case.body)))
+        })
         .collect();
     assert!(failures.is_empty(), "{} of {} bad requests answered wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
     let after = state_of(&s, &f);
@@ -281,7 +284,12 @@ fn stock() {
             bad("POST", CHANGES, change(r#""op":"adjust","delta":1,"reason":"a\u0000b""#), "changes[0].reason"),
             bad("POST", CHANGES, change(r#""op":"adjust","delta":1,"colour":1"#), "changes[0].colour"),
             bad("POST", CHANGES, r#"{"changes":[{"sku":"bad sku","location":"tsukuba","op":"adjust","delta":1}]}"#, "changes[0].sku"),
-            bad("POST", CHANGES, format!(r#"{{"changes":[{{"sku":"S1","location":"{}","op":"adjust","delta":1}}]}}"#, long(129)), "changes[0].location"),
+            bad(
+                "POST",
+                CHANGES,
+                format!(r#"{{"changes":[{{"sku":"S1","location":"{}","op":"adjust","delta":1}}]}}"#, long(129)),
+                "changes[0].location",
+            ),
             bad("POST", CHANGES, r#"{"changes":[],"extra":1}"#, "extra"),
             c("POST", CHANGES, vec![b' '; 2 << 20], 413, "payload_too_large", ""),
             c("POST", CHANGES, "", 413, "payload_too_large", "").declared(u64::MAX / 2),
@@ -351,8 +359,18 @@ fn shipments() {
             bad("POST", SHIP, shipment(&format!(r#""reservation_id":"R1",{lines},{SHIP_TO}"#)), "reservation_id"),
             bad("POST", SHIP, shipment(SHIP_TO), "reservation_id"),
             bad("POST", SHIP, shipment(lines), "ship_to"),
-            bad("POST", SHIP, shipment(&format!(r#"{lines},"ship_to":{{"name":"","postal_code":"1","prefecture":"p","address":"a"}}"#)), "ship_to.name"),
-            bad("POST", SHIP, shipment(&format!(r#"{lines},"ship_to":{{"postal_code":"1","prefecture":"p","address":"a"}}"#)), "ship_to.name"),
+            bad(
+                "POST",
+                SHIP,
+                shipment(&format!(r#"{lines},"ship_to":{{"name":"","postal_code":"1","prefecture":"p","address":"a"}}"#)),
+                "ship_to.name",
+            ),
+            bad(
+                "POST",
+                SHIP,
+                shipment(&format!(r#"{lines},"ship_to":{{"postal_code":"1","prefecture":"p","address":"a"}}"#)),
+                "ship_to.name",
+            ),
             bad(
                 "POST",
                 SHIP,
@@ -372,7 +390,12 @@ fn shipments() {
             bad("POST", "/v1/brands/iso-a/shipments/SH1/status", r#"{"status":"lost"}"#, "status"),
             bad("POST", "/v1/brands/iso-a/shipments/SH1/status", r#"{"status":1}"#, "status"),
             bad("POST", "/v1/brands/iso-a/shipments/SH1/status", r#"{}"#, "status"),
-            bad("POST", "/v1/brands/iso-a/shipments/SH1/status", format!(r#"{{"status":"packed","tracking_number":"{}"}}"#, long(201)), "tracking_number"),
+            bad(
+                "POST",
+                "/v1/brands/iso-a/shipments/SH1/status",
+                format!(r#"{{"status":"packed","tracking_number":"{}"}}"#, long(201)),
+                "tracking_number",
+            ),
             bad("POST", "/v1/brands/iso-a/shipments/SH1/status", r#"{"status":"packed","carrier":""}"#, "carrier"),
             bad("POST", "/v1/brands/iso-a/shipments/SH1/status", r#"{"status":"packed","weight":1}"#, "weight"),
             c("POST", "/v1/brands/iso-a/shipments/SH1/status", r#"{"status":"delivered"}"#, 409, "invalid_transition", ""),
@@ -400,7 +423,12 @@ fn channels_and_inbounds() {
             bad("PUT", ch, r#"{"name":"Z","colour":"red"}"#, "colour"),
             bad("PUT", "/v1/brands/iso-a/channels/zozo%20town", r#"{"name":"Z"}"#, "path.channel"),
             c("PUT", ch, "", 413, "payload_too_large", "").declared(1 << 30),
-            bad("POST", inb, r#"{"id":"IN9","location":"tsukuba","expected_at":"tomorrow","lines":[{"sku":"S1","quantity":1}]}"#, "expected_at"),
+            bad(
+                "POST",
+                inb,
+                r#"{"id":"IN9","location":"tsukuba","expected_at":"tomorrow","lines":[{"sku":"S1","quantity":1}]}"#,
+                "expected_at",
+            ),
             bad("POST", inb, r#"{"id":"IN9","location":"tsukuba","lines":[{"sku":"S1","quantity":0}]}"#, "lines[0].quantity"),
             bad("POST", inb, r#"{"id":"IN9","location":"tsukuba","lines":[]}"#, "lines"),
             bad("POST", inb, r#"{"id":"IN9","location":"bad loc","lines":[{"sku":"S1","quantity":1}]}"#, "location"),
@@ -475,9 +503,11 @@ fn imports() {
             csv("?kind=stock", "sku,location,delta,delta\nS1,tsukuba,1,1\n", 422, "unprocessable", ""),
             csv("?kind=catalog", "sku,location,delta\nS1,tsukuba,1\n", 422, "unprocessable", ""),
             c("POST", format!("{up}?kind=stock"), r#"{"sku":"S1"}"#, 400, "invalid_request", "header.content-type"),
-            c("POST", format!("{up}?kind=stock"), "sku,location,delta\n", 400, "invalid_request", "header.content-type").header("content-type", "text/plain"),
+            c("POST", format!("{up}?kind=stock"), "sku,location,delta\n", 400, "invalid_request", "header.content-type")
+                .header("content-type", "text/plain"),
             csv("?kind=stock", "", 413, "payload_too_large", "").declared((512 << 20) + 1),
-            csv("?kind=stock", "sku,location,delta\nS1,tsukuba,1\n", 400, "invalid_request", "header.idempotency-key").header("idempotency-key", &long(300)),
+            csv("?kind=stock", "sku,location,delta\nS1,tsukuba,1\n", 400, "invalid_request", "header.idempotency-key")
+                .header("idempotency-key", &long(300)),
             bad("GET", "/v1/brands/iso-a/imports/imp%20x", "", "path.id"),
             c("GET", "/v1/brands/iso-a/imports/imp_0000000000000000", "", 404, "not_found", ""),
         ]
@@ -559,4 +589,28 @@ fn admin_and_feed() {
             bad("GET", format!("{ev}?cursor=1"), "", "query"),
         ]
     });
+}
+
+/// Out-of-range numbers in an import's rows are row errors (`invalid_request`), not
+/// stock refusals, and never wrap: `-9223372036854775808` is out of ±10^12 too.
+#[test]
+fn import_rows_with_out_of_range_numbers_are_invalid_rows() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b1", &["tsukuba"], &["S1"]);
+    s.set_stock("b1", &t, "S1", "tsukuba", 10);
+    let csv = "sku,location,delta\nS1,tsukuba,-9223372036854775808\nS1,tsukuba,9223372036854775807\nS1,tsukuba,99999999999999999999\nS1,tsukuba,0\nS1,tsukuba,1\n";
+    let job =
+        s.raw("POST", "/v1/brands/b1/imports?kind=stock", Some(&t), csv.as_bytes().to_vec(), &[("content-type", "text/csv")]).expect(202);
+    let path = format!("/v1/brands/b1/imports/{}", job["id"].as_str().unwrap());
+    crate::isolation::wait_for(Duration::from_secs(60), "the import job", || {
+        let st = s.get(&path, &t).expect(200)["status"].clone();
+        st == "done" || st == "failed"
+    });
+    let job = s.get(&path, &t).expect(200);
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!((job["rows_ok"].as_u64(), job["rows_failed"].as_u64()), (Some(1), Some(4)), "{job}");
+    let errors = job["errors"].as_array().unwrap();
+    let rows: Vec<(u64, &str)> = errors.iter().map(|e| (e["row"].as_u64().unwrap(), e["code"].as_str().unwrap())).collect();
+    assert_eq!(rows, [(2, "invalid_request"), (3, "invalid_request"), (4, "invalid_request"), (5, "invalid_request")], "{job}");
+    assert_eq!(s.stock("b1", &t, "S1")["locations"]["tsukuba"]["on_hand"], 11);
 }
