@@ -150,9 +150,16 @@ where
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // `?` is a key the parser never read (malformed JSON): name what holds it.
         let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
-        Problem::invalid_fields(vec![FieldError::new(field, e.inner().to_string())])
+        let path = path.trim_end_matches('?').trim_end_matches('.');
+        let mut field = if path.is_empty() { "body".to_string() } else { path.to_string() };
+        // A missing field is reported at its parent: name the field itself.
+        let inner = e.inner().to_string();
+        if let Some(name) = inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            field = if field == "body" { name.to_string() } else { format!("{field}.{name}") };
+        }
+        Problem::invalid_fields(vec![FieldError::new(field, inner)])
     })?;
     de.end().map_err(|e| Problem::invalid("body", e.to_string()))?;
     Ok(value)

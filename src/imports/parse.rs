@@ -174,7 +174,7 @@ fn stock(i: StockInput) -> Result<Row, String> {
     let op = match (i.on_hand, i.delta) {
         (Some(q), None) if (0..=QUANTITY_MAX).contains(&q) => StockOp::Set { on_hand: q },
         (Some(_), None) => return Err(format!("on_hand: must be 0..={QUANTITY_MAX}")),
-        (None, Some(d)) if d != 0 && d.abs() <= QUANTITY_MAX => StockOp::Adjust { delta: d },
+        (None, Some(d)) if d != 0 && d.unsigned_abs() <= QUANTITY_MAX as u64 => StockOp::Adjust { delta: d },
         (None, Some(_)) => return Err(format!("delta: must be non-zero and within ±{QUANTITY_MAX}")),
         _ => return Err("give exactly one of on_hand or delta".into()),
     };

@@ -3,6 +3,7 @@
 mod helpers;
 mod receiver;
 
+mod bad_input;
 mod basics;
 mod channels;
 mod crash;
@@ -10,6 +11,7 @@ mod faults;
 mod feed;
 mod fulfilment;
 mod imports;
+mod isolation;
 mod metrics;
 mod ops;
 mod search;

@@ -152,8 +152,9 @@ async fn revoke_token(
     ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/locations", tag = "admin", responses((status = 200, description = "Every location.", body = super::openapi::LocationList)))]
-async fn list_locations(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, Problem> {
+#[utoipa::path(get, path = "/v1/locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::openapi::LocationList)))]
+async fn list_locations(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_global_read()?;
     ask_registry(&state, RegistryCmd::ListLocations, None).await
 }
 

@@ -72,7 +72,7 @@ fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<
         }
     }
     match op {
-        Some(StockOp::Adjust { delta }) if delta == 0 || delta.abs() > QUANTITY_MAX => {
+        Some(StockOp::Adjust { delta }) if delta == 0 || delta.unsigned_abs() > QUANTITY_MAX as u64 => {
             errors.push(FieldError::new(f("delta"), format!("must be non-zero and within ±{QUANTITY_MAX}")))
         }
         Some(StockOp::Set { on_hand: q }) | Some(StockOp::SetSafetyStock { quantity: q }) if !(0..=QUANTITY_MAX).contains(&q) => {

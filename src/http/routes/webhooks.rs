@@ -147,7 +147,10 @@ async fn deliveries(
         .transpose()
     };
     let after = num("after", q.after.as_deref(), u64::MAX)?.unwrap_or(0);
-    let limit = num("limit", q.limit.as_deref(), DELIVERIES_LIMIT_MAX)?.unwrap_or(100).max(1) as usize;
+    let limit = num("limit", q.limit.as_deref(), DELIVERIES_LIMIT_MAX)?.unwrap_or(100) as usize;
+    if limit == 0 {
+        return Err(Problem::invalid("limit", format!("must be an integer in 1..={DELIVERIES_LIMIT_MAX}")));
+    }
     let rows = state.services()?.integrations.webhooks.deliveries(id.as_str(), status, after, limit).await.map_err(store_problem)?;
     let next = rows.last().map_or(after, |r| r.seq);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows, "next": next.to_string() })))
