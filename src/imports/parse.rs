@@ -314,7 +314,9 @@ mod tests {
     fn shipment_status_headers_need_shipment_id_and_status() {
         assert!(check_header(ImportKind::ShipmentStatus, &["shipment_id", "status"]).is_ok());
         assert!(check_header(ImportKind::ShipmentStatus, &["carrier", "status", "tracking_number", "shipment_id"]).is_ok());
-        for bad in [&["shipment_id"][..], &["status", "carrier"], &["shipment_id", "status", "tracking"], &["shipment_id", "status", "status"]] {
+        for bad in
+            [&["shipment_id"][..], &["status", "carrier"], &["shipment_id", "status", "tracking"], &["shipment_id", "status", "status"]]
+        {
             let e = check_header(ImportKind::ShipmentStatus, bad).unwrap_err();
             assert!(e.contains("shipment_status columns are shipment_id, status, tracking_number, carrier"), "{bad:?}: {e}");
         }
@@ -324,7 +326,10 @@ mod tests {
     fn shipment_status_rows_are_checked_field_by_field() {
         let cols = check_header(ImportKind::ShipmentStatus, &["shipment_id", "status", "tracking_number", "carrier"]).unwrap();
         let Row::ShipmentStatus(c) = csv_row(&cols, &["SH-1", "shipped", "1234-5678", "ヤマト運輸"]).unwrap() else { panic!() };
-        assert_eq!((c.id.as_str(), c.status, c.tracking_number.as_deref(), c.carrier.as_deref()), ("SH-1", ShipmentStatus::Shipped, Some("1234-5678"), Some("ヤマト運輸")));
+        assert_eq!(
+            (c.id.as_str(), c.status, c.tracking_number.as_deref(), c.carrier.as_deref()),
+            ("SH-1", ShipmentStatus::Shipped, Some("1234-5678"), Some("ヤマト運輸"))
+        );
         let Row::ShipmentStatus(c) = csv_row(&cols, &["SH-1", " picking ", "", ""]).unwrap() else { panic!() };
         assert_eq!((c.status, c.tracking_number, c.carrier), (ShipmentStatus::Picking, None, None), "empty cells are absent");
         assert!(csv_row(&cols, &["SH-1", "lost", "", ""]).unwrap_err().starts_with("status:"));
@@ -337,8 +342,12 @@ mod tests {
         let row = json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"cancelled"}"#).unwrap();
         assert!(matches!(row, Row::ShipmentStatus(c) if c.status == ShipmentStatus::Cancelled && c.carrier.is_none()));
         assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"lost"}"#).unwrap_err().contains("status:"));
-        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"packed","carrier":""}"#).unwrap_err().starts_with("carrier:"));
-        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"packed","note":"x"}"#).unwrap_err().contains("note"));
+        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"packed","carrier":""}"#)
+            .unwrap_err()
+            .starts_with("carrier:"));
+        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"packed","note":"x"}"#)
+            .unwrap_err()
+            .contains("note"));
         assert!(json_row(ImportKind::ShipmentStatus, br#"{"status":"packed"}"#).unwrap_err().contains("shipment_id"));
     }
 }

@@ -246,7 +246,11 @@ fn a_shipment_status_import_moves_shipments_by_the_api_rules_and_reports_bad_row
     assert_eq!(done["status"], "done", "{done}");
     // Line 6: accepted cannot become shipped; line 7: no such shipment; line 8: no
     // such status; line 9 repeats SH2's status: a no-op, counted as applied.
-    assert_eq!((done["rows_total"].as_u64(), done["rows_ok"].as_u64(), done["rows_failed"].as_u64()), (Some(11), Some(8), Some(3)), "{done}");
+    assert_eq!(
+        (done["rows_total"].as_u64(), done["rows_ok"].as_u64(), done["rows_failed"].as_u64()),
+        (Some(11), Some(8), Some(3)),
+        "{done}"
+    );
     let errors: Vec<(u64, &str)> =
         done["errors"].as_array().unwrap().iter().map(|e| (e["row"].as_u64().unwrap(), e["code"].as_str().unwrap())).collect();
     assert_eq!(errors, vec![(6, "invalid_transition"), (7, "not_found"), (8, "invalid_request")]);
@@ -305,7 +309,11 @@ fn a_shipment_status_import_moves_shipments_by_the_api_rules_and_reports_bad_row
     // `zaiko import --kind shipment_status`, NDJSON this time.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("status.ndjson");
-    std::fs::write(&path, "{\"shipment_id\":\"SH2\",\"status\":\"packed\",\"carrier\":\"佐川急便\"}\n{\"shipment_id\":\"SH1\",\"status\":\"delivered\"}\n").unwrap();
+    std::fs::write(
+        &path,
+        "{\"shipment_id\":\"SH2\",\"status\":\"packed\",\"carrier\":\"佐川急便\"}\n{\"shipment_id\":\"SH1\",\"status\":\"delivered\"}\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
         .args(["import", "--url", &s.base, "--token", &t, "--brand", "b1", "--kind", "shipment_status"])
         .arg(&path)

@@ -210,7 +210,13 @@ mod shipment_status {
     fn with_shipments() -> B {
         let mut b = started();
         let w = world();
-        let set = StockChangeCmd { sku: id("S1"), location: id("tsukuba"), op: StockOp::Set { on_hand: 10 }, expected_version: None, reason: None };
+        let set = StockChangeCmd {
+            sku: id("S1"),
+            location: id("tsukuba"),
+            op: StockOp::Set { on_hand: 10 },
+            expected_version: None,
+            reason: None,
+        };
         let (events, outcomes) = b.state.decide_stock_changes(&[set], &w);
         assert!(matches!(outcomes[0], ChangeOutcome::Applied { .. }));
         b.commit(events);
@@ -233,7 +239,14 @@ mod shipment_status {
     }
 
     fn status_chunk(n: u64, rows: Vec<(u64, StatusCmd)>) -> ChunkCmd {
-        ChunkCmd { id: id("J1"), chunk: n, next_offset: 100 * (n + 1), next_row: 10 * (n + 1), rows: ChunkRows::ShipmentStatus(rows), pre_errors: vec![] }
+        ChunkCmd {
+            id: id("J1"),
+            chunk: n,
+            next_offset: 100 * (n + 1),
+            next_row: 10 * (n + 1),
+            rows: ChunkRows::ShipmentStatus(rows),
+            pre_errors: vec![],
+        }
     }
 
     fn level(b: &B) -> (i64, i64, u64) {
@@ -314,9 +327,11 @@ mod shipment_status {
     #[test]
     fn a_chunk_check_refuses_a_transition_the_rules_do_not_allow() {
         let b = with_shipments();
-        let bad = vec![Event::ShipmentStatusChanged { id: id("SH1"), status: ShipmentStatus::Delivered, tracking_number: None, carrier: None }];
+        let bad =
+            vec![Event::ShipmentStatusChanged { id: id("SH1"), status: ShipmentStatus::Delivered, tracking_number: None, carrier: None }];
         assert!(b.state.check_chunk_events(&bad).unwrap_err().contains("cannot become delivered"));
-        let unknown = vec![Event::ShipmentStatusChanged { id: id("SH9"), status: ShipmentStatus::Picking, tracking_number: None, carrier: None }];
+        let unknown =
+            vec![Event::ShipmentStatusChanged { id: id("SH9"), status: ShipmentStatus::Picking, tracking_number: None, carrier: None }];
         assert!(b.state.check_chunk_events(&unknown).is_err());
     }
 }
