@@ -179,6 +179,15 @@ pub struct StatusCmd {
     pub carrier: Option<CompactString>,
 }
 
+/// What a status change reads of a shipment: its status, tracking number and carrier
+/// as they are (or as earlier rows of the same import chunk left them).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusNow<'a> {
+    pub status: ShipmentStatus,
+    pub tracking_number: Option<&'a CompactString>,
+    pub carrier: Option<&'a CompactString>,
+}
+
 /// What a decision on an object returns: the events, and whether the command was a
 /// repeat that changes nothing (answered with the current object).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +268,7 @@ impl BrandState {
     }
 
     /// The current levels and stock version of a SKU.
-    fn levels_of(&self, sku: &Id) -> Result<(Levels, u64), Rejection> {
+    pub(super) fn levels_of(&self, sku: &Id) -> Result<(Levels, u64), Rejection> {
         self.sku(sku).map(|s| (s.levels.clone(), s.stock_version))
     }
 
@@ -414,29 +423,43 @@ impl BrandState {
     /// Moving a shipment along. Repeating the current status changes nothing.
     pub fn decide_status(&self, cmd: &StatusCmd) -> Result<Decision, Rejection> {
         let s = self.shipment(&cmd.id)?;
-        if s.status == cmd.status {
+        let now = StatusNow { status: s.status, tracking_number: s.tracking_number.as_ref(), carrier: s.carrier.as_ref() };
+        self.status_events(cmd, now, &s.lines, |sku| self.levels_of(sku))
+    }
+
+    /// The rules of [`decide_status`](Self::decide_status) against a shipment's status
+    /// `now` and the SKUs' levels as `levels_of` gives them: what an import chunk uses
+    /// to apply several rows in order before any of them is applied.
+    pub(super) fn status_events(
+        &self,
+        cmd: &StatusCmd,
+        now: StatusNow<'_>,
+        lines: &[Allocation],
+        levels_of: impl Fn(&Id) -> Result<(Levels, u64), Rejection>,
+    ) -> Result<Decision, Rejection> {
+        if now.status == cmd.status {
             return Ok(Decision::Unchanged);
         }
-        if !s.status.can_move_to(cmd.status) {
+        if !now.status.can_move_to(cmd.status) {
             return Err(invalid_transition(format!(
                 "shipment {} is {}; it cannot become {} (allowed: accepted→picking→packed→shipped→delivered, cancelled before shipped)",
                 cmd.id,
-                s.status.as_str(),
+                now.status.as_str(),
                 cmd.status.as_str()
             )));
         }
         let mut events = vec![Event::ShipmentStatusChanged {
             id: cmd.id.clone(),
             status: cmd.status,
-            tracking_number: cmd.tracking_number.clone().or_else(|| s.tracking_number.clone()),
-            carrier: cmd.carrier.clone().or_else(|| s.carrier.clone()),
+            tracking_number: cmd.tracking_number.clone().or_else(|| now.tracking_number.cloned()),
+            carrier: cmd.carrier.clone().or_else(|| now.carrier.cloned()),
         }];
         match cmd.status {
             ShipmentStatus::Shipped => {
-                events.extend(stock_events(self, |sku| self.levels_of(sku), &s.lines, -1, true, Cause::Shipped { id: cmd.id.clone() })?)
+                events.extend(stock_events(self, levels_of, lines, -1, true, Cause::Shipped { id: cmd.id.clone() })?)
             }
             ShipmentStatus::Cancelled => {
-                events.extend(stock_events(self, |sku| self.levels_of(sku), &s.lines, -1, false, Cause::Cancelled { id: cmd.id.clone() })?)
+                events.extend(stock_events(self, levels_of, lines, -1, false, Cause::Cancelled { id: cmd.id.clone() })?)
             }
             _ => {}
         }

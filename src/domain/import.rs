@@ -1,6 +1,6 @@
 //! Import jobs as brand state: a job is queued once its upload is on disk, then applied
-//! chunk by chunk. Each chunk is one WAL record holding the chunk's catalog or stock
-//! events *and* the job's progress (`ImportChunkApplied`), so a chunk is applied
+//! chunk by chunk. Each chunk is one WAL record holding the chunk's catalog, stock or
+//! shipment status events *and* the job's progress (`ImportChunkApplied`), so a chunk is applied
 //! exactly once: the decision accepts only the job's next chunk number, and a crash
 //! either keeps the chunk and its progress or neither. A runner that resumes after a
 //! crash re-sends chunks from the recorded offset; a chunk it sends twice is answered
@@ -11,13 +11,15 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::brand::{BrandState, ChangeOutcome, StockChangeCmd, World};
 use super::catalog::Catalog;
 use super::error::{ErrorCode, Rejection};
 use super::event::Event;
-use super::fulfilment::Decision;
+use super::fulfilment::{Decision, ShipmentStatus, StatusCmd, StatusNow};
+use super::stock::Levels;
 use super::{Id, Timestamp};
 
 /// Row errors kept per job (all are counted).
@@ -32,7 +34,8 @@ pub const IMPORTS_PENDING_PER_BRAND_MAX: usize = 8;
 pub enum ImportKind {
     Catalog,
     Stock,
-    /// Planned; the upload refuses it until its row parser exists.
+    /// Warehouse status updates of shipments, through the rules of
+    /// `POST .../shipments/{id}/status`.
     ShipmentStatus,
 }
 
@@ -137,6 +140,8 @@ pub enum ChunkRows {
         lines: Vec<u64>,
         changes: Vec<StockChangeCmd>,
     },
+    /// Status changes of shipments, with the line of each.
+    ShipmentStatus(Vec<(u64, StatusCmd)>),
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +234,7 @@ impl BrandState {
         let (mut events, mut errors, rows_ok) = match &c.rows {
             ChunkRows::Catalog(rows) => self.decide_catalog_rows(rows),
             ChunkRows::Stock { lines, changes } => self.decide_stock_rows(lines, changes, world),
+            ChunkRows::ShipmentStatus(rows) => self.decide_shipment_rows(rows),
         };
         let rows_failed = (errors.len() + c.pre_errors.len()) as u64;
         errors.extend(c.pre_errors.iter().cloned());
@@ -280,12 +286,59 @@ impl BrandState {
         (events, errors, ok)
     }
 
+    /// Shipment status rows in order, each through the rules of `decide_status` against
+    /// what the earlier rows of the chunk left: a shipment moved to `picking` by one row
+    /// can be `packed` by the next, and two shipments of one SKU take successive stock
+    /// versions. Repeating a shipment's status is a no-op that counts as applied.
+    fn decide_shipment_rows(&self, rows: &[(u64, StatusCmd)]) -> (Vec<Event>, Vec<RowError>, u64) {
+        type Draft = (ShipmentStatus, Option<CompactString>, Option<CompactString>);
+        let mut shipments: HashMap<Id, Draft> = HashMap::new();
+        let mut stock: HashMap<Id, (Levels, u64)> = HashMap::new();
+        let (mut events, mut errors, mut ok) = (Vec::with_capacity(rows.len() + 1), Vec::new(), 0u64);
+        for (row, cmd) in rows {
+            let decided = self.shipment(&cmd.id).and_then(|s| {
+                let now = match shipments.get(&cmd.id) {
+                    Some((status, tracking, carrier)) => {
+                        StatusNow { status: *status, tracking_number: tracking.as_ref(), carrier: carrier.as_ref() }
+                    }
+                    None => StatusNow { status: s.status, tracking_number: s.tracking_number.as_ref(), carrier: s.carrier.as_ref() },
+                };
+                self.status_events(cmd, now, &s.lines, |sku| match stock.get(sku) {
+                    Some((levels, version)) => Ok((levels.clone(), *version)),
+                    None => self.levels_of(sku),
+                })
+            });
+            match decided {
+                Ok(Decision::Unchanged) => ok += 1,
+                Ok(Decision::Apply(evs)) => {
+                    ok += 1;
+                    for e in &evs {
+                        match e {
+                            Event::ShipmentStatusChanged { id, status, tracking_number, carrier } => {
+                                shipments.insert(id.clone(), (*status, tracking_number.clone(), carrier.clone()));
+                            }
+                            Event::StockChanged { sku, version, levels, .. } => {
+                                stock.insert(sku.clone(), (levels.clone(), *version));
+                            }
+                            _ => {}
+                        }
+                    }
+                    events.extend(evs);
+                }
+                Err(r) => errors.push(RowError { row: *row, code: r.code, detail: r.detail }),
+            }
+        }
+        (events, errors, ok)
+    }
+
     /// Checks a chunk's events against the state as `apply` will, without applying
-    /// them: each SKU's stock versions follow on and its levels keep the invariant, and
-    /// the progress is for the job's next chunk. (What the shard's preview checks for
+    /// them: each SKU's stock versions follow on and its levels keep the invariant, each
+    /// shipment's status moves only as the transition rules allow, and the progress is
+    /// for the job's next chunk. (What the shard's preview checks for
     /// other commands, at a fraction of the cost for a thousand rows.)
     pub fn check_chunk_events(&self, events: &[Event]) -> Result<(), String> {
         let mut versions: HashMap<&Id, u64> = HashMap::new();
+        let mut statuses: HashMap<&Id, ShipmentStatus> = HashMap::new();
         for ev in events {
             match ev {
                 Event::StockChanged { sku, version, levels, .. } => {
@@ -300,6 +353,16 @@ impl BrandState {
                     versions.insert(sku, *version);
                 }
                 Event::SkuUpserted { .. } => {}
+                Event::ShipmentStatusChanged { id, status, .. } => {
+                    let prev = match statuses.get(id) {
+                        Some(s) => *s,
+                        None => self.shipment(id).map_err(|r| r.detail)?.status,
+                    };
+                    if !prev.can_move_to(*status) {
+                        return Err(format!("shipment {id}: {} cannot become {}", prev.as_str(), status.as_str()));
+                    }
+                    statuses.insert(id, *status);
+                }
                 Event::ImportChunkApplied { progress } => {
                     let job = self.import(&progress.id).map_err(|r| r.detail)?;
                     if job.status != ImportStatus::Running || progress.chunk != job.next_chunk {

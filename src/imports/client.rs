@@ -22,6 +22,8 @@ const ERRORS_SHOWN: usize = 20;
 pub enum KindArg {
     Catalog,
     Stock,
+    /// Named as the API's `kind` (`shipment-status` is accepted too).
+    #[value(name = "shipment_status", alias = "shipment-status")]
     ShipmentStatus,
 }
 

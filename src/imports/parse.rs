@@ -7,6 +7,9 @@
 //! - catalog: `sku`, `name`; optional `product_id`, `color`, `size`, `category`,
 //!   `price`, `tags` (`|`-separated in CSV), and `attributes.<key>` columns (CSV) or an
 //!   `attributes` object (NDJSON).
+//! - shipment_status: `shipment_id`, `status` (`picking`, `packed`, `shipped`,
+//!   `delivered` or `cancelled`); optional `tracking_number`, `carrier` (1..=200
+//!   characters, as in `POST .../shipments/{id}/status`).
 //!
 //! An unknown or missing column makes the whole file unusable (422 on upload): a
 //! misspelt column silently ignored would import the wrong thing. An empty CSV cell
@@ -18,7 +21,8 @@ use compact_str::CompactString;
 use serde::Deserialize;
 
 use crate::domain::brand::StockChangeCmd;
-use crate::domain::catalog::Catalog;
+use crate::domain::catalog::{Catalog, TEXT_CHARS_MAX};
+use crate::domain::fulfilment::{ShipmentStatus, StatusCmd};
 use crate::domain::import::ImportKind;
 use crate::domain::stock::{StockOp, QUANTITY_MAX};
 use crate::domain::Id;
@@ -31,6 +35,7 @@ const REASON_CHARS_MAX: usize = 200;
 pub enum Row {
     Stock(StockChangeCmd),
     Catalog(Id, Catalog),
+    ShipmentStatus(StatusCmd),
 }
 
 /// Where each known column is in a CSV file.
@@ -45,13 +50,17 @@ pub struct Columns {
 
 const STOCK_COLUMNS: [&str; 6] = ["sku", "location", "on_hand", "delta", "reason", "expected_version"];
 const CATALOG_COLUMNS: [&str; 8] = ["sku", "name", "product_id", "color", "size", "category", "price", "tags"];
+const SHIPMENT_STATUS_COLUMNS: [&str; 4] = ["shipment_id", "status", "tracking_number", "carrier"];
+/// The statuses a row may move a shipment to (a shipment starts as `accepted`).
+const TARGET_STATUSES: [ShipmentStatus; 5] =
+    [ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped, ShipmentStatus::Delivered, ShipmentStatus::Cancelled];
 
 /// Checks a CSV header for `kind`; the error says which columns are wrong.
 pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String> {
     let (known, required): (&[&str], &[&str]) = match kind {
         ImportKind::Stock => (&STOCK_COLUMNS, &["sku", "location"]),
         ImportKind::Catalog => (&CATALOG_COLUMNS, &["sku", "name"]),
-        ImportKind::ShipmentStatus => return Err("kind shipment_status is not supported by this server yet".into()),
+        ImportKind::ShipmentStatus => (&SHIPMENT_STATUS_COLUMNS, &["shipment_id", "status"]),
     };
     let mut cols = Columns { kind, index: BTreeMap::new(), attributes: Vec::new(), count: header.len() };
     let mut unknown = Vec::new();
@@ -139,7 +148,16 @@ pub fn csv_row(cols: &Columns, fields: &[&str]) -> Result<Row, String> {
             };
             Ok(catalog(input))
         }
-        ImportKind::ShipmentStatus => Err("kind shipment_status is not supported by this server yet".into()),
+        ImportKind::ShipmentStatus => {
+            let opt = |name: &str| cell(cols, fields, name).map(CompactString::from);
+            let input = ShipmentStatusInput {
+                shipment_id: id("shipment_id", cell(cols, fields, "shipment_id"))?,
+                status: opt("status").ok_or("status: required")?,
+                tracking_number: opt("tracking_number"),
+                carrier: opt("carrier"),
+            };
+            shipment_status(input)
+        }
     }
 }
 
@@ -168,6 +186,38 @@ struct CatalogInput {
     tags: Vec<CompactString>,
     #[serde(default)]
     attributes: BTreeMap<CompactString, CompactString>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipmentStatusInput {
+    shipment_id: Id,
+    /// Checked by [`shipment_status`], so CSV and NDJSON rows get the same message.
+    status: CompactString,
+    tracking_number: Option<CompactString>,
+    carrier: Option<CompactString>,
+}
+
+fn shipment_status(i: ShipmentStatusInput) -> Result<Row, String> {
+    let status = match TARGET_STATUSES.iter().find(|s| s.as_str() == i.status) {
+        Some(s) => *s,
+        None if i.status == ShipmentStatus::Accepted.as_str() => {
+            return Err("status: a shipment starts as accepted; it cannot be moved back to it".into())
+        }
+        None => {
+            let names: Vec<&str> = TARGET_STATUSES.iter().map(|s| s.as_str()).collect();
+            return Err(format!("status: {:?} is not one of {}", i.status, names.join(", ")));
+        }
+    };
+    for (field, v) in [("tracking_number", &i.tracking_number), ("carrier", &i.carrier)] {
+        if let Some(v) = v {
+            let n = v.chars().count();
+            if n == 0 || n > TEXT_CHARS_MAX || v.chars().any(char::is_control) {
+                return Err(format!("{field}: must be 1..={TEXT_CHARS_MAX} characters without control characters"));
+            }
+        }
+    }
+    Ok(Row::ShipmentStatus(StatusCmd { id: i.shipment_id, status, tracking_number: i.tracking_number, carrier: i.carrier }))
 }
 
 fn stock(i: StockInput) -> Result<Row, String> {
@@ -207,7 +257,7 @@ pub fn json_row(kind: ImportKind, line: &[u8]) -> Result<Row, String> {
     match kind {
         ImportKind::Stock => stock(serde_json::from_slice(line).map_err(err)?),
         ImportKind::Catalog => Ok(catalog(serde_json::from_slice(line).map_err(err)?)),
-        ImportKind::ShipmentStatus => Err("kind shipment_status is not supported by this server yet".into()),
+        ImportKind::ShipmentStatus => shipment_status(serde_json::from_slice(line).map_err(err)?),
     }
 }
 
@@ -258,5 +308,46 @@ mod tests {
         assert!(check_header(ImportKind::Catalog, &["sku", "nmae"]).is_err());
         let row = json_row(ImportKind::Catalog, r#"{"sku":"S2","name":"n","attributes":{"fit":"loose"}}"#.as_bytes()).unwrap();
         assert!(matches!(row, Row::Catalog(_, c) if c.attributes.len() == 1));
+    }
+
+    #[test]
+    fn shipment_status_headers_need_shipment_id_and_status() {
+        assert!(check_header(ImportKind::ShipmentStatus, &["shipment_id", "status"]).is_ok());
+        assert!(check_header(ImportKind::ShipmentStatus, &["carrier", "status", "tracking_number", "shipment_id"]).is_ok());
+        for bad in
+            [&["shipment_id"][..], &["status", "carrier"], &["shipment_id", "status", "tracking"], &["shipment_id", "status", "status"]]
+        {
+            let e = check_header(ImportKind::ShipmentStatus, bad).unwrap_err();
+            assert!(e.contains("shipment_status columns are shipment_id, status, tracking_number, carrier"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn shipment_status_rows_are_checked_field_by_field() {
+        let cols = check_header(ImportKind::ShipmentStatus, &["shipment_id", "status", "tracking_number", "carrier"]).unwrap();
+        let Row::ShipmentStatus(c) = csv_row(&cols, &["SH-1", "shipped", "1234-5678", "ヤマト運輸"]).unwrap() else { panic!() };
+        assert_eq!(
+            (c.id.as_str(), c.status, c.tracking_number.as_deref(), c.carrier.as_deref()),
+            ("SH-1", ShipmentStatus::Shipped, Some("1234-5678"), Some("ヤマト運輸"))
+        );
+        let Row::ShipmentStatus(c) = csv_row(&cols, &["SH-1", " picking ", "", ""]).unwrap() else { panic!() };
+        assert_eq!((c.status, c.tracking_number, c.carrier), (ShipmentStatus::Picking, None, None), "empty cells are absent");
+        assert!(csv_row(&cols, &["SH-1", "lost", "", ""]).unwrap_err().starts_with("status:"));
+        assert!(csv_row(&cols, &["SH-1", "Shipped", "", ""]).unwrap_err().starts_with("status:"));
+        assert!(csv_row(&cols, &["SH-1", "accepted", "", ""]).unwrap_err().contains("starts as accepted"));
+        assert!(csv_row(&cols, &["SH-1", "", "", ""]).unwrap_err().starts_with("status:"));
+        assert!(csv_row(&cols, &["", "packed", "", ""]).unwrap_err().starts_with("shipment_id:"));
+        assert!(csv_row(&cols, &["bad id", "packed", "", ""]).unwrap_err().starts_with("shipment_id:"));
+        assert!(csv_row(&cols, &["SH-1", "packed", &"x".repeat(201), ""]).unwrap_err().starts_with("tracking_number:"));
+        let row = json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"cancelled"}"#).unwrap();
+        assert!(matches!(row, Row::ShipmentStatus(c) if c.status == ShipmentStatus::Cancelled && c.carrier.is_none()));
+        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"lost"}"#).unwrap_err().contains("status:"));
+        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"packed","carrier":""}"#)
+            .unwrap_err()
+            .starts_with("carrier:"));
+        assert!(json_row(ImportKind::ShipmentStatus, br#"{"shipment_id":"SH-2","status":"packed","note":"x"}"#)
+            .unwrap_err()
+            .contains("note"));
+        assert!(json_row(ImportKind::ShipmentStatus, br#"{"status":"packed"}"#).unwrap_err().contains("shipment_id"));
     }
 }

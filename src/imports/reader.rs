@@ -62,9 +62,6 @@ fn csv_builder() -> csv::ReaderBuilder {
 /// Reads (and checks) the header of a file.
 pub fn start(path: &Path, format: ImportFormat, kind: ImportKind) -> Result<Start, ReadError> {
     if format == ImportFormat::Ndjson {
-        if kind == ImportKind::ShipmentStatus {
-            return Err(ReadError::Unusable("kind shipment_status is not supported by this server yet".into()));
-        }
         return Ok(Start { columns: None, offset: 0, line: 1 });
     }
     let mut r = csv_builder().from_reader(BufReader::new(File::open(path)?));

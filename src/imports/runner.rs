@@ -132,7 +132,7 @@ impl Runner {
         let mut chunk_no = resume.chunk;
         while let Some(chunk) = rows.next_chunk(self.cfg.chunk_rows, self.cfg.chunk_bytes).map_err(fatal)? {
             sent_rows += chunk.len() as u64;
-            let cmd = chunk_cmd(id, chunk_no, chunk);
+            let cmd = chunk_cmd(id, chunk_no, state.kind, chunk);
             in_flight.push_back(self.send(brand, ImportCmd::Chunk(Box::new(cmd)))?);
             chunk_no += 1;
             if in_flight.len() >= self.cfg.chunks_in_flight {
@@ -195,8 +195,9 @@ impl Runner {
     }
 }
 
-fn chunk_cmd(id: &Id, chunk: u64, c: reader::Chunk) -> ChunkCmd {
-    let (mut lines, mut changes, mut catalog) = (Vec::new(), Vec::new(), Vec::new());
+fn chunk_cmd(id: &Id, chunk: u64, kind: ImportKind, c: reader::Chunk) -> ChunkCmd {
+    let (mut lines, mut changes, mut catalog, mut statuses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The reader parses every row as the job's kind, so only one of these fills.
     for (line, row) in c.rows {
         match row {
             Row::Stock(cmd) => {
@@ -204,10 +205,14 @@ fn chunk_cmd(id: &Id, chunk: u64, c: reader::Chunk) -> ChunkCmd {
                 changes.push(cmd);
             }
             Row::Catalog(sku, cat) => catalog.push((line, sku, cat)),
+            Row::ShipmentStatus(cmd) => statuses.push((line, cmd)),
         }
     }
-    // A chunk holds rows of one kind: the job's.
-    let rows = if catalog.is_empty() { ChunkRows::Stock { lines, changes } } else { ChunkRows::Catalog(catalog) };
+    let rows = match kind {
+        ImportKind::Stock => ChunkRows::Stock { lines, changes },
+        ImportKind::Catalog => ChunkRows::Catalog(catalog),
+        ImportKind::ShipmentStatus => ChunkRows::ShipmentStatus(statuses),
+    };
     ChunkCmd { id: id.clone(), chunk, next_offset: c.next_offset, next_row: c.next_row, rows, pre_errors: c.errors }
 }
 

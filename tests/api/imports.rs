@@ -1,6 +1,7 @@
 //! Import jobs end to end: good and bad rows with their line numbers and codes, the
 //! header check, idempotent uploads, the `zaiko import` CLI, and SIGKILL in the
-//! middle of a job, after which every row is applied exactly once.
+//! middle of a job, after which every row is applied exactly once — for stock and
+//! for shipment status imports.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -92,7 +93,9 @@ fn unusable_uploads_are_refused_and_keys_give_the_same_job() {
     assert!(r.body["detail"].as_str().unwrap().contains("sku, location"), "{:?}", r.body);
     assert_eq!(upload(&s, &t, "stock", "application/json", "sku,location,on_hand\n", None).status, 400);
     assert_eq!(upload(&s, &t, "stocks", "text/csv", "sku,location,on_hand\n", None).status, 400);
-    assert_eq!(upload(&s, &t, "shipment_status", "text/csv", "shipment_id,status\n", None).status, 422);
+    let r = upload(&s, &t, "shipment_status", "text/csv", "shipment_id,carrier\n", None);
+    assert_eq!((r.status, r.code()), (422, "unprocessable"), "{:?}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("missing columns [\"status\"]"), "{:?}", r.body);
     let other = s.setup_brand("b2", &[], &[]);
     assert_eq!(upload(&s, &other, "stock", "text/csv", "sku,location,on_hand\n", None).status, 403);
     assert_eq!(s.get("/v1/brands/b1/imports/imp_nope", &t).status, 404);
@@ -180,4 +183,214 @@ fn sigkill_in_the_middle_of_a_job_then_resume_applies_every_row_exactly_once() {
         after = page["next"].as_str().unwrap().to_string();
     }
     assert_eq!(feed_rows, rows as usize);
+}
+
+fn ship_to() -> Value {
+    json!({"name": "山田 太郎", "postal_code": "100-0001", "prefecture": "東京都", "address": "千代田区1-1"})
+}
+
+fn create_shipment(s: &TestServer, t: &str, id: &str, sku: &str, quantity: i64) {
+    let body = json!({"id": id, "lines": [{"sku": sku, "quantity": quantity}], "ship_to": ship_to()});
+    s.post("/v1/brands/b1/shipments", t, &body).expect(201);
+}
+
+fn levels(s: &TestServer, t: &str, sku: &str) -> (i64, i64) {
+    let l = &s.stock("b1", t, sku)["locations"]["tsukuba"];
+    (l["on_hand"].as_i64().unwrap_or(0), l["reserved"].as_i64().unwrap_or(0))
+}
+
+fn history(shipment: &Value) -> Vec<String> {
+    shipment["status_history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap().to_string()).collect()
+}
+
+/// Every event of brand b1's feed, in order.
+fn whole_feed(s: &TestServer, t: &str) -> Vec<Value> {
+    let (mut all, mut after) = (Vec::new(), "0".to_string());
+    loop {
+        let page = s.get(&format!("/v1/brands/b1/events?after={after}&limit=1000"), t).expect(200);
+        let evs = page["events"].as_array().unwrap();
+        if evs.is_empty() {
+            return all;
+        }
+        all.extend(evs.iter().cloned());
+        after = page["next"].as_str().unwrap().to_string();
+    }
+}
+
+#[test]
+fn a_shipment_status_import_moves_shipments_by_the_api_rules_and_reports_bad_rows() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b1", &["tsukuba"], &["S1", "S2"]);
+    s.set_stock("b1", &t, "S1", "tsukuba", 10);
+    s.set_stock("b1", &t, "S2", "tsukuba", 10);
+    create_shipment(&s, &t, "SH1", "S1", 2);
+    create_shipment(&s, &t, "SH2", "S1", 3);
+    create_shipment(&s, &t, "SH3", "S2", 4);
+    create_shipment(&s, &t, "SH4", "S2", 1);
+    let csv = "shipment_id,status,tracking_number,carrier\n\
+               SH1,picking,,\n\
+               SH1,packed,,\n\
+               SH1,shipped,1234-5678-9012,ヤマト運輸\n\
+               SH2,picking,,\n\
+               SH3,shipped,,\n\
+               NOPE,picking,,\n\
+               SH4,lost,,\n\
+               SH2,picking,,\n\
+               SH4,cancelled,,\n\
+               SH3,picking,,\n\
+               SH3,packed,,\n";
+    let queued = upload(&s, &t, "shipment_status", "text/csv", csv, None);
+    assert_eq!(queued.status, 202, "{:?}", queued.body);
+    assert_eq!(queued.body["kind"], "shipment_status");
+    let done = wait_done(&s, &t, queued.body["id"].as_str().unwrap());
+    assert_eq!(done["status"], "done", "{done}");
+    // Line 6: accepted cannot become shipped; line 7: no such shipment; line 8: no
+    // such status; line 9 repeats SH2's status: a no-op, counted as applied.
+    assert_eq!(
+        (done["rows_total"].as_u64(), done["rows_ok"].as_u64(), done["rows_failed"].as_u64()),
+        (Some(11), Some(8), Some(3)),
+        "{done}"
+    );
+    let errors: Vec<(u64, &str)> =
+        done["errors"].as_array().unwrap().iter().map(|e| (e["row"].as_u64().unwrap(), e["code"].as_str().unwrap())).collect();
+    assert_eq!(errors, vec![(6, "invalid_transition"), (7, "not_found"), (8, "invalid_request")]);
+    assert!(done["errors"][2]["detail"].as_str().unwrap().contains("status"), "{done}");
+
+    let sh = |id: &str| s.get(&format!("/v1/brands/b1/shipments/{id}"), &t).expect(200);
+    let sh1 = sh("SH1");
+    assert_eq!(sh1["status"], "shipped");
+    assert_eq!(history(&sh1), ["accepted", "picking", "packed", "shipped"]);
+    assert_eq!((sh1["tracking_number"].as_str(), sh1["carrier"].as_str()), (Some("1234-5678-9012"), Some("ヤマト運輸")));
+    assert_eq!(history(&sh("SH2")), ["accepted", "picking"], "the repeated status added nothing");
+    assert_eq!(history(&sh("SH3")), ["accepted", "picking", "packed"]);
+    assert_eq!(history(&sh("SH4")), ["accepted", "cancelled"]);
+    // Shipped takes SH1's 2 out of on_hand and reserved; cancelled releases SH4's 1.
+    assert_eq!(levels(&s, &t, "S1"), (8, 3));
+    assert_eq!(levels(&s, &t, "S2"), (10, 4));
+
+    // The same events as the API's are in the change feed, in row order.
+    let feed = whole_feed(&s, &t);
+    let moves: Vec<(&str, &str)> = feed
+        .iter()
+        .filter(|e| e["type"] == "shipment.status_changed")
+        .map(|e| (e["data"]["id"].as_str().unwrap(), e["data"]["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("SH1", "picking"),
+            ("SH1", "packed"),
+            ("SH1", "shipped"),
+            ("SH2", "picking"),
+            ("SH4", "cancelled"),
+            ("SH3", "picking"),
+            ("SH3", "packed")
+        ]
+    );
+    let shipped = feed.iter().find(|e| e["type"] == "shipment.status_changed" && e["data"]["status"] == "shipped").unwrap();
+    assert_eq!(shipped["data"]["tracking_number"], "1234-5678-9012");
+    let stock_moves: Vec<(&str, &str, &str, i64, i64)> = feed
+        .iter()
+        .filter(|e| e["type"] == "stock.changed" && (e["data"]["cause"]["kind"] == "shipped" || e["data"]["cause"]["kind"] == "cancelled"))
+        .map(|e| {
+            let d = &e["data"];
+            let l = &d["locations"]["tsukuba"];
+            (
+                d["sku"].as_str().unwrap(),
+                d["cause"]["kind"].as_str().unwrap(),
+                d["cause"]["id"].as_str().unwrap(),
+                l["on_hand"].as_i64().unwrap(),
+                l["reserved"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(stock_moves, vec![("S1", "shipped", "SH1", 8, 3), ("S2", "cancelled", "SH4", 10, 4)]);
+
+    // `zaiko import --kind shipment_status`, NDJSON this time.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("status.ndjson");
+    std::fs::write(
+        &path,
+        "{\"shipment_id\":\"SH2\",\"status\":\"packed\",\"carrier\":\"佐川急便\"}\n{\"shipment_id\":\"SH1\",\"status\":\"delivered\"}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
+        .args(["import", "--url", &s.base, "--token", &t, "--brand", "b1", "--kind", "shipment_status"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let sh2 = sh("SH2");
+    assert_eq!((sh2["status"].as_str(), sh2["carrier"].as_str()), (Some("packed"), Some("佐川急便")));
+    assert_eq!(sh("SH1")["status"], "delivered");
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_shipment_status_job_moves_no_shipment_twice() {
+    let seed: u64 = std::env::var("ZAIKO_IMPORT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("shipment import crash test seed {seed} (ZAIKO_IMPORT_SEED to repeat)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let args = ["--import-rows-per-second", "1500", "--import-chunk-rows", "97"].map(String::from).to_vec();
+    let mut s = TestServer::spawn_with(Options { args, ..Options::default() });
+    let skus: Vec<String> = (0..10).map(|i| format!("S{i}")).collect();
+    let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let t = s.setup_brand("b1", &["tsukuba"], &refs);
+    for sku in &skus {
+        s.set_stock("b1", &t, sku, "tsukuba", 200);
+    }
+    let shipments = 1000usize;
+    std::thread::scope(|scope| {
+        for w in 0..8 {
+            let (s, t, skus) = (&s, &t, &skus);
+            scope.spawn(move || {
+                for i in (w..shipments).step_by(8) {
+                    create_shipment(s, t, &format!("SH{i}"), &skus[i % skus.len()], 1);
+                }
+            });
+        }
+    });
+    // Each shipment's three steps in order, shipments interleaved at random, so one
+    // shipment's rows fall in one chunk or in several.
+    let steps = ["picking", "packed", "shipped"];
+    let mut next = vec![0usize; shipments];
+    let mut open: Vec<usize> = (0..shipments).collect();
+    let mut csv = String::from("shipment_id,status,tracking_number,carrier\n");
+    while !open.is_empty() {
+        let k = rng.random_range(0..open.len());
+        let i = open[k];
+        let tracking = if next[i] == 2 { format!("TN-{i}") } else { String::new() };
+        csv.push_str(&format!("SH{i},{},{tracking},\n", steps[next[i]]));
+        next[i] += 1;
+        if next[i] == steps.len() {
+            open.swap_remove(k);
+        }
+    }
+    let rows = (shipments * steps.len()) as u64;
+    let id = upload(&s, &t, "shipment_status", "text/csv", &csv, None).expect(202)["id"].as_str().unwrap().to_string();
+    let kill_at = rng.random_range(300..2_000);
+    let mut at_kill = Value::Null;
+    assert!(wait_until(WAIT, || {
+        at_kill = job(&s, &t, &id);
+        at_kill["rows_ok"].as_u64().unwrap_or(0) >= kill_at
+    }));
+    s.kill9();
+    eprintln!("killed at {} rows of {rows} ({})", at_kill["rows_ok"], at_kill["status"]);
+    s.start();
+    let done = wait_done(&s, &t, &id);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!((done["rows_ok"].as_u64(), done["rows_failed"].as_u64()), (Some(rows), Some(0)), "{done} (seed {seed})");
+    for i in 0..shipments {
+        let sh = s.get(&format!("/v1/brands/b1/shipments/SH{i}"), &t).expect(200);
+        assert_eq!(history(&sh), ["accepted", "picking", "packed", "shipped"], "SH{i} (seed {seed})");
+        assert_eq!(sh["tracking_number"], format!("TN-{i}"));
+    }
+    let per_sku = (shipments / skus.len()) as i64;
+    for sku in &skus {
+        assert_eq!(levels(&s, &t, sku), (200 - per_sku, 0), "{sku} (seed {seed})");
+    }
+    // The feed has each transition, and each shipment's stock change, exactly once.
+    let feed = whole_feed(&s, &t);
+    let moved = feed.iter().filter(|e| e["type"] == "shipment.status_changed").count();
+    let shipped_stock = feed.iter().filter(|e| e["type"] == "stock.changed" && e["data"]["cause"]["kind"] == "shipped").count();
+    assert_eq!((moved, shipped_stock), (rows as usize, shipments), "seed {seed}");
 }

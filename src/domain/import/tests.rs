@@ -193,3 +193,145 @@ fn a_chunk_is_checked_as_apply_would_check_it() {
     b2.commit(first);
     assert!(b2.state.check_chunk_events(&events).is_err(), "a chunk decided before another was applied");
 }
+
+mod shipment_status {
+    use compact_str::CompactString;
+
+    use super::*;
+    use crate::domain::brand::ChangeOutcome;
+    use crate::domain::fulfilment::{LineRequest, Scope, ShipCmd, ShipTo, ShipmentSource};
+
+    fn ship_to() -> ShipTo {
+        ShipTo { name: "n".into(), postal_code: "100-0001".into(), prefecture: "東京都".into(), address: "a".into(), phone: None }
+    }
+
+    /// A running job over S1 (10 on hand at tsukuba) and shipments SH1 (2 of S1) and
+    /// SH2 (3 of S1), both accepted.
+    fn with_shipments() -> B {
+        let mut b = started();
+        let w = world();
+        let set = StockChangeCmd {
+            sku: id("S1"),
+            location: id("tsukuba"),
+            op: StockOp::Set { on_hand: 10 },
+            expected_version: None,
+            reason: None,
+        };
+        let (events, outcomes) = b.state.decide_stock_changes(&[set], &w);
+        assert!(matches!(outcomes[0], ChangeOutcome::Applied { .. }));
+        b.commit(events);
+        for (sh, q) in [("SH1", 2), ("SH2", 3)] {
+            let cmd = ShipCmd {
+                id: id(sh),
+                order_ref: None,
+                channel: None,
+                source: ShipmentSource::Lines(vec![LineRequest { sku: id("S1"), location: None, quantity: q }]),
+                ship_to: ship_to(),
+            };
+            let d = b.state.decide_ship(&cmd, &Scope::default(), Timestamp(0)).unwrap();
+            assert!(b.decided(d));
+        }
+        b
+    }
+
+    fn row(line: u64, sh: &str, status: ShipmentStatus, tracking: Option<&str>) -> (u64, StatusCmd) {
+        (line, StatusCmd { id: id(sh), status, tracking_number: tracking.map(CompactString::from), carrier: None })
+    }
+
+    fn status_chunk(n: u64, rows: Vec<(u64, StatusCmd)>) -> ChunkCmd {
+        ChunkCmd {
+            id: id("J1"),
+            chunk: n,
+            next_offset: 100 * (n + 1),
+            next_row: 10 * (n + 1),
+            rows: ChunkRows::ShipmentStatus(rows),
+            pre_errors: vec![],
+        }
+    }
+
+    fn level(b: &B) -> (i64, i64, u64) {
+        let s = &b.state.skus[&id("S1")];
+        let l = s.levels.get(&id("tsukuba"));
+        (l.on_hand, l.reserved, s.stock_version)
+    }
+
+    fn errors(b: &B) -> Vec<(u64, ErrorCode)> {
+        b.state.import(&id("J1")).unwrap().errors.iter().map(|e| (e.row, e.code)).collect()
+    }
+
+    #[test]
+    fn rows_of_one_chunk_see_the_rows_before_them() {
+        use ShipmentStatus::*;
+        let mut b = with_shipments();
+        let w = world();
+        assert_eq!(level(&b), (10, 5, 3));
+        let rows = vec![
+            row(2, "SH1", Picking, None),
+            row(3, "SH1", Packed, None),
+            row(4, "SH1", Shipped, Some("T-1")),
+            row(5, "SH1", Cancelled, None), // shipped by row 4: too late
+            row(6, "SH1", Shipped, None),   // a repeat: a no-op, counted as applied
+            row(7, "SH2", Cancelled, None),
+        ];
+        let c0 = status_chunk(0, rows);
+        let Decision::Apply(events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+        assert_eq!(b.state.check_chunk_events(&events), Ok(()), "two stock changes of S1 in one chunk take successive versions");
+        b.commit(events);
+        let sh1 = b.state.shipment(&id("SH1")).unwrap();
+        assert_eq!(sh1.status, Shipped);
+        assert_eq!(sh1.history.iter().map(|h| h.status).collect::<Vec<_>>(), vec![Accepted, Picking, Packed, Shipped]);
+        assert_eq!(sh1.tracking_number.as_deref(), Some("T-1"));
+        assert_eq!(b.state.shipment(&id("SH2")).unwrap().status, Cancelled);
+        // Shipped: 2 out of on_hand and reserved; cancelled: 3 out of reserved.
+        assert_eq!(level(&b), (8, 0, 5));
+        let job = b.state.import(&id("J1")).unwrap();
+        assert_eq!((job.rows_ok, job.rows_failed), (5, 1));
+        assert_eq!(errors(&b), vec![(5, ErrorCode::InvalidTransition)]);
+        // The chunk again (a resumed runner): nothing moves twice.
+        let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+        assert!(!b.decided(d));
+        assert_eq!(b.state.shipment(&id("SH1")).unwrap().history.len(), 4);
+        assert_eq!(level(&b), (8, 0, 5));
+    }
+
+    #[test]
+    fn illegal_transitions_and_unknown_shipments_are_row_errors() {
+        use ShipmentStatus::*;
+        let mut b = with_shipments();
+        let w = world();
+        let rows = vec![
+            row(2, "SH1", Packed, None), // accepted → packed skips picking
+            row(3, "SH1", Picking, None),
+            row(4, "NOPE", Picking, None),
+            row(5, "SH2", Delivered, None),
+            row(6, "SH2", Picking, Some("T-2")),
+        ];
+        let d = b.state.decide_import_chunk(&status_chunk(0, rows), &w).unwrap();
+        assert!(b.decided(d));
+        assert_eq!(errors(&b), vec![(2, ErrorCode::InvalidTransition), (4, ErrorCode::NotFound), (5, ErrorCode::InvalidTransition)]);
+        assert!(b.state.import(&id("J1")).unwrap().errors[1].detail.contains("NOPE"));
+        assert_eq!(b.state.shipment(&id("SH1")).unwrap().status, Picking);
+        let sh2 = b.state.shipment(&id("SH2")).unwrap();
+        assert_eq!((sh2.status, sh2.tracking_number.as_deref()), (Picking, Some("T-2")));
+        assert_eq!(level(&b), (10, 5, 3), "no stock moves before shipped or cancelled");
+        // A later chunk goes on from where this one left the shipments.
+        let rows = vec![row(7, "SH1", Picking, None), row(8, "SH2", Cancelled, None), row(9, "SH2", Picking, None)];
+        let d = b.state.decide_import_chunk(&status_chunk(1, rows), &w).unwrap();
+        assert!(b.decided(d));
+        let job = b.state.import(&id("J1")).unwrap();
+        assert_eq!((job.rows_ok, job.rows_failed), (4, 4));
+        assert_eq!(errors(&b).last(), Some(&(9, ErrorCode::InvalidTransition)));
+        assert_eq!(level(&b), (10, 2, 4), "SH2's 3 released");
+    }
+
+    #[test]
+    fn a_chunk_check_refuses_a_transition_the_rules_do_not_allow() {
+        let b = with_shipments();
+        let bad =
+            vec![Event::ShipmentStatusChanged { id: id("SH1"), status: ShipmentStatus::Delivered, tracking_number: None, carrier: None }];
+        assert!(b.state.check_chunk_events(&bad).unwrap_err().contains("cannot become delivered"));
+        let unknown =
+            vec![Event::ShipmentStatusChanged { id: id("SH9"), status: ShipmentStatus::Picking, tracking_number: None, carrier: None }];
+        assert!(b.state.check_chunk_events(&unknown).is_err());
+    }
+}

@@ -33,9 +33,7 @@ fn kind_of(q: &CreateQuery) -> Result<ImportKind, Problem> {
     match q.kind.as_deref() {
         Some("catalog") => Ok(ImportKind::Catalog),
         Some("stock") => Ok(ImportKind::Stock),
-        Some("shipment_status") => {
-            Err(Problem::new(ErrorCode::Unprocessable, "kind shipment_status is not supported by this server yet; import catalog or stock"))
-        }
+        Some("shipment_status") => Ok(ImportKind::ShipmentStatus),
         _ => Err(Problem::invalid("query.kind", "required: catalog, stock or shipment_status")),
     }
 }
