@@ -85,6 +85,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/healthz", Public(200), Body::None),
     r("GET", "/readyz", Public(200), Body::None),
     r("GET", "/metrics", Public(200), Body::None),
+    r("GET", "/openapi.json", Public(200), Body::None),
     // 308 to /ui/, which the test client follows
     r("GET", "/ui", Public(200), Body::None),
     asset("GET", "/ui/"),
