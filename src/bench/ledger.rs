@@ -384,7 +384,8 @@ mod tests {
         Hold { brand: 0, id: id.into(), lines: list.iter().map(|&(slot, delta)| PlannedChange { slot, delta }).collect() }
     }
 
-    const HELD_TWO: &[u8] = br#"{"id":"r","status":"active","lines":[{"sku":"S1","location":"a","quantity":2},{"sku":"S2","location":"a","quantity":1}]}"#;
+    const HELD_TWO: &[u8] =
+        br#"{"id":"r","status":"active","lines":[{"sku":"S1","location":"a","quantity":2},{"sku":"S2","location":"a","quantity":1}]}"#;
 
     #[test]
     fn reservations_count_in_reserved_until_released() {

@@ -163,7 +163,6 @@ pub async fn closed_loop(
     Ok(RunOutput { tally, window_s: plan.measure.as_secs_f64(), edges })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn connection(
     fx: Arc<Fixture>,
     scenario: Arc<dyn Scenario>,

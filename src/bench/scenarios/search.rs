@@ -102,7 +102,11 @@ impl Scenario for Search {
                     if (total > 0) == query.hits {
                         break;
                     }
-                    anyhow::ensure!(started.elapsed() < INDEX_WAIT, "{path}: {total} hits, expected {}", if query.hits { "some" } else { "none" });
+                    anyhow::ensure!(
+                        started.elapsed() < INDEX_WAIT,
+                        "{path}: {total} hits, expected {}",
+                        if query.hits { "some" } else { "none" }
+                    );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
