@@ -56,7 +56,8 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 pub struct LoadArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Scenarios, comma-separated: healthz, single-change, batch-100, mixed.
+    /// Scenarios, comma-separated: single-change, batch-100, batch-1000, mixed,
+    /// reserve-5, search, spike (healthz runs beside each anyway).
     #[arg(long, value_delimiter = ',', default_value = "single-change,batch-100,mixed")]
     pub scenarios: Vec<String>,
     /// Connection counts, comma-separated; each scenario runs at each.

@@ -37,7 +37,7 @@ pub enum Framing {
 }
 
 /// A parsed response head.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
     pub status: u16,
     /// Bytes of the head, up to and including the blank line.
@@ -45,6 +45,8 @@ pub struct Head {
     pub framing: Framing,
     /// The server will close the connection after this response.
     pub close: bool,
+    /// The response carries a `Retry-After` header (what every 429/503 must have).
+    pub retry_after: bool,
 }
 
 /// Parses a response head from the start of `buf`; `Ok(None)` until it is complete.
@@ -63,6 +65,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ClientError> {
     let status = parts.next().and_then(|s| s.parse::<u16>().ok()).ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
     let mut framing = None;
     let mut close = version == "HTTP/1.0";
+    let mut retry_after = false;
     for line in lines {
         let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("bad header line {line:?}")))?;
         let value = value.trim();
@@ -76,6 +79,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ClientError> {
             framing = Some(Framing::Chunked);
         } else if name.eq_ignore_ascii_case("connection") {
             close = value.eq_ignore_ascii_case("close");
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            retry_after = !value.is_empty();
         }
     }
     // Without a length a 1xx/204/304 has no body; anything else would be read to EOF,
@@ -85,7 +90,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ClientError> {
         None if status == 204 || status == 304 || status < 200 => Framing::Length(0),
         None => return Err(bad("response without content-length or chunked encoding")),
     };
-    Ok(Some(Head { status, head_len: end + 4, framing, close }))
+    Ok(Some(Head { status, head_len: end + 4, framing, close, retry_after }))
 }
 
 /// Decodes a chunked body at the start of `buf` into `out`. Returns the bytes it
@@ -149,6 +154,7 @@ pub fn write_request(out: &mut Vec<u8>, method: &str, path: &str, host: &str, he
 pub struct Response<'a> {
     pub status: u16,
     pub body: &'a [u8],
+    pub retry_after: bool,
 }
 
 /// One keep-alive connection.
@@ -195,17 +201,17 @@ impl Conn {
     /// response. On any error the connection is dropped and the next call reconnects.
     pub async fn send(&mut self, request: &[u8]) -> Result<Response<'_>, ClientError> {
         match self.exchange(request).await {
-            Ok((status, body_at, body_len, close)) => {
+            Ok((head, body_at, body_len)) => {
                 self.answered += 1;
                 self.last_answer = Some(std::time::Instant::now());
-                if close {
+                if head.close {
                     self.stream = None;
                 }
                 let body = match body_at {
                     Some(at) => &self.buf[at..at + body_len],
                     None => &self.chunked_body[..],
                 };
-                Ok(Response { status, body })
+                Ok(Response { status: head.status, body, retry_after: head.retry_after })
             }
             Err(e) => {
                 self.stream = None;
@@ -222,7 +228,7 @@ impl Conn {
 
     /// Returns (status, where the body starts in `buf` or `None` for a decoded chunked
     /// body, body length, close).
-    async fn exchange(&mut self, request: &[u8]) -> Result<(u16, Option<usize>, usize, bool), ClientError> {
+    async fn exchange(&mut self, request: &[u8]) -> Result<(Head, Option<usize>, usize), ClientError> {
         // The previous response was consumed whole (one request in flight), so whatever
         // is left would be a protocol error; start clean.
         self.filled = 0;
@@ -239,11 +245,11 @@ impl Conn {
                 while self.filled < total {
                     self.read_more().await?;
                 }
-                Ok((head.status, Some(head.head_len), n, head.close))
+                Ok((head, Some(head.head_len), n))
             }
             Framing::Chunked => loop {
                 if decode_chunked(&self.buf[head.head_len..self.filled], &mut self.chunked_body)?.is_some() {
-                    return Ok((head.status, None, self.chunked_body.len(), head.close));
+                    return Ok((head, None, self.chunked_body.len()));
                 }
                 self.read_more().await?;
             },
@@ -276,7 +282,7 @@ mod tests {
     fn head_with_content_length() {
         let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok";
         let h = parse_head(raw).unwrap().unwrap();
-        assert_eq!(h, Head { status: 200, head_len: raw.len() - 2, framing: Framing::Length(2), close: false });
+        assert_eq!(h, Head { status: 200, head_len: raw.len() - 2, framing: Framing::Length(2), close: false, retry_after: false });
     }
 
     #[test]
@@ -286,7 +292,7 @@ mod tests {
             assert_eq!(parse_head(&raw[..cut]).unwrap(), None, "cut at {cut}");
         }
         let h = parse_head(raw).unwrap().unwrap();
-        assert_eq!((h.status, h.close, h.framing), (503, true, Framing::Length(0)));
+        assert_eq!((h.status, h.close, h.framing, h.retry_after), (503, true, Framing::Length(0), true));
     }
 
     #[test]

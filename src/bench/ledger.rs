@@ -1,5 +1,9 @@
 //! Stock accounting: after a write scenario, for every SKU and location,
-//! `final on_hand == initial + sum of the deltas the server acknowledged`.
+//! `final on_hand == initial + sum of the deltas the server acknowledged`, and
+//! `final reserved == initial + the quantities of acknowledged reservations not yet
+//! released`, with `reserved <= on_hand` (no oversell). Reservations still held at the
+//! end are then released ([`release_outstanding`]) and `reserved` must be back where
+//! it started.
 //!
 //! A delta counts when its request got a 2xx and its own result says `applied`.
 //! 429/503 (and other 4xx) answers changed nothing, by contract. A request whose
@@ -7,8 +11,9 @@
 //! outcome: its deltas are kept aside, and a difference they can explain is reported
 //! as such rather than as a failure.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -23,14 +28,26 @@ pub struct PlannedChange {
     pub delta: i64,
 }
 
-/// What a request does to stock, so its answer can be accounted for. Scenarios that
-/// change stock in other ways (reservations: `reserved`) add a variant here.
+/// What a request does to stock, so its answer can be accounted for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// A read, or a write the accounting does not follow.
     None,
     /// `POST .../stock/changes`: one entry per change, in request order.
     StockChanges(Vec<PlannedChange>),
+    /// `POST .../reservations` with every line at a given location: `delta` of each
+    /// line is the quantity that `reserved` of its slot grows by.
+    Reserve(Hold),
+    /// `POST .../reservations/{id}/release` of a reservation planned by a `Reserve`.
+    Release { brand: usize, id: String },
+}
+
+/// A reservation as planned: its brand (fixture index), id and lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub brand: usize,
+    pub id: String,
+    pub lines: Vec<PlannedChange>,
 }
 
 /// How one answer was settled.
@@ -48,6 +65,14 @@ pub struct Ledger {
     /// Sum of |delta| of changes whose outcome is unknown, per slot.
     unknown_abs: Vec<AtomicI64>,
     pub unknown_requests: AtomicU64,
+    /// `reserved` held by acknowledged, not yet released reservations, per slot.
+    held: Vec<AtomicI64>,
+    /// Quantities of reservations (or releases) whose outcome is unknown, per slot.
+    unknown_held: Vec<AtomicI64>,
+    /// Reservations acknowledged and not released, by id.
+    active: Mutex<HashMap<String, Hold>>,
+    /// Reservations that may exist: their create or release got no answer.
+    unsure: Mutex<HashMap<String, Hold>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,12 +98,92 @@ impl Ledger {
             acked: (0..slots).map(|_| AtomicI64::new(0)).collect(),
             unknown_abs: (0..slots).map(|_| AtomicI64::new(0)).collect(),
             unknown_requests: AtomicU64::new(0),
+            held: (0..slots).map(|_| AtomicI64::new(0)).collect(),
+            unknown_held: (0..slots).map(|_| AtomicI64::new(0)).collect(),
+            active: Mutex::new(HashMap::new()),
+            unsure: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn unknown_hold(&self, hold: Hold) {
+        self.unknown_requests.fetch_add(1, Ordering::Relaxed);
+        for c in &hold.lines {
+            self.unknown_held[c.slot as usize].fetch_add(c.delta.abs(), Ordering::Relaxed);
+        }
+        self.unsure.lock().expect("ledger lock").insert(hold.id.clone(), hold);
+    }
+
+    fn settle_reserve(&self, hold: &Hold, answer: Option<(u16, &[u8])>) -> anyhow::Result<Settled> {
+        match answer {
+            Some((status, body)) if (200..300).contains(&status) => {
+                let held = held_quantities(body)?;
+                let planned: Vec<(u32, i64)> = hold.lines.iter().map(|c| (c.slot, c.delta)).collect();
+                anyhow::ensure!(
+                    held.len() == planned.len() && held.iter().sum::<i64>() == planned.iter().map(|p| p.1).sum::<i64>(),
+                    "reservation {} holds {held:?}, planned {planned:?}",
+                    hold.id
+                );
+                for c in &hold.lines {
+                    self.held[c.slot as usize].fetch_add(c.delta, Ordering::Relaxed);
+                }
+                self.active.lock().expect("ledger lock").insert(hold.id.clone(), hold.clone());
+                Ok(Settled { applied: 1, rejected: 0 })
+            }
+            Some((status, _)) if status < 500 || status == 503 => Ok(Settled::default()),
+            _ => {
+                self.unknown_hold(hold.clone());
+                Ok(Settled::default())
+            }
+        }
+    }
+
+    fn settle_release(&self, id: &str, answer: Option<(u16, &[u8])>) -> Settled {
+        match answer {
+            Some((status, _)) if (200..300).contains(&status) => {
+                if let Some(hold) = self.active.lock().expect("ledger lock").remove(id) {
+                    for c in &hold.lines {
+                        self.held[c.slot as usize].fetch_sub(c.delta, Ordering::Relaxed);
+                    }
+                }
+                // A reservation whose create had no answer did exist and is gone now:
+                // it no longer needs releasing (its quantities stay as slack).
+                self.unsure.lock().expect("ledger lock").remove(id);
+                Settled { applied: 1, rejected: 0 }
+            }
+            // 404 (the create was refused), 409 (already released), 429/503: nothing
+            // changed, and a still active reservation is released at the end.
+            Some((status, _)) if status < 500 || status == 503 => Settled::default(),
+            _ => {
+                let hold = self.active.lock().expect("ledger lock").remove(id);
+                if let Some(hold) = hold {
+                    // Its quantities stay counted in `held`; whether they are still
+                    // reserved is unknown.
+                    self.unknown_hold(hold);
+                } else {
+                    self.unknown_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                Settled::default()
+            }
+        }
+    }
+
+    /// Reservations that may still be held: the acknowledged ones not released, and
+    /// those with an unknown outcome.
+    pub fn outstanding(&self) -> Vec<Hold> {
+        let mut out: Vec<Hold> = self.active.lock().expect("ledger lock").values().cloned().collect();
+        out.extend(self.unsure.lock().expect("ledger lock").values().cloned());
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     /// Accounts for an answer (`None`: no answer came).
     pub fn settle(&self, effect: &Effect, answer: Option<(u16, &[u8])>) -> anyhow::Result<Settled> {
-        let Effect::StockChanges(changes) = effect else { return Ok(Settled::default()) };
+        let changes = match effect {
+            Effect::None => return Ok(Settled::default()),
+            Effect::Reserve(hold) => return self.settle_reserve(hold, answer),
+            Effect::Release { id, .. } => return Ok(self.settle_release(id, answer)),
+            Effect::StockChanges(changes) => changes,
+        };
         match answer {
             Some((status, body)) if (200..300).contains(&status) => {
                 let flags = applied_flags(body)?;
@@ -105,14 +210,30 @@ impl Ledger {
         }
     }
 
-    /// Compares the stock before and after against the acknowledged deltas.
-    pub fn check(&self, initial: &[i64], last: &[i64]) -> StockCheck {
+    /// Compares the stock before and after against the acknowledged deltas and holds.
+    pub fn check(&self, initial: &StockTable, last: &StockTable) -> StockCheck {
         let mut out = StockCheck {
-            slots: initial.len() as u64,
+            slots: initial.on_hand.len() as u64,
             unknown_requests: self.unknown_requests.load(Ordering::Relaxed),
             ..Default::default()
         };
-        for (slot, (&before, &after)) in initial.iter().zip(last).enumerate() {
+        for (slot, (&before, &after)) in initial.reserved.iter().zip(&last.reserved).enumerate() {
+            if after > last.on_hand[slot] {
+                out.oversold += 1;
+                if out.examples.len() < 10 {
+                    out.examples.push(Mismatch { slot: slot as u64, initial: before, expected: last.on_hand[slot], actual: after });
+                }
+            }
+            let expected = before + self.held[slot].load(Ordering::Relaxed);
+            if after == expected || (after - expected).abs() <= self.unknown_held[slot].load(Ordering::Relaxed) {
+                continue;
+            }
+            out.reserved_mismatches += 1;
+            if out.examples.len() < 10 {
+                out.examples.push(Mismatch { slot: slot as u64, initial: before, expected, actual: after });
+            }
+        }
+        for (slot, (&before, &after)) in initial.on_hand.iter().zip(&last.on_hand).enumerate() {
             let expected = before + self.acked[slot].load(Ordering::Relaxed);
             if after == expected {
                 continue;
@@ -130,11 +251,21 @@ impl Ledger {
     }
 }
 
-/// The verdict of [`Ledger::check`].
+/// The verdict of [`Ledger::check`]. `examples` lists on_hand and reserved
+/// mismatches alike (an oversold slot shows on_hand as `expected`, reserved as `actual`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StockCheck {
     pub slots: u64,
+    /// Slots whose on_hand differs from initial + acknowledged deltas.
     pub mismatches: u64,
+    /// Slots whose reserved differs from initial + acknowledged, unreleased holds.
+    pub reserved_mismatches: u64,
+    /// Slots with reserved > on_hand.
+    pub oversold: u64,
+    /// Reservations released after the run, and slots whose reserved was not back at
+    /// its initial value after that (`None`: the scenario holds nothing).
+    pub released_after: Option<u64>,
+    pub reserved_not_restored: Option<u64>,
     /// Slots off by no more than the deltas of requests with an unknown outcome.
     pub explained_by_unknown: u64,
     pub unknown_requests: u64,
@@ -143,7 +274,15 @@ pub struct StockCheck {
 
 impl StockCheck {
     pub fn ok(&self) -> bool {
-        self.mismatches == 0
+        self.mismatches == 0 && self.reserved_mismatches == 0 && self.oversold == 0 && self.reserved_not_restored.unwrap_or(0) == 0
+    }
+
+    /// Records the release of what was outstanding: `reserved` must be back at its
+    /// initial value everywhere (every reservation of the run is gone).
+    pub fn check_restored(&mut self, released: u64, initial: &StockTable, after: &StockTable) {
+        let bad = initial.reserved.iter().zip(&after.reserved).filter(|(a, b)| a != b).count() as u64;
+        self.released_after = Some(released);
+        self.reserved_not_restored = Some(bad);
     }
 }
 
@@ -155,15 +294,30 @@ pub struct Mismatch {
     pub actual: i64,
 }
 
-/// The on_hand of every location in a `GET .../stock` answer, in fixture order.
-pub fn on_hand_by_location(body: &[u8], locations: &[String]) -> anyhow::Result<Vec<i64>> {
-    let v: serde_json::Value = serde_json::from_slice(body).context("stock answer is not JSON")?;
-    Ok(locations.iter().map(|l| v["locations"][l]["on_hand"].as_i64().unwrap_or(0)).collect())
+/// The quantities of each line of a reservation answer (`{"lines":[{"quantity"}]}`).
+pub fn held_quantities(body: &[u8]) -> anyhow::Result<Vec<i64>> {
+    let v: serde_json::Value = serde_json::from_slice(body).context("reservation answer is not JSON")?;
+    let lines = v["lines"].as_array().context("reservation answer without lines")?;
+    lines.iter().map(|l| l["quantity"].as_i64().context("reservation line without quantity")).collect()
 }
 
-/// Reads on_hand of every slot of the fixture (one GET per SKU).
-pub async fn read_stock(fx: &Arc<Fixture>, concurrency: usize) -> anyhow::Result<Vec<i64>> {
-    let table: Arc<Vec<AtomicI64>> = Arc::new((0..fx.slots()).map(|_| AtomicI64::new(0)).collect());
+/// on_hand and reserved of every slot, in slot order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockTable {
+    pub on_hand: Vec<i64>,
+    pub reserved: Vec<i64>,
+}
+
+/// (on_hand, reserved) of every location in a `GET .../stock` answer, in fixture order.
+pub fn stock_by_location(body: &[u8], locations: &[String]) -> anyhow::Result<Vec<(i64, i64)>> {
+    let v: serde_json::Value = serde_json::from_slice(body).context("stock answer is not JSON")?;
+    let q = |l: &String, k: &str| v["locations"][l][k].as_i64().unwrap_or(0);
+    Ok(locations.iter().map(|l| (q(l, "on_hand"), q(l, "reserved"))).collect())
+}
+
+/// Reads on_hand and reserved of every slot of the fixture (one GET per SKU).
+pub async fn read_stock(fx: &Arc<Fixture>, concurrency: usize) -> anyhow::Result<StockTable> {
+    let table: Arc<Vec<AtomicI64>> = Arc::new((0..2 * fx.slots()).map(|_| AtomicI64::new(0)).collect());
     let make_fx = fx.clone();
     let make = move |i: usize, out: &mut Vec<u8>| {
         let brand = &make_fx.brands[i / make_fx.skus_per_brand];
@@ -173,19 +327,114 @@ pub async fn read_stock(fx: &Arc<Fixture>, concurrency: usize) -> anyhow::Result
     let (check_fx, check_table) = (fx.clone(), table.clone());
     let check = move |i: usize, status: u16, body: &[u8]| {
         anyhow::ensure!(status == 200, "GET stock: status {status} ({})", String::from_utf8_lossy(body));
-        let locs = check_fx.locations.len();
-        for (l, v) in on_hand_by_location(body, &check_fx.locations)?.into_iter().enumerate() {
-            check_table[i * locs + l].store(v, Ordering::Relaxed);
+        let (locs, slots) = (check_fx.locations.len(), check_fx.slots());
+        for (l, (on_hand, reserved)) in stock_by_location(body, &check_fx.locations)?.into_iter().enumerate() {
+            check_table[i * locs + l].store(on_hand, Ordering::Relaxed);
+            check_table[slots + i * locs + l].store(reserved, Ordering::Relaxed);
         }
         Ok(())
     };
     bulk(&fx.addr, concurrency, fx.total_skus(), "read", make, check).await?;
-    Ok(table.iter().map(|a| a.load(Ordering::Relaxed)).collect())
+    let all: Vec<i64> = table.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    let (on_hand, reserved) = all.split_at(fx.slots());
+    Ok(StockTable { on_hand: on_hand.to_vec(), reserved: reserved.to_vec() })
+}
+
+/// Releases every reservation the ledger says may still be held (200, or 404/409 when
+/// it was never created or is already released). Returns how many were released.
+pub async fn release_outstanding(fx: &Arc<Fixture>, ledger: &Ledger, concurrency: usize) -> anyhow::Result<u64> {
+    let holds = Arc::new(ledger.outstanding());
+    if holds.is_empty() {
+        return Ok(0);
+    }
+    let released = Arc::new(AtomicU64::new(0));
+    let (make_fx, make_holds) = (fx.clone(), holds.clone());
+    let make = move |i: usize, out: &mut Vec<u8>| {
+        let h = &make_holds[i];
+        let brand = &make_fx.brands[h.brand];
+        let path = format!("/v1/brands/{}/reservations/{}/release", brand.id, h.id);
+        write_request(out, "POST", &path, &make_fx.addr, &[("Authorization", &format!("Bearer {}", brand.token))], b"");
+    };
+    let counted = released.clone();
+    let check = move |_: usize, status: u16, body: &[u8]| match status {
+        200 => {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        404 | 409 => Ok(()),
+        _ => anyhow::bail!("release: status {status} ({})", String::from_utf8_lossy(body)),
+    };
+    bulk(&fx.addr, concurrency, holds.len(), "release", make, check).await?;
+    Ok(released.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn on_hand(v: &[i64]) -> StockTable {
+        StockTable { on_hand: v.to_vec(), reserved: vec![0; v.len()] }
+    }
+
+    fn table(on_hand: &[i64], reserved: &[i64]) -> StockTable {
+        StockTable { on_hand: on_hand.to_vec(), reserved: reserved.to_vec() }
+    }
+
+    fn hold(id: &str, list: &[(u32, i64)]) -> Hold {
+        Hold { brand: 0, id: id.into(), lines: list.iter().map(|&(slot, delta)| PlannedChange { slot, delta }).collect() }
+    }
+
+    const HELD_TWO: &[u8] =
+        br#"{"id":"r","status":"active","lines":[{"sku":"S1","location":"a","quantity":2},{"sku":"S2","location":"a","quantity":1}]}"#;
+
+    #[test]
+    fn reservations_count_in_reserved_until_released() {
+        let l = Ledger::new(3);
+        let r1 = Effect::Reserve(hold("r1", &[(0, 2), (1, 1)]));
+        let r2 = Effect::Reserve(hold("r2", &[(1, 2), (2, 1)]));
+        assert_eq!(l.settle(&r1, Some((201, HELD_TWO))).unwrap().applied, 1);
+        assert_eq!(l.settle(&r2, Some((201, br#"{"lines":[{"quantity":2},{"quantity":1}]}"#))).unwrap().applied, 1);
+        // A refused reservation holds nothing.
+        l.settle(&Effect::Reserve(hold("r3", &[(2, 5)])), Some((409, b"{}"))).unwrap();
+        assert_eq!(l.settle(&Effect::Release { brand: 0, id: "r1".into() }, Some((200, b"{}"))).unwrap().applied, 1);
+        l.settle(&Effect::Release { brand: 0, id: "r3".into() }, Some((404, b"{}"))).unwrap();
+        let before = table(&[10, 10, 10], &[0, 0, 0]);
+        let c = l.check(&before, &table(&[10, 10, 10], &[0, 2, 1]));
+        assert!(c.ok(), "{c:?}");
+        let bad = l.check(&before, &table(&[10, 10, 10], &[0, 3, 1]));
+        assert_eq!((bad.reserved_mismatches, bad.mismatches, bad.ok()), (1, 0, false));
+        // r2 is still held: it is what a release at the end must undo.
+        assert_eq!(l.outstanding().iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["r2"]);
+        let mut c = l.check(&before, &table(&[10, 10, 10], &[0, 2, 1]));
+        c.check_restored(1, &before, &table(&[10, 10, 10], &[0, 0, 0]));
+        assert!(c.ok());
+        c.check_restored(1, &before, &table(&[10, 10, 10], &[0, 1, 0]));
+        assert_eq!((c.reserved_not_restored, c.ok()), (Some(1), false));
+    }
+
+    #[test]
+    fn reserved_above_on_hand_is_an_oversell() {
+        let l = Ledger::new(1);
+        l.settle(&Effect::Reserve(hold("r", &[(0, 5)])), Some((201, br#"{"lines":[{"quantity":5}]}"#))).unwrap();
+        let c = l.check(&table(&[4], &[0]), &table(&[4], &[5]));
+        assert_eq!((c.oversold, c.reserved_mismatches, c.ok()), (1, 0, false));
+    }
+
+    #[test]
+    fn reservations_without_answers_may_or_may_not_hold() {
+        let l = Ledger::new(2);
+        l.settle(&Effect::Reserve(hold("r1", &[(0, 2)])), None).unwrap();
+        l.settle(&Effect::Reserve(hold("r2", &[(1, 1)])), Some((201, br#"{"lines":[{"quantity":1}]}"#))).unwrap();
+        l.settle(&Effect::Release { brand: 0, id: "r2".into() }, Some((502, b""))).unwrap();
+        let before = table(&[9, 9], &[0, 0]);
+        for reserved in [[0, 0], [2, 1], [2, 0], [0, 1]] {
+            assert!(l.check(&before, &table(&[9, 9], &reserved)).ok(), "{reserved:?}");
+        }
+        assert!(!l.check(&before, &table(&[9, 9], &[3, 0])).ok());
+        assert_eq!(l.outstanding().len(), 2, "both must be released at the end");
+        // A reservation answer that does not match the plan is an error, not a hold.
+        assert!(l.settle(&Effect::Reserve(hold("r4", &[(0, 1)])), Some((201, HELD_TWO))).is_err());
+    }
 
     fn changes(list: &[(u32, i64)]) -> Effect {
         Effect::StockChanges(list.iter().map(|&(slot, delta)| PlannedChange { slot, delta }).collect())
@@ -204,9 +453,9 @@ mod tests {
         for status in [400, 409, 429, 503] {
             l.settle(&changes(&[(0, 100), (2, 100)]), Some((status, b"{}"))).unwrap();
         }
-        let check = l.check(&[10, 10, 10], &[9, 10, 10]);
+        let check = l.check(&on_hand(&[10, 10, 10]), &on_hand(&[9, 10, 10]));
         assert!(check.ok(), "{check:?}");
-        let bad = l.check(&[10, 10, 10], &[10, 10, 11]);
+        let bad = l.check(&on_hand(&[10, 10, 10]), &on_hand(&[10, 10, 11]));
         assert_eq!((bad.mismatches, bad.examples[0].slot, bad.examples[0].expected), (2, 0, 9));
     }
 
@@ -215,10 +464,10 @@ mod tests {
         let l = Ledger::new(2);
         l.settle(&changes(&[(0, 3)]), None).unwrap();
         l.settle(&changes(&[(1, 2)]), Some((500, b""))).unwrap();
-        let c = l.check(&[0, 0], &[3, 0]);
+        let c = l.check(&on_hand(&[0, 0]), &on_hand(&[3, 0]));
         assert!(c.ok());
         assert_eq!((c.explained_by_unknown, c.unknown_requests), (1, 2));
-        assert!(!l.check(&[0, 0], &[4, 0]).ok(), "more than the unknown deltas is a mismatch");
+        assert!(!l.check(&on_hand(&[0, 0]), &on_hand(&[4, 0])).ok(), "more than the unknown deltas is a mismatch");
     }
 
     #[test]
@@ -230,8 +479,8 @@ mod tests {
     }
 
     #[test]
-    fn stock_answers_give_on_hand_per_location() {
+    fn stock_answers_give_on_hand_and_reserved_per_location() {
         let body = br#"{"sku":"S1","version":7,"locations":{"b":{"on_hand":10,"reserved":2}},"total":{"on_hand":10}}"#;
-        assert_eq!(on_hand_by_location(body, &["a".into(), "b".into()]).unwrap(), vec![0, 10]);
+        assert_eq!(stock_by_location(body, &["a".into(), "b".into()]).unwrap(), vec![(0, 0), (10, 2)]);
     }
 }

@@ -189,9 +189,17 @@ async fn measure(fx: &Arc<Fixture>, scenario: &Arc<dyn Scenario>, plan: LoadPlan
     let run_tag: Arc<str> = Arc::from(format!("b{:08x}", rand::random::<u32>()));
     let out = runner::closed_loop(fx.clone(), scenario.clone(), ledger.clone(), plan, run_tag).await?;
     let mut result = ScenarioResult::new(scenario.name(), plan.connections, run, &out);
+    result.window_connections = plan.connections * scenario.surge();
     if let Some(initial) = initial {
         let last = ledger::read_stock(fx, 64).await?;
-        result.stock_check = Some(ledger.check(&initial, &last));
+        let mut check = ledger.check(&initial, &last);
+        if !ledger.outstanding().is_empty() || last.reserved != initial.reserved {
+            // Reservations still held at the end: release them, after which every
+            // slot's reserved must be back where it started.
+            let released = ledger::release_outstanding(fx, &ledger, 64).await?;
+            check.check_restored(released, &initial, &ledger::read_stock(fx, 64).await?);
+        }
+        result.stock_check = Some(check);
     }
     Ok(result)
 }

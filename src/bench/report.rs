@@ -81,6 +81,8 @@ impl ServerWindow {
 pub struct ScenarioResult {
     pub scenario: String,
     pub connections: usize,
+    /// Connections open in the measured window: `connections` × the scenario's surge.
+    pub window_connections: usize,
     pub run: usize,
     pub window_s: f64,
     pub requests_per_s: f64,
@@ -110,6 +112,7 @@ impl ScenarioResult {
         ScenarioResult {
             scenario: scenario.to_string(),
             connections,
+            window_connections: connections,
             run,
             window_s: out.window_s,
             requests_per_s: all.len() as f64 / out.window_s,
@@ -156,6 +159,7 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
 pub struct MedianRow {
     pub scenario: String,
     pub connections: usize,
+    pub window_connections: usize,
     pub runs: usize,
     pub requests_per_s: f64,
     pub ops_per_s: f64,
@@ -171,6 +175,20 @@ pub struct MedianRow {
     /// Range of requests/s over the runs, to show the noise.
     pub requests_per_s_min: f64,
     pub requests_per_s_max: f64,
+    /// Answers 429 and 503 per run (medians), and the most any run had.
+    pub status_429: f64,
+    pub status_503: f64,
+    pub overload_answers_max: u64,
+    /// Per label (e.g. `reserve` and `release`): medians of requests/s, p50, p99, p999.
+    pub by_label: BTreeMap<String, LabelMedians>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabelMedians {
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
 }
 
 pub fn medians(results: &[ScenarioResult]) -> Vec<MedianRow> {
@@ -193,6 +211,7 @@ pub fn medians(results: &[ScenarioResult]) -> Vec<MedianRow> {
             MedianRow {
                 scenario: key.1.clone(),
                 connections: key.0,
+                window_connections: rs[0].window_connections,
                 runs: rs.len(),
                 requests_per_s: m(&|r| Some(r.requests_per_s)).unwrap_or(0.0),
                 ops_per_s: m(&|r| Some(r.ops_per_s)).unwrap_or(0.0),
@@ -207,7 +226,34 @@ pub fn medians(results: &[ScenarioResult]) -> Vec<MedianRow> {
                 client_cpu_cores: m(&|r| r.client_cpu_cores),
                 requests_per_s_min: rps.iter().copied().fold(f64::INFINITY, f64::min),
                 requests_per_s_max: rps.iter().copied().fold(0.0, f64::max),
+                status_429: m(&|r| Some(r.statuses.get(&429).copied().unwrap_or(0) as f64)).unwrap_or(0.0),
+                status_503: m(&|r| Some(r.statuses.get(&503).copied().unwrap_or(0) as f64)).unwrap_or(0.0),
+                overload_answers_max: rs
+                    .iter()
+                    .map(|r| r.statuses.get(&429).copied().unwrap_or(0) + r.statuses.get(&503).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0),
+                by_label: label_medians(rs),
             }
+        })
+        .collect()
+}
+
+fn label_medians(rs: &[&ScenarioResult]) -> BTreeMap<String, LabelMedians> {
+    let labels: std::collections::BTreeSet<&String> = rs.iter().flat_map(|r| r.by_label.keys()).collect();
+    labels
+        .into_iter()
+        .map(|l| {
+            let m = |f: &dyn Fn(&LatencySummary, f64) -> f64| {
+                median(rs.iter().filter_map(|r| r.by_label.get(l).map(|s| f(s, r.window_s))).collect()).unwrap_or(0.0)
+            };
+            let lm = LabelMedians {
+                requests_per_s: m(&|s, w| s.count as f64 / w),
+                p50_ms: m(&|s, _| s.p50_us as f64 / 1000.0),
+                p99_ms: m(&|s, _| s.p99_us as f64 / 1000.0),
+                p999_ms: m(&|s, _| s.p999_us as f64 / 1000.0),
+            };
+            (l.clone(), lm)
         })
         .collect()
 }
@@ -220,9 +266,10 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn run_line(r: &ScenarioResult) -> String {
     let s = r.server.as_ref();
     format!(
-        "run {} c={:<4} {:<14} {:>9.0} req/s {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  x{}  batch {}  fsync {} ms  cpu srv {} cli {}  statuses {:?}{}",
+        "run {} c={:<4}{} {:<14} {:>9.0} req/s {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  x{}  batch {}  fsync {} ms  cpu srv {} cli {}  statuses {:?}{}",
         r.run,
         r.connections,
+        if r.window_connections == r.connections { String::new() } else { format!("→{}", r.window_connections) },
         r.scenario,
         r.requests_per_s,
         r.ops_per_s,
@@ -236,8 +283,20 @@ pub fn run_line(r: &ScenarioResult) -> String {
         opt(r.client_cpu_cores, 2),
         r.statuses,
         match &r.stock_check {
-            Some(c) if c.ok() => format!("  stock ok ({} slots)", c.slots),
-            Some(c) => format!("  STOCK MISMATCH {} of {} slots, e.g. {:?}", c.mismatches, c.slots, c.examples.first()),
+            Some(c) if c.ok() => format!(
+                "  stock ok ({} slots{})",
+                c.slots,
+                c.released_after.map_or(String::new(), |n| format!(", {n} reservations released after, reserved restored"))
+            ),
+            Some(c) => format!(
+                "  STOCK MISMATCH on_hand {} reserved {} oversold {} not restored {:?} of {} slots, e.g. {:?}",
+                c.mismatches,
+                c.reserved_mismatches,
+                c.oversold,
+                c.reserved_not_restored,
+                c.slots,
+                c.examples.first()
+            ),
             None => String::new(),
         }
     )
@@ -246,14 +305,15 @@ pub fn run_line(r: &ScenarioResult) -> String {
 /// The medians as a Markdown table.
 pub fn median_table(rows: &[MedianRow]) -> String {
     let mut out = String::from(
-        "| scenario | conns | runs | req/s (min-max) | ops/s | p50 ms | p99 ms | p999 ms | /healthz req/s | ratio | records/fsync | fsync ms | server cores | client cores |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | conns | runs | req/s (min-max) | ops/s | p50 ms | p99 ms | p999 ms | /healthz req/s | ratio | records/fsync | fsync ms | server cores | client cores | 429 | 503 |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} ({:.0}-{:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {}{} | {} | {:.0} ({:.0}-{:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |\n",
             r.scenario,
             r.connections,
+            if r.window_connections == r.connections { String::new() } else { format!("→{}", r.window_connections) },
             r.runs,
             r.requests_per_s,
             r.requests_per_s_min,
@@ -268,7 +328,17 @@ pub fn median_table(rows: &[MedianRow]) -> String {
             opt(r.mean_fsync_ms, 2),
             opt(r.server_cpu_cores, 2),
             opt(r.client_cpu_cores, 2),
+            r.status_429,
+            r.status_503,
         ));
+        if r.by_label.len() > 1 {
+            for (label, l) in &r.by_label {
+                out.push_str(&format!(
+                    "| ↳ {label} | | | {:.0} | | {:.2} | {:.2} | {:.2} | | | | | | | | |\n",
+                    l.requests_per_s, l.p50_ms, l.p99_ms, l.p999_ms
+                ));
+            }
+        }
     }
     out
 }

@@ -143,11 +143,17 @@ pub async fn closed_loop(
     let warm_end = start + plan.warmup;
     let end = warm_end + plan.measure;
     let edges = tokio::spawn(read_edges(fx.addr.clone(), warm_end, end));
-    let mut tasks = Vec::with_capacity(plan.connections);
-    for i in 0..plan.connections {
+    // A surging scenario runs `connections` through the warm-up (its base load) and
+    // `surge` times as many in the measured window.
+    let total = plan.connections * scenario.surge().max(1);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
         let (fx, scenario, ledger, run_tag) = (fx.clone(), scenario.clone(), ledger.clone(), run_tag.clone());
-        let worker = Worker { rng: rand::rngs::SmallRng::seed_from_u64(rand::random::<u64>() ^ i as u64), conn: i, seq: 0, run_tag };
-        tasks.push(tokio::spawn(connection(fx, scenario, ledger, worker, warm_end, end)));
+        let surged = i >= plan.connections;
+        let rng = rand::rngs::SmallRng::seed_from_u64(rand::random::<u64>() ^ i as u64);
+        let worker = Worker { rng, conn: i, seq: 0, run_tag, surged };
+        let begin = if surged { warm_end } else { start };
+        tasks.push(tokio::spawn(connection(fx, scenario, ledger, worker, begin, warm_end, end)));
     }
     let mut tally = Tally::default();
     for t in tasks {
@@ -162,9 +168,11 @@ async fn connection(
     scenario: Arc<dyn Scenario>,
     ledger: Arc<Ledger>,
     mut w: Worker,
+    begin: Instant,
     warm_end: Instant,
     end: Instant,
 ) -> Tally {
+    tokio::time::sleep_until(begin.into()).await;
     let mut conn = Conn::new(&fx.addr);
     let mut req = Vec::with_capacity(16 << 10);
     let mut tally = Tally::default();
@@ -184,6 +192,10 @@ async fn connection(
                 if status >= 500 && status != 503 {
                     tally.server_errors += 1;
                     tally.note_error(format!("status {status}: {}", String::from_utf8_lossy(r.body)));
+                } else if (status == 429 || status == 503) && !r.retry_after {
+                    // The contract: every 429/503 says when to come back.
+                    tally.server_errors += 1;
+                    tally.note_error(format!("status {status} without Retry-After: {}", String::from_utf8_lossy(r.body)));
                 }
                 match ledger.settle(&planned.effect, Some((status, r.body))) {
                     Ok(s) if in_window => {

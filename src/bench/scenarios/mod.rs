@@ -2,13 +2,15 @@
 //! connection and says what that request does to stock ([`Effect`]), and the runner
 //! does the rest (timing, histograms, accounting, server counters).
 //!
-//! To add one (reservations, a sale-start storm, search): write a file with a type that
-//! implements [`Scenario`], and add a line to [`by_name`] and [`NAMES`]. Anything it
-//! needs beyond the shared [`Fixture`] (a hot SKU with 100 units, search data) it
-//! creates in [`Scenario::prepare`].
+//! To add one: write a file with a type that implements [`Scenario`], and add a line
+//! to [`by_name`] and [`NAMES`]. Anything it needs beyond the shared [`Fixture`] it
+//! creates or checks in [`Scenario::prepare`].
 
 mod healthz;
 mod mixed;
+mod reserve;
+mod search;
+mod spike;
 mod stock_changes;
 
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use super::fixture::Fixture;
 use super::ledger::Effect;
 
 /// The names `--scenarios` accepts.
-pub const NAMES: &[&str] = &["healthz", "single-change", "batch-100", "batch-1000", "mixed"];
+pub const NAMES: &[&str] = &["healthz", "single-change", "batch-100", "batch-1000", "mixed", "reserve-5", "search", "spike"];
 
 /// The scenario called `name`.
 pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
@@ -30,6 +32,9 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
         "batch-100" => Arc::new(stock_changes::StockChanges::new("batch-100", 100)),
         "batch-1000" => Arc::new(stock_changes::StockChanges::new("batch-1000", 1000)),
         "mixed" => Arc::new(mixed::Mixed { read_percent: 80 }),
+        "reserve-5" => Arc::new(reserve::Reserve { lines: 5 }),
+        "search" => Arc::new(search::Search),
+        "spike" => Arc::new(spike::Spike { factor: 10 }),
         _ => return None,
     })
 }
@@ -43,6 +48,8 @@ pub struct Worker {
     pub seq: u64,
     /// Unique per scenario run: a prefix for idempotency keys and client ids.
     pub run_tag: Arc<str>,
+    /// The connection joined at the surge (see [`Scenario::surge`]).
+    pub surged: bool,
 }
 
 impl Worker {
@@ -70,6 +77,13 @@ pub trait Scenario: Send + Sync {
     /// run of the scenario.
     fn prepare<'a>(&'a self, _fx: &'a Arc<Fixture>) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Connections in the measured window as a multiple of the run's connection count:
+    /// above 1, the warm-up runs the base connections only (the load before a sale
+    /// starts) and the rest join when the window opens.
+    fn surge(&self) -> usize {
+        1
     }
 
     /// Writes the next request of worker `w` into `out` (cleared by the caller).

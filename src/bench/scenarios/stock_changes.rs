@@ -36,11 +36,16 @@ fn random_delta(w: &mut Worker) -> i64 {
 /// Writes one stock-change request of `n` adjusts for a random brand.
 pub fn write_changes(fx: &Fixture, w: &mut Worker, n: usize, out: &mut Vec<u8>) -> Effect {
     let b = w.rng.random_range(0..fx.brands.len());
+    write_changes_at(fx, w, b, fx.skus_per_brand, n, out)
+}
+
+/// Writes one stock-change request of `n` adjusts on the first `skus` SKUs of brand `b`.
+pub fn write_changes_at(fx: &Fixture, w: &mut Worker, b: usize, skus: usize, n: usize, out: &mut Vec<u8>) -> Effect {
     let mut body = String::with_capacity(40 + 80 * n);
     let mut planned = Vec::with_capacity(n);
     body.push_str(r#"{"changes":["#);
     for i in 0..n {
-        let sku = w.rng.random_range(0..fx.skus_per_brand);
+        let sku = w.rng.random_range(0..skus.clamp(1, fx.skus_per_brand));
         let loc = w.rng.random_range(0..fx.locations.len());
         let delta = random_delta(w);
         let sep = if i == 0 { "" } else { "," };
@@ -85,7 +90,7 @@ mod tests {
         let brands = vec![BrandFx { id: "b-0".into(), token: "t0".into() }];
         let fx =
             Fixture { addr: "h:1".into(), admin_token: String::new(), brands, skus_per_brand: 50, locations: vec!["a".into(), "b".into()] };
-        let mut w = Worker { rng: rand::rngs::SmallRng::seed_from_u64(7), conn: 3, seq: 9, run_tag: Arc::from("r1") };
+        let mut w = Worker { rng: rand::rngs::SmallRng::seed_from_u64(7), conn: 3, seq: 9, run_tag: Arc::from("r1"), surged: false };
         let mut out = Vec::new();
         let Effect::StockChanges(planned) = write_changes(&fx, &mut w, 5, &mut out) else { panic!("a write") };
         let text = String::from_utf8(out).unwrap();
