@@ -212,16 +212,7 @@ impl SkuIndex {
         SkuIndex { reader, fields, coverage: Coverage::new(covered, wake) }
     }
 
-    /// Every record at or below this LSN is reflected in what searches see.
-    pub fn covered_lsn(&self) -> Lsn {
-        self.coverage.covered_lsn()
-    }
-
-    /// Waits until the index covers `lsn` (see [`Coverage::wait_covered`]).
-    pub async fn wait_covered(&self, lsn: Lsn, timeout: Duration) -> bool {
-        self.coverage.wait_covered(lsn, timeout).await
-    }
-
+    /// What the index covers, and waiting for more (`min_lsn`).
     pub fn coverage(&self) -> &Coverage {
         &self.coverage
     }

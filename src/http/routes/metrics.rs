@@ -29,7 +29,11 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         let stats = svc.journal.stats();
         render_journal(&mut out, &stats);
         let lag = |covered: u64| stats.durable_lsn.saturating_sub(covered) as f64;
-        out.gauge("zaiko_index_skus_lag_records", "journal records the SKU index is behind the durable LSN", lag(svc.skus.covered_lsn()));
+        out.gauge(
+            "zaiko_index_skus_lag_records",
+            "journal records the SKU index is behind the durable LSN",
+            lag(svc.skus.coverage().covered_lsn()),
+        );
         out.gauge(
             "zaiko_index_shipments_lag_records",
             "journal records the shipment index is behind the durable LSN",

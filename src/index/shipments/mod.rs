@@ -11,8 +11,6 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
-
 use serde::Serialize;
 use tantivy::schema::Value;
 use tantivy::{IndexReader, Searcher, TantivyDocument};
@@ -23,7 +21,6 @@ use super::search::{
 };
 use super::IndexError;
 use crate::domain::Timestamp;
-use crate::journal::Lsn;
 use query::ShipmentRequest;
 use schema::{names, ShipmentFields};
 
@@ -101,16 +98,7 @@ impl ShipmentIndex {
         ShipmentIndex { reader, fields, coverage }
     }
 
-    /// Every record at or below this LSN is reflected in what searches see.
-    pub fn covered_lsn(&self) -> Lsn {
-        self.coverage.covered_lsn()
-    }
-
-    /// Waits until the index covers `lsn` (see [`Coverage::wait_covered`]).
-    pub async fn wait_covered(&self, lsn: Lsn, timeout: Duration) -> bool {
-        self.coverage.wait_covered(lsn, timeout).await
-    }
-
+    /// What the index covers, and waiting for more (`min_lsn`).
     pub fn coverage(&self) -> &Coverage {
         &self.coverage
     }
