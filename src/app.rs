@@ -7,7 +7,7 @@
 //! SIGTERM/Ctrl-C, lets in-flight requests finish, commits the index and flushes the
 //! journal.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -396,7 +396,11 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         Some(t) => Arc::new(ManualClock::new(t)),
         None => Arc::new(SystemClock),
     };
-    let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations: Arc::new(ArcSwap::from_pointee(BTreeMap::new())) };
+    // The recovered locations are published before any shard starts: the registry
+    // actor republishes them when it starts, but a shard (the start-up sweep, the
+    // import runner resuming a job) may decide before that happens.
+    let locations = Arc::new(ArcSwap::from_pointee(registry.locations.clone()));
+    let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations };
     let pending_imports = crate::integration::pending_imports(&brands);
     let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<DirtyKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
     for (id, b) in brands {
