@@ -71,8 +71,35 @@ pub fn start(path: &Path, format: ImportFormat, kind: ImportKind) -> Result<Star
     }
     let names: Vec<&str> = header.iter().map(|f| std::str::from_utf8(f).unwrap_or("\u{fffd}")).collect();
     let columns = check_header(kind, &names).map_err(ReadError::Unusable)?;
-    let pos = r.position();
-    Ok(Start { columns: Some(columns), offset: pos.byte(), line: pos.line() })
+    let offset = r.position().byte();
+    // Lines are counted as in `ChunkReader` (the csv crate counts only `\n`).
+    let mut head = Vec::new();
+    File::open(path)?.take(offset).read_to_end(&mut head)?;
+    let (breaks, _) = line_breaks(head, &mut false);
+    Ok(Start { columns: Some(columns), offset, line: 1 + breaks })
+}
+
+/// A record of one empty field (a line holding just `""`): no row, neither read nor
+/// counted.
+fn is_blank(rec: &csv::ByteRecord) -> bool {
+    rec.len() == 1 && rec[0].is_empty()
+}
+
+/// Line breaks in `bytes`, as the csv crate ends records: `\n`, `\r\n` and a lone `\r`
+/// (old Mac spreadsheets still write those) each count once; and how many of them come
+/// before the first byte that is not a line break (where a record starts). `after_cr`
+/// carries across calls whether the byte before was a `\r`, whose `\n` belongs to the
+/// same break.
+fn line_breaks(bytes: impl IntoIterator<Item = u8>, after_cr: &mut bool) -> (u64, u64) {
+    let (mut breaks, mut leading) = (0u64, None);
+    for b in bytes {
+        if leading.is_none() && b != b'\r' && b != b'\n' {
+            leading = Some(breaks);
+        }
+        breaks += u64::from(b == b'\r' || (b == b'\n' && !*after_cr));
+        *after_cr = b == b'\r';
+    }
+    (breaks, leading.unwrap_or(breaks))
 }
 
 /// Data rows in the file (for `rows_total`).
@@ -83,7 +110,7 @@ pub fn count_rows(path: &Path, format: ImportFormat) -> Result<u64, ReadError> {
             let mut rec = csv::ByteRecord::new();
             let mut n = 0u64;
             while r.read_byte_record(&mut rec)? {
-                n += 1;
+                n += u64::from(!is_blank(&rec));
             }
             Ok(n.saturating_sub(1))
         }
@@ -110,6 +137,8 @@ pub struct ChunkReader {
     /// Offset and line of the next unread row.
     offset: u64,
     line: u64,
+    /// Whether the byte before `offset` is a `\r` (see [`line_breaks`]).
+    after_cr: bool,
     /// The bytes the CSV parser has read and not yet accounted for, from `offset` on.
     /// Lines are counted here rather than taken from the csv crate, whose record
     /// positions point at blank lines before a record and stop inside a CRLF.
@@ -140,6 +169,11 @@ impl ChunkReader {
         line: u64,
     ) -> Result<ChunkReader, ReadError> {
         let mut file = File::open(path)?;
+        let mut before = [0u8];
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset - 1))?;
+            file.read_exact(&mut before)?;
+        }
         file.seek(SeekFrom::Start(offset))?;
         let buf = BufReader::with_capacity(1 << 20, file);
         let seen = Rc::new(RefCell::new(VecDeque::new()));
@@ -148,14 +182,16 @@ impl ChunkReader {
             (ImportFormat::Ndjson, _) => Source::Ndjson(buf, kind),
             (ImportFormat::Csv, None) => return Err(ReadError::Unusable("a CSV file needs its header".into())),
         };
-        Ok(ChunkReader { source, base_offset: offset, offset, line, seen })
+        Ok(ChunkReader { source, base_offset: offset, offset, line, after_cr: before[0] == b'\r', seen })
     }
 
-    /// The next chunk; `None` at the end of the file.
+    /// The next chunk; `None` only at the end of the file.
     pub fn next_chunk(&mut self, rows_max: usize, bytes_max: u64) -> Result<Option<Chunk>, ReadError> {
         let chunk_start = self.position();
         let mut chunk = Chunk::default();
-        while chunk.len() < rows_max && self.position().0 - chunk_start.0 < bytes_max {
+        // The byte bound counts only once the chunk holds a row: a stretch of blank
+        // lines longer than the bound must not end the file early.
+        while chunk.len() < rows_max && (chunk.is_empty() || self.position().0 - chunk_start.0 < bytes_max) {
             let more = match &mut self.source {
                 Source::Csv(..) => self.csv_next(&mut chunk)?,
                 Source::Ndjson(..) => self.ndjson_next(&mut chunk)?,
@@ -178,20 +214,18 @@ impl ChunkReader {
         if !r.read_byte_record(&mut rec)? {
             return Ok(false);
         }
-        // The bytes from the previous record's end to this one's: leading newlines
-        // (blank lines, the rest of a CRLF), the record, its terminator if read.
+        // The bytes from the previous record's end to this one's: line breaks (blank
+        // lines, the rest of a CRLF), the record, its terminator if read. The record
+        // starts on the line after the breaks before its first byte.
         let end = self.base_offset + r.position().byte();
-        let (mut newlines, mut last) = (0u64, 0u8);
-        for b in self.seen.borrow_mut().drain(..(end - self.offset) as usize) {
-            newlines += u64::from(b == b'\n');
-            last = b;
-        }
-        let embedded: u64 = rec.iter().map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64).sum();
-        let line = (self.line + newlines).saturating_sub(embedded + u64::from(last == b'\n'));
+        let (newlines, before) = line_breaks(self.seen.borrow_mut().drain(..(end - self.offset) as usize), &mut self.after_cr);
+        let line = self.line + before;
         (self.offset, self.line) = (end, self.line + newlines);
+        if is_blank(&rec) {
+            return Ok(true);
+        }
         let fields: Result<Vec<&str>, _> = rec.iter().map(std::str::from_utf8).collect();
         let parsed = match fields {
-            Ok(f) if f.len() == 1 && f[0].is_empty() => return Ok(true),
             Ok(f) => csv_row(cols, &f),
             Err(_) => Err("the row is not valid UTF-8".to_string()),
         };
@@ -268,6 +302,26 @@ mod tests {
         let s = start(&p, ImportFormat::Csv, ImportKind::Stock).unwrap();
         let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, s.offset, s.line).unwrap();
         assert_eq!(lines(&r.next_chunk(10, 1 << 20).unwrap().unwrap()), vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn csv_rows_ended_by_a_lone_cr_are_numbered_by_their_own_line() {
+        // Old Mac spreadsheets end lines with a lone CR; the csv crate ends records
+        // there too, so the rows must not all share one line number. A reader resumed
+        // between the CR and LF of a CRLF counts that break once.
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, "a.csv", "sku,location,delta\rS1,t,1\rS2,t,x\r\rS3,t,1\r\nS4,t,1");
+        let s = start(&p, ImportFormat::Csv, ImportKind::Stock).unwrap();
+        assert_eq!(s.line, 2);
+        let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, s.offset, s.line).unwrap();
+        let all: Vec<Chunk> = std::iter::from_fn(|| r.next_chunk(1, 1 << 20).unwrap()).collect();
+        assert_eq!(all.iter().flat_map(lines).collect::<Vec<_>>(), vec![2, 3, 5, 6]);
+        for c in &all {
+            let mut again = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, c.next_offset, c.next_row).unwrap();
+            let rest: Vec<u64> = std::iter::from_fn(|| again.next_chunk(1, 1 << 20).unwrap()).flat_map(|c| lines(&c)).collect();
+            let want: Vec<u64> = all.iter().flat_map(lines).filter(|l| *l > lines(c)[0]).collect();
+            assert_eq!(rest, want, "resumed after line {}", lines(c)[0]);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod bad_input;
 mod basics;
 mod channels;
 mod crash;
+mod crash_mixed;
 mod faults;
 mod feed;
 mod fulfilment;

@@ -3,6 +3,7 @@
 //! test's policy says. Also the Standard Webhooks signature check, written here from
 //! the spec rather than taken from the code under test.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -153,5 +154,23 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The distinct events received, by webhook-id, in order of first arrival.
+pub fn first_arrivals(got: &[Received]) -> Vec<Received> {
+    let mut seen = HashSet::new();
+    got.iter().filter(|r| seen.insert(r.id.clone())).cloned().collect()
+}
+
+/// Per SKU, the feed seqs of its events in order of first successful arrival must be
+/// increasing: the receiver saw each SKU's changes in feed order.
+pub fn assert_in_order_per_sku(accepted: &[Received]) {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for r in first_arrivals(accepted) {
+        let sku = r.json["data"]["sku"].as_str().unwrap().to_string();
+        let seq = r.json["seq"].as_u64().unwrap();
+        let prev = last.insert(sku.clone(), seq).unwrap_or(0);
+        assert!(seq > prev, "{sku}: seq {seq} arrived after {prev}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{Options, TestServer};
-use crate::receiver::{signature_ok, wait_until, Answer, Received, Receiver};
+use crate::receiver::{assert_in_order_per_sku, first_arrivals, signature_ok, wait_until, Answer, Receiver};
 
 /// Long enough for every condition of these tests on a slow, shared machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,24 +35,6 @@ fn adjust(s: &TestServer, t: &str, key: &str, sku: &str, delta: i64) {
 fn deliveries(s: &TestServer, t: &str, hook: &str, status: &str) -> Vec<Value> {
     let q = if status.is_empty() { String::new() } else { format!("?status={status}&limit=1000") };
     s.get(&format!("/v1/brands/b1/webhooks/{hook}/deliveries{q}"), t).expect(200)["deliveries"].as_array().unwrap().clone()
-}
-
-/// The distinct events received, by webhook-id, in order of first arrival.
-fn first_arrivals(got: &[Received]) -> Vec<Received> {
-    let mut seen = HashSet::new();
-    got.iter().filter(|r| seen.insert(r.id.clone())).cloned().collect()
-}
-
-/// Per SKU, the feed seqs of its events in order of first successful arrival must be
-/// increasing: the receiver saw each SKU's changes in feed order.
-fn assert_in_order_per_sku(accepted: &[Received]) {
-    let mut last: HashMap<String, u64> = HashMap::new();
-    for r in first_arrivals(accepted) {
-        let sku = r.json["data"]["sku"].as_str().unwrap().to_string();
-        let seq = r.json["seq"].as_u64().unwrap();
-        let prev = last.insert(sku.clone(), seq).unwrap_or(0);
-        assert!(seq > prev, "{sku}: seq {seq} arrived after {prev}");
-    }
 }
 
 #[test]
