@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use actix::{Actor, Arbiter};
@@ -409,15 +410,16 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     for key in dirty {
         parts[shard_index(&key.0, cfg.shards)].1.insert(key);
     }
+    let queued: Vec<Arc<AtomicI64>> = (0..cfg.shards).map(|_| Arc::default()).collect();
     let shards: Vec<_> = parts
         .into_iter()
         .enumerate()
         .map(|(index, (brands, dirty))| {
-            let ctx = ctx.clone();
+            let (ctx, queued) = (ctx.clone(), queued[index].clone());
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
             let dirty = dirty.into_iter().collect();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, capacity));
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, capacity, queued));
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
@@ -433,7 +435,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         mailbox_capacity: cfg.mailbox_capacity,
     }
     .start();
-    let router = Router { shards, registry: registry.clone() };
+    let router = Router { shards, registry: registry.clone(), queued };
     let integrations =
         crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
     let (tx, rx) = oneshot::channel();

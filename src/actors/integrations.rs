@@ -4,6 +4,7 @@
 
 use super::to_json;
 use crate::domain::brand::{BrandState, World};
+use crate::domain::event::Event;
 use crate::domain::fulfilment::Decision;
 use crate::domain::idempotency::Status;
 use crate::domain::import::{ImportCmd, ImportView};
@@ -70,9 +71,16 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
                 if let Err(e) = brand.check_chunk_events(&events) {
                     crate::actors::fatal_apply("a check of a decided import chunk", brand.last_lsn, &e);
                 }
-                // The runner only needs to know the chunk was taken; it reads the job
-                // with `Get`.
-                let body = to_json(&serde_json::json!({ "id": id, "chunk": c.chunk }));
+                // The runner only needs to know the chunk was taken (and its counts, for
+                // `/metrics`); it reads the job with `Get`.
+                let (rows_ok, rows_failed) = events
+                    .iter()
+                    .find_map(|e| match e {
+                        Event::ImportChunkApplied { progress } => Some((progress.rows_ok, progress.rows_failed)),
+                        _ => None,
+                    })
+                    .unwrap_or((0, 0));
+                let body = to_json(&serde_json::json!({ "id": id, "chunk": c.chunk, "rows_ok": rows_ok, "rows_failed": rows_failed }));
                 return Ok(Outcome::WriteAnswered { events, status: Status::Ok, body });
             }
             Decision::Unchanged => Decision::Unchanged,

@@ -22,8 +22,10 @@ pub mod shard;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use actix::dev::SendError;
 use actix::Addr;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
@@ -120,6 +122,9 @@ pub fn fatal_apply(what: &str, lsn: Lsn, err: &str) -> ! {
 pub struct Router {
     pub shards: Vec<Addr<shard::Shard>>,
     pub registry: Addr<registry::RegistryActor>,
+    /// Brand commands queued in each shard's mailbox and not yet taken (each shard
+    /// holds its own counter and takes one off as it starts a command).
+    pub queued: Vec<Arc<AtomicI64>>,
 }
 
 /// The shard a brand lives on: a stable hash (SipHash with fixed keys), so the mapping
@@ -134,6 +139,25 @@ pub fn shard_index(brand: &BrandId, shards: usize) -> usize {
 impl Router {
     pub fn shard_for(&self, brand: &BrandId) -> &Addr<shard::Shard> {
         &self.shards[shard_index(brand, self.shards.len())]
+    }
+
+    /// Queues a brand command in its shard's mailbox without waiting (a full mailbox
+    /// hands the message back), counting it in the shard's queue depth.
+    pub fn try_send_brand(&self, msg: shard::BrandMsg) -> Result<(), SendError<shard::BrandMsg>> {
+        let i = shard_index(&msg.brand, self.shards.len());
+        // Counted before the send: the shard may take the message before `try_send`
+        // returns, and the gauge must never go below what is queued.
+        self.queued[i].fetch_add(1, Ordering::Relaxed);
+        let sent = self.shards[i].try_send(msg);
+        if sent.is_err() {
+            self.queued[i].fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Brand commands waiting in each shard's mailbox, by shard index.
+    pub fn queue_depths(&self) -> Vec<u64> {
+        self.queued.iter().map(|q| q.load(Ordering::Relaxed).max(0) as u64).collect()
     }
 
     /// Runs an expiry sweep on every shard now; returns the newest LSN written, for the

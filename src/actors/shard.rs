@@ -1,6 +1,8 @@
 //! A shard actor: the brand partitions that hash to it, and the commands on them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
@@ -290,6 +292,8 @@ pub struct Shard {
     pub last_lsn: Lsn,
     /// Sweeps run so far (purges run every `PURGE_EVERY_SWEEPS`).
     pub sweeps: u64,
+    /// Brand commands queued for this shard (see `Router::try_send_brand`).
+    pub queued: Arc<AtomicI64>,
 }
 
 impl Actor for Shard {
@@ -308,6 +312,7 @@ impl Handler<BrandMsg> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: BrandMsg, _ctx: &mut Self::Context) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
         let gated = self.execute(msg.brand, msg.cmd, msg.idem);
         // The caller may have given up (client gone); the change stands either way.
         let _ = msg.reply.send(gated);
@@ -392,9 +397,16 @@ fn reject(wait_lsn: Lsn, r: Rejection) -> Gated {
 }
 
 impl Shard {
-    pub fn new(index: usize, brands: HashMap<BrandId, BrandState>, dirty: DirtySet, ctx: Context, mailbox_capacity: usize) -> Shard {
+    pub fn new(
+        index: usize,
+        brands: HashMap<BrandId, BrandState>,
+        dirty: DirtySet,
+        ctx: Context,
+        mailbox_capacity: usize,
+        queued: Arc<AtomicI64>,
+    ) -> Shard {
         let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
-        Shard { index, brands, dirty, ctx, mailbox_capacity, last_lsn, sweeps: 0 }
+        Shard { index, brands, dirty, ctx, mailbox_capacity, last_lsn, sweeps: 0, queued }
     }
 
     fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {

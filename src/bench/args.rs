@@ -15,6 +15,10 @@ pub enum BenchCommand {
     Capacity(CapacityArgs),
     /// Where recovery time goes on a stopped data dir: read, scan + CRC, decode, apply.
     ReplayProfile(ReplayProfileArgs),
+    /// A sale start for the last units: many clients reserve one unit each of a SKU
+    /// with few units, all at once; exactly the units must sell. Beside the same storm
+    /// of `GET /healthz`.
+    Storm(StormArgs),
 }
 
 /// Which server to measure.
@@ -57,7 +61,8 @@ pub struct LoadArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Scenarios, comma-separated: single-change, batch-100, batch-1000, mixed,
-    /// reserve-5, search, spike (healthz runs beside each anyway).
+    /// reserve-1, reserve-5, search, spike, channels-1, channels-5 (healthz runs
+    /// beside each anyway).
     #[arg(long, value_delimiter = ',', default_value = "single-change,batch-100,mixed")]
     pub scenarios: Vec<String>,
     /// Connection counts, comma-separated; each scenario runs at each.
@@ -124,6 +129,31 @@ pub struct CapacityArgs {
     /// A quick run: 100,000 SKUs and 500,000 records.
     #[arg(long)]
     pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Clients, each reserving one unit once.
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Units of the SKU, split over two locations.
+    #[arg(long, default_value_t = 100)]
+    pub units: u64,
+    /// Connections the clients' requests go over, opened before the storm (one per
+    /// client by default, at most --clients).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Storms, each on a fresh brand (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Client (tokio) threads.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// JSON result file [default: target/zaiko-bench/storm-<unix time>.json].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

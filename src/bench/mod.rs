@@ -12,6 +12,7 @@
 //! * [`report`] — summaries, ratios, medians, the table and the JSON file.
 //! * [`capacity`] — memory per SKU and recovery time with a large data set.
 //! * [`replay`] — where replay time goes (read, scan, decode, apply), offline.
+//! * [`storm`] — a sale start: thousands of clients at once for the last units.
 
 pub mod args;
 pub mod capacity;
@@ -22,6 +23,7 @@ pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod scenarios;
+pub mod storm;
 pub mod target;
 
 use std::path::PathBuf;
@@ -52,6 +54,7 @@ pub fn main(cmd: BenchCommand) -> ExitCode {
     let threads = match &cmd {
         BenchCommand::Load(a) => a.client_threads,
         BenchCommand::Capacity(a) => a.client_threads,
+        BenchCommand::Storm(a) => a.client_threads,
         BenchCommand::ReplayProfile(_) => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
@@ -65,6 +68,7 @@ pub fn main(cmd: BenchCommand) -> ExitCode {
         BenchCommand::Load(a) => rt.block_on(load(a)),
         BenchCommand::Capacity(a) => rt.block_on(capacity::run(a)),
         BenchCommand::ReplayProfile(a) => replay::main(&a),
+        BenchCommand::Storm(a) => rt.block_on(storm::run(a)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -123,7 +123,7 @@ fn mailbox_full() -> Problem {
 pub async fn ask_brand(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (reply, rx) = oneshot::channel();
-    svc.router.shard_for(&brand).try_send(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
+    svc.router.try_send_brand(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
     finish(svc, rx).await
 }
 
@@ -166,7 +166,7 @@ async fn durable(svc: &Services, gated: Gated) -> Result<(Lsn, Reply), Problem> 
 pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Result<(Lsn, Reply), Problem> {
     let svc = state.services()?;
     let (reply, rx) = oneshot::channel();
-    svc.router.shard_for(&brand).try_send(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
+    svc.router.try_send_brand(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
     let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
     durable(svc, gated).await
 }

@@ -325,6 +325,30 @@ mod tests {
     }
 
     #[test]
+    fn blank_lines_longer_than_the_byte_bound_do_not_end_the_file() {
+        // A chunk that met only blank lines within its byte bound used to come back
+        // empty, which reads as the end of the file: the rows after were never applied.
+        let dir = tempfile::tempdir().unwrap();
+        let blank = "\n".repeat(64);
+        let p = file(
+            &dir,
+            "a.ndjson",
+            &format!("{{\"sku\":\"S1\",\"location\":\"t\",\"delta\":1}}\n{blank}{{\"sku\":\"S2\",\"location\":\"t\",\"delta\":1}}\n"),
+        );
+        let s = start(&p, ImportFormat::Ndjson, ImportKind::Stock).unwrap();
+        let mut r = ChunkReader::open(&p, ImportFormat::Ndjson, ImportKind::Stock, &s, 0, 1).unwrap();
+        let all: Vec<u64> = std::iter::from_fn(|| r.next_chunk(1, 8).unwrap()).flat_map(|c| lines(&c)).collect();
+        assert_eq!(all, vec![1, 66]);
+        assert_eq!(count_rows(&p, ImportFormat::Ndjson).unwrap(), 2);
+        let p = file(&dir, "b.csv", &format!("sku,location,delta\nS1,t,1\n{blank}\"\"\nS2,t,1\n"));
+        let s = start(&p, ImportFormat::Csv, ImportKind::Stock).unwrap();
+        let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Stock, &s, s.offset, s.line).unwrap();
+        let all: Vec<u64> = std::iter::from_fn(|| r.next_chunk(1, 8).unwrap()).flat_map(|c| lines(&c)).collect();
+        assert_eq!(all, vec![2, 68], "a line of just \"\" is no row");
+        assert_eq!(count_rows(&p, ImportFormat::Csv).unwrap(), 2);
+    }
+
+    #[test]
     fn ndjson_rows_are_numbered_by_line() {
         let dir = tempfile::tempdir().unwrap();
         let text = "{\"sku\":\"S1\",\"location\":\"t\",\"on_hand\":1}\n\n{bad\n{\"sku\":\"S2\",\"location\":\"t\",\"on_hand\":2}";

@@ -136,12 +136,12 @@ impl Runner {
             in_flight.push_back(self.send(brand, ImportCmd::Chunk(Box::new(cmd)))?);
             chunk_no += 1;
             if in_flight.len() >= self.cfg.chunks_in_flight {
-                self.settle(in_flight.pop_front().expect("non-empty"))?;
+                self.settle_chunk(in_flight.pop_front().expect("non-empty"))?;
             }
             self.pace(started, sent_rows);
         }
         while let Some(rx) = in_flight.pop_front() {
-            self.settle(rx)?;
+            self.settle_chunk(rx)?;
         }
         Ok(())
     }
@@ -163,7 +163,7 @@ impl Runner {
         let mut backoff = Duration::from_millis(1);
         loop {
             let (reply, rx) = oneshot::channel();
-            match self.router.shard_for(brand).try_send(BrandMsg { brand: brand.clone(), cmd, idem: None, reply }) {
+            match self.router.try_send_brand(BrandMsg { brand: brand.clone(), cmd, idem: None, reply }) {
                 Ok(()) => return Ok(rx),
                 Err(SendError::Full(msg)) => {
                     // The mailbox is full of live traffic (or our own chunks): yield.
@@ -187,6 +187,25 @@ impl Runner {
             Err(r) if r.code == ErrorCode::NotFound => Err(Stop::Fatal(r.detail)),
             Err(r) => Err(Stop::Retry(r.to_string())),
         }
+    }
+
+    /// Settles a chunk and counts its rows in `zaiko_import_rows_total` (a chunk
+    /// applied before, answered with the job instead, counts nothing).
+    fn settle_chunk(&self, rx: oneshot::Receiver<Gated>) -> Result<(), Stop> {
+        #[derive(Deserialize)]
+        struct Applied {
+            chunk: Option<u64>,
+            #[serde(default)]
+            rows_ok: u64,
+            #[serde(default)]
+            rows_failed: u64,
+        }
+        let body = self.settle(rx)?;
+        if let Ok(Applied { chunk: Some(_), rows_ok, rows_failed }) = serde_json::from_slice(&body) {
+            metrics::counter!("zaiko_import_rows_total", "result" => "ok").increment(rows_ok);
+            metrics::counter!("zaiko_import_rows_total", "result" => "failed").increment(rows_failed);
+        }
+        Ok(())
     }
 
     fn ask(&self, brand: &BrandId, cmd: ImportCmd) -> Result<Vec<u8>, Stop> {

@@ -72,3 +72,24 @@ fn metrics_break_requests_down_by_route_and_status_with_latency_histograms() {
     assert_eq!(labelled(&text, "zaiko_wal_batch_records_sum"), sample(&text, "zaiko_wal_records_total"));
     assert!(sample(&text, "zaiko_index_skus_lag_records").is_some(), "index lag gauge missing");
 }
+
+#[test]
+fn metrics_show_shard_queue_depths_and_import_rows() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b-001", &["tsukuba"], &["S1"]);
+    let csv = "sku,location,delta\nS1,tsukuba,1\nS1,tsukuba,2\nNOPE,tsukuba,1\n";
+    let r = s.raw("POST", "/v1/brands/b-001/imports?kind=stock", Some(&t), csv.as_bytes().to_vec(), &[("content-type", "text/csv")]);
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let done = crate::receiver::wait_until(std::time::Duration::from_secs(60), || {
+        s.get(&format!("/v1/brands/b-001/imports/{id}"), &t).expect(200)["status"] == "done"
+    });
+    assert!(done, "the import did not finish");
+    let text = s.client.get(s.url("/metrics")).send().expect("request").text().expect("body");
+    assert_eq!(labelled(&text, r#"zaiko_import_rows_total{result="ok"}"#), Some(2.0), "{text}");
+    assert_eq!(labelled(&text, r#"zaiko_import_rows_total{result="failed"}"#), Some(1.0), "{text}");
+    // One gauge per shard (two by default); nothing is queued once every answer is in.
+    assert!(text.contains("# TYPE zaiko_shard_queue_depth gauge"), "{text}");
+    assert_eq!(labelled(&text, r#"zaiko_shard_queue_depth{shard="0"}"#), Some(0.0));
+    assert_eq!(labelled(&text, r#"zaiko_shard_queue_depth{shard="1"}"#), Some(0.0));
+}

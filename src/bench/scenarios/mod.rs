@@ -6,6 +6,7 @@
 //! to [`by_name`] and [`NAMES`]. Anything it needs beyond the shared [`Fixture`] it
 //! creates or checks in [`Scenario::prepare`].
 
+mod channels;
 mod healthz;
 mod mixed;
 mod reserve;
@@ -22,7 +23,19 @@ use super::fixture::Fixture;
 use super::ledger::Effect;
 
 /// The names `--scenarios` accepts.
-pub const NAMES: &[&str] = &["healthz", "single-change", "batch-100", "batch-1000", "mixed", "reserve-5", "search", "spike"];
+pub const NAMES: &[&str] = &[
+    "healthz",
+    "single-change",
+    "batch-100",
+    "batch-1000",
+    "mixed",
+    "reserve-1",
+    "reserve-5",
+    "search",
+    "spike",
+    "channels-1",
+    "channels-5",
+];
 
 /// The scenario called `name`.
 pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
@@ -32,9 +45,12 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Scenario>> {
         "batch-100" => Arc::new(stock_changes::StockChanges::new("batch-100", 100)),
         "batch-1000" => Arc::new(stock_changes::StockChanges::new("batch-1000", 1000)),
         "mixed" => Arc::new(mixed::Mixed { read_percent: 80 }),
-        "reserve-5" => Arc::new(reserve::Reserve { lines: 5 }),
+        "reserve-1" => Arc::new(reserve::Reserve { name: "reserve-1", lines: 1 }),
+        "reserve-5" => Arc::new(reserve::Reserve { name: "reserve-5", lines: 5 }),
         "search" => Arc::new(search::Search),
         "spike" => Arc::new(spike::Spike { factor: 10 }),
+        "channels-1" => Arc::new(channels::Channels { name: "channels-1", channels: 1 }),
+        "channels-5" => Arc::new(channels::Channels { name: "channels-5", channels: 5 }),
         _ => return None,
     })
 }

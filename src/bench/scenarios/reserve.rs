@@ -1,4 +1,4 @@
-//! `reserve-5`: `POST /v1/brands/{b}/reservations` of `lines` lines over distinct
+//! `reserve-1`, `reserve-5`: `POST /v1/brands/{b}/reservations` of `lines` lines over distinct
 //! random SKUs of one brand, each line at a named location (so the ledger knows which
 //! slot's `reserved` it holds), and on the connection's next request
 //! `POST .../reservations/{id}/release` of it, so that stock never runs out. The stock
@@ -23,6 +23,7 @@ pub const CHANNEL: &str = "bench-ec";
 pub const TTL_SECONDS: u32 = 600;
 
 pub struct Reserve {
+    pub name: &'static str,
     pub lines: usize,
 }
 
@@ -83,7 +84,7 @@ pub fn pair_brand(fx: &Fixture, w: &Worker, pair: u64) -> usize {
 
 impl Scenario for Reserve {
     fn name(&self) -> &'static str {
-        "reserve-5"
+        self.name
     }
 
     fn writes(&self) -> bool {
@@ -142,7 +143,7 @@ mod tests {
     #[test]
     fn a_reservation_then_its_release_in_the_same_brand() {
         let fx = fixture();
-        let s = Reserve { lines: 5 };
+        let s = Reserve { name: "reserve-5", lines: 5 };
         let mut w = worker(4);
         let mut out = Vec::new();
         let planned = s.next(&fx, &mut w, &mut out);

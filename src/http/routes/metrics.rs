@@ -39,6 +39,14 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "journal records the shipment index is behind the durable LSN",
             lag(svc.shipments.coverage().covered_lsn()),
         );
+        let depths = svc.router.queue_depths().into_iter().enumerate().map(|(i, d)| (i.to_string(), d as f64));
+        out.labeled(
+            "zaiko_shard_queue_depth",
+            "gauge",
+            "brand commands waiting in each shard's mailbox (a full mailbox answers 503 overloaded)",
+            "shard",
+            depths,
+        );
         let last = svc.snapshots.last.lock().map(|l| l.clone()).unwrap_or(None);
         if let Some(last) = last {
             let age_s = (svc.clock.now().0 - last.created_at.0).max(0) as f64 / 1000.0;
@@ -64,6 +72,14 @@ impl Exposition {
 
     pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
         self.metric(name, "gauge", help, value);
+    }
+
+    /// One metric with one label, a sample per label value.
+    pub fn labeled(&mut self, name: &str, kind: &str, help: &str, label: &str, samples: impl IntoIterator<Item = (String, f64)>) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (value_of_label, value) in samples {
+            let _ = writeln!(self.text, "{name}{{{label}=\"{value_of_label}\"}} {value}");
+        }
     }
 
     fn metric(&mut self, name: &str, kind: &str, help: &str, value: f64) {
@@ -115,6 +131,13 @@ pub fn stat_cpu_seconds(stat: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labeled_metrics_have_one_sample_per_label_value() {
+        let mut out = Exposition::default();
+        out.labeled("zaiko_q", "gauge", "queued", "shard", [("0".to_string(), 3.0), ("1".to_string(), 0.0)]);
+        assert_eq!(out.text, "# HELP zaiko_q queued\n# TYPE zaiko_q gauge\nzaiko_q{shard=\"0\"} 3\nzaiko_q{shard=\"1\"} 0\n");
+    }
 
     #[test]
     fn journal_section_names_every_counter() {
