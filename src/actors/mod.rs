@@ -142,17 +142,17 @@ impl Router {
     }
 
     /// Queues a brand command in its shard's mailbox without waiting (a full mailbox
-    /// hands the message back), counting it in the shard's queue depth.
-    pub fn try_send_brand(&self, msg: shard::BrandMsg) -> Result<(), SendError<shard::BrandMsg>> {
+    /// hands the message back, boxed: it is large and the path is rare), counting it
+    /// in the shard's queue depth.
+    pub fn try_send_brand(&self, msg: shard::BrandMsg) -> Result<(), Box<SendError<shard::BrandMsg>>> {
         let i = shard_index(&msg.brand, self.shards.len());
         // Counted before the send: the shard may take the message before `try_send`
         // returns, and the gauge must never go below what is queued.
         self.queued[i].fetch_add(1, Ordering::Relaxed);
-        let sent = self.shards[i].try_send(msg);
-        if sent.is_err() {
+        self.shards[i].try_send(msg).map_err(|e| {
             self.queued[i].fetch_sub(1, Ordering::Relaxed);
-        }
-        sent
+            Box::new(e)
+        })
     }
 
     /// Brand commands waiting in each shard's mailbox, by shard index.

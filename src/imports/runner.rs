@@ -163,7 +163,7 @@ impl Runner {
         let mut backoff = Duration::from_millis(1);
         loop {
             let (reply, rx) = oneshot::channel();
-            match self.router.try_send_brand(BrandMsg { brand: brand.clone(), cmd, idem: None, reply }) {
+            match self.router.try_send_brand(BrandMsg { brand: brand.clone(), cmd, idem: None, reply }).map_err(|e| *e) {
                 Ok(()) => return Ok(rx),
                 Err(SendError::Full(msg)) => {
                     // The mailbox is full of live traffic (or our own chunks): yield.
