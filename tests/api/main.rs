@@ -11,6 +11,7 @@ mod crash_mixed;
 mod faults;
 mod feed;
 mod fulfilment;
+mod fuzz_bodies;
 mod imports;
 mod isolation;
 mod metrics;
