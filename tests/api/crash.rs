@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::helpers::{TestServer, ADMIN};
+use crate::helpers::TestServer;
 
 const SKUS: usize = 12;
 const CLIENTS: usize = 6;
@@ -47,6 +46,81 @@ fn send(client: &reqwest::blocking::Client, base: &str, token: &str, req: &Req) 
         assert_eq!(res["status"], "applied", "request {} change {i}: {body}", req.key);
     }
     Some(())
+}
+
+/// What one worker got done before the kill: the steps answered, with their answers,
+/// and the step that got no answer (the server died under it), if any.
+pub struct Outcome<T, A> {
+    pub answered: Vec<(T, A)>,
+    pub unanswered: Option<T>,
+}
+
+/// Counts a worker as finished however it ends (a failed assertion included), so that
+/// the killer never waits for a dead worker.
+struct Finished<'a>(&'a AtomicUsize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs one thread per plan, each sending its steps in order with `send` (which
+/// returns `None` when no answer came) until one gets no answer or the server is
+/// killed; SIGKILLs the server once `kill_after` steps have been sent in all, or when
+/// every worker is done. Returns what each worker got done, in the order of `plans`.
+pub fn run_until_kill<T: Clone + Send + Sync, A: Send>(
+    server: &mut TestServer,
+    plans: &[Vec<T>],
+    kill_after: usize,
+    send: impl Fn(&reqwest::blocking::Client, &str, &T) -> Option<A> + Sync,
+) -> Vec<Outcome<T, A>> {
+    let (sent, finished, dead) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+    let base = server.base.clone();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = plans
+            .iter()
+            .map(|plan| {
+                let (sent, finished, dead, base, send) = (&sent, &finished, &dead, &base, &send);
+                scope.spawn(move || {
+                    let _finished = Finished(finished);
+                    let client = reqwest::blocking::Client::new();
+                    let mut outcome = Outcome { answered: Vec::new(), unanswered: None };
+                    for step in plan {
+                        if dead.load(Ordering::Acquire) {
+                            break;
+                        }
+                        sent.fetch_add(1, Ordering::AcqRel);
+                        match send(&client, base, step) {
+                            Some(answer) => outcome.answered.push((step.clone(), answer)),
+                            None => {
+                                outcome.unanswered = Some(step.clone());
+                                break;
+                            }
+                        }
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        // The killer: waits for the random point in the load, then SIGKILLs.
+        while sent.load(Ordering::Acquire) < kill_after && finished.load(Ordering::Acquire) < plans.len() {
+            std::thread::yield_now();
+        }
+        server.kill9();
+        dead.store(true, Ordering::Release);
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
+/// `zaiko wal verify` on a stopped server's data dir: every record readable.
+pub fn assert_wal_verifies(server: &TestServer) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
+        .args(["wal", "verify", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]
@@ -89,53 +163,21 @@ fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
             })
             .collect();
         let kill_after = rng.random_range(1..CLIENTS * 40);
-        let sent = Arc::new(AtomicUsize::new(0));
-        let dead = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(Mutex::new(Vec::<Req>::new()));
-        let unanswered = Arc::new(Mutex::new(Vec::<Req>::new()));
-        std::thread::scope(|scope| {
-            for plan in &plans {
-                let (sent, dead, answered, unanswered) = (sent.clone(), dead.clone(), answered.clone(), unanswered.clone());
-                let (base, token) = (server.base.clone(), token.clone());
-                scope.spawn(move || {
-                    let client = reqwest::blocking::Client::new();
-                    for req in plan {
-                        if dead.load(Ordering::Acquire) {
-                            break;
-                        }
-                        sent.fetch_add(1, Ordering::AcqRel);
-                        match send(&client, &base, &token, req) {
-                            Some(()) => answered.lock().unwrap().push(req.clone()),
-                            None => {
-                                unanswered.lock().unwrap().push(req.clone());
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-            // The killer: waits for the random point in the load, then SIGKILLs.
-            while sent.load(Ordering::Acquire) < kill_after
-                && answered.lock().unwrap().len() + unanswered.lock().unwrap().len() < plans.iter().map(Vec::len).sum::<usize>()
-            {
-                std::thread::yield_now();
-            }
-            server.kill9();
-            dead.store(true, Ordering::Release);
-        });
+        let outcomes = run_until_kill(&mut server, &plans, kill_after, |client, base, req| send(client, base, &token, req));
         server.start();
         // Retry every request that got no answer, with the same key, until answered.
-        let pending = std::mem::take(&mut *unanswered.lock().unwrap());
         let client = reqwest::blocking::Client::new();
-        for req in &pending {
-            send(&client, &server.base, &token, req).unwrap_or_else(|| panic!("retry of {} got no answer from a running server", req.key));
-        }
-        retried_total += pending.len();
-        let answered = std::mem::take(&mut *answered.lock().unwrap());
-        answered_total += answered.len();
-        for req in answered.iter().chain(&pending) {
-            for (sku, delta) in &req.changes {
-                *expected.get_mut(sku).unwrap() += delta;
+        for Outcome { answered, unanswered } in outcomes {
+            answered_total += answered.len();
+            if let Some(req) = &unanswered {
+                send(&client, &server.base, &token, req)
+                    .unwrap_or_else(|| panic!("retry of {} got no answer from a running server", req.key));
+                retried_total += 1;
+            }
+            for req in answered.iter().map(|(r, ())| r).chain(&unanswered) {
+                for (sku, delta) in &req.changes {
+                    *expected.get_mut(sku).unwrap() += delta;
+                }
             }
         }
         // Every acknowledged or retried change is there exactly once.
@@ -148,11 +190,5 @@ fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     assert!(answered_total > 0);
     // The journal is clean after all that (a torn tail, if any, was cut on start).
     server.kill9();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
-        .args(["wal", "verify", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let _ = ADMIN;
+    assert_wal_verifies(&server);
 }

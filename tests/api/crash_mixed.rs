@@ -15,14 +15,13 @@
 //! `ZAIKO_CRASH_ROUNDS` sets the rounds (default 20), `ZAIKO_CRASH_SEED` repeats a run.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::crash::{assert_wal_verifies, run_until_kill, Outcome};
 use crate::helpers::{Options, TestServer, ADMIN};
 use crate::receiver::{assert_in_order_per_sku, first_arrivals, wait_until, Receiver};
 
@@ -265,21 +264,6 @@ impl Model {
     }
 }
 
-struct Finished<'a>(&'a AtomicUsize);
-
-impl Drop for Finished<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// What one worker got done before the kill.
-#[derive(Default)]
-struct Outcome {
-    answered: Vec<(Step, Value)>,
-    unanswered: Option<Step>,
-}
-
 #[test]
 fn sigkill_under_mixed_load_loses_nothing_and_applies_nothing_twice() {
     let rounds: usize = std::env::var("ZAIKO_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
@@ -319,49 +303,13 @@ fn sigkill_under_mixed_load_loses_nothing_and_applies_nothing_twice() {
         let plans = [planner.stock_changes(40), planner.reservations(12), planner.shipments(6), planner.import(), planner.snapshots(4)];
         let total: usize = plans.iter().map(Vec::len).sum();
         let kill_after = planner.rng.random_range(1..total * 3 / 4);
-        let sent = AtomicUsize::new(0);
-        let finished = AtomicUsize::new(0);
-        let dead = AtomicBool::new(false);
-        let outcomes: Vec<Mutex<Outcome>> = plans.iter().map(|_| Mutex::default()).collect();
-        std::thread::scope(|scope| {
-            for (plan, outcome) in plans.iter().zip(&outcomes) {
-                let (sent, finished, dead) = (&sent, &finished, &dead);
-                let (base, token) = (server.base.clone(), token.clone());
-                scope.spawn(move || {
-                    // Counts the worker as finished however it ends (a failed assertion
-                    // included), so that the killer below never waits for a dead worker.
-                    let _finished = Finished(finished);
-                    let client = reqwest::blocking::Client::new();
-                    for step in plan {
-                        if dead.load(Ordering::Acquire) {
-                            break;
-                        }
-                        sent.fetch_add(1, Ordering::AcqRel);
-                        match send(&client, &base, &token, step) {
-                            Some(body) => outcome.lock().unwrap().answered.push((step.clone(), body)),
-                            None => {
-                                outcome.lock().unwrap().unanswered = Some(step.clone());
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-            // The killer: waits for the random point in the load (or for every worker
-            // to finish), then SIGKILLs.
-            while sent.load(Ordering::Acquire) < kill_after && finished.load(Ordering::Acquire) < plans.len() {
-                std::thread::yield_now();
-            }
-            server.kill9();
-            dead.store(true, Ordering::Release);
-        });
+        let outcomes = run_until_kill(&mut server, &plans, kill_after, |client, base, step| send(client, base, &token, step));
         server.start();
 
         // Retry what got no answer with the same key; a running server must answer.
         let client = reqwest::blocking::Client::new();
         let mut jobs = Vec::new();
-        for outcome in outcomes {
-            let Outcome { answered, unanswered } = outcome.into_inner().unwrap();
+        for Outcome { answered, unanswered } in outcomes {
             answered_total += answered.len();
             let retried = unanswered.map(|step| {
                 let body = send(&client, &server.base, &token, &step)
@@ -384,12 +332,7 @@ fn sigkill_under_mixed_load_loses_nothing_and_applies_nothing_twice() {
 
     check_feed_and_webhooks(&server, &token, &receiver, seed);
     server.kill9();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaiko"))
-        .args(["wal", "verify", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_wal_verifies(&server);
 }
 
 /// After a round: every import job done with all its rows, then every level and every
