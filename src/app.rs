@@ -484,6 +484,7 @@ fn start_indexer(
         covered_tx,
         wake,
         commit_interval: cfg.index_commit_interval,
+        last_cycle_max: crate::index::indexer::LAST_CYCLE_MAX_DEFAULT,
         committed_lsn: committed,
     }
     .spawn()
