@@ -112,7 +112,7 @@ pub async fn run(a: StormArgs) -> anyhow::Result<bool> {
 
 /// A fresh brand with one SKU holding `units` at two locations (the odd unit at the
 /// first), so that the storm's reservations are filled from both.
-async fn storm_fixture(target: &Target, units: u64, run: usize) -> anyhow::Result<Fixture> {
+async fn storm_fixture(target: &Target, units: u64, run: usize) -> anyhow::Result<Arc<Fixture>> {
     let spec = FixtureSpec {
         brand_prefix: format!("storm-{run}-{:04x}", rand::random::<u16>()),
         brands: 1,
@@ -137,7 +137,7 @@ async fn storm_fixture(target: &Target, units: u64, run: usize) -> anyhow::Resul
     write_request(&mut req, "POST", &path, &target.addr, &[("Authorization", &auth), ("Idempotency-Key", &key)], body.as_bytes());
     let r = conn.send(&req).await?;
     ensure!(r.status == 200, "setting the storm's stock: {} {}", r.status, String::from_utf8_lossy(r.body));
-    Ok(Arc::try_unwrap(fx).unwrap_or_else(|a| (*a).clone()))
+    Ok(fx)
 }
 
 /// Per connection: (answered-at histogram, service histogram, statuses, errors).

@@ -188,13 +188,28 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
     Ok((r, int(p, "min_lsn", 0, u64::MAX)?))
 }
 
+/// The query parameters both searches take, for the OpenAPI document only (the
+/// handlers read the query string themselves, to name a bad parameter exactly).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct CommonParams {
+    /// Words, all of which must match (Japanese substrings of 2+ characters match).
+    q: Option<String>,
+    /// Limit to a brand (a brand token is always limited to its own).
+    brand: Option<String>,
+    /// See the contract.
+    sort: Option<String>,
+    /// 1..=100, default 20.
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Wait (up to 2 s) until the index covers this `X-Zaiko-Lsn`; else 503 `not_ready`.
+    min_lsn: Option<String>,
+}
+
 #[utoipa::path(get, path = "/v1/search/skus", tag = "search", params(
-    ("q" = Option<String>, Query, description = "Words, all of which must match (Japanese substrings of 2+ characters match)."),
-    ("brand" = Option<String>, Query, description = "Limit to a brand (a brand token is always limited to its own)."),
-    ("sort" = Option<String>, Query, description = "See the contract."),
-    ("limit" = Option<String>, Query, description = "1..=100, default 20."),
-    ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
-    ("min_lsn" = Option<String>, Query, description = "Wait (up to 2 s) until the index covers this `X-Zaiko-Lsn`; else 503 `not_ready`."),
+    CommonParams,
     ("category" = Option<String>, Query, description = "This category or any under it."),
     ("color" = Option<String>, Query), ("size" = Option<String>, Query),
     ("location" = Option<String>, Query, description = "Availability at this location."),
@@ -265,12 +280,7 @@ fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<
 }
 
 #[utoipa::path(get, path = "/v1/search/shipments", tag = "search", params(
-    ("q" = Option<String>, Query, description = "Words, all of which must match (Japanese substrings of 2+ characters match)."),
-    ("brand" = Option<String>, Query, description = "Limit to a brand (a brand token is always limited to its own)."),
-    ("sort" = Option<String>, Query, description = "See the contract."),
-    ("limit" = Option<String>, Query, description = "1..=100, default 20."),
-    ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
-    ("min_lsn" = Option<String>, Query, description = "Wait (up to 2 s) until the index covers this `X-Zaiko-Lsn`; else 503 `not_ready`."),
+    CommonParams,
     ("status" = Option<String>, Query, description = "One or more statuses (repeat or comma-separate)."),
     ("created_from" = Option<String>, Query, description = "RFC 3339, inclusive."),
     ("created_to" = Option<String>, Query, description = "RFC 3339, exclusive."),
