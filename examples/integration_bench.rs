@@ -54,9 +54,11 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-/// CPU seconds the server's threads have used so far, by thread name.
-fn cpu(s: &Server) -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
+/// CPU seconds each of the server's threads has used so far: `(name, tid) -> seconds`.
+type CpuReading = std::collections::BTreeMap<(String, String), f64>;
+
+fn cpu(s: &Server) -> CpuReading {
+    let mut out = CpuReading::new();
     for t in std::fs::read_dir(format!("/proc/{}/task", s.child.id())).into_iter().flatten().flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
@@ -64,21 +66,26 @@ fn cpu(s: &Server) -> std::collections::BTreeMap<String, f64> {
         let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
         let ticks: f64 = rest.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
             + rest.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(comm).or_insert(0.0) += ticks / 100.0;
+        out.insert((comm, t.file_name().to_string_lossy().into_owned()), ticks / 100.0);
     }
     out
 }
 
-/// The CPU seconds used between two readings: total, the feed thread, the rest.
-fn cpu_used(before: &std::collections::BTreeMap<String, f64>, after: &std::collections::BTreeMap<String, f64>) -> String {
-    let d = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
-    let total: f64 = after.values().sum::<f64>() - before.values().sum::<f64>();
+/// The CPU seconds used between two readings: in all, by kind of thread, and by the
+/// busiest actix thread (during an import, the shard of the importing brand). Threads
+/// that ended between the readings are not counted.
+fn cpu_used(before: &CpuReading, after: &CpuReading) -> String {
+    let used = |k: &(String, String), v: &f64| v - before.get(k).unwrap_or(&0.0);
+    let sum = |pred: &dyn Fn(&str) -> bool| after.iter().filter(|(k, _)| pred(&k.0)).map(|(k, v)| used(k, v)).sum::<f64>();
+    let total = sum(&|_| true);
+    let busiest = after.iter().filter(|(k, _)| k.0 == "actix-rt|system").map(|(k, v)| used(k, v)).fold(0.0, f64::max);
+    let index = sum(&|n| n == "zaiko-indexer" || n.starts_with("thrd-tantivy") || n == "segment_updater" || n.starts_with("merge_thread"));
     format!(
-        "server CPU {total:.1} s (actix threads {:.1} s, feed {:.1} s, import runner {:.1} s, wal writer {:.1} s)",
-        d("actix-rt|system"),
-        d("zaiko-feed"),
-        d("zaiko-imports"),
-        d("zaiko-wal-write")
+        "server CPU {total:.1} s (actix threads {:.1} s, busiest {busiest:.1} s; feed {:.1} s, index {index:.1} s, import runner {:.1} s, wal writer {:.1} s)",
+        sum(&|n| n == "actix-rt|system"),
+        sum(&|n| n == "zaiko-feed"),
+        sum(&|n| n == "zaiko-imports"),
+        sum(&|n| n == "zaiko-wal-write")
     )
 }
 

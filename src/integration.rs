@@ -61,6 +61,11 @@ pub struct IntegrationArgs {
     /// Import rows per chunk (one actor message and one WAL record each).
     #[arg(long, env = "ZAIKO_IMPORT_CHUNK_ROWS", default_value_t = imports::CHUNK_ROWS_DEFAULT)]
     pub import_chunk_rows: usize,
+    /// Import chunks queued in the brand's shard mailbox at once: more keeps the shard
+    /// busy through scheduling hiccups; each is time a live request of the brand may
+    /// wait behind.
+    #[arg(long, env = "ZAIKO_IMPORT_CHUNKS_IN_FLIGHT", default_value_t = imports::CHUNKS_IN_FLIGHT_DEFAULT)]
+    pub import_chunks_in_flight: usize,
 }
 
 /// The validated settings.
@@ -73,6 +78,7 @@ pub struct IntegrationConfig {
     pub webhook_allow_private: bool,
     pub import_rows_per_second: u64,
     pub import_chunk_rows: usize,
+    pub import_chunks_in_flight: usize,
 }
 
 impl IntegrationArgs {
@@ -93,6 +99,9 @@ impl IntegrationArgs {
         if !(1..=10_000).contains(&self.import_chunk_rows) {
             return Err("--import-chunk-rows must be 1..=10000".into());
         }
+        if !(1..=64).contains(&self.import_chunks_in_flight) {
+            return Err("--import-chunks-in-flight must be 1..=64".into());
+        }
         Ok(IntegrationConfig {
             retention: Retention {
                 max_age_ms: self.feed_retention_hours as i64 * 3_600_000,
@@ -104,6 +113,7 @@ impl IntegrationArgs {
             webhook_allow_private: self.webhook_allow_private,
             import_rows_per_second: self.import_rows_per_second,
             import_chunk_rows: self.import_chunk_rows,
+            import_chunks_in_flight: self.import_chunks_in_flight,
         })
     }
 }
@@ -139,7 +149,7 @@ pub fn start(
         rows_per_second: cfg.import_rows_per_second,
         chunk_rows: cfg.import_chunk_rows,
         chunk_bytes: imports::CHUNK_BYTES_MAX,
-        chunks_in_flight: imports::CHUNKS_IN_FLIGHT_DEFAULT,
+        chunks_in_flight: cfg.import_chunks_in_flight,
     };
     let (imports, jobs) = Imports::new(import_cfg).context("cannot create the imports directory")?;
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };

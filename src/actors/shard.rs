@@ -1,6 +1,6 @@
 //! A shard actor: the brand partitions that hash to it, and the commands on them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,7 +240,8 @@ fn index_item(brands: &HashMap<BrandId, BrandState>, (brand, kind, id): DirtyKey
 /// began has taken every one of them, however many arrive meanwhile.
 #[derive(Debug, Default)]
 pub struct DirtySet {
-    set: HashSet<DirtyKey>,
+    /// foldhash: every row of an import passes through here, and SipHash showed.
+    set: foldhash::HashSet<DirtyKey>,
     order: VecDeque<DirtyKey>,
 }
 

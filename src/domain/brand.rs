@@ -133,7 +133,7 @@ impl BrandState {
     /// A batch of stock changes. Each stands alone: a rejected change does not stop the
     /// others, and later changes see the effect of earlier ones on the same SKU.
     pub fn decide_stock_changes(&self, changes: &[StockChangeCmd], world: &impl World) -> (Vec<Event>, Vec<ChangeOutcome>) {
-        let mut drafts: HashMap<&Id, (u64, Levels)> = HashMap::new();
+        let mut drafts: foldhash::HashMap<&Id, (u64, Levels)> = foldhash::HashMap::default();
         let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(changes.len());
         for c in changes {
@@ -161,7 +161,7 @@ impl BrandState {
         &'a self,
         c: &'a StockChangeCmd,
         world: &impl World,
-        drafts: &mut HashMap<&'a Id, (u64, Levels)>,
+        drafts: &mut foldhash::HashMap<&'a Id, (u64, Levels)>,
     ) -> Result<(u64, Levels), Rejection> {
         let sku = self.sku(&c.sku)?;
         if !world.location_exists(&c.location) {

@@ -256,7 +256,7 @@ impl BrandState {
 
     /// Catalog rows in order; a SKU named twice in one chunk gets two versions.
     fn decide_catalog_rows(&self, rows: &[(u64, Id, Catalog)]) -> (Vec<Event>, Vec<RowError>, u64) {
-        let mut versions: HashMap<&Id, u64> = HashMap::new();
+        let mut versions: foldhash::HashMap<&Id, u64> = foldhash::HashMap::default();
         let (mut events, mut errors) = (Vec::with_capacity(rows.len() + 1), Vec::new());
         for (row, sku, catalog) in rows {
             let problems = catalog.validate();
@@ -337,8 +337,8 @@ impl BrandState {
     /// for the job's next chunk. (What the shard's preview checks for
     /// other commands, at a fraction of the cost for a thousand rows.)
     pub fn check_chunk_events(&self, events: &[Event]) -> Result<(), String> {
-        let mut versions: HashMap<&Id, u64> = HashMap::new();
-        let mut statuses: HashMap<&Id, ShipmentStatus> = HashMap::new();
+        let mut versions: foldhash::HashMap<&Id, u64> = foldhash::HashMap::default();
+        let mut statuses: foldhash::HashMap<&Id, ShipmentStatus> = foldhash::HashMap::default();
         for ev in events {
             match ev {
                 Event::StockChanged { sku, version, levels, .. } => {

@@ -41,7 +41,7 @@ pub const CHUNK_ROWS_DEFAULT: usize = 1000;
 /// journal's record bound.
 pub const CHUNK_BYTES_MAX: u64 = 1 << 20;
 /// Chunk messages of a job queued in a shard's mailbox at once.
-pub const CHUNKS_IN_FLIGHT_DEFAULT: usize = 2;
+pub const CHUNKS_IN_FLIGHT_DEFAULT: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ImportConfig {
