@@ -266,10 +266,45 @@ pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
     Ok(record)
 }
 
+/// Encodes one event of the record at some LSN, with its index in the record, as the
+/// feed store keeps it: the format byte, then `(index, event)` in the WAL's encoding.
+/// (So the feed stores a fifth of the bytes JSON would take, and renders on read.)
+pub fn encode_feed_event(index: usize, event: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.push(RECORD_FORMAT);
+    bincode::serde::encode_into_std_write((index as u64, event), &mut out, config()).expect("encoding into a Vec cannot fail");
+    out
+}
+
+/// Decodes what [`encode_feed_event`] wrote: the event's index in its record, and the event.
+pub fn decode_feed_event(bytes: &[u8]) -> Result<(usize, Event), String> {
+    let (&format, body) = bytes.split_first().ok_or("empty event")?;
+    if format != RECORD_FORMAT {
+        return Err(format!("event format {format} is not {RECORD_FORMAT}: written by another zaiko version"));
+    }
+    let ((index, event), used): ((u64, Event), usize) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| format!("undecodable event: {e}"))?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes after the event", body.len() - used));
+    }
+    Ok((index as usize, event))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::stock::Level;
+
+    #[test]
+    fn feed_events_round_trip_with_their_index() {
+        let ev = Event::SkuDeleted { sku: Id::parse("S1").unwrap() };
+        let bytes = encode_feed_event(7, &ev);
+        assert_eq!(decode_feed_event(&bytes).unwrap(), (7, ev));
+        assert!(decode_feed_event(&bytes[..bytes.len() - 1]).is_err());
+        let mut other = bytes.clone();
+        other[0] = RECORD_FORMAT + 1;
+        assert!(decode_feed_event(&other).unwrap_err().contains("another zaiko version"));
+    }
 
     #[test]
     fn records_round_trip() {

@@ -181,39 +181,23 @@ fn json(v: &impl Serialize) -> String {
 
 /// The feed form of an event, or `None` for events the feed does not carry.
 pub fn render(ev: &Event) -> Option<Rendered> {
-    let (key, data) = match ev {
-        Event::BrandCreated { name } => ("brand".to_string(), json(&serde_json::json!({ "name": name }))),
-        Event::SkuUpserted { sku, catalog, version } => (format!("sku:{sku}"), json(&sku_upserted(sku, *version, catalog))),
-        Event::SkuDeleted { sku } => (format!("sku:{sku}"), json(&serde_json::json!({ "sku": sku }))),
-        Event::StockChanged { sku, version, levels, channels, cause } => {
-            (format!("sku:{sku}"), stock_changed(sku, *version, levels, channels, cause))
-        }
-        Event::ReservationCreated { reservation } => {
-            (format!("reservation:{}", reservation.id), json(&ReservationView::from(reservation.as_ref())))
-        }
-        Event::ReservationReleased { id } => (format!("reservation:{id}"), json(&serde_json::json!({ "id": id, "status": "released" }))),
-        Event::ReservationExpired { id } => (format!("reservation:{id}"), json(&serde_json::json!({ "id": id, "status": "expired" }))),
-        Event::ShipmentCreated { shipment } => (format!("shipment:{}", shipment.id), json(&shipment_created(shipment))),
-        Event::ShipmentStatusChanged { id, status, tracking_number, carrier } => (
-            format!("shipment:{id}"),
-            json(&serde_json::json!({ "id": id, "status": status, "tracking_number": tracking_number, "carrier": carrier })),
-        ),
-        Event::ChannelUpserted { channel: c } => (
-            format!("channel:{}", c.id),
-            json(
-                &serde_json::json!({ "id": c.id, "name": c.name, "locations": c.locations, "buffer": c.buffer, "updated_at": c.updated_at.to_rfc3339() }),
-            ),
-        ),
-        Event::ChannelSynced { channel, skus, after } => {
-            let skus: Vec<_> = skus.iter().map(|(sku, available)| serde_json::json!({ "sku": sku, "available": available })).collect();
-            (format!("channel:{channel}"), json(&serde_json::json!({ "channel": channel, "skus": skus, "done": after.is_none() })))
-        }
-        Event::InboundCreated { inbound } => (format!("inbound:{}", inbound.id), json(&InboundView::from(inbound.as_ref()))),
-        Event::InboundReceived { id, lines } => {
-            let lines: Vec<_> = lines.iter().map(|(sku, quantity)| serde_json::json!({ "sku": sku, "quantity": quantity })).collect();
-            (format!("inbound:{id}"), json(&serde_json::json!({ "id": id, "lines": lines })))
-        }
-        Event::InboundClosed { id } => (format!("inbound:{id}"), json(&serde_json::json!({ "id": id, "status": "closed" }))),
+    Some(Rendered { kind: ev.type_name(), key: key(ev)?, data: data(ev)? })
+}
+
+/// The ordering key of a feed event (events with one key reach a webhook in feed
+/// order), or `None` for events the feed does not carry.
+pub fn key(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::BrandCreated { .. } => "brand".to_string(),
+        Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => format!("sku:{sku}"),
+        Event::ReservationCreated { reservation } => format!("reservation:{}", reservation.id),
+        Event::ReservationReleased { id } | Event::ReservationExpired { id } => format!("reservation:{id}"),
+        Event::ShipmentCreated { shipment } => format!("shipment:{}", shipment.id),
+        Event::ShipmentStatusChanged { id, .. } => format!("shipment:{id}"),
+        Event::ChannelUpserted { channel } => format!("channel:{}", channel.id),
+        Event::ChannelSynced { channel, .. } => format!("channel:{channel}"),
+        Event::InboundCreated { inbound } => format!("inbound:{}", inbound.id),
+        Event::InboundReceived { id, .. } | Event::InboundClosed { id } => format!("inbound:{id}"),
         Event::ReservationPurged { .. }
         | Event::ShipmentPurged { .. }
         | Event::WebhookCreated { .. }
@@ -222,8 +206,39 @@ pub fn render(ev: &Event) -> Option<Rendered> {
         | Event::ImportStarted { .. }
         | Event::ImportChunkApplied { .. }
         | Event::ImportFinished { .. } => return None,
-    };
-    Some(Rendered { kind: ev.type_name(), key, data })
+    })
+}
+
+/// The `data` object of a feed event, as JSON text; `None` for events the feed does
+/// not carry.
+pub fn data(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::BrandCreated { name } => json(&serde_json::json!({ "name": name })),
+        Event::SkuUpserted { sku, catalog, version } => json(&sku_upserted(sku, *version, catalog)),
+        Event::SkuDeleted { sku } => json(&serde_json::json!({ "sku": sku })),
+        Event::StockChanged { sku, version, levels, channels, cause } => stock_changed(sku, *version, levels, channels, cause),
+        Event::ReservationCreated { reservation } => json(&ReservationView::from(reservation.as_ref())),
+        Event::ReservationReleased { id } => json(&serde_json::json!({ "id": id, "status": "released" })),
+        Event::ReservationExpired { id } => json(&serde_json::json!({ "id": id, "status": "expired" })),
+        Event::ShipmentCreated { shipment } => json(&shipment_created(shipment)),
+        Event::ShipmentStatusChanged { id, status, tracking_number, carrier } => {
+            json(&serde_json::json!({ "id": id, "status": status, "tracking_number": tracking_number, "carrier": carrier }))
+        }
+        Event::ChannelUpserted { channel: c } => json(
+            &serde_json::json!({ "id": c.id, "name": c.name, "locations": c.locations, "buffer": c.buffer, "updated_at": c.updated_at.to_rfc3339() }),
+        ),
+        Event::ChannelSynced { channel, skus, after } => {
+            let skus: Vec<_> = skus.iter().map(|(sku, available)| serde_json::json!({ "sku": sku, "available": available })).collect();
+            json(&serde_json::json!({ "channel": channel, "skus": skus, "done": after.is_none() }))
+        }
+        Event::InboundCreated { inbound } => json(&InboundView::from(inbound.as_ref())),
+        Event::InboundReceived { id, lines } => {
+            let lines: Vec<_> = lines.iter().map(|(sku, quantity)| serde_json::json!({ "sku": sku, "quantity": quantity })).collect();
+            json(&serde_json::json!({ "id": id, "lines": lines }))
+        }
+        Event::InboundClosed { id } => json(&serde_json::json!({ "id": id, "status": "closed" })),
+        _ => return None,
+    })
 }
 
 /// The id of the `index`-th event of the record at `lsn`: unique, and the same every

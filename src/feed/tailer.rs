@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::render::render;
 use super::store::{Batch, HookChange, NewEvent, Store, StoreError};
 use super::{FeedConfig, Inner};
 use crate::clock::SharedClock;
@@ -199,7 +198,5 @@ fn collect(
         Event::ImportQueued { job } => imports.push((brand.clone(), job.id.clone())),
         _ => {}
     }
-    if let Some(rendered) = render(ev) {
-        batch.events.push(NewEvent { brand: brand.clone(), lsn, index, at, rendered });
-    }
+    batch.events.extend(NewEvent::of(brand, lsn, index, at, ev));
 }

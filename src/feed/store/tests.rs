@@ -4,13 +4,8 @@ use super::*;
 use crate::domain::Id;
 
 fn ev(brand: &str, lsn: Lsn, at: i64, sku: &str) -> NewEvent {
-    NewEvent {
-        brand: BrandId::parse(brand).unwrap(),
-        lsn,
-        index: 0,
-        at: Timestamp(at),
-        rendered: Rendered { kind: "sku.deleted", key: format!("sku:{sku}"), data: format!(r#"{{"sku":"{sku}"}}"#) },
-    }
+    let deleted = Event::SkuDeleted { sku: Id::parse(sku).unwrap() };
+    NewEvent::of(&BrandId::parse(brand).unwrap(), lsn, 0, Timestamp(at), &deleted).unwrap()
 }
 
 const KEEP_ALL: Retention = Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 };
@@ -102,4 +97,77 @@ fn webhook_rows_follow_their_records() {
     assert_eq!((rows[0].created_lsn, rows[0].start_seq, rows[0].events.clone()), (7, 3, vec!["stock.changed".to_string()]));
     s.commit(&Batch { events: vec![], hooks: vec![HookChange::Deleted { id: "wh1".into() }], last_lsn: 9 }).unwrap();
     assert!(load_webhooks(&s.conn).unwrap().is_empty());
+}
+
+#[test]
+fn a_stored_event_reads_back_as_the_json_rendered_from_it() {
+    use crate::domain::event::Cause;
+    use crate::domain::stock::{Level, Levels, StockOp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let changed = Event::StockChanged {
+        sku: Id::parse("S-1").unwrap(),
+        version: 4,
+        levels: Levels(vec![(Id::parse("tsukuba").unwrap(), Level { on_hand: 9, reserved: 2, safety_stock: 1, incoming: 0 })]),
+        channels: vec![(Id::parse("zozo").unwrap(), 6)],
+        cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("棚卸 \"q\"".into()) },
+    };
+    let brand = BrandId::parse("a").unwrap();
+    let new = NewEvent::of(&brand, 7, 2, Timestamp(1_700_000_000_123), &changed).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 6, 0, "x"), new], hooks: vec![], last_lsn: 7 }).unwrap();
+    let mut r = open_reader(&path).unwrap();
+    let (_, evs) = read_after(&mut r, "a", 1, 10).unwrap().unwrap();
+    let data = crate::feed::render::data(&changed).unwrap();
+    let want = event_json("evt_7_2", 2, "stock.changed", &Timestamp(1_700_000_000_123).to_rfc3339(), &data);
+    assert_eq!(evs[0].body, want, "what was served before events were stored encoded");
+    assert_eq!((evs[0].kind.as_str(), evs[0].key.as_str()), ("stock.changed", "sku:S-1"));
+}
+
+#[test]
+fn a_schema_1_store_is_upgraded_in_place_and_its_json_rows_are_served_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let old_body = r#"{"id":"evt_3_0","seq":1,"type":"sku.deleted","at":"1970-01-01T00:00:00.000Z","data":{"sku":"old"}}"#;
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE brands (brand TEXT PRIMARY KEY, brand_no INTEGER NOT NULL UNIQUE,
+                 last_seq INTEGER NOT NULL, pruned_through INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE events (id INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+                 type TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE TABLE webhooks (id TEXT PRIMARY KEY, brand TEXT NOT NULL, url TEXT NOT NULL,
+                 events TEXT NOT NULL, secret TEXT NOT NULL, created_lsn INTEGER NOT NULL, start_seq INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta (key, value) VALUES ('schema', 1), ('covered_lsn', 3);
+             INSERT INTO brands VALUES ('a', 1, 1, 0);",
+        )
+        .unwrap();
+        c.execute("INSERT INTO events VALUES (?1, 3, 0, 'sku.deleted', 'sku:old', ?2)", params![row_id(1, 1), old_body]).unwrap();
+    }
+    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    assert_eq!(s.covered_lsn(), 3);
+    s.commit(&Batch { events: vec![ev("a", 4, 0, "new")], hooks: vec![], last_lsn: 4 }).unwrap();
+    let mut r = open_reader(&path).unwrap();
+    let (pos, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
+    assert_eq!(pos.last_seq, 2);
+    assert_eq!(evs[0].body, old_body);
+    let new: serde_json::Value = serde_json::from_str(&evs[1].body).unwrap();
+    assert_eq!((new["id"].as_str(), new["seq"].as_u64(), new["data"]["sku"].as_str()), (Some("evt_4_0"), Some(2), Some("new")));
+    let schema: i64 = r.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).unwrap();
+    assert_eq!(schema, 2);
+    drop(s);
+    Store::open(&path, KEEP_ALL).expect("an upgraded store opens again");
+}
+
+#[test]
+fn an_unreadable_event_is_an_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
+    let mut r = open_reader(&path).unwrap();
+    s.conn.execute("UPDATE events SET event = x'01ff'", []).unwrap();
+    let err = read_after(&mut r, "a", 0, 10).unwrap_err().to_string();
+    assert!(err.contains("event 1 of brand a is unreadable"), "{err}");
 }

@@ -2,7 +2,8 @@
 //! type filter, outcomes, redrive, replay.
 
 use super::*;
-use crate::feed::render::Rendered;
+use crate::domain::event::Event;
+use crate::domain::Id;
 use crate::feed::store::{Batch, NewEvent, Retention, Store};
 
 fn feed_with(path: &Path, kinds: &[&'static str]) {
@@ -10,12 +11,20 @@ fn feed_with(path: &Path, kinds: &[&'static str]) {
     let events = kinds
         .iter()
         .enumerate()
-        .map(|(i, k)| NewEvent {
-            brand: BrandId::parse("b1").unwrap(),
-            lsn: i as u64 + 1,
-            index: 0,
-            at: Timestamp(0),
-            rendered: Rendered { kind: k, key: format!("sku:S{}", i % 3), data: "{}".into() },
+        .map(|(i, k)| {
+            let sku = Id::parse(&format!("S{}", i % 3)).unwrap();
+            let ev = match *k {
+                "stock.changed" => Event::StockChanged {
+                    sku,
+                    version: i as u64 + 1,
+                    levels: Default::default(),
+                    channels: vec![],
+                    cause: crate::domain::event::Cause::Change { op: crate::domain::stock::StockOp::Adjust { delta: 1 }, reason: None },
+                },
+                "sku.deleted" => Event::SkuDeleted { sku },
+                other => panic!("no test event of type {other}"),
+            };
+            NewEvent::of(&BrandId::parse("b1").unwrap(), i as u64 + 1, 0, Timestamp(0), &ev).unwrap()
         })
         .collect();
     s.commit(&Batch { events, hooks: vec![], last_lsn: kinds.len() as u64 }).unwrap();
@@ -39,7 +48,7 @@ async fn statuses(db: &Db, status: Option<Status>) -> Vec<(u64, Status)> {
 async fn queueing_follows_the_cursor_with_the_bound_and_the_filter() {
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("feed.sqlite");
-    feed_with(&feed, &["stock.changed", "sku.upserted", "stock.changed", "stock.changed", "stock.changed"]);
+    feed_with(&feed, &["stock.changed", "sku.deleted", "stock.changed", "stock.changed", "stock.changed"]);
     let db = start(&dir.path().join("webhooks.sqlite"), &feed).unwrap();
     let (queued, more) = db.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 1, reply }).await.unwrap();
     assert!(queued.is_empty() && !more);
