@@ -101,7 +101,10 @@ fn spawn() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--webhook-allow-private", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--webhook-allow-private"])
+        // The live clients measure latency, not the per-brand rate limit (5,000/s by
+        // default), which they can pass once the import is not competing.
+        .args(["--brand-rps", "1000000", "--brand-burst", "1000000", "--data-dir"])
         .arg(dir.path().join("data"))
         .env("ZAIKO_LOG", "warn")
         .stdout(Stdio::piped())

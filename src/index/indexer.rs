@@ -48,6 +48,9 @@ pub const CYCLE_SPACING_MIN: Duration = Duration::from_millis(5);
 /// SKU coalesce into one re-indexing, instead of the indexer taking a core from the
 /// writes (a 1M-row import re-indexed nearly a document per row at 200 ms cycles).
 pub const REST_PER_BUSY: u32 = 3;
+/// The rest when a search waits for `min_lsn` (a nudge): as long as the cycle took,
+/// so read-your-writes searches still get a cycle soon, at most half the time busy.
+pub const NUDGED_REST_PER_BUSY: u32 = 1;
 /// The longest rest, so a search waiting for `min_lsn` still gets its cycle well
 /// within its wait.
 pub const REST_MAX: Duration = Duration::from_secs(1);
@@ -132,14 +135,21 @@ impl Wake {
         s.stop
     }
 
-    /// Rests until `until` unless stopped meanwhile; a nudge that arrives is kept for
-    /// the next `wait`. Returns whether to stop.
-    fn rest_until(&self, until: Instant) -> bool {
+    /// Rests after a cycle: until `until`, or only until `nudged_until` once a search
+    /// nudges (the nudge is kept for the next `wait`); a stop ends the rest. Returns
+    /// whether to stop.
+    fn rest(&self, nudged_until: Instant, until: Instant) -> bool {
         let mut s = self.state.lock();
-        while !s.stop && Instant::now() < until {
-            self.cv.wait_until(&mut s, until);
+        loop {
+            if s.stop {
+                return true;
+            }
+            let end = if s.nudged { nudged_until } else { until };
+            if Instant::now() >= end {
+                return false;
+            }
+            self.cv.wait_until(&mut s, end);
         }
-        s.stop
     }
 }
 
@@ -210,16 +220,16 @@ impl Indexer {
     }
 
     fn run(mut self) {
-        // Start of the last cycle, and the earliest the next may start.
+        // Start of the last cycle, and when the rest after it ends (nudged or not).
         let mut last: Option<Instant> = None;
-        let mut rested = Instant::now();
+        let (mut nudged_rested, mut rested) = (Instant::now(), Instant::now());
         loop {
             // Cycles start every `commit_interval` (start to start), so a change waits
             // at most one interval plus one cycle (and its rest) to become visible.
-            let since = last.map_or(self.commit_interval, |l| l.elapsed());
-            let mut stop = self.wake.wait(self.commit_interval.saturating_sub(since));
+            let mut stop = self.wake.rest(nudged_rested, rested);
             if !stop {
-                stop = self.wake.rest_until(rested);
+                let since = last.map_or(self.commit_interval, |l| l.elapsed());
+                stop = self.wake.wait(self.commit_interval.saturating_sub(since));
             }
             let began = Instant::now();
             last = Some(began);
@@ -238,7 +248,8 @@ impl Indexer {
                 tracing::info!(lsn = self.committed_lsn, "search index committed; indexer stopped");
                 return;
             }
-            rested = Instant::now() + rest_after(began.elapsed());
+            let (busy, now) = (began.elapsed(), Instant::now());
+            (nudged_rested, rested) = (now + rest_after(busy, NUDGED_REST_PER_BUSY), now + rest_after(busy, REST_PER_BUSY));
         }
     }
 
@@ -341,9 +352,10 @@ impl Indexer {
     }
 }
 
-/// How long the indexer rests after a cycle that took `busy`.
-pub fn rest_after(busy: Duration) -> Duration {
-    (busy * REST_PER_BUSY).clamp(CYCLE_SPACING_MIN, REST_MAX)
+/// How long the indexer rests after a cycle that took `busy`, `per_busy` times as long
+/// within bounds.
+pub fn rest_after(busy: Duration, per_busy: u32) -> Duration {
+    (busy * per_busy).clamp(CYCLE_SPACING_MIN, REST_MAX)
 }
 
 /// Applies one SKU change: an update is a delete of the SKU's `uid` term and an add;
@@ -447,20 +459,32 @@ mod tests {
 
     #[test]
     fn the_rest_after_a_cycle_grows_with_it_within_bounds() {
-        assert_eq!(rest_after(Duration::from_micros(300)), CYCLE_SPACING_MIN, "a short cycle still spaces nudges");
-        assert_eq!(rest_after(Duration::from_millis(100)), Duration::from_millis(300));
-        assert_eq!(rest_after(Duration::from_secs(2)), REST_MAX, "a search waiting for min_lsn is not kept past its wait");
+        assert_eq!(rest_after(Duration::from_micros(300), REST_PER_BUSY), CYCLE_SPACING_MIN, "a short cycle still spaces nudges");
+        assert_eq!(rest_after(Duration::from_millis(100), REST_PER_BUSY), Duration::from_millis(300));
+        assert_eq!(rest_after(Duration::from_millis(100), NUDGED_REST_PER_BUSY), Duration::from_millis(100));
+        assert_eq!(rest_after(Duration::from_secs(2), REST_PER_BUSY), REST_MAX, "a search waiting for min_lsn is not kept past its wait");
     }
 
     #[test]
-    fn a_rest_keeps_a_nudge_for_the_next_cycle_and_ends_at_a_stop() {
+    fn a_nudge_shortens_the_rest_and_is_kept_for_the_next_cycle() {
         let wake = Arc::new(Wake::default());
-        wake.nudge();
-        assert!(!wake.rest_until(Instant::now() + Duration::from_millis(1)));
-        assert!(wake.state.lock().nudged, "a nudge during the rest starts the cycle after it");
+        let far = Instant::now() + Duration::from_secs(3600);
+        let w = wake.clone();
+        let nudger = std::thread::spawn(move || w.nudge());
+        // Without the nudge this rest would last an hour.
+        assert!(!wake.rest(Instant::now(), far));
+        nudger.join().unwrap();
+        assert!(wake.state.lock().nudged, "the nudge starts the cycle after the rest");
+        assert!(!wake.wait(Duration::from_secs(3600)), "and the wait does not wait");
+    }
+
+    #[test]
+    fn a_stop_ends_a_rest() {
+        let wake = Arc::new(Wake::default());
+        let far = Instant::now() + Duration::from_secs(3600);
         let w = wake.clone();
         let stopper = std::thread::spawn(move || w.stop());
-        assert!(wake.rest_until(Instant::now() + Duration::from_secs(3600)), "a stop ends the rest");
+        assert!(wake.rest(far, far), "a stop ends the rest");
         stopper.join().unwrap();
     }
 
