@@ -144,9 +144,7 @@ fn create_schema(conn: &Connection) -> Result<(), StoreError> {
     }
     if v == 1 {
         // Schema 1's rows keep their JSON; new rows store the event. No rewrite.
-        conn.execute_batch(
-            "BEGIN; ALTER TABLE events ADD COLUMN event BLOB; UPDATE meta SET value = 2 WHERE key = 'schema'; COMMIT;",
-        )?;
+        conn.execute_batch("BEGIN; ALTER TABLE events ADD COLUMN event BLOB; UPDATE meta SET value = 2 WHERE key = 'schema'; COMMIT;")?;
         tracing::info!("feed store upgraded to schema 2 (events stored encoded)");
     }
     Ok(())
