@@ -82,7 +82,7 @@ pub fn idempotent_replay(lookup: Lookup<'_>) -> Option<Gated> {
     match lookup {
         Lookup::Miss => None,
         Lookup::Replay(e) => {
-            Some(Gated { wait_lsn: e.lsn, result: Ok(Reply { status: e.status, body: e.body.clone(), lsn: Some(e.lsn) }) })
+            Some(Gated { wait_lsn: e.lsn, result: Ok(Reply { status: e.status, body: e.body.to_vec(), lsn: Some(e.lsn) }) })
         }
         Lookup::Mismatch => Some(Gated {
             wait_lsn: 0,

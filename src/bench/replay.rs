@@ -61,7 +61,8 @@ pub struct ReplayProfile {
     pub drop: StepTime,
     pub total: StepTime,
     pub skus: u64,
-    /// Idempotency outcomes held in memory after replay, and the bytes of their bodies.
+    /// Idempotency outcomes held in memory after replay, and the bytes their bodies take
+    /// there (compressed, `domain::idempotency::Body`).
     pub idempotency_entries: u64,
     pub idempotency_live_body_bytes: u64,
     /// Growth of this process's RSS over the replay once the buffers are freed and
@@ -180,7 +181,7 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
     p.skus = brands.values().map(|b| b.skus.len() as u64).sum();
     for b in brands.values_mut() {
         p.idempotency_entries += b.idempotency.len() as u64;
-        p.idempotency_live_body_bytes += b.idempotency.iter().map(|(_, e)| e.body.len() as u64).sum::<u64>();
+        p.idempotency_live_body_bytes += b.idempotency.iter().map(|(_, e)| e.body.stored_len() as u64).sum::<u64>();
         b.idempotency = Default::default();
     }
     trim_heap();
@@ -208,7 +209,7 @@ pub fn print(p: &ReplayProfile) {
     }
     println!("  total     {:>8.2}         {:>7.2}", p.total.wall_s, p.total.cpu_s);
     println!(
-        "  state: RSS +{:.0} MiB, of which idempotency {:.0} MiB ({} outcomes holding {:.0} MiB of bodies); the rest {:.0} B per SKU",
+        "  state: RSS +{:.0} MiB, of which idempotency {:.0} MiB ({} outcomes holding {:.0} MiB of compressed bodies); the rest {:.0} B per SKU",
         mb(p.state_rss_bytes),
         mb(p.idempotency_rss_bytes),
         p.idempotency_entries,

@@ -10,7 +10,7 @@ use crate::domain::brand::{BrandState, SkuState};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
 use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
-use crate::domain::idempotency::{IdemEntry, IdempotencyStore, Status};
+use crate::domain::idempotency::{Body, IdemEntry, IdempotencyStore, Status};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
 use crate::domain::stock::{Level, Levels};
@@ -155,7 +155,7 @@ fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStor
         let e = IdemEntry {
             fingerprint: hash32(r.get(2)?)?,
             status,
-            body: r.get(4)?,
+            body: Body::new(&r.get::<_, Vec<u8>>(4)?),
             at: Timestamp(r.get(5)?),
             lsn: r.get::<_, i64>(6)? as u64,
         };

@@ -87,7 +87,17 @@ fn write_idempotency(tx: &Transaction<'_>, scope: &str, store: &IdempotencyStore
         "INSERT INTO idempotency (scope, seq, key, fingerprint, status, body, at, at_ms, lsn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (seq, (key, e)) in store.iter().enumerate() {
-        st.execute(params![scope, seq as i64, key, &e.fingerprint[..], status_text(e.status), e.body, t(e.at), e.at.0, e.lsn as i64])?;
+        st.execute(params![
+            scope,
+            seq as i64,
+            key,
+            &e.fingerprint[..],
+            status_text(e.status),
+            e.body.to_vec(),
+            t(e.at),
+            e.at.0,
+            e.lsn as i64
+        ])?;
     }
     Ok(())
 }
