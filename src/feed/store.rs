@@ -9,6 +9,9 @@
 //!   stock change takes ~70 bytes instead of ~450, and the feed thread's writes were the
 //!   largest I/O of a bulk import (twice the bytes, with the checkpoints). Rows of
 //!   schema 1 have no `event` and the served JSON in `body` (empty in newer rows).
+//!   The encoding carries the journal's record format byte: a version that changes
+//!   that format must still decode the events kept here (up to the retention), or
+//!   convert them when it upgrades the store.
 //! - `brands(brand, brand_no, last_seq, pruned_through)`: events with `seq <=
 //!   pruned_through` were dropped by the retention.
 //! - `webhooks(id, brand, url, events, secret, created_lsn, start_seq)`: the
