@@ -72,9 +72,11 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
                     crate::actors::fatal_apply("a check of a decided import chunk", brand.last_lsn, &e);
                 }
                 // The runner only needs to know the chunk was taken (and its counts, for
-                // `/metrics`); it reads the job with `Get`.
+                // `/metrics`, from the progress that ends the chunk); it reads the job
+                // with `Get`.
                 let (rows_ok, rows_failed) = events
                     .iter()
+                    .rev()
                     .find_map(|e| match e {
                         Event::ImportChunkApplied { progress } => Some((progress.rows_ok, progress.rows_failed)),
                         _ => None,

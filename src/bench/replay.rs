@@ -62,7 +62,7 @@ pub struct ReplayProfile {
     pub total: StepTime,
     pub skus: u64,
     /// Idempotency outcomes held in memory after replay, and the bytes their bodies take
-    /// there (compressed, `domain::idempotency::Body`).
+    /// there (packed, `domain::idempotency::Body`).
     pub idempotency_entries: u64,
     pub idempotency_live_body_bytes: u64,
     /// Growth of this process's RSS over the replay once the buffers are freed and
@@ -209,7 +209,7 @@ pub fn print(p: &ReplayProfile) {
     }
     println!("  total     {:>8.2}         {:>7.2}", p.total.wall_s, p.total.cpu_s);
     println!(
-        "  state: RSS +{:.0} MiB, of which idempotency {:.0} MiB ({} outcomes holding {:.0} MiB of compressed bodies); the rest {:.0} B per SKU",
+        "  state: RSS +{:.0} MiB, of which idempotency {:.0} MiB ({} outcomes holding {:.0} MiB of packed bodies); the rest {:.0} B per SKU",
         mb(p.state_rss_bytes),
         mb(p.idempotency_rss_bytes),
         p.idempotency_entries,

@@ -116,10 +116,15 @@ static FRAGMENT_ORDER: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::
     by_first
 });
 
+/// The fragment a packed byte stands for, if it stands for one.
+fn fragment(b: u8) -> Option<&'static str> {
+    FRAGMENTS.get((b as usize).wrapping_sub(1)).copied()
+}
+
 impl Body {
     pub fn new(plain: &[u8]) -> Body {
         let as_sent = || Body { stored: plain.into(), packed: false };
-        if plain.len() < BODY_PACK_MIN || plain.iter().any(|&b| (1..=0x1f).contains(&b)) {
+        if plain.len() < BODY_PACK_MIN || plain.iter().any(|&b| fragment(b).is_some()) {
             return as_sent();
         }
         let order = &*FRAGMENT_ORDER;
@@ -151,9 +156,9 @@ impl Body {
         }
         let mut out = Vec::with_capacity(self.stored.len() * 3);
         for &b in self.stored.iter() {
-            match b {
-                1..=0x1f => out.extend_from_slice(FRAGMENTS[b as usize - 1].as_bytes()),
-                _ => out.push(b),
+            match fragment(b) {
+                Some(f) => out.extend_from_slice(f.as_bytes()),
+                None => out.push(b),
             }
         }
         out
@@ -164,7 +169,7 @@ impl Body {
         if !self.packed {
             return self.stored.len();
         }
-        self.stored.iter().map(|&b| if (1..=0x1f).contains(&b) { FRAGMENTS[b as usize - 1].len() } else { 1 }).sum()
+        self.stored.iter().map(|&b| fragment(b).map_or(1, str::len)).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -288,8 +293,7 @@ impl IdempotencyStore {
 
     fn prune(&mut self, now: Timestamp) {
         while let Some(key) = self.order.front() {
-            let at = self.entries.get(key).map_or(Timestamp(i64::MIN), |e| e.at);
-            let expired = now.0 - at.0 > RETENTION_MS;
+            let expired = self.entries.get(key).is_none_or(|e| now.0 - e.at.0 > RETENTION_MS);
             if !expired && self.order.len() < KEYS_MAX_PER_SCOPE {
                 break;
             }
