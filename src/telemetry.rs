@@ -35,9 +35,27 @@ pub fn install_metrics() {
         .and_then(|b| b.install_recorder());
     match built {
         Ok(handle) => {
-            let _ = METRICS.set(handle);
+            if METRICS.set(handle.clone()).is_ok() {
+                spawn_upkeep(handle);
+            }
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed; /metrics shows only the built-in gauges"),
+    }
+}
+
+/// How often the recorder folds the histogram samples recorded since the last time.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample (8 bytes each, per request and per WAL
+/// batch) until an upkeep folds them into the buckets; a server nobody scrapes would
+/// grow by the request rate forever, so a thread runs the upkeep every few seconds.
+fn spawn_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+        std::thread::sleep(UPKEEP_EVERY);
+        handle.run_upkeep();
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started; histogram samples are folded only when /metrics is read");
     }
 }
 

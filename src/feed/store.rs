@@ -165,8 +165,10 @@ impl Store {
     pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // A large page cache keeps a batch's pages in memory until its commit.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")?;
+        // The page cache holds a batch's pages until its commit: at most
+        // FEED_BATCH_EVENTS_MAX encoded events (~100 bytes each with their index
+        // entries), so 16 MiB leaves room; it was 64 MiB when events were stored as JSON.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;")?;
         create_schema(&conn)?;
         let covered: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'covered_lsn'", [], |r| r.get(0))?;
         let mut brands = HashMap::new();

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 use tokio::sync::watch;
 
-use super::indexer::{apply_item, Wake};
+use super::indexer::{apply_items, Wake};
 use super::query::{SearchRequest, Sort};
 use super::search::{decode_cursor, SearchResult, SkuIndex};
 use super::{register_tokenizer, schema};
@@ -95,9 +95,7 @@ impl Fixture {
     }
 
     fn apply(&mut self, items: Vec<SkuItem>) {
-        for item in items {
-            apply_item(&self.writer, &self.fields, item).unwrap();
-        }
+        apply_items(&self.writer, &self.fields, items).unwrap();
         self.writer.commit().unwrap();
         self.reader.reload().unwrap();
     }
@@ -256,6 +254,25 @@ fn an_upsert_replaces_and_a_delete_removes() {
     f.apply(vec![SkuItem::Delete { brand: BrandId::parse("b1").unwrap(), sku: Id::parse("S1").unwrap() }]);
     assert_eq!(f.q("ローファー").total, 0);
     assert_eq!(f.q("").total, CORPUS.len() as u64 - 1);
+}
+
+/// A batch is applied as one delete of all its SKUs, then the adds: a SKU that comes
+/// twice in one batch ends as its last item says, and is never indexed twice.
+#[test]
+fn a_sku_twice_in_one_batch_ends_as_its_last_item_says() {
+    let mut f = Fixture::new(CORPUS);
+    let (mut first, mut second) = (CORPUS[0], CORPUS[0]);
+    (first.4, second.4) = ("ローファー", "サンダル");
+    let s1 = || SkuItem::Delete { brand: BrandId::parse("b1").unwrap(), sku: Id::parse("S1").unwrap() };
+    f.apply(vec![upsert(&first, 5_000), upsert(&CORPUS[2], 5_000), upsert(&second, 5_001)]);
+    assert_eq!((f.q("ローファー").total, skus(&f.q("サンダル"))), (0, vec!["S1"]));
+    assert_eq!(f.q("").total, CORPUS.len() as u64, "S1 and S3 are each indexed once");
+    f.apply(vec![upsert(&first, 5_002), s1()]);
+    assert_eq!((f.q("ローファー").total, f.q("サンダル").total), (0, 0));
+    assert_eq!(f.q("").total, CORPUS.len() as u64 - 1);
+    f.apply(vec![s1(), upsert(&first, 5_003)]);
+    assert_eq!(skus(&f.q("ローファー")), ["S1"]);
+    assert_eq!(f.q("").total, CORPUS.len() as u64);
 }
 
 /// `(sku, available, incoming, channels)` of the channel corpus: brand `b1` configures

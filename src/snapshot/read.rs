@@ -152,6 +152,10 @@ fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStor
             "no_content" => Status::NoContent,
             other => return Err(Bad(format!("bad idempotency status {other:?}"))),
         };
+        let key: String = r.get(1)?;
+        if !crate::domain::idempotency::valid_key(&key) {
+            return Err(Bad(format!("bad idempotency key {key:?}")));
+        }
         let e = IdemEntry {
             fingerprint: hash32(r.get(2)?)?,
             status,
@@ -159,7 +163,7 @@ fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStor
             at: Timestamp(r.get(5)?),
             lsn: r.get::<_, i64>(6)? as u64,
         };
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, e))
+        Ok((r.get::<_, String>(0)?, key, e))
     })?;
     let mut grouped: HashMap<String, Vec<(String, IdemEntry)>> = HashMap::new();
     for (scope, key, e) in entries {

@@ -13,7 +13,7 @@ use crate::actors::shard::ShipmentItem;
 use crate::domain::fulfilment::ShipmentStatus::{self, *};
 use crate::domain::view::ShipmentSummary;
 use crate::domain::{BrandId, Id, Timestamp};
-use crate::index::indexer::{apply_shipment_item, Wake};
+use crate::index::indexer::{apply_shipment_items, Wake};
 use crate::index::search::Coverage;
 use crate::index::{register_tokenizer, SHIPMENTS};
 
@@ -72,9 +72,7 @@ impl Fixture {
     }
 
     fn apply(&mut self, items: Vec<ShipmentItem>) {
-        for item in items {
-            apply_shipment_item(&self.writer, &self.fields, item).unwrap();
-        }
+        apply_shipment_items(&self.writer, &self.fields, items).unwrap();
         self.writer.commit().unwrap();
         self.reader.reload().unwrap();
     }
