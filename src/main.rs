@@ -4,6 +4,14 @@ use std::process::ExitCode;
 
 use zaiko::config::{parse_cli, CliError, Command, IndexCommand, SnapshotCommand, WalCommand};
 
+/// jemalloc instead of glibc's malloc: the write path allocates per request on several
+/// threads (HTTP workers, shards, the journal writer), and glibc spent ~12 % of their
+/// CPU in malloc/free (its fastbin consolidation included) and kept more of the freed
+/// heap resident. `BENCHMARKS.md` has the measurements.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match parse_cli(std::env::args_os().collect()) {
         Ok(c) => c,

@@ -196,6 +196,58 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
 const REQUEST_ID_CHARS_MAX: usize = 128;
 
+/// The per-request metrics, through handles kept per worker thread: building the
+/// labels and finding the series in the recorder for every request cost more than the
+/// recording itself.
+mod http_metrics {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use actix_web::http::Method;
+
+    type Series = (metrics::Counter, metrics::Histogram);
+
+    thread_local! {
+        static SERIES: RefCell<HashMap<(String, &'static str, u16), Series>> = RefCell::new(HashMap::new());
+    }
+
+    /// The method as a label: a method outside the standard ones is `other`, so a
+    /// client cannot add series by inventing methods.
+    fn method_label(m: &Method) -> &'static str {
+        const KNOWN: [(Method, &str); 9] = [
+            (Method::GET, "GET"),
+            (Method::POST, "POST"),
+            (Method::PUT, "PUT"),
+            (Method::DELETE, "DELETE"),
+            (Method::PATCH, "PATCH"),
+            (Method::HEAD, "HEAD"),
+            (Method::OPTIONS, "OPTIONS"),
+            (Method::TRACE, "TRACE"),
+            (Method::CONNECT, "CONNECT"),
+        ];
+        KNOWN.iter().find(|(k, _)| k == m).map_or("other", |(_, l)| l)
+    }
+
+    pub fn record(route: String, method: &Method, status: u16, elapsed: Duration) {
+        let method = method_label(method);
+        SERIES.with_borrow_mut(|series| {
+            let (count, took) = series.entry((route, method, status)).or_insert_with_key(|(route, method, status)| {
+                let labels = [("route", route.clone()), ("method", method.to_string()), ("status", status.to_string())];
+                (
+                    metrics::counter!("zaiko_http_requests_total", &labels),
+                    metrics::histogram!("zaiko_http_request_duration_seconds", &labels),
+                )
+            });
+            count.increment(1);
+            took.record(elapsed.as_secs_f64());
+        });
+        if status == 429 || status == 503 {
+            metrics::counter!("zaiko_http_rejected_total", "status" => status.to_string()).increment(1);
+        }
+    }
+}
+
 fn new_request_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 8];
@@ -203,10 +255,13 @@ fn new_request_id() -> String {
     hex::encode(b)
 }
 
-/// Every request runs in a `tracing` span with a request id — the client's
-/// `X-Request-Id` if it sent a sane one, else a new one — returned in `X-Request-Id`.
-/// Only the method, the path and the outcome are logged: never bodies, so never
-/// personal data such as `ship_to`.
+/// Every request gets a request id — the client's `X-Request-Id` if it sent a sane
+/// one, else a new one — returned in `X-Request-Id`, and runs in a `tracing` span that
+/// carries it. The span is at DEBUG (as tower-http's is): at the default INFO level it
+/// is disabled and costs nothing, where creating it formatted its fields for every
+/// request (~5 % of the write path's CPU). A failed request (5xx) is logged at WARN with
+/// the id, method and path itself. Only the method, the path and the outcome are
+/// logged: never bodies, so never personal data such as `ship_to`.
 pub async fn request_context(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -218,27 +273,21 @@ pub async fn request_context(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(new_request_id, str::to_string);
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let span = tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    let elapsed_us = elapsed.as_micros() as u64;
     // Labelled by route pattern (never the raw path: ids would explode the series).
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
-    let labels = [("route", route), ("method", res.request().method().to_string()), ("status", status.to_string())];
-    metrics::counter!("zaiko_http_requests_total", &labels).increment(1);
-    metrics::histogram!("zaiko_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    if status == 429 || status == 503 {
-        metrics::counter!("zaiko_http_rejected_total", "status" => status.to_string()).increment(1);
+    http_metrics::record(route, res.request().method(), status, elapsed);
+    let elapsed_us = elapsed.as_micros() as u64;
+    if status >= 500 {
+        let (method, path) = (res.request().method(), res.request().path());
+        tracing::warn!(request_id = %id, %method, path, status, elapsed_us, "request failed");
+    } else {
+        span.in_scope(|| tracing::debug!(status, elapsed_us, "request done"));
     }
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(status, elapsed_us, "request failed");
-        } else {
-            tracing::debug!(status, elapsed_us, "request done");
-        }
-    });
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
     }

@@ -13,8 +13,8 @@ use crate::http::problem::Problem;
 use crate::http::{ask_brand, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/brands/{brand}/skus/{sku}/stock", web::get().to(get_stock))
-        .route("/v1/brands/{brand}/stock/changes", web::post().to(post_changes));
+    cfg.route("/v1/brands/{brand}/stock/changes", web::post().to(post_changes))
+        .route("/v1/brands/{brand}/skus/{sku}/stock", web::get().to(get_stock));
 }
 
 #[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}/stock", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "Levels per location, total, and each channel's availability.", body = crate::domain::view::StockView)))]
