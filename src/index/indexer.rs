@@ -45,13 +45,12 @@ pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
 pub const CYCLE_SPACING_MIN: Duration = Duration::from_millis(5);
 /// After a cycle, the indexer rests this many times as long as the cycle took before
 /// the next one starts (nudged or not), so under a sustained stream of changes it is
-/// busy at most a seventh of the time: the longer the cycles, the more changes to a
+/// busy at most a quarter of the time: the longer the cycles, the more changes to a
 /// SKU coalesce into one re-indexing, instead of the indexer taking a core from the
 /// writes (a 1M-row import re-indexed nearly a document per row at 200 ms cycles).
-/// Writes come first: at 3 (a quarter of the time) re-indexing 10,000 hot SKUs still
-/// took a fifth of the server's CPU under a flood of single changes; searches that
-/// must see a write pass `min_lsn`, which shortens the rest.
-pub const REST_PER_BUSY: u32 = 6;
+/// (6 was tried: under a flood of single changes over 10,000 SKUs re-indexing took
+/// 0.15 cores instead of 0.17, within the noise, for twice the staleness.)
+pub const REST_PER_BUSY: u32 = 3;
 /// The rest when a search waits for `min_lsn` (a nudge): as long as the cycle took,
 /// so read-your-writes searches still get a cycle soon, at most half the time busy.
 pub const NUDGED_REST_PER_BUSY: u32 = 1;
@@ -508,7 +507,7 @@ mod tests {
     #[test]
     fn the_rest_after_a_cycle_grows_with_it_within_bounds() {
         assert_eq!(rest_after(Duration::from_micros(300), REST_PER_BUSY), CYCLE_SPACING_MIN, "a short cycle still spaces nudges");
-        assert_eq!(rest_after(Duration::from_millis(100), REST_PER_BUSY), Duration::from_millis(600));
+        assert_eq!(rest_after(Duration::from_millis(100), REST_PER_BUSY), Duration::from_millis(300));
         assert_eq!(rest_after(Duration::from_millis(100), NUDGED_REST_PER_BUSY), Duration::from_millis(100));
         assert_eq!(rest_after(Duration::from_secs(2), REST_PER_BUSY), REST_MAX, "a search waiting for min_lsn is not kept past its wait");
     }
