@@ -332,6 +332,11 @@ pub struct IdempotencyStore {
     live: usize,
 }
 
+/// The block (index into `blocks`) and slot of an address.
+fn locate(addr: u64, first_block: u64) -> (usize, usize) {
+    ((addr >> 32).wrapping_sub(first_block) as usize, (addr & 0xffff_ffff) as usize)
+}
+
 /// Slots a block holds at most, and at first.
 const BLOCK_SLOTS_MAX: usize = 1024;
 const BLOCK_SLOTS_MIN: usize = 8;
@@ -388,7 +393,8 @@ impl IdempotencyStore {
     }
 
     fn block(&self, addr: u64) -> (&Block, usize) {
-        (&self.blocks[((addr >> 32) - self.first_block) as usize], (addr & 0xffff_ffff) as usize)
+        let (b, i) = locate(addr, self.first_block);
+        (&self.blocks[b], i)
     }
 
     fn find(&self, key: &str) -> Option<u64> {
@@ -446,24 +452,19 @@ impl IdempotencyStore {
         });
         let addr = block_no << 32 | (b.slots.len() - 1) as u64;
         let hash = self.hash(key.as_bytes());
-        let (blocks, first_block) = (&self.blocks, self.first_block);
+        let IdempotencyStore { index, hasher, blocks, first_block, live, .. } = self;
         let key_at = |a: u64| {
-            let b = &blocks[((a >> 32) - first_block) as usize];
-            b.key((a & 0xffff_ffff) as usize)
+            let (b, i) = locate(a, *first_block);
+            blocks[b].key(i)
         };
-        match self.index.find_mut(hash, |&a| key_at(a) == key.as_bytes()) {
+        match index.find_mut(hash, |&a| key_at(a) == key.as_bytes()) {
             Some(old) => {
-                let (bi, si) = (((*old >> 32) - first_block) as usize, (*old & 0xffff_ffff) as usize);
-                *old = addr;
-                self.blocks[bi].slots[si].dead = true;
+                let (b, i) = locate(std::mem::replace(old, addr), *first_block);
+                blocks[b].slots[i].dead = true;
             }
             None => {
-                let hasher = &self.hasher;
-                self.index.insert_unique(hash, addr, |&a| {
-                    use std::hash::BuildHasher;
-                    hasher.hash_one(key_at(a))
-                });
-                self.live += 1;
+                index.insert_unique(hash, addr, |&a| std::hash::BuildHasher::hash_one(&*hasher, key_at(a)));
+                *live += 1;
             }
         }
     }
