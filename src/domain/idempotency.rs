@@ -514,13 +514,18 @@ impl IdempotencyStore {
         })
     }
 
-    /// Rebuilds a store from entries in insertion order (snapshot load).
+    /// Rebuilds a store from entries in insertion order.
     pub fn from_entries(entries: impl IntoIterator<Item = (String, IdemEntry)>) -> Self {
         let mut s = IdempotencyStore::default();
         for (k, e) in entries {
-            s.push(&k, e);
+            s.load(&k, e);
         }
         s
+    }
+
+    /// Adds an entry read back in insertion order (snapshot load); no pruning.
+    pub fn load(&mut self, key: &str, e: IdemEntry) {
+        self.push(key, e);
     }
 
     /// Bytes the store holds (slots, keys and answers, and the hash table), for the

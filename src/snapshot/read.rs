@@ -28,6 +28,12 @@ impl From<String> for Bad {
     }
 }
 
+impl From<rusqlite::types::FromSqlError> for Bad {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        Bad(e.to_string())
+    }
+}
+
 impl From<rusqlite::Error> for Bad {
     fn from(e: rusqlite::Error) -> Self {
         Bad(e.to_string())
@@ -143,33 +149,48 @@ fn brand_mut<'a>(state: &'a mut State, brand: &str) -> Result<&'a mut BrandState
     state.brands.get_mut(brand).ok_or_else(|| Bad(format!("row for unknown brand {brand}")))
 }
 
+/// The idempotency outcomes of every scope, streamed into their stores row by row
+/// (millions of rows: no list of them all, and no owned copy of a key or an answer).
 fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStore>, Bad> {
-    let entries = rows(conn, "SELECT scope, key, fingerprint, status, body, at_ms, lsn FROM idempotency ORDER BY scope, seq", |r| {
-        let status = match r.get::<_, String>(3)?.as_str() {
+    let mut st = conn.prepare("SELECT scope, key, fingerprint, status, body, at_ms, lsn FROM idempotency ORDER BY scope, seq")?;
+    let mut q = st.query([])?;
+    let mut out: HashMap<String, IdempotencyStore> = HashMap::new();
+    let mut scope = String::new();
+    let mut store = IdempotencyStore::default();
+    while let Some(r) = q.next()? {
+        let row_scope = r.get_ref(0)?.as_str()?;
+        if row_scope != scope {
+            let done = std::mem::take(&mut store);
+            if !done.is_empty() {
+                out.insert(std::mem::replace(&mut scope, row_scope.to_string()), done);
+            } else {
+                scope = row_scope.to_string();
+            }
+        }
+        let status = match r.get_ref(3)?.as_str()? {
             "ok" => Status::Ok,
             "created" => Status::Created,
             "accepted" => Status::Accepted,
             "no_content" => Status::NoContent,
             other => return Err(Bad(format!("bad idempotency status {other:?}"))),
         };
-        let key: String = r.get(1)?;
-        if !crate::domain::idempotency::valid_key(&key) {
+        let key = r.get_ref(1)?.as_str()?;
+        if !crate::domain::idempotency::valid_key(key) {
             return Err(Bad(format!("bad idempotency key {key:?}")));
         }
         let e = IdemEntry {
             fingerprint: hash32(r.get(2)?)?,
             status,
-            body: Body::new(&r.get::<_, Vec<u8>>(4)?),
+            body: Body::new(r.get_ref(4)?.as_blob()?),
             at: Timestamp(r.get(5)?),
             lsn: r.get::<_, i64>(6)? as u64,
         };
-        Ok((r.get::<_, String>(0)?, key, e))
-    })?;
-    let mut grouped: HashMap<String, Vec<(String, IdemEntry)>> = HashMap::new();
-    for (scope, key, e) in entries {
-        grouped.entry(scope).or_default().push((key, e));
+        store.load(key, e);
     }
-    Ok(grouped.into_iter().map(|(scope, es)| (scope, IdempotencyStore::from_entries(es))).collect())
+    if !store.is_empty() {
+        out.insert(scope, store);
+    }
+    Ok(out)
 }
 
 fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, String>, idem: IdempotencyStore) -> Result<(), Bad> {
