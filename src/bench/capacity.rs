@@ -32,6 +32,8 @@ pub struct CapacityReport {
     pub rss_empty_bytes: u64,
     pub rss_catalog_bytes: u64,
     pub rss_stocked_bytes: u64,
+    /// The file-backed part of `rss_stocked_bytes` (the search index's mapped segments).
+    pub rss_stocked_file_bytes: u64,
     pub rss_after_records_bytes: u64,
     pub rss_recovered_bytes: u64,
     /// (stocked - empty) / SKUs: the figure the target is about.
@@ -128,6 +130,7 @@ async fn load(a: &CapacityArgs, target: &Target, rep: &mut CapacityReport) -> an
     rep.stock_set_s = took.as_secs_f64();
     eprintln!("capacity: stock at {} locations set in {:.1} s", a.locations, rep.stock_set_s);
     rep.rss_stocked_bytes = settled_rss(target).await?;
+    rep.rss_stocked_file_bytes = target.rss_file_bytes().unwrap_or(0);
     let per_sku = |rss: u64| (rss as f64 - rep.rss_empty_bytes as f64) / rep.skus as f64;
     (rep.bytes_per_sku, rep.catalog_bytes_per_sku) = (per_sku(rep.rss_stocked_bytes), per_sku(rep.rss_catalog_bytes));
     Ok(fx)
@@ -251,8 +254,11 @@ fn print(r: &CapacityReport) {
         mib(r.rss_recovered_bytes)
     );
     println!(
-        "  bytes per SKU: {:.0} (catalog only {:.0}; after restart, records included, {:.0})",
-        r.bytes_per_sku, r.catalog_bytes_per_sku, r.recovered_bytes_per_sku
+        "  bytes per SKU: {:.0} (catalog only {:.0}; after restart, records included, {:.0}); of the stocked RSS, {:.1} MiB are file-backed (mapped index segments)",
+        r.bytes_per_sku,
+        r.catalog_bytes_per_sku,
+        r.recovered_bytes_per_sku,
+        mib(r.rss_stocked_file_bytes)
     );
     println!("  SKU PUTs {:.0}/s; top-up single changes {:.0}/s ({} requests)", r.sku_puts_per_s, r.topup_requests_per_s, r.topup_requests);
     println!(

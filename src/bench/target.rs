@@ -136,8 +136,18 @@ impl Target {
 
     /// The server's resident set, from `/proc/<pid>/status`.
     pub fn rss_bytes(&self) -> Option<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The file-backed part of it: pages of mapped files (the search index's
+    /// segments), which the kernel can drop and read again.
+    pub fn rss_file_bytes(&self) -> Option<u64> {
+        self.status_bytes("RssFile:")
+    }
+
+    fn status_bytes(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status_kib(&status, "VmRSS:").map(|k| k * 1024)
+        status_kib(&status, field).map(|k| k * 1024)
     }
 
     pub fn spawned_mut(&mut self) -> anyhow::Result<&mut Spawned> {
