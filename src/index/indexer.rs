@@ -425,6 +425,8 @@ fn apply_batch<I>(
         return Ok(());
     }
     let terms: Vec<Term> = order.iter().map(|k| Term::from_field_text(uid_field, k)).collect();
+    // `delete_query` is public but `#[doc(hidden)]` in tantivy 0.27 (pinned); it is what
+    // `delete_term` calls with a `TermQuery`.
     writer.delete_query(Box::new(TermSetQuery::new(terms)))?;
     for key in &order {
         if let Some(d) = last.remove(key).and_then(&doc) {

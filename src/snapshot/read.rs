@@ -160,11 +160,9 @@ fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStor
     while let Some(r) = q.next()? {
         let row_scope = r.get_ref(0)?.as_str()?;
         if row_scope != scope {
-            let done = std::mem::take(&mut store);
+            let (done_scope, done) = (std::mem::replace(&mut scope, row_scope.to_string()), std::mem::take(&mut store));
             if !done.is_empty() {
-                out.insert(std::mem::replace(&mut scope, row_scope.to_string()), done);
-            } else {
-                scope = row_scope.to_string();
+                out.insert(done_scope, done);
             }
         }
         let status = match r.get_ref(3)?.as_str()? {
