@@ -32,7 +32,8 @@ pub struct CapacityReport {
     pub rss_empty_bytes: u64,
     pub rss_catalog_bytes: u64,
     pub rss_stocked_bytes: u64,
-    /// The file-backed part of `rss_stocked_bytes` (the search index's mapped segments).
+    /// The file-backed part of `rss_stocked_bytes`: the binary's code and the search
+    /// index's mapped segments.
     pub rss_stocked_file_bytes: u64,
     pub rss_after_records_bytes: u64,
     pub rss_recovered_bytes: u64,
@@ -254,7 +255,7 @@ fn print(r: &CapacityReport) {
         mib(r.rss_recovered_bytes)
     );
     println!(
-        "  bytes per SKU: {:.0} (catalog only {:.0}; after restart, records included, {:.0}); of the stocked RSS, {:.1} MiB are file-backed (mapped index segments)",
+        "  bytes per SKU: {:.0} (catalog only {:.0}; after restart, records included, {:.0}); of the stocked RSS, {:.1} MiB are file-backed (the binary's code, the mapped index segments)",
         r.bytes_per_sku,
         r.catalog_bytes_per_sku,
         r.recovered_bytes_per_sku,

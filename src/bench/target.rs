@@ -139,8 +139,8 @@ impl Target {
         self.status_bytes("VmRSS:")
     }
 
-    /// The file-backed part of it: pages of mapped files (the search index's
-    /// segments), which the kernel can drop and read again.
+    /// The file-backed part of it: pages of mapped files (the binary's code, the search
+    /// index's segments), which the kernel can drop and read again.
     pub fn rss_file_bytes(&self) -> Option<u64> {
         self.status_bytes("RssFile:")
     }
