@@ -47,7 +47,11 @@ fn torn_tails_are_cut_back_to_the_last_whole_record() {
         for cut in [f.offset + 1, f.offset + 7, f.payload_start, f.payload_start + f.payload_len / 2, end - 1] {
             std::fs::write(&seg, &pristine[..cut]).unwrap();
             let (ok, out) = verify(&s.data_dir);
-            assert!(ok && out.contains("torn tail"), "cut {cut}: {out}");
+            // What is left of the torn record may be all zero bytes (a 1-byte cut where the
+            // length's low byte is 0): that reads as the segment's zero preallocation, a
+            // clean end at the same place, so nothing differs but the word.
+            let looks_preallocated = pristine[f.offset..cut].iter().all(|&b| b == 0);
+            assert!(ok && (out.contains("torn tail") || looks_preallocated), "cut {cut}: {out}");
             s.start();
             assert_eq!(on_hand(&s, &t), 5 - back as i64, "cut at {cut}, {back} records back");
             s.kill9();
