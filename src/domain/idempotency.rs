@@ -332,6 +332,11 @@ pub struct IdempotencyStore {
     live: usize,
 }
 
+/// The address of slot `slot` of block number `block_no`.
+fn address(block_no: u64, slot: usize) -> u64 {
+    block_no << 32 | slot as u64
+}
+
 /// The block (index into `blocks`) and slot of an address.
 fn locate(addr: u64, first_block: u64) -> (usize, usize) {
     ((addr >> 32).wrapping_sub(first_block) as usize, (addr & 0xffff_ffff) as usize)
@@ -450,7 +455,7 @@ impl IdempotencyStore {
             packed: e.body.packed,
             dead: false,
         });
-        let addr = block_no << 32 | (b.slots.len() - 1) as u64;
+        let addr = address(block_no, b.slots.len() - 1);
         let hash = self.hash(key.as_bytes());
         let IdempotencyStore { index, hasher, blocks, first_block, live, .. } = self;
         let key_at = |a: u64| {
@@ -486,7 +491,7 @@ impl IdempotencyStore {
                 if now.0 - s.at.0 <= RETENTION_MS && self.live < KEYS_MAX_PER_SCOPE {
                     break;
                 }
-                let addr = self.first_block << 32 | self.front as u64;
+                let addr = address(self.first_block, self.front);
                 let hash = self.hash(b.key(self.front));
                 match self.index.find_entry(hash, |&a| a == addr) {
                     Ok(entry) => drop(entry.remove()),
