@@ -12,6 +12,15 @@ use zaiko::config::{parse_cli, CliError, Command, IndexCommand, SnapshotCommand,
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment
+/// overrides them): a background thread gives freed pages back to the kernel, and it
+/// does so after 1 s unused instead of 10 s. Without the thread, pages are only
+/// returned while the thread that freed them allocates again, so an idle server kept
+/// the heap of its last burst (a bulk stock set of a million SKUs left ~150 MiB).
+#[cfg(not(target_env = "msvc"))]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
+
 fn main() -> ExitCode {
     let cli = match parse_cli(std::env::args_os().collect()) {
         Ok(c) => c,

@@ -69,3 +69,43 @@ pub fn render_metrics() -> String {
         })
         .unwrap_or_default()
 }
+
+/// The allocator's own account of the heap, from jemalloc's `stats.*` (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Held by the program: the sum of its live allocations.
+    pub allocated: u64,
+    /// In pages the allocator has handed out: `allocated` plus the free room inside
+    /// them (fragmentation).
+    pub active: u64,
+    /// Resident pages the allocator maps: `active`, its own metadata, and freed pages
+    /// not yet given back to the kernel.
+    pub resident: u64,
+}
+
+/// jemalloc's statistics, refreshed now; `None` where jemalloc is not linked.
+pub fn heap_stats() -> Option<HeapStats> {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        use std::ffi::CStr;
+        use std::ptr::null_mut;
+        fn read(name: &CStr) -> Option<u64> {
+            let mut value: usize = 0;
+            let mut len = std::mem::size_of::<usize>();
+            // SAFETY: a NUL-terminated name; `value` is a size_t and `len` says so.
+            let rc = unsafe { tikv_jemalloc_sys::mallctl(name.as_ptr(), (&raw mut value).cast(), &mut len, null_mut(), 0) };
+            (rc == 0).then_some(value as u64)
+        }
+        // The statistics are a snapshot taken when the epoch advances.
+        let mut epoch: u64 = 1;
+        let len = std::mem::size_of::<u64>();
+        // SAFETY: writes one u64 to `epoch`, the documented way to refresh the statistics.
+        let rc = unsafe { tikv_jemalloc_sys::mallctl(c"epoch".as_ptr(), null_mut(), null_mut(), (&raw mut epoch).cast(), len) };
+        if rc != 0 {
+            return None;
+        }
+        Some(HeapStats { allocated: read(c"stats.allocated")?, active: read(c"stats.active")?, resident: read(c"stats.resident")? })
+    }
+    #[cfg(target_env = "msvc")]
+    None
+}

@@ -51,7 +51,7 @@ fn to_doc(fields: &schema::Fields, line: &str, n: i64) -> TantivyDocument {
         },
         version: 1,
         stock_version: 1,
-        levels: Levels(vec![(Id::parse("wh").unwrap(), level)]),
+        levels: Levels(Box::new([(Id::parse("wh").unwrap(), level)])),
         created_at: Timestamp(n),
         updated_at: Timestamp(n),
     };

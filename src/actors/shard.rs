@@ -223,7 +223,7 @@ fn index_item(brands: &HashMap<BrandId, BrandState>, (brand, kind, id): DirtyKey
         DocKind::Sku => IndexItem::Sku(match b.and_then(|b| b.skus.get(&id).map(|s| (b, s))) {
             Some((b, s)) => {
                 let channels = b.channel_view(&s.levels);
-                SkuItem::Upsert { brand_name: b.name.clone(), channels, brand, sku: id, state: Box::new(s.clone()) }
+                SkuItem::Upsert { brand_name: b.name.clone(), channels, brand, sku: id, state: s.clone() }
             }
             None => SkuItem::Delete { brand, sku: id },
         }),
@@ -238,6 +238,9 @@ fn index_item(brands: &HashMap<BrandId, BrandState>, (brand, kind, id): DirtyKey
 /// Changes to a document already waiting coalesce (it keeps its place), and a drain
 /// takes the oldest: so a drain cycle that takes as many as were waiting when it
 /// began has taken every one of them, however many arrive meanwhile.
+/// Room a [`DirtySet`] keeps however quiet it gets: the ordinary flow between two drains.
+const DIRTY_CAPACITY_KEPT: usize = 4096;
+
 #[derive(Debug, Default)]
 pub struct DirtySet {
     /// foldhash: every row of an import passes through here, and SipHash showed.
@@ -256,7 +259,29 @@ impl DirtySet {
     pub fn pop(&mut self) -> Option<DirtyKey> {
         let key = self.order.pop_front()?;
         self.set.remove(&key);
+        self.release_slack();
         Some(key)
+    }
+
+    /// Gives back the room a burst left behind. A bulk change (stock set for a million
+    /// SKUs, an import) marks documents faster than the index takes them; the set and
+    /// the queue grew to hold them all, and neither shrinks by itself: 112 B per
+    /// document of the burst, kept for the life of the process. Once at most a quarter
+    /// is used, both shrink to twice what is waiting, so each shrink is paid for by
+    /// the pops before it.
+    fn release_slack(&mut self) {
+        let cap = self.order.capacity();
+        if cap > DIRTY_CAPACITY_KEPT && self.order.len() * 4 <= cap {
+            let keep = (self.order.len() * 2).max(DIRTY_CAPACITY_KEPT);
+            self.order.shrink_to(keep);
+            self.set.shrink_to(keep);
+        }
+    }
+
+    /// Room held for waiting documents, for the tests of [`DirtySet::release_slack`].
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.order.capacity().max(self.set.capacity())
     }
 
     pub fn len(&self) -> usize {
@@ -688,5 +713,21 @@ mod tests {
         let order: Vec<_> = std::iter::from_fn(|| d.pop()).map(|k| k.2.as_str().to_string()).collect();
         assert_eq!(order, ["B", "C", "A", "D"], "a SKU changed again after its drain waits behind the others");
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_room_back() {
+        let n = 100_000;
+        let mut d: DirtySet = (0..n).map(|i| key(&format!("S{i}"))).collect();
+        assert!(d.capacity() >= n);
+        for i in 0..n - 10 {
+            assert_eq!(d.pop().map(|k| k.2), Some(Id::parse(&format!("S{i}")).unwrap()), "the order survives the shrinks");
+        }
+        assert_eq!(d.len(), 10);
+        assert!(d.capacity() <= 2 * DIRTY_CAPACITY_KEPT, "room for {} kept after the burst", d.capacity());
+        d.insert(key("S5"));
+        assert_eq!(d.len(), 11, "the set still knows which documents wait after shrinking");
+        d.insert(key(&format!("S{}", n - 1)));
+        assert_eq!(d.len(), 11);
     }
 }

@@ -2,6 +2,7 @@
 //! from a restart to `/readyz` 200 with that data plus millions of WAL records, the
 //! WAL's size, and (offline) where replay time goes.
 //!
+//! Each RSS is read at rest: once the search index has caught up, and 2 s after.
 //! Steps: RSS of the empty server → PUT every SKU → RSS → `set` stock at every
 //! location in batches of 1,000 → RSS → single-change requests until the WAL holds
 //! `--records` records → RSS → graceful stop → restart, timed: the whole WAL is
@@ -22,6 +23,8 @@ use super::target::{scrape, wait_ready, Target};
 
 /// How long the allocator is left to settle before RSS is read.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Longest wait for the search index to catch up before RSS is read anyway.
+const INDEX_CATCH_UP_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Default, Serialize)]
 pub struct CapacityReport {
@@ -35,6 +38,11 @@ pub struct CapacityReport {
     /// The file-backed part of `rss_stocked_bytes`: the binary's code and the search
     /// index's mapped segments.
     pub rss_stocked_file_bytes: u64,
+    /// The server allocator's account at the stocked point (`zaiko_heap_*_bytes`):
+    /// live allocations, pages in use, resident pages it maps.
+    pub heap_stocked_allocated_bytes: Option<u64>,
+    pub heap_stocked_active_bytes: Option<u64>,
+    pub heap_stocked_resident_bytes: Option<u64>,
     pub rss_after_records_bytes: u64,
     pub rss_recovered_bytes: u64,
     /// (stocked - empty) / SKUs: the figure the target is about.
@@ -68,7 +76,22 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
+/// RSS of the server at rest: once the search index has caught up with the journal
+/// (a bulk step leaves a backlog of documents to index, held in memory until then),
+/// and [`SETTLE`] after that.
 async fn settled_rss(t: &Target) -> anyhow::Result<u64> {
+    let started = std::time::Instant::now();
+    loop {
+        let lag = scrape(&t.addr).await?.get("zaiko_index_skus_lag_records").copied().unwrap_or(0.0);
+        if lag == 0.0 {
+            break;
+        }
+        if started.elapsed() > INDEX_CATCH_UP_MAX {
+            eprintln!("capacity: the index is still {lag} records behind after {INDEX_CATCH_UP_MAX:?}; reading RSS anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(SETTLE).await;
     t.rss_bytes().context("no RSS for the server (needs --spawn or --server-pid)")
 }
@@ -132,6 +155,11 @@ async fn load(a: &CapacityArgs, target: &Target, rep: &mut CapacityReport) -> an
     eprintln!("capacity: stock at {} locations set in {:.1} s", a.locations, rep.stock_set_s);
     rep.rss_stocked_bytes = settled_rss(target).await?;
     rep.rss_stocked_file_bytes = target.rss_file_bytes().unwrap_or(0);
+    let m = scrape(&target.addr).await?;
+    let heap = |name: &str| m.get(name).map(|v| *v as u64);
+    rep.heap_stocked_allocated_bytes = heap("zaiko_heap_allocated_bytes");
+    rep.heap_stocked_active_bytes = heap("zaiko_heap_active_bytes");
+    rep.heap_stocked_resident_bytes = heap("zaiko_heap_resident_bytes");
     let per_sku = |rss: u64| (rss as f64 - rep.rss_empty_bytes as f64) / rep.skus as f64;
     (rep.bytes_per_sku, rep.catalog_bytes_per_sku) = (per_sku(rep.rss_stocked_bytes), per_sku(rep.rss_catalog_bytes));
     Ok(fx)
@@ -261,6 +289,14 @@ fn print(r: &CapacityReport) {
         r.recovered_bytes_per_sku,
         mib(r.rss_stocked_file_bytes)
     );
+    if let (Some(a), Some(c), Some(res)) = (r.heap_stocked_allocated_bytes, r.heap_stocked_active_bytes, r.heap_stocked_resident_bytes) {
+        println!(
+            "  heap at the stocked point (the allocator's account): {:.1} MiB allocated, {:.1} MiB in pages in use, {:.1} MiB resident",
+            mib(a),
+            mib(c),
+            mib(res)
+        );
+    }
     println!("  SKU PUTs {:.0}/s; top-up single changes {:.0}/s ({} requests)", r.sku_puts_per_s, r.topup_requests_per_s, r.topup_requests);
     println!(
         "  WAL: {} records, {:.0} MiB written, {:.0} MiB of segment files",

@@ -58,7 +58,10 @@ pub struct BrandState {
     pub name: String,
     pub created_at: Timestamp,
     /// Ordered, so that long jobs (channel syncs, snapshots) can walk it by position.
-    pub skus: BTreeMap<Id, SkuState>,
+    /// Boxed: SKU ids mostly arrive in ascending order (imports, catalog feeds), which
+    /// leaves a `BTreeMap`'s leaves about half full; a 32-byte entry instead of a
+    /// 248-byte one makes that slack cheap (~100 B less per SKU measured at 1M SKUs).
+    pub skus: BTreeMap<Id, Box<SkuState>>,
     pub channels: BTreeMap<Id, Channel>,
     /// Channel reconfigurations whose availability events are still streaming.
     pub channel_syncs: BTreeMap<Id, ChannelSync>,
@@ -109,7 +112,7 @@ impl BrandState {
     }
 
     pub fn sku(&self, sku: &Id) -> Result<&SkuState, Rejection> {
-        self.skus.get(sku).ok_or_else(|| {
+        self.skus.get(sku).map(|s| &**s).ok_or_else(|| {
             Rejection::not_found(format!(
                 "sku {sku} does not exist in brand {}; create it with PUT /v1/brands/{}/skus/{sku}",
                 self.id, self.id
@@ -285,14 +288,14 @@ impl BrandState {
                 None => {
                     self.skus.insert(
                         sku.clone(),
-                        SkuState {
+                        Box::new(SkuState {
                             catalog: catalog.clone(),
                             version: *version,
                             stock_version: 0,
                             levels: Levels::default(),
                             created_at: at,
                             updated_at: at,
-                        },
+                        }),
                     );
                 }
             },

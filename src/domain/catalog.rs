@@ -23,7 +23,8 @@ pub struct Catalog {
     pub size: Option<CompactString>,
     pub category: Option<CompactString>,
     pub price: Option<i64>,
-    pub tags: Vec<CompactString>,
+    /// Boxed, like `Levels`: 8 bytes less per SKU, serialised as a `Vec`.
+    pub tags: Box<[CompactString]>,
     /// Sorted by key, keys unique.
     pub attributes: Vec<(CompactString, CompactString)>,
 }
@@ -74,7 +75,9 @@ mod tests {
     use super::*;
 
     fn ok() -> Catalog {
-        Catalog { name: "オーバーサイズ Tシャツ".into(), price: Some(3990), tags: vec!["cotton".into()], ..Catalog::default() }
+        Catalog {
+            name: "オーバーサイズ Tシャツ".into(), price: Some(3990), tags: Box::new(["cotton".into()]), ..Catalog::default()
+        }
     }
 
     #[test]
@@ -87,7 +90,7 @@ mod tests {
         let mut c = ok();
         c.name = "".into();
         c.price = Some(-1);
-        c.tags = vec!["".into()];
+        c.tags = Box::new(["".into()]);
         c.color = Some("a\u{0}b".into());
         let fields: Vec<_> = c.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, vec!["name", "color", "price", "tags[0]"]);

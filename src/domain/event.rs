@@ -316,7 +316,7 @@ mod tests {
             events: vec![Event::StockChanged {
                 sku: Id::parse("S1").unwrap(),
                 version: 3,
-                levels: Levels(vec![(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0 })]),
+                levels: Levels(Box::new([(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0 })])),
                 channels: vec![(Id::parse("zozotown").unwrap(), 4)],
                 cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
             }],

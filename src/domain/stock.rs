@@ -46,9 +46,11 @@ impl Level {
     }
 }
 
-/// Per-location levels of one SKU, sorted by location id.
+/// Per-location levels of one SKU, sorted by location id. A boxed slice, not a `Vec`:
+/// 8 bytes less in every SKU (with `Catalog::tags` that fits `SkuState` into the
+/// allocator's 224-byte class instead of 256), and it serialises the same.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Levels(pub Vec<(Id, Level)>);
+pub struct Levels(pub Box<[(Id, Level)]>);
 
 impl Levels {
     pub fn get(&self, loc: &Id) -> Level {
@@ -58,7 +60,12 @@ impl Levels {
     pub fn set(&mut self, loc: &Id, level: Level) {
         match self.0.binary_search_by(|(l, _)| l.cmp(loc)) {
             Ok(i) => self.0[i].1 = level,
-            Err(i) => self.0.insert(i, (loc.clone(), level)),
+            Err(i) => {
+                // A SKU's first stock at a location: rare next to the changes of levels.
+                let mut v = std::mem::take(&mut self.0).into_vec();
+                v.insert(i, (loc.clone(), level));
+                self.0 = v.into_boxed_slice();
+            }
         }
     }
 

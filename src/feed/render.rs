@@ -268,10 +268,10 @@ mod tests {
 
     #[test]
     fn stock_changed_carries_levels_totals_and_cause() {
-        let levels = Levels(vec![
+        let levels = Levels(Box::new([
             (id("osaka"), Level { on_hand: 3, reserved: 0, safety_stock: 0, incoming: 5 }),
             (id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0 }),
-        ]);
+        ]));
         let ev = Event::StockChanged {
             sku: id("S1"),
             version: 8,
@@ -294,10 +294,10 @@ mod tests {
     #[test]
     fn stock_changed_is_the_stock_view_plus_the_cause() {
         use crate::domain::view::{ChannelAvailableView, StockView};
-        let levels = Levels(vec![
+        let levels = Levels(Box::new([
             (id("a"), Level { on_hand: 1, reserved: 1, safety_stock: 3, incoming: 0 }),
             (id("b.2"), Level { on_hand: 9, reserved: 0, safety_stock: 0, incoming: 2 }),
-        ]);
+        ]));
         let cause = Cause::Change { op: StockOp::Set { on_hand: 9 }, reason: Some("棚卸 \"q\"\n".into()) };
         let channels = vec![(id("ec"), 3), (id("zozo"), 0)];
         let ev =

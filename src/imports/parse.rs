@@ -245,7 +245,7 @@ fn catalog(i: CatalogInput) -> Row {
         size: i.size,
         category: i.category,
         price: i.price,
-        tags: i.tags,
+        tags: i.tags.into(),
         attributes: i.attributes.into_iter().collect(),
     };
     Row::Catalog(i.sku, c)

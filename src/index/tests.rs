@@ -293,7 +293,8 @@ fn channel_fixture() -> Fixture {
         .iter()
         .map(|&(brand, sku, available, incoming, channels)| {
             let mut st = state(&CORPUS[0], 1);
-            st.levels = Levels(vec![(Id::parse("tsukuba").unwrap(), Level { on_hand: available, reserved: 0, safety_stock: 0, incoming })]);
+            st.levels =
+                Levels(Box::new([(Id::parse("tsukuba").unwrap(), Level { on_hand: available, reserved: 0, safety_stock: 0, incoming })]));
             SkuItem::Upsert {
                 brand: BrandId::parse(brand).unwrap(),
                 brand_name: "b".into(),

@@ -259,7 +259,7 @@ fn read_skus(conn: &Connection, state: &mut State) -> Result<(), Bad> {
         },
     )?;
     for (brand, sku, s) in skus {
-        brand_mut(state, &brand)?.skus.insert(sku, s);
+        brand_mut(state, &brand)?.skus.insert(sku, Box::new(s));
     }
     let levels = rows(
         conn,
@@ -269,9 +269,11 @@ fn read_skus(conn: &Connection, state: &mut State) -> Result<(), Bad> {
             Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, l))
         },
     )?;
-    for (brand, sku, loc, l) in levels {
-        let s = brand_mut(state, &brand)?.skus.get_mut(&sku).ok_or_else(|| format!("stock row for unknown sku {sku}"))?;
-        s.levels.0.push((loc, l));
+    // Rows come ordered by SKU and location: each SKU's run becomes its levels.
+    for run in levels.chunk_by(|a, b| (&a.0, &a.1) == (&b.0, &b.1)) {
+        let (brand, sku) = (&run[0].0, &run[0].1);
+        let s = brand_mut(state, brand)?.skus.get_mut(sku).ok_or_else(|| format!("stock row for unknown sku {sku}"))?;
+        s.levels = Levels(run.iter().map(|(_, _, loc, l)| (loc.clone(), *l)).collect());
     }
     Ok(())
 }

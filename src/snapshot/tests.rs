@@ -104,7 +104,7 @@ impl Driver {
                 let catalog = Catalog {
                     name: format!("レザースニーカー {s}").into(),
                     price: Some(9900),
-                    tags: vec!["新作".into()],
+                    tags: Box::new(["新作".into()]),
                     attributes: vec![("material".into(), "leather".into())],
                     ..Catalog::default()
                 };

@@ -24,6 +24,11 @@ fn metrics_count_wal_records_and_fsyncs_without_auth() {
     assert!(sample(&after, "zaiko_wal_durable_lsn").expect("durable lsn") >= 4.0);
     assert_eq!(sample(&after, "zaiko_ready"), Some(1.0));
     assert!(sample(&after, "process_resident_memory_bytes").expect("rss") > 1e6);
+    // The allocator's own account: what is held, in pages in use, resident.
+    let heap = |name: &str| sample(&after, name).expect(name);
+    let (allocated, active, resident) =
+        (heap("zaiko_heap_allocated_bytes"), heap("zaiko_heap_active_bytes"), heap("zaiko_heap_resident_bytes"));
+    assert!(allocated > 1e5 && allocated <= active && active <= resident, "heap {allocated} / {active} / {resident}");
 }
 
 /// The value of a labelled sample whose line starts with `prefix` (name and labels).

@@ -214,3 +214,10 @@ proptest! {
         }
     }
 }
+
+/// A million SKUs pay for every byte of the record: it must stay in jemalloc's
+/// 224-byte size class (the next one is 256).
+#[test]
+fn a_sku_record_fits_the_224_byte_allocation_class() {
+    assert!(std::mem::size_of::<SkuState>() <= 224, "SkuState is {} bytes", std::mem::size_of::<SkuState>());
+}

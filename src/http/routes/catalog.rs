@@ -55,7 +55,7 @@ impl From<SkuInput> for Catalog {
             size: i.size,
             category: i.category,
             price: i.price,
-            tags: i.tags,
+            tags: i.tags.into(),
             attributes: i.attributes.into_iter().collect(),
         }
     }

@@ -109,6 +109,23 @@ fn render_process(out: &mut Exposition) {
     if let Some(cpu_s) = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_cpu_seconds(&s)) {
         out.counter("process_cpu_seconds_total", "user and system CPU time in seconds", cpu_s);
     }
+    if let Some(h) = crate::telemetry::heap_stats() {
+        out.gauge(
+            "zaiko_heap_allocated_bytes",
+            "bytes the server holds in live allocations (jemalloc stats.allocated)",
+            h.allocated as f64,
+        );
+        out.gauge(
+            "zaiko_heap_active_bytes",
+            "bytes in the allocator's pages in use: allocated plus the free room inside them (jemalloc stats.active)",
+            h.active as f64,
+        );
+        out.gauge(
+            "zaiko_heap_resident_bytes",
+            "resident bytes the allocator maps, freed pages not yet returned included (jemalloc stats.resident)",
+            h.resident as f64,
+        );
+    }
 }
 
 /// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS:`.
