@@ -68,7 +68,7 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
         ImportCmd::Chunk(c) => match brand.decide_import_chunk(c, world)? {
             Decision::Apply(events) => {
                 // What a preview would catch before the record is written.
-                if let Err(e) = brand.check_chunk_events(&events) {
+                if let Err(e) = brand.check_bulk_events(&events) {
                     crate::actors::fatal_apply("a check of a decided import chunk", brand.last_lsn, &e);
                 }
                 // The runner only needs to know the chunk was taken (and its counts, for

@@ -387,7 +387,8 @@ enum Decided {
         status: Status,
         render: Render,
     },
-    /// A write checked and answered by its decision (an import chunk): no preview.
+    /// A write checked and answered by its decision (stock changes, an import
+    /// chunk): no preview.
     WriteAnswered {
         events: Vec<Event>,
         status: Status,
@@ -488,10 +489,14 @@ impl Shard {
             BrandCmd::StockChanges { changes } => {
                 let locations = self.ctx.locations.load();
                 let (events, outcomes) = brand.decide_stock_changes(&changes, &**locations);
+                // What a preview would catch before the record is written; the answer
+                // comes from the decision, so the preview's copies would be wasted.
+                if let Err(e) = brand.check_bulk_events(&events) {
+                    fatal_apply("a check of decided stock changes", brand.last_lsn, &e);
+                }
                 let results =
                     changes.iter().zip(&outcomes).enumerate().map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o)).collect();
-                let body = to_json(&ChangeResultsView { results });
-                Decided::write(events, Status::Ok, move |_| body)
+                Decided::WriteAnswered { events, status: Status::Ok, body: to_json(&ChangeResultsView { results }) }
             }
             BrandCmd::Reserve(cmd) => {
                 self.check_locations(&cmd.lines)?;

@@ -331,12 +331,13 @@ impl BrandState {
         (events, errors, ok)
     }
 
-    /// Checks a chunk's events against the state as `apply` will, without applying
-    /// them: each SKU's stock versions follow on and its levels keep the invariant, each
-    /// shipment's status moves only as the transition rules allow, and the progress is
-    /// for the job's next chunk. (What the shard's preview checks for
-    /// other commands, at a fraction of the cost for a thousand rows.)
-    pub fn check_chunk_events(&self, events: &[Event]) -> Result<(), String> {
+    /// Checks the events of a bulk write (an import chunk, a batch of stock changes)
+    /// against the state as `apply` will, without applying them: each SKU's stock
+    /// versions follow on and its levels keep the invariant, each shipment's status
+    /// moves only as the transition rules allow, and an import's progress is for the
+    /// job's next chunk. What the shard's preview checks for other commands, at a
+    /// fraction of its cost (a preview copies every touched SKU, catalog included).
+    pub fn check_bulk_events(&self, events: &[Event]) -> Result<(), String> {
         let mut versions: foldhash::HashMap<&Id, u64> = foldhash::HashMap::default();
         let mut statuses: foldhash::HashMap<&Id, ShipmentStatus> = foldhash::HashMap::default();
         for ev in events {
@@ -369,7 +370,7 @@ impl BrandState {
                         return Err(format!("import {}: chunk {} while at chunk {}", progress.id, progress.chunk, job.next_chunk));
                     }
                 }
-                other => return Err(format!("{} in an import chunk", other.type_name())),
+                other => return Err(format!("{} is not a bulk write's event", other.type_name())),
             }
         }
         Ok(())

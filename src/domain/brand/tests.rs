@@ -194,6 +194,9 @@ proptest! {
                 sku: id(SKUS[c.sku]), location: id(LOCS[c.loc]), op: c.op, expected_version: c.expect, reason: None,
             }).collect();
             let (events, outcomes) = b.decide_stock_changes(&cmds, &w);
+            // The shard writes these after this check alone (no preview): it must pass
+            // for every decision, as `apply` below must succeed.
+            prop_assert_eq!(b.check_bulk_events(&events), Ok(()));
             for (c, o) in batch.iter().zip(&outcomes) {
                 let applied = model.step(c);
                 prop_assert_eq!(applied, matches!(o, ChangeOutcome::Applied { .. }), "cmd {:?} outcome {:?}", c, o);

@@ -181,17 +181,17 @@ fn a_chunk_is_checked_as_apply_would_check_it() {
     let w = world();
     let c0 = chunk(0, vec![adjust(2, "S1", 5), adjust(3, "S1", 2)], vec![]);
     let Decision::Apply(mut events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
-    assert_eq!(b.state.check_chunk_events(&events), Ok(()));
+    assert_eq!(b.state.check_bulk_events(&events), Ok(()));
     if let Event::StockChanged { version, .. } = &mut events[1] {
         *version += 1;
     }
-    assert!(b.state.check_chunk_events(&events).unwrap_err().contains("does not follow"));
+    assert!(b.state.check_bulk_events(&events).unwrap_err().contains("does not follow"));
     let stale = chunk(0, vec![adjust(2, "S1", 1)], vec![]);
     let Decision::Apply(events) = b.state.decide_import_chunk(&stale, &w).unwrap() else { panic!("applies") };
     let mut b2 = started();
     let Decision::Apply(first) = b2.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
     b2.commit(first);
-    assert!(b2.state.check_chunk_events(&events).is_err(), "a chunk decided before another was applied");
+    assert!(b2.state.check_bulk_events(&events).is_err(), "a chunk decided before another was applied");
 }
 
 mod shipment_status {
@@ -275,7 +275,7 @@ mod shipment_status {
         ];
         let c0 = status_chunk(0, rows);
         let Decision::Apply(events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
-        assert_eq!(b.state.check_chunk_events(&events), Ok(()), "two stock changes of S1 in one chunk take successive versions");
+        assert_eq!(b.state.check_bulk_events(&events), Ok(()), "two stock changes of S1 in one chunk take successive versions");
         b.commit(events);
         let sh1 = b.state.shipment(&id("SH1")).unwrap();
         assert_eq!(sh1.status, Shipped);
@@ -329,9 +329,9 @@ mod shipment_status {
         let b = with_shipments();
         let bad =
             vec![Event::ShipmentStatusChanged { id: id("SH1"), status: ShipmentStatus::Delivered, tracking_number: None, carrier: None }];
-        assert!(b.state.check_chunk_events(&bad).unwrap_err().contains("cannot become delivered"));
+        assert!(b.state.check_bulk_events(&bad).unwrap_err().contains("cannot become delivered"));
         let unknown =
             vec![Event::ShipmentStatusChanged { id: id("SH9"), status: ShipmentStatus::Picking, tracking_number: None, carrier: None }];
-        assert!(b.state.check_chunk_events(&unknown).is_err());
+        assert!(b.state.check_bulk_events(&unknown).is_err());
     }
 }
