@@ -16,7 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// overrides them): a background thread gives freed pages back to the kernel, and it
 /// does so after 1 s unused instead of 10 s. Without the thread, pages are only
 /// returned while the thread that freed them allocates again, so an idle server kept
-/// the heap of its last burst (a bulk stock set of a million SKUs left ~150 MiB).
+/// the heap of its last burst resident. `BENCHMARKS.md` (capacity) has the measurements.
 #[cfg(not(target_env = "msvc"))]
 #[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";

@@ -234,13 +234,13 @@ fn index_item(brands: &HashMap<BrandId, BrandState>, (brand, kind, id): DirtyKey
     }
 }
 
+/// Room a [`DirtySet`] keeps however quiet it gets: the ordinary flow between two drains.
+const DIRTY_CAPACITY_KEPT: usize = 4096;
+
 /// The documents changed since the search index last drained them, oldest first.
 /// Changes to a document already waiting coalesce (it keeps its place), and a drain
 /// takes the oldest: so a drain cycle that takes as many as were waiting when it
 /// began has taken every one of them, however many arrive meanwhile.
-/// Room a [`DirtySet`] keeps however quiet it gets: the ordinary flow between two drains.
-const DIRTY_CAPACITY_KEPT: usize = 4096;
-
 #[derive(Debug, Default)]
 pub struct DirtySet {
     /// foldhash: every row of an import passes through here, and SipHash showed.
