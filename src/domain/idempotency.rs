@@ -433,9 +433,21 @@ impl IdempotencyStore {
         assert!(key.len() <= KEY_CHARS_MAX, "an idempotency key of {} bytes", key.len());
         let need = key.len() + e.body.stored.len();
         if !self.blocks.back().is_some_and(|b| b.has_room(need)) {
-            let slots = self.blocks.back().map_or(BLOCK_SLOTS_MIN, |b| (b.slots.capacity() * 2).min(BLOCK_SLOTS_MAX));
+            // Slots double while blocks fill up with outcomes; a block closed because
+            // its answers filled the bytes first (a batch's answer is tens of KiB) passes
+            // its slot count on unchanged, and gives back the slots and bytes it did not
+            // use: 1,000-change answers left 64-byte slots by the hundred unused.
+            let slots = self.blocks.back().map_or(BLOCK_SLOTS_MIN, |b| {
+                let full = b.slots.len() == b.slots.capacity();
+                if full {
+                    (b.slots.capacity() * 2).min(BLOCK_SLOTS_MAX)
+                } else {
+                    b.slots.capacity()
+                }
+            });
             if let Some(full) = self.blocks.back_mut() {
                 full.bytes.shrink_to_fit();
+                full.slots.shrink_to_fit();
             }
             self.blocks.push_back(Block::with_slots(slots, (slots * BLOCK_BYTES_PER_SLOT).max(need)));
         }
@@ -724,6 +736,37 @@ mod tests {
         }
         let per = s.heap_bytes() / n;
         assert!(per < 170, "{per} bytes per outcome");
+    }
+
+    /// A batch's answer (1,000 results, ~114 KB of JSON, ~32 KB packed) costs what it
+    /// holds: blocks closed by their bytes give back the slots they did not use (they
+    /// cost ~54 KB per answer before).
+    #[test]
+    fn a_large_answer_costs_about_its_packed_size() {
+        use crate::domain::brand::ChangeOutcome;
+        use crate::domain::view::{ChangeResultView, ChangeResultsView};
+        use crate::domain::Id;
+        let locs = ["tsukuba", "osaka", "store-shibuya"];
+        let results: Vec<_> = (0..1000usize)
+            .map(|slot| {
+                let o = ChangeOutcome::Applied { version: (slot % 3 + 1) as u64, on_hand: 100, available: 100 };
+                let sku = Id::parse(&format!("S{:07}", 12345 + slot / 3)).unwrap();
+                ChangeResultView::new(slot, &sku, &Id::parse(locs[slot % 3]).unwrap(), &o)
+            })
+            .collect();
+        let body = serde_json::to_vec(&ChangeResultsView { results }).unwrap();
+        let packed = Body::new(&body).stored.len();
+        let mut s = IdempotencyStore::default();
+        let n = 300;
+        for i in 0..n {
+            let w = IdemWrite { key: format!("set-{i}"), fingerprint: [1; 32], status: Status::Ok, body: body.clone() };
+            s.insert(&w, Timestamp(0), i as Lsn);
+        }
+        let per = s.heap_bytes() / n;
+        assert!(per < packed + packed / 20, "{per} bytes per outcome for a {packed}-byte packed answer");
+        for i in 0..n {
+            assert!(matches!(s.lookup(&format!("set-{i}"), &[1; 32]), Lookup::Replay(o) if o.lsn == i as Lsn));
+        }
     }
 
     /// The WAL format must not change: a body encodes exactly as the plain `Vec<u8>`
