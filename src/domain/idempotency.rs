@@ -438,16 +438,16 @@ impl IdempotencyStore {
             // its slot count on unchanged, and gives back the slots and bytes it did not
             // use: 1,000-change answers left 64-byte slots by the hundred unused.
             let slots = self.blocks.back().map_or(BLOCK_SLOTS_MIN, |b| {
-                let full = b.slots.len() == b.slots.capacity();
-                if full {
+                let slots_full = b.slots.len() == b.slots.capacity();
+                if slots_full {
                     (b.slots.capacity() * 2).min(BLOCK_SLOTS_MAX)
                 } else {
                     b.slots.capacity()
                 }
             });
-            if let Some(full) = self.blocks.back_mut() {
-                full.bytes.shrink_to_fit();
-                full.slots.shrink_to_fit();
+            if let Some(closed) = self.blocks.back_mut() {
+                closed.bytes.shrink_to_fit();
+                closed.slots.shrink_to_fit();
             }
             self.blocks.push_back(Block::with_slots(slots, (slots * BLOCK_BYTES_PER_SLOT).max(need)));
         }
