@@ -210,7 +210,6 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::from_fn(crate::http::rate_limit))
                 .wrap(actix_web::middleware::from_fn(crate::http::request_context))
                 .configure(crate::http::configure)
         })

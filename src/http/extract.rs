@@ -135,19 +135,33 @@ where
             return Err(too_large());
         }
     }
+    // A body that comes in one chunk (most do) is that chunk, not a copy of it.
+    let mut first: Option<web::Bytes> = None;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Problem::invalid("body", format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
+        if first.as_ref().map_or(0, web::Bytes::len) + body.len() + chunk.len() > limit {
             return Err(too_large());
         }
-        body.extend_from_slice(&chunk);
+        match first.take() {
+            None if body.is_empty() => first = Some(chunk),
+            Some(f) => {
+                body.extend_from_slice(&f);
+                body.extend_from_slice(&chunk);
+            }
+            None => body.extend_from_slice(&chunk),
+        }
     }
-    Ok(body.freeze())
+    Ok(first.unwrap_or_else(|| body.freeze()))
 }
 
 /// Parses JSON into `T`, naming the offending field (`changes[3].delta`) on error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // The plain parser first: tracking the path costs on every field, and only an
+    // error needs it; a body that fails is parsed again to name the field.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // `?` is a key the parser never read (malformed JSON): name what holds it.
@@ -203,14 +217,12 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
 /// the same content still matches.
 pub fn idem_key(req: &HttpRequest, key: Option<String>, body: &[u8]) -> Option<IdemKey> {
     let key = key?;
-    let canonical = serde_json::from_slice::<serde_json::Value>(body)
-        .map(|v| serde_json::to_vec(&v).expect("value serialises"))
-        .unwrap_or_else(|_| body.to_vec());
+    let canonical = super::canonical::canonical_json(body);
     let mut h = Sha256::new();
     h.update(req.method().as_str().as_bytes());
     h.update([0]);
     h.update(req.path().as_bytes());
     h.update([0]);
-    h.update(&canonical);
+    h.update(canonical.as_deref().unwrap_or(body));
     Some(IdemKey { key, fingerprint: h.finalize().into() })
 }

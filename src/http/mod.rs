@@ -4,6 +4,7 @@
 //! routes. Handlers parse and check the request, send one message to an actor, and
 //! wait for the durability of what the actor answered before answering.
 
+mod canonical;
 pub mod extract;
 pub mod problem;
 pub mod routes;
@@ -47,7 +48,7 @@ impl Default for Limits {
 }
 
 /// The per-brand rate limiter: a token bucket per brand id (GCRA, `governor`).
-pub type BrandLimiter = governor::DefaultKeyedRateLimiter<String>;
+pub type BrandLimiter = governor::DefaultKeyedRateLimiter<BrandId>;
 
 pub fn brand_limiter(limits: &Limits) -> BrandLimiter {
     let rps = std::num::NonZeroU32::new(limits.brand_rps.max(1)).expect("non-zero");
@@ -56,33 +57,28 @@ pub fn brand_limiter(limits: &Limits) -> BrandLimiter {
 }
 
 /// Authenticates the request once (the `Caller` extractor reuses the result) and
-/// answers 429 with `Retry-After` when a brand's tokens exceed the brand's request
-/// rate: one brand's sale cannot starve the others. Admin and viewer traffic is not
-/// counted against any brand.
-pub async fn rate_limit(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>, actix_web::Error> {
-    use actix_web::{HttpMessage, ResponseError};
+/// refuses it with 429 and `Retry-After` when a brand's tokens exceed the brand's
+/// request rate: one brand's sale cannot starve the others. Admin and viewer traffic is
+/// not counted against any brand.
+fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
+    use actix_web::HttpMessage;
     let principal = extract::authenticate(req.request());
     let limited_brand = match &principal {
-        Ok(crate::actors::registry::Principal::Brand(b)) => Some(b.to_string()),
+        Ok(crate::actors::registry::Principal::Brand(b)) => Some(b.clone()),
         _ => None,
     };
     req.extensions_mut().insert(extract::Authenticated(principal));
     if let (Some(brand), Some(state)) = (limited_brand, req.app_data::<web::Data<AppState>>()) {
         if let Err(not_until) = state.limiter.check_key(&brand) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            let p = Problem::new(
+            return Err(Problem::new(
                 crate::domain::ErrorCode::RateLimited,
                 format!("brand {brand} is over its request rate; retry after the Retry-After delay"),
             )
-            .with_retry_after(wait.as_secs().max(1));
-            let res = p.error_response();
-            return Ok(req.into_response(res).map_into_right_body());
+            .with_retry_after(wait.as_secs().max(1)));
         }
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    Ok(())
 }
 
 /// What handlers need once recovery is done.
@@ -180,7 +176,7 @@ pub fn reply_response(reply: Reply) -> HttpResponse {
         Status::NoContent => actix_web::http::StatusCode::NO_CONTENT,
     });
     if let Some(lsn) = reply.lsn {
-        res.insert_header(("X-Zaiko-Lsn", lsn.to_string()));
+        res.insert_header(("X-Zaiko-Lsn", header::HeaderValue::from(lsn)));
     }
     if reply.status == Status::NoContent {
         return res.finish();
@@ -255,17 +251,19 @@ fn new_request_id() -> String {
     hex::encode(b)
 }
 
-/// Every request gets a request id — the client's `X-Request-Id` if it sent a sane
-/// one, else a new one — returned in `X-Request-Id`, and runs in a `tracing` span that
-/// carries it. The span is at DEBUG (as tower-http's is): at the default INFO level it
+/// The one middleware (one layer, one boxed future per request). Every request gets a
+/// request id — the client's `X-Request-Id` if it sent a sane one, else a new one —
+/// returned in `X-Request-Id`, and runs in a `tracing` span that carries it; it is
+/// authenticated and counted against its brand's rate ([`authenticate_and_limit`]). The span is at DEBUG (as tower-http's is): at the default INFO level it
 /// is disabled and costs nothing, where creating it formatted its fields for every
 /// request (~5 % of the write path's CPU). A failed request (5xx) is logged at WARN with
 /// the id, method and path itself. Only the method, the path and the outcome are
 /// logged: never bodies, so never personal data such as `ship_to`.
 pub async fn request_context(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::ResponseError;
     use tracing::Instrument;
     let id = req
         .headers()
@@ -275,7 +273,13 @@ pub async fn request_context(
         .map_or_else(new_request_id, str::to_string);
     let span = tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = match authenticate_and_limit(&req) {
+        Ok(()) => next.call(req).instrument(span.clone()).await?.map_into_left_body(),
+        Err(p) => {
+            let res = p.error_response();
+            req.into_response(res).map_into_right_body()
+        }
+    };
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     // Labelled by route pattern (never the raw path: ids would explode the series).

@@ -64,6 +64,22 @@ fn stock_changes_end_to_end_with_lsn_and_problems() {
     assert_eq!(again.lsn, Some(lsn));
     assert_eq!(s.stock("b-001", &t, "S1")["version"], 3);
 
+    // The same content serialised another way (key order, whitespace, an escaped
+    // character): still the original answer.
+    let reserialised = br#"{ "changes" : [
+        {"reason": "cycle_\u0063ount", "on_hand": 10, "op": "set", "location": "tsukuba", "sku": "S1"},
+        {"delta": -3, "op": "adjust", "location": "tsukuba", "sku": "S1"},
+        {"quantity": 1, "op": "set_safety_stock", "location": "tsukuba", "sku": "S1"},
+        {"delta": -1, "op": "adjust", "location": "osaka", "sku": "S2"},
+        {"expected_version": 1, "on_hand": 1, "op": "set", "location": "tsukuba", "sku": "S1"},
+        {"delta": 1, "op": "adjust", "location": "tsukuba", "sku": "nope"},
+        {"delta": 1, "op": "adjust", "location": "nowhere", "sku": "S1"}
+    ] }"#;
+    let headers = [("Idempotency-Key", "k-1"), ("Content-Type", "application/json")];
+    let retried = s.raw("POST", "/v1/brands/b-001/stock/changes", Some(&t), reserialised.to_vec(), &headers);
+    assert_eq!((retried.status, &retried.body, retried.lsn), (200, &r.body, Some(lsn)));
+    assert_eq!(s.stock("b-001", &t, "S1")["version"], 3);
+
     // Same key, another body.
     let reused = s.post_key(
         "/v1/brands/b-001/stock/changes",
