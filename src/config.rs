@@ -130,7 +130,7 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "ZAIKO_LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
-    /// Shard actors (one thread each) [default: number of cores].
+    /// Shard actors (one thread each) [default: half the cores, at least 1].
     #[arg(long, env = "ZAIKO_SHARDS")]
     pub shards: Option<usize>,
     /// HTTP worker threads [default: number of cores].
@@ -292,9 +292,19 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// Shard threads by default: one per two cores. Deciding and applying a command is a
+/// small share of a write's CPU (the HTTP stack, the journal and the index take the
+/// rest), and a shard thread per core left the cores switching between more runnable
+/// threads than they have: on 2 cores at 256 connections, one shard took 15 % less CPU
+/// per single change than two and answered 18 % more; at 64 connections it answered
+/// ~9 % fewer (BENCHMARKS.md, "How many shards").
+fn default_shards() -> usize {
+    (cores() / 2).max(1)
+}
+
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, String> {
-        let shards = self.shards.unwrap_or_else(cores);
+        let shards = self.shards.unwrap_or_else(default_shards);
         if !(1..=256).contains(&shards) {
             return Err(format!("--shards must be 1..=256, got {shards}"));
         }

@@ -90,6 +90,9 @@ impl TestServer {
             .args(&self.args)
             .env_remove("ZAIKO_LISTEN")
             .env("ZAIKO_LOG", "info")
+            // More shards than the default (one per two cores), so the paths across
+            // shards (brand lists, index drains, snapshots, sweeps) are always run.
+            .env("ZAIKO_SHARDS", "3")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
