@@ -254,9 +254,10 @@ fn new_request_id() -> String {
 /// The one middleware (one layer, one boxed future per request). Every request gets a
 /// request id — the client's `X-Request-Id` if it sent a sane one, else a new one —
 /// returned in `X-Request-Id`, and runs in a `tracing` span that carries it; it is
-/// authenticated and counted against its brand's rate ([`authenticate_and_limit`]). The span is at DEBUG (as tower-http's is): at the default INFO level it
-/// is disabled and costs nothing, where creating it formatted its fields for every
-/// request (~5 % of the write path's CPU). A failed request (5xx) is logged at WARN with
+/// authenticated and counted against its brand's rate ([`authenticate_and_limit`]).
+/// The span is at DEBUG (as tower-http's is): at the default INFO level it is disabled
+/// and costs nothing, where creating it formatted its fields for every request (~5 % of
+/// the write path's CPU). A failed request (5xx) is logged at WARN with
 /// the id, method and path itself. Only the method, the path and the outcome are
 /// logged: never bodies, so never personal data such as `ship_to`.
 pub async fn request_context(
