@@ -1,10 +1,10 @@
 //! Actors own the state in memory and serialise the commands on it.
 //!
-//! * [`shard::Shard`] — one per core, each on its own actix `Arbiter` (one thread).
-//!   A shard holds the partitions of the brands that hash to it; a brand partition
-//!   holds the brand-level state and its SKU entities. The partition is the unit of
-//!   serialisation, so a multi-line reservation is one synchronous decision and one
-//!   WAL record, with no cross-actor protocol (see ARCHITECTURE.md for the measurement
+//! * [`shard::Shard`] — `--shards` of them (default one per two cores), each on its own
+//!   actix `Arbiter` (one thread). A shard holds the partitions of the brands that hash
+//!   to it; a brand partition holds the brand-level state and its SKU entities. The
+//!   partition is the unit of serialisation, so a multi-line reservation is one
+//!   synchronous decision and one WAL record, with no cross-actor protocol (see ARCHITECTURE.md for the measurement
 //!   behind this choice).
 //! * [`registry::RegistryActor`] — locations and tokens; publishes read-only copies for
 //!   the HTTP layer (auth) and the shards (location checks).
