@@ -4,8 +4,8 @@
 //!   actix `Arbiter` (one thread). A shard holds the partitions of the brands that hash
 //!   to it; a brand partition holds the brand-level state and its SKU entities. The
 //!   partition is the unit of serialisation, so a multi-line reservation is one
-//!   synchronous decision and one WAL record, with no cross-actor protocol (see ARCHITECTURE.md for the measurement
-//!   behind this choice).
+//!   synchronous decision and one WAL record, with no cross-actor protocol (see
+//!   ARCHITECTURE.md for the measurement behind this choice).
 //! * [`registry::RegistryActor`] — locations and tokens; publishes read-only copies for
 //!   the HTTP layer (auth) and the shards (location checks).
 //! * [`integrations`] — the shard's handling of webhook subscriptions and import jobs.
