@@ -16,6 +16,7 @@
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
 //! - [`config`] — command line and configuration.
 //! - [`clock`] — the only reader of wall-clock time.
+//! - [`cluster`] — cluster mode: partition journals, leases and placement on NATS JetStream.
 //! - [`cli`] — offline commands.
 //! - [`bench`] — `zaiko bench`: the load harness (closed-loop client, scenarios, reports).
 //! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
@@ -26,6 +27,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -1,0 +1,14 @@
+//! Cluster mode: brand partitions replicated on NATS JetStream (`docs/cluster.md`).
+//!
+//! * [`engine`] — the connection, and the journal stream and KV buckets every node shares;
+//!   partitions and the brand → partition hash.
+//! * [`entry`] — a partition journal entry (one message: a group-commit batch or a
+//!   takeover marker) and the replay rule that fences old owners off.
+//! * [`lease`] — partition leases in a KV bucket: epochs, renewal, deadlines.
+//! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
+//!   gate: publish ack *and* a valid lease) and the reading of a subject.
+
+pub mod engine;
+pub mod entry;
+pub mod lease;
+pub mod plog;
