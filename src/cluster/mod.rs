@@ -4,11 +4,15 @@
 //!   partitions and the brand → partition hash.
 //! * [`entry`] — a partition journal entry (one message: a group-commit batch or a
 //!   takeover marker) and the replay rule that fences old owners off.
+//! * [`follower`] — hot standbys: a partition's journal followed and its state kept applied.
 //! * [`lease`] — partition leases in a KV bucket: epochs, renewal, deadlines.
+//! * [`placement`] — who should own and follow each partition (rendezvous hashing).
 //! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
 //!   gate: publish ack *and* a valid lease) and the reading of a subject.
 
 pub mod engine;
 pub mod entry;
+pub mod follower;
 pub mod lease;
+pub mod placement;
 pub mod plog;
