@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::event::RECORD_BYTES_MAX_FLOOR;
 use crate::domain::Timestamp;
 use crate::http::Limits;
 use crate::journal::{FailureAction, FaultPlan, JournalConfig};
@@ -151,7 +152,8 @@ pub struct ServeArgs {
     /// Size of a WAL segment file in bytes (preallocated).
     #[arg(long, env = "ZAIKO_WAL_SEGMENT_BYTES", default_value_t = JournalConfig::default().segment_bytes)]
     pub wal_segment_bytes: u64,
-    /// Largest journal record in bytes (one request's changes); a segment holds at least two.
+    /// Largest journal record in bytes (one request's changes; a request whose change
+    /// would be larger is refused with 413), 64 KiB..=16 MiB; a segment holds at least two.
     #[arg(long, env = "ZAIKO_WAL_RECORD_BYTES_MAX", default_value_t = JournalConfig::default().record_bytes_max)]
     pub wal_record_bytes_max: usize,
     /// Most records written with one fdatasync.
@@ -345,8 +347,9 @@ impl ServeArgs {
             },
             ..JournalConfig::default()
         };
-        if !(4096..=16 << 20).contains(&journal.record_bytes_max) {
-            return Err(format!("--wal-record-bytes-max must be 4 KiB..=16 MiB, got {}", journal.record_bytes_max));
+        // Below the floor, a step the server writes on its own could not fit in a record.
+        if !(RECORD_BYTES_MAX_FLOOR..=16 << 20).contains(&journal.record_bytes_max) {
+            return Err(format!("--wal-record-bytes-max must be 64 KiB..=16 MiB, got {}", journal.record_bytes_max));
         }
         let min_segment = 2 * journal.record_bytes_max as u64 + 4096;
         if journal.segment_bytes < min_segment {

@@ -55,10 +55,11 @@ pub struct IntegrationArgs {
     /// Allow webhooks to loopback and private addresses (refused by default).
     #[arg(long)]
     pub webhook_allow_private: bool,
-    /// Import rows applied per second at most (0: only the in-flight bound paces imports).
+    /// Import rows each job applies per second at most (0: only the in-flight bound paces imports).
     #[arg(long, env = "ZAIKO_IMPORT_ROWS_PER_SECOND", default_value_t = 0)]
     pub import_rows_per_second: u64,
-    /// Import rows per chunk (one actor message and one WAL record each).
+    /// Import rows per chunk (one actor message and one WAL record each; fewer while a
+    /// chunk this large would be over --wal-record-bytes-max).
     #[arg(long, env = "ZAIKO_IMPORT_CHUNK_ROWS", default_value_t = imports::CHUNK_ROWS_DEFAULT)]
     pub import_chunk_rows: usize,
     /// Import chunks queued in the brand's shard mailbox at once: more keeps the shard

@@ -100,9 +100,11 @@ pub fn append_refused(e: AppendError) -> Rejection {
         AppendError::DiskFull => "the journal disk is full; nothing was changed; retry after space is freed",
         AppendError::Overloaded => "the journal is behind; nothing was changed; retry shortly",
         AppendError::Stopped => "the server is stopping; nothing was changed; retry on the restarted server",
-        AppendError::TooLarge => "the change is too large to record; send fewer items per request",
+        AppendError::TooLarge => {
+            "the change is too large to record (--wal-record-bytes-max); nothing was changed; send fewer items per request"
+        }
     };
-    let code = if e == AppendError::TooLarge { ErrorCode::Unprocessable } else { ErrorCode::Overloaded };
+    let code = if e == AppendError::TooLarge { ErrorCode::PayloadTooLarge } else { ErrorCode::Overloaded };
     Rejection::new(code, detail)
 }
 

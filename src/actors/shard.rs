@@ -34,6 +34,10 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const PURGE_EVERY_SWEEPS: u64 = 300;
 /// Channel-sync chunks (of `SYNC_CHUNK_SKUS` SKUs) written per brand per sweep.
 const CHANNEL_SYNC_CHUNKS_PER_SWEEP: usize = 20;
+/// Records of expiries written per brand by a timer sweep (each within the journal's
+/// record limit); what is still due waits for the next sweep, a second later, so a
+/// burst of expiries never holds the shard for long.
+const EXPIRY_RECORDS_PER_SWEEP: usize = 16;
 
 /// A command on one brand partition.
 #[derive(Debug)]
@@ -105,7 +109,9 @@ impl BrandCmd {
 
 /// Expires what is due (and purges what is old) in every brand of the shard now;
 /// replies with the newest LSN written. Sent on a timer, at start, and by the manual
-/// clock endpoint after it moves time.
+/// clock endpoint after it moves time. A sweep that is answered (`reply`: at start and
+/// for the clock) expires everything due before it answers; the timer's writes at most
+/// [`EXPIRY_RECORDS_PER_SWEEP`] records of expiries per brand.
 pub struct Sweep {
     pub reply: Option<tokio::sync::oneshot::Sender<Lsn>>,
 }
@@ -328,7 +334,7 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
         ctx.run_interval(SWEEP_INTERVAL, |shard, _| {
-            shard.sweep();
+            shard.sweep(false);
         });
         tracing::info!(shard = self.index, brands = self.brands.len(), "shard started");
     }
@@ -349,7 +355,7 @@ impl Handler<Sweep> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: Sweep, _ctx: &mut Self::Context) {
-        let lsn = self.sweep();
+        let lsn = self.sweep(msg.reply.is_some());
         if let Some(reply) = msg.reply {
             let _ = reply.send(lsn);
         }
@@ -452,6 +458,7 @@ impl Shard {
             }
         }
         let now = self.ctx.clock.now();
+        let hint = too_large_hint(&cmd);
         let decided = match self.decide(brand, cmd, now) {
             Ok(d) => d,
             Err(r) => return reject(seen, r),
@@ -468,7 +475,7 @@ impl Shard {
             // Nothing to record (every change of a batch was rejected).
             return read(seen, body);
         }
-        self.commit(brand_id, events, status, body, idem, now)
+        self.commit(brand_id, events, status, body, idem, now, hint)
     }
 
     /// Runs the domain decision for one command, without changing anything.
@@ -582,8 +589,9 @@ impl Shard {
     }
 
     /// Expires due reservations (and, now and then, purges old ones) in every brand.
-    /// Returns the newest LSN this shard has written.
-    fn sweep(&mut self) -> Lsn {
+    /// Returns the newest LSN this shard has written. Every record it writes is bounded
+    /// by the journal's record limit, however much is due at once.
+    fn sweep(&mut self, exhaustive: bool) -> Lsn {
         self.sweeps += 1;
         let now = self.ctx.clock.now();
         let purge = self.sweeps % PURGE_EVERY_SWEEPS == 1;
@@ -596,31 +604,72 @@ impl Shard {
             .map(|b| b.id.clone())
             .collect();
         for id in due {
-            let brand = &self.brands[&id];
-            let mut events = match brand.decide_expiries(now) {
-                Ok(e) => e,
-                Err(r) => fatal_apply("an expiry decision", brand.last_lsn, &r.to_string()),
-            };
+            self.expire_due(&id, now, exhaustive, purge);
             if purge {
-                events.extend(brand.decide_purges(now));
-            }
-            if !events.is_empty() {
-                let g = self.commit(id.clone(), events, Status::Ok, Vec::new(), None, now);
-                if let Err(r) = g.result {
-                    tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
-                }
+                self.purge_ended(&id, now);
             }
             self.step_channel_syncs(&id, now);
         }
         self.last_lsn
     }
 
+    /// The room for events in a record the server writes on its own.
+    fn events_budget(&self) -> usize {
+        event::events_budget(self.ctx.journal.record_bytes_max())
+    }
+
+    /// Expires a brand's due reservations, oldest first, one record of whole
+    /// reservations at a time (`EXPIRY_RECORDS_PER_SWEEP` at most unless `exhaustive`).
+    fn expire_due(&mut self, brand: &BrandId, now: Timestamp, exhaustive: bool, report: bool) {
+        let budget = self.events_budget();
+        let records_max = if exhaustive { usize::MAX } else { EXPIRY_RECORDS_PER_SWEEP };
+        for _ in 0..records_max {
+            let Some(b) = self.brands.get(brand) else { return };
+            let due = match b.decide_expiries_within(now, budget) {
+                Ok(d) => d,
+                Err(r) => fatal_apply("an expiry decision", b.last_lsn, &r.to_string()),
+            };
+            if report && !due.too_large.is_empty() {
+                tracing::warn!(
+                    brand = %brand,
+                    count = due.too_large.len(),
+                    first = %due.too_large[0],
+                    "due reservations stay active: expiring one would take a journal record over --wal-record-bytes-max; raise it"
+                );
+            }
+            if due.events.is_empty() {
+                return;
+            }
+            if let Err(r) = self.commit(brand.clone(), due.events, Status::Ok, Vec::new(), None, now, "").result {
+                tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
+                return;
+            }
+            if !due.more {
+                return;
+            }
+        }
+    }
+
+    /// Forgets a brand's reservations and shipments past their retention, in records
+    /// within the journal's record limit.
+    fn purge_ended(&mut self, brand: &BrandId, now: Timestamp) {
+        let Some(b) = self.brands.get(brand) else { return };
+        for run in event::split_by_budget(b.decide_purges(now), self.events_budget()) {
+            if let Err(r) = self.commit(brand.clone(), run, Status::Ok, Vec::new(), None, now, "").result {
+                tracing::warn!(error = %r, "purge could not be written; retrying on the next purge");
+                return;
+            }
+        }
+    }
+
     /// Streams pending channel-reconfiguration events: a few chunks per sweep, one
-    /// record each, so a large catalog never stalls the shard.
+    /// record each (within the journal's record limit), so a large catalog never
+    /// stalls the shard.
     fn step_channel_syncs(&mut self, brand: &BrandId, now: Timestamp) {
+        let budget = self.events_budget();
         for _ in 0..CHANNEL_SYNC_CHUNKS_PER_SWEEP {
-            let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync()) else { return };
-            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now).result {
+            let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync_within(budget)) else { return };
+            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "channel sync step could not be written; retrying on the next sweep");
                 return;
             }
@@ -638,14 +687,31 @@ impl Shard {
         }
         let now = self.ctx.clock.now();
         let body = to_json(&BrandView::from(&BrandState::new(id.clone(), name.clone(), now)));
-        self.commit(id, vec![Event::BrandCreated { name }], Status::Created, body, idem, now)
+        self.commit(id, vec![Event::BrandCreated { name }], Status::Created, body, idem, now, "")
     }
 
     /// Appends one record to the journal and applies it. The reply waits for the LSN.
-    fn commit(&mut self, brand: BrandId, events: Vec<Event>, status: Status, body: Vec<u8>, idem: Option<IdemKey>, at: Timestamp) -> Gated {
+    /// A record over the journal's limit is refused here, before anything changes,
+    /// with `payload_too_large` and `hint` (what the caller can do about it).
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &mut self,
+        brand: BrandId,
+        events: Vec<Event>,
+        status: Status,
+        body: Vec<u8>,
+        idem: Option<IdemKey>,
+        at: Timestamp,
+        hint: &str,
+    ) -> Gated {
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
-        let lsn = match self.ctx.journal.append(event::encode(&wal)) {
+        let payload = event::encode(&wal);
+        let max = self.ctx.journal.record_bytes_max();
+        if payload.len() > max {
+            return reject(0, too_large(payload.len(), max, hint));
+        }
+        let lsn = match self.ctx.journal.append(payload) {
             Ok(lsn) => lsn,
             Err(e) => return reject(0, append_refused(e)),
         };
@@ -657,6 +723,28 @@ impl Shard {
         self.last_lsn = lsn;
         Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
     }
+}
+
+/// What a caller can do about a command whose record would be over the journal's limit.
+fn too_large_hint(cmd: &BrandCmd) -> &'static str {
+    match cmd {
+        BrandCmd::StockChanges { .. } => "each change records its SKU's stock at every location: send fewer changes per request",
+        BrandCmd::Reserve(_) | BrandCmd::Ship(_) | BrandCmd::CreateInbound(_) | BrandCmd::Receive { .. } => {
+            "each line records its SKU's stock at every location: send fewer lines per request"
+        }
+        // The runner splits the chunk, and reports a row that cannot fit alone.
+        BrandCmd::Import(ImportCmd::Chunk(_)) => "",
+        _ => "an operator can raise --wal-record-bytes-max (at most 16 MiB)",
+    }
+}
+
+/// The refusal of a command whose record would be over the journal's record limit.
+fn too_large(bytes: usize, max: usize, hint: &str) -> Rejection {
+    let hint = if hint.is_empty() { String::new() } else { format!("; {hint}") };
+    Rejection::new(
+        ErrorCode::PayloadTooLarge,
+        format!("this change would take a journal record of {bytes} bytes, over the limit of {max} bytes (--wal-record-bytes-max); nothing was changed{hint}"),
+    )
 }
 
 /// Applies one brand record to a map of partitions: the one mutation path, shared by

@@ -205,7 +205,8 @@ pub fn key(ev: &Event) -> Option<String> {
         | Event::ImportQueued { .. }
         | Event::ImportStarted { .. }
         | Event::ImportChunkApplied { .. }
-        | Event::ImportFinished { .. } => return None,
+        | Event::ImportFinished { .. }
+        | Event::ImportCancelled { .. } => return None,
     })
 }
 

@@ -208,6 +208,12 @@ impl Journal {
         self.shared.append(payload)
     }
 
+    /// The largest payload [`Journal::append`] accepts ([`JournalConfig::record_bytes_max`]):
+    /// what a command must keep its record within.
+    pub fn record_bytes_max(&self) -> usize {
+        self.shared.cfg.record_bytes_max
+    }
+
     /// The highest LSN known to be on disk.
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable_lsn.load(Ordering::Acquire)

@@ -16,6 +16,7 @@ mod imports;
 mod isolation;
 mod metrics;
 mod ops;
+mod records;
 mod search;
 mod search_shipments;
 mod snapshots;

@@ -83,6 +83,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::webhooks::replay,
         super::imports::create,
         super::imports::get,
+        super::imports::cancel,
         super::search::search_skus,
         super::search::search_shipments,
     ),
@@ -292,8 +293,12 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
     if path.contains('{') {
         problems.push(("404", "`not_found`: the brand or the object does not exist."));
     }
-    if has_body {
-        problems.push(("413", "`payload_too_large`: the body is over the limit; nothing was read past it."));
+    if has_body || writes {
+        problems.push((
+            "413",
+            "`payload_too_large`: the body is over the limit (nothing was read past it), or the change would take a journal \
+             record over `--wal-record-bytes-max` (nothing was changed; send fewer items).",
+        ));
     }
     if writes {
         problems.push(("409", "`idempotency_in_progress` (and the operation's own conflicts)."));
@@ -352,7 +357,7 @@ mod tests {
             assert!(op.is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
             routes += 1;
         }
-        assert_eq!(routes, 42, "the route count changed: check this test still scans every routes file");
+        assert_eq!(routes, 43, "the route count changed: check this test still scans every routes file");
     }
 
     #[test]
