@@ -459,6 +459,36 @@ fn a_chunk_too_large_for_one_record_is_split_and_no_other_brands_job_waits_behin
     }
 }
 
+/// Splitting keeps the exactly-once promise: SIGKILL while a job's chunks are being
+/// split, and after the restart every row is applied once.
+#[test]
+fn sigkill_while_chunks_are_split_then_resume_applies_every_row_exactly_once() {
+    let args = ["--import-rows-per-second", "2000"].map(String::from).to_vec();
+    let mut s = TestServer::spawn_with(Options { args, ..Options::default() });
+    let locs: Vec<String> = (0..400).map(|i| format!("LOC-{i}")).collect();
+    let refs: Vec<&str> = locs.iter().map(String::as_str).collect();
+    let t = s.setup_brand("b1", &refs, &["W1"]);
+    for batch in locs.chunks(100) {
+        let changes: Vec<Value> = batch.iter().map(|l| json!({"sku": "W1", "location": l, "op": "set", "on_hand": 5})).collect();
+        s.post_key("/v1/brands/b1/stock/changes", &t, &format!("set-{}", batch[0]), &json!({ "changes": changes })).expect(200);
+    }
+    let rows = 8000;
+    let mut csv = String::from("sku,location,delta\n");
+    for i in 0..rows {
+        csv.push_str(&format!("W1,LOC-{},1\n", i % 400));
+    }
+    let id = upload_to(&s, "b1", &t, &csv);
+    assert!(wait_until(WAIT, || job_of(&s, "b1", &t, &id)["rows_ok"].as_u64().unwrap_or(0) >= 1500));
+    s.kill9();
+    s.start();
+    let done = wait_finished(&s, "b1", &t, &id);
+    assert_eq!((done["status"].as_str(), done["rows_ok"].as_u64()), (Some("done"), Some(rows)), "{done}");
+    let stock = s.stock("b1", &t, "W1");
+    for loc in &locs {
+        assert_eq!(stock["locations"][loc]["on_hand"], 5 + rows / 400, "{loc}");
+    }
+}
+
 /// A row whose change alone is more than a journal record may hold fails with its own
 /// error; the rows around it are applied.
 #[test]
