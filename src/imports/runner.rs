@@ -63,6 +63,7 @@ pub(super) struct Runner {
 
 impl Runner {
     pub(super) fn run(self, jobs: Receiver<(BrandId, Id)>) {
+        let _stopped = crate::health::global().worker(crate::health::Worker::Imports).until_dropped();
         for (brand, id) in jobs {
             if let Err(Stop::Shutdown) = self.run_job(&brand, &id) {
                 break;
@@ -72,6 +73,7 @@ impl Runner {
     }
 
     fn run_job(&self, brand: &BrandId, id: &Id) -> Result<(), Stop> {
+        let health = crate::health::global().worker(crate::health::Worker::Imports);
         let mut backoff = Duration::from_millis(50);
         loop {
             let state = self.state(brand, id)?;
@@ -84,16 +86,20 @@ impl Runner {
             match self.pass(brand, id, &state, &path) {
                 Ok(()) => {
                     self.ask(brand, ImportCmd::Finish { id: id.clone(), failed: None })?;
+                    health.ok();
                     tracing::info!(brand = %brand, job = %id, "import done");
                     remove_file(&path);
                     return Ok(());
                 }
                 Err(Stop::Retry(why)) => {
+                    health.failed(&why);
                     tracing::warn!(brand = %brand, job = %id, reason = %why, backoff_ms = backoff.as_millis() as u64, "import paused; resuming from its recorded position");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
                 Err(Stop::Fatal(why)) => {
+                    // The job fails, not the runner: the next job starts healthy.
+                    health.ok();
                     tracing::error!(brand = %brand, job = %id, reason = %why, "import failed");
                     self.ask(brand, ImportCmd::Finish { id: id.clone(), failed: Some(why) })?;
                     remove_file(&path);
