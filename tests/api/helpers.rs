@@ -302,7 +302,7 @@ pub fn limit_open_files(cmd: &mut Command, (soft, hard): (u64, u64)) {
     // SAFETY: between fork and exec only `setrlimit` runs: one system call, no
     // allocation, no lock.
     unsafe {
-        cmd.pre_exec(move || rustix::process::setrlimit(rustix::process::Resource::Nofile, limit.clone()).map_err(std::io::Error::from));
+        cmd.pre_exec(move || rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).map_err(std::io::Error::from));
     }
 }
 
