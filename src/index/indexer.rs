@@ -558,7 +558,7 @@ fn apply_batch<I>(
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use tantivy::{Index, ReloadPolicy};
+    use tantivy::ReloadPolicy;
 
     use super::*;
     use crate::actors::shard::DirtySet;
@@ -775,6 +775,119 @@ mod tests {
         let mut ix = indexer(Box::new(Arc::new(Fixed(Mutex::new(vec![item()])))), &journal, covered_tx);
         ix.cycle(true).unwrap();
         assert_eq!((*covered_rx.borrow(), ix.committed_lsn), (lsn, lsn));
+        journal.shutdown();
+    }
+
+    /// A RAM directory whose writes fail with ENOSPC while `full` is set.
+    #[derive(Debug, Clone)]
+    struct FullDisk {
+        inner: tantivy::directory::RamDirectory,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FullDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::Relaxed) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl tantivy::Directory for FullDisk {
+        fn get_file_handle(
+            &self,
+            path: &std::path::Path,
+        ) -> Result<Arc<dyn tantivy::directory::FileHandle>, tantivy::directory::error::OpenReadError> {
+            self.inner.get_file_handle(path)
+        }
+        fn delete(&self, path: &std::path::Path) -> Result<(), tantivy::directory::error::DeleteError> {
+            self.inner.delete(path)
+        }
+        fn exists(&self, path: &std::path::Path) -> Result<bool, tantivy::directory::error::OpenReadError> {
+            self.inner.exists(path)
+        }
+        fn open_write(&self, path: &std::path::Path) -> Result<tantivy::directory::WritePtr, tantivy::directory::error::OpenWriteError> {
+            self.check().map_err(|e| tantivy::directory::error::OpenWriteError::wrap_io_error(e, path.to_path_buf()))?;
+            self.inner.open_write(path)
+        }
+        fn atomic_read(&self, path: &std::path::Path) -> Result<Vec<u8>, tantivy::directory::error::OpenReadError> {
+            self.inner.atomic_read(path)
+        }
+        fn atomic_write(&self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.atomic_write(path, data)
+        }
+        fn sync_directory(&self) -> std::io::Result<()> {
+            self.inner.sync_directory()
+        }
+        fn watch(&self, cb: tantivy::directory::WatchCallback) -> tantivy::Result<tantivy::directory::WatchHandle> {
+            self.inner.watch(cb)
+        }
+    }
+
+    /// One shard's dirty set over fixed SKUs, rendered at each drain, as a shard does.
+    struct Keys(Mutex<DirtySet>);
+
+    impl DirtySource for Arc<Keys> {
+        fn shard_count(&self) -> usize {
+            1
+        }
+
+        fn drain(&self, _shard: usize, max: usize) -> Result<Drained, SourceError> {
+            let mut dirty = self.0.lock();
+            let items: Vec<IndexItem> = std::iter::from_fn(|| dirty.pop())
+                .take(max)
+                .map(|(brand, _, sku)| {
+                    IndexItem::Sku(SkuItem::Upsert { brand, brand_name: "b".into(), sku, state: Box::new(sku_state()), channels: vec![] })
+                })
+                .collect();
+            Ok(Drained { more: !dirty.is_empty(), remaining: dirty.len(), items })
+        }
+
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+            self.0.lock().extend(keys);
+        }
+    }
+
+    #[test]
+    fn a_failed_cycle_loses_nothing_it_drained_and_the_next_one_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions { config: JournalConfig { segment_bytes: 1 << 24, ..JournalConfig::default() }, replay_after: 0 };
+        let (journal, _) = crate::journal::open(dir.path(), opts, |_, _| Ok(())).unwrap();
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let disk = FullDisk { inner: Default::default(), full: full.clone() };
+        let (schema, fields) = (SKUS.build)();
+        let index = Index::create(disk, schema, Default::default()).unwrap();
+        super::super::register_tokenizer(&index);
+        let source = Arc::new(Keys(Mutex::new([key(1)].into_iter().collect())));
+        let (covered_tx, covered_rx) = watch::channel(0);
+        let mut ix = indexer(Box::new(source.clone()), &journal, covered_tx);
+        ix.skus = Target::open(Opened { index, fields, committed_lsn: None, format: SKUS.format }).unwrap();
+        let first = journal.append(vec![1]).unwrap();
+        ix.cycle(false).unwrap();
+        assert_eq!(*covered_rx.borrow(), first);
+
+        // The disk fills: the commit fails, and so does the next cycle's new writer.
+        full.store(true, Ordering::Relaxed);
+        let second = journal.append(vec![2]).unwrap();
+        source.0.lock().extend([key(2), key(3)]);
+        for attempt in 0..2 {
+            assert!(ix.cycle(false).is_err(), "attempt {attempt} fails");
+            assert_eq!(*covered_rx.borrow(), first, "the covered lsn does not move past what is committed");
+            assert!(ix.skus.writer.is_none(), "the failed writer was dropped");
+            let mut back: Vec<String> = std::iter::from_fn(|| source.0.lock().pop()).map(|k| k.2.to_string()).collect();
+            back.sort();
+            assert_eq!(back, ["S2", "S3"], "attempt {attempt}: what was drained went back to the shard");
+            source.0.lock().extend([key(2), key(3)]);
+        }
+        assert_eq!(ix.skus.reader.searcher().num_docs(), 1, "searches still see the last commit");
+
+        full.store(false, Ordering::Relaxed);
+        ix.cycle(false).unwrap();
+        assert_eq!(*covered_rx.borrow(), second);
+        assert_eq!(ix.skus.reader.searcher().num_docs(), 3, "everything drained while the disk was full is indexed");
+        assert!(source.0.lock().is_empty());
         journal.shutdown();
     }
 
