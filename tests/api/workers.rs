@@ -146,6 +146,41 @@ fn the_indexer_retries_after_a_full_disk_and_catches_up_without_a_restart() {
     drop(disk);
 }
 
+#[test]
+fn a_scheduled_snapshot_that_fails_for_lack_of_space_is_retried_and_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let disk = Tmpfs::mount(&data.join("snapshots"), "2m");
+    let s = TestServer::spawn_with(Options {
+        data_dir: Some(data.clone()),
+        args: vec!["--snapshot-every-records".into(), "5".into()],
+        ..Options::default()
+    });
+    let filler = disk.fill();
+    s.setup_brand("b1", &["tsukuba"], &["S1", "S2", "S3", "S4", "S5"]);
+    let ready = until(Duration::from_secs(60), "/readyz to show the snapshots retrying", || {
+        let r = readyz(&s);
+        (r.body["workers"]["snapshots"]["state"] == "retrying").then_some(r)
+    });
+    assert_eq!((ready.status, &ready.body["status"]), (200, &json!("degraded")), "{:?}", ready.body);
+    assert_eq!(sample(&metrics(&s), "zaiko_worker_healthy{worker=\"snapshots\"}"), Some(0.0));
+
+    std::fs::remove_file(&filler).unwrap();
+    until(Duration::from_secs(60), "the snapshot to be retried and taken", || {
+        let r = readyz(&s);
+        (r.body["workers"]["snapshots"]["state"] == "ok").then_some(())
+    });
+    let taken = std::fs::read_dir(data.join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("snap-") && n.ends_with(".sqlite"))
+        .count();
+    assert_eq!(taken, 1, "the retried snapshot is on disk");
+    assert_eq!(readyz(&s).expect(200)["status"], "ready");
+    drop(s);
+    drop(disk);
+}
+
 /// One HTTP/1.1 connection kept open (keep-alive), for requests while new connections
 /// cannot get in.
 struct Conn {
