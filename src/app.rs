@@ -185,6 +185,7 @@ impl Application {
     /// actix `System`.
     pub async fn build(cfg: ServeConfig) -> anyhow::Result<Application> {
         let mut cfg = cfg;
+        let cap = connection_cap(&cfg)?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let demo = if cfg.demo { Some(crate::demo::plan(&cfg.data_dir)?) } else { None };
         let generated_admin = match (&demo, &cfg.admin_token) {
@@ -219,7 +220,7 @@ impl Application {
         // after the keep-alive time; on shutdown, in-flight requests get this long to finish.
         .client_request_timeout(std::time::Duration::from_secs(10))
         .keep_alive(std::time::Duration::from_secs(30))
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
+        .max_connections(cap.per_worker)
         .shutdown_timeout(30)
         // Signals are handled in `run`: actix-server's own handler stops the whole
         // actix System, shard arbiters included, before the index is committed.
@@ -307,14 +308,45 @@ async fn shutdown_signal() {
     }
 }
 
-/// Open connections per HTTP worker; past it, new connections wait in the backlog.
-const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+/// Raises the open-file limit to its hard limit and caps connections below it (see
+/// `fdlimit`), logging both.
+fn connection_cap(cfg: &ServeConfig) -> anyhow::Result<crate::fdlimit::ConnectionCap> {
+    use crate::fdlimit::{self, FDS_RESERVED};
+    let files = fdlimit::raise_open_files_limit();
+    // Outbound webhook attempts and streaming uploads hold a descriptor each on top.
+    let reserved = FDS_RESERVED + cfg.integration.webhook_in_flight_max as u64 + crate::imports::UPLOADS_MAX as u64;
+    let cap = fdlimit::connection_cap(files.limit, reserved, cfg.max_connections, cfg.http_workers).map_err(anyhow::Error::msg)?;
+    if let Some(asked) = cap.lowered_from {
+        tracing::warn!(
+            max_connections = asked,
+            open_files_limit = files.limit,
+            reserved,
+            lowered_to = cap.total,
+            "--max-connections is more than the open-file limit allows; lowered (raise the limit to allow more)"
+        );
+    }
+    tracing::info!(
+        open_files_limit = files.limit,
+        raised_from = files.raised_from,
+        reserved_for_files = reserved,
+        max_connections = cap.total,
+        per_worker = cap.per_worker,
+        "connection limit set; past it new connections wait in the listen backlog"
+    );
+    metrics::gauge!("zaiko_http_connections_max").set(cap.total as f64);
+    Ok(cap)
+}
 
 /// How often the snapshot schedule looks at the journal.
 const SNAPSHOT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Shortest and longest wait before a failed scheduled snapshot is tried again.
+const SNAPSHOT_RETRY_MIN: std::time::Duration = SNAPSHOT_CHECK_INTERVAL;
+const SNAPSHOT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Takes a snapshot when `every_records` records or `every` time (with changes) have
-/// passed since the last one.
+/// passed since the last one. A failed one (a full disk) is tried again after a
+/// backoff until it succeeds, whatever the schedule, and shows in the health registry.
 fn schedule_snapshots(
     snapshots: Arc<crate::snapshot::SnapshotService>,
     journal: Journal,
@@ -325,8 +357,12 @@ fn schedule_snapshots(
     if every_records == 0 && every.is_none() {
         return;
     }
+    let health = crate::health::global().worker(crate::health::Worker::Snapshots);
     actix_rt::spawn(async move {
+        let _stopped = health.until_dropped();
         let mut last_at = std::time::Instant::now();
+        let mut backoff = crate::health::Backoff::new(SNAPSHOT_RETRY_MIN, SNAPSHOT_RETRY_MAX);
+        let mut retry_at: Option<std::time::Instant> = None;
         let mut ticker = tokio::time::interval(SNAPSHOT_CHECK_INTERVAL);
         loop {
             ticker.tick().await;
@@ -334,10 +370,25 @@ fn schedule_snapshots(
             let new_records = journal.durable_lsn().saturating_sub(last_lsn);
             let by_count = every_records > 0 && new_records >= every_records;
             let by_time = every.is_some_and(|e| last_at.elapsed() >= e) && new_records > 0;
-            if by_count || by_time {
-                last_at = std::time::Instant::now();
-                if let Err(e) = snapshots.create(clock.now()).await {
-                    tracing::error!(error = %e, "scheduled snapshot failed; retrying at the next interval");
+            let due = match retry_at {
+                Some(at) => std::time::Instant::now() >= at,
+                None => by_count || by_time,
+            };
+            if !due {
+                continue;
+            }
+            last_at = std::time::Instant::now();
+            match snapshots.create(clock.now()).await {
+                Ok(_) => {
+                    health.ok();
+                    backoff.reset();
+                    retry_at = None;
+                }
+                Err(e) => {
+                    let attempts = health.failed(&e);
+                    let delay = backoff.next_delay();
+                    retry_at = Some(std::time::Instant::now() + delay);
+                    tracing::error!(error = %e, attempts, retry_s = delay.as_secs(), "scheduled snapshot failed; retrying");
                 }
             }
         }
@@ -485,6 +536,7 @@ fn start_indexer(
         commit_interval: cfg.index_commit_interval,
         last_cycle_max: crate::index::indexer::LAST_CYCLE_MAX_DEFAULT,
         committed_lsn: committed,
+        health: crate::health::global().worker(crate::health::Worker::Indexer),
     }
     .spawn()
     .context("cannot start the indexer thread")?;

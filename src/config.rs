@@ -137,6 +137,12 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "ZAIKO_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Open client connections at most, over all HTTP workers; past it new connections
+    /// wait in the listen backlog [default: what the open-file limit allows after the
+    /// descriptors kept for files, at most 10000 per worker]. A value above what the
+    /// limit allows is lowered to it, with a warning.
+    #[arg(long, env = "ZAIKO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Bound of each actor's mailbox; a full mailbox answers 503 `overloaded`.
     #[arg(long, env = "ZAIKO_MAILBOX_CAPACITY", default_value_t = crate::actors::shard::MAILBOX_CAPACITY_DEFAULT)]
     pub mailbox_capacity: usize,
@@ -278,6 +284,9 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub shards: usize,
     pub http_workers: usize,
+    /// `--max-connections` as given; the bound in force also depends on the open-file
+    /// limit (`fdlimit::connection_cap`).
+    pub max_connections: Option<usize>,
     pub mailbox_capacity: usize,
     pub limits: Limits,
     pub journal: JournalConfig,
@@ -313,6 +322,11 @@ impl ServeArgs {
         let http_workers = self.http_workers.unwrap_or_else(cores);
         if !(1..=256).contains(&http_workers) {
             return Err(format!("--http-workers must be 1..=256, got {http_workers}"));
+        }
+        if let Some(n) = self.max_connections {
+            if !(crate::fdlimit::CONNECTIONS_MIN..=1 << 20).contains(&n) {
+                return Err(format!("--max-connections must be {}..=1048576, got {n}", crate::fdlimit::CONNECTIONS_MIN));
+            }
         }
         if !(16..=1 << 20).contains(&self.mailbox_capacity) {
             return Err(format!("--mailbox-capacity must be 16..=1048576, got {}", self.mailbox_capacity));
@@ -379,6 +393,7 @@ impl ServeArgs {
             log_format: self.log_format,
             shards,
             http_workers,
+            max_connections: self.max_connections,
             mailbox_capacity: self.mailbox_capacity,
             limits: Limits {
                 body_bytes_max: self.body_bytes_max,

@@ -153,6 +153,15 @@ impl Message for DrainDirty {
     type Result = ();
 }
 
+/// Puts documents back in the shard's dirty set: the indexer drained them but could
+/// not commit them (an I/O error), so its next drain takes them again, from the state
+/// then.
+pub struct MarkDirty(pub Vec<DirtyKey>);
+
+impl Message for MarkDirty {
+    type Result = ();
+}
+
 /// What the index must do for one document.
 #[derive(Debug, Clone)]
 pub enum IndexItem {
@@ -372,6 +381,14 @@ impl Handler<DrainDirty> for Shard {
             items.push(index_item(&self.brands, key));
         }
         let _ = msg.reply.send(Drained { items, more: !self.dirty.is_empty(), remaining: self.dirty.len() });
+    }
+}
+
+impl Handler<MarkDirty> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkDirty, _ctx: &mut Self::Context) {
+        self.dirty.extend(msg.0);
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     pub shortages: Vec<Shortage>,
     pub retry_after_s: Option<u64>,
+    /// RFC 9457 extension members beyond `errors` and `shortages` (e.g. `/readyz`'s
+    /// `workers`).
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -72,6 +75,8 @@ struct Body<'a> {
     errors: &'a [FieldError],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     shortages: &'a [Shortage],
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -80,7 +85,7 @@ impl Problem {
             ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::NotReady => Some(1),
             _ => None,
         };
-        Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s }
+        Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s, extensions: Default::default() }
     }
 
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -109,6 +114,12 @@ impl Problem {
 
     pub fn with_retry_after(mut self, s: u64) -> Self {
         self.retry_after_s = Some(s);
+        self
+    }
+
+    /// Adds an extension member to the body.
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_string(), value);
         self
     }
 }
@@ -143,6 +154,7 @@ impl ResponseError for Problem {
             code: self.code,
             errors: &self.errors,
             shortages: &self.shortages,
+            extensions: &self.extensions,
         };
         let mut res = HttpResponse::build(status);
         res.insert_header((header::CONTENT_TYPE, "application/problem+json"));

@@ -294,6 +294,7 @@ pub(super) fn start(runner: Runner, jobs: Receiver<(BrandId, Id)>) -> std::io::R
 
 impl Runner {
     fn work(&self, shared: &Shared) {
+        let _stopped = crate::health::global().worker(crate::health::Worker::Imports).until_dropped();
         while let Some((brand, id, mut run)) = shared.take() {
             let end = self.turn(&brand, &id, &mut run, shared);
             let stopping = matches!(end, TurnEnd::Shutdown);
@@ -322,6 +323,7 @@ impl Runner {
             match self.pass(brand, id, &state, &path, run, shared, turn_started) {
                 Ok(Pass::End) => match self.ask(brand, ImportCmd::Finish { id: id.clone(), failed: None }) {
                     Ok(_) => {
+                        crate::health::global().worker(crate::health::Worker::Imports).ok();
                         tracing::info!(brand = %brand, job = %id, "import done");
                         remove_file(&path);
                         return TurnEnd::Ended;
@@ -346,6 +348,8 @@ impl Runner {
                         return TurnEnd::Ended;
                     }
                 }
+                // The job fails, not the runner: the next job starts healthy.
+                crate::health::global().worker(crate::health::Worker::Imports).ok();
                 tracing::error!(brand = %brand, job = %id, reason = %why, "import failed");
                 match self.ask(brand, ImportCmd::Finish { id: id.clone(), failed: Some(why) }) {
                     Ok(_) => {
@@ -364,6 +368,7 @@ impl Runner {
     }
 
     fn back_off(&self, brand: &BrandId, id: &Id, run: &mut JobRun, why: &str) -> TurnEnd {
+        crate::health::global().worker(crate::health::Worker::Imports).failed(why);
         let pause = run.backoff;
         run.backoff = (run.backoff * 2).min(BACKOFF_MAX);
         tracing::warn!(brand = %brand, job = %id, reason = %why, backoff_ms = pause.as_millis() as u64, "import paused; resuming from its recorded position");

@@ -22,3 +22,4 @@ mod search_shipments;
 mod snapshots;
 mod wal_damage;
 mod webhooks;
+mod workers;

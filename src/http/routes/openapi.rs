@@ -118,6 +118,8 @@ pub(super) struct Problem {
     errors: Option<Vec<FieldError>>,
     /// With `insufficient_stock`: what could not be covered.
     shortages: Option<Vec<Shortage>>,
+    /// With a 503 from `/readyz`: each background worker and its state.
+    workers: Option<std::collections::BTreeMap<String, crate::health::WorkerState>>,
 }
 
 // Answers the handlers assemble themselves (lists, small acknowledgements): their
