@@ -24,7 +24,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::CursorExpired => StatusCode::GONE,
+        ErrorCode::CursorExpired | ErrorCode::CursorHistoryChanged => StatusCode::GONE,
     }
 }
 
@@ -47,6 +47,7 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::Overloaded => "The server is overloaded",
         ErrorCode::NotReady => "The server is not ready",
         ErrorCode::CursorExpired => "The cursor is older than the feed's retention",
+        ErrorCode::CursorHistoryChanged => "The cursor is from an earlier history of the feed",
     }
 }
 
@@ -58,6 +59,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     pub shortages: Vec<Shortage>,
     pub retry_after_s: Option<u64>,
+    /// With `cursor_history_changed`: the cursor to follow the feed from after a resync.
+    pub next: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -72,6 +75,8 @@ struct Body<'a> {
     errors: &'a [FieldError],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     shortages: &'a [Shortage],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
 }
 
 impl Problem {
@@ -80,7 +85,7 @@ impl Problem {
             ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::NotReady => Some(1),
             _ => None,
         };
-        Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s }
+        Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s, next: None }
     }
 
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -109,6 +114,12 @@ impl Problem {
 
     pub fn with_retry_after(mut self, s: u64) -> Self {
         self.retry_after_s = Some(s);
+        self
+    }
+
+    /// Adds the `next` cursor a consumer resyncs from.
+    pub fn with_next(mut self, next: String) -> Self {
+        self.next = Some(next);
         self
     }
 }
@@ -143,6 +154,7 @@ impl ResponseError for Problem {
             code: self.code,
             errors: &self.errors,
             shortages: &self.shortages,
+            next: self.next.as_deref(),
         };
         let mut res = HttpResponse::build(status);
         res.insert_header((header::CONTENT_TYPE, "application/problem+json"));

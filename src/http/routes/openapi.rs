@@ -117,6 +117,9 @@ pub(super) struct Problem {
     errors: Option<Vec<FieldError>>,
     /// With `insufficient_stock`: what could not be covered.
     shortages: Option<Vec<Shortage>>,
+    /// With `cursor_history_changed`: the cursor to follow the feed from once the
+    /// stock has been read again.
+    next: Option<String>,
 }
 
 // Answers the handlers assemble themselves (lists, small acknowledgements): their
