@@ -67,15 +67,14 @@ fn assert_history_changed(r: &Resp) -> String {
     r.body["next"].as_str().expect("a `next` to follow after the resync").to_string()
 }
 
-/// Restores the snapshot at `lsn` of `from` into a new dir under `parent`.
-fn restore(from: &Path, lsn: u64, parent: &Path) -> PathBuf {
+/// Restores the snapshot at `lsn` of `from` into a new dir under `parent`; returns the
+/// dir and what the command said.
+fn restore(from: &Path, lsn: u64, parent: &Path) -> (PathBuf, String) {
     let file = from.join("snapshots").join(format!("snap-{lsn:020}.sqlite"));
     let new_dir = parent.join("restored");
     let out = zaiko(&["snapshot", "restore", "--from", file.to_str().unwrap(), "--data-dir", new_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("new history") && said.contains("--admin-token"), "{said}");
-    new_dir
+    (new_dir, String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 #[test]
@@ -97,7 +96,8 @@ fn after_a_restore_old_cursors_are_gone_with_a_way_to_resync_and_no_event_id_com
     s.kill9();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut r = TestServer::spawn_with(Options { data_dir: Some(restore(&s.data_dir, lsn, dir.path())), ..Options::default() });
+    let (restored, said) = restore(&s.data_dir, lsn, dir.path());
+    let mut r = TestServer::spawn_with(Options { data_dir: Some(restored), ..Options::default() });
     // The consumer's cursor from after the snapshot: refused, with a cursor to go on from.
     let next = assert_history_changed(&events(&r, &t, &after_snapshot));
     // Every cursor of the old history is refused, the one at the snapshot too: the
@@ -123,6 +123,8 @@ fn after_a_restore_old_cursors_are_gone_with_a_way_to_resync_and_no_event_id_com
     assert_eq!(events(&r, &t, &new_next).expect(200), json!({"events": [], "next": new_next}));
     assert_history_changed(&events(&r, &t, &after_snapshot));
     assert_eq!(read_all(&r, &t, None).0, whole, "the same events with the same ids after the restart");
+    // The command told the operator, and named the admin token the new server needs.
+    assert!(said.contains("new history") && said.contains("--admin-token"), "{said}");
 }
 
 #[test]
@@ -144,7 +146,7 @@ fn webhook_deliveries_after_a_restore_carry_new_ids_and_skip_nothing() {
     s.kill9();
 
     let dir = tempfile::tempdir().unwrap();
-    let r = TestServer::spawn_with(Options { data_dir: Some(restore(&s.data_dir, lsn, dir.path())), args, ..Options::default() });
+    let r = TestServer::spawn_with(Options { data_dir: Some(restore(&s.data_dir, lsn, dir.path()).0), args, ..Options::default() });
     for n in [40, 41] {
         r.set_stock("b1", &t, "S1", "tsukuba", n);
     }
@@ -183,7 +185,6 @@ fn a_wal_repair_that_cuts_begins_a_new_history() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("new history"));
 
     s.start();
     // The consumer saw the three cut changes: its cursor is refused.
@@ -198,4 +199,5 @@ fn a_wal_repair_that_cuts_begins_a_new_history() {
     assert_eq!(on_hands(&followed), vec![12, 22, 32], "every change after the repair, once");
     let reused: Vec<_> = ids(&followed).intersection(&ids(&seen)).cloned().collect();
     assert!(reused.is_empty(), "event ids from before the repair handed out again: {reused:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("new history"), "the repair says what it did to consumers");
 }
