@@ -32,6 +32,21 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
         println!("{:<60} {:>12} {:>10} {:>12}  {}", s.path.display(), s.first_lsn, s.records, s.data_bytes, s.end);
     }
     println!("records: {}, last lsn: {}", report.records, report.last_lsn);
+    // An unreadable history stops the start as damage does.
+    let history_ok = match history::load(&dir) {
+        Ok(Some(h)) => {
+            println!("history: {} ({}, records after lsn {})", h.id, h.cause.as_str(), h.after_lsn);
+            true
+        }
+        Ok(None) => {
+            println!("history: none yet (the next start begins one)");
+            true
+        }
+        Err(e) => {
+            println!("history: {e}");
+            false
+        }
+    };
     if let Some((path, offset)) = &report.torn_tail {
         println!("torn tail: {} at byte {offset} (a crash during a write; the next start cuts it)", path.display());
     }
@@ -40,10 +55,11 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
             println!("CORRUPT: {e}");
             ExitCode::from(1)
         }
-        None => {
+        None if history_ok => {
             println!("ok");
             ExitCode::SUCCESS
         }
+        None => ExitCode::from(1),
     }
 }
 

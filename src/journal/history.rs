@@ -80,6 +80,17 @@ pub enum Cause {
     Repair,
 }
 
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::New => "new",
+            Cause::Adopted => "adopted",
+            Cause::Restore => "restore",
+            Cause::Repair => "repair",
+        }
+    }
+}
+
 /// The line of records a data dir follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,7 +179,7 @@ pub fn establish(wal_dir: &Path, has_segments: bool, snapshot_lsn: Lsn) -> Resul
         (true, _) => History::initial(Cause::Adopted),
     };
     save(wal_dir, &h)?;
-    tracing::info!(history = %h.id, after_lsn = h.after_lsn, cause = ?h.cause, "the journal begins a history");
+    tracing::info!(history = %h.id, after_lsn = h.after_lsn, cause = h.cause.as_str(), "the journal begins a history");
     Ok(h)
 }
 

@@ -200,4 +200,6 @@ fn a_wal_repair_that_cuts_begins_a_new_history() {
     let reused: Vec<_> = ids(&followed).intersection(&ids(&seen)).cloned().collect();
     assert!(reused.is_empty(), "event ids from before the repair handed out again: {reused:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("new history"), "the repair says what it did to consumers");
+    let verify = zaiko(&["wal", "verify", "--data-dir", s.data_dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("(repair, records after lsn"), "{}", String::from_utf8_lossy(&verify.stdout));
 }
