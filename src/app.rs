@@ -436,6 +436,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let Recovered { state, journal, report, snapshot, dirty } = recovered;
     let State { registry, brands, .. } = state;
     tracing::info!(
+        history = %journal.history().id,
         snapshot_lsn = snapshot.as_ref().map_or(0, |s| s.lsn),
         records = report.records_replayed,
         last_lsn = report.last_lsn,
@@ -453,6 +454,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let locations = Arc::new(ArcSwap::from_pointee(registry.locations.clone()));
     let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations };
     let pending_imports = crate::integration::pending_imports(&brands);
+    let subscriptions = crate::integration::subscriptions(&brands);
     let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<DirtyKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
     for (id, b) in brands {
         parts[shard_index(&id, cfg.shards)].0.insert(id, b);
@@ -486,8 +488,15 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     }
     .start();
     let router = Router { shards, registry: registry.clone(), queued };
-    let integrations =
-        crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
+    let integrations = crate::integration::start(
+        &cfg.data_dir,
+        &cfg.integration,
+        &journal,
+        clock.clone(),
+        router.clone(),
+        pending_imports,
+        subscriptions,
+    )?;
     let (tx, rx) = oneshot::channel();
     registry.send(EnsureAdmin { reply: tx }).await.context("registry actor stopped")?;
     if let Some(token) = rx.await.context("registry actor stopped")?.map_err(|r| anyhow::anyhow!("{r}"))? {

@@ -13,6 +13,7 @@ use crate::actors::Router;
 use crate::clock::SharedClock;
 use crate::domain::brand::BrandState;
 use crate::domain::import::ImportSpec;
+use crate::domain::webhook::Webhook;
 use crate::domain::BrandId;
 use crate::feed::{self, Feed, FeedConfig, Retention};
 use crate::imports::{self, ImportConfig, Imports};
@@ -135,6 +136,13 @@ pub fn pending_imports(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, I
     v
 }
 
+/// The webhook subscriptions of the recovered state: what the feed's projection of
+/// them starts from when a new journal history begins (after a restore, the journal
+/// holds no record that created them).
+pub fn subscriptions(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, Webhook)> {
+    brands.values().flat_map(|b| b.webhooks.values().map(|w| (b.id.clone(), w.clone()))).collect()
+}
+
 /// Starts the feed thread, the webhook manager and the import runner. Must run inside
 /// an actix `System`, after recovery.
 pub fn start(
@@ -144,6 +152,7 @@ pub fn start(
     clock: SharedClock,
     router: Router,
     pending: Vec<(BrandId, ImportSpec)>,
+    subscriptions: Vec<(BrandId, Webhook)>,
 ) -> anyhow::Result<Integrations> {
     let import_cfg = ImportConfig {
         dir: data_dir.join("imports"),
@@ -154,7 +163,8 @@ pub fn start(
     };
     let (imports, jobs) = Imports::new(import_cfg).context("cannot create the imports directory")?;
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
-    let feed = Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender()).context("cannot start the change feed")?;
+    let feed =
+        Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender(), &subscriptions).context("cannot start the change feed")?;
     let webhook_cfg = WebhookConfig {
         path: data_dir.join("webhooks.sqlite"),
         schedule: cfg.schedule.clone(),

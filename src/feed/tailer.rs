@@ -122,7 +122,8 @@ impl Tailer {
     }
 
     fn reopen(&mut self) -> Result<(), StoreError> {
-        self.store = Store::open(&self.cfg.path, self.cfg.retention)?;
+        // The store entered the history when it was first opened: nothing to seed.
+        self.store = Store::open(&self.cfg.path, self.cfg.retention, &self.inner.history, &[])?;
         self.tail = Tail::new(self.journal.dir(), start_lsn(&self.journal, self.store.covered_lsn()));
         Ok(())
     }

@@ -24,7 +24,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::CursorExpired => StatusCode::GONE,
+        ErrorCode::CursorExpired | ErrorCode::CursorHistoryChanged => StatusCode::GONE,
     }
 }
 
@@ -47,6 +47,7 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::Overloaded => "The server is overloaded",
         ErrorCode::NotReady => "The server is not ready",
         ErrorCode::CursorExpired => "The cursor is older than the feed's retention",
+        ErrorCode::CursorHistoryChanged => "The cursor is from an earlier history of the feed",
     }
 }
 
@@ -121,6 +122,11 @@ impl Problem {
     pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
         self.extensions.insert(name.to_string(), value);
         self
+    }
+
+    /// Adds the `next` cursor a consumer resyncs from (with `cursor_history_changed`).
+    pub fn with_next(self, next: String) -> Self {
+        self.with_extension("next", serde_json::Value::String(next))
     }
 }
 

@@ -6,6 +6,9 @@
 //!   the thread that preallocates the next segment so that a full disk shows up as a
 //!   refused append, never as a failed write of something already applied.
 //! * [`recovery`] — opening a journal (replay, torn-tail cut) and `wal verify`.
+//! * [`history`] — which line of records the journal follows (`wal/history.json`):
+//!   a restore or a repair that cuts begins a new one, so LSNs reused after the fork
+//!   are never taken for the records they replaced.
 //! * [`tail`] — reading records while the journal is written (the change feed
 //!   follows the journal this way); [`ReadHold`]s keep segment removal behind such
 //!   readers.
@@ -15,6 +18,7 @@
 //! [`Journal::wait_durable`]. The journal knows nothing of what the payloads mean.
 
 pub mod format;
+pub mod history;
 pub mod recovery;
 pub mod tail;
 #[cfg(test)]
@@ -159,6 +163,7 @@ pub struct Journal {
     shared: Arc<writer::Shared>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     holds: Arc<Holds>,
+    history: Arc<history::History>,
 }
 
 /// The readers that still need records, each with the newest LSN it has consumed.
@@ -308,6 +313,11 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The history this journal's records belong to (read or begun at open).
+    pub fn history(&self) -> &history::History {
+        &self.history
     }
 
     /// Deletes segments whose every record is at or below `lsn` (covered by a snapshot)

@@ -7,6 +7,13 @@
 //!   next_attempt_ms, last_attempt_ms, last_status, last_error, updated_ms)`: one row
 //!   per event queued for a subscription; `status` is `pending` (not tried yet),
 //!   `failed` (tried, retry due at `next_attempt_ms`), `dead` or `delivered`.
+//! - `meta(key, value)`: `history`, the journal history whose feed the cursors and
+//!   rows are positions in. In another history (after a restore or a repair) they mean
+//!   nothing: the file is emptied when it opens, and every subscription starts again
+//!   at the beginning of the new history's feed. Undelivered deliveries of the old
+//!   history are dropped (logged with a count): their events were cut from the
+//!   journal, or belong to what the receiver must resync from; sending them would
+//!   report changes the restored server does not have.
 //!
 //! The thread takes every operation queued, runs them in one transaction and answers
 //! after the commit (group commit). A batch that fails (a full disk, no descriptors)
@@ -28,6 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::{BrandId, Timestamp};
 use crate::feed::store::{open_reader, read_after};
+use crate::journal::history::History;
 
 /// Operations queued for the thread; a full queue makes callers wait (workers) or
 /// answer `overloaded` (HTTP).
@@ -212,9 +220,10 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Opens the store and starts its thread.
-pub fn start(path: &Path, feed_path: &Path) -> Result<Db, StartError> {
-    let conn = open(path)?;
+/// Opens the store for the journal's `history` and starts its thread.
+pub fn start(path: &Path, feed_path: &Path, history: &History) -> Result<Db, StartError> {
+    let mut conn = open(path)?;
+    enter_history(&mut conn, history)?;
     let feed_path = feed_path.to_path_buf();
     let (tx, rx) = std::sync::mpsc::sync_channel(DB_QUEUE_MAX);
     std::thread::Builder::new().name("zaiko-webhook-db".into()).spawn(move || run(conn, feed_path, rx))?;
@@ -233,9 +242,34 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
              type TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
              next_attempt_ms INTEGER NOT NULL, last_attempt_ms INTEGER, last_status INTEGER, last_error TEXT,
              updated_ms INTEGER NOT NULL, PRIMARY KEY (webhook, seq));
-         CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (webhook, status, seq);",
+         CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (webhook, status, seq);
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
     )?;
     Ok(conn)
+}
+
+/// Makes the store follow `history` (see the module doc). A store written before
+/// histories existed belongs to the data dir's first history.
+fn enter_history(conn: &mut Connection, history: &History) -> Result<(), rusqlite::Error> {
+    let id = history.id.0 as i64;
+    let stored: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'history'", [], |r| r.get(0)).optional()?;
+    if stored == Some(id) {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    if stored.is_some() || !history.first {
+        let undelivered: i64 = tx.query_row("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')", [], |r| r.get(0))?;
+        tx.execute_batch("DELETE FROM deliveries; DELETE FROM subs;")?;
+        if undelivered > 0 {
+            tracing::warn!(
+                history = %history.id,
+                undelivered,
+                "the journal's history changed (a restore or a repair); undelivered webhook deliveries of the old history were dropped"
+            );
+        }
+    }
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [id])?;
+    tx.commit()
 }
 
 fn run(mut conn: Connection, feed_path: PathBuf, rx: Receiver<Op>) {

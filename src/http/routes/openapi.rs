@@ -120,6 +120,9 @@ pub(super) struct Problem {
     shortages: Option<Vec<Shortage>>,
     /// With a 503 from `/readyz`: each background worker and its state.
     workers: Option<std::collections::BTreeMap<String, crate::health::WorkerState>>,
+    /// With `cursor_history_changed`: the cursor to follow the feed from once the
+    /// stock has been read again.
+    next: Option<String>,
 }
 
 // Answers the handlers assemble themselves (lists, small acknowledgements): their
