@@ -10,13 +10,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// 200 while the process lives.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is alive.", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "get_liveness", tag = "health", responses((status = 200, description = "The process is alive.", body = String, content_type = "text/plain")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 /// 200 once recovery is done and the journal accepts writes.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "health", responses(
     (status = 200, description = "Recovery is done and writes are accepted.", body = String, content_type = "text/plain"),
     (status = 503, description = "`not_ready` while recovering or loading demo data; `overloaded` while the disk is full.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

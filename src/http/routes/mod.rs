@@ -3,12 +3,14 @@
 mod admin;
 mod catalog;
 mod channels;
+mod event_types;
 mod feed;
 mod fulfilment;
 mod health;
 mod imports;
 pub mod metrics;
 mod openapi;
+mod openapi_refine;
 mod search;
 mod stock;
 mod ui;

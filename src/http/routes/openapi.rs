@@ -2,13 +2,20 @@
 //! handlers' `#[utoipa::path]` annotations and the `ToSchema` types they name.
 //!
 //! What every operation shares is added here once, by [`Conventions`], instead of on
-//! each handler: the bearer scheme, the `Idempotency-Key` header on writes, and the
-//! problem responses that any request of its kind can get (bad input, auth, rate limit,
-//! overload). Handlers declare only their own successes and specific conflicts.
+//! each handler: the bearer scheme, the `Idempotency-Key` header on writes, the
+//! `X-Zaiko-Lsn` header of durable answers, and the problem responses that any request
+//! of its kind can get (bad input, auth, rate limit, overload). Handlers declare only
+//! their own successes and specific conflicts. What the derives cannot say — every
+//! limit the server checks, one schema per stock-change `op`, the feed's events as a
+//! union on `type` — `openapi_refine` writes into the document from the same constants
+//! the server checks with.
+//!
+//! Not in the document: `POST /v1/admin/clock`, the test hook of `--manual-clock`.
 
 use std::sync::LazyLock;
 
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
@@ -22,15 +29,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Rendered once: the document is a function of the code.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_pretty_json().expect("the OpenAPI document serialises"));
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| serde_json::to_string_pretty(&document()).expect("the OpenAPI document serialises"));
 
 async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(DOCUMENT.as_str())
 }
 
-/// The document, for tests and tools.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document as served, for tests and tools.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    super::openapi_refine::refine(&mut doc);
+    doc
 }
 
 #[derive(OpenApi)]
@@ -38,8 +47,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     info(
         title = "zaiko",
         description = "Inventory and fulfilment sync: stock, reservations, shipments, channels, inbound stock, \
-                       the change feed, webhooks, imports and search. Every 2xx answer to a write is durable; \
-                       every error is `application/problem+json` with a `code` (see the `Problem` schema).",
+                       the change feed, webhooks, imports and search. Every 2xx answer to a write is durable and \
+                       carries `X-Zaiko-Lsn`, its position in the journal (pass it as `min_lsn` to search to read \
+                       your write); every error is `application/problem+json` with a `code` (see the `Problem` schema).",
         license(name = "Proprietary")
     ),
     paths(
@@ -54,7 +64,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::admin::revoke_token,
         super::admin::list_locations,
         super::admin::put_location,
-        super::admin::advance_clock,
         super::admin::create_snapshot,
         super::admin::list_snapshots,
         super::catalog::put_sku,
@@ -86,20 +95,56 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::search::search_skus,
         super::search::search_shipments,
     ),
-    components(schemas(Problem)),
+    components(schemas(
+        Problem,
+        FeedEventType,
+        super::event_types::BrandCreatedData,
+        super::event_types::SkuUpsertedData,
+        super::event_types::SkuDeletedData,
+        super::event_types::StockChangedData,
+        super::event_types::ReservationEndedData,
+        super::event_types::ShipmentCreatedData,
+        super::event_types::ShipmentStatusChangedData,
+        super::event_types::ChannelUpsertedData,
+        super::event_types::ChannelAvailabilityChangedData,
+        super::event_types::InboundReceivedData,
+        super::event_types::InboundClosedData,
+        crate::domain::view::ReservationView,
+        crate::domain::view::InboundView,
+    )),
     modifiers(&Conventions),
     tags(
-        (name = "health", description = "Liveness, readiness, metrics."),
+        (name = "health", description = "Liveness, readiness, metrics (no token)."),
         (name = "admin", description = "Brands, tokens, locations, snapshots (admin token)."),
-        (name = "catalog", description = "SKUs of a brand."),
+        (name = "catalog", description = "The SKUs of a brand."),
         (name = "stock", description = "Stock levels and changes."),
-        (name = "fulfilment", description = "Reservations and shipments."),
-        (name = "channels", description = "Sales channels and inbound notices."),
-        (name = "integration", description = "Change feed, webhooks, imports."),
+        (name = "reservations", description = "Holds on stock for a channel, until shipped, released or expired."),
+        (name = "shipments", description = "Shipments and their status, from a reservation or from lines."),
+        (name = "channels", description = "Where a brand sells, and what each channel may sell."),
+        (name = "inbound", description = "Stock on its way to a location (入荷予定) and its receipts."),
+        (name = "feed", description = "The change feed: every change of a brand, in commit order, by cursor."),
+        (name = "webhooks", description = "Feed events pushed to the brand's endpoints (Standard Webhooks)."),
+        (name = "imports", description = "Bulk CSV or NDJSON files applied as background jobs."),
         (name = "search", description = "Full-text search of SKUs and shipments."),
     )
 )]
 struct ApiDoc;
+
+/// The type of a change-feed event (the `type` of each event, the `events` a webhook
+/// subscribes to).
+pub(super) struct FeedEventType;
+
+impl utoipa::PartialSchema for FeedEventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(crate::feed::render::FEED_TYPES))
+            .description(Some("The type of a change-feed event."))
+            .into()
+    }
+}
+
+impl ToSchema for FeedEventType {}
 
 /// An RFC 9457 problem: the body of every non-2xx answer.
 #[derive(ToSchema)]
@@ -134,13 +179,6 @@ pub(super) struct BrandList {
 #[allow(dead_code)]
 pub(super) struct LocationList {
     locations: Vec<crate::domain::view::LocationView>,
-}
-
-/// `POST /v1/admin/clock`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ClockNow {
-    now: crate::domain::Timestamp,
 }
 
 /// `GET /v1/admin/snapshots`.
@@ -189,27 +227,13 @@ pub(super) struct Replaying {
     after_seq: u64,
 }
 
-/// One event of the change feed (and the body of a webhook delivery).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(super) struct FeedEvent {
-    /// Unique and stable: the webhook-id of its deliveries.
-    id: String,
-    /// Per brand, increasing by one in commit order.
-    seq: u64,
-    /// `stock.changed`, `sku.upserted`, `reservation.created`, `shipment.status_changed`, ...
-    #[schema(rename = "type")]
-    kind: String,
-    at: crate::domain::Timestamp,
-    /// The event's fields (see the contract for each type); never personal data.
-    data: serde_json::Value,
-}
-
 /// `GET /v1/brands/{brand}/events`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(super) struct EventPage {
-    events: Vec<FeedEvent>,
+    /// In commit order; each is one of the `FeedEvent` types.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<serde_json::Value>,
     /// Pass as `after` for the next page.
     next: String,
 }
@@ -243,11 +267,15 @@ impl Modify for Conventions {
 const NOT_IDEMPOTENT: &[&str] = &[
     "/v1/tokens",
     "/v1/brands/{brand}/tokens",
-    "/v1/admin/clock",
     "/v1/admin/snapshots",
     "/v1/brands/{brand}/webhooks/{id}/redrive",
     "/v1/brands/{brand}/webhooks/{id}/replay",
 ];
+
+/// Writes whose answer is not a journal record, so it carries no `X-Zaiko-Lsn`: a
+/// snapshot (its body has its `lsn`), and redrive and replay (delivery state lives in
+/// `webhooks.sqlite`, not in the journal).
+const NO_LSN: &[&str] = &["/v1/admin/snapshots", "/v1/brands/{brand}/webhooks/{id}/redrive", "/v1/brands/{brand}/webhooks/{id}/replay"];
 
 /// Paths served without a token.
 const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -282,6 +310,13 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
             .build();
         op.parameters.get_or_insert_with(Vec::new).push(header);
     }
+    if writes && !NO_LSN.contains(&path) {
+        for (status, response) in op.responses.responses.iter_mut() {
+            if let (true, utoipa::openapi::RefOr::T(response)) = (status.starts_with('2'), response) {
+                response.headers.insert("X-Zaiko-Lsn".to_string(), lsn_header());
+            }
+        }
+    }
     let mut problems: Vec<(&str, &str)> = vec![
         ("400", "`invalid_request`: a bad id, query parameter, header or body; `errors` names each field."),
         ("401", "`unauthorized`: no token, or an unknown or revoked one."),
@@ -307,6 +342,18 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
     }
 }
 
+/// `X-Zaiko-Lsn`: where the answer is in the journal.
+fn lsn_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer).minimum(Some(1)))
+        .description(Some(
+            "The journal position (LSN) that holds this answer's change, durable before the answer was sent (for an \
+             idempotent replay, the first answer's; for a request that changed nothing, the state it saw). Pass it as \
+             `min_lsn` to a search to read your write.",
+        ))
+        .build()
+}
+
 /// A problem response with the given description.
 pub fn problem_response(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
@@ -318,8 +365,13 @@ pub fn problem_response(description: &str) -> utoipa::openapi::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
-    /// Every route the server registers is described, with the same method.
+    /// Routes the server registers but the document leaves out: test hooks.
+    const UNDOCUMENTED: &[&str] = &["/v1/admin/clock"];
+
+    /// Every route the server registers is described, with the same method (but the
+    /// test hooks, which are not).
     #[test]
     fn every_registered_route_is_in_the_document() {
         let doc = document();
@@ -341,23 +393,30 @@ mod tests {
             let rest = &src[i + 8..];
             let path = &rest[..rest.find('"').unwrap()];
             let method = rest.split("web::").nth(1).unwrap().split("()").next().unwrap();
-            let item = doc.paths.paths.get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
-            let op = match method {
-                "get" => item.get.as_ref(),
-                "post" => item.post.as_ref(),
-                "put" => item.put.as_ref(),
-                "delete" => item.delete.as_ref(),
-                other => panic!("unexpected method {other}"),
-            };
-            assert!(op.is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
             routes += 1;
+            if UNDOCUMENTED.contains(&path) {
+                assert!(doc["paths"].get(path).is_none(), "{path} is a test hook: keep it out of /openapi.json");
+                continue;
+            }
+            let item = doc["paths"].get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
+            assert!(item.get(method).is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
         }
         assert_eq!(routes, 42, "the route count changed: check this test still scans every routes file");
     }
 
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                out.push((method.clone(), path.clone(), op));
+            }
+        }
+        out
+    }
+
     #[test]
     fn the_document_is_openapi_3_1_and_every_reference_resolves() {
-        let json = serde_json::to_value(document()).unwrap();
+        let json = document();
         assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));
         let schemas = json["components"]["schemas"].as_object().unwrap();
         let text = json.to_string();
@@ -370,5 +429,70 @@ mod tests {
         let key = stock["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "Idempotency-Key").unwrap();
         assert_eq!(key["required"], true);
         assert_eq!(stock["responses"]["429"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem");
+    }
+
+    /// Generators name functions and modules after these: each operation has its own
+    /// id and one resource tag.
+    #[test]
+    fn operation_ids_are_unique_and_every_operation_has_one_tag() {
+        let doc = document();
+        let mut seen = std::collections::BTreeSet::new();
+        let tags: Vec<&str> = doc["tags"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(seen.insert(id.to_string()), "operationId {id} is used twice");
+            let op_tags = op["tags"].as_array().unwrap();
+            assert_eq!(op_tags.len(), 1, "{method} {path}");
+            assert!(tags.contains(&op_tags[0].as_str().unwrap()), "{method} {path}: tag {} is not declared", op_tags[0]);
+        }
+    }
+
+    /// Query parameters have their real types, never a bare string where the server
+    /// reads a number, a flag, a time or one of a set.
+    #[test]
+    fn query_parameters_are_typed() {
+        let doc = document();
+        let types = |path: &str, method: &str| -> Vec<(String, Value)> {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| (p["name"].as_str().unwrap().to_string(), p["schema"].clone()))
+                .collect()
+        };
+        let skus = types("/v1/search/skus", "get");
+        let get = |ps: &[(String, Value)], name: &str| ps.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        assert_eq!(get(&skus, "limit")["type"], "integer");
+        assert_eq!(get(&skus, "limit")["maximum"], 100);
+        assert_eq!(get(&skus, "in_stock")["type"], "boolean");
+        assert_eq!(get(&skus, "min_lsn")["type"], "integer");
+        assert_eq!(get(&skus, "sort")["enum"].as_array().unwrap().len(), 5);
+        let shipments = types("/v1/search/shipments", "get");
+        assert_eq!(get(&shipments, "status")["items"]["$ref"], "#/components/schemas/ShipmentStatus");
+        assert_eq!(get(&shipments, "created_from")["$ref"], "#/components/schemas/Timestamp");
+        let events = types("/v1/brands/{brand}/events", "get");
+        assert_eq!(get(&events, "wait")["maximum"], 30);
+        let kind = types("/v1/brands/{brand}/imports", "post");
+        assert_eq!(get(&kind, "kind")["$ref"], "#/components/schemas/ImportKind");
+    }
+
+    /// Every write answered from the journal documents `X-Zaiko-Lsn` on its 2xx.
+    #[test]
+    fn durable_answers_document_their_lsn() {
+        let doc = document();
+        let mut checked = 0;
+        for (method, path, op) in operations(&doc) {
+            if method == "get" || NO_LSN.contains(&path.as_str()) {
+                continue;
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('2') {
+                    assert!(response["headers"]["X-Zaiko-Lsn"].is_object(), "{method} {path} {status}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "{checked}");
     }
 }
