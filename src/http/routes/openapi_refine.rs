@@ -141,6 +141,7 @@ fn bodies(doc: &mut Value) {
         "url",
         json!({ "format": "uri", "maxLength": crate::webhooks::target::URL_CHARS_MAX, "pattern": URL_PATTERN }),
     );
+    *prop(doc, "ReplayInput", "after_seq") = json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "Send again the subscribed events after this feed seq." });
     limit(doc, "WebhookInput", "events", json!({ "minItems": 1, "maxItems": FEED_TYPES.len(), "uniqueItems": true }));
 
     // `POST .../tokens` takes no body, or `{}`.
@@ -175,7 +176,7 @@ fn stock_changes(doc: &mut Value) {
                 "op": { "type": "string", "const": op },
                 field: schema,
                 "expected_version": {
-                    "type": ["integer", "null"], "format": "int64", "minimum": 0,
+                    "type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX,
                     "description": "Apply only if the SKU's stock `version` is this one (else `version_conflict`)."
                 },
                 "reason": merged(json!({ "type": ["string", "null"], "description": "Why (shown in the feed)." }), text(1, REASON_CHARS_MAX)),
@@ -275,7 +276,7 @@ fn parameters(doc: &mut Value) {
         query(doc, "get", path, "sort", json!({ "type": "string", "enum": sorts }));
         query(doc, "get", path, "limit", json!({ "type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 20 }));
         query(doc, "get", path, "cursor", json!({ "type": "string", "maxLength": CURSOR_BYTES_MAX }));
-        query(doc, "get", path, "min_lsn", json!({ "type": "integer", "format": "int64", "minimum": 0 }));
+        query(doc, "get", path, "min_lsn", json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX }));
     }
     let skus = "/v1/search/skus";
     for name in ["category", "color", "size"] {
