@@ -111,8 +111,9 @@ fn bodies(doc: &mut Value) {
         }),
     );
 
+    // No `default`s in bodies: TypeScript generators make a property with one required.
     let lines = json!({ "minItems": 1, "maxItems": LINES_MAX });
-    limit(doc, "ReservationInput", "ttl_seconds", json!({ "minimum": 1, "maximum": TTL_SECONDS_MAX, "default": 900 }));
+    limit(doc, "ReservationInput", "ttl_seconds", json!({ "minimum": 1, "maximum": TTL_SECONDS_MAX }));
     limit(doc, "ReservationInput", "lines", lines.clone());
     limit(doc, "LineInput", "quantity", quantity(1));
     limit(doc, "InboundInput", "lines", lines.clone());
@@ -121,7 +122,7 @@ fn bodies(doc: &mut Value) {
 
     limit(doc, "ChannelInput", "name", text(1, NAME));
     limit(doc, "ChannelInput", "locations", json!({ "minItems": 1, "maxItems": CHANNEL_LOCATIONS_MAX, "uniqueItems": true }));
-    limit(doc, "ChannelInput", "buffer", merged(quantity(0), json!({ "default": 0 })));
+    limit(doc, "ChannelInput", "buffer", quantity(0));
 
     use super::fulfilment::TEXT_CHARS_MAX as TEXT;
     for field in ["name", "postal_code", "prefecture", "address", "phone"] {
@@ -183,10 +184,9 @@ fn stock_changes(doc: &mut Value) {
             }
         })
     };
-    // `delta` is never 0 (a no-op is a mistake): two ranges.
+    // `delta` is never 0 (a no-op is a mistake).
     let delta = json!({
-        "type": "integer", "format": "int64",
-        "anyOf": [ { "minimum": 1, "maximum": QUANTITY_MAX }, { "minimum": -QUANTITY_MAX, "maximum": -1 } ],
+        "type": "integer", "format": "int64", "minimum": -QUANTITY_MAX, "maximum": QUANTITY_MAX, "not": { "const": 0 },
         "description": "Added to `on_hand` (negative to take away); not 0."
     });
     let s = schemas(doc);
