@@ -199,7 +199,17 @@ pub fn reply_response(reply: Reply) -> HttpResponse {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    routes::configure(cfg);
+    routes::configure(cfg, true);
+}
+
+/// Registers every route but `/metrics` (served on `--metrics-listen`).
+pub fn configure_without_metrics(cfg: &mut web::ServiceConfig) {
+    routes::configure(cfg, false);
+}
+
+/// Registers `/metrics` alone, for the `--metrics-listen` server.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    routes::metrics::configure(cfg);
 }
 
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
@@ -300,7 +310,10 @@ pub async fn request_context(
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     http_metrics::record(route, res.request().method(), status, elapsed);
     let elapsed_us = elapsed.as_micros() as u64;
-    if status >= 500 {
+    // A 503 from `/readyz` is the probe's answer (recovering, loading the demo, disk
+    // full), not a failed request: a load balancer polling it during start must not
+    // fill the log with warnings.
+    if status >= 500 && res.request().path() != "/readyz" {
         let (method, path) = (res.request().method(), res.request().path());
         tracing::warn!(request_id = %id, %method, path, status, elapsed_us, "request failed");
     } else {
