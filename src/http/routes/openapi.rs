@@ -477,6 +477,184 @@ mod tests {
         assert_eq!(get(&kind, "kind")["$ref"], "#/components/schemas/ImportKind");
     }
 
+    /// Checks `value` against `schema` for what the document uses: `$ref`, `type`
+    /// (one or several), `enum`, `const`, `properties`, `required`,
+    /// `additionalProperties`, `items`, `oneOf` and `format: date-time`.
+    fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return conforms(doc, &doc["components"]["schemas"][name], value, at);
+        }
+        if let Some(options) = schema["oneOf"].as_array() {
+            let matching = options.iter().filter(|o| conforms(doc, o, value, at).is_ok()).count();
+            return if matching == 1 { Ok(()) } else { Err(format!("{at}: {matching} of oneOf match {value}")) };
+        }
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let typed = types.is_empty() || types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+        if !typed {
+            return Err(format!("{at}: {kind} is not {types:?}"));
+        }
+        if let Some(allowed) = schema["enum"].as_array() {
+            if !allowed.contains(value) {
+                return Err(format!("{at}: {value} is not one of {allowed:?}"));
+            }
+        }
+        if schema.get("const").is_some_and(|c| c != value) {
+            return Err(format!("{at}: {value} is not {}", schema["const"]));
+        }
+        if schema["format"] == "date-time" && value.as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_err()) {
+            return Err(format!("{at}: {value} is not a date-time"));
+        }
+        if let Value::Object(fields) = value {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                if !fields.contains_key(required.as_str().unwrap()) {
+                    return Err(format!("{at}: {required} is missing"));
+                }
+            }
+            for (name, v) in fields {
+                let field = format!("{at}.{name}");
+                match (schema["properties"].get(name), schema.get("additionalProperties")) {
+                    (Some(s), _) => conforms(doc, s, v, &field)?,
+                    (None, Some(Value::Bool(false))) | (None, None) if schema.get("properties").is_some() => {
+                        return Err(format!("{field} is not in the schema"))
+                    }
+                    (None, Some(s)) if s.is_object() => conforms(doc, s, v, &field)?,
+                    _ => {}
+                }
+            }
+        }
+        if let Value::Array(items) = value {
+            for (i, v) in items.iter().enumerate() {
+                conforms(doc, &schema["items"], v, &format!("{at}[{i}]"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One event of every type the feed carries, as `feed::render` writes it.
+    fn one_event_of_each_type() -> Vec<crate::domain::event::Event> {
+        use crate::domain::catalog::Catalog;
+        use crate::domain::channel::{Channel, Inbound, InboundLine, InboundStatus};
+        use crate::domain::event::{Cause, Event};
+        use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, ShipTo, Shipment, ShipmentSource, ShipmentStatus};
+        use crate::domain::stock::{Level, Levels, StockOp};
+        use crate::domain::{Id, Timestamp};
+        let id = |s: &str| Id::parse(s).unwrap();
+        let at = Timestamp(1_796_000_000_000);
+        let lines = vec![Allocation { sku: id("S1"), location: id("tsukuba"), quantity: 2 }];
+        let catalog = Catalog {
+            name: "シャツ".into(),
+            color: Some("navy".into()),
+            price: Some(3990),
+            tags: Box::new(["cotton".into()]),
+            attributes: vec![("material".into(), "cotton".into())],
+            ..Catalog::default()
+        };
+        let reservation = Reservation {
+            id: id("R1"),
+            channel: id("ec"),
+            status: ReservationStatus::Active,
+            ttl_seconds: 600,
+            requested: Vec::new(),
+            lines: lines.clone(),
+            created_at: at,
+            expires_at: at.plus_seconds(600),
+            ended_at: None,
+            shipment_id: None,
+        };
+        let ship_to =
+            ShipTo { name: "山田".into(), postal_code: "1".into(), prefecture: "東京都".into(), address: "1".into(), phone: None };
+        let shipment = Shipment {
+            id: id("SH1"),
+            order_ref: Some("EC-1".into()),
+            channel: None,
+            source: ShipmentSource::Reservation(id("R1")),
+            lines,
+            ship_to,
+            status: ShipmentStatus::Accepted,
+            history: Vec::new(),
+            tracking_number: None,
+            carrier: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let channel = Channel { id: id("ec"), name: "EC".into(), locations: None, buffer: 1, created_at: at, updated_at: at };
+        let inbound = Inbound {
+            id: id("IN1"),
+            location: id("tsukuba"),
+            expected_at: Some(at),
+            status: InboundStatus::Expected,
+            lines: vec![InboundLine { sku: id("S1"), expected: 5, received: 0 }],
+            created_at: at,
+            updated_at: at,
+        };
+        let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0 })]));
+        vec![
+            Event::BrandCreated { name: "ブランド".into() },
+            Event::SkuUpserted { sku: id("S1"), catalog, version: 1 },
+            Event::SkuDeleted { sku: id("S1") },
+            Event::StockChanged {
+                sku: id("S1"),
+                version: 2,
+                levels: levels.clone(),
+                channels: vec![(id("ec"), 7)],
+                cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
+            },
+            Event::StockChanged { sku: id("S1"), version: 3, levels, channels: Vec::new(), cause: Cause::Reserved { id: id("R1") } },
+            Event::ReservationCreated { reservation: Box::new(reservation) },
+            Event::ReservationReleased { id: id("R1") },
+            Event::ReservationExpired { id: id("R1") },
+            Event::ShipmentCreated { shipment: Box::new(shipment) },
+            Event::ShipmentStatusChanged {
+                id: id("SH1"),
+                status: ShipmentStatus::Shipped,
+                tracking_number: Some("1".into()),
+                carrier: None,
+            },
+            Event::ChannelUpserted { channel: Box::new(channel) },
+            Event::ChannelSynced { channel: id("ec"), skus: vec![(id("S1"), 7)], after: None },
+            Event::InboundCreated { inbound: Box::new(inbound) },
+            Event::InboundReceived { id: id("IN1"), lines: vec![(id("S1"), 5)] },
+            Event::InboundClosed { id: id("IN1") },
+        ]
+    }
+
+    /// The feed's events as the document describes them (`FeedEvent`, a union on
+    /// `type`, with each type's `data`) are what `feed::render` writes, for every type.
+    #[test]
+    fn every_event_type_renders_as_documented() {
+        use crate::feed::render::{event_json, render, FEED_TYPES};
+        let doc = document();
+        let mut seen = std::collections::BTreeSet::new();
+        for event in one_event_of_each_type() {
+            let r = render(&event).expect("a feed event");
+            let json = event_json("evt_9_0", 9, r.kind, "2026-11-28T09:00:00.000Z", &r.data);
+            let value: Value = serde_json::from_str(&json).unwrap();
+            conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &value, r.kind).unwrap();
+            seen.insert(r.kind);
+        }
+        assert_eq!(seen.len(), FEED_TYPES.len(), "one event of each type: {seen:?}");
+        // And a field the document does not have is caught.
+        let mut extra: Value =
+            serde_json::from_str(&event_json("evt_9_0", 9, "sku.deleted", "2026-11-28T09:00:00.000Z", r#"{"sku":"S1","x":1}"#)).unwrap();
+        assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &extra, "extra").is_err());
+        extra["data"] = serde_json::json!({"sku": "S1"});
+        assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &extra, "ok").is_ok());
+    }
+
     /// Every write answered from the journal documents `X-Zaiko-Lsn` on its 2xx.
     #[test]
     fn durable_answers_document_their_lsn() {

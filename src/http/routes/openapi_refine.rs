@@ -289,7 +289,13 @@ fn parameters(doc: &mut Value) {
         query(doc, "get", skus, name, json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": PRICE_MAX }));
     }
     let shipments = "/v1/search/shipments";
-    query(doc, "get", shipments, "status", json!({ "type": "array", "items": reference("ShipmentStatus") }));
+    query(
+        doc,
+        "get",
+        shipments,
+        "status",
+        json!({ "type": "array", "items": reference("ShipmentStatus"), "maxItems": super::search::STATUSES_GIVEN_MAX }),
+    );
     for name in ["created_from", "created_to"] {
         query(doc, "get", shipments, name, reference("Timestamp"));
     }

@@ -70,6 +70,10 @@ const SHIPMENT_PARAMS: &[&str] = &["q", "brand", "status", "created_from", "crea
 const REPEATABLE: &[&str] = &["status"];
 /// Longest `status` value (all of them, comma-separated), in bytes.
 const STATUS_BYTES_MAX: usize = 200;
+/// Most statuses one search names (repeats included): 20 of the longest name (9
+/// bytes) and their commas stay under [`STATUS_BYTES_MAX`], so a list of known
+/// statuses is refused for its length only past this count, which the document states.
+pub const STATUSES_GIVEN_MAX: usize = 20;
 
 static SEARCH_SLOTS: Semaphore = Semaphore::const_new(SEARCHES_IN_FLIGHT_MAX);
 
@@ -234,6 +238,9 @@ fn statuses(p: &BTreeMap<String, String>) -> Result<Vec<crate::domain::fulfilmen
     let names = || STATUSES.map(|s| s.as_str()).join(", ");
     if raw.len() > STATUS_BYTES_MAX {
         return Err(bad("status", format!("too long; give some of {}", names())));
+    }
+    if raw.split(',').filter(|n| !n.is_empty()).count() > STATUSES_GIVEN_MAX {
+        return Err(bad("status", format!("at most {STATUSES_GIVEN_MAX} statuses; give some of {}", names())));
     }
     let mut out = Vec::new();
     for name in raw.split(',').filter(|n| !n.is_empty()) {
