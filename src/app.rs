@@ -176,6 +176,8 @@ fn index_unusable(kind: &str, committed: Option<Lsn>, journal_lsn: Lsn, snapshot
 pub struct Application {
     server: actix_web::dev::Server,
     port: u16,
+    /// The `--metrics-listen` server, stopped with the main one.
+    metrics: Option<actix_web::dev::ServerHandle>,
     ready: oneshot::Receiver<anyhow::Result<Running>>,
     _lock: DirLock,
 }
@@ -208,11 +210,10 @@ impl Application {
             limiter,
         });
         let app_state = state.clone();
+        let routes: fn(&mut web::ServiceConfig) =
+            if cfg.metrics_listen.is_some() { crate::http::configure_without_metrics } else { crate::http::configure };
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(actix_web::middleware::from_fn(crate::http::request_context))
-                .configure(crate::http::configure)
+            App::new().app_data(app_state.clone()).wrap(actix_web::middleware::from_fn(crate::http::request_context)).configure(routes)
         })
         .workers(cfg.http_workers)
         .backlog(4096)
@@ -228,6 +229,10 @@ impl Application {
         .bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
+        let metrics = match &cfg.metrics_listen {
+            Some(addr) => Some(metrics_server(addr, state.clone())?),
+            None => None,
+        };
         let server = server.run();
         let (tx, ready) = oneshot::channel();
         let handle = server.handle();
@@ -252,7 +257,7 @@ impl Application {
             }
             let _ = tx.send(result);
         });
-        Ok(Application { server, port, ready, _lock: lock })
+        Ok(Application { server, port, metrics, ready, _lock: lock })
     }
 
     pub fn port(&self) -> u16 {
@@ -263,6 +268,7 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut server = self.server;
         let handle = server.handle();
+        let metrics = self.metrics;
         tokio::select! {
             res = &mut server => res.context("http server failed")?,
             _ = shutdown_signal() => {
@@ -272,6 +278,9 @@ impl Application {
                 server.await.context("http server failed")?;
                 stopped.await;
             }
+        }
+        if let Some(m) = metrics {
+            m.stop(true).await;
         }
         let Running { journal, indexer } = match self.ready.await {
             Ok(Ok(r)) => r,
@@ -335,6 +344,23 @@ fn connection_cap(cfg: &ServeConfig) -> anyhow::Result<crate::fdlimit::Connectio
     );
     metrics::gauge!("zaiko_http_connections_max").set(cap.total as f64);
     Ok(cap)
+}
+
+/// Starts the server of `/metrics` alone on `addr` (`--metrics-listen`), so metrics can
+/// stay on an internal address while the API listens elsewhere.
+fn metrics_server(addr: &str, state: web::Data<AppState>) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::http::configure_metrics))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)
+        .with_context(|| format!("cannot listen on --metrics-listen {addr}"))?;
+    if let Some(bound) = server.addrs().first() {
+        tracing::info!(addr = %bound, "serving /metrics");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
 }
 
 /// How often the snapshot schedule looks at the journal.
@@ -403,8 +429,20 @@ pub fn announce(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
+/// Makes a token through the API (`POST {url}` as the admin) and returns it.
+async fn new_token(client: &awc::Client, url: &str, admin: &str, body: serde_json::Value) -> anyhow::Result<String> {
+    let mut resp = client
+        .post(url)
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&body)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create a token: {e}"))?;
+    let body: serde_json::Value = resp.json().await.map_err(|e| anyhow::anyhow!("cannot create a token: {e}"))?;
+    Ok(body["token"].as_str().context("no token in the answer")?.to_string())
+}
+
 /// Loads the demo (if this data dir does not have it yet), makes a viewer token for
-/// the UI, and tells the user where to go.
+/// the UI and a brand token for the API, and tells the user where to go.
 async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin: &str, admin_generated: bool) -> anyhow::Result<()> {
     if let crate::demo::Plan::Load = plan {
         let started = std::time::Instant::now();
@@ -412,16 +450,13 @@ async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin:
         tracing::info!(requests = n, elapsed_ms = started.elapsed().as_millis() as u64, "demo data loaded");
     }
     let client = awc::Client::default();
-    let mut resp = client
-        .post(format!("{base}/v1/tokens"))
-        .insert_header(("Authorization", format!("Bearer {admin}")))
-        .send_json(&serde_json::json!({"role": "viewer"}))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create a viewer token: {e}"))?;
-    let body: serde_json::Value = resp.json().await.map_err(|e| anyhow::anyhow!("cannot create a viewer token: {e}"))?;
-    let viewer = body["token"].as_str().context("no token in the answer")?;
+    let viewer = new_token(&client, &format!("{base}/v1/tokens"), admin, serde_json::json!({"role": "viewer"})).await?;
+    let brand = crate::demo::FIRST_BRAND;
+    let brand_token = new_token(&client, &format!("{base}/v1/brands/{brand}/tokens"), admin, serde_json::json!({})).await?;
     announce(&format!("zaiko demo ready: open {base}/ui/"));
     announce(&format!("  viewer token (paste it into the UI): {viewer}"));
+    announce(&format!("  brand token of {brand} (for the API): {brand_token}"));
+    announce(&format!("  try: curl -s -G {base}/v1/search/skus --data-urlencode q=シャツ -H 'Authorization: Bearer {brand_token}'"));
     if admin_generated {
         announce(&format!("  admin token (for the API; shown only now): {admin}"));
     }

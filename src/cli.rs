@@ -17,8 +17,27 @@ use crate::index::{self, schema};
 use crate::journal::history::{self, History};
 use crate::journal::{self, JournalConfig};
 
+/// Refuses a `--data-dir` that is missing or holds no zaiko data (neither a journal
+/// nor, for the snapshot commands, snapshots): a mistyped path must not look like an
+/// empty, healthy journal.
+fn require_data_dir(data_dir: &Path, snapshots_suffice: bool) -> Result<(), String> {
+    if !data_dir.is_dir() {
+        return Err(format!("{} does not exist; pass the server's --data-dir", data_dir.display()));
+    }
+    let found = DataDir::new(data_dir).wal().is_dir() || (snapshots_suffice && crate::snapshot::dir(data_dir).is_dir());
+    if !found {
+        let what = if snapshots_suffice { "no wal/ or snapshots/" } else { "no wal/" };
+        return Err(format!("{} is not a zaiko data dir ({what} in it); pass the server's --data-dir", data_dir.display()));
+    }
+    Ok(())
+}
+
 /// `zaiko wal verify`: prints every segment and where any damage is.
 pub fn wal_verify(data_dir: &Path) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, false) {
+        eprintln!("zaiko: {e}");
+        return ExitCode::from(2);
+    }
     let dir = DataDir::new(data_dir).wal();
     let report = match journal::verify(&dir) {
         Ok(r) => r,
@@ -65,6 +84,9 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
 
 /// `zaiko wal repair`: cuts the journal at the first damage, keeping copies of what is cut.
 pub fn wal_repair(data_dir: &Path, accept_data_loss: bool) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, false) {
+        return fail(e);
+    }
     let _lock = match crate::app::lock_data_dir(data_dir) {
         Ok(l) => l,
         Err(e) => return fail(format!("{e:#}; stop the server first")),
@@ -146,6 +168,9 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 /// `zaiko snapshot create`: a snapshot of a stopped data dir at its last record.
 pub fn snapshot_create(data_dir: &Path) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, false) {
+        return fail(e);
+    }
     let _lock = match crate::app::lock_data_dir(data_dir) {
         Ok(l) => l,
         Err(e) => return fail(format!("{e:#}; on a running server use POST /v1/admin/snapshots")),
@@ -172,6 +197,9 @@ pub fn snapshot_create(data_dir: &Path) -> ExitCode {
 
 /// `zaiko snapshot list`.
 pub fn snapshot_list(data_dir: &Path) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, true) {
+        return fail(e);
+    }
     match crate::snapshot::list(data_dir) {
         Ok(list) => {
             println!("{:<26} {:>12} {:>14}  {:<24}  file", "id", "lsn", "bytes", "created_at");

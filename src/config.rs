@@ -122,12 +122,19 @@ pub struct ServeArgs {
     #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
     pub data_dir: PathBuf,
     /// The admin token. If unset on first start, one is generated, its hash stored,
-    /// and the token printed once to stderr.
-    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true)]
+    /// and the token printed once to stderr. A flag is visible to other users in `ps`:
+    /// prefer `--admin-token-file` or the variable.
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     pub admin_token: Option<String>,
+    /// A file whose first line is the admin token (keep it readable by this user only).
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Load the sample data of `data/` into an empty data dir.
-    #[arg(long)]
+    #[arg(long, env = "ZAIKO_DEMO")]
     pub demo: bool,
+    /// Serve `/metrics` on this address (e.g. an internal interface) instead of on `--listen`.
+    #[arg(long, env = "ZAIKO_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Log format.
     #[arg(long, env = "ZAIKO_LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
@@ -278,6 +285,8 @@ pub enum CliError {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: String,
+    /// Where `/metrics` is served, when not on `listen`.
+    pub metrics_listen: Option<String>,
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
     pub demo: bool,
@@ -313,6 +322,16 @@ fn default_shards() -> usize {
     (cores() / 2).max(1)
 }
 
+/// The admin token from `--admin-token-file`: its first line, without the line end.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read --admin-token-file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(format!("--admin-token-file {} is empty; write the token on its first line", path.display()));
+    }
+    Ok(token.to_string())
+}
+
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, String> {
         let shards = self.shards.unwrap_or_else(default_shards);
@@ -340,7 +359,11 @@ impl ServeArgs {
                 self.brand_rps, self.brand_burst
             ));
         }
-        if let Some(t) = &self.admin_token {
+        let admin_token = match &self.admin_token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => self.admin_token.clone(),
+        };
+        if let Some(t) = &admin_token {
             if t.len() < 16 {
                 return Err("--admin-token must be at least 16 characters".into());
             }
@@ -387,8 +410,9 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             listen: self.listen.clone(),
+            metrics_listen: self.metrics_listen.clone(),
             data_dir: self.data_dir.clone(),
-            admin_token: self.admin_token.clone(),
+            admin_token,
             demo: self.demo,
             log_format: self.log_format,
             shards,

@@ -54,7 +54,7 @@ pub struct IntegrationArgs {
     #[arg(long, env = "ZAIKO_WEBHOOK_IN_FLIGHT_MAX", default_value_t = webhooks::IN_FLIGHT_MAX_DEFAULT)]
     pub webhook_in_flight_max: usize,
     /// Allow webhooks to loopback and private addresses (refused by default).
-    #[arg(long)]
+    #[arg(long, env = "ZAIKO_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
     /// Import rows each job applies per second at most (0: only the in-flight bound paces imports).
     #[arg(long, env = "ZAIKO_IMPORT_ROWS_PER_SECOND", default_value_t = 0)]

@@ -138,9 +138,19 @@ async fn finish(svc: &Services, rx: oneshot::Receiver<Gated>) -> Result<HttpResp
 }
 
 pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse, Problem> {
-    let (_, reply) = durable(svc, gated).await?;
-    Ok(reply_response(reply))
+    let (seen, reply) = durable(svc, gated).await?;
+    let mut res = reply_response(reply);
+    res.extensions_mut().insert(SeenLsn(seen));
+    Ok(res)
 }
+
+/// The LSN an answer reflects (the newest record it could have seen). An answer to a
+/// write that changed nothing (a repeated status, a second release) has no record of
+/// its own; [`request_context`] puts this one in its `X-Zaiko-Lsn`, so that every
+/// durable answer to a write carries the header and a client can always pass it on
+/// as `min_lsn`.
+#[derive(Debug, Clone, Copy)]
+struct SeenLsn(Lsn);
 
 /// Waits until the answer's LSN is durable (bounded by [`DURABLE_WAIT_MAX`]); then the
 /// answer (or its rejection) stands.
@@ -167,6 +177,9 @@ pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, id
     durable(svc, gated).await
 }
 
+/// Where a durable answer is in the journal.
+const LSN_HEADER: header::HeaderName = header::HeaderName::from_static("x-zaiko-lsn");
+
 /// The HTTP response of a successful answer.
 pub fn reply_response(reply: Reply) -> HttpResponse {
     let mut res = HttpResponse::build(match reply.status {
@@ -176,7 +189,7 @@ pub fn reply_response(reply: Reply) -> HttpResponse {
         Status::NoContent => actix_web::http::StatusCode::NO_CONTENT,
     });
     if let Some(lsn) = reply.lsn {
-        res.insert_header(("X-Zaiko-Lsn", header::HeaderValue::from(lsn)));
+        res.insert_header((LSN_HEADER, header::HeaderValue::from(lsn)));
     }
     if reply.status == Status::NoContent {
         return res.finish();
@@ -186,7 +199,17 @@ pub fn reply_response(reply: Reply) -> HttpResponse {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    routes::configure(cfg);
+    routes::configure(cfg, true);
+}
+
+/// Registers every route but `/metrics` (served on `--metrics-listen`).
+pub fn configure_without_metrics(cfg: &mut web::ServiceConfig) {
+    routes::configure(cfg, false);
+}
+
+/// Registers `/metrics` alone, for the `--metrics-listen` server.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    routes::metrics::configure(cfg);
 }
 
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
@@ -287,7 +310,10 @@ pub async fn request_context(
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     http_metrics::record(route, res.request().method(), status, elapsed);
     let elapsed_us = elapsed.as_micros() as u64;
-    if status >= 500 {
+    // A 503 from `/readyz` is the probe's answer (recovering, loading the demo, disk
+    // full), not a failed request: a load balancer polling it during start must not
+    // fill the log with warnings.
+    if status >= 500 && res.request().path() != "/readyz" {
         let (method, path) = (res.request().method(), res.request().path());
         tracing::warn!(request_id = %id, %method, path, status, elapsed_us, "request failed");
     } else {
@@ -295,6 +321,13 @@ pub async fn request_context(
     }
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    let write = !matches!(*res.request().method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    if write && res.status().is_success() && !res.headers().contains_key(LSN_HEADER) {
+        let seen = res.response().extensions().get::<SeenLsn>().copied();
+        if let Some(SeenLsn(lsn)) = seen {
+            res.headers_mut().insert(LSN_HEADER, header::HeaderValue::from(lsn));
+        }
     }
     Ok(res)
 }

@@ -54,7 +54,10 @@ pub const FINISHED_KEPT_PER_WEBHOOK: usize = 10_000;
 /// How often finished rows past the bound are dropped.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Where a webhook delivery is: `pending` (not tried yet), `failed` (tried, waiting
+/// for its retry), `dead` (every retry failed) or `delivered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DeliveryStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,

@@ -6,6 +6,7 @@ mod receiver;
 mod bad_input;
 mod basics;
 mod channels;
+mod cli;
 mod crash;
 mod crash_mixed;
 mod faults;

@@ -61,11 +61,11 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
     }
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/events", tag = "integration", params(
+#[utoipa::path(get, path = "/v1/brands/{brand}/events", operation_id = "list_events", tag = "feed", params(
     ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
-    ("after" = Option<String>, Query, description = "The `next` of the previous page (`<seq>` or `<history>.<seq>`; 0 or absent: from the oldest kept)."),
-    ("limit" = Option<String>, Query, description = "1..=1000 events, default 100."),
-    ("wait" = Option<String>, Query, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
+    ("after" = Option<String>, Query, pattern = "^([0-9a-f]{16}\\.)?[0-9]{1,20}$", description = "The `next` of the previous page (`<seq>` or `<history>.<seq>`; 0 or absent: from the oldest kept)."),
+    ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..=1000 events, default 100."),
+    ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
 ), responses(
     (status = 200, description = "Events in commit order.", body = super::openapi::EventPage),
     (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync. `cursor_history_changed`: `after` is from before a restore or repair of the server; read the stock again, then follow from the problem's `next`.", body = super::openapi::Problem, content_type = "application/problem+json"),

@@ -21,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// 200 while the process lives.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is alive.", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "get_liveness", tag = "health", responses((status = 200, description = "The process is alive.", body = String, content_type = "text/plain")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
@@ -47,7 +47,7 @@ pub struct Readiness {
 
 /// 200 once recovery is done and the journal accepts writes, with the state of every
 /// background worker.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "health", responses(
     (status = 200, description = "Recovery is done and writes are accepted; `degraded` while a background worker retries after an error.", body = Readiness),
     (status = 503, description = "`not_ready` while recovering, loading demo data, or when a background worker has stopped (restart the server; the problem's `workers` says which); `overloaded` while the disk is full.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

@@ -95,10 +95,14 @@ async fn stream_to_disk(mut payload: web::Payload, target: upload::Target) -> Re
     })
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/imports", tag = "integration", params(
+#[utoipa::path(post, path = "/v1/brands/{brand}/imports", operation_id = "create_import", tag = "imports", params(
     ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
-    ("kind" = String, Query, description = "`catalog`, `stock` or `shipment_status`."),
-), request_body(content = String, description = "The file: CSV (`text/csv`, with a header) or NDJSON (`application/x-ndjson`).", content_type = "text/csv"), responses(
+    ("kind" = ImportKind, Query, description = "What the rows are."),
+), request_body(description = "The file, streamed to disk: CSV (`text/csv`, a header row naming the columns) or NDJSON \
+    (`application/x-ndjson`, one object per line), at most 512 MiB.", content(
+    (Vec<u8> = "text/csv"),
+    (Vec<u8> = "application/x-ndjson"),
+)), responses(
     (status = 202, description = "The upload is durable and the job queued.", body = crate::domain::import::ImportView),
     (status = 422, description = "`unprocessable`: the header names no known column, or the file is not the format given.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -144,7 +148,7 @@ async fn create(
     Ok(reply_response(reply))
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/imports/{id}", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses((status = 200, description = "The job: status, progress, the first 100 row errors.", body = crate::domain::import::ImportView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/imports/{id}", operation_id = "get_import", tag = "imports", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses((status = 200, description = "The job: status, progress, the first 100 row errors.", body = crate::domain::import::ImportView)))]
 async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -152,7 +156,7 @@ async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String
     ask_brand(&state, brand, BrandCmd::Import(ImportCmd::Get { id }), None).await
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/imports/{id}/cancel", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/imports/{id}/cancel", operation_id = "cancel_import", tag = "imports", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses(
     (status = 200, description = "The job, `cancelled`, with the rows applied before it stopped (at a chunk boundary; a queued job applied none). Its upload is removed. Cancelling again answers the same.", body = crate::domain::import::ImportView),
     (status = 409, description = "`invalid_transition`: the job is already done or failed.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The content type of the Prometheus text format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "health", responses((status = 200, description = "Prometheus text format. With `--metrics-listen` it is served on that address instead, and this one is 404.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = Exposition::default();
     let services = state.services.get();
