@@ -487,7 +487,8 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     // actor republishes them when it starts, but a shard (the start-up sweep, the
     // import runner resuming a job) may decide before that happens.
     let locations = Arc::new(ArcSwap::from_pointee(registry.locations.clone()));
-    let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations };
+    let ctx = Context { clock: clock.clone(), locations };
+    let log: crate::journal::LogRef = Arc::new(journal.clone());
     let pending_imports = crate::integration::pending_imports(&brands);
     let subscriptions = crate::integration::subscriptions(&brands);
     let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<DirtyKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
@@ -502,11 +503,11 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         .into_iter()
         .enumerate()
         .map(|(index, (brands, dirty))| {
-            let (ctx, queued) = (ctx.clone(), queued[index].clone());
+            let (ctx, log, queued) = (ctx.clone(), log.clone(), queued[index].clone());
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
             let dirty = dirty.into_iter().collect();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, capacity, queued));
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, log, capacity, queued));
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
@@ -517,6 +518,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
+        log: log.clone(),
         auth,
         configured_admin: cfg.admin_token.as_deref().map(|t| sha256(t.as_bytes())),
         mailbox_capacity: cfg.mailbox_capacity,
@@ -539,8 +541,9 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     }
     // Reservations that expired while the server was down are expired before anyone
     // can see them as active.
-    let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
-    journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for swept in router.sweep_all().await.context("a shard stopped during the start-up sweep")? {
+        swept.log.wait_durable(swept.lsn).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let snapshots = Arc::new(crate::snapshot::SnapshotService::new(&cfg.data_dir, cfg.snapshots_keep, journal.clone()));
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
     if app

@@ -175,6 +175,6 @@ pub fn start(
         allow_private: cfg.webhook_allow_private,
     };
     let webhooks = Webhooks::start(webhook_cfg, feed.clone()).context("cannot start webhook delivery")?;
-    imports.start_runner(jobs, router, journal.clone(), pending).context("cannot start the import runner")?;
+    imports.start_runner(jobs, router, pending).context("cannot start the import runner")?;
     Ok(Integrations { feed, webhooks, imports })
 }

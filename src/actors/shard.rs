@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
 use super::integrations::{self, Outcome};
-use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
+use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Pending, Reply, ReplyTx};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
@@ -22,7 +22,7 @@ use crate::domain::view::{
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
-use crate::journal::Lsn;
+use crate::journal::{LogRef, Lsn};
 
 /// Default mailbox bound; a full mailbox answers `overloaded`.
 pub const MAILBOX_CAPACITY_DEFAULT: usize = 4096;
@@ -108,12 +108,12 @@ impl BrandCmd {
 }
 
 /// Expires what is due (and purges what is old) in every brand of the shard now;
-/// replies with the newest LSN written. Sent on a timer, at start, and by the manual
+/// replies with the newest position written, if any. Sent on a timer, at start, and by the manual
 /// clock endpoint after it moves time. A sweep that is answered (`reply`: at start and
 /// for the clock) expires everything due before it answers; the timer's writes at most
 /// [`EXPIRY_RECORDS_PER_SWEEP`] records of expiries per brand.
 pub struct Sweep {
-    pub reply: Option<tokio::sync::oneshot::Sender<Lsn>>,
+    pub reply: Option<tokio::sync::oneshot::Sender<Option<Pending>>>,
 }
 
 impl Message for Sweep {
@@ -133,7 +133,7 @@ impl Message for BrandMsg {
 
 /// Lists the brands of this shard (for `GET /v1/brands`).
 pub struct ListBrands {
-    pub reply: tokio::sync::oneshot::Sender<(Lsn, Vec<BrandView>)>,
+    pub reply: tokio::sync::oneshot::Sender<(Option<Pending>, Vec<BrandView>)>,
 }
 
 impl Message for ListBrands {
@@ -328,6 +328,8 @@ pub struct Shard {
     /// Documents (SKUs, shipments) changed since the search index last drained them.
     pub dirty: DirtySet,
     pub ctx: Context,
+    /// Where the shard's records go.
+    pub log: LogRef,
     pub mailbox_capacity: usize,
     /// Newest LSN applied by this shard: what a read of "all brands" waits for.
     pub last_lsn: Lsn,
@@ -366,7 +368,7 @@ impl Handler<Sweep> for Shard {
     fn handle(&mut self, msg: Sweep, _ctx: &mut Self::Context) {
         let lsn = self.sweep(msg.reply.is_some());
         if let Some(reply) = msg.reply {
-            let _ = reply.send(lsn);
+            let _ = reply.send(self.pending(lsn));
         }
     }
 }
@@ -397,7 +399,7 @@ impl Handler<ListBrands> for Shard {
 
     fn handle(&mut self, msg: ListBrands, _ctx: &mut Self::Context) {
         let views = self.brands.values().map(BrandView::from).collect();
-        let _ = msg.reply.send((self.last_lsn, views));
+        let _ = msg.reply.send((self.pending(self.last_lsn), views));
     }
 }
 
@@ -438,25 +440,33 @@ impl Decided {
     }
 }
 
-fn read(wait_lsn: Lsn, body: Vec<u8>) -> Gated {
-    Gated { wait_lsn, result: Ok(Reply { status: Status::Ok, body, lsn: None }) }
-}
-
-fn reject(wait_lsn: Lsn, r: Rejection) -> Gated {
-    Gated { wait_lsn, result: Err(r) }
-}
-
 impl Shard {
     pub fn new(
         index: usize,
         brands: HashMap<BrandId, BrandState>,
         dirty: DirtySet,
         ctx: Context,
+        log: LogRef,
         mailbox_capacity: usize,
         queued: Arc<AtomicI64>,
     ) -> Shard {
         let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
-        Shard { index, brands, dirty, ctx, mailbox_capacity, last_lsn, sweeps: 0, queued }
+        Shard { index, brands, dirty, ctx, log, mailbox_capacity, last_lsn, sweeps: 0, queued }
+    }
+
+    /// The position `lsn` of the shard's log, for an answer to wait on.
+    fn pending(&self, lsn: Lsn) -> Option<Pending> {
+        Some(Pending { log: self.log.clone(), lsn })
+    }
+
+    /// A read's answer, given once what it saw (`seen`) is durable.
+    fn read(&self, seen: Lsn, body: Vec<u8>) -> Gated {
+        Gated::after(&self.log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
+    }
+
+    /// A refusal, given once what it saw (`seen`) is durable.
+    fn reject(&self, seen: Lsn, r: Rejection) -> Gated {
+        Gated::after(&self.log, seen, Err(r))
     }
 
     fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {
@@ -464,12 +474,12 @@ impl Shard {
             return self.create_brand(brand_id, name, idem);
         }
         let Some(brand) = self.brands.get(&brand_id) else {
-            return reject(0, Rejection::not_found(format!("brand {brand_id} does not exist")));
+            return Gated::refused(Rejection::not_found(format!("brand {brand_id} does not exist")));
         };
         let seen = brand.last_lsn;
         if !cmd.is_read() {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint)) {
+                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
                     return g;
                 }
             }
@@ -478,10 +488,10 @@ impl Shard {
         let hint = too_large_hint(&cmd);
         let decided = match self.decide(brand, cmd, now) {
             Ok(d) => d,
-            Err(r) => return reject(seen, r),
+            Err(r) => return self.reject(seen, r),
         };
         let (events, status, body) = match decided {
-            Decided::Read(body) => return read(seen, body),
+            Decided::Read(body) => return self.read(seen, body),
             Decided::Write { events, status, render } => match brand.preview(now, &events) {
                 Ok(scratch) => (events, status, render(&scratch)),
                 Err(e) => fatal_apply("a preview of a decided record", seen, &e),
@@ -490,7 +500,7 @@ impl Shard {
         };
         if events.is_empty() && idem.is_none() {
             // Nothing to record (every change of a batch was rejected).
-            return read(seen, body);
+            return self.read(seen, body);
         }
         self.commit(brand_id, events, status, body, idem, now, hint)
     }
@@ -632,7 +642,7 @@ impl Shard {
 
     /// The room for events in a record the server writes on its own.
     fn events_budget(&self) -> usize {
-        event::events_budget(self.ctx.journal.record_bytes_max())
+        event::events_budget(self.log.record_bytes_max())
     }
 
     /// Expires a brand's due reservations, oldest first, one record of whole
@@ -696,11 +706,11 @@ impl Shard {
     fn create_brand(&mut self, id: BrandId, name: String, idem: Option<IdemKey>) -> Gated {
         if let Some(b) = self.brands.get(&id) {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint)) {
+                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
                     return g;
                 }
             }
-            return reject(b.last_lsn, Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists")));
+            return self.reject(b.last_lsn, Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists")));
         }
         let now = self.ctx.clock.now();
         let body = to_json(&BrandView::from(&BrandState::new(id.clone(), name.clone(), now)));
@@ -724,13 +734,13 @@ impl Shard {
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
         let payload = event::encode(&wal);
-        let max = self.ctx.journal.record_bytes_max();
+        let max = self.log.record_bytes_max();
         if payload.len() > max {
-            return reject(0, too_large(payload.len(), max, hint));
+            return Gated::refused(too_large(payload.len(), max, hint));
         }
-        let lsn = match self.ctx.journal.append(payload) {
+        let lsn = match self.log.append(payload) {
             Ok(lsn) => lsn,
-            Err(e) => return reject(0, append_refused(e)),
+            Err(e) => return Gated::refused(append_refused(e)),
         };
         let WalRecord::Brand(record) = wal else { unreachable!("built as a brand record above") };
         if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
@@ -738,7 +748,7 @@ impl Shard {
         }
         self.dirty.extend(touched_docs(&record));
         self.last_lsn = lsn;
-        Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
+        Gated::after(&self.log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{AuthTable, RegistryCmd, RegistryMsg};
 use crate::actors::shard::{BrandCmd, BrandMsg};
-use crate::actors::{Gated, IdemKey, Reply, Router};
+use crate::actors::{Gated, IdemKey, Reply, Router, Unsettled};
 use crate::clock::SharedClock;
 use crate::domain::idempotency::Status;
 use crate::domain::BrandId;
@@ -120,7 +120,7 @@ pub async fn ask_brand(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Op
     let svc = state.services()?;
     let (reply, rx) = oneshot::channel();
     svc.router.try_send_brand(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
-    finish(svc, rx).await
+    finish(rx).await
 }
 
 /// Sends a command to the registry and answers with what it decided, once durable.
@@ -128,17 +128,17 @@ pub async fn ask_registry(state: &AppState, cmd: RegistryCmd, idem: Option<IdemK
     let svc = state.services()?;
     let (reply, rx) = oneshot::channel();
     svc.router.registry.try_send(RegistryMsg { cmd, idem, reply }).map_err(|_| mailbox_full())?;
-    finish(svc, rx).await
+    finish(rx).await
 }
 
 /// The output gate: waits until the answer's LSN is durable, then renders it.
-async fn finish(svc: &Services, rx: oneshot::Receiver<Gated>) -> Result<HttpResponse, Problem> {
+async fn finish(rx: oneshot::Receiver<Gated>) -> Result<HttpResponse, Problem> {
     let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
-    gated_response(svc, gated).await
+    gated_response(gated).await
 }
 
-pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse, Problem> {
-    let (seen, reply) = durable(svc, gated).await?;
+pub async fn gated_response(gated: Gated) -> Result<HttpResponse, Problem> {
+    let (seen, reply) = durable(gated).await?;
     let mut res = reply_response(reply);
     res.extensions_mut().insert(SeenLsn(seen));
     Ok(res)
@@ -154,17 +154,21 @@ struct SeenLsn(Lsn);
 
 /// Waits until the answer's LSN is durable (bounded by [`DURABLE_WAIT_MAX`]); then the
 /// answer (or its rejection) stands.
-async fn durable(svc: &Services, gated: Gated) -> Result<(Lsn, Reply), Problem> {
-    match tokio::time::timeout(DURABLE_WAIT_MAX, svc.journal.wait_durable(gated.wait_lsn)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(Problem::overloaded("the journal stopped before this change was durable; it was not applied")),
-        Err(_) => {
-            return Err(Problem::overloaded(
-                "the disk is slow: this change is not yet durable and may or may not take effect; retry with the same Idempotency-Key",
-            ))
-        }
+async fn durable(gated: Gated) -> Result<(Lsn, Reply), Problem> {
+    let (lsn, result) = gated.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+    Ok((lsn, result?))
+}
+
+/// The answer to a change whose durability could not be waited for.
+pub fn unsettled(u: Unsettled) -> Problem {
+    match u {
+        Unsettled::Stopped => Problem::overloaded(
+            "the journal stopped before this change was durable; it may or may not take effect; retry with the same Idempotency-Key",
+        ),
+        Unsettled::TimedOut => Problem::overloaded(
+            "the disk is slow: this change is not yet durable and may or may not take effect; retry with the same Idempotency-Key",
+        ),
     }
-    Ok((gated.wait_lsn, gated.result?))
 }
 
 /// Like [`ask_brand`], but hands back the actor's answer (once durable) and the LSN
@@ -174,7 +178,7 @@ pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, id
     let (reply, rx) = oneshot::channel();
     svc.router.try_send_brand(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
     let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
-    durable(svc, gated).await
+    durable(gated).await
 }
 
 /// Where a durable answer is in the journal.

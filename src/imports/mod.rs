@@ -29,7 +29,6 @@ use parking_lot::Mutex;
 use crate::actors::Router;
 use crate::domain::import::{ImportFormat, ImportSpec};
 use crate::domain::{BrandId, Id};
-use crate::journal::Journal;
 
 /// Largest upload.
 pub const UPLOAD_BYTES_MAX: u64 = 512 << 20;
@@ -109,13 +108,7 @@ impl Imports {
     /// Removes files of no unfinished job (a crash during an upload, or before a
     /// finished job's file was removed), queues the unfinished jobs, and starts the
     /// runner thread.
-    pub fn start_runner(
-        &self,
-        rx: Receiver<(BrandId, Id)>,
-        router: Router,
-        journal: Journal,
-        pending: Vec<(BrandId, ImportSpec)>,
-    ) -> std::io::Result<()> {
+    pub fn start_runner(&self, rx: Receiver<(BrandId, Id)>, router: Router, pending: Vec<(BrandId, ImportSpec)>) -> std::io::Result<()> {
         let keep: HashSet<String> = pending.iter().map(|(_, s)| file_name(&s.id, s.format)).collect();
         for entry in std::fs::read_dir(&self.cfg.dir)? {
             let entry = entry?;
@@ -129,7 +122,7 @@ impl Imports {
             tracing::info!(brand = %brand, job = %spec.id, "resuming an unfinished import");
             let _ = self.jobs.send((brand, spec.id));
         }
-        runner::start(runner::Runner { cfg: self.cfg.clone(), router, journal }, rx)
+        runner::start(runner::Runner { cfg: self.cfg.clone(), router }, rx)
     }
 
     /// A slot for one streaming upload, or `None` when [`UPLOADS_MAX`] are running.

@@ -42,10 +42,9 @@ use tokio::sync::oneshot;
 use super::reader::{self, Chunk, ChunkReader, ReadError};
 use super::ImportConfig;
 use crate::actors::shard::{BrandCmd, BrandMsg};
-use crate::actors::{Gated, Router};
+use crate::actors::{Gated, Router, Unsettled};
 use crate::domain::import::{ChunkCmd, ChunkRows, ImportCmd, ImportFormat, ImportKind, ImportStatus, Resume, RowError};
 use crate::domain::{BrandId, ErrorCode, Id};
-use crate::journal::Journal;
 
 use super::parse::Row;
 
@@ -272,7 +271,6 @@ impl Shared {
 pub(super) struct Runner {
     pub cfg: Arc<ImportConfig>,
     pub router: Router,
-    pub journal: Journal,
 }
 
 /// Starts the runners and the thread that hands them the jobs named on `jobs`.
@@ -477,9 +475,17 @@ impl Runner {
     /// Waits for a command's answer and for its record to be durable.
     fn settle(&self, rx: oneshot::Receiver<Gated>) -> Result<Vec<u8>, Stop> {
         let gated = rx.blocking_recv().map_err(|_| Stop::Shutdown)?;
-        // `wait_durable_timeout` checks the durable LSN under the lock the writer
-        // notifies with, so no wake-up is missed; the loop only bounds each wait.
-        while self.journal.wait_durable_timeout(gated.wait_lsn, Duration::from_secs(1)).map_err(|_| Stop::Shutdown)? < gated.wait_lsn {}
+        // A chunk waits as long as its record takes: the runner has nothing better to do,
+        // and a chunk given up on would be sent again and refused as out of order.
+        if let Some(pending) = &gated.pending {
+            loop {
+                match pending.settle_blocking(Duration::from_secs(1)) {
+                    Ok(()) => break,
+                    Err(Unsettled::TimedOut) => continue,
+                    Err(Unsettled::Stopped) => return Err(Stop::Shutdown),
+                }
+            }
+        }
         match gated.result {
             Ok(reply) => Ok(reply.body),
             Err(r) if r.code == ErrorCode::NotFound => Err(Stop::Fatal(r.detail)),

@@ -157,6 +157,60 @@ pub struct StatsSnapshot {
     pub disk_full: bool,
 }
 
+/// The journal's face for what writes through it — the shards, the registry and the
+/// output gate: append a record and get its position at once, learn when a position
+/// is durable. The local WAL ([`Journal`]) is one backend; cluster mode's replicated
+/// partition journal (`cluster::plog`) is another. Readers that follow the records
+/// (the change feed, the indexer's catch-up) use the local journal's [`tail`] and
+/// [`ReadHold`]s.
+pub trait Log: Send + Sync + 'static {
+    /// Queues `payload` and returns its LSN; never waits for the disk or the network.
+    /// A refusal means nothing was queued: the caller must not apply the change.
+    fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError>;
+    /// The largest payload [`Log::append`] accepts.
+    fn record_bytes_max(&self) -> usize;
+    /// The highest LSN known to be durable.
+    fn durable_lsn(&self) -> Lsn;
+    /// The newest LSN handed out.
+    fn last_assigned_lsn(&self) -> Lsn;
+    /// Resolves once `lsn` may be answered for: it is durable (and, in cluster mode, the
+    /// partition's lease is valid). Errors if the log stopped first.
+    fn wait_durable(&self, lsn: Lsn) -> futures_util::future::BoxFuture<'static, Result<(), AppendError>>;
+    /// Blocking variant with a bound, for threads outside the runtime: returns the
+    /// durable LSN when `lsn` became durable or `timeout` passed.
+    fn wait_durable_timeout(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError>;
+}
+
+/// A shared handle on a [`Log`].
+pub type LogRef = Arc<dyn Log>;
+
+impl Log for Journal {
+    fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError> {
+        Journal::append(self, payload)
+    }
+
+    fn record_bytes_max(&self) -> usize {
+        Journal::record_bytes_max(self)
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        Journal::durable_lsn(self)
+    }
+
+    fn last_assigned_lsn(&self) -> Lsn {
+        Journal::last_assigned_lsn(self)
+    }
+
+    fn wait_durable(&self, lsn: Lsn) -> futures_util::future::BoxFuture<'static, Result<(), AppendError>> {
+        let journal = self.clone();
+        Box::pin(async move { Journal::wait_durable(&journal, lsn).await })
+    }
+
+    fn wait_durable_timeout(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError> {
+        Journal::wait_durable_timeout(self, lsn, timeout)
+    }
+}
+
 /// A handle to an open journal. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
 pub struct Journal {

@@ -10,7 +10,7 @@ use crate::domain::registry::{LocationKind, Role};
 use crate::domain::BrandId;
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, ask_registry, AppState};
+use crate::http::{ask_brand, ask_registry, unsettled, AppState, DURABLE_WAIT_MAX};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands", web::post().to(create_brand))
@@ -69,16 +69,16 @@ async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpR
     caller.require_global_read()?;
     let svc = state.services()?;
     let mut brands = Vec::new();
-    let mut wait = 0;
     for shard in &svc.router.shards {
         let (reply, rx) = oneshot::channel();
         shard.try_send(ListBrands { reply }).map_err(|_| Problem::overloaded("the server is at capacity; retry shortly"))?;
-        let (lsn, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
-        wait = wait.max(lsn);
+        let (seen, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
+        if let Some(seen) = seen {
+            seen.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+        }
         brands.extend(views);
     }
     brands.sort_by(|a, b| a.id.cmp(&b.id));
-    svc.journal.wait_durable(wait).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "brands": brands })))
 }
 
@@ -221,8 +221,10 @@ async fn advance_clock(
     }
     let svc = state.services()?;
     let now = svc.clock.advance(secs * 1000).map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e))?;
-    let lsn = svc.router.sweep_all().await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
-    svc.journal.wait_durable(lsn).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
+    let written = svc.router.sweep_all().await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
+    for pending in written {
+        pending.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now": now.to_rfc3339() })))
 }
 
