@@ -176,6 +176,8 @@ fn index_unusable(kind: &str, committed: Option<Lsn>, journal_lsn: Lsn, snapshot
 pub struct Application {
     server: actix_web::dev::Server,
     port: u16,
+    /// The `--metrics-listen` server, stopped with the main one.
+    metrics: Option<actix_web::dev::ServerHandle>,
     ready: oneshot::Receiver<anyhow::Result<Running>>,
     _lock: DirLock,
 }
@@ -185,6 +187,7 @@ impl Application {
     /// actix `System`.
     pub async fn build(cfg: ServeConfig) -> anyhow::Result<Application> {
         let mut cfg = cfg;
+        let cap = connection_cap(&cfg)?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let demo = if cfg.demo { Some(crate::demo::plan(&cfg.data_dir)?) } else { None };
         let generated_admin = match (&demo, &cfg.admin_token) {
@@ -207,11 +210,10 @@ impl Application {
             limiter,
         });
         let app_state = state.clone();
+        let routes: fn(&mut web::ServiceConfig) =
+            if cfg.metrics_listen.is_some() { crate::http::configure_without_metrics } else { crate::http::configure };
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(actix_web::middleware::from_fn(crate::http::request_context))
-                .configure(crate::http::configure)
+            App::new().app_data(app_state.clone()).wrap(actix_web::middleware::from_fn(crate::http::request_context)).configure(routes)
         })
         .workers(cfg.http_workers)
         .backlog(4096)
@@ -219,7 +221,7 @@ impl Application {
         // after the keep-alive time; on shutdown, in-flight requests get this long to finish.
         .client_request_timeout(std::time::Duration::from_secs(10))
         .keep_alive(std::time::Duration::from_secs(30))
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
+        .max_connections(cap.per_worker)
         .shutdown_timeout(30)
         // Signals are handled in `run`: actix-server's own handler stops the whole
         // actix System, shard arbiters included, before the index is committed.
@@ -227,6 +229,10 @@ impl Application {
         .bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
+        let metrics = match &cfg.metrics_listen {
+            Some(addr) => Some(metrics_server(addr, state.clone())?),
+            None => None,
+        };
         let server = server.run();
         let (tx, ready) = oneshot::channel();
         let handle = server.handle();
@@ -251,7 +257,7 @@ impl Application {
             }
             let _ = tx.send(result);
         });
-        Ok(Application { server, port, ready, _lock: lock })
+        Ok(Application { server, port, metrics, ready, _lock: lock })
     }
 
     pub fn port(&self) -> u16 {
@@ -262,6 +268,7 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut server = self.server;
         let handle = server.handle();
+        let metrics = self.metrics;
         tokio::select! {
             res = &mut server => res.context("http server failed")?,
             _ = shutdown_signal() => {
@@ -271,6 +278,9 @@ impl Application {
                 server.await.context("http server failed")?;
                 stopped.await;
             }
+        }
+        if let Some(m) = metrics {
+            m.stop(true).await;
         }
         let Running { journal, indexer } = match self.ready.await {
             Ok(Ok(r)) => r,
@@ -307,14 +317,62 @@ async fn shutdown_signal() {
     }
 }
 
-/// Open connections per HTTP worker; past it, new connections wait in the backlog.
-const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+/// Raises the open-file limit to its hard limit and caps connections below it (see
+/// `fdlimit`), logging both.
+fn connection_cap(cfg: &ServeConfig) -> anyhow::Result<crate::fdlimit::ConnectionCap> {
+    use crate::fdlimit::{self, FDS_RESERVED};
+    let files = fdlimit::raise_open_files_limit();
+    // Outbound webhook attempts and streaming uploads hold a descriptor each on top.
+    let reserved = FDS_RESERVED + cfg.integration.webhook_in_flight_max as u64 + crate::imports::UPLOADS_MAX as u64;
+    let cap = fdlimit::connection_cap(files.limit, reserved, cfg.max_connections, cfg.http_workers).map_err(anyhow::Error::msg)?;
+    if let Some(asked) = cap.lowered_from {
+        tracing::warn!(
+            max_connections = asked,
+            open_files_limit = files.limit,
+            reserved,
+            lowered_to = cap.total,
+            "--max-connections is more than the open-file limit allows; lowered (raise the limit to allow more)"
+        );
+    }
+    tracing::info!(
+        open_files_limit = files.limit,
+        raised_from = files.raised_from,
+        reserved_for_files = reserved,
+        max_connections = cap.total,
+        per_worker = cap.per_worker,
+        "connection limit set; past it new connections wait in the listen backlog"
+    );
+    metrics::gauge!("zaiko_http_connections_max").set(cap.total as f64);
+    Ok(cap)
+}
+
+/// Starts the server of `/metrics` alone on `addr` (`--metrics-listen`), so metrics can
+/// stay on an internal address while the API listens elsewhere.
+fn metrics_server(addr: &str, state: web::Data<AppState>) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::http::configure_metrics))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)
+        .with_context(|| format!("cannot listen on --metrics-listen {addr}"))?;
+    if let Some(bound) = server.addrs().first() {
+        tracing::info!(addr = %bound, "serving /metrics");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
 
 /// How often the snapshot schedule looks at the journal.
 const SNAPSHOT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Shortest and longest wait before a failed scheduled snapshot is tried again.
+const SNAPSHOT_RETRY_MIN: std::time::Duration = SNAPSHOT_CHECK_INTERVAL;
+const SNAPSHOT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Takes a snapshot when `every_records` records or `every` time (with changes) have
-/// passed since the last one.
+/// passed since the last one. A failed one (a full disk) is tried again after a
+/// backoff until it succeeds, whatever the schedule, and shows in the health registry.
 fn schedule_snapshots(
     snapshots: Arc<crate::snapshot::SnapshotService>,
     journal: Journal,
@@ -325,8 +383,12 @@ fn schedule_snapshots(
     if every_records == 0 && every.is_none() {
         return;
     }
+    let health = crate::health::global().worker(crate::health::Worker::Snapshots);
     actix_rt::spawn(async move {
+        let _stopped = health.until_dropped();
         let mut last_at = std::time::Instant::now();
+        let mut backoff = crate::health::Backoff::new(SNAPSHOT_RETRY_MIN, SNAPSHOT_RETRY_MAX);
+        let mut retry_at: Option<std::time::Instant> = None;
         let mut ticker = tokio::time::interval(SNAPSHOT_CHECK_INTERVAL);
         loop {
             ticker.tick().await;
@@ -334,10 +396,25 @@ fn schedule_snapshots(
             let new_records = journal.durable_lsn().saturating_sub(last_lsn);
             let by_count = every_records > 0 && new_records >= every_records;
             let by_time = every.is_some_and(|e| last_at.elapsed() >= e) && new_records > 0;
-            if by_count || by_time {
-                last_at = std::time::Instant::now();
-                if let Err(e) = snapshots.create(clock.now()).await {
-                    tracing::error!(error = %e, "scheduled snapshot failed; retrying at the next interval");
+            let due = match retry_at {
+                Some(at) => std::time::Instant::now() >= at,
+                None => by_count || by_time,
+            };
+            if !due {
+                continue;
+            }
+            last_at = std::time::Instant::now();
+            match snapshots.create(clock.now()).await {
+                Ok(_) => {
+                    health.ok();
+                    backoff.reset();
+                    retry_at = None;
+                }
+                Err(e) => {
+                    let attempts = health.failed(&e);
+                    let delay = backoff.next_delay();
+                    retry_at = Some(std::time::Instant::now() + delay);
+                    tracing::error!(error = %e, attempts, retry_s = delay.as_secs(), "scheduled snapshot failed; retrying");
                 }
             }
         }
@@ -352,8 +429,20 @@ pub fn announce(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
+/// Makes a token through the API (`POST {url}` as the admin) and returns it.
+async fn new_token(client: &awc::Client, url: &str, admin: &str, body: serde_json::Value) -> anyhow::Result<String> {
+    let mut resp = client
+        .post(url)
+        .insert_header(("Authorization", format!("Bearer {admin}")))
+        .send_json(&body)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create a token: {e}"))?;
+    let body: serde_json::Value = resp.json().await.map_err(|e| anyhow::anyhow!("cannot create a token: {e}"))?;
+    Ok(body["token"].as_str().context("no token in the answer")?.to_string())
+}
+
 /// Loads the demo (if this data dir does not have it yet), makes a viewer token for
-/// the UI, and tells the user where to go.
+/// the UI and a brand token for the API, and tells the user where to go.
 async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin: &str, admin_generated: bool) -> anyhow::Result<()> {
     if let crate::demo::Plan::Load = plan {
         let started = std::time::Instant::now();
@@ -361,16 +450,13 @@ async fn start_demo(plan: crate::demo::Plan, data_dir: &Path, base: &str, admin:
         tracing::info!(requests = n, elapsed_ms = started.elapsed().as_millis() as u64, "demo data loaded");
     }
     let client = awc::Client::default();
-    let mut resp = client
-        .post(format!("{base}/v1/tokens"))
-        .insert_header(("Authorization", format!("Bearer {admin}")))
-        .send_json(&serde_json::json!({"role": "viewer"}))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create a viewer token: {e}"))?;
-    let body: serde_json::Value = resp.json().await.map_err(|e| anyhow::anyhow!("cannot create a viewer token: {e}"))?;
-    let viewer = body["token"].as_str().context("no token in the answer")?;
+    let viewer = new_token(&client, &format!("{base}/v1/tokens"), admin, serde_json::json!({"role": "viewer"})).await?;
+    let brand = crate::demo::FIRST_BRAND;
+    let brand_token = new_token(&client, &format!("{base}/v1/brands/{brand}/tokens"), admin, serde_json::json!({})).await?;
     announce(&format!("zaiko demo ready: open {base}/ui/"));
     announce(&format!("  viewer token (paste it into the UI): {viewer}"));
+    announce(&format!("  brand token of {brand} (for the API): {brand_token}"));
+    announce(&format!("  try: curl -s -G {base}/v1/search/skus --data-urlencode q=シャツ -H 'Authorization: Bearer {brand_token}'"));
     if admin_generated {
         announce(&format!("  admin token (for the API; shown only now): {admin}"));
     }
@@ -385,6 +471,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let Recovered { state, journal, report, snapshot, dirty } = recovered;
     let State { registry, brands, .. } = state;
     tracing::info!(
+        history = %journal.history().id,
         snapshot_lsn = snapshot.as_ref().map_or(0, |s| s.lsn),
         records = report.records_replayed,
         last_lsn = report.last_lsn,
@@ -400,8 +487,10 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     // actor republishes them when it starts, but a shard (the start-up sweep, the
     // import runner resuming a job) may decide before that happens.
     let locations = Arc::new(ArcSwap::from_pointee(registry.locations.clone()));
-    let ctx = Context { journal: journal.clone(), clock: clock.clone(), locations };
+    let ctx = Context { clock: clock.clone(), locations };
+    let log: crate::journal::LogRef = Arc::new(journal.clone());
     let pending_imports = crate::integration::pending_imports(&brands);
+    let subscriptions = crate::integration::subscriptions(&brands);
     let mut parts: Vec<(HashMap<BrandId, BrandState>, HashSet<DirtyKey>)> = (0..cfg.shards).map(|_| Default::default()).collect();
     for (id, b) in brands {
         parts[shard_index(&id, cfg.shards)].0.insert(id, b);
@@ -414,11 +503,11 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         .into_iter()
         .enumerate()
         .map(|(index, (brands, dirty))| {
-            let (ctx, queued) = (ctx.clone(), queued[index].clone());
+            let (ctx, log, queued) = (ctx.clone(), log.clone(), queued[index].clone());
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
             let dirty = dirty.into_iter().collect();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, capacity, queued));
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, log, capacity, queued));
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
@@ -429,14 +518,22 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
+        log: log.clone(),
         auth,
         configured_admin: cfg.admin_token.as_deref().map(|t| sha256(t.as_bytes())),
         mailbox_capacity: cfg.mailbox_capacity,
     }
     .start();
     let router = Router { shards, registry: registry.clone(), queued };
-    let integrations =
-        crate::integration::start(&cfg.data_dir, &cfg.integration, &journal, clock.clone(), router.clone(), pending_imports)?;
+    let integrations = crate::integration::start(
+        &cfg.data_dir,
+        &cfg.integration,
+        &journal,
+        clock.clone(),
+        router.clone(),
+        pending_imports,
+        subscriptions,
+    )?;
     let (tx, rx) = oneshot::channel();
     registry.send(EnsureAdmin { reply: tx }).await.context("registry actor stopped")?;
     if let Some(token) = rx.await.context("registry actor stopped")?.map_err(|r| anyhow::anyhow!("{r}"))? {
@@ -444,8 +541,9 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     }
     // Reservations that expired while the server was down are expired before anyone
     // can see them as active.
-    let swept = router.sweep_all().await.context("a shard stopped during the start-up sweep")?;
-    journal.wait_durable(swept).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for swept in router.sweep_all().await.context("a shard stopped during the start-up sweep")? {
+        swept.log.wait_durable(swept.lsn).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let snapshots = Arc::new(crate::snapshot::SnapshotService::new(&cfg.data_dir, cfg.snapshots_keep, journal.clone()));
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
     if app
@@ -485,6 +583,7 @@ fn start_indexer(
         commit_interval: cfg.index_commit_interval,
         last_cycle_max: crate::index::indexer::LAST_CYCLE_MAX_DEFAULT,
         committed_lsn: committed,
+        health: crate::health::global().worker(crate::health::Worker::Indexer),
     }
     .spawn()
     .context("cannot start the indexer thread")?;

@@ -14,10 +14,30 @@ use crate::app::{self, DataDir};
 use crate::domain::view::ShipmentSummary;
 use crate::index::shipments::schema::shipment_doc;
 use crate::index::{self, schema};
+use crate::journal::history::{self, History};
 use crate::journal::{self, JournalConfig};
+
+/// Refuses a `--data-dir` that is missing or holds no zaiko data (neither a journal
+/// nor, for the snapshot commands, snapshots): a mistyped path must not look like an
+/// empty, healthy journal.
+fn require_data_dir(data_dir: &Path, snapshots_suffice: bool) -> Result<(), String> {
+    if !data_dir.is_dir() {
+        return Err(format!("{} does not exist; pass the server's --data-dir", data_dir.display()));
+    }
+    let found = DataDir::new(data_dir).wal().is_dir() || (snapshots_suffice && crate::snapshot::dir(data_dir).is_dir());
+    if !found {
+        let what = if snapshots_suffice { "no wal/ or snapshots/" } else { "no wal/" };
+        return Err(format!("{} is not a zaiko data dir ({what} in it); pass the server's --data-dir", data_dir.display()));
+    }
+    Ok(())
+}
 
 /// `zaiko wal verify`: prints every segment and where any damage is.
 pub fn wal_verify(data_dir: &Path) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, false) {
+        eprintln!("zaiko: {e}");
+        return ExitCode::from(2);
+    }
     let dir = DataDir::new(data_dir).wal();
     let report = match journal::verify(&dir) {
         Ok(r) => r,
@@ -31,6 +51,21 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
         println!("{:<60} {:>12} {:>10} {:>12}  {}", s.path.display(), s.first_lsn, s.records, s.data_bytes, s.end);
     }
     println!("records: {}, last lsn: {}", report.records, report.last_lsn);
+    // An unreadable history stops the start as damage does.
+    let history_ok = match history::load(&dir) {
+        Ok(Some(h)) => {
+            println!("history: {} ({}, records after lsn {})", h.id, h.cause.as_str(), h.after_lsn);
+            true
+        }
+        Ok(None) => {
+            println!("history: none yet (the next start begins one)");
+            true
+        }
+        Err(e) => {
+            println!("history: {e}");
+            false
+        }
+    };
     if let Some((path, offset)) = &report.torn_tail {
         println!("torn tail: {} at byte {offset} (a crash during a write; the next start cuts it)", path.display());
     }
@@ -39,15 +74,19 @@ pub fn wal_verify(data_dir: &Path) -> ExitCode {
             println!("CORRUPT: {e}");
             ExitCode::from(1)
         }
-        None => {
+        None if history_ok => {
             println!("ok");
             ExitCode::SUCCESS
         }
+        None => ExitCode::from(1),
     }
 }
 
 /// `zaiko wal repair`: cuts the journal at the first damage, keeping copies of what is cut.
 pub fn wal_repair(data_dir: &Path, accept_data_loss: bool) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, false) {
+        return fail(e);
+    }
     let _lock = match crate::app::lock_data_dir(data_dir) {
         Ok(l) => l,
         Err(e) => return fail(format!("{e:#}; stop the server first")),
@@ -66,6 +105,17 @@ pub fn wal_repair(data_dir: &Path, accept_data_loss: bool) -> ExitCode {
     println!("records through lsn {kept_through} are intact; everything from the damage on would be cut");
     if !accept_data_loss {
         return fail("not changing anything: run again with --accept-data-loss to cut the journal there");
+    }
+    // The new history is written before the cut: LSNs after the cut will hold other
+    // records, and a cut journal must never be followed under the old history. A crash
+    // between the two leaves the damage in place, and a second repair forks again.
+    let parent = match history::load(&wal) {
+        Ok(h) => h.map(|h| h.id),
+        Err(e) => return fail(e),
+    };
+    let forked = History::fork(kept_through, parent, history::Cause::Repair);
+    if let Err(e) = history::save(&wal, &forked) {
+        return fail(format!("cannot write the new history: {e}; nothing was cut"));
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let quarantine = wal.join(format!("quarantine-{stamp}"));
@@ -100,6 +150,11 @@ pub fn wal_repair(data_dir: &Path, accept_data_loss: bool) -> ExitCode {
                 quarantine.display()
             );
             println!("the server will start with the state through lsn {kept_through}");
+            println!(
+                "new history {}: feed cursors and event ids from before the repair are not valid any more \
+                 (consumers get 410 cursor_history_changed and resync)",
+                forked.id
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("repair failed: {e}; the copies in {} are untouched", quarantine.display())),
@@ -113,6 +168,9 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 /// `zaiko snapshot create`: a snapshot of a stopped data dir at its last record.
 pub fn snapshot_create(data_dir: &Path) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, false) {
+        return fail(e);
+    }
     let _lock = match crate::app::lock_data_dir(data_dir) {
         Ok(l) => l,
         Err(e) => return fail(format!("{e:#}; on a running server use POST /v1/admin/snapshots")),
@@ -139,6 +197,9 @@ pub fn snapshot_create(data_dir: &Path) -> ExitCode {
 
 /// `zaiko snapshot list`.
 pub fn snapshot_list(data_dir: &Path) -> ExitCode {
+    if let Err(e) = require_data_dir(data_dir, true) {
+        return fail(e);
+    }
     match crate::snapshot::list(data_dir) {
         Ok(list) => {
             println!("{:<26} {:>12} {:>14}  {:<24}  file", "id", "lsn", "bytes", "created_at");
@@ -171,8 +232,24 @@ pub fn snapshot_restore(from: &Path, data_dir: &Path) -> ExitCode {
     if let Err(e) = copy_with_progress(from, &target, info.bytes) {
         return fail(format!("cannot copy the snapshot: {e}"));
     }
+    // The journal will go on from the snapshot's LSN with records the old server never
+    // had: a new history, so no cursor or event id of the old one is taken for them.
+    let wal = DataDir::new(data_dir).wal();
+    let forked = History::fork(info.lsn, None, history::Cause::Restore);
+    if let Err(e) = history::save(&wal, &forked) {
+        let _ = std::fs::remove_file(&target);
+        return fail(format!("cannot write the new history: {e}; empty {} and restore again", data_dir.display()));
+    }
     println!("restored {} (lsn {}) into {}", info.id, info.lsn, data_dir.display());
-    println!("start it with: zaiko serve --data-dir {}", data_dir.display());
+    println!(
+        "new history {}: feed cursors, event ids and webhook ids of the old server are not valid here \
+         (consumers get 410 cursor_history_changed and resync)",
+        forked.id
+    );
+    println!(
+        "start it with: zaiko serve --data-dir {} --admin-token <the old server's>: a configured admin token is not in the snapshot",
+        data_dir.display()
+    );
     ExitCode::SUCCESS
 }
 

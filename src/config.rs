@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::event::RECORD_BYTES_MAX_FLOOR;
 use crate::domain::Timestamp;
 use crate::http::Limits;
 use crate::journal::{FailureAction, FaultPlan, JournalConfig};
@@ -121,12 +122,19 @@ pub struct ServeArgs {
     #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
     pub data_dir: PathBuf,
     /// The admin token. If unset on first start, one is generated, its hash stored,
-    /// and the token printed once to stderr.
-    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true)]
+    /// and the token printed once to stderr. A flag is visible to other users in `ps`:
+    /// prefer `--admin-token-file` or the variable.
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     pub admin_token: Option<String>,
+    /// A file whose first line is the admin token (keep it readable by this user only).
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Load the sample data of `data/` into an empty data dir.
-    #[arg(long)]
+    #[arg(long, env = "ZAIKO_DEMO")]
     pub demo: bool,
+    /// Serve `/metrics` on this address (e.g. an internal interface) instead of on `--listen`.
+    #[arg(long, env = "ZAIKO_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Log format.
     #[arg(long, env = "ZAIKO_LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
@@ -136,6 +144,12 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "ZAIKO_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Open client connections at most, over all HTTP workers; past it new connections
+    /// wait in the listen backlog [default: what the open-file limit allows after the
+    /// descriptors kept for files, at most 10000 per worker]. A value above what the
+    /// limit allows is lowered to it, with a warning.
+    #[arg(long, env = "ZAIKO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Bound of each actor's mailbox; a full mailbox answers 503 `overloaded`.
     #[arg(long, env = "ZAIKO_MAILBOX_CAPACITY", default_value_t = crate::actors::shard::MAILBOX_CAPACITY_DEFAULT)]
     pub mailbox_capacity: usize,
@@ -151,7 +165,8 @@ pub struct ServeArgs {
     /// Size of a WAL segment file in bytes (preallocated).
     #[arg(long, env = "ZAIKO_WAL_SEGMENT_BYTES", default_value_t = JournalConfig::default().segment_bytes)]
     pub wal_segment_bytes: u64,
-    /// Largest journal record in bytes (one request's changes); a segment holds at least two.
+    /// Largest journal record in bytes (one request's changes; a request whose change
+    /// would be larger is refused with 413), 64 KiB..=16 MiB; a segment holds at least two.
     #[arg(long, env = "ZAIKO_WAL_RECORD_BYTES_MAX", default_value_t = JournalConfig::default().record_bytes_max)]
     pub wal_record_bytes_max: usize,
     /// Most records written with one fdatasync.
@@ -270,12 +285,17 @@ pub enum CliError {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: String,
+    /// Where `/metrics` is served, when not on `listen`.
+    pub metrics_listen: Option<String>,
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
     pub demo: bool,
     pub log_format: LogFormat,
     pub shards: usize,
     pub http_workers: usize,
+    /// `--max-connections` as given; the bound in force also depends on the open-file
+    /// limit (`fdlimit::connection_cap`).
+    pub max_connections: Option<usize>,
     pub mailbox_capacity: usize,
     pub limits: Limits,
     pub journal: JournalConfig,
@@ -302,6 +322,16 @@ fn default_shards() -> usize {
     (cores() / 2).max(1)
 }
 
+/// The admin token from `--admin-token-file`: its first line, without the line end.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read --admin-token-file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(format!("--admin-token-file {} is empty; write the token on its first line", path.display()));
+    }
+    Ok(token.to_string())
+}
+
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, String> {
         let shards = self.shards.unwrap_or_else(default_shards);
@@ -311,6 +341,11 @@ impl ServeArgs {
         let http_workers = self.http_workers.unwrap_or_else(cores);
         if !(1..=256).contains(&http_workers) {
             return Err(format!("--http-workers must be 1..=256, got {http_workers}"));
+        }
+        if let Some(n) = self.max_connections {
+            if !(crate::fdlimit::CONNECTIONS_MIN..=1 << 20).contains(&n) {
+                return Err(format!("--max-connections must be {}..=1048576, got {n}", crate::fdlimit::CONNECTIONS_MIN));
+            }
         }
         if !(16..=1 << 20).contains(&self.mailbox_capacity) {
             return Err(format!("--mailbox-capacity must be 16..=1048576, got {}", self.mailbox_capacity));
@@ -324,7 +359,11 @@ impl ServeArgs {
                 self.brand_rps, self.brand_burst
             ));
         }
-        if let Some(t) = &self.admin_token {
+        let admin_token = match &self.admin_token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => self.admin_token.clone(),
+        };
+        if let Some(t) = &admin_token {
             if t.len() < 16 {
                 return Err("--admin-token must be at least 16 characters".into());
             }
@@ -345,8 +384,9 @@ impl ServeArgs {
             },
             ..JournalConfig::default()
         };
-        if !(4096..=16 << 20).contains(&journal.record_bytes_max) {
-            return Err(format!("--wal-record-bytes-max must be 4 KiB..=16 MiB, got {}", journal.record_bytes_max));
+        // Below the floor, a step the server writes on its own could not fit in a record.
+        if !(RECORD_BYTES_MAX_FLOOR..=16 << 20).contains(&journal.record_bytes_max) {
+            return Err(format!("--wal-record-bytes-max must be 64 KiB..=16 MiB, got {}", journal.record_bytes_max));
         }
         let min_segment = 2 * journal.record_bytes_max as u64 + 4096;
         if journal.segment_bytes < min_segment {
@@ -370,12 +410,14 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             listen: self.listen.clone(),
+            metrics_listen: self.metrics_listen.clone(),
             data_dir: self.data_dir.clone(),
-            admin_token: self.admin_token.clone(),
+            admin_token,
             demo: self.demo,
             log_format: self.log_format,
             shards,
             http_workers,
+            max_connections: self.max_connections,
             mailbox_capacity: self.mailbox_capacity,
             limits: Limits {
                 body_bytes_max: self.body_bytes_max,

@@ -29,6 +29,9 @@ const FILES: &[(&str, &str)] = &[
     ("shipment_status.ndjson", include_str!("../data/demo/shipment_status.ndjson")),
 ];
 
+/// The brand whose token `serve --demo` prints, to try the API with.
+pub const FIRST_BRAND: &str = "komorebi";
+
 /// Requests in flight while loading files whose lines are independent of each other.
 const PARALLEL_REQUESTS: usize = 32;
 
@@ -149,4 +152,15 @@ pub async fn load(data_dir: &Path, base: &str, admin: &str) -> anyhow::Result<us
     }
     std::fs::write(data_dir.join(LOADED_MARKER), b"loaded by zaiko serve --demo\n").context("cannot write the demo marker")?;
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_brand_whose_token_is_printed_is_in_the_demo_and_has_shirts() {
+        let brand = format!(r#""id":"{}""#, super::FIRST_BRAND);
+        assert!(super::FILES[0].1.lines().any(|l| l.contains(&brand)));
+        let sku = format!(r#""brand":"{}""#, super::FIRST_BRAND);
+        assert!(super::FILES[3].1.lines().any(|l| l.contains(&sku) && l.contains("シャツ")));
+    }
 }

@@ -13,6 +13,7 @@ use crate::actors::Router;
 use crate::clock::SharedClock;
 use crate::domain::brand::BrandState;
 use crate::domain::import::ImportSpec;
+use crate::domain::webhook::Webhook;
 use crate::domain::BrandId;
 use crate::feed::{self, Feed, FeedConfig, Retention};
 use crate::imports::{self, ImportConfig, Imports};
@@ -53,12 +54,13 @@ pub struct IntegrationArgs {
     #[arg(long, env = "ZAIKO_WEBHOOK_IN_FLIGHT_MAX", default_value_t = webhooks::IN_FLIGHT_MAX_DEFAULT)]
     pub webhook_in_flight_max: usize,
     /// Allow webhooks to loopback and private addresses (refused by default).
-    #[arg(long)]
+    #[arg(long, env = "ZAIKO_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
-    /// Import rows applied per second at most (0: only the in-flight bound paces imports).
+    /// Import rows each job applies per second at most (0: only the in-flight bound paces imports).
     #[arg(long, env = "ZAIKO_IMPORT_ROWS_PER_SECOND", default_value_t = 0)]
     pub import_rows_per_second: u64,
-    /// Import rows per chunk (one actor message and one WAL record each).
+    /// Import rows per chunk (one actor message and one WAL record each; fewer while a
+    /// chunk this large would be over --wal-record-bytes-max).
     #[arg(long, env = "ZAIKO_IMPORT_CHUNK_ROWS", default_value_t = imports::CHUNK_ROWS_DEFAULT)]
     pub import_chunk_rows: usize,
     /// Import chunks queued in the brand's shard mailbox at once: more keeps the shard
@@ -134,6 +136,13 @@ pub fn pending_imports(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, I
     v
 }
 
+/// The webhook subscriptions of the recovered state: what the feed's projection of
+/// them starts from when a new journal history begins (after a restore, the journal
+/// holds no record that created them).
+pub fn subscriptions(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, Webhook)> {
+    brands.values().flat_map(|b| b.webhooks.values().map(|w| (b.id.clone(), w.clone()))).collect()
+}
+
 /// Starts the feed thread, the webhook manager and the import runner. Must run inside
 /// an actix `System`, after recovery.
 pub fn start(
@@ -143,6 +152,7 @@ pub fn start(
     clock: SharedClock,
     router: Router,
     pending: Vec<(BrandId, ImportSpec)>,
+    subscriptions: Vec<(BrandId, Webhook)>,
 ) -> anyhow::Result<Integrations> {
     let import_cfg = ImportConfig {
         dir: data_dir.join("imports"),
@@ -153,7 +163,8 @@ pub fn start(
     };
     let (imports, jobs) = Imports::new(import_cfg).context("cannot create the imports directory")?;
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
-    let feed = Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender()).context("cannot start the change feed")?;
+    let feed =
+        Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender(), &subscriptions).context("cannot start the change feed")?;
     let webhook_cfg = WebhookConfig {
         path: data_dir.join("webhooks.sqlite"),
         schedule: cfg.schedule.clone(),
@@ -164,6 +175,6 @@ pub fn start(
         allow_private: cfg.webhook_allow_private,
     };
     let webhooks = Webhooks::start(webhook_cfg, feed.clone()).context("cannot start webhook delivery")?;
-    imports.start_runner(jobs, router, journal.clone(), pending).context("cannot start the import runner")?;
+    imports.start_runner(jobs, router, pending).context("cannot start the import runner")?;
     Ok(Integrations { feed, webhooks, imports })
 }

@@ -15,6 +15,8 @@
 //! - [`integration`] — configuration and start-up of the feed, webhooks and imports.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
 //! - [`config`] — command line and configuration.
+//! - [`health`] — the background workers' health (ok, retrying, stopped) for `/readyz` and `/metrics`.
+//! - [`fdlimit`] — the open-file limit and the connection cap computed from it.
 //! - [`clock`] — the only reader of wall-clock time.
 //! - [`cluster`] — cluster mode: partition journals, leases and placement on NATS JetStream.
 //! - [`cli`] — offline commands.
@@ -31,7 +33,9 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod fdlimit;
 pub mod feed;
+pub mod health;
 pub mod http;
 pub mod imports;
 pub mod index;

@@ -88,6 +88,7 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
             Decision::Unchanged => Decision::Unchanged,
         },
         ImportCmd::Finish { id, failed } => brand.decide_finish_import(id, failed.clone())?,
+        ImportCmd::Cancel { id } => brand.decide_cancel_import(id)?,
     };
     match decision {
         Decision::Unchanged => current(brand),

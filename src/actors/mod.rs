@@ -34,12 +34,11 @@ use crate::clock::SharedClock;
 use crate::domain::idempotency::{IdemWrite, Lookup, Status};
 use crate::domain::registry::Location;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection};
-use crate::journal::{AppendError, Journal, Lsn};
+use crate::journal::{AppendError, LogRef, Lsn};
 
 /// What every actor shares.
 #[derive(Clone)]
 pub struct Context {
-    pub journal: Journal,
     pub clock: SharedClock,
     /// Locations as of the newest applied registry record.
     pub locations: Arc<ArcSwap<BTreeMap<Id, Location>>>,
@@ -54,12 +53,87 @@ pub struct Reply {
     pub lsn: Option<Lsn>,
 }
 
-/// An answer and the LSN that must be durable before it may be sent: the record of a
-/// change, or for a read the newest record the read could have seen.
+/// A position in a log that must be durable before an answer that depends on it may
+/// be given: the record of a change, or for a read the newest record the read could
+/// have seen.
+#[derive(Clone)]
+pub struct Pending {
+    pub log: LogRef,
+    pub lsn: Lsn,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("lsn", &self.lsn).finish_non_exhaustive()
+    }
+}
+
+/// Why an answer could not be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsettled {
+    /// The log stopped (or gave its partition up) before the position was durable:
+    /// the change was not acknowledged and may or may not take effect.
+    Stopped,
+    /// The bound passed first: the change is not yet durable and may or may not take
+    /// effect.
+    TimedOut,
+}
+
+impl Pending {
+    /// Waits until the position may be answered for, at most `bound`.
+    pub async fn settle(&self, bound: std::time::Duration) -> Result<(), Unsettled> {
+        match tokio::time::timeout(bound, self.log.wait_durable(self.lsn)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Unsettled::Stopped),
+            Err(_) => Err(Unsettled::TimedOut),
+        }
+    }
+
+    /// The blocking variant, for threads outside the runtime (the import runner).
+    pub fn settle_blocking(&self, bound: std::time::Duration) -> Result<(), Unsettled> {
+        match self.log.wait_durable_timeout(self.lsn, bound) {
+            Ok(d) if d >= self.lsn => Ok(()),
+            Ok(_) => Err(Unsettled::TimedOut),
+            Err(_) => Err(Unsettled::Stopped),
+        }
+    }
+}
+
+/// An answer and the position that must be durable before it may be sent (`None` for
+/// a refusal that saw nothing).
 #[derive(Debug)]
 pub struct Gated {
-    pub wait_lsn: Lsn,
+    pub pending: Option<Pending>,
     pub result: Result<Reply, Rejection>,
+}
+
+impl Gated {
+    /// A refusal that depends on nothing written.
+    pub fn refused(r: Rejection) -> Gated {
+        Gated { pending: None, result: Err(r) }
+    }
+
+    /// An answer (or refusal) given after `lsn` of `log` is durable.
+    pub fn after(log: &LogRef, lsn: Lsn, result: Result<Reply, Rejection>) -> Gated {
+        Gated { pending: Some(Pending { log: log.clone(), lsn }), result }
+    }
+
+    /// Waits (at most `bound`) until the answer may be given, and gives it with the
+    /// LSN it waited for.
+    pub async fn settle(self, bound: std::time::Duration) -> Result<(Lsn, Result<Reply, Rejection>), Unsettled> {
+        match &self.pending {
+            Some(p) => p.settle(bound).await.map(|()| (p.lsn, self.result)),
+            None => Ok((0, self.result)),
+        }
+    }
+
+    /// The blocking variant of [`Gated::settle`].
+    pub fn settle_blocking(self, bound: std::time::Duration) -> Result<(Lsn, Result<Reply, Rejection>), Unsettled> {
+        match &self.pending {
+            Some(p) => p.settle_blocking(bound).map(|()| (p.lsn, self.result)),
+            None => Ok((0, self.result)),
+        }
+    }
 }
 
 pub type ReplyTx = oneshot::Sender<Gated>;
@@ -77,20 +151,16 @@ impl IdemKey {
     }
 }
 
-/// Answers a lookup in an idempotency store: `Some` when the request must not run.
-pub fn idempotent_replay(lookup: Lookup<'_>) -> Option<Gated> {
+/// Answers a lookup in an idempotency store of a scope written to `log`: `Some` when
+/// the request must not run.
+pub fn idempotent_replay(lookup: Lookup<'_>, log: &LogRef) -> Option<Gated> {
     match lookup {
         Lookup::Miss => None,
-        Lookup::Replay(e) => {
-            Some(Gated { wait_lsn: e.lsn, result: Ok(Reply { status: e.status, body: e.body.to_vec(), lsn: Some(e.lsn) }) })
-        }
-        Lookup::Mismatch => Some(Gated {
-            wait_lsn: 0,
-            result: Err(Rejection::new(
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was used with a different request; use a new key for a new request",
-            )),
-        }),
+        Lookup::Replay(e) => Some(Gated::after(log, e.lsn, Ok(Reply { status: e.status, body: e.body.to_vec(), lsn: Some(e.lsn) }))),
+        Lookup::Mismatch => Some(Gated::refused(Rejection::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request; use a new key for a new request",
+        ))),
     }
 }
 
@@ -100,9 +170,11 @@ pub fn append_refused(e: AppendError) -> Rejection {
         AppendError::DiskFull => "the journal disk is full; nothing was changed; retry after space is freed",
         AppendError::Overloaded => "the journal is behind; nothing was changed; retry shortly",
         AppendError::Stopped => "the server is stopping; nothing was changed; retry on the restarted server",
-        AppendError::TooLarge => "the change is too large to record; send fewer items per request",
+        AppendError::TooLarge => {
+            "the change is too large to record (--wal-record-bytes-max); nothing was changed; send fewer items per request"
+        }
     };
-    let code = if e == AppendError::TooLarge { ErrorCode::Unprocessable } else { ErrorCode::Overloaded };
+    let code = if e == AppendError::TooLarge { ErrorCode::PayloadTooLarge } else { ErrorCode::Overloaded };
     Rejection::new(code, detail)
 }
 
@@ -160,16 +232,16 @@ impl Router {
         self.queued.iter().map(|q| q.load(Ordering::Relaxed).max(0) as u64).collect()
     }
 
-    /// Runs an expiry sweep on every shard now; returns the newest LSN written, for the
-    /// caller to wait on. Used at start (reservations that expired while the server was
-    /// down) and after the manual clock moves.
-    pub async fn sweep_all(&self) -> Result<Lsn, actix::MailboxError> {
-        let mut lsn = 0;
+    /// Runs an expiry sweep on every shard now; returns what each wrote, for the caller
+    /// to wait on. Used at start (reservations that expired while the server was down)
+    /// and after the manual clock moves.
+    pub async fn sweep_all(&self) -> Result<Vec<Pending>, actix::MailboxError> {
+        let mut written = Vec::new();
         for shard in &self.shards {
             let (reply, rx) = oneshot::channel();
             shard.send(shard::Sweep { reply: Some(reply) }).await?;
-            lsn = lsn.max(rx.await.map_err(|_| actix::MailboxError::Closed)?);
+            written.extend(rx.await.map_err(|_| actix::MailboxError::Closed)?);
         }
-        Ok(lsn)
+        Ok(written)
     }
 }

@@ -17,6 +17,7 @@ use crate::domain::idempotency::Status;
 use crate::domain::registry::{Location, LocationKind, Registry, RegistryEvent, Role, TokenRecord};
 use crate::domain::view::LocationView;
 use crate::domain::{ErrorCode, Id, Rejection};
+use crate::journal::LogRef;
 
 /// A token in the form handed out: `zk_<id>_<secret>`.
 pub const TOKEN_PREFIX: &str = "zk_";
@@ -121,6 +122,8 @@ impl Message for EnsureAdmin {
 pub struct RegistryActor {
     pub state: Registry,
     pub ctx: Context,
+    /// Where registry records go.
+    pub log: LogRef,
     pub auth: Arc<ArcSwap<AuthTable>>,
     pub configured_admin: Option<[u8; 32]>,
     pub mailbox_capacity: usize,
@@ -157,23 +160,23 @@ impl RegistryActor {
         let at = self.ctx.clock.now();
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Registry(RegistryRecord { at, idempotency, events });
-        let lsn = match self.ctx.journal.append(event::encode(&wal)) {
+        let lsn = match self.log.append(event::encode(&wal)) {
             Ok(lsn) => lsn,
-            Err(e) => return Gated { wait_lsn: 0, result: Err(append_refused(e)) },
+            Err(e) => return Gated::refused(append_refused(e)),
         };
         let WalRecord::Registry(record) = wal else { unreachable!("built as a registry record above") };
         if let Err(e) = self.state.apply(lsn, &record) {
             fatal_apply("a registry record", lsn, &e);
         }
         self.publish();
-        Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
+        Gated::after(&self.log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
     }
 
     fn execute(&mut self, cmd: RegistryCmd, idem: Option<IdemKey>) -> Gated {
         let seen = self.state.last_lsn;
         if !matches!(cmd, RegistryCmd::ListLocations) {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(self.state.idempotency.lookup(&k.key, &k.fingerprint)) {
+                if let Some(g) = idempotent_replay(self.state.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
                     return g;
                 }
             }
@@ -182,7 +185,7 @@ impl RegistryActor {
             RegistryCmd::ListLocations => {
                 let locations: Vec<_> = self.state.locations.values().map(LocationView::from).collect();
                 let body = to_json(&serde_json::json!({ "locations": locations }));
-                Gated { wait_lsn: seen, result: Ok(Reply { status: Status::Ok, body, lsn: None }) }
+                Gated::after(&self.log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
             }
             RegistryCmd::PutLocation { id, name, kind } => {
                 let now = self.ctx.clock.now();
@@ -209,9 +212,9 @@ impl RegistryActor {
                 self.commit(vec![RegistryEvent::TokenCreated(record)], Status::Created, body, None)
             }
             RegistryCmd::RevokeToken { id } => match self.state.tokens.get(&id) {
-                None => Gated { wait_lsn: seen, result: Err(Rejection::not_found(format!("token {id} does not exist"))) },
+                None => Gated::after(&self.log, seen, Err(Rejection::not_found(format!("token {id} does not exist")))),
                 Some(t) if t.revoked_at.is_some() => {
-                    Gated { wait_lsn: seen, result: Ok(Reply { status: Status::NoContent, body: Vec::new(), lsn: None }) }
+                    Gated::after(&self.log, seen, Ok(Reply { status: Status::NoContent, body: Vec::new(), lsn: None }))
                 }
                 Some(_) => {
                     let at = self.ctx.clock.now();

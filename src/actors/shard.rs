@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
 use super::integrations::{self, Outcome};
-use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Reply, ReplyTx};
+use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Pending, Reply, ReplyTx};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
@@ -22,7 +22,7 @@ use crate::domain::view::{
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
-use crate::journal::Lsn;
+use crate::journal::{LogRef, Lsn};
 
 /// Default mailbox bound; a full mailbox answers `overloaded`.
 pub const MAILBOX_CAPACITY_DEFAULT: usize = 4096;
@@ -34,6 +34,10 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const PURGE_EVERY_SWEEPS: u64 = 300;
 /// Channel-sync chunks (of `SYNC_CHUNK_SKUS` SKUs) written per brand per sweep.
 const CHANNEL_SYNC_CHUNKS_PER_SWEEP: usize = 20;
+/// Records of expiries written per brand by a timer sweep (each within the journal's
+/// record limit); what is still due waits for the next sweep, a second later, so a
+/// burst of expiries never holds the shard for long.
+const EXPIRY_RECORDS_PER_SWEEP: usize = 16;
 
 /// A command on one brand partition.
 #[derive(Debug)]
@@ -104,10 +108,12 @@ impl BrandCmd {
 }
 
 /// Expires what is due (and purges what is old) in every brand of the shard now;
-/// replies with the newest LSN written. Sent on a timer, at start, and by the manual
-/// clock endpoint after it moves time.
+/// replies with the newest position written, if any. Sent on a timer, at start, and by the manual
+/// clock endpoint after it moves time. A sweep that is answered (`reply`: at start and
+/// for the clock) expires everything due before it answers; the timer's writes at most
+/// [`EXPIRY_RECORDS_PER_SWEEP`] records of expiries per brand.
 pub struct Sweep {
-    pub reply: Option<tokio::sync::oneshot::Sender<Lsn>>,
+    pub reply: Option<tokio::sync::oneshot::Sender<Option<Pending>>>,
 }
 
 impl Message for Sweep {
@@ -127,7 +133,7 @@ impl Message for BrandMsg {
 
 /// Lists the brands of this shard (for `GET /v1/brands`).
 pub struct ListBrands {
-    pub reply: tokio::sync::oneshot::Sender<(Lsn, Vec<BrandView>)>,
+    pub reply: tokio::sync::oneshot::Sender<(Option<Pending>, Vec<BrandView>)>,
 }
 
 impl Message for ListBrands {
@@ -144,6 +150,15 @@ pub struct DrainDirty {
 }
 
 impl Message for DrainDirty {
+    type Result = ();
+}
+
+/// Puts documents back in the shard's dirty set: the indexer drained them but could
+/// not commit them (an I/O error), so its next drain takes them again, from the state
+/// then.
+pub struct MarkDirty(pub Vec<DirtyKey>);
+
+impl Message for MarkDirty {
     type Result = ();
 }
 
@@ -313,6 +328,8 @@ pub struct Shard {
     /// Documents (SKUs, shipments) changed since the search index last drained them.
     pub dirty: DirtySet,
     pub ctx: Context,
+    /// Where the shard's records go.
+    pub log: LogRef,
     pub mailbox_capacity: usize,
     /// Newest LSN applied by this shard: what a read of "all brands" waits for.
     pub last_lsn: Lsn,
@@ -328,7 +345,7 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
         ctx.run_interval(SWEEP_INTERVAL, |shard, _| {
-            shard.sweep();
+            shard.sweep(false);
         });
         tracing::info!(shard = self.index, brands = self.brands.len(), "shard started");
     }
@@ -349,9 +366,9 @@ impl Handler<Sweep> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: Sweep, _ctx: &mut Self::Context) {
-        let lsn = self.sweep();
+        let lsn = self.sweep(msg.reply.is_some());
         if let Some(reply) = msg.reply {
-            let _ = reply.send(lsn);
+            let _ = reply.send(self.pending(lsn));
         }
     }
 }
@@ -369,12 +386,20 @@ impl Handler<DrainDirty> for Shard {
     }
 }
 
+impl Handler<MarkDirty> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkDirty, _ctx: &mut Self::Context) {
+        self.dirty.extend(msg.0);
+    }
+}
+
 impl Handler<ListBrands> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: ListBrands, _ctx: &mut Self::Context) {
         let views = self.brands.values().map(BrandView::from).collect();
-        let _ = msg.reply.send((self.last_lsn, views));
+        let _ = msg.reply.send((self.pending(self.last_lsn), views));
     }
 }
 
@@ -415,25 +440,33 @@ impl Decided {
     }
 }
 
-fn read(wait_lsn: Lsn, body: Vec<u8>) -> Gated {
-    Gated { wait_lsn, result: Ok(Reply { status: Status::Ok, body, lsn: None }) }
-}
-
-fn reject(wait_lsn: Lsn, r: Rejection) -> Gated {
-    Gated { wait_lsn, result: Err(r) }
-}
-
 impl Shard {
     pub fn new(
         index: usize,
         brands: HashMap<BrandId, BrandState>,
         dirty: DirtySet,
         ctx: Context,
+        log: LogRef,
         mailbox_capacity: usize,
         queued: Arc<AtomicI64>,
     ) -> Shard {
         let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
-        Shard { index, brands, dirty, ctx, mailbox_capacity, last_lsn, sweeps: 0, queued }
+        Shard { index, brands, dirty, ctx, log, mailbox_capacity, last_lsn, sweeps: 0, queued }
+    }
+
+    /// The position `lsn` of the shard's log, for an answer to wait on.
+    fn pending(&self, lsn: Lsn) -> Option<Pending> {
+        Some(Pending { log: self.log.clone(), lsn })
+    }
+
+    /// A read's answer, given once what it saw (`seen`) is durable.
+    fn read(&self, seen: Lsn, body: Vec<u8>) -> Gated {
+        Gated::after(&self.log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
+    }
+
+    /// A refusal, given once what it saw (`seen`) is durable.
+    fn reject(&self, seen: Lsn, r: Rejection) -> Gated {
+        Gated::after(&self.log, seen, Err(r))
     }
 
     fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {
@@ -441,23 +474,24 @@ impl Shard {
             return self.create_brand(brand_id, name, idem);
         }
         let Some(brand) = self.brands.get(&brand_id) else {
-            return reject(0, Rejection::not_found(format!("brand {brand_id} does not exist")));
+            return Gated::refused(Rejection::not_found(format!("brand {brand_id} does not exist")));
         };
         let seen = brand.last_lsn;
         if !cmd.is_read() {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint)) {
+                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
                     return g;
                 }
             }
         }
         let now = self.ctx.clock.now();
+        let hint = too_large_hint(&cmd);
         let decided = match self.decide(brand, cmd, now) {
             Ok(d) => d,
-            Err(r) => return reject(seen, r),
+            Err(r) => return self.reject(seen, r),
         };
         let (events, status, body) = match decided {
-            Decided::Read(body) => return read(seen, body),
+            Decided::Read(body) => return self.read(seen, body),
             Decided::Write { events, status, render } => match brand.preview(now, &events) {
                 Ok(scratch) => (events, status, render(&scratch)),
                 Err(e) => fatal_apply("a preview of a decided record", seen, &e),
@@ -466,9 +500,9 @@ impl Shard {
         };
         if events.is_empty() && idem.is_none() {
             // Nothing to record (every change of a batch was rejected).
-            return read(seen, body);
+            return self.read(seen, body);
         }
-        self.commit(brand_id, events, status, body, idem, now)
+        self.commit(brand_id, events, status, body, idem, now, hint)
     }
 
     /// Runs the domain decision for one command, without changing anything.
@@ -582,8 +616,9 @@ impl Shard {
     }
 
     /// Expires due reservations (and, now and then, purges old ones) in every brand.
-    /// Returns the newest LSN this shard has written.
-    fn sweep(&mut self) -> Lsn {
+    /// Returns the newest LSN this shard has written. Every record it writes is bounded
+    /// by the journal's record limit, however much is due at once.
+    fn sweep(&mut self, exhaustive: bool) -> Lsn {
         self.sweeps += 1;
         let now = self.ctx.clock.now();
         let purge = self.sweeps % PURGE_EVERY_SWEEPS == 1;
@@ -596,31 +631,72 @@ impl Shard {
             .map(|b| b.id.clone())
             .collect();
         for id in due {
-            let brand = &self.brands[&id];
-            let mut events = match brand.decide_expiries(now) {
-                Ok(e) => e,
-                Err(r) => fatal_apply("an expiry decision", brand.last_lsn, &r.to_string()),
-            };
+            self.expire_due(&id, now, exhaustive, purge);
             if purge {
-                events.extend(brand.decide_purges(now));
-            }
-            if !events.is_empty() {
-                let g = self.commit(id.clone(), events, Status::Ok, Vec::new(), None, now);
-                if let Err(r) = g.result {
-                    tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
-                }
+                self.purge_ended(&id, now);
             }
             self.step_channel_syncs(&id, now);
         }
         self.last_lsn
     }
 
+    /// The room for events in a record the server writes on its own.
+    fn events_budget(&self) -> usize {
+        event::events_budget(self.log.record_bytes_max())
+    }
+
+    /// Expires a brand's due reservations, oldest first, one record of whole
+    /// reservations at a time (`EXPIRY_RECORDS_PER_SWEEP` at most unless `exhaustive`).
+    fn expire_due(&mut self, brand: &BrandId, now: Timestamp, exhaustive: bool, report: bool) {
+        let budget = self.events_budget();
+        let records_max = if exhaustive { usize::MAX } else { EXPIRY_RECORDS_PER_SWEEP };
+        for _ in 0..records_max {
+            let Some(b) = self.brands.get(brand) else { return };
+            let due = match b.decide_expiries_within(now, budget) {
+                Ok(d) => d,
+                Err(r) => fatal_apply("an expiry decision", b.last_lsn, &r.to_string()),
+            };
+            if report && !due.too_large.is_empty() {
+                tracing::warn!(
+                    brand = %brand,
+                    count = due.too_large.len(),
+                    first = %due.too_large[0],
+                    "due reservations stay active: expiring one would take a journal record over --wal-record-bytes-max; raise it"
+                );
+            }
+            if due.events.is_empty() {
+                return;
+            }
+            if let Err(r) = self.commit(brand.clone(), due.events, Status::Ok, Vec::new(), None, now, "").result {
+                tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
+                return;
+            }
+            if !due.more {
+                return;
+            }
+        }
+    }
+
+    /// Forgets a brand's reservations and shipments past their retention, in records
+    /// within the journal's record limit.
+    fn purge_ended(&mut self, brand: &BrandId, now: Timestamp) {
+        let Some(b) = self.brands.get(brand) else { return };
+        for run in event::split_by_budget(b.decide_purges(now), self.events_budget()) {
+            if let Err(r) = self.commit(brand.clone(), run, Status::Ok, Vec::new(), None, now, "").result {
+                tracing::warn!(error = %r, "purge could not be written; retrying on the next purge");
+                return;
+            }
+        }
+    }
+
     /// Streams pending channel-reconfiguration events: a few chunks per sweep, one
-    /// record each, so a large catalog never stalls the shard.
+    /// record each (within the journal's record limit), so a large catalog never
+    /// stalls the shard.
     fn step_channel_syncs(&mut self, brand: &BrandId, now: Timestamp) {
+        let budget = self.events_budget();
         for _ in 0..CHANNEL_SYNC_CHUNKS_PER_SWEEP {
-            let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync()) else { return };
-            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now).result {
+            let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync_within(budget)) else { return };
+            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "channel sync step could not be written; retrying on the next sweep");
                 return;
             }
@@ -630,24 +706,41 @@ impl Shard {
     fn create_brand(&mut self, id: BrandId, name: String, idem: Option<IdemKey>) -> Gated {
         if let Some(b) = self.brands.get(&id) {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint)) {
+                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
                     return g;
                 }
             }
-            return reject(b.last_lsn, Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists")));
+            return self.reject(b.last_lsn, Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists")));
         }
         let now = self.ctx.clock.now();
         let body = to_json(&BrandView::from(&BrandState::new(id.clone(), name.clone(), now)));
-        self.commit(id, vec![Event::BrandCreated { name }], Status::Created, body, idem, now)
+        self.commit(id, vec![Event::BrandCreated { name }], Status::Created, body, idem, now, "")
     }
 
     /// Appends one record to the journal and applies it. The reply waits for the LSN.
-    fn commit(&mut self, brand: BrandId, events: Vec<Event>, status: Status, body: Vec<u8>, idem: Option<IdemKey>, at: Timestamp) -> Gated {
+    /// A record over the journal's limit is refused here, before anything changes,
+    /// with `payload_too_large` and `hint` (what the caller can do about it).
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &mut self,
+        brand: BrandId,
+        events: Vec<Event>,
+        status: Status,
+        body: Vec<u8>,
+        idem: Option<IdemKey>,
+        at: Timestamp,
+        hint: &str,
+    ) -> Gated {
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
-        let lsn = match self.ctx.journal.append(event::encode(&wal)) {
+        let payload = event::encode(&wal);
+        let max = self.log.record_bytes_max();
+        if payload.len() > max {
+            return Gated::refused(too_large(payload.len(), max, hint));
+        }
+        let lsn = match self.log.append(payload) {
             Ok(lsn) => lsn,
-            Err(e) => return reject(0, append_refused(e)),
+            Err(e) => return Gated::refused(append_refused(e)),
         };
         let WalRecord::Brand(record) = wal else { unreachable!("built as a brand record above") };
         if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
@@ -655,8 +748,30 @@ impl Shard {
         }
         self.dirty.extend(touched_docs(&record));
         self.last_lsn = lsn;
-        Gated { wait_lsn: lsn, result: Ok(Reply { status, body, lsn: Some(lsn) }) }
+        Gated::after(&self.log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
     }
+}
+
+/// What a caller can do about a command whose record would be over the journal's limit.
+fn too_large_hint(cmd: &BrandCmd) -> &'static str {
+    match cmd {
+        BrandCmd::StockChanges { .. } => "each change records its SKU's stock at every location: send fewer changes per request",
+        BrandCmd::Reserve(_) | BrandCmd::Ship(_) | BrandCmd::CreateInbound(_) | BrandCmd::Receive { .. } => {
+            "each line records its SKU's stock at every location: send fewer lines per request"
+        }
+        // The runner splits the chunk, and reports a row that cannot fit alone.
+        BrandCmd::Import(ImportCmd::Chunk(_)) => "",
+        _ => "an operator can raise --wal-record-bytes-max (at most 16 MiB)",
+    }
+}
+
+/// The refusal of a command whose record would be over the journal's record limit.
+fn too_large(bytes: usize, max: usize, hint: &str) -> Rejection {
+    let hint = if hint.is_empty() { String::new() } else { format!("; {hint}") };
+    Rejection::new(
+        ErrorCode::PayloadTooLarge,
+        format!("this change would take a journal record of {bytes} bytes, over the limit of {max} bytes (--wal-record-bytes-max); nothing was changed{hint}"),
+    )
 }
 
 /// Applies one brand record to a map of partitions: the one mutation path, shared by

@@ -231,7 +231,9 @@ impl BrandState {
                         scratch.inbounds.entry(id.clone()).or_insert_with(|| i.clone());
                     }
                 }
-                Event::ImportStarted { id, .. } | Event::ImportFinished { id, .. } => scratch.copy_import(self, id),
+                Event::ImportStarted { id, .. } | Event::ImportFinished { id, .. } | Event::ImportCancelled { id } => {
+                    scratch.copy_import(self, id)
+                }
                 Event::ImportChunkApplied { progress } => scratch.copy_import(self, &progress.id),
                 Event::WebhookDeleted { id } => {
                     if let Some(w) = self.webhooks.get(id) {
@@ -398,9 +400,11 @@ impl BrandState {
                 inbound.updated_at = at;
             }
             Event::WebhookCreated { .. } | Event::WebhookDeleted { .. } => self.apply_webhook_event(ev)?,
-            Event::ImportQueued { .. } | Event::ImportStarted { .. } | Event::ImportChunkApplied { .. } | Event::ImportFinished { .. } => {
-                self.apply_import_event(at, ev)?
-            }
+            Event::ImportQueued { .. }
+            | Event::ImportStarted { .. }
+            | Event::ImportChunkApplied { .. }
+            | Event::ImportFinished { .. }
+            | Event::ImportCancelled { .. } => self.apply_import_event(at, ev)?,
         }
         Ok(())
     }

@@ -6,9 +6,9 @@
 //! every location with no buffer.
 //!
 //! Reconfiguring a channel changes the availability of every SKU at once. The events
-//! for that are streamed in chunks of [`SYNC_CHUNK_SKUS`] (one WAL record each) by the
-//! shard's sweep, with the position kept in the state, so the work is bounded per
-//! step and resumes after a crash.
+//! for that are streamed in chunks of [`SYNC_CHUNK_SKUS`] (one WAL record each, and no
+//! more than the record limit holds) by the shard's sweep, with the position kept in
+//! the state, so the work is bounded per step and resumes after a crash.
 
 use std::ops::Bound;
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::brand::BrandState;
 use super::error::{ErrorCode, FieldError, Rejection};
-use super::event::{Cause, Event};
+use super::event::{encoded_len, Cause, Event};
 use super::fulfilment::{Decision, Scope};
 use super::stock::{Levels, QUANTITY_MAX};
 use super::{Id, Timestamp};
@@ -175,7 +175,22 @@ impl BrandState {
     /// The next step of the first pending channel sync: availability of up to
     /// [`SYNC_CHUNK_SKUS`] SKUs, and where to go on. `None` when nothing is pending.
     pub fn decide_channel_sync(&self) -> Option<Event> {
+        self.decide_channel_sync_within(usize::MAX)
+    }
+
+    /// [`decide_channel_sync`](Self::decide_channel_sync) in at most `budget` bytes (the
+    /// room for events in one journal record): the step ends early at a SKU whose entry
+    /// would not fit, and the next step starts there. One SKU's entry always fits.
+    pub fn decide_channel_sync_within(&self, budget: usize) -> Option<Event> {
         let (channel_id, sync) = self.channel_syncs.iter().next()?;
+        let measure = budget != usize::MAX;
+        // The event with no SKU yet, the longest `after` an id can be, and the longest
+        // count of SKUs: what the SKUs' entries add to.
+        let mut used = if measure {
+            encoded_len(&Event::ChannelSynced { channel: channel_id.clone(), skus: Vec::new(), after: None }) + 1 + 1 + 128 + 8
+        } else {
+            0
+        };
         let now_config = self.channels.get(channel_id);
         let start = match &sync.after {
             Some(after) => Bound::Excluded(after),
@@ -186,7 +201,15 @@ impl BrandState {
         for (id, s) in self.skus.range::<Id, _>((start, Bound::Unbounded)).take(SYNC_CHUNK_SKUS) {
             let now_available = channel_available(now_config, &s.levels);
             if sync.all || channel_available(sync.before.as_ref(), &s.levels) != now_available {
-                skus.push((id.clone(), now_available));
+                let entry = (id.clone(), now_available);
+                if measure {
+                    let bytes = encoded_len(&entry);
+                    if used + bytes > budget && !skus.is_empty() {
+                        break;
+                    }
+                    used += bytes;
+                }
+                skus.push(entry);
             }
             last = Some(id.clone());
         }

@@ -21,6 +21,16 @@ use super::{BrandId, Id, Timestamp};
 /// Version of the payload encoding, the first byte of every record.
 pub const RECORD_FORMAT: u8 = 1;
 
+/// The smallest journal record limit (`--wal-record-bytes-max`) the server runs with.
+/// Whatever the state, every step the server writes on its own fits in it: an import
+/// chunk's progress with its kept row errors, one SKU of a channel-sync step, one purge.
+pub const RECORD_BYTES_MAX_FLOOR: usize = 64 << 10;
+
+/// The most bytes a brand record with no idempotency entry takes besides its events:
+/// the format byte, the record's variant, the brand id (at most 64 bytes and their
+/// count), the time, the absent idempotency entry, and the number of events.
+pub const BRAND_RECORD_OVERHEAD_BYTES_MAX: usize = 1 + 1 + (1 + 64) + 9 + 1 + 9;
+
 /// One WAL record: the unit of atomicity. Everything in it is applied or nothing is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WalRecord {
@@ -199,6 +209,10 @@ pub enum Event {
         id: Id,
         failed: Option<String>,
     },
+    /// A job cancelled by the brand: no chunk of it is applied after this.
+    ImportCancelled {
+        id: Id,
+    },
 }
 
 impl Event {
@@ -227,6 +241,7 @@ impl Event {
             Event::ImportStarted { .. } => "import.started",
             Event::ImportChunkApplied { .. } => "import.chunk_applied",
             Event::ImportFinished { .. } => "import.finished",
+            Event::ImportCancelled { .. } => "import.cancelled",
         }
     }
 }
@@ -251,6 +266,39 @@ pub fn encode(record: &WalRecord) -> Vec<u8> {
     out.push(RECORD_FORMAT);
     bincode::serde::encode_into_std_write(record, &mut out, config()).expect("encoding into a Vec cannot fail");
     out
+}
+
+/// The bytes `v` takes in a record (its encoding), counted without building it.
+pub fn encoded_len(v: &impl Serialize) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(v, &mut size, config()).expect("counting bytes cannot fail");
+    size.bytes_written
+}
+
+/// Room for the events of a brand record with no idempotency entry, under the journal's
+/// record limit: what a step the server writes on its own (an expiry sweep, a channel
+/// sync step, purges) fills at most.
+pub fn events_budget(record_bytes_max: usize) -> usize {
+    record_bytes_max.saturating_sub(BRAND_RECORD_OVERHEAD_BYTES_MAX)
+}
+
+/// Splits independent events into runs that each fit in `budget` bytes, in order (an
+/// event larger than the budget is a run of its own).
+pub fn split_by_budget(events: Vec<Event>, budget: usize) -> Vec<Vec<Event>> {
+    let mut runs: Vec<Vec<Event>> = Vec::new();
+    let mut used = 0;
+    for e in events {
+        let n = encoded_len(&e);
+        match runs.last_mut() {
+            Some(run) if used + n <= budget => run.push(e),
+            _ => {
+                runs.push(vec![e]);
+                used = 0;
+            }
+        }
+        used += n;
+    }
+    runs
 }
 
 /// Decodes a WAL payload. Errors name what is wrong; they mean a bug or damage.
@@ -324,6 +372,34 @@ mod tests {
         let bytes = encode(&rec);
         assert_eq!(bytes[0], RECORD_FORMAT);
         assert_eq!(decode(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn the_overhead_bound_covers_the_largest_record_header() {
+        let id = Id::parse("S1").unwrap();
+        let events: Vec<Event> = (0..300).map(|_| Event::SkuDeleted { sku: id.clone() }).collect();
+        let rec = WalRecord::Brand(BrandRecord {
+            brand: BrandId::parse(&"b".repeat(64)).unwrap(),
+            at: Timestamp(i64::MIN),
+            idempotency: None,
+            events: events.clone(),
+        });
+        let events_bytes: usize = events.iter().map(encoded_len).sum();
+        assert_eq!(encode(&rec).len(), encoded_len(&rec) + 1, "encoded_len counts what encode writes, less the format byte");
+        assert!(encode(&rec).len() <= BRAND_RECORD_OVERHEAD_BYTES_MAX + events_bytes);
+        assert_eq!(events_budget(100), 100 - BRAND_RECORD_OVERHEAD_BYTES_MAX);
+    }
+
+    #[test]
+    fn independent_events_split_into_runs_within_the_budget() {
+        let events: Vec<Event> = (0..100).map(|i| Event::SkuDeleted { sku: Id::parse(&format!("S{i:03}")).unwrap() }).collect();
+        let one = encoded_len(&events[0]);
+        let runs = split_by_budget(events.clone(), 10 * one + one / 2);
+        assert_eq!(runs.len(), 10);
+        assert!(runs.iter().all(|r| r.len() == 10));
+        assert_eq!(runs.concat(), events, "in order, none lost");
+        assert_eq!(split_by_budget(events[..3].to_vec(), 1).len(), 3, "an event over the budget is a run of its own");
+        assert!(split_by_budget(Vec::new(), 100).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::brand::BrandState;
 use super::error::{ErrorCode, Rejection, Shortage};
-use super::event::{Cause, Event};
+use super::event::{encoded_len, Cause, Event};
 use super::stock::Levels;
 use super::{Id, Timestamp};
 
@@ -330,7 +330,15 @@ impl BrandState {
 
     /// Every active reservation whose time is up at `now`, expired in one go.
     pub fn decide_expiries(&self, now: Timestamp) -> Result<Vec<Event>, Rejection> {
-        let mut events = Vec::new();
+        Ok(self.decide_expiries_within(now, usize::MAX)?.events)
+    }
+
+    /// The reservations whose time is up at `now`, oldest first, as many whole ones as
+    /// fit in `budget` bytes of events (one journal record): a sweep writes these,
+    /// applies them, and asks again while `more` says so.
+    pub fn decide_expiries_within(&self, now: Timestamp, budget: usize) -> Result<Expiries, Rejection> {
+        let mut out = Expiries::default();
+        let mut used = 0;
         // Expire one at a time against the evolving levels, so two reservations of the
         // same SKU both come off it.
         let mut draft = ExpiryDraft { base: self, levels: HashMap::new() };
@@ -339,14 +347,24 @@ impl BrandState {
                 break;
             }
             let r = &self.reservations[id];
-            let evs = stock_events(self, |sku| draft.levels_of(sku), &r.lines, -1, false, Cause::Expired { id: id.clone() })?;
+            let mut evs = stock_events(self, |sku| draft.levels_of(sku), &r.lines, -1, false, Cause::Expired { id: id.clone() })?;
+            evs.insert(0, Event::ReservationExpired { id: id.clone() });
+            let bytes: usize = if budget == usize::MAX { 0 } else { evs.iter().map(encoded_len).sum() };
+            if bytes > budget {
+                out.too_large.push(id.clone());
+                continue;
+            }
+            if used + bytes > budget {
+                out.more = true;
+                break;
+            }
+            used += bytes;
             for e in &evs {
                 draft.apply_stock_event(e);
             }
-            events.push(Event::ReservationExpired { id: id.clone() });
-            events.extend(evs);
+            out.events.extend(evs);
         }
-        Ok(events)
+        Ok(out)
     }
 
     /// Reservations and shipments that ended long enough ago to forget.
@@ -525,6 +543,17 @@ fn stock_events(
             Event::StockChanged { sku, version: version + 1, levels, channels, cause: cause.clone() }
         })
         .collect())
+}
+
+/// Due expiries that fit in one record ([`BrandState::decide_expiries_within`]).
+#[derive(Debug, Default)]
+pub struct Expiries {
+    pub events: Vec<Event>,
+    /// More are due than fit: decide again once these are applied.
+    pub more: bool,
+    /// Due reservations whose expiry alone does not fit (their SKUs' stock grew to more
+    /// locations than a record holds since they were made): left active, named for the log.
+    pub too_large: Vec<Id>,
 }
 
 /// Levels of SKUs as they evolve through a batch of expiries.

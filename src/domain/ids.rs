@@ -41,7 +41,7 @@ fn is_id(s: &str) -> bool {
 }
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $check:ident, $kind:literal, $pattern:ident) => {
+    ($(#[$doc:meta])* $name:ident, $check:ident, $kind:literal, $pattern:ident, $description:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "CompactString", into = "CompactString")]
@@ -96,7 +96,7 @@ macro_rules! id_type {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .pattern(Some($pattern))
-                    .description(Some(concat!("A ", $kind, ".")))
+                    .description(Some($description))
                     .into()
             }
         }
@@ -113,12 +113,15 @@ macro_rules! id_type {
 
 id_type!(
     /// A brand id: `^[a-z0-9][a-z0-9_-]{0,63}$`.
-    BrandId, is_brand_id, "brand id", BRAND_ID_PATTERN
+    BrandId, is_brand_id, "brand id", BRAND_ID_PATTERN,
+    "A brand id: 1 to 64 of `a-z`, `0-9`, `_` and `-`, starting with a letter or digit."
 );
 id_type!(
     /// Any other id (sku, location, channel, reservation, shipment, token, ...):
     /// `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`.
-    Id, is_id, "id", ID_PATTERN
+    Id, is_id, "id", ID_PATTERN,
+    "An id (of a SKU, location, channel, reservation, shipment, ...): 1 to 128 of `A-Z`, `a-z`, `0-9`, `.`, `_`, `:` \
+     and `-`, starting with a letter or digit."
 );
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ pub const IMPORT_ERRORS_KEPT: usize = 100;
 pub const IMPORTS_FINISHED_KEPT: usize = 100;
 /// Jobs queued or running per brand; more are refused with `rate_limited`.
 pub const IMPORTS_PENDING_PER_BRAND_MAX: usize = 8;
+/// Longest `detail` of a kept row error, and of a failed job's reason, in bytes (longer
+/// ones are cut): a chunk's progress with its kept errors must fit in the smallest
+/// journal record ([`super::event::RECORD_BYTES_MAX_FLOOR`]) whatever the file holds.
+pub const ERROR_DETAIL_BYTES_MAX: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +67,8 @@ pub enum ImportStatus {
     Running,
     Done,
     Failed,
+    /// Stopped by `POST .../imports/{id}/cancel`, with the rows applied until then.
+    Cancelled,
 }
 
 /// What the upload recorded: the file is immutable from then on.
@@ -119,7 +125,7 @@ pub struct ImportJob {
 
 impl ImportJob {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status, ImportStatus::Done | ImportStatus::Failed)
+        matches!(self.status, ImportStatus::Done | ImportStatus::Failed | ImportStatus::Cancelled)
     }
 }
 
@@ -162,6 +168,7 @@ pub enum ImportCmd {
     Start { id: Id, rows_total: u64 },
     Chunk(Box<ChunkCmd>),
     Finish { id: Id, failed: Option<String> },
+    Cancel { id: Id },
 }
 
 impl ImportCmd {
@@ -172,7 +179,7 @@ impl ImportCmd {
     pub fn job_id(&self) -> &Id {
         match self {
             ImportCmd::Queue(s) => &s.id,
-            ImportCmd::Get { id } | ImportCmd::Start { id, .. } | ImportCmd::Finish { id, .. } => id,
+            ImportCmd::Get { id } | ImportCmd::Start { id, .. } | ImportCmd::Finish { id, .. } | ImportCmd::Cancel { id } => id,
             ImportCmd::Chunk(c) => &c.id,
         }
     }
@@ -215,7 +222,22 @@ impl BrandState {
         if self.import(id)?.is_finished() {
             return Ok(Decision::Unchanged);
         }
+        let failed = failed.map(|why| cut_to(why, ERROR_DETAIL_BYTES_MAX));
         Ok(Decision::Apply(vec![Event::ImportFinished { id: id.clone(), failed }]))
+    }
+
+    /// Cancelling a queued or running job: no chunk of it is applied after this record
+    /// (a chunk is one record too, so the job stops at a chunk boundary). Cancelling a
+    /// cancelled job changes nothing; a done or failed one cannot be cancelled.
+    pub fn decide_cancel_import(&self, id: &Id) -> Result<Decision, Rejection> {
+        match self.import(id)?.status {
+            ImportStatus::Cancelled => Ok(Decision::Unchanged),
+            s @ (ImportStatus::Done | ImportStatus::Failed) => Err(Rejection::new(
+                ErrorCode::InvalidTransition,
+                format!("import {id} is {}; only a queued or running job can be cancelled", status_name(s)),
+            )),
+            ImportStatus::Queued | ImportStatus::Running => Ok(Decision::Apply(vec![Event::ImportCancelled { id: id.clone() }])),
+        }
     }
 
     /// One chunk: its rows' events and its progress, or `Unchanged` for a chunk that
@@ -240,6 +262,9 @@ impl BrandState {
         errors.extend(c.pre_errors.iter().cloned());
         errors.sort_by_key(|e| e.row);
         errors.truncate(IMPORT_ERRORS_KEPT.saturating_sub(job.errors.len()));
+        for e in &mut errors {
+            e.detail = cut_to(std::mem::take(&mut e.detail), ERROR_DETAIL_BYTES_MAX);
+        }
         events.push(Event::ImportChunkApplied {
             progress: Box::new(ChunkProgress {
                 id: c.id.clone(),
@@ -376,6 +401,23 @@ impl BrandState {
         Ok(())
     }
 
+    /// Ends a job (done, failed or cancelled) and forgets the oldest finished ones.
+    fn end_import(&mut self, id: &Id, status: ImportStatus, detail: Option<String>, at: Timestamp) -> Result<(), String> {
+        let j = self.imports.jobs.get_mut(id).ok_or_else(|| format!("unknown import {id}"))?;
+        if j.is_finished() {
+            return Err(format!("import {id} ended twice"));
+        }
+        j.status = status;
+        j.detail = detail;
+        j.finished_at = Some(at);
+        self.imports.finished.push_back(id.clone());
+        while self.imports.finished.len() > IMPORTS_FINISHED_KEPT {
+            let old = self.imports.finished.pop_front().expect("non-empty");
+            self.imports.jobs.remove(&old);
+        }
+        Ok(())
+    }
+
     /// Copies a job into a preview scratch state.
     pub(super) fn copy_import(&mut self, from: &BrandState, id: &Id) {
         if let Some(j) = from.imports.jobs.get(id) {
@@ -427,20 +469,37 @@ impl BrandState {
                 j.errors.extend(p.errors.iter().cloned());
             }
             Event::ImportFinished { id, failed } => {
-                let j = job_mut(self, id)?;
-                j.status = if failed.is_some() { ImportStatus::Failed } else { ImportStatus::Done };
-                j.detail = failed.clone();
-                j.finished_at = Some(at);
-                self.imports.finished.push_back(id.clone());
-                while self.imports.finished.len() > IMPORTS_FINISHED_KEPT {
-                    let old = self.imports.finished.pop_front().expect("non-empty");
-                    self.imports.jobs.remove(&old);
-                }
+                let status = if failed.is_some() { ImportStatus::Failed } else { ImportStatus::Done };
+                self.end_import(id, status, failed.clone(), at)?;
             }
+            Event::ImportCancelled { id } => self.end_import(id, ImportStatus::Cancelled, None, at)?,
             other => return Err(format!("{} is not an import event", other.type_name())),
         }
         Ok(())
     }
+}
+
+fn status_name(s: ImportStatus) -> &'static str {
+    match s {
+        ImportStatus::Queued => "queued",
+        ImportStatus::Running => "running",
+        ImportStatus::Done => "done",
+        ImportStatus::Failed => "failed",
+        ImportStatus::Cancelled => "cancelled",
+    }
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary, ending in `…` when cut).
+pub fn cut_to(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// How a job is shown (`GET .../imports/{id}` and the 202 of the upload).

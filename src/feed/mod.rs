@@ -12,6 +12,11 @@
 //!
 //! The feed thread holds a [`crate::journal::ReadHold`]: journal segments it has not
 //! consumed are never removed, whoever asks.
+//!
+//! The feed follows the journal's history (`journal::history`): a [`Cursor`] names the
+//! history it was handed out in, and one from an earlier history (before a restore or
+//! a repair) is refused with the position to resync from, never read as a position in
+//! the new one.
 
 pub mod render;
 pub mod store;
@@ -27,7 +32,9 @@ use rusqlite::Connection;
 use tokio::sync::{watch, Semaphore};
 
 use crate::clock::SharedClock;
+use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id};
+use crate::journal::history::{History, HistoryId};
 use crate::journal::{Journal, Lsn};
 pub use store::{Retention, StoreError};
 
@@ -52,6 +59,49 @@ pub struct FeedConfig {
     pub prune_interval: Duration,
 }
 
+/// A position in a brand's feed, as clients hold it: the seq of the last event seen,
+/// and the history it was handed out in. Written `<seq>` in a data dir's first history
+/// (as before histories existed) and `<history>.<seq>` in any later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// `None`: written without a history (the first history's form).
+    pub history: Option<HistoryId>,
+    pub seq: u64,
+}
+
+impl Cursor {
+    /// Parses `<seq>` or `<history>.<seq>`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let (history, seq) = match s.split_once('.') {
+            Some((h, seq)) => (Some(HistoryId::parse(h)?), seq),
+            None => (None, s),
+        };
+        // Digits only: `parse` alone would take a leading `+`.
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Cursor { history, seq: seq.parse().ok()? })
+    }
+
+    /// Whether the cursor is a position in `history`. A cursor without a history is
+    /// one of the data dir's first history; `0` (before any event) is one in every
+    /// history.
+    pub fn belongs_to(&self, history: &History) -> bool {
+        match self.history {
+            Some(h) => h == history.id,
+            None => history.first || self.seq == 0,
+        }
+    }
+
+    /// The cursor of `seq` in a history labelled `label` (`History::label`).
+    pub fn render(label: Option<HistoryId>, seq: u64) -> String {
+        match label {
+            Some(h) => format!("{h}.{seq}"),
+            None => seq.to_string(),
+        }
+    }
+}
+
 /// Why a page cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -59,6 +109,12 @@ pub enum FeedError {
     Expired { after: u64, pruned_through: u64 },
     #[error("cursor {after} is ahead of this brand's feed (last seq {last_seq}); use a `next` this server returned")]
     Ahead { after: u64, last_seq: u64 },
+    #[error(
+        "cursor {cursor} belongs to an earlier history of this feed (the server was restored from a snapshot or its \
+         journal was repaired), so the events it follows may not have happened here; resync: read the stock again, \
+         then follow the feed from `next` ({next})"
+    )]
+    HistoryChanged { cursor: String, next: String },
     #[error("the feed has not caught up with the journal yet; retry shortly")]
     Behind,
     #[error("too many long polls are waiting; retry shortly")]
@@ -87,6 +143,8 @@ struct Inner {
     /// Bumped whenever the webhooks table changes.
     hooks_version: watch::Sender<u64>,
     long_polls: Arc<Semaphore>,
+    /// The journal history the store's events belong to.
+    history: History,
 }
 
 impl Inner {
@@ -103,14 +161,18 @@ pub struct Feed {
 
 impl Feed {
     /// Opens the store and starts the feed thread. Queued imports it reads in the
-    /// journal are sent to `queued_imports` (the import runner).
+    /// journal are sent to `queued_imports` (the import runner). `subscriptions` are
+    /// the webhook subscriptions of the recovered state: they seed the store when the
+    /// journal's history is new to it.
     pub fn start(
         cfg: FeedConfig,
         journal: Journal,
         clock: SharedClock,
         queued_imports: std::sync::mpsc::Sender<(BrandId, Id)>,
+        subscriptions: &[(BrandId, Webhook)],
     ) -> Result<Feed, StoreError> {
-        let store = store::Store::open(&cfg.path, cfg.retention)?;
+        let history = journal.history().clone();
+        let store = store::Store::open(&cfg.path, cfg.retention, &history, subscriptions)?;
         let covered = store.covered_lsn();
         let inner = Arc::new(Inner {
             path: cfg.path.clone(),
@@ -119,6 +181,7 @@ impl Feed {
             covered: watch::Sender::new(covered),
             hooks_version: watch::Sender::new(0),
             long_polls: Arc::new(Semaphore::new(LONG_POLLS_MAX)),
+            history,
         });
         let feed = Feed { inner: inner.clone() };
         let thread = tailer::Tailer::new(cfg, store, journal, clock, inner, queued_imports);
@@ -150,6 +213,26 @@ impl Feed {
 
     pub fn path(&self) -> &std::path::Path {
         &self.inner.path
+    }
+
+    /// The journal history the feed's events belong to.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// The cursor clients get for `seq` (a page's `next`).
+    pub fn cursor(&self, seq: u64) -> String {
+        Cursor::render(self.inner.history.label(), seq)
+    }
+
+    /// The seq of a client's cursor in this feed; a cursor of an earlier history is
+    /// `HistoryChanged`, with the brand's newest position as the `next` to resync from.
+    pub async fn seq_of(&self, brand: &BrandId, cursor: Cursor, as_given: &str) -> Result<u64, FeedError> {
+        if cursor.belongs_to(&self.inner.history) {
+            return Ok(cursor.seq);
+        }
+        let last = self.read(brand, 0, 0).await?.map_or(0, |(pos, _)| pos.last_seq);
+        Err(FeedError::HistoryChanged { cursor: as_given.to_string(), next: self.cursor(last) })
     }
 
     /// Runs `f` on a read connection, on the blocking pool.

@@ -17,6 +17,7 @@ use crate::domain::stock::{Level, Levels, StockOp};
 use crate::domain::time::rfc3339;
 use crate::domain::view::{AllocationView, InboundView, ReservationView};
 use crate::domain::{Id, Timestamp};
+use crate::journal::history::HistoryId;
 
 /// Every type the feed carries, for validating webhook filters.
 pub const FEED_TYPES: [&str; 14] = [
@@ -205,7 +206,8 @@ pub fn key(ev: &Event) -> Option<String> {
         | Event::ImportQueued { .. }
         | Event::ImportStarted { .. }
         | Event::ImportChunkApplied { .. }
-        | Event::ImportFinished { .. } => return None,
+        | Event::ImportFinished { .. }
+        | Event::ImportCancelled { .. } => return None,
     })
 }
 
@@ -242,9 +244,15 @@ pub fn data(ev: &Event) -> Option<String> {
 }
 
 /// The id of the `index`-th event of the record at `lsn`: unique, and the same every
-/// time the journal is read (it is the Standard Webhooks `webhook-id` too).
-pub fn event_id(lsn: u64, index: usize) -> String {
-    format!("evt_{lsn}_{index}")
+/// time the journal is read (it is the Standard Webhooks `webhook-id` too). `history`
+/// is the label of the journal history the record belongs to (`None` in a data dir's
+/// first history): after a restore or a repair the same LSN holds another record, and
+/// its event must not have the id of the one it replaced.
+pub fn event_id(history: Option<HistoryId>, lsn: u64, index: usize) -> String {
+    match history {
+        Some(h) => format!("evt_{h}_{lsn}_{index}"),
+        None => format!("evt_{lsn}_{index}"),
+    }
 }
 
 /// The whole event object as the feed and webhooks send it; `at` is RFC 3339.

@@ -18,7 +18,14 @@
 //!   subscriptions, a projection of the WAL records kept in step with the events
 //!   (delivery reads it); `start_seq` is the brand's last seq when the subscription was
 //!   created, so delivery starts with the first event after it.
-//! - `meta(key, value)`: `covered_lsn`, the last journal record reflected here.
+//! - `meta(key, value)`: `covered_lsn`, the last journal record reflected here;
+//!   `history`, the journal history (`journal::history`) the events belong to, and
+//!   `history_label`, the id their ids carry (absent in a data dir's first history).
+//!   A store of another history is emptied when it opens: its events and seqs are
+//!   of records the journal no longer holds (a restore or a repair went back), so the
+//!   new history's feed begins at the fork, with seqs from 1 and the subscriptions of
+//!   the state there. A store without `history` was written before histories existed
+//!   and is taken over by a first history as it is.
 //!
 //! One writer (the feed thread) commits one transaction per batch of journal records,
 //! with `covered_lsn` in the same transaction, so a restart resumes exactly after the
@@ -34,6 +41,7 @@ use super::render::{event_id, event_json};
 use crate::domain::event::{decode_feed_event, encode_feed_event, Event};
 use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Timestamp};
+use crate::journal::history::{History, HistoryId};
 use crate::journal::Lsn;
 
 /// Bits of the per-brand sequence number in an event's row id.
@@ -161,15 +169,60 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Makes the store follow `history`: takes over a store of the data dir's first
+/// history written before histories existed, and empties a store of another history
+/// (see the module doc), seeding the subscriptions of the state at the fork.
+fn enter_history(conn: &mut Connection, history: &History, subscriptions: &[(BrandId, Webhook)]) -> Result<(), StoreError> {
+    let id = history.id.0 as i64;
+    let stored: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'history'", [], |r| r.get(0)).optional()?;
+    match stored {
+        Some(s) if s == id => return Ok(()),
+        None if history.first => {
+            conn.execute("INSERT INTO meta (key, value) VALUES ('history', ?1)", [id])?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let tx = conn.transaction()?;
+    let dropped: i64 = tx.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    tx.execute_batch("DELETE FROM events; DELETE FROM brands; DELETE FROM webhooks;")?;
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [id])?;
+    match history.label() {
+        Some(label) => tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history_label', ?1)", [label.0 as i64])?,
+        None => tx.execute("DELETE FROM meta WHERE key = 'history_label'", [])?,
+    };
+    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'covered_lsn'", [history.after_lsn as i64])?;
+    for (brand, webhook) in subscriptions {
+        insert_webhook(&tx, brand, webhook, history.after_lsn, 0)?;
+    }
+    tx.commit()?;
+    let level_warn = dropped > 0 || stored.is_some();
+    if level_warn {
+        tracing::warn!(
+            history = %history.id,
+            after_lsn = history.after_lsn,
+            dropped_events = dropped,
+            "the journal's history changed (a restore or a repair); the feed of the old history was dropped and the new one begins after the fork"
+        );
+    } else {
+        tracing::info!(history = %history.id, after_lsn = history.after_lsn, "the feed begins in the journal's history");
+    }
+    Ok(())
+}
+
 impl Store {
-    pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
+    /// Opens (or creates) the store for the journal's `history`; `subscriptions` are
+    /// the webhook subscriptions of the recovered state, which seed the projection when
+    /// a new history's feed begins.
+    pub fn open(path: &Path, retention: Retention, history: &History, subscriptions: &[(BrandId, Webhook)]) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // The page cache holds a batch's pages until its commit: at most
         // FEED_BATCH_EVENTS_MAX encoded events (~100 bytes each with their index
         // entries), so 16 MiB leaves room; it was 64 MiB when events were stored as JSON.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;")?;
         create_schema(&conn)?;
+        enter_history(&mut conn, history, subscriptions)?;
         let covered: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'covered_lsn'", [], |r| r.get(0))?;
         let mut brands = HashMap::new();
         let mut next_brand_no = 1;
@@ -314,19 +367,22 @@ fn save_brand(tx: &Transaction<'_>, brand: &BrandId, row: &BrandRow) -> Result<(
 fn apply_hooks(tx: &Transaction<'_>, hooks: &[HookChange], start_seqs: &[u64]) -> Result<(), StoreError> {
     for (h, start) in hooks.iter().zip(start_seqs) {
         match h {
-            HookChange::Created { brand, webhook, lsn, .. } => {
-                let events = serde_json::to_string(&webhook.events).expect("strings serialise");
-                tx.execute(
-                    "INSERT OR REPLACE INTO webhooks (id, brand, url, events, secret, created_lsn, start_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![webhook.id.as_str(), brand.as_str(), webhook.url, events, webhook.secret, *lsn as i64, *start as i64],
-                )?;
-            }
+            HookChange::Created { brand, webhook, lsn, .. } => insert_webhook(tx, brand, webhook, *lsn, *start)?,
             HookChange::Deleted { id } => {
                 tx.execute("DELETE FROM webhooks WHERE id = ?1", [id])?;
             }
         }
     }
+    Ok(())
+}
+
+fn insert_webhook(tx: &Transaction<'_>, brand: &BrandId, webhook: &Webhook, lsn: Lsn, start_seq: u64) -> Result<(), StoreError> {
+    let events = serde_json::to_string(&webhook.events).expect("strings serialise");
+    tx.execute(
+        "INSERT OR REPLACE INTO webhooks (id, brand, url, events, secret, created_lsn, start_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![webhook.id.as_str(), brand.as_str(), webhook.url, events, webhook.secret, lsn as i64, start_seq as i64],
+    )?;
     Ok(())
 }
 
@@ -363,6 +419,8 @@ pub fn read_after(
         })
         .optional()?;
     let Some((no, last, pruned)) = row else { return Ok(None) };
+    let label: Option<i64> = tx.query_row("SELECT value FROM meta WHERE key = 'history_label'", [], |r| r.get(0)).optional()?;
+    let label = label.map(|l| HistoryId(l as u64));
     let pos = BrandPosition { last_seq: last as u64, pruned_through: pruned as u64 };
     let mut rows = Vec::new();
     {
@@ -395,7 +453,7 @@ pub fn read_after(
             if at_text.0 != at {
                 at_text = (at, at.to_rfc3339());
             }
-            row.body = event_json(&event_id(row.lsn, index), row.seq, &row.kind, &at_text.1, &data);
+            row.body = event_json(&event_id(label, row.lsn, index), row.seq, &row.kind, &at_text.1, &data);
         }
         events.push(row);
     }

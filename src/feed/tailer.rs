@@ -6,7 +6,8 @@
 //! On a store error it reopens the store and resumes from the committed covered LSN
 //! (the batch is read again from the journal, so nothing is lost or doubled). On a
 //! journal error (damage, a missing segment) it logs and retries with a growing delay:
-//! the feed stops advancing, loudly, rather than skipping a record.
+//! the feed stops advancing, loudly, rather than skipping a record. While it retries,
+//! the health registry (`/readyz`, `/metrics`) says so.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,8 @@ pub const FEED_BATCH_RECORDS_MAX: usize = 4096;
 pub const FEED_BATCH_EVENTS_MAX: usize = 20_000;
 /// Longest wait for new durable records before checking the age retention.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
-/// Longest delay between retries after an error.
+/// First and longest delay between retries after an error.
+const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -94,16 +96,22 @@ impl Tailer {
 
     pub(super) fn run(mut self) {
         crate::integration::run_in_background();
+        let health = crate::health::global().worker(crate::health::Worker::Feed);
+        let _stopped = health.until_dropped();
         tracing::info!(covered_lsn = self.store.covered_lsn(), "feed started");
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = crate::health::Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
         loop {
             match self.step() {
-                Ok(()) => delay = Duration::from_millis(100),
+                Ok(()) => {
+                    health.ok();
+                    backoff.reset();
+                }
                 Err(StepError::Stopped) => break,
                 Err(e) => {
-                    tracing::error!(error = %e, covered_lsn = self.store.covered_lsn(), retry_ms = delay.as_millis() as u64, "the feed cannot advance; retrying");
+                    let attempts = health.failed(&e);
+                    let delay = backoff.next_delay();
+                    tracing::error!(error = %e, attempts, covered_lsn = self.store.covered_lsn(), retry_ms = delay.as_millis() as u64, "the feed cannot advance; retrying");
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(RETRY_DELAY_MAX);
                     if let Err(e) = self.reopen() {
                         tracing::error!(error = %e, "reopening the feed store failed");
                     }
@@ -114,7 +122,8 @@ impl Tailer {
     }
 
     fn reopen(&mut self) -> Result<(), StoreError> {
-        self.store = Store::open(&self.cfg.path, self.cfg.retention)?;
+        // The store entered the history when it was first opened: nothing to seed.
+        self.store = Store::open(&self.cfg.path, self.cfg.retention, &self.inner.history, &[])?;
         self.tail = Tail::new(self.journal.dir(), start_lsn(&self.journal, self.store.covered_lsn()));
         Ok(())
     }

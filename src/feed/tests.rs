@@ -34,7 +34,7 @@ fn rig_in(dir: tempfile::TempDir, max_events: u64) -> Rig {
     let (journal, _) = open(&dir.path().join("wal"), OpenOptions { config: cfg, replay_after: 0 }, |_, _| Ok(())).unwrap();
     let clock: SharedClock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
     let (tx, imports) = mpsc::channel();
-    let feed = Feed::start(config(dir.path(), max_events), journal.clone(), clock, tx).unwrap();
+    let feed = Feed::start(config(dir.path(), max_events), journal.clone(), clock, tx, &[]).unwrap();
     Rig { _dir: dir, journal, feed, imports }
 }
 
@@ -139,7 +139,7 @@ async fn a_restart_resumes_after_the_covered_lsn_without_doubling() {
     journal.wait_durable_blocking(last).unwrap();
     let clock: SharedClock = Arc::new(ManualClock::new(Timestamp(0)));
     let (tx, imports) = mpsc::channel();
-    let feed = Feed::start(config(&path, 1000), journal.clone(), clock, tx).unwrap();
+    let feed = Feed::start(config(&path, 1000), journal.clone(), clock, tx, &[]).unwrap();
     assert!(feed.wait_covered(last, Duration::from_secs(10)).await);
     let events = all(&feed, "a", None).await;
     assert_eq!(events.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
@@ -159,4 +159,28 @@ fn spec() -> crate::domain::import::ImportSpec {
         sha256: [0; 32],
         created_at: Timestamp(0),
     }
+}
+
+#[test]
+fn cursors_name_their_history_and_only_the_current_one_is_a_position() {
+    use crate::journal::history::{Cause, History, HistoryId};
+    let h = HistoryId(0xabc);
+    assert_eq!(Cursor::parse("17"), Some(Cursor { history: None, seq: 17 }));
+    assert_eq!(Cursor::parse("0000000000000abc.17"), Some(Cursor { history: Some(h), seq: 17 }));
+    for bad in ["", "x", "+1", "-1", "1.2", ".5", "0000000000000abc.", "0000000000000ABC.1", "0000000000000abc.+1", "99999999999999999999"]
+    {
+        assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+    }
+    assert_eq!(Cursor::render(Some(h), 17), "0000000000000abc.17");
+    assert_eq!(Cursor::render(None, 17), "17");
+
+    let first = History { id: HistoryId(1), ..History::initial(Cause::New) };
+    let forked = History { id: h, ..History::fork(9, Some(first.id), Cause::Restore) };
+    let plain = Cursor::parse("17").unwrap();
+    assert!(plain.belongs_to(&first), "plain cursors are the first history's, as before histories existed");
+    assert!(!plain.belongs_to(&forked), "a plain cursor after a restore is from the old server");
+    assert!(Cursor::parse("0").unwrap().belongs_to(&forked), "0 is the beginning in every history");
+    assert!(Cursor::parse("0000000000000abc.17").unwrap().belongs_to(&forked));
+    assert!(!Cursor::parse("0000000000000abd.17").unwrap().belongs_to(&forked));
+    assert!(!Cursor::parse("0000000000000abc.17").unwrap().belongs_to(&first));
 }

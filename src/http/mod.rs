@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{AuthTable, RegistryCmd, RegistryMsg};
 use crate::actors::shard::{BrandCmd, BrandMsg};
-use crate::actors::{Gated, IdemKey, Reply, Router};
+use crate::actors::{Gated, IdemKey, Reply, Router, Unsettled};
 use crate::clock::SharedClock;
 use crate::domain::idempotency::Status;
 use crate::domain::BrandId;
@@ -120,7 +120,7 @@ pub async fn ask_brand(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Op
     let svc = state.services()?;
     let (reply, rx) = oneshot::channel();
     svc.router.try_send_brand(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
-    finish(svc, rx).await
+    finish(rx).await
 }
 
 /// Sends a command to the registry and answers with what it decided, once durable.
@@ -128,33 +128,47 @@ pub async fn ask_registry(state: &AppState, cmd: RegistryCmd, idem: Option<IdemK
     let svc = state.services()?;
     let (reply, rx) = oneshot::channel();
     svc.router.registry.try_send(RegistryMsg { cmd, idem, reply }).map_err(|_| mailbox_full())?;
-    finish(svc, rx).await
+    finish(rx).await
 }
 
 /// The output gate: waits until the answer's LSN is durable, then renders it.
-async fn finish(svc: &Services, rx: oneshot::Receiver<Gated>) -> Result<HttpResponse, Problem> {
+async fn finish(rx: oneshot::Receiver<Gated>) -> Result<HttpResponse, Problem> {
     let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
-    gated_response(svc, gated).await
+    gated_response(gated).await
 }
 
-pub async fn gated_response(svc: &Services, gated: Gated) -> Result<HttpResponse, Problem> {
-    let (_, reply) = durable(svc, gated).await?;
-    Ok(reply_response(reply))
+pub async fn gated_response(gated: Gated) -> Result<HttpResponse, Problem> {
+    let (seen, reply) = durable(gated).await?;
+    let mut res = reply_response(reply);
+    res.extensions_mut().insert(SeenLsn(seen));
+    Ok(res)
 }
+
+/// The LSN an answer reflects (the newest record it could have seen). An answer to a
+/// write that changed nothing (a repeated status, a second release) has no record of
+/// its own; [`request_context`] puts this one in its `X-Zaiko-Lsn`, so that every
+/// durable answer to a write carries the header and a client can always pass it on
+/// as `min_lsn`.
+#[derive(Debug, Clone, Copy)]
+struct SeenLsn(Lsn);
 
 /// Waits until the answer's LSN is durable (bounded by [`DURABLE_WAIT_MAX`]); then the
 /// answer (or its rejection) stands.
-async fn durable(svc: &Services, gated: Gated) -> Result<(Lsn, Reply), Problem> {
-    match tokio::time::timeout(DURABLE_WAIT_MAX, svc.journal.wait_durable(gated.wait_lsn)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(Problem::overloaded("the journal stopped before this change was durable; it was not applied")),
-        Err(_) => {
-            return Err(Problem::overloaded(
-                "the disk is slow: this change is not yet durable and may or may not take effect; retry with the same Idempotency-Key",
-            ))
-        }
+async fn durable(gated: Gated) -> Result<(Lsn, Reply), Problem> {
+    let (lsn, result) = gated.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+    Ok((lsn, result?))
+}
+
+/// The answer to a change whose durability could not be waited for.
+pub fn unsettled(u: Unsettled) -> Problem {
+    match u {
+        Unsettled::Stopped => Problem::overloaded(
+            "the journal stopped before this change was durable; it may or may not take effect; retry with the same Idempotency-Key",
+        ),
+        Unsettled::TimedOut => Problem::overloaded(
+            "the disk is slow: this change is not yet durable and may or may not take effect; retry with the same Idempotency-Key",
+        ),
     }
-    Ok((gated.wait_lsn, gated.result?))
 }
 
 /// Like [`ask_brand`], but hands back the actor's answer (once durable) and the LSN
@@ -164,8 +178,11 @@ pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, id
     let (reply, rx) = oneshot::channel();
     svc.router.try_send_brand(BrandMsg { brand, cmd, idem, reply }).map_err(|_| mailbox_full())?;
     let gated = rx.await.map_err(|_| Problem::overloaded("the actor for this request stopped; retry shortly"))?;
-    durable(svc, gated).await
+    durable(gated).await
 }
+
+/// Where a durable answer is in the journal.
+const LSN_HEADER: header::HeaderName = header::HeaderName::from_static("x-zaiko-lsn");
 
 /// The HTTP response of a successful answer.
 pub fn reply_response(reply: Reply) -> HttpResponse {
@@ -176,7 +193,7 @@ pub fn reply_response(reply: Reply) -> HttpResponse {
         Status::NoContent => actix_web::http::StatusCode::NO_CONTENT,
     });
     if let Some(lsn) = reply.lsn {
-        res.insert_header(("X-Zaiko-Lsn", header::HeaderValue::from(lsn)));
+        res.insert_header((LSN_HEADER, header::HeaderValue::from(lsn)));
     }
     if reply.status == Status::NoContent {
         return res.finish();
@@ -186,7 +203,17 @@ pub fn reply_response(reply: Reply) -> HttpResponse {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    routes::configure(cfg);
+    routes::configure(cfg, true);
+}
+
+/// Registers every route but `/metrics` (served on `--metrics-listen`).
+pub fn configure_without_metrics(cfg: &mut web::ServiceConfig) {
+    routes::configure(cfg, false);
+}
+
+/// Registers `/metrics` alone, for the `--metrics-listen` server.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    routes::metrics::configure(cfg);
 }
 
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
@@ -287,7 +314,10 @@ pub async fn request_context(
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     http_metrics::record(route, res.request().method(), status, elapsed);
     let elapsed_us = elapsed.as_micros() as u64;
-    if status >= 500 {
+    // A 503 from `/readyz` is the probe's answer (recovering, loading the demo, disk
+    // full), not a failed request: a load balancer polling it during start must not
+    // fill the log with warnings.
+    if status >= 500 && res.request().path() != "/readyz" {
         let (method, path) = (res.request().method(), res.request().path());
         tracing::warn!(request_id = %id, %method, path, status, elapsed_us, "request failed");
     } else {
@@ -295,6 +325,13 @@ pub async fn request_context(
     }
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    let write = !matches!(*res.request().method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    if write && res.status().is_success() && !res.headers().contains_key(LSN_HEADER) {
+        let seen = res.response().extensions().get::<SeenLsn>().copied();
+        if let Some(SeenLsn(lsn)) = seen {
+            res.headers_mut().insert(LSN_HEADER, header::HeaderValue::from(lsn));
+        }
     }
     Ok(res)
 }

@@ -24,7 +24,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::CursorExpired => StatusCode::GONE,
+        ErrorCode::CursorExpired | ErrorCode::CursorHistoryChanged => StatusCode::GONE,
     }
 }
 
@@ -47,6 +47,7 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::Overloaded => "The server is overloaded",
         ErrorCode::NotReady => "The server is not ready",
         ErrorCode::CursorExpired => "The cursor is older than the feed's retention",
+        ErrorCode::CursorHistoryChanged => "The cursor is from an earlier history of the feed",
     }
 }
 
@@ -58,6 +59,9 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     pub shortages: Vec<Shortage>,
     pub retry_after_s: Option<u64>,
+    /// RFC 9457 extension members beyond `errors` and `shortages` (e.g. `/readyz`'s
+    /// `workers`).
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -72,6 +76,8 @@ struct Body<'a> {
     errors: &'a [FieldError],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     shortages: &'a [Shortage],
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -80,7 +86,7 @@ impl Problem {
             ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::NotReady => Some(1),
             _ => None,
         };
-        Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s }
+        Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s, extensions: Default::default() }
     }
 
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -110,6 +116,17 @@ impl Problem {
     pub fn with_retry_after(mut self, s: u64) -> Self {
         self.retry_after_s = Some(s);
         self
+    }
+
+    /// Adds an extension member to the body.
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_string(), value);
+        self
+    }
+
+    /// Adds the `next` cursor a consumer resyncs from (with `cursor_history_changed`).
+    pub fn with_next(self, next: String) -> Self {
+        self.with_extension("next", serde_json::Value::String(next))
     }
 }
 
@@ -143,6 +160,7 @@ impl ResponseError for Problem {
             code: self.code,
             errors: &self.errors,
             shortages: &self.shortages,
+            extensions: &self.extensions,
         };
         let mut res = HttpResponse::build(status);
         res.insert_header((header::CONTENT_TYPE, "application/problem+json"));

@@ -29,7 +29,6 @@ use parking_lot::Mutex;
 use crate::actors::Router;
 use crate::domain::import::{ImportFormat, ImportSpec};
 use crate::domain::{BrandId, Id};
-use crate::journal::Journal;
 
 /// Largest upload.
 pub const UPLOAD_BYTES_MAX: u64 = 512 << 20;
@@ -37,17 +36,18 @@ pub const UPLOAD_BYTES_MAX: u64 = 512 << 20;
 pub const UPLOADS_MAX: usize = 4;
 /// Rows per chunk (one actor message and one WAL record each).
 pub const CHUNK_ROWS_DEFAULT: usize = 1000;
-/// Input bytes per chunk, whatever the rows: keeps a chunk's record well under the
-/// journal's record bound.
+/// Input bytes per chunk, whatever the rows: bounds what a chunk holds in memory. (Its
+/// record can still be larger than the journal takes — a stock row records its SKU's
+/// stock at every location — and is then split by the runner.)
 pub const CHUNK_BYTES_MAX: u64 = 1 << 20;
-/// Chunk messages of a job queued in a shard's mailbox at once.
+/// Chunk messages of one job queued in a shard's mailbox at once.
 pub const CHUNKS_IN_FLIGHT_DEFAULT: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ImportConfig {
     /// `<data-dir>/imports`.
     pub dir: PathBuf,
-    /// Rows per second at most (0: no cap beyond the in-flight bound).
+    /// Rows per second of each job at most (0: no cap beyond the in-flight bound).
     pub rows_per_second: u64,
     pub chunk_rows: usize,
     pub chunk_bytes: u64,
@@ -108,13 +108,7 @@ impl Imports {
     /// Removes files of no unfinished job (a crash during an upload, or before a
     /// finished job's file was removed), queues the unfinished jobs, and starts the
     /// runner thread.
-    pub fn start_runner(
-        &self,
-        rx: Receiver<(BrandId, Id)>,
-        router: Router,
-        journal: Journal,
-        pending: Vec<(BrandId, ImportSpec)>,
-    ) -> std::io::Result<()> {
+    pub fn start_runner(&self, rx: Receiver<(BrandId, Id)>, router: Router, pending: Vec<(BrandId, ImportSpec)>) -> std::io::Result<()> {
         let keep: HashSet<String> = pending.iter().map(|(_, s)| file_name(&s.id, s.format)).collect();
         for entry in std::fs::read_dir(&self.cfg.dir)? {
             let entry = entry?;
@@ -128,9 +122,7 @@ impl Imports {
             tracing::info!(brand = %brand, job = %spec.id, "resuming an unfinished import");
             let _ = self.jobs.send((brand, spec.id));
         }
-        let runner = runner::Runner { cfg: self.cfg.clone(), router, journal };
-        std::thread::Builder::new().name("zaiko-imports".into()).spawn(move || runner.run(rx))?;
-        Ok(())
+        runner::start(runner::Runner { cfg: self.cfg.clone(), router }, rx)
     }
 
     /// A slot for one streaming upload, or `None` when [`UPLOADS_MAX`] are running.

@@ -19,9 +19,18 @@
 //! Cycles run every `commit_interval`, or at once when a search waits for an LSN the
 //! index has not covered yet (a *nudge*). A cycle that found nothing to apply does not
 //! commit: it publishes `L0` as covered straight away, since the reader already shows
-//! everything up to it. On any index error the indexer stops (fail-stop, like the
-//! journal): the covered LSN stops moving, searches that ask for `min_lsn` answer
-//! `not_ready`, and a restart catches the index up from its last commit.
+//! everything up to it.
+//!
+//! An index error (a full disk, no file descriptors left) does not stop the indexer:
+//! the covered LSN stops moving (searches that ask for `min_lsn` answer `not_ready`),
+//! the health registry says `retrying`, and after a bounded exponential backoff
+//! ([`RETRY_DELAY_MIN`] to [`RETRY_DELAY_MAX`]) the cycle runs again. Before that, the
+//! failed cycle's writers are dropped (tantivy rolls back what they had not
+//! committed; a new writer is opened on the next cycle) and every document it drained
+//! since its last commit is put back in its shard's dirty set (`MarkDirty`), so the
+//! next cycle indexes it again from the state then: nothing drained is lost, and the
+//! covered LSN only moves once a commit holds everything at or below it. Only a stopped
+//! journal or stopped shards end the indexer (the server is stopping).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,13 +39,14 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use parking_lot::{Condvar, Mutex};
 use tantivy::query::TermSetQuery;
-use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::watch;
 
 use super::schema::{sku_doc, uid, Fields};
 use super::shipments::schema::{self as shipment_schema, ShipmentFields};
 use super::{IndexError, Opened, Payload};
-use crate::actors::shard::{DrainDirty, Drained, IndexItem, Shard, ShipmentItem, SkuItem};
+use crate::actors::shard::{DirtyKey, DocKind, DrainDirty, Drained, IndexItem, MarkDirty, Shard, ShipmentItem, SkuItem};
+use crate::health::{Backoff, WorkerHealth};
 use crate::journal::{Journal, Lsn};
 
 /// Default time between cycles: the freshness bound for searches without `min_lsn`.
@@ -70,11 +80,20 @@ pub const COMMIT_DOCS_MAX: usize = 100_000;
 pub const LAST_CYCLE_MAX_DEFAULT: Duration = Duration::from_secs(5);
 /// Memory of the writer's indexing buffer (one indexing thread).
 pub const WRITER_MEMORY_BYTES: usize = 64 << 20;
+/// The first wait before a cycle that failed runs again; each failure in a row doubles
+/// it, up to [`RETRY_DELAY_MAX`].
+pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts: how long the index may stay behind after the
+/// disk space or descriptors it lacked come back.
+pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
 
 /// Where changed SKUs come from: the shards in the server, anything in tests.
 pub trait DirtySource: Send + 'static {
     fn shard_count(&self) -> usize;
     fn drain(&self, shard: usize, max: usize) -> Result<Drained, SourceError>;
+    /// Puts drained documents back (their cycle failed), ahead of the next drain. A
+    /// stopped shard drops them: the next start's catch-up finds them in the journal.
+    fn requeue(&self, shard: usize, keys: Vec<DirtyKey>);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +120,12 @@ impl DirtySource for ShardSource {
             actix::prelude::SendError::Closed(_) => SourceError::Stopped,
         })?;
         rx.blocking_recv().map_err(|_| SourceError::Stopped)
+    }
+
+    fn requeue(&self, shard: usize, keys: Vec<DirtyKey>) {
+        // Past the mailbox bound: one message after a failed cycle (failures are spaced
+        // by the backoff), and it must reach the shard before the next drain.
+        self.0[shard].do_send(MarkDirty(keys));
     }
 }
 
@@ -173,10 +198,12 @@ impl IndexerHandle {
     }
 }
 
-/// One index the indexer writes: its writer, the reader searches use, its fields and
-/// the format its commits carry.
+/// One index the indexer writes: its writer (opened again after a failure), the
+/// reader searches use, its fields and the format its commits carry.
 pub struct Target<F> {
-    pub writer: IndexWriter<TantivyDocument>,
+    pub index: Index,
+    /// `None` after a failure dropped it; the next use opens a new one.
+    pub writer: Option<IndexWriter<TantivyDocument>>,
     pub reader: IndexReader,
     pub fields: F,
     pub format: u32,
@@ -188,14 +215,53 @@ impl<F> Target<F> {
         let Opened { index, fields, format, .. } = opened;
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
         let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into()?;
-        Ok(Target { writer, reader, fields, format })
+        Ok(Target { index, writer: Some(writer), reader, fields, format })
+    }
+
+    /// The writer, opened first if a failure dropped it, and the fields.
+    fn writer(&mut self) -> Result<(&mut IndexWriter<TantivyDocument>, &F), IndexError> {
+        if self.writer.is_none() {
+            self.writer = Some(self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?);
+        }
+        Ok((self.writer.as_mut().expect("opened above"), &self.fields))
+    }
+
+    /// Drops the writer: tantivy rolls back everything it had not committed, and
+    /// releases the index's writer lock for the next one.
+    fn discard_writer(&mut self) {
+        self.writer = None;
     }
 
     fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
-        let mut prepared = self.writer.prepare_commit()?;
-        prepared.set_payload(&Payload { format: self.format, lsn }.encode());
+        let format = self.format;
+        let (writer, _) = self.writer()?;
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&Payload { format, lsn }.encode());
         prepared.commit()?;
         Ok(())
+    }
+}
+
+/// The documents a cycle drained since its last commit, per shard: what goes back to
+/// the shards when the cycle fails.
+struct Taken(Vec<Vec<DirtyKey>>);
+
+impl Taken {
+    fn note(&mut self, shard: usize, items: &[IndexItem]) {
+        self.0[shard].extend(items.iter().map(key_of));
+    }
+
+    fn committed(&mut self) {
+        self.0.iter_mut().for_each(|keys| *keys = Vec::new());
+    }
+}
+
+/// The dirty-set key of an item.
+fn key_of(item: &IndexItem) -> DirtyKey {
+    match item {
+        IndexItem::Sku(SkuItem::Upsert { brand, sku, .. } | SkuItem::Delete { brand, sku }) => (brand.clone(), DocKind::Sku, sku.clone()),
+        IndexItem::Shipment(ShipmentItem::Upsert { brand, shipment }) => (brand.clone(), DocKind::Shipment, shipment.id.clone()),
+        IndexItem::Shipment(ShipmentItem::Delete { brand, id }) => (brand.clone(), DocKind::Shipment, id.clone()),
     }
 }
 
@@ -211,6 +277,8 @@ pub struct Indexer {
     pub last_cycle_max: Duration,
     /// The lower of the LSNs in the last commit payloads.
     pub committed_lsn: Lsn,
+    /// Where the indexer says whether it is retrying.
+    pub health: WorkerHealth,
 }
 
 impl Indexer {
@@ -223,6 +291,8 @@ impl Indexer {
     }
 
     fn run(mut self) {
+        let _stopped = self.health.until_dropped();
+        let mut backoff = Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
         // Start of the last cycle, and when the rest after it ends (nudged or not).
         let mut last: Option<Instant> = None;
         let (mut nudged_rested, mut rested) = (Instant::now(), Instant::now());
@@ -236,16 +306,37 @@ impl Indexer {
             }
             let began = Instant::now();
             last = Some(began);
-            if let Err(e) = self.cycle(stop) {
-                match e {
-                    IndexError::Stopped(what) => tracing::info!(stopped = what, "search indexer stopped"),
-                    e => tracing::error!(
-                        error = %e,
-                        covered_lsn = *self.covered_tx.borrow(),
-                        "search indexer failed and stopped; searches stay at the covered lsn; restart to catch up"
-                    ),
+            match self.cycle(stop) {
+                Ok(()) => {
+                    self.health.ok();
+                    backoff.reset();
                 }
-                return;
+                Err(IndexError::Stopped(what)) => {
+                    tracing::info!(stopped = what, "search indexer stopped");
+                    return;
+                }
+                Err(e) if stop => {
+                    tracing::error!(error = %e, lsn = self.committed_lsn, "search index not committed at shutdown; the next start catches it up from the journal");
+                    return;
+                }
+                Err(e) => {
+                    let attempts = self.health.failed(&e);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = %e,
+                        attempts,
+                        retry_ms = delay.as_millis() as u64,
+                        covered_lsn = self.covered(),
+                        "search indexer failed; retrying (searches stay at the covered lsn, min_lsn searches answer not_ready)"
+                    );
+                    // Nudges do not shorten the wait: a search asking for `min_lsn`
+                    // must not turn the backoff into a busy loop. A stop ends it (and
+                    // the last cycle makes one more attempt).
+                    let until = Instant::now() + delay;
+                    self.wake.rest(until, until);
+                    (nudged_rested, rested) = (Instant::now(), Instant::now());
+                    continue;
+                }
             }
             if stop {
                 tracing::info!(lsn = self.committed_lsn, "search index committed; indexer stopped");
@@ -256,8 +347,25 @@ impl Indexer {
         }
     }
 
-    /// One cycle. `last` forces a commit of the covered LSN (shutdown).
+    /// One cycle. `last` forces a commit of the covered LSN (shutdown). On failure, the
+    /// writers are dropped (rolling back what was not committed) and what the cycle
+    /// drained since its last commit goes back to the shards.
     fn cycle(&mut self, last: bool) -> Result<(), IndexError> {
+        let mut taken = Taken(vec![Vec::new(); self.source.shard_count()]);
+        let result = self.cycle_inner(last, &mut taken);
+        if let Err(e) = &result {
+            if !matches!(e, IndexError::Stopped(_)) {
+                self.skus.discard_writer();
+                self.shipments.discard_writer();
+            }
+            for (shard, keys) in taken.0.into_iter().enumerate().filter(|(_, k)| !k.is_empty()) {
+                self.source.requeue(shard, keys);
+            }
+        }
+        result
+    }
+
+    fn cycle_inner(&mut self, last: bool, taken: &mut Taken) -> Result<(), IndexError> {
         let l0 = self.journal.last_assigned_lsn();
         let mut pending = 0usize;
         let mut committed_mid_cycle = false;
@@ -289,17 +397,19 @@ impl Indexer {
                     }
                     Err(SourceError::Stopped) => return Err(IndexError::Stopped("shards")),
                 };
-                let taken = drained.items.len();
-                left = if left == usize::MAX { drained.remaining } else { left.saturating_sub(taken) };
-                pending += taken;
+                let count = drained.items.len();
+                left = if left == usize::MAX { drained.remaining } else { left.saturating_sub(count) };
+                pending += count;
+                taken.note(shard, &drained.items);
                 self.apply(drained.items)?;
                 if pending >= COMMIT_DOCS_MAX {
                     // Progress, but not coverage: other shards are not drained yet.
                     self.commit(self.covered())?;
+                    taken.committed();
                     pending = 0;
                     committed_mid_cycle = true;
                 }
-                if left == 0 || taken == 0 {
+                if left == 0 || count == 0 {
                     break;
                 }
             }
@@ -307,6 +417,7 @@ impl Indexer {
         let covered = if complete { l0 } else { self.covered() };
         if pending > 0 || ((last || committed_mid_cycle) && covered > self.committed_lsn) {
             self.commit(covered)?;
+            taken.committed();
         }
         self.covered_tx.send_if_modified(|c| {
             let moved = covered > *c;
@@ -329,8 +440,15 @@ impl Indexer {
                 IndexItem::Shipment(i) => shipments.push(i),
             }
         }
-        apply_items(&self.skus.writer, &self.skus.fields, skus)?;
-        apply_shipment_items(&self.shipments.writer, &self.shipments.fields, shipments)
+        if !skus.is_empty() {
+            let (writer, fields) = self.skus.writer()?;
+            apply_items(writer, fields, skus)?;
+        }
+        if !shipments.is_empty() {
+            let (writer, fields) = self.shipments.writer()?;
+            apply_shipment_items(writer, fields, shipments)?;
+        }
+        Ok(())
     }
 
     /// Commits what was applied to every index, with `lsn` as the covered LSN, once
@@ -440,10 +558,10 @@ fn apply_batch<I>(
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use tantivy::{Index, ReloadPolicy};
+    use tantivy::ReloadPolicy;
 
     use super::*;
-    use crate::actors::shard::{DirtyKey, DirtySet, DocKind};
+    use crate::actors::shard::DirtySet;
     use crate::domain::brand::SkuState;
     use crate::domain::{BrandId, Id};
     use crate::index::{Kind, SHIPMENTS, SKUS};
@@ -492,6 +610,10 @@ mod tests {
                 dirty.insert(key(self.next.fetch_add(1, Ordering::Relaxed)));
             }
             Ok(Drained { more: remaining > 0, remaining, items })
+        }
+
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+            self.dirty.lock().extend(keys);
         }
     }
 
@@ -566,7 +688,8 @@ mod tests {
         let index = Index::create_in_ram(schema);
         super::super::register_tokenizer(&index);
         let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().unwrap();
-        Target { writer: index.writer_with_num_threads(1, 15_000_000).unwrap(), reader, fields, format: kind.format }
+        let writer = Some(index.writer_with_num_threads(1, 15_000_000).unwrap());
+        Target { index, writer, reader, fields, format: kind.format }
     }
 
     fn indexer(source: Box<dyn DirtySource>, journal: &Journal, covered_tx: watch::Sender<Lsn>) -> Indexer {
@@ -580,6 +703,7 @@ mod tests {
             commit_interval: COMMIT_INTERVAL_DEFAULT,
             last_cycle_max: LAST_CYCLE_MAX_DEFAULT,
             committed_lsn: 0,
+            health: WorkerHealth::detached(crate::health::Worker::Indexer),
         }
     }
 
@@ -596,6 +720,10 @@ mod tests {
             let n = max.min(items.len());
             let taken: Vec<IndexItem> = items.drain(..n).collect();
             Ok(Drained { more: !items.is_empty(), remaining: items.len(), items: taken })
+        }
+
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+            panic!("no cycle of these tests fails, yet {} documents came back", keys.len());
         }
     }
 
@@ -647,6 +775,119 @@ mod tests {
         let mut ix = indexer(Box::new(Arc::new(Fixed(Mutex::new(vec![item()])))), &journal, covered_tx);
         ix.cycle(true).unwrap();
         assert_eq!((*covered_rx.borrow(), ix.committed_lsn), (lsn, lsn));
+        journal.shutdown();
+    }
+
+    /// A RAM directory whose writes fail with ENOSPC while `full` is set.
+    #[derive(Debug, Clone)]
+    struct FullDisk {
+        inner: tantivy::directory::RamDirectory,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FullDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::Relaxed) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl tantivy::Directory for FullDisk {
+        fn get_file_handle(
+            &self,
+            path: &std::path::Path,
+        ) -> Result<Arc<dyn tantivy::directory::FileHandle>, tantivy::directory::error::OpenReadError> {
+            self.inner.get_file_handle(path)
+        }
+        fn delete(&self, path: &std::path::Path) -> Result<(), tantivy::directory::error::DeleteError> {
+            self.inner.delete(path)
+        }
+        fn exists(&self, path: &std::path::Path) -> Result<bool, tantivy::directory::error::OpenReadError> {
+            self.inner.exists(path)
+        }
+        fn open_write(&self, path: &std::path::Path) -> Result<tantivy::directory::WritePtr, tantivy::directory::error::OpenWriteError> {
+            self.check().map_err(|e| tantivy::directory::error::OpenWriteError::wrap_io_error(e, path.to_path_buf()))?;
+            self.inner.open_write(path)
+        }
+        fn atomic_read(&self, path: &std::path::Path) -> Result<Vec<u8>, tantivy::directory::error::OpenReadError> {
+            self.inner.atomic_read(path)
+        }
+        fn atomic_write(&self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.atomic_write(path, data)
+        }
+        fn sync_directory(&self) -> std::io::Result<()> {
+            self.inner.sync_directory()
+        }
+        fn watch(&self, cb: tantivy::directory::WatchCallback) -> tantivy::Result<tantivy::directory::WatchHandle> {
+            self.inner.watch(cb)
+        }
+    }
+
+    /// One shard's dirty set over fixed SKUs, rendered at each drain, as a shard does.
+    struct Keys(Mutex<DirtySet>);
+
+    impl DirtySource for Arc<Keys> {
+        fn shard_count(&self) -> usize {
+            1
+        }
+
+        fn drain(&self, _shard: usize, max: usize) -> Result<Drained, SourceError> {
+            let mut dirty = self.0.lock();
+            let items: Vec<IndexItem> = std::iter::from_fn(|| dirty.pop())
+                .take(max)
+                .map(|(brand, _, sku)| {
+                    IndexItem::Sku(SkuItem::Upsert { brand, brand_name: "b".into(), sku, state: Box::new(sku_state()), channels: vec![] })
+                })
+                .collect();
+            Ok(Drained { more: !dirty.is_empty(), remaining: dirty.len(), items })
+        }
+
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+            self.0.lock().extend(keys);
+        }
+    }
+
+    #[test]
+    fn a_failed_cycle_loses_nothing_it_drained_and_the_next_one_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions { config: JournalConfig { segment_bytes: 1 << 24, ..JournalConfig::default() }, replay_after: 0 };
+        let (journal, _) = crate::journal::open(dir.path(), opts, |_, _| Ok(())).unwrap();
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let disk = FullDisk { inner: Default::default(), full: full.clone() };
+        let (schema, fields) = (SKUS.build)();
+        let index = Index::create(disk, schema, Default::default()).unwrap();
+        super::super::register_tokenizer(&index);
+        let source = Arc::new(Keys(Mutex::new([key(1)].into_iter().collect())));
+        let (covered_tx, covered_rx) = watch::channel(0);
+        let mut ix = indexer(Box::new(source.clone()), &journal, covered_tx);
+        ix.skus = Target::open(Opened { index, fields, committed_lsn: None, format: SKUS.format }).unwrap();
+        let first = journal.append(vec![1]).unwrap();
+        ix.cycle(false).unwrap();
+        assert_eq!(*covered_rx.borrow(), first);
+
+        // The disk fills: the commit fails, and so does the next cycle's new writer.
+        full.store(true, Ordering::Relaxed);
+        let second = journal.append(vec![2]).unwrap();
+        source.0.lock().extend([key(2), key(3)]);
+        for attempt in 0..2 {
+            assert!(ix.cycle(false).is_err(), "attempt {attempt} fails");
+            assert_eq!(*covered_rx.borrow(), first, "the covered lsn does not move past what is committed");
+            assert!(ix.skus.writer.is_none(), "the failed writer was dropped");
+            let mut back: Vec<String> = std::iter::from_fn(|| source.0.lock().pop()).map(|k| k.2.to_string()).collect();
+            back.sort();
+            assert_eq!(back, ["S2", "S3"], "attempt {attempt}: what was drained went back to the shard");
+            source.0.lock().extend([key(2), key(3)]);
+        }
+        assert_eq!(ix.skus.reader.searcher().num_docs(), 1, "searches still see the last commit");
+
+        full.store(false, Ordering::Relaxed);
+        ix.cycle(false).unwrap();
+        assert_eq!(*covered_rx.borrow(), second);
+        assert_eq!(ix.skus.reader.searcher().num_docs(), 3, "everything drained while the disk was full is indexed");
+        assert!(source.0.lock().is_empty());
         journal.shutdown();
     }
 

@@ -26,7 +26,9 @@ pub const LIMIT_MAX: usize = 100;
 /// Longest cursor accepted, in bytes.
 pub const CURSOR_BYTES_MAX: usize = 1024;
 
+/// One SKU found.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = SkuHit)]
 pub struct Hit {
     pub brand: String,
     pub sku: String,

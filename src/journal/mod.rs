@@ -6,6 +6,9 @@
 //!   the thread that preallocates the next segment so that a full disk shows up as a
 //!   refused append, never as a failed write of something already applied.
 //! * [`recovery`] — opening a journal (replay, torn-tail cut) and `wal verify`.
+//! * [`history`] — which line of records the journal follows (`wal/history.json`):
+//!   a restore or a repair that cuts begins a new one, so LSNs reused after the fork
+//!   are never taken for the records they replaced.
 //! * [`tail`] — reading records while the journal is written (the change feed
 //!   follows the journal this way); [`ReadHold`]s keep segment removal behind such
 //!   readers.
@@ -15,6 +18,7 @@
 //! [`Journal::wait_durable`]. The journal knows nothing of what the payloads mean.
 
 pub mod format;
+pub mod history;
 pub mod recovery;
 pub mod tail;
 #[cfg(test)]
@@ -153,12 +157,67 @@ pub struct StatsSnapshot {
     pub disk_full: bool,
 }
 
+/// The journal's face for what writes through it — the shards, the registry and the
+/// output gate: append a record and get its position at once, learn when a position
+/// is durable. The local WAL ([`Journal`]) is one backend; cluster mode's replicated
+/// partition journal (`cluster::plog`) is another. Readers that follow the records
+/// (the change feed, the indexer's catch-up) use the local journal's [`tail`] and
+/// [`ReadHold`]s.
+pub trait Log: Send + Sync + 'static {
+    /// Queues `payload` and returns its LSN; never waits for the disk or the network.
+    /// A refusal means nothing was queued: the caller must not apply the change.
+    fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError>;
+    /// The largest payload [`Log::append`] accepts.
+    fn record_bytes_max(&self) -> usize;
+    /// The highest LSN known to be durable.
+    fn durable_lsn(&self) -> Lsn;
+    /// The newest LSN handed out.
+    fn last_assigned_lsn(&self) -> Lsn;
+    /// Resolves once `lsn` may be answered for: it is durable (and, in cluster mode, the
+    /// partition's lease is valid). Errors if the log stopped first.
+    fn wait_durable(&self, lsn: Lsn) -> futures_util::future::BoxFuture<'static, Result<(), AppendError>>;
+    /// Blocking variant with a bound, for threads outside the runtime: returns the
+    /// durable LSN when `lsn` became durable or `timeout` passed.
+    fn wait_durable_timeout(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError>;
+}
+
+/// A shared handle on a [`Log`].
+pub type LogRef = Arc<dyn Log>;
+
+impl Log for Journal {
+    fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError> {
+        Journal::append(self, payload)
+    }
+
+    fn record_bytes_max(&self) -> usize {
+        Journal::record_bytes_max(self)
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        Journal::durable_lsn(self)
+    }
+
+    fn last_assigned_lsn(&self) -> Lsn {
+        Journal::last_assigned_lsn(self)
+    }
+
+    fn wait_durable(&self, lsn: Lsn) -> futures_util::future::BoxFuture<'static, Result<(), AppendError>> {
+        let journal = self.clone();
+        Box::pin(async move { Journal::wait_durable(&journal, lsn).await })
+    }
+
+    fn wait_durable_timeout(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError> {
+        Journal::wait_durable_timeout(self, lsn, timeout)
+    }
+}
+
 /// A handle to an open journal. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
 pub struct Journal {
     shared: Arc<writer::Shared>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     holds: Arc<Holds>,
+    history: Arc<history::History>,
 }
 
 /// The readers that still need records, each with the newest LSN it has consumed.
@@ -206,6 +265,12 @@ impl Journal {
     /// of an earlier append is durable only after it.
     pub fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError> {
         self.shared.append(payload)
+    }
+
+    /// The largest payload [`Journal::append`] accepts ([`JournalConfig::record_bytes_max`]):
+    /// what a command must keep its record within.
+    pub fn record_bytes_max(&self) -> usize {
+        self.shared.cfg.record_bytes_max
     }
 
     /// The highest LSN known to be on disk.
@@ -302,6 +367,11 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The history this journal's records belong to (read or begun at open).
+    pub fn history(&self) -> &history::History {
+        &self.history
     }
 
     /// Deletes segments whose every record is at or below `lsn` (covered by a snapshot)

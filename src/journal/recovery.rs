@@ -177,6 +177,7 @@ pub fn open(
     std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
     remove_stale_tmp(dir)?;
     let segments = list_segments(dir)?;
+    let history = super::history::establish(dir, !segments.is_empty(), opts.replay_after)?;
     let mut report = OpenReport { segments: segments.len(), ..OpenReport::default() };
 
     let active = if segments.is_empty() {
@@ -245,7 +246,8 @@ pub fn open(
         .name("zaiko-wal-prepare".into())
         .spawn(move || writer::run_preparer(&prep_shared))
         .map_err(|e| JournalError::io(dir, e))?;
-    let journal = Journal { shared, threads: Arc::new(Mutex::new(vec![writer, preparer])), holds: Default::default() };
+    let journal =
+        Journal { shared, threads: Arc::new(Mutex::new(vec![writer, preparer])), holds: Default::default(), history: Arc::new(history) };
     Ok((journal, report))
 }
 

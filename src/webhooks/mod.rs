@@ -97,7 +97,7 @@ impl Webhooks {
     /// Opens the delivery store and starts the manager on an arbiter of its own. Must
     /// run inside an actix `System`.
     pub fn start(cfg: WebhookConfig, feed: Feed) -> Result<Webhooks, store::StartError> {
-        let db = store::start(&cfg.path, feed.path())?;
+        let db = store::start(&cfg.path, feed.path(), feed.history())?;
         let cfg = Arc::new(cfg);
         let (ctl, ctl_rx) = unbounded_channel();
         let arbiter = actix_rt::Arbiter::new();

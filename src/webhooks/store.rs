@@ -7,9 +7,19 @@
 //!   next_attempt_ms, last_attempt_ms, last_status, last_error, updated_ms)`: one row
 //!   per event queued for a subscription; `status` is `pending` (not tried yet),
 //!   `failed` (tried, retry due at `next_attempt_ms`), `dead` or `delivered`.
+//! - `meta(key, value)`: `history`, the journal history whose feed the cursors and
+//!   rows are positions in. In another history (after a restore or a repair) they mean
+//!   nothing: the file is emptied when it opens, and every subscription starts again
+//!   at the beginning of the new history's feed. Undelivered deliveries of the old
+//!   history are dropped (logged with a count): their events were cut from the
+//!   journal, or belong to what the receiver must resync from; sending them would
+//!   report changes the restored server does not have.
 //!
 //! The thread takes every operation queued, runs them in one transaction and answers
-//! after the commit (group commit). Outcomes of attempts are not waited for: losing the
+//! after the commit (group commit). A batch that fails (a full disk, no descriptors)
+//! answers its errors, marks webhook delivery `retrying` in the health registry (the
+//! workers try again after a backoff) and reopens the feed reader for the next batch;
+//! the next batch that commits cleanly marks it `ok`. Outcomes of attempts are not waited for: losing the
 //! newest ones in a crash only means those events are sent again (at least once, with
 //! the same `webhook-id`), and because outcomes are written in the order they happened,
 //! an event is never recorded as delivered while an earlier one of its key is not.
@@ -25,6 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::{BrandId, Timestamp};
 use crate::feed::store::{open_reader, read_after};
+use crate::journal::history::History;
 
 /// Operations queued for the thread; a full queue makes callers wait (workers) or
 /// answer `overloaded` (HTTP).
@@ -43,7 +54,10 @@ pub const FINISHED_KEPT_PER_WEBHOOK: usize = 10_000;
 /// How often finished rows past the bound are dropped.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Where a webhook delivery is: `pending` (not tried yet), `failed` (tried, waiting
+/// for its retry), `dead` (every retry failed) or `delivered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DeliveryStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -209,9 +223,10 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Opens the store and starts its thread.
-pub fn start(path: &Path, feed_path: &Path) -> Result<Db, StartError> {
-    let conn = open(path)?;
+/// Opens the store for the journal's `history` and starts its thread.
+pub fn start(path: &Path, feed_path: &Path, history: &History) -> Result<Db, StartError> {
+    let mut conn = open(path)?;
+    enter_history(&mut conn, history)?;
     let feed_path = feed_path.to_path_buf();
     let (tx, rx) = std::sync::mpsc::sync_channel(DB_QUEUE_MAX);
     std::thread::Builder::new().name("zaiko-webhook-db".into()).spawn(move || run(conn, feed_path, rx))?;
@@ -230,13 +245,40 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
              type TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
              next_attempt_ms INTEGER NOT NULL, last_attempt_ms INTEGER, last_status INTEGER, last_error TEXT,
              updated_ms INTEGER NOT NULL, PRIMARY KEY (webhook, seq));
-         CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (webhook, status, seq);",
+         CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (webhook, status, seq);
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
     )?;
     Ok(conn)
 }
 
+/// Makes the store follow `history` (see the module doc). A store written before
+/// histories existed belongs to the data dir's first history.
+fn enter_history(conn: &mut Connection, history: &History) -> Result<(), rusqlite::Error> {
+    let id = history.id.0 as i64;
+    let stored: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = 'history'", [], |r| r.get(0)).optional()?;
+    if stored == Some(id) {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    if stored.is_some() || !history.first {
+        let undelivered: i64 = tx.query_row("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')", [], |r| r.get(0))?;
+        tx.execute_batch("DELETE FROM deliveries; DELETE FROM subs;")?;
+        if undelivered > 0 {
+            tracing::warn!(
+                history = %history.id,
+                undelivered,
+                "the journal's history changed (a restore or a repair); undelivered webhook deliveries of the old history were dropped"
+            );
+        }
+    }
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [id])?;
+    tx.commit()
+}
+
 fn run(mut conn: Connection, feed_path: PathBuf, rx: Receiver<Op>) {
     crate::integration::run_in_background();
+    let health = crate::health::global().worker(crate::health::Worker::Webhooks);
+    let _stopped = health.until_dropped();
     let mut feed: Option<Connection> = None;
     loop {
         let first = match rx.recv_timeout(PRUNE_INTERVAL) {
@@ -259,14 +301,25 @@ fn run(mut conn: Connection, feed_path: PathBuf, rx: Receiver<Op>) {
         if feed.is_none() {
             feed = open_reader(&feed_path).map_err(|e| tracing::error!(error = %e, "cannot open the feed store for delivery")).ok();
         }
-        run_batch(&mut conn, feed.as_mut(), ops);
+        match run_batch(&mut conn, feed.as_mut(), ops) {
+            Ok(()) => health.ok(),
+            Err(e) => {
+                health.failed(e);
+                // Whatever failed, the next batch starts on a fresh feed reader.
+                feed = None;
+            }
+        }
     }
 }
 
 /// Answers to send once the transaction is committed (or failed).
 type Answer = Box<dyn FnOnce(Option<&str>)>;
 
-fn answer<T: 'static>(reply: Reply<T>, value: Result<T, String>) -> Answer {
+/// The answer to an operation; an error is also noted as the batch's failure.
+fn answer<T: 'static>(reply: Reply<T>, value: Result<T, String>, failed: &mut Option<String>) -> Answer {
+    if let Err(e) = &value {
+        failed.get_or_insert_with(|| e.clone());
+    }
     Box::new(move |commit_error| {
         let _ = reply.send(match commit_error {
             Some(e) => Err(format!("delivery store commit failed: {e}")),
@@ -275,17 +328,21 @@ fn answer<T: 'static>(reply: Reply<T>, value: Result<T, String>) -> Answer {
     })
 }
 
-fn run_batch(conn: &mut Connection, mut feed: Option<&mut Connection>, ops: Vec<Op>) {
+/// Runs one batch in one transaction; the first error of the batch, if any.
+fn run_batch(conn: &mut Connection, mut feed: Option<&mut Connection>, ops: Vec<Op>) -> Result<(), String> {
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!(error = %e, "cannot start a delivery store transaction");
-            return;
+            // Dropping the operations drops their reply senders: the askers see the
+            // store as failed and retry.
+            return Err(format!("cannot start a delivery store transaction: {e}"));
         }
     };
     let mut answers: Vec<Answer> = Vec::new();
+    let mut failed = None;
     for op in ops {
-        if let Some(a) = apply(&tx, feed.as_deref_mut(), op) {
+        if let Some(a) = apply(&tx, feed.as_deref_mut(), op, &mut failed) {
             answers.push(a);
         }
     }
@@ -296,22 +353,27 @@ fn run_batch(conn: &mut Connection, mut feed: Option<&mut Connection>, ops: Vec<
     for a in answers {
         a(err.as_deref());
     }
+    match err {
+        Some(e) => Err(format!("delivery store commit failed: {e}")),
+        None => failed.map_or(Ok(()), Err),
+    }
 }
 
-fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op) -> Option<Answer> {
+fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op, failed: &mut Option<String>) -> Option<Answer> {
     let s = |e: rusqlite::Error| e.to_string();
     match op {
-        Op::Load { webhook, brand, start_seq, reply } => Some(answer(reply, load(tx, &webhook, &brand, start_seq).map_err(s))),
+        Op::Load { webhook, brand, start_seq, reply } => Some(answer(reply, load(tx, &webhook, &brand, start_seq).map_err(s), failed)),
         Op::Enqueue { webhook, brand, types, limit, now_ms, reply } => {
             let res = match feed {
                 Some(f) => enqueue(tx, f, &webhook, &brand, &types, limit, now_ms),
                 None => Err("the feed store is not open".into()),
             };
-            Some(answer(reply, res))
+            Some(answer(reply, res, failed))
         }
         Op::Record(o) => {
             if let Err(e) = record(tx, &o) {
                 tracing::error!(error = %e, webhook = %o.webhook, seq = o.seq, "recording a delivery outcome failed");
+                failed.get_or_insert_with(|| format!("recording a delivery outcome failed: {e}"));
             }
             None
         }
@@ -323,13 +385,13 @@ fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op) -> Option<
                     params![webhook, now_ms],
                 )
                 .map(|n| n as u64);
-            Some(answer(reply, res.map_err(s)))
+            Some(answer(reply, res.map_err(s), failed))
         }
         Op::Replay { webhook, after_seq, reply } => {
             let res = tx
                 .execute("UPDATE subs SET cursor = MIN(cursor, ?2) WHERE webhook = ?1", params![webhook, after_seq as i64])
                 .map(|n| n > 0);
-            Some(answer(reply, res.map_err(s)))
+            Some(answer(reply, res.map_err(s), failed))
         }
         Op::Remove { webhook } => {
             let res = tx
@@ -337,16 +399,20 @@ fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op) -> Option<
                 .and_then(|_| tx.execute("DELETE FROM subs WHERE webhook = ?1", [&webhook]));
             if let Err(e) = res {
                 tracing::error!(error = %e, webhook = %webhook, "removing a deleted webhook's deliveries failed");
+                failed.get_or_insert_with(|| format!("removing a deleted webhook's deliveries failed: {e}"));
             }
             None
         }
         Op::RetainOnly { webhooks } => {
             if let Err(e) = retain_only(tx, &webhooks) {
                 tracing::error!(error = %e, "forgetting the deliveries of deleted webhooks failed");
+                failed.get_or_insert_with(|| format!("forgetting the deliveries of deleted webhooks failed: {e}"));
             }
             None
         }
-        Op::List { webhook, status, after, limit, reply } => Some(answer(reply, list(tx, &webhook, status, after, limit).map_err(s))),
+        Op::List { webhook, status, after, limit, reply } => {
+            Some(answer(reply, list(tx, &webhook, status, after, limit).map_err(s), failed))
+        }
     }
 }
 
@@ -399,7 +465,12 @@ fn enqueue(
 ) -> Result<Enqueued, String> {
     let s = |e: rusqlite::Error| e.to_string();
     let cursor: Option<i64> = tx.query_row("SELECT cursor FROM subs WHERE webhook = ?1", [webhook], |r| r.get(0)).optional().map_err(s)?;
-    let Some(cursor) = cursor else { return Err(format!("webhook {webhook} is not registered for delivery")) };
+    let Some(cursor) = cursor else {
+        // Removed meanwhile (deleted): nothing to queue, and nothing failed. Its worker
+        // is being stopped.
+        tracing::debug!(webhook, "webhook no longer registered for delivery; nothing queued");
+        return Ok(Enqueued { added: Vec::new(), at_end: true });
+    };
     let (mut cursor, mut lost, mut scanned) = (cursor as u64, 0u64, 0usize);
     let mut out = Enqueued::default();
     let mut insert = tx

@@ -14,6 +14,11 @@
 //! The manager task follows the subscriptions table of the feed store: it starts a
 //! worker for each new subscription and stops (and forgets the deliveries of) each
 //! deleted one.
+//!
+//! A store or feed read that fails (a full disk, no descriptors) is tried again after
+//! a bounded exponential backoff ([`RETRY_DELAY_MIN`] to [`RETRY_DELAY_MAX`]), not
+//! only at the next feed change: a quiet brand would otherwise never be delivered to
+//! again. The store thread reports the failures to the health registry.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -40,6 +45,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Retry delays vary by this fraction either way, so retries of many subscriptions
 /// do not arrive together.
 const JITTER: f64 = 0.1;
+/// First and longest wait before a failed store or feed read is tried again.
+pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
+pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -71,23 +79,35 @@ struct Attempt {
 
 /// The manager: keeps one worker per subscription of the feed store's table.
 pub async fn run_manager(shared: Rc<Shared>, mut ctl_rx: UnboundedReceiver<(String, Ctl)>) {
+    let health = crate::health::global().worker(crate::health::Worker::Webhooks);
+    let _stopped = health.until_dropped();
     let mut hooks_rx = shared.feed.hooks_watch();
     let mut workers: HashMap<String, UnboundedSender<Ctl>> = HashMap::new();
     let (mut stale, mut first) = (true, true);
+    let mut backoff = crate::health::Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
+    let mut retry_at: Option<Instant> = None;
     loop {
-        if stale {
+        if stale && retry_at.is_none_or(|at| Instant::now() >= at) {
             match shared.feed.with_reader(|c| load_webhooks(c)).await {
                 Ok(rows) => {
                     if std::mem::take(&mut first) {
                         let webhooks = rows.iter().map(|r| r.id.clone()).collect();
                         let _ = shared.db.send(Op::RetainOnly { webhooks }).await;
                     }
-                    sync_workers(&shared, &mut workers, rows).await
+                    sync_workers(&shared, &mut workers, rows).await;
+                    stale = false;
+                    backoff.reset();
+                    retry_at = None;
                 }
-                Err(e) => tracing::error!(error = %e, "cannot read the webhook subscriptions"),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    let attempts = health.failed(&e);
+                    tracing::error!(error = %e, attempts, retry_ms = delay.as_millis() as u64, "cannot read the webhook subscriptions; retrying");
+                    retry_at = Some(Instant::now() + delay);
+                }
             }
-            stale = false;
         }
+        let wake = retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             changed = hooks_rx.changed() => match changed {
                 Ok(()) => stale = true,
@@ -101,6 +121,7 @@ pub async fn run_manager(shared: Rc<Shared>, mut ctl_rx: UnboundedReceiver<(Stri
                 }
                 None => break,
             },
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }
@@ -162,11 +183,26 @@ impl Worker {
 
     async fn run(mut self, mut ctl: UnboundedReceiver<Ctl>) {
         let mut brand_rx = self.shared.feed.brand_watch(&self.hook.brand);
-        self.load().await;
+        let mut backoff = crate::health::Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
+        // After a failed load or enqueue: when to try again (the store or the feed
+        // failed; see the health registry).
+        let mut retry_at: Option<Instant> = None;
+        let mut loaded = false;
         loop {
-            self.top_up().await;
+            if retry_at.is_none_or(|at| Instant::now() >= at) {
+                retry_at = None;
+                if !loaded {
+                    loaded = self.load().await;
+                }
+                if loaded && self.top_up().await {
+                    backoff.reset();
+                } else {
+                    retry_at = Some(Instant::now() + backoff.next_delay());
+                }
+            }
             self.dispatch();
-            let deadline = self.next_due().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline =
+                [self.next_due(), retry_at].into_iter().flatten().min().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(a) = self.results_rx.recv() => self.finish(a).await,
                 changed = brand_rx.changed() => match changed {
@@ -176,7 +212,8 @@ impl Worker {
                 c = ctl.recv() => match c {
                     Some(Ctl::Reload) => {
                         self.feed_done = false;
-                        self.load().await;
+                        loaded = false;
+                        retry_at = None;
                     }
                     Some(Ctl::Stop) | None => break,
                 },
@@ -187,7 +224,8 @@ impl Worker {
     }
 
     /// Reads the stored queue, keeping what is already held (with its live state).
-    async fn load(&mut self) {
+    /// False when the store failed (to be tried again).
+    async fn load(&mut self) -> bool {
         let (webhook, brand, start_seq) = (self.hook.id.clone(), self.hook.brand.clone(), self.hook.start_seq);
         match self.shared.db.ask(|reply| Op::Load { webhook, brand, start_seq, reply }).await {
             Ok((rows, more)) => {
@@ -195,25 +233,30 @@ impl Worker {
                     self.queue.entry(d.seq).or_insert(d);
                 }
                 self.db_more = more;
+                true
             }
-            Err(e) => tracing::error!(webhook = %self.hook.id, error = %e, "cannot load queued deliveries"),
+            Err(e) => {
+                tracing::error!(webhook = %self.hook.id, error = %e, "cannot load queued deliveries; retrying");
+                false
+            }
         }
     }
 
     /// Queues events from the feed until the queue is full or the feed is exhausted,
-    /// once the queue is down to half its bound.
-    async fn top_up(&mut self) {
+    /// once the queue is down to half its bound. False when the store failed (to be
+    /// tried again).
+    async fn top_up(&mut self) -> bool {
         if self.db_more {
             if self.queue.len() < LOAD_MAX / 2 {
-                self.load().await;
+                return self.load().await;
             }
-            return;
+            return true;
         }
         let max = self.shared.cfg.queue_max;
         // Refill only once half the queue is done, so that one enqueue (a round trip
         // to the store thread) serves many deliveries.
         if self.queue.len() >= max.div_ceil(2) {
-            return;
+            return true;
         }
         while !self.feed_done && self.queue.len() < max {
             let (webhook, brand, types) = (self.hook.id.clone(), self.hook.brand.clone(), self.hook.events.clone());
@@ -226,11 +269,12 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(webhook = %self.hook.id, error = %e, "cannot queue deliveries; waiting for the next feed change");
-                    self.feed_done = true;
+                    tracing::error!(webhook = %self.hook.id, error = %e, "cannot queue deliveries; retrying");
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// Starts the attempts that may run now.

@@ -278,3 +278,38 @@ fn demo_refuses_a_data_dir_that_holds_other_data() {
     s.start();
     assert_eq!(s.get("/v1/brands/mine", ADMIN).status, 200);
 }
+
+/// Issue 19: every durable answer to a write carries `X-Zaiko-Lsn`, also when the write
+/// changed nothing (a second release, a repeated status, a second revoke): a client
+/// that reads its writes through `min_lsn` always has one to pass.
+#[test]
+fn writes_that_change_nothing_still_carry_an_lsn() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b-lsn", &["tsukuba"], &["S1"]);
+    s.set_stock("b-lsn", &t, "S1", "tsukuba", 10);
+    let reserve = json!({"id": "R1", "channel": "ec", "lines": [{"sku": "S1", "quantity": 1}]});
+    s.post("/v1/brands/b-lsn/reservations", &t, &reserve).expect(201);
+    let first = s.post("/v1/brands/b-lsn/reservations/R1/release", &t, &json!({}));
+    let first_lsn = first.lsn.expect("a release carries X-Zaiko-Lsn");
+    let again = s.post("/v1/brands/b-lsn/reservations/R1/release", &t, &json!({}));
+    assert_eq!(again.status, 200);
+    assert!(again.lsn.expect("a second release carries X-Zaiko-Lsn") >= first_lsn);
+
+    let ship = json!({"id": "SH1", "lines": [{"sku": "S1", "quantity": 1}],
+        "ship_to": {"name": "山田 太郎", "postal_code": "100-0001", "prefecture": "東京都", "address": "千代田区1-1"}});
+    s.post("/v1/brands/b-lsn/shipments", &t, &ship).expect(201);
+    let picking = s.post("/v1/brands/b-lsn/shipments/SH1/status", &t, &json!({"status": "picking"}));
+    let picking_lsn = picking.lsn.expect("a status change carries X-Zaiko-Lsn");
+    let repeated = s.post("/v1/brands/b-lsn/shipments/SH1/status", &t, &json!({"status": "picking"}));
+    assert_eq!(repeated.status, 200);
+    assert!(repeated.lsn.expect("a repeated status carries X-Zaiko-Lsn") >= picking_lsn);
+
+    let token = s.post("/v1/brands/b-lsn/tokens", ADMIN, &json!({})).expect(201);
+    let id = token["id"].as_str().unwrap();
+    assert!(s.delete(&format!("/v1/tokens/{id}"), ADMIN).lsn.is_some());
+    let revoked_again = s.delete(&format!("/v1/tokens/{id}"), ADMIN);
+    assert_eq!(revoked_again.status, 204);
+    assert!(revoked_again.lsn.is_some(), "a second revoke carries X-Zaiko-Lsn");
+    // Reads are not writes: no header.
+    assert!(s.get("/v1/brands/b-lsn/reservations/R1", &t).lsn.is_none());
+}

@@ -23,6 +23,7 @@ pub struct TestServer {
     pub client: reqwest::blocking::Client,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    open_files: Option<(u64, u64)>,
 }
 
 /// A response: status, headers we care about, and the body as JSON (or Null).
@@ -52,6 +53,8 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     pub args: Vec<String>,
     pub envs: Vec<(String, String)>,
+    /// The server's `RLIMIT_NOFILE` (soft, hard), set in the child before it runs.
+    pub open_files: Option<(u64, u64)>,
 }
 
 impl TestServer {
@@ -69,7 +72,16 @@ impl TestServer {
             }
         };
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        let mut s = TestServer { child: None, base: String::new(), data_dir, _tmp: tmp, client, args: opts.args, envs: opts.envs };
+        let mut s = TestServer {
+            child: None,
+            base: String::new(),
+            data_dir,
+            _tmp: tmp,
+            client,
+            args: opts.args,
+            envs: opts.envs,
+            open_files: opts.open_files,
+        };
         s.start();
         s
     }
@@ -98,6 +110,9 @@ impl TestServer {
             .stderr(Stdio::from(log));
         for (k, v) in &self.envs {
             cmd.env(k, v);
+        }
+        if let Some(limits) = self.open_files {
+            limit_open_files(&mut cmd, limits);
         }
         let mut child = cmd.spawn().expect("spawn zaiko");
         let stdout = child.stdout.take().expect("stdout");
@@ -277,6 +292,17 @@ impl TestServer {
 
     pub fn stock(&self, brand: &str, token: &str, sku: &str) -> Value {
         self.get(&format!("/v1/brands/{brand}/skus/{sku}/stock"), token).expect(200)
+    }
+}
+
+/// Sets the child's `RLIMIT_NOFILE` to `(soft, hard)` between fork and exec.
+pub fn limit_open_files(cmd: &mut Command, (soft, hard): (u64, u64)) {
+    use std::os::unix::process::CommandExt;
+    let limit = rustix::process::Rlimit { current: Some(soft), maximum: Some(hard) };
+    // SAFETY: between fork and exec only `setrlimit` runs: one system call, no
+    // allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).map_err(std::io::Error::from));
     }
 }
 

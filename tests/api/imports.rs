@@ -394,3 +394,202 @@ fn sigkill_in_the_middle_of_a_shipment_status_job_moves_no_shipment_twice() {
     let shipped_stock = feed.iter().filter(|e| e["type"] == "stock.changed" && e["data"]["cause"]["kind"] == "shipped").count();
     assert_eq!((moved, shipped_stock), (rows as usize, shipments), "seed {seed}");
 }
+
+fn upload_to(s: &TestServer, brand: &str, t: &str, body: &str) -> String {
+    let r = s.raw(
+        "POST",
+        &format!("/v1/brands/{brand}/imports?kind=stock"),
+        Some(t),
+        body.as_bytes().to_vec(),
+        &[("content-type", "text/csv")],
+    );
+    r.expect(202)["id"].as_str().unwrap().to_string()
+}
+
+fn job_of(s: &TestServer, brand: &str, t: &str, id: &str) -> Value {
+    s.get(&format!("/v1/brands/{brand}/imports/{id}"), t).expect(200)
+}
+
+fn wait_finished(s: &TestServer, brand: &str, t: &str, id: &str) -> Value {
+    let mut last = Value::Null;
+    let done = wait_until(WAIT, || {
+        last = job_of(s, brand, t, id);
+        ["done", "failed", "cancelled"].contains(&last["status"].as_str().unwrap_or(""))
+    });
+    assert!(done, "job {id} of {brand} did not finish: {last}");
+    last
+}
+
+fn cancel(s: &TestServer, brand: &str, t: &str, id: &str) -> Resp {
+    s.post(&format!("/v1/brands/{brand}/imports/{id}/cancel"), t, &json!({}))
+}
+
+/// Issue 18, item 1: a stock row records its SKU's stock at every location, so 1000
+/// rows of a SKU held at 400 locations are more than one journal record may hold. The
+/// job is split into chunks that fit, and another brand's job is not held behind it.
+#[test]
+fn a_chunk_too_large_for_one_record_is_split_and_no_other_brands_job_waits_behind_it() {
+    let s = TestServer::spawn();
+    let locs: Vec<String> = (0..400).map(|i| format!("LOC-{i}")).collect();
+    let refs: Vec<&str> = locs.iter().map(String::as_str).collect();
+    let t = s.setup_brand("b1", &refs, &["W1"]);
+    for batch in locs.chunks(100) {
+        let changes: Vec<Value> = batch.iter().map(|l| json!({"sku": "W1", "location": l, "op": "set", "on_hand": 5})).collect();
+        let key = format!("set-{}", batch[0]);
+        s.post_key("/v1/brands/b1/stock/changes", &t, &key, &json!({ "changes": changes })).expect(200);
+    }
+    let t2 = s.setup_brand("b2", &["tsukuba"], &["S1"]);
+    let mut csv = String::from("sku,location,delta\n");
+    for i in 0..1000 {
+        csv.push_str(&format!("W1,LOC-{},1\n", i % 400));
+    }
+    let big = upload_to(&s, "b1", &t, &csv);
+    let small = upload_to(&s, "b2", &t2, "sku,location,delta\nS1,tsukuba,3\n");
+    let other = wait_finished(&s, "b2", &t2, &small);
+    assert_eq!((other["status"].as_str(), other["rows_ok"].as_u64()), (Some("done"), Some(1)), "{other}");
+    assert_eq!(s.stock("b2", &t2, "S1")["total"]["on_hand"], 3);
+    let done = wait_finished(&s, "b1", &t, &big);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!((done["rows_ok"].as_u64(), done["rows_failed"].as_u64()), (Some(1000), Some(0)), "{done}");
+    assert!(done["resume"]["chunk"].as_u64().unwrap() >= 2, "the 1000 rows took more than one record: {done}");
+    let stock = s.stock("b1", &t, "W1");
+    for (i, loc) in locs.iter().enumerate() {
+        let want = 5 + if i < 200 { 3 } else { 2 };
+        assert_eq!(stock["locations"][loc]["on_hand"], want, "{loc}");
+    }
+}
+
+/// Splitting keeps the exactly-once promise: SIGKILL while a job's chunks are being
+/// split, and after the restart every row is applied once.
+#[test]
+fn sigkill_while_chunks_are_split_then_resume_applies_every_row_exactly_once() {
+    let args = ["--import-rows-per-second", "2000"].map(String::from).to_vec();
+    let mut s = TestServer::spawn_with(Options { args, ..Options::default() });
+    let locs: Vec<String> = (0..400).map(|i| format!("LOC-{i}")).collect();
+    let refs: Vec<&str> = locs.iter().map(String::as_str).collect();
+    let t = s.setup_brand("b1", &refs, &["W1"]);
+    for batch in locs.chunks(100) {
+        let changes: Vec<Value> = batch.iter().map(|l| json!({"sku": "W1", "location": l, "op": "set", "on_hand": 5})).collect();
+        s.post_key("/v1/brands/b1/stock/changes", &t, &format!("set-{}", batch[0]), &json!({ "changes": changes })).expect(200);
+    }
+    let rows = 8000;
+    let mut csv = String::from("sku,location,delta\n");
+    for i in 0..rows {
+        csv.push_str(&format!("W1,LOC-{},1\n", i % 400));
+    }
+    let id = upload_to(&s, "b1", &t, &csv);
+    assert!(wait_until(WAIT, || job_of(&s, "b1", &t, &id)["rows_ok"].as_u64().unwrap_or(0) >= 1500));
+    s.kill9();
+    s.start();
+    let done = wait_finished(&s, "b1", &t, &id);
+    assert_eq!((done["status"].as_str(), done["rows_ok"].as_u64()), (Some("done"), Some(rows)), "{done}");
+    let stock = s.stock("b1", &t, "W1");
+    for loc in &locs {
+        assert_eq!(stock["locations"][loc]["on_hand"], 5 + rows / 400, "{loc}");
+    }
+}
+
+/// A row whose change alone is more than a journal record may hold fails with its own
+/// error; the rows around it are applied.
+#[test]
+fn a_row_that_can_never_fit_in_a_record_fails_alone_and_the_job_goes_on() {
+    // W1 is stocked at 600 locations of 120-character ids (~75 KB in every record of
+    // its stock), set up under the default record limit; then the server restarts with
+    // the smallest limit, 64 KiB.
+    let mut s = TestServer::spawn();
+    let locs: Vec<String> = (0..600).map(|i| format!("{}-{i:03}", "L".repeat(116))).collect();
+    let refs: Vec<&str> = locs.iter().map(String::as_str).collect();
+    let t = s.setup_brand("b1", &refs, &["W1", "S2"]);
+    for batch in locs.chunks(40) {
+        let changes: Vec<Value> = batch.iter().map(|l| json!({"sku": "W1", "location": l, "op": "set", "on_hand": 5})).collect();
+        let key = format!("set-{}", batch[0]);
+        s.post_key("/v1/brands/b1/stock/changes", &t, &key, &json!({ "changes": changes })).expect(200);
+    }
+    s.set_args(&["--wal-record-bytes-max", "65536"]);
+    s.restart();
+    let before = s.stock("b1", &t, "W1");
+    let csv = format!("sku,location,delta\nS2,{a},1\nW1,{a},1\nS2,{a},1\nW1,{b},1\nS2,{a},1\n", a = locs[0], b = locs[1]);
+    let id = upload_to(&s, "b1", &t, &csv);
+    let done = wait_finished(&s, "b1", &t, &id);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!((done["rows_ok"].as_u64(), done["rows_failed"].as_u64()), (Some(3), Some(2)), "{done}");
+    let errors: Vec<(u64, &str)> =
+        done["errors"].as_array().unwrap().iter().map(|e| (e["row"].as_u64().unwrap(), e["code"].as_str().unwrap())).collect();
+    assert_eq!(errors, vec![(3, "payload_too_large"), (5, "payload_too_large")], "{done}");
+    let detail = done["errors"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("65536") && detail.contains("--wal-record-bytes-max"), "{detail}");
+    assert_eq!(s.stock("b1", &t, "S2")["locations"][&locs[0]]["on_hand"], 3);
+    assert_eq!(s.stock("b1", &t, "W1"), before, "the rows that cannot be recorded changed nothing");
+    // The API refuses the same change up front, changing nothing.
+    let one = json!({"changes": [{"sku": "W1", "location": locs[0], "op": "adjust", "delta": 1}]});
+    let r = s.post_key("/v1/brands/b1/stock/changes", &t, "too-large-1", &one);
+    assert_eq!((r.status, r.code()), (413, "payload_too_large"), "{:?}", r.body);
+    assert_eq!(s.stock("b1", &t, "W1"), before);
+}
+
+/// `POST .../imports/{id}/cancel`: a running job stops at a chunk boundary with the rows
+/// applied so far, a queued one never starts, both uploads are removed; cancelling
+/// again answers the same, a finished job is 409, and all of it survives a restart.
+#[test]
+fn cancelling_a_job_stops_it_with_the_rows_applied_so_far_and_removes_its_upload() {
+    let args = ["--import-rows-per-second", "200", "--import-chunk-rows", "50"].map(String::from).to_vec();
+    let mut s = TestServer::spawn_with(Options { args, ..Options::default() });
+    let t = s.setup_brand("b1", &["tsukuba"], &["S1", "S2"]);
+    let csv = |sku: &str| format!("sku,location,delta\n{}", format!("{sku},tsukuba,1\n").repeat(5000));
+    let running = upload_to(&s, "b1", &t, &csv("S1"));
+    let queued = upload_to(&s, "b1", &t, &csv("S2"));
+    assert!(wait_until(WAIT, || job_of(&s, "b1", &t, &running)["rows_ok"].as_u64().unwrap_or(0) >= 100));
+    let upload_file = |id: &str| s.data_dir.join("imports").join(format!("{id}.csv"));
+    assert!(upload_file(&queued).exists());
+
+    // The queued job (behind the running one: a brand's jobs run in order) never starts.
+    let c = cancel(&s, "b1", &t, &queued).expect(200);
+    assert_eq!((c["status"].as_str(), c["rows_ok"].as_u64()), (Some("cancelled"), Some(0)), "{c}");
+    assert!(c["finished_at"].is_string(), "{c}");
+    assert!(wait_until(WAIT, || !upload_file(&queued).exists()), "the cancelled job's upload is removed");
+
+    let c = cancel(&s, "b1", &t, &running).expect(200);
+    assert_eq!(c["status"], "cancelled", "{c}");
+    assert!(wait_until(WAIT, || !upload_file(&running).exists()), "the cancelled job's upload is removed");
+    let again = cancel(&s, "b1", &t, &running).expect(200);
+    assert_eq!(again, c, "cancelling twice answers the same");
+    let applied = c["rows_ok"].as_u64().unwrap();
+    assert!((100..5000).contains(&applied), "{c}");
+    assert_eq!(s.stock("b1", &t, "S1")["total"]["on_hand"], applied, "rows_ok is what was applied");
+
+    s.restart();
+    for (id, rows) in [(&running, applied), (&queued, 0)] {
+        let j = job_of(&s, "b1", &t, id);
+        assert_eq!((j["status"].as_str(), j["rows_ok"].as_u64()), (Some("cancelled"), Some(rows)), "{j}");
+    }
+    // A job after them runs to its end: nothing of the cancelled ones is resumed.
+    let later = upload_to(&s, "b1", &t, "sku,location,delta\nS2,tsukuba,7\n");
+    assert_eq!(wait_finished(&s, "b1", &t, &later)["status"], "done");
+    assert_eq!(s.stock("b1", &t, "S1")["total"]["on_hand"], applied);
+    assert_eq!(s.stock("b1", &t, "S2")["total"]["on_hand"], 7);
+
+    // A finished job cannot be cancelled; an unknown one is 404.
+    let r = cancel(&s, "b1", &t, &later);
+    assert_eq!((r.status, r.code()), (409, "invalid_transition"), "{:?}", r.body);
+    assert_eq!(job_of(&s, "b1", &t, &later)["status"], "done");
+    assert_eq!(cancel(&s, "b1", &t, "imp_nope").status, 404);
+}
+
+/// A slow job of one brand holds no other brand's job: brands' jobs run side by side.
+#[test]
+fn a_slow_job_of_one_brand_does_not_hold_another_brands_job() {
+    // 20 rows a second: brand A's 2000 rows take at least 100 s.
+    let args = ["--import-rows-per-second", "20", "--import-chunk-rows", "20"].map(String::from).to_vec();
+    let s = TestServer::spawn_with(Options { args, ..Options::default() });
+    let ta = s.setup_brand("b1", &["tsukuba"], &["S1"]);
+    let tb = s.setup_brand("b2", &["tsukuba"], &["S1"]);
+    let slow = upload_to(&s, "b1", &ta, &format!("sku,location,delta\n{}", "S1,tsukuba,1\n".repeat(2000)));
+    assert!(wait_until(WAIT, || job_of(&s, "b1", &ta, &slow)["status"] == "running"));
+    let quick = upload_to(&s, "b2", &tb, "sku,location,delta\nS1,tsukuba,4\n");
+    let done = wait_finished(&s, "b2", &tb, &quick);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(s.stock("b2", &tb, "S1")["total"]["on_hand"], 4);
+    let a = job_of(&s, "b1", &ta, &slow);
+    assert_eq!(a["status"], "running", "brand A's job is still going: {a}");
+    cancel(&s, "b1", &ta, &slow).expect(200);
+}

@@ -156,6 +156,7 @@ pub const ROUTES: &[Route] = &[
     // imports
     rq("POST", "/v1/brands/{brand}/imports", "kind=stock", BrandWrite, Csv("sku,location,delta\nS1,tsukuba,7\n")),
     r("GET", "/v1/brands/{brand}/imports/{id}", BrandRead, Body::None),
+    r("POST", "/v1/brands/{brand}/imports/{id}/cancel", BrandWrite, Body::None),
     // search: `brand=` names the brand under test, so another brand's token asks for a
     // brand that is not its own
     rq("GET", "/v1/search/skus", "brand={brand}", Search, Body::None),

@@ -171,6 +171,30 @@ fn reconfiguring_streams_the_changed_skus_in_chunks() {
 }
 
 #[test]
+fn a_sync_step_stops_at_the_sku_that_would_not_fit_and_the_next_step_starts_there() {
+    use crate::domain::event::encoded_len;
+    let names: Vec<String> = (0..300).map(|i| format!("{}{i:03}", "S".repeat(125))).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut f = F::new(&refs);
+    f.put_channel("zozotown", None, 0);
+    let budget = 10_000;
+    let mut reported = Vec::new();
+    let mut steps = 0;
+    while let Some(ev) = f.b.decide_channel_sync_within(budget) {
+        assert!(encoded_len(&ev) <= budget, "a step of {} bytes", encoded_len(&ev));
+        if let Event::ChannelSynced { skus, .. } = &ev {
+            assert!(!skus.is_empty(), "every step makes progress");
+            reported.extend(skus.iter().map(|(s, _)| s.clone()));
+        }
+        steps += 1;
+        f.commit(vec![ev]);
+    }
+    assert_eq!(reported, refs.iter().map(|s| id(s)).collect::<Vec<_>>(), "every SKU once, in order");
+    assert!(steps >= 300 * 130 / budget, "{steps} steps");
+    assert!(f.b.channel_syncs.is_empty());
+}
+
+#[test]
 fn inbound_receipts_move_incoming_to_on_hand() {
     let mut f = F::new(&["S1", "S2"]);
     let cmd = InboundCmd { id: id("IN-1"), location: id("L0"), expected_at: None, lines: vec![(id("S1"), 50), (id("S2"), 5)] };

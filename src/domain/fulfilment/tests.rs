@@ -162,6 +162,56 @@ fn release_and_expiry_return_stock_and_end_the_reservation() {
 }
 
 #[test]
+fn expiries_due_at_once_come_in_whole_reservations_within_the_budget() {
+    use crate::domain::event::encoded_len;
+    let skus: Vec<String> = (0..10).map(|i| format!("S{i}")).collect();
+    let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let mut f = Fixture::new(&refs, &["a", "b"]);
+    for s in &refs {
+        f.set(s, "a", 100);
+        f.set(s, "b", 100);
+    }
+    let lines: Vec<(&str, Option<&str>, i64)> = refs.iter().map(|s| (*s, None, 1)).collect();
+    for i in 0..40 {
+        f.reserve(&format!("R{i:02}"), &lines).unwrap();
+    }
+    let mut unbounded = Fixture { b: f.b.clone(), world: f.world.clone(), lsn: f.lsn, now: f.now.plus_seconds(600) };
+    let all = unbounded.b.decide_expiries(unbounded.now).unwrap();
+    unbounded.commit(all.clone());
+
+    f.now = f.now.plus_seconds(600);
+    let one: usize = all.iter().take(1 + refs.len()).map(encoded_len).sum();
+    let budget = 7 * one + one / 2;
+    let mut records = 0;
+    loop {
+        let due = f.b.decide_expiries_within(f.now, budget).unwrap();
+        assert!(due.too_large.is_empty());
+        if due.events.is_empty() {
+            break;
+        }
+        let bytes: usize = due.events.iter().map(encoded_len).sum();
+        assert!(bytes <= budget, "{bytes} > {budget}");
+        assert!(matches!(due.events[0], Event::ReservationExpired { .. }), "whole reservations, each with its stock");
+        let more = due.more;
+        f.commit(due.events);
+        records += 1;
+        assert_eq!(more, !f.b.expiries.is_empty());
+    }
+    assert_eq!(records, 40usize.div_ceil(7));
+    assert!(f.b.expiries.is_empty());
+    for s in &refs {
+        assert_eq!(f.b.skus[&id(s)], unbounded.b.skus[&id(s)], "{s}: the same state as one record would give");
+    }
+    // A reservation whose expiry alone is over the budget is left active and named.
+    let mut g = Fixture::new(&["S1"], &["a"]);
+    g.set("S1", "a", 5);
+    g.reserve("BIG", &[("S1", None, 1)]).unwrap();
+    g.now = g.now.plus_seconds(600);
+    let due = g.b.decide_expiries_within(g.now, 10).unwrap();
+    assert_eq!((due.events.len(), due.more, due.too_large), (0, false, vec![id("BIG")]));
+}
+
+#[test]
 fn a_reservation_past_its_time_cannot_be_shipped_even_before_the_sweep() {
     let mut f = Fixture::new(&["S1"], &["a"]);
     f.set("S1", "a", 5);

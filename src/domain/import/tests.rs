@@ -194,6 +194,92 @@ fn a_chunk_is_checked_as_apply_would_check_it() {
     assert!(b2.state.check_bulk_events(&events).is_err(), "a chunk decided before another was applied");
 }
 
+#[test]
+fn a_cancelled_job_takes_no_more_chunks_and_only_unfinished_jobs_can_be_cancelled() {
+    let mut b = started();
+    let w = world();
+    let d = b.state.decide_import_chunk(&chunk(0, vec![adjust(2, "S1", 5)], vec![]), &w).unwrap();
+    assert!(b.decided(d));
+    let d = b.state.decide_cancel_import(&id("J1")).unwrap();
+    assert!(b.decided(d));
+    let job = b.state.import(&id("J1")).unwrap();
+    assert_eq!((job.status, job.rows_ok, job.finished_at.is_some()), (ImportStatus::Cancelled, 1, true));
+    assert!(b.state.pending_imports().is_empty(), "a cancelled job is not resumed");
+    // A chunk already on its way when the cancel was recorded is not applied.
+    assert!(!b.decided(b.state.decide_import_chunk(&chunk(1, vec![adjust(3, "S1", 5)], vec![]), &w).unwrap()));
+    assert_eq!(b.state.skus[&id("S1")].levels.get(&id("tsukuba")).on_hand, 5);
+    assert!(!b.decided(b.state.decide_cancel_import(&id("J1")).unwrap()), "cancelling again changes nothing");
+    assert!(!b.decided(b.state.decide_finish_import(&id("J1"), None).unwrap()), "the runner's finish changes nothing");
+    assert_eq!(b.state.import(&id("J1")).unwrap().status, ImportStatus::Cancelled);
+
+    let ev = b.state.decide_queue_import(&spec("J2")).unwrap();
+    b.commit(vec![ev]);
+    let d = b.state.decide_cancel_import(&id("J2")).unwrap();
+    assert!(b.decided(d), "a queued job can be cancelled");
+    let ev = b.state.decide_queue_import(&spec("J3")).unwrap();
+    b.commit(vec![ev]);
+    let d = b.state.decide_finish_import(&id("J3"), None).unwrap();
+    assert!(b.decided(d));
+    let r = b.state.decide_cancel_import(&id("J3")).unwrap_err();
+    assert_eq!(r.code, ErrorCode::InvalidTransition);
+    assert!(r.detail.contains("is done"), "{}", r.detail);
+    assert_eq!(b.state.decide_cancel_import(&id("J9")).unwrap_err().code, ErrorCode::NotFound);
+}
+
+#[test]
+fn a_chunks_progress_with_every_kept_error_fits_the_smallest_record_whatever_the_file_holds() {
+    use crate::domain::event::{encode, WalRecord, RECORD_BYTES_MAX_FLOOR};
+    let mut b = B::new();
+    let mut long_spec = spec(&"J".repeat(128));
+    long_spec.file = "x".into();
+    let ev = b.state.decide_queue_import(&long_spec).unwrap();
+    b.commit(vec![ev]);
+    let job = long_spec.id.clone();
+    let d = b.state.decide_start_import(&job, 1).unwrap();
+    assert!(b.decided(d));
+    // A parse error may quote the field it refuses: a long one, full of characters
+    // that take four bytes.
+    let detail = "𝄞".repeat(10_000);
+    let errors = (0..2 * IMPORT_ERRORS_KEPT as u64).map(|row| RowError {
+        row: u64::MAX - row,
+        code: ErrorCode::InvalidRequest,
+        detail: detail.clone(),
+    });
+    let c = ChunkCmd {
+        id: job.clone(),
+        chunk: 0,
+        next_offset: u64::MAX,
+        next_row: u64::MAX,
+        rows: ChunkRows::Stock { lines: vec![], changes: vec![] },
+        pre_errors: errors.collect(),
+    };
+    let Decision::Apply(events) = b.state.decide_import_chunk(&c, &world()).unwrap() else { panic!("applies") };
+    let Event::ImportChunkApplied { progress } = &events[0] else { panic!("progress") };
+    assert_eq!((progress.rows_failed, progress.errors.len()), (2 * IMPORT_ERRORS_KEPT as u64, IMPORT_ERRORS_KEPT));
+    assert!(progress.errors.iter().all(|e| e.detail.len() <= ERROR_DETAIL_BYTES_MAX && e.detail.ends_with('…')));
+    let record = WalRecord::Brand(BrandRecord {
+        brand: BrandId::parse(&"b".repeat(64)).unwrap(),
+        at: Timestamp(i64::MAX),
+        idempotency: None,
+        events,
+    });
+    let bytes = encode(&record).len();
+    assert!(bytes <= RECORD_BYTES_MAX_FLOOR, "{bytes} bytes");
+    let d = b.state.decide_finish_import(&job, Some(detail)).unwrap();
+    assert!(b.decided(d));
+    assert!(b.state.import(&job).unwrap().detail.as_ref().unwrap().len() <= ERROR_DETAIL_BYTES_MAX);
+}
+
+#[test]
+fn cutting_keeps_whole_characters_and_short_text() {
+    assert_eq!(cut_to("short".into(), 10), "short");
+    assert_eq!(cut_to("abcdefghij".into(), 10), "abcdefghij");
+    assert_eq!(cut_to("abcdefghijk".into(), 10), "abcdefg…");
+    let cut = cut_to("在庫".repeat(10), 10);
+    assert_eq!(cut, "在庫…");
+    assert!(cut.len() <= 10);
+}
+
 mod shipment_status {
     use compact_str::CompactString;
 

@@ -1,11 +1,17 @@
 //! The feed store on a temp file: seq assignment, resume, both retentions.
 
 use super::*;
+use crate::domain::webhook::Webhook;
 use crate::domain::Id;
 
 fn ev(brand: &str, lsn: Lsn, at: i64, sku: &str) -> NewEvent {
     let deleted = Event::SkuDeleted { sku: Id::parse(sku).unwrap() };
     NewEvent::of(&BrandId::parse(brand).unwrap(), lsn, 0, Timestamp(at), &deleted).unwrap()
+}
+
+/// A data dir's first history (cursors and ids without an id).
+fn first() -> History {
+    History { id: HistoryId(1), ..History::initial(crate::journal::history::Cause::New) }
 }
 
 const KEEP_ALL: Retention = Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 };
@@ -19,13 +25,13 @@ fn seqs(conn: &mut Connection, brand: &str, after: u64) -> (BrandPosition, Vec<u
 fn seqs_are_per_brand_dense_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
-    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     let batch = Batch { events: vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 4 };
     let touched = s.commit(&batch).unwrap();
     assert_eq!(touched.len(), 2);
     assert_eq!(s.covered_lsn(), 4);
     drop(s);
-    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 4, "the covered lsn is committed with the events");
     s.commit(&Batch { events: vec![ev("a", 5, 0, "w")], hooks: vec![], last_lsn: 5 }).unwrap();
     let mut r = open_reader(&path).unwrap();
@@ -47,7 +53,7 @@ fn seqs_are_per_brand_dense_and_survive_a_reopen() {
 fn the_count_retention_drops_the_oldest_in_the_same_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
-    let mut s = Store::open(&path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: 3 }).unwrap();
+    let mut s = Store::open(&path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: 3 }, &first(), &[]).unwrap();
     let events = (1..=5).map(|i| ev("a", i, 0, "x")).collect();
     s.commit(&Batch { events, hooks: vec![], last_lsn: 5 }).unwrap();
     let mut r = open_reader(&path).unwrap();
@@ -60,7 +66,7 @@ fn the_count_retention_drops_the_oldest_in_the_same_transaction() {
 fn the_age_retention_drops_a_prefix_of_old_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
-    let mut s = Store::open(&path, Retention { max_age_ms: 100, max_events_per_brand: u64::MAX / 2 }).unwrap();
+    let mut s = Store::open(&path, Retention { max_age_ms: 100, max_events_per_brand: u64::MAX / 2 }, &first(), &[]).unwrap();
     let mut events: Vec<NewEvent> = (1..=2500).map(|i| ev("a", i, 0, "x")).collect();
     events.push(ev("a", 2501, 1000, "new"));
     events.push(ev("b", 2502, 1000, "new"));
@@ -71,7 +77,7 @@ fn the_age_retention_drops_a_prefix_of_old_events() {
     assert_eq!((pos.pruned_through, got), (2500, vec![2501]));
     assert_eq!(seqs(&mut r, "b", 0).1, vec![1]);
     drop(s);
-    let s = Store::open(&path, KEEP_ALL).unwrap();
+    let s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.brands[&BrandId::parse("a").unwrap()].pruned_through, 2500);
 }
 
@@ -79,7 +85,7 @@ fn the_age_retention_drops_a_prefix_of_old_events() {
 fn webhook_rows_follow_their_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
-    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     let w = Webhook {
         id: Id::parse("wh1").unwrap(),
         url: "http://x/".into(),
@@ -105,7 +111,7 @@ fn a_stored_event_reads_back_as_the_json_rendered_from_it() {
     use crate::domain::stock::{Level, Levels, StockOp};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
-    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     let changed = Event::StockChanged {
         sku: Id::parse("S-1").unwrap(),
         version: 4,
@@ -145,7 +151,7 @@ fn a_schema_1_store_is_upgraded_in_place_and_its_json_rows_are_served_as_they_we
         .unwrap();
         c.execute("INSERT INTO events VALUES (?1, 3, 0, 'sku.deleted', 'sku:old', ?2)", params![row_id(1, 1), old_body]).unwrap();
     }
-    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 3);
     s.commit(&Batch { events: vec![ev("a", 4, 0, "new")], hooks: vec![], last_lsn: 4 }).unwrap();
     let mut r = open_reader(&path).unwrap();
@@ -157,17 +163,79 @@ fn a_schema_1_store_is_upgraded_in_place_and_its_json_rows_are_served_as_they_we
     let schema: i64 = r.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).unwrap();
     assert_eq!(schema, 2);
     drop(s);
-    Store::open(&path, KEEP_ALL).expect("an upgraded store opens again");
+    Store::open(&path, KEEP_ALL, &first(), &[]).expect("an upgraded store opens again");
 }
 
 #[test]
 fn an_unreadable_event_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
-    let mut s = Store::open(&path, KEEP_ALL).unwrap();
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
     let mut r = open_reader(&path).unwrap();
     s.conn.execute("UPDATE events SET event = x'01ff'", []).unwrap();
     let err = read_after(&mut r, "a", 0, 10).unwrap_err().to_string();
     assert!(err.contains("event 1 of brand a is unreadable"), "{err}");
+}
+
+fn webhook(id: &str) -> Webhook {
+    Webhook {
+        id: Id::parse(id).unwrap(),
+        url: "https://example.com/h".into(),
+        events: vec!["stock.changed".into()],
+        secret: "whsec_x".into(),
+        created_at: Timestamp(0),
+    }
+}
+
+#[test]
+fn a_store_of_another_history_begins_again_after_the_fork_with_the_subscriptions_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 3 }).unwrap();
+    drop(s);
+    // A repair cut the journal after lsn 1: lsn 2 will hold another record.
+    let forked = History::fork(1, Some(first().id), crate::journal::history::Cause::Repair);
+    let subs = [(BrandId::parse("a").unwrap(), webhook("wh1"))];
+    let mut s = Store::open(&path, KEEP_ALL, &forked, &subs).unwrap();
+    assert_eq!(s.covered_lsn(), 1, "the feed goes on after the fork");
+    let mut r = open_reader(&path).unwrap();
+    assert!(read_after(&mut r, "a", 0, 10).unwrap().is_none(), "the old history's events are gone");
+    let hooks = load_webhooks(&r).unwrap();
+    assert_eq!(hooks.iter().map(|h| (h.id.as_str(), h.start_seq, h.created_lsn)).collect::<Vec<_>>(), vec![("wh1", 0, 1)]);
+    s.commit(&Batch { events: vec![ev("a", 2, 0, "other")], hooks: vec![], last_lsn: 2 }).unwrap();
+    let (_, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&evs[0].body).unwrap();
+    assert_eq!((body["id"].as_str(), body["seq"].as_u64()), (Some(format!("evt_{}_2_0", forked.id).as_str()), Some(1)));
+    drop(s);
+    // Opened again in the same history (a restart): nothing changes.
+    let s = Store::open(&path, KEEP_ALL, &forked, &[]).unwrap();
+    assert_eq!(s.covered_lsn(), 2);
+    assert_eq!(seqs(&mut r, "a", 0).1, vec![1]);
+    assert_eq!(load_webhooks(&r).unwrap().len(), 1);
+}
+
+#[test]
+fn a_store_from_before_histories_is_taken_over_by_a_first_history_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
+    s.conn.execute("DELETE FROM meta WHERE key = 'history'", []).unwrap();
+    drop(s);
+    let other_first = History { id: HistoryId(2), ..first() };
+    let s = Store::open(&path, KEEP_ALL, &other_first, &[]).unwrap();
+    assert_eq!(s.covered_lsn(), 1);
+    let mut r = open_reader(&path).unwrap();
+    let (_, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
+    assert!(evs[0].body.starts_with(r#"{"id":"evt_1_0""#), "ids as before: {}", evs[0].body);
+    drop(s);
+    // The same old store in a data dir whose history was forked is emptied instead.
+    let forked = History::fork(0, None, crate::journal::history::Cause::Restore);
+    let w = Connection::open(&path).unwrap();
+    w.execute("DELETE FROM meta WHERE key = 'history'", []).unwrap();
+    drop(w);
+    Store::open(&path, KEEP_ALL, &forked, &[]).unwrap();
+    assert!(read_after(&mut r, "a", 0, 10).unwrap().is_none());
 }

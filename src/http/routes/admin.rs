@@ -10,7 +10,7 @@ use crate::domain::registry::{LocationKind, Role};
 use crate::domain::BrandId;
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, ask_registry, AppState};
+use crate::http::{ask_brand, ask_registry, unsettled, AppState, DURABLE_WAIT_MAX};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands", web::post().to(create_brand))
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Longest brand or location name, in characters.
-const NAME_CHARS_MAX: usize = 200;
+pub(super) const NAME_CHARS_MAX: usize = 200;
 
 fn check_name(name: &str) -> Result<(), Problem> {
     let n = name.chars().count();
@@ -37,14 +37,17 @@ fn check_name(name: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The body of `POST /v1/brands`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBrand {
+    /// The new brand's id.
     id: BrandId,
+    /// Its display name: 1..=200 characters, no control characters.
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/brands", tag = "admin", request_body = CreateBrand, responses(
+#[utoipa::path(post, path = "/v1/brands", operation_id = "create_brand", tag = "admin", request_body = CreateBrand, responses(
     (status = 201, description = "The brand.", body = crate::domain::view::BrandView),
     (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -61,25 +64,25 @@ async fn create_brand(
     ask_brand(&state, id, BrandCmd::Create { name }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::openapi::BrandList)))]
+#[utoipa::path(get, path = "/v1/brands", operation_id = "list_brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::openapi::BrandList)))]
 async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     let svc = state.services()?;
     let mut brands = Vec::new();
-    let mut wait = 0;
     for shard in &svc.router.shards {
         let (reply, rx) = oneshot::channel();
         shard.try_send(ListBrands { reply }).map_err(|_| Problem::overloaded("the server is at capacity; retry shortly"))?;
-        let (lsn, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
-        wait = wait.max(lsn);
+        let (seen, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
+        if let Some(seen) = seen {
+            seen.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+        }
         brands.extend(views);
     }
     brands.sort_by(|a, b| a.id.cmp(&b.id));
-    svc.journal.wait_durable(wait).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "brands": brands })))
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}", tag = "admin", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The brand.", body = crate::domain::view::BrandView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}", operation_id = "get_brand", tag = "admin", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The brand.", body = crate::domain::view::BrandView)))]
 async fn get_brand(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -88,10 +91,11 @@ async fn get_brand(state: web::Data<AppState>, caller: Caller, path: web::Path<S
 
 /// `POST /v1/brands/{brand}/tokens` takes no fields; `{}` or an empty body.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = EmptyBody)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/tokens", tag = "admin", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body(content = Option<Empty>, description = "No fields: `{}` or an empty body."), responses((status = 201, description = "The token, shown only now.", body = crate::actors::registry::TokenCreated)))]
+#[utoipa::path(post, path = "/v1/brands/{brand}/tokens", operation_id = "create_brand_token", tag = "admin", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body(content = Empty, description = "Optional: no body, or `{}`."), responses((status = 201, description = "The token, shown only now.", body = crate::actors::registry::TokenCreated)))]
 async fn create_brand_token(
     state: web::Data<AppState>,
     caller: Caller,
@@ -113,13 +117,16 @@ async fn create_brand_token(
     ask_registry(&state, RegistryCmd::CreateToken { role: Role::Brand(brand) }, None).await
 }
 
+/// The body of `POST /v1/tokens`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ViewerTokenInput)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
+    /// `viewer`: brand tokens are made with `POST /v1/brands/{brand}/tokens`.
     role: String,
 }
 
-#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = CreateToken, responses((status = 201, description = "The viewer token, shown only now.", body = crate::actors::registry::TokenCreated)))]
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_viewer_token", tag = "admin", request_body = CreateToken, responses((status = 201, description = "The viewer token, shown only now.", body = crate::actors::registry::TokenCreated)))]
 async fn create_token(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -137,7 +144,7 @@ async fn create_token(
     ask_registry(&state, RegistryCmd::CreateToken { role }, None).await
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "The token id (or the whole token).")), responses((status = 204, description = "Revoked.")))]
+#[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revoke_token", tag = "admin", params(("id" = crate::domain::Id, Path, description = "The token id (or the whole token).")), responses((status = 204, description = "Revoked.")))]
 async fn revoke_token(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -152,20 +159,23 @@ async fn revoke_token(
     ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::openapi::LocationList)))]
+#[utoipa::path(get, path = "/v1/locations", operation_id = "list_locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::openapi::LocationList)))]
 async fn list_locations(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     ask_registry(&state, RegistryCmd::ListLocations, None).await
 }
 
+/// The body of `PUT /v1/locations/{location}`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = LocationInput)]
 #[serde(deny_unknown_fields)]
 struct PutLocation {
+    /// 1..=200 characters, no control characters.
     name: String,
     kind: LocationKind,
 }
 
-#[utoipa::path(put, path = "/v1/locations/{location}", tag = "admin", params(("location" = crate::domain::Id, Path, description = "The location id.")), request_body = PutLocation, responses(
+#[utoipa::path(put, path = "/v1/locations/{location}", operation_id = "put_location", tag = "admin", params(("location" = crate::domain::Id, Path, description = "The location id.")), request_body = PutLocation, responses(
     (status = 200, description = "Updated.", body = crate::domain::view::LocationView),
     (status = 201, description = "Created.", body = crate::domain::view::LocationView),
 ))]
@@ -184,7 +194,7 @@ async fn put_location(
     ask_registry(&state, RegistryCmd::PutLocation { id: location, name, kind }, idem).await
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AdvanceClock {
     advance_seconds: i64,
@@ -194,11 +204,8 @@ struct AdvanceClock {
 const CLOCK_ADVANCE_SECONDS_MAX: i64 = 10 * 365 * 86_400;
 
 /// Test hook: moves a manual clock (`serve --manual-clock`) forward, then expires what
-/// became due and answers once that is durable. On the system clock: 422.
-#[utoipa::path(post, path = "/v1/admin/clock", tag = "admin", request_body = AdvanceClock, responses(
-    (status = 200, description = "The manual clock moved; what became due has expired.", body = super::openapi::ClockNow),
-    (status = 422, description = "`unprocessable`: the server runs on the system clock (start it with `--manual-clock`).", body = super::openapi::Problem, content_type = "application/problem+json"),
-))]
+/// became due and answers `{"now"}` once that is durable. On the system clock: 422.
+/// Not in `/openapi.json`: it is no part of the contract.
 async fn advance_clock(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -214,12 +221,14 @@ async fn advance_clock(
     }
     let svc = state.services()?;
     let now = svc.clock.advance(secs * 1000).map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e))?;
-    let lsn = svc.router.sweep_all().await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
-    svc.journal.wait_durable(lsn).await.map_err(|_| Problem::overloaded("the journal stopped"))?;
+    let written = svc.router.sweep_all().await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
+    for pending in written {
+        pending.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now": now.to_rfc3339() })))
 }
 
-#[utoipa::path(post, path = "/v1/admin/snapshots", tag = "admin", responses((status = 201, description = "The snapshot, durable on disk.", body = crate::snapshot::SnapshotInfo)))]
+#[utoipa::path(post, path = "/v1/admin/snapshots", operation_id = "create_snapshot", tag = "admin", responses((status = 201, description = "The snapshot, durable on disk.", body = crate::snapshot::SnapshotInfo)))]
 async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     // Validated like everywhere, but not honoured here (see the notes in docs/api-v1.md).
@@ -232,7 +241,7 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
     Ok(HttpResponse::Created().json(info))
 }
 
-#[utoipa::path(get, path = "/v1/admin/snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::openapi::SnapshotList)))]
+#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::openapi::SnapshotList)))]
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;

@@ -23,13 +23,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkuInput {
+    /// The product (style) the SKU is a variant of.
     #[schema(value_type = Option<String>)]
     pub product_id: Option<CompactString>,
     /// 1..=500 characters.
     #[schema(value_type = String)]
     pub name: CompactString,
+    /// The colour as the brand names it.
     #[schema(value_type = Option<String>)]
     pub color: Option<CompactString>,
+    /// The size as the brand names it (`M`, `27.5`, ...).
     #[schema(value_type = Option<String>)]
     pub size: Option<CompactString>,
     /// A path such as `tops/t-shirts`.
@@ -38,9 +41,11 @@ pub struct SkuInput {
     /// Yen, >= 0.
     #[schema(minimum = 0)]
     pub price: Option<i64>,
+    /// Search words; at most 50, each 1..=100 characters.
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub tags: Vec<CompactString>,
+    /// Free-form attributes (`material`: `cotton`); at most 50.
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
     pub attributes: BTreeMap<CompactString, CompactString>,
@@ -61,7 +66,7 @@ impl From<SkuInput> for Catalog {
     }
 }
 
-#[utoipa::path(put, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), request_body = SkuInput, responses(
+#[utoipa::path(put, path = "/v1/brands/{brand}/skus/{sku}", operation_id = "put_sku", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), request_body = SkuInput, responses(
     (status = 200, description = "Updated.", body = crate::domain::view::SkuView),
     (status = 201, description = "Created.", body = crate::domain::view::SkuView),
 ))]
@@ -84,7 +89,7 @@ async fn put_sku(
     ask_brand(&state, brand, BrandCmd::PutSku { sku, catalog }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "The SKU with its stock.", body = crate::domain::view::SkuView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}", operation_id = "get_sku", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "The SKU with its stock.", body = crate::domain::view::SkuView)))]
 async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -92,7 +97,7 @@ async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(St
     ask_brand(&state, brand, BrandCmd::GetSku { sku }, None).await
 }
 
-#[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses(
+#[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", operation_id = "delete_sku", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses(
     (status = 204, description = "Deleted."),
     (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

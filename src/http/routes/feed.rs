@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::actors::shard::BrandCmd;
 use crate::domain::ErrorCode;
-use crate::feed::{FeedError, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
+use crate::feed::{Cursor, FeedError, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
 use crate::http::extract::{brand_id, Access, Caller};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand_reply, AppState};
@@ -47,6 +47,10 @@ pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result
 pub(crate) fn feed_problem(e: FeedError) -> Problem {
     match e {
         FeedError::Expired { .. } => Problem::new(ErrorCode::CursorExpired, e.to_string()),
+        FeedError::HistoryChanged { ref next, .. } => {
+            let next = next.clone();
+            Problem::new(ErrorCode::CursorHistoryChanged, e.to_string()).with_next(next)
+        }
         FeedError::Ahead { .. } => Problem::invalid("after", e.to_string()),
         FeedError::Behind => Problem::new(ErrorCode::NotReady, e.to_string()),
         FeedError::Busy | FeedError::Stopped => Problem::overloaded(e.to_string()),
@@ -57,21 +61,25 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
     }
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/events", tag = "integration", params(
+#[utoipa::path(get, path = "/v1/brands/{brand}/events", operation_id = "list_events", tag = "feed", params(
     ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
-    ("after" = Option<String>, Query, description = "The `next` of the previous page (0 or absent: from the oldest kept)."),
-    ("limit" = Option<String>, Query, description = "1..=1000 events, default 100."),
-    ("wait" = Option<String>, Query, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
+    ("after" = Option<String>, Query, pattern = "^([0-9a-f]{16}\\.)?[0-9]{1,20}$", description = "The `next` of the previous page (`<seq>` or `<history>.<seq>`; 0 or absent: from the oldest kept)."),
+    ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..=1000 events, default 100."),
+    ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
 ), responses(
     (status = 200, description = "Events in commit order.", body = super::openapi::EventPage),
-    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync. `cursor_history_changed`: `after` is from before a restore or repair of the server; read the stock again, then follow from the problem's `next`.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
 async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Read)?;
     let q: EventsQuery = query(&req)?;
-    // The cursor is opaque to clients; it is the seq of the last event they saw.
-    let after = parse_num("after", q.after.as_deref(), 0..=u64::MAX)?;
+    // The cursor is opaque to clients: the seq of the last event they saw, and the
+    // journal history it is a position in.
+    let cursor = match q.after.as_deref() {
+        Some(a) => Some((Cursor::parse(a).ok_or_else(|| Problem::invalid("after", "must be a `next` this server returned"))?, a)),
+        None => None,
+    };
     let limit = parse_num("limit", q.limit.as_deref(), 1..=PAGE_LIMIT_MAX as u64)?.map_or(PAGE_LIMIT_DEFAULT, |n| n as usize);
     let wait = Duration::from_secs(parse_num("wait", q.wait.as_deref(), 0..=WAIT_SECONDS_MAX)?.unwrap_or(0));
     let (brand_lsn, _) = ask_brand_reply(&state, brand.clone(), BrandCmd::Get, None).await?;
@@ -79,7 +87,11 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, pa
     if !feed.wait_covered(brand_lsn, CATCH_UP_WAIT).await {
         return Err(feed_problem(FeedError::Behind));
     }
+    let after = match cursor {
+        Some((c, given)) => Some(feed.seq_of(&brand, c, given).await.map_err(feed_problem)?),
+        None => None,
+    };
     let page = feed.page(&brand, after, limit, wait).await.map_err(feed_problem)?;
-    let body = format!(r#"{{"events":[{}],"next":"{}"}}"#, page.events.join(","), page.next);
+    let body = format!(r#"{{"events":[{}],"next":"{}"}}"#, page.events.join(","), feed.cursor(page.next));
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }

@@ -23,12 +23,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Longest free-text field (order_ref, tracking number, carrier, address parts).
-const TEXT_CHARS_MAX: usize = 200;
+pub(super) const TEXT_CHARS_MAX: usize = 200;
 
+/// A line of a reservation (or of a shipment made from lines).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     sku: Id,
+    /// Take it from this location only; without it, from the locations with the most
+    /// available first (possibly split).
     location: Option<Id>,
     quantity: i64,
 }
@@ -54,16 +57,21 @@ fn result<T>(value: T, errors: Vec<FieldError>) -> Result<T, Problem> {
     }
 }
 
+/// The body of `POST .../reservations`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ReservationInput)]
 #[serde(deny_unknown_fields)]
 struct ReserveInput {
+    /// The client's id: the same id and body again returns the reservation.
     id: Id,
+    /// The sales channel that takes the stock (its locations and buffer apply).
     channel: Id,
+    /// 1..=86400, default 900.
     ttl_seconds: Option<i64>,
     lines: Vec<LineInput>,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/reservations", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ReserveInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/reservations", operation_id = "create_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ReserveInput, responses(
     (status = 201, description = "Reserved, all lines.", body = crate::domain::view::ReservationView),
     (status = 200, description = "The same id and body again: the existing reservation.", body = crate::domain::view::ReservationView),
     (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -88,13 +96,13 @@ async fn reserve(
     ask_brand(&state, brand, BrandCmd::Reserve(cmd), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/reservations/{id}", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses((status = 200, description = "The reservation.", body = crate::domain::view::ReservationView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/reservations/{id}", operation_id = "get_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses((status = 200, description = "The reservation.", body = crate::domain::view::ReservationView)))]
 async fn get_reservation(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetReservation { id: id("id", &path.1)? }, None).await
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/reservations/{id}/release", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/reservations/{id}/release", operation_id = "release_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses(
     (status = 200, description = "Released (or already ended).", body = crate::domain::view::ReservationView),
     (status = 409, description = "`invalid_transition`: the reservation was consumed by a shipment.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -109,7 +117,9 @@ async fn release(
     ask_brand(&state, brand, BrandCmd::Release { id: id("id", &path.1)? }, idem).await
 }
 
+/// Where a shipment goes (personal data: never in the feed, webhooks, logs or search).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ShipTo)]
 #[serde(deny_unknown_fields)]
 struct ShipToInput {
     name: String,
@@ -119,7 +129,10 @@ struct ShipToInput {
     phone: Option<String>,
 }
 
+/// The body of `POST .../shipments` (in the document: one schema with
+/// `reservation_id`, one with `lines`).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ShipmentInput)]
 #[serde(deny_unknown_fields)]
 struct ShipInput {
     id: Id,
@@ -156,7 +169,7 @@ fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
     result(ShipCmd { id: input.id, order_ref: input.order_ref, channel: input.channel, source, ship_to }, errors)
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/shipments", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ShipInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/shipments", operation_id = "create_shipment", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ShipInput, responses(
     (status = 201, description = "The shipment, accepted.", body = crate::domain::view::ShipmentView),
     (status = 200, description = "The same id and body again: the existing shipment.", body = crate::domain::view::ShipmentView),
     (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -174,13 +187,15 @@ async fn ship(
     ask_brand(&state, brand, BrandCmd::Ship(cmd), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/shipments/{id}", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), responses((status = 200, description = "The shipment with its status history.", body = crate::domain::view::ShipmentView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/shipments/{id}", operation_id = "get_shipment", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), responses((status = 200, description = "The shipment with its status history.", body = crate::domain::view::ShipmentView)))]
 async fn get_shipment(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetShipment { id: id("id", &path.1)? }, None).await
 }
 
+/// The body of `POST .../shipments/{id}/status`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ShipmentStatusInput)]
 #[serde(deny_unknown_fields)]
 struct StatusInput {
     status: ShipmentStatus,
@@ -190,7 +205,7 @@ struct StatusInput {
     carrier: Option<CompactString>,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/shipments/{id}/status", tag = "fulfilment", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), request_body = StatusInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/shipments/{id}/status", operation_id = "set_shipment_status", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), request_body = StatusInput, responses(
     (status = 200, description = "The shipment after the move (unchanged when the status is repeated).", body = crate::domain::view::ShipmentView),
     (status = 409, description = "`invalid_transition`.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::feed::query;
 use crate::actors::shard::BrandCmd;
-use crate::domain::import::{ImportCmd, ImportFormat, ImportKind, ImportSpec};
+use crate::domain::import::{ImportCmd, ImportFormat, ImportKind, ImportSpec, ImportStatus};
 use crate::domain::{ErrorCode, Id};
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller};
 use crate::http::problem::Problem;
@@ -20,7 +20,9 @@ use crate::imports::upload::{self, Msg, UploadError};
 use crate::imports::{file_name, UPLOAD_BYTES_MAX};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/brands/{brand}/imports", web::post().to(create)).route("/v1/brands/{brand}/imports/{id}", web::get().to(get));
+    cfg.route("/v1/brands/{brand}/imports", web::post().to(create))
+        .route("/v1/brands/{brand}/imports/{id}", web::get().to(get))
+        .route("/v1/brands/{brand}/imports/{id}/cancel", web::post().to(cancel));
 }
 
 #[derive(Deserialize)]
@@ -93,10 +95,14 @@ async fn stream_to_disk(mut payload: web::Payload, target: upload::Target) -> Re
     })
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/imports", tag = "integration", params(
+#[utoipa::path(post, path = "/v1/brands/{brand}/imports", operation_id = "create_import", tag = "imports", params(
     ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
-    ("kind" = String, Query, description = "`catalog`, `stock` or `shipment_status`."),
-), request_body(content = String, description = "The file: CSV (`text/csv`, with a header) or NDJSON (`application/x-ndjson`).", content_type = "text/csv"), responses(
+    ("kind" = ImportKind, Query, description = "What the rows are."),
+), request_body(description = "The file, streamed to disk: CSV (`text/csv`, a header row naming the columns) or NDJSON \
+    (`application/x-ndjson`, one object per line), at most 512 MiB.", content(
+    (Vec<u8> = "text/csv"),
+    (Vec<u8> = "application/x-ndjson"),
+)), responses(
     (status = 202, description = "The upload is durable and the job queued.", body = crate::domain::import::ImportView),
     (status = 422, description = "`unprocessable`: the header names no known column, or the file is not the format given.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -142,10 +148,45 @@ async fn create(
     Ok(reply_response(reply))
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/imports/{id}", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses((status = 200, description = "The job: status, progress, the first 100 row errors.", body = crate::domain::import::ImportView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/imports/{id}", operation_id = "get_import", tag = "imports", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses((status = 200, description = "The job: status, progress, the first 100 row errors.", body = crate::domain::import::ImportView)))]
 async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
     let id = id("id", &path.1)?;
     ask_brand(&state, brand, BrandCmd::Import(ImportCmd::Get { id }), None).await
+}
+
+#[utoipa::path(post, path = "/v1/brands/{brand}/imports/{id}/cancel", operation_id = "cancel_import", tag = "imports", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses(
+    (status = 200, description = "The job, `cancelled`, with the rows applied before it stopped (at a chunk boundary; a queued job applied none). Its upload is removed. Cancelling again answers the same.", body = crate::domain::import::ImportView),
+    (status = 409, description = "`invalid_transition`: the job is already done or failed.", body = super::openapi::Problem, content_type = "application/problem+json"),
+))]
+async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let brand = caller.brand(&path.0, Access::Write)?;
+    let id = id("id", &path.1)?;
+    let idem = idem_key(&req, idempotency_key(&req)?, b"");
+    let (_, reply) = ask_brand_reply(&state, brand, BrandCmd::Import(ImportCmd::Cancel { id: id.clone() }), idem).await?;
+    #[derive(Deserialize)]
+    struct Job {
+        status: ImportStatus,
+        format: ImportFormat,
+    }
+    // The upload is of no more use once the cancel is durable: remove it now rather than
+    // when the runner reaches the job (a runner reading it stops at its next chunk).
+    if let Ok(Job { status: ImportStatus::Cancelled, format }) = serde_json::from_slice(&reply.body) {
+        let path = state.services()?.integrations.imports.cfg.dir.join(file_name(&id, format));
+        let removed = web::block(move || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(error = %e, job = %id, "cannot remove a cancelled import's file; it is removed on the next start");
+        }
+    }
+    Ok(reply_response(reply))
 }

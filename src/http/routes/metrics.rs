@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The content type of the Prometheus text format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "health", responses((status = 200, description = "Prometheus text format. With `--metrics-listen` it is served on that address instead, and this one is 404.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = Exposition::default();
     let services = state.services.get();
@@ -54,6 +54,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             out.gauge("zaiko_snapshot_lsn", "LSN of that snapshot", last.lsn as f64);
         }
     }
+    render_workers(&mut out, &crate::health::global().reports());
     render_process(&mut out);
     out.text.push_str(&crate::telemetry::render_metrics());
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(out.text)
@@ -101,8 +102,42 @@ pub fn render_journal(out: &mut Exposition, s: &StatsSnapshot) {
     out.gauge("zaiko_wal_disk_full", "1 while appends are refused for lack of disk space", u64::from(s.disk_full) as f64);
 }
 
+/// The background workers' health (`crate::health`), a sample per worker.
+pub fn render_workers(out: &mut Exposition, reports: &[crate::health::Report]) {
+    let per_worker = |f: &dyn Fn(&crate::health::Report) -> f64| -> Vec<(String, f64)> {
+        reports.iter().map(|r| (r.worker.name().to_string(), f(r))).collect()
+    };
+    out.labeled(
+        "zaiko_worker_healthy",
+        "gauge",
+        "1 while the background worker's last attempt succeeded; 0 while it retries after an error or has stopped",
+        "worker",
+        per_worker(&|r| u64::from(r.healthy()) as f64),
+    );
+    out.labeled(
+        "zaiko_worker_errors_total",
+        "counter",
+        "failed attempts of the background worker (each is retried after a backoff)",
+        "worker",
+        per_worker(&|r| r.errors_total as f64),
+    );
+    out.labeled(
+        "zaiko_worker_retry_attempts",
+        "gauge",
+        "failed attempts in a row of the background worker now (0 when healthy)",
+        "worker",
+        per_worker(&|r| r.attempts() as f64),
+    );
+}
+
 /// The standard process metrics, read from `/proc/self` (Linux); absent elsewhere.
 fn render_process(out: &mut Exposition) {
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.gauge("process_open_fds", "open file descriptors", fds.count() as f64);
+    }
+    if let Some(max) = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| limits_open_files(&s)) {
+        out.gauge("process_max_fds", "the limit on open file descriptors (soft RLIMIT_NOFILE)", max as f64);
+    }
     if let Some(rss_bytes) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| status_kib(&s, "VmRSS:")) {
         out.gauge("process_resident_memory_bytes", "resident set size in bytes", (rss_bytes * 1024) as f64);
     }
@@ -126,6 +161,12 @@ fn render_process(out: &mut Exposition) {
             h.resident as f64,
         );
     }
+}
+
+/// The soft limit of `Max open files` in `/proc/<pid>/limits`.
+pub fn limits_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS:`.
@@ -169,7 +210,26 @@ mod tests {
     }
 
     #[test]
+    fn worker_section_has_a_sample_per_worker() {
+        let health = crate::health::Health::new();
+        health.worker(crate::health::Worker::Indexer).failed("no space left on device");
+        let mut out = Exposition::default();
+        render_workers(&mut out, &health.reports());
+        for line in [
+            "zaiko_worker_healthy{worker=\"indexer\"} 0\n",
+            "zaiko_worker_healthy{worker=\"feed\"} 1\n",
+            "zaiko_worker_errors_total{worker=\"indexer\"} 1\n",
+            "zaiko_worker_retry_attempts{worker=\"indexer\"} 1\n",
+            "zaiko_worker_retry_attempts{worker=\"imports\"} 0\n",
+        ] {
+            assert!(out.text.contains(line), "{line} missing from\n{}", out.text);
+        }
+    }
+
+    #[test]
     fn proc_fields_parse() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                40000                files\n";
+        assert_eq!(limits_open_files(limits), Some(20000));
         assert_eq!(status_kib("Name:\tzaiko\nVmRSS:\t  12345 kB\n", "VmRSS:"), Some(12345));
         assert_eq!(status_kib("Name:\tzaiko\n", "VmRSS:"), None);
         let stat = "42 (zaiko (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";

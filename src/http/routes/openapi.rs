@@ -2,13 +2,20 @@
 //! handlers' `#[utoipa::path]` annotations and the `ToSchema` types they name.
 //!
 //! What every operation shares is added here once, by [`Conventions`], instead of on
-//! each handler: the bearer scheme, the `Idempotency-Key` header on writes, and the
-//! problem responses that any request of its kind can get (bad input, auth, rate limit,
-//! overload). Handlers declare only their own successes and specific conflicts.
+//! each handler: the bearer scheme, the `Idempotency-Key` header on writes, the
+//! `X-Zaiko-Lsn` header of durable answers, and the problem responses that any request
+//! of its kind can get (bad input, auth, rate limit, overload). Handlers declare only
+//! their own successes and specific conflicts. What the derives cannot say — every
+//! limit the server checks, one schema per stock-change `op`, the feed's events as a
+//! union on `type` — `openapi_refine` writes into the document from the same constants
+//! the server checks with.
+//!
+//! Not in the document: `POST /v1/admin/clock`, the test hook of `--manual-clock`.
 
 use std::sync::LazyLock;
 
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
@@ -22,15 +29,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Rendered once: the document is a function of the code.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_pretty_json().expect("the OpenAPI document serialises"));
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| serde_json::to_string_pretty(&document()).expect("the OpenAPI document serialises"));
 
 async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(DOCUMENT.as_str())
 }
 
-/// The document, for tests and tools.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document as served, for tests and tools.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    super::openapi_refine::refine(&mut doc);
+    doc
 }
 
 #[derive(OpenApi)]
@@ -38,8 +47,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     info(
         title = "zaiko",
         description = "Inventory and fulfilment sync: stock, reservations, shipments, channels, inbound stock, \
-                       the change feed, webhooks, imports and search. Every 2xx answer to a write is durable; \
-                       every error is `application/problem+json` with a `code` (see the `Problem` schema).",
+                       the change feed, webhooks, imports and search. Every 2xx answer to a write is durable and \
+                       carries `X-Zaiko-Lsn`, its position in the journal (pass it as `min_lsn` to search to read \
+                       your write); every error is `application/problem+json` with a `code` (see the `Problem` schema).",
         license(name = "Proprietary")
     ),
     paths(
@@ -54,7 +64,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::admin::revoke_token,
         super::admin::list_locations,
         super::admin::put_location,
-        super::admin::advance_clock,
         super::admin::create_snapshot,
         super::admin::list_snapshots,
         super::catalog::put_sku,
@@ -83,23 +92,60 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::webhooks::replay,
         super::imports::create,
         super::imports::get,
+        super::imports::cancel,
         super::search::search_skus,
         super::search::search_shipments,
     ),
-    components(schemas(Problem)),
+    components(schemas(
+        Problem,
+        FeedEventType,
+        super::event_types::BrandCreatedData,
+        super::event_types::SkuUpsertedData,
+        super::event_types::SkuDeletedData,
+        super::event_types::StockChangedData,
+        super::event_types::ReservationEndedData,
+        super::event_types::ShipmentCreatedData,
+        super::event_types::ShipmentStatusChangedData,
+        super::event_types::ChannelUpsertedData,
+        super::event_types::ChannelAvailabilityChangedData,
+        super::event_types::InboundReceivedData,
+        super::event_types::InboundClosedData,
+        crate::domain::view::ReservationView,
+        crate::domain::view::InboundView,
+    )),
     modifiers(&Conventions),
     tags(
-        (name = "health", description = "Liveness, readiness, metrics."),
+        (name = "health", description = "Liveness, readiness, metrics (no token)."),
         (name = "admin", description = "Brands, tokens, locations, snapshots (admin token)."),
-        (name = "catalog", description = "SKUs of a brand."),
+        (name = "catalog", description = "The SKUs of a brand."),
         (name = "stock", description = "Stock levels and changes."),
-        (name = "fulfilment", description = "Reservations and shipments."),
-        (name = "channels", description = "Sales channels and inbound notices."),
-        (name = "integration", description = "Change feed, webhooks, imports."),
+        (name = "reservations", description = "Holds on stock for a channel, until shipped, released or expired."),
+        (name = "shipments", description = "Shipments and their status, from a reservation or from lines."),
+        (name = "channels", description = "Where a brand sells, and what each channel may sell."),
+        (name = "inbound", description = "Stock on its way to a location (入荷予定) and its receipts."),
+        (name = "feed", description = "The change feed: every change of a brand, in commit order, by cursor."),
+        (name = "webhooks", description = "Feed events pushed to the brand's endpoints (Standard Webhooks)."),
+        (name = "imports", description = "Bulk CSV or NDJSON files applied as background jobs."),
         (name = "search", description = "Full-text search of SKUs and shipments."),
     )
 )]
 struct ApiDoc;
+
+/// The type of a change-feed event (the `type` of each event, the `events` a webhook
+/// subscribes to).
+pub(super) struct FeedEventType;
+
+impl utoipa::PartialSchema for FeedEventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(crate::feed::render::FEED_TYPES))
+            .description(Some("The type of a change-feed event."))
+            .into()
+    }
+}
+
+impl ToSchema for FeedEventType {}
 
 /// An RFC 9457 problem: the body of every non-2xx answer.
 #[derive(ToSchema)]
@@ -117,6 +163,11 @@ pub(super) struct Problem {
     errors: Option<Vec<FieldError>>,
     /// With `insufficient_stock`: what could not be covered.
     shortages: Option<Vec<Shortage>>,
+    /// With a 503 from `/readyz`: each background worker and its state.
+    workers: Option<std::collections::BTreeMap<String, crate::health::WorkerState>>,
+    /// With `cursor_history_changed`: the cursor to follow the feed from once the
+    /// stock has been read again.
+    next: Option<String>,
 }
 
 // Answers the handlers assemble themselves (lists, small acknowledgements): their
@@ -134,13 +185,6 @@ pub(super) struct BrandList {
 #[allow(dead_code)]
 pub(super) struct LocationList {
     locations: Vec<crate::domain::view::LocationView>,
-}
-
-/// `POST /v1/admin/clock`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ClockNow {
-    now: crate::domain::Timestamp,
 }
 
 /// `GET /v1/admin/snapshots`.
@@ -189,27 +233,13 @@ pub(super) struct Replaying {
     after_seq: u64,
 }
 
-/// One event of the change feed (and the body of a webhook delivery).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(super) struct FeedEvent {
-    /// Unique and stable: the webhook-id of its deliveries.
-    id: String,
-    /// Per brand, increasing by one in commit order.
-    seq: u64,
-    /// `stock.changed`, `sku.upserted`, `reservation.created`, `shipment.status_changed`, ...
-    #[schema(rename = "type")]
-    kind: String,
-    at: crate::domain::Timestamp,
-    /// The event's fields (see the contract for each type); never personal data.
-    data: serde_json::Value,
-}
-
 /// `GET /v1/brands/{brand}/events`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(super) struct EventPage {
-    events: Vec<FeedEvent>,
+    /// In commit order; each is one of the `FeedEvent` types.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<serde_json::Value>,
     /// Pass as `after` for the next page.
     next: String,
 }
@@ -243,11 +273,15 @@ impl Modify for Conventions {
 const NOT_IDEMPOTENT: &[&str] = &[
     "/v1/tokens",
     "/v1/brands/{brand}/tokens",
-    "/v1/admin/clock",
     "/v1/admin/snapshots",
     "/v1/brands/{brand}/webhooks/{id}/redrive",
     "/v1/brands/{brand}/webhooks/{id}/replay",
 ];
+
+/// Writes whose answer is not a journal record, so it carries no `X-Zaiko-Lsn`: a
+/// snapshot (its body has its `lsn`), and redrive and replay (delivery state lives in
+/// `webhooks.sqlite`, not in the journal).
+const NO_LSN: &[&str] = &["/v1/admin/snapshots", "/v1/brands/{brand}/webhooks/{id}/redrive", "/v1/brands/{brand}/webhooks/{id}/replay"];
 
 /// Paths served without a token.
 const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -282,6 +316,13 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
             .build();
         op.parameters.get_or_insert_with(Vec::new).push(header);
     }
+    if writes && !NO_LSN.contains(&path) {
+        for (status, response) in op.responses.responses.iter_mut() {
+            if let (true, utoipa::openapi::RefOr::T(response)) = (status.starts_with('2'), response) {
+                response.headers.insert("X-Zaiko-Lsn".to_string(), lsn_header());
+            }
+        }
+    }
     let mut problems: Vec<(&str, &str)> = vec![
         ("400", "`invalid_request`: a bad id, query parameter, header or body; `errors` names each field."),
         ("401", "`unauthorized`: no token, or an unknown or revoked one."),
@@ -292,8 +333,12 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
     if path.contains('{') {
         problems.push(("404", "`not_found`: the brand or the object does not exist."));
     }
-    if has_body {
-        problems.push(("413", "`payload_too_large`: the body is over the limit; nothing was read past it."));
+    if has_body || writes {
+        problems.push((
+            "413",
+            "`payload_too_large`: the body is over the limit (nothing was read past it), or the change would take a journal \
+             record over `--wal-record-bytes-max` (nothing was changed; send fewer items).",
+        ));
     }
     if writes {
         problems.push(("409", "`idempotency_in_progress` (and the operation's own conflicts)."));
@@ -307,6 +352,18 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
     }
 }
 
+/// `X-Zaiko-Lsn`: where the answer is in the journal.
+fn lsn_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer).minimum(Some(1)))
+        .description(Some(
+            "The journal position (LSN) that holds this answer's change, durable before the answer was sent (for an \
+             idempotent replay, the first answer's; for a request that changed nothing, the state it saw). Pass it as \
+             `min_lsn` to a search to read your write.",
+        ))
+        .build()
+}
+
 /// A problem response with the given description.
 pub fn problem_response(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
@@ -318,8 +375,13 @@ pub fn problem_response(description: &str) -> utoipa::openapi::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
-    /// Every route the server registers is described, with the same method.
+    /// Routes the server registers but the document leaves out: test hooks.
+    const UNDOCUMENTED: &[&str] = &["/v1/admin/clock"];
+
+    /// Every route the server registers is described, with the same method (but the
+    /// test hooks, which are not).
     #[test]
     fn every_registered_route_is_in_the_document() {
         let doc = document();
@@ -341,23 +403,30 @@ mod tests {
             let rest = &src[i + 8..];
             let path = &rest[..rest.find('"').unwrap()];
             let method = rest.split("web::").nth(1).unwrap().split("()").next().unwrap();
-            let item = doc.paths.paths.get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
-            let op = match method {
-                "get" => item.get.as_ref(),
-                "post" => item.post.as_ref(),
-                "put" => item.put.as_ref(),
-                "delete" => item.delete.as_ref(),
-                other => panic!("unexpected method {other}"),
-            };
-            assert!(op.is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
             routes += 1;
+            if UNDOCUMENTED.contains(&path) {
+                assert!(doc["paths"].get(path).is_none(), "{path} is a test hook: keep it out of /openapi.json");
+                continue;
+            }
+            let item = doc["paths"].get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
+            assert!(item.get(method).is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
         }
-        assert_eq!(routes, 42, "the route count changed: check this test still scans every routes file");
+        assert_eq!(routes, 43, "the route count changed: check this test still scans every routes file");
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                out.push((method.clone(), path.clone(), op));
+            }
+        }
+        out
     }
 
     #[test]
     fn the_document_is_openapi_3_1_and_every_reference_resolves() {
-        let json = serde_json::to_value(document()).unwrap();
+        let json = document();
         assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));
         let schemas = json["components"]["schemas"].as_object().unwrap();
         let text = json.to_string();
@@ -370,5 +439,248 @@ mod tests {
         let key = stock["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "Idempotency-Key").unwrap();
         assert_eq!(key["required"], true);
         assert_eq!(stock["responses"]["429"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem");
+    }
+
+    /// Generators name functions and modules after these: each operation has its own
+    /// id and one resource tag.
+    #[test]
+    fn operation_ids_are_unique_and_every_operation_has_one_tag() {
+        let doc = document();
+        let mut seen = std::collections::BTreeSet::new();
+        let tags: Vec<&str> = doc["tags"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(seen.insert(id.to_string()), "operationId {id} is used twice");
+            let op_tags = op["tags"].as_array().unwrap();
+            assert_eq!(op_tags.len(), 1, "{method} {path}");
+            assert!(tags.contains(&op_tags[0].as_str().unwrap()), "{method} {path}: tag {} is not declared", op_tags[0]);
+        }
+    }
+
+    /// Query parameters have their real types, never a bare string where the server
+    /// reads a number, a flag, a time or one of a set.
+    #[test]
+    fn query_parameters_are_typed() {
+        let doc = document();
+        let types = |path: &str, method: &str| -> Vec<(String, Value)> {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| (p["name"].as_str().unwrap().to_string(), p["schema"].clone()))
+                .collect()
+        };
+        let skus = types("/v1/search/skus", "get");
+        let get = |ps: &[(String, Value)], name: &str| ps.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        assert_eq!(get(&skus, "limit")["type"], "integer");
+        assert_eq!(get(&skus, "limit")["maximum"], 100);
+        assert_eq!(get(&skus, "in_stock")["type"], "boolean");
+        assert_eq!(get(&skus, "min_lsn")["type"], "integer");
+        assert_eq!(get(&skus, "sort")["enum"].as_array().unwrap().len(), 5);
+        let shipments = types("/v1/search/shipments", "get");
+        assert_eq!(get(&shipments, "status")["items"]["$ref"], "#/components/schemas/ShipmentStatus");
+        assert_eq!(get(&shipments, "created_from")["$ref"], "#/components/schemas/Timestamp");
+        let events = types("/v1/brands/{brand}/events", "get");
+        assert_eq!(get(&events, "wait")["maximum"], 30);
+        let kind = types("/v1/brands/{brand}/imports", "post");
+        assert_eq!(get(&kind, "kind")["$ref"], "#/components/schemas/ImportKind");
+    }
+
+    /// Checks `value` against `schema` for what the document uses: `$ref`, `type`
+    /// (one or several), `enum`, `const`, `properties`, `required`,
+    /// `additionalProperties`, `items`, `oneOf` and `format: date-time`.
+    fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return conforms(doc, &doc["components"]["schemas"][name], value, at);
+        }
+        if let Some(options) = schema["oneOf"].as_array() {
+            let matching = options.iter().filter(|o| conforms(doc, o, value, at).is_ok()).count();
+            return if matching == 1 { Ok(()) } else { Err(format!("{at}: {matching} of oneOf match {value}")) };
+        }
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let typed = types.is_empty() || types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+        if !typed {
+            return Err(format!("{at}: {kind} is not {types:?}"));
+        }
+        if let Some(allowed) = schema["enum"].as_array() {
+            if !allowed.contains(value) {
+                return Err(format!("{at}: {value} is not one of {allowed:?}"));
+            }
+        }
+        if schema.get("const").is_some_and(|c| c != value) {
+            return Err(format!("{at}: {value} is not {}", schema["const"]));
+        }
+        if schema["format"] == "date-time" && value.as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_err()) {
+            return Err(format!("{at}: {value} is not a date-time"));
+        }
+        if let Value::Object(fields) = value {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                if !fields.contains_key(required.as_str().unwrap()) {
+                    return Err(format!("{at}: {required} is missing"));
+                }
+            }
+            for (name, v) in fields {
+                let field = format!("{at}.{name}");
+                match (schema["properties"].get(name), schema.get("additionalProperties")) {
+                    (Some(s), _) => conforms(doc, s, v, &field)?,
+                    (None, Some(Value::Bool(false))) | (None, None) if schema.get("properties").is_some() => {
+                        return Err(format!("{field} is not in the schema"))
+                    }
+                    (None, Some(s)) if s.is_object() => conforms(doc, s, v, &field)?,
+                    _ => {}
+                }
+            }
+        }
+        if let Value::Array(items) = value {
+            for (i, v) in items.iter().enumerate() {
+                conforms(doc, &schema["items"], v, &format!("{at}[{i}]"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One event of every type the feed carries, as `feed::render` writes it.
+    fn one_event_of_each_type() -> Vec<crate::domain::event::Event> {
+        use crate::domain::catalog::Catalog;
+        use crate::domain::channel::{Channel, Inbound, InboundLine, InboundStatus};
+        use crate::domain::event::{Cause, Event};
+        use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, ShipTo, Shipment, ShipmentSource, ShipmentStatus};
+        use crate::domain::stock::{Level, Levels, StockOp};
+        use crate::domain::{Id, Timestamp};
+        let id = |s: &str| Id::parse(s).unwrap();
+        let at = Timestamp(1_796_000_000_000);
+        let lines = vec![Allocation { sku: id("S1"), location: id("tsukuba"), quantity: 2 }];
+        let catalog = Catalog {
+            name: "シャツ".into(),
+            color: Some("navy".into()),
+            price: Some(3990),
+            tags: Box::new(["cotton".into()]),
+            attributes: vec![("material".into(), "cotton".into())],
+            ..Catalog::default()
+        };
+        let reservation = Reservation {
+            id: id("R1"),
+            channel: id("ec"),
+            status: ReservationStatus::Active,
+            ttl_seconds: 600,
+            requested: Vec::new(),
+            lines: lines.clone(),
+            created_at: at,
+            expires_at: at.plus_seconds(600),
+            ended_at: None,
+            shipment_id: None,
+        };
+        let ship_to =
+            ShipTo { name: "山田".into(), postal_code: "1".into(), prefecture: "東京都".into(), address: "1".into(), phone: None };
+        let shipment = Shipment {
+            id: id("SH1"),
+            order_ref: Some("EC-1".into()),
+            channel: None,
+            source: ShipmentSource::Reservation(id("R1")),
+            lines,
+            ship_to,
+            status: ShipmentStatus::Accepted,
+            history: Vec::new(),
+            tracking_number: None,
+            carrier: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let channel = Channel { id: id("ec"), name: "EC".into(), locations: None, buffer: 1, created_at: at, updated_at: at };
+        let inbound = Inbound {
+            id: id("IN1"),
+            location: id("tsukuba"),
+            expected_at: Some(at),
+            status: InboundStatus::Expected,
+            lines: vec![InboundLine { sku: id("S1"), expected: 5, received: 0 }],
+            created_at: at,
+            updated_at: at,
+        };
+        let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0 })]));
+        vec![
+            Event::BrandCreated { name: "ブランド".into() },
+            Event::SkuUpserted { sku: id("S1"), catalog, version: 1 },
+            Event::SkuDeleted { sku: id("S1") },
+            Event::StockChanged {
+                sku: id("S1"),
+                version: 2,
+                levels: levels.clone(),
+                channels: vec![(id("ec"), 7)],
+                cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
+            },
+            Event::StockChanged { sku: id("S1"), version: 3, levels, channels: Vec::new(), cause: Cause::Reserved { id: id("R1") } },
+            Event::ReservationCreated { reservation: Box::new(reservation) },
+            Event::ReservationReleased { id: id("R1") },
+            Event::ReservationExpired { id: id("R1") },
+            Event::ShipmentCreated { shipment: Box::new(shipment) },
+            Event::ShipmentStatusChanged {
+                id: id("SH1"),
+                status: ShipmentStatus::Shipped,
+                tracking_number: Some("1".into()),
+                carrier: None,
+            },
+            Event::ChannelUpserted { channel: Box::new(channel) },
+            Event::ChannelSynced { channel: id("ec"), skus: vec![(id("S1"), 7)], after: None },
+            Event::InboundCreated { inbound: Box::new(inbound) },
+            Event::InboundReceived { id: id("IN1"), lines: vec![(id("S1"), 5)] },
+            Event::InboundClosed { id: id("IN1") },
+        ]
+    }
+
+    /// The feed's events as the document describes them (`FeedEvent`, a union on
+    /// `type`, with each type's `data`) are what `feed::render` writes, for every type.
+    #[test]
+    fn every_event_type_renders_as_documented() {
+        use crate::feed::render::{event_json, render, FEED_TYPES};
+        let doc = document();
+        let mut seen = std::collections::BTreeSet::new();
+        for event in one_event_of_each_type() {
+            let r = render(&event).expect("a feed event");
+            let json = event_json("evt_9_0", 9, r.kind, "2026-11-28T09:00:00.000Z", &r.data);
+            let value: Value = serde_json::from_str(&json).unwrap();
+            conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &value, r.kind).unwrap();
+            seen.insert(r.kind);
+        }
+        assert_eq!(seen.len(), FEED_TYPES.len(), "one event of each type: {seen:?}");
+        // And a field the document does not have is caught.
+        let mut extra: Value =
+            serde_json::from_str(&event_json("evt_9_0", 9, "sku.deleted", "2026-11-28T09:00:00.000Z", r#"{"sku":"S1","x":1}"#)).unwrap();
+        assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &extra, "extra").is_err());
+        extra["data"] = serde_json::json!({"sku": "S1"});
+        assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &extra, "ok").is_ok());
+    }
+
+    /// Every write answered from the journal documents `X-Zaiko-Lsn` on its 2xx.
+    #[test]
+    fn durable_answers_document_their_lsn() {
+        let doc = document();
+        let mut checked = 0;
+        for (method, path, op) in operations(&doc) {
+            if method == "get" || NO_LSN.contains(&path.as_str()) {
+                continue;
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('2') {
+                    assert!(response["headers"]["X-Zaiko-Lsn"].is_object(), "{method} {path} {status}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "{checked}");
     }
 }

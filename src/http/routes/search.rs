@@ -70,6 +70,10 @@ const SHIPMENT_PARAMS: &[&str] = &["q", "brand", "status", "created_from", "crea
 const REPEATABLE: &[&str] = &["status"];
 /// Longest `status` value (all of them, comma-separated), in bytes.
 const STATUS_BYTES_MAX: usize = 200;
+/// Most statuses one search names (repeats included): 20 of the longest name (9
+/// bytes) and their commas stay under [`STATUS_BYTES_MAX`], so a list of known
+/// statuses is refused for its length only past this count, which the document states.
+pub const STATUSES_GIVEN_MAX: usize = 20;
 
 static SEARCH_SLOTS: Semaphore = Semaphore::const_new(SEARCHES_IN_FLIGHT_MAX);
 
@@ -194,28 +198,32 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 struct CommonParams {
-    /// Words, all of which must match (Japanese substrings of 2+ characters match).
+    /// Words, all of which must match (Japanese substrings of 2+ characters match):
+    /// at most 500 characters and 16 words of at most 128 characters each.
     q: Option<String>,
     /// Limit to a brand (a brand token is always limited to its own).
+    #[param(value_type = Option<BrandId>)]
     brand: Option<String>,
-    /// See the contract.
-    sort: Option<String>,
-    /// 1..=100, default 20.
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// Page size: 1..=100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page (of the same search).
     cursor: Option<String>,
     /// Wait (up to 2 s) until the index covers this `X-Zaiko-Lsn`; else 503 `not_ready`.
-    min_lsn: Option<String>,
+    min_lsn: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/search/skus", tag = "search", params(
+#[utoipa::path(get, path = "/v1/search/skus", operation_id = "search_skus", tag = "search", params(
     CommonParams,
+    ("sort" = Option<String>, Query, description = "The order of the hits (default `relevance`)."),
     ("category" = Option<String>, Query, description = "This category or any under it."),
-    ("color" = Option<String>, Query), ("size" = Option<String>, Query),
-    ("location" = Option<String>, Query, description = "Availability at this location."),
-    ("channel" = Option<String>, Query, description = "Availability to this channel."),
-    ("in_stock" = Option<String>, Query, description = "`true`: available > 0."),
-    ("price_min" = Option<String>, Query), ("price_max" = Option<String>, Query),
+    ("color" = Option<String>, Query, description = "This colour."),
+    ("size" = Option<String>, Query, description = "This size."),
+    ("location" = Option<Id>, Query, description = "Availability at this location."),
+    ("channel" = Option<Id>, Query, description = "Availability to this channel."),
+    ("in_stock" = Option<bool>, Query, description = "`true`: available > 0 (at `location`, or to `channel`)."),
+    ("price_min" = Option<i64>, Query, description = "Lowest price, yen (at most `price_max`)."),
+    ("price_max" = Option<i64>, Query, description = "Highest price, yen."),
 ), responses((status = 200, description = "Hits, total, facets, next cursor; `X-Zaiko-Index-Lsn` says what the index covers.", body = crate::index::SearchResult)))]
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
@@ -230,6 +238,9 @@ fn statuses(p: &BTreeMap<String, String>) -> Result<Vec<crate::domain::fulfilmen
     let names = || STATUSES.map(|s| s.as_str()).join(", ");
     if raw.len() > STATUS_BYTES_MAX {
         return Err(bad("status", format!("too long; give some of {}", names())));
+    }
+    if raw.split(',').filter(|n| !n.is_empty()).count() > STATUSES_GIVEN_MAX {
+        return Err(bad("status", format!("at most {STATUSES_GIVEN_MAX} statuses; give some of {}", names())));
     }
     let mut out = Vec::new();
     for name in raw.split(',').filter(|n| !n.is_empty()) {
@@ -279,11 +290,12 @@ fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<
     Ok((r, int(p, "min_lsn", 0, u64::MAX)?))
 }
 
-#[utoipa::path(get, path = "/v1/search/shipments", tag = "search", params(
+#[utoipa::path(get, path = "/v1/search/shipments", operation_id = "search_shipments", tag = "search", params(
     CommonParams,
-    ("status" = Option<String>, Query, description = "One or more statuses (repeat or comma-separate)."),
-    ("created_from" = Option<String>, Query, description = "RFC 3339, inclusive."),
-    ("created_to" = Option<String>, Query, description = "RFC 3339, exclusive."),
+    ("sort" = Option<String>, Query, description = "The order of the hits (default `relevance` with words in `q`, else `created_desc`)."),
+    ("status" = Option<Vec<crate::domain::fulfilment::ShipmentStatus>>, Query, style = Form, explode, description = "Any of these statuses (repeat the parameter; comma-separated works too)."),
+    ("created_from" = Option<Timestamp>, Query, description = "Created at or after (RFC 3339)."),
+    ("created_to" = Option<Timestamp>, Query, description = "Created before (RFC 3339, at or after `created_from`)."),
 ), responses((status = 200, description = "Hits (never `ship_to`), total, facets, next cursor.", body = crate::index::shipments::ShipmentSearchResult)))]
 async fn search_shipments(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;

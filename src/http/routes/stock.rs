@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/skus/{sku}/stock", web::get().to(get_stock));
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}/stock", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "Levels per location, total, and each channel's availability.", body = crate::domain::view::StockView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/skus/{sku}/stock", operation_id = "get_stock", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses((status = 200, description = "Levels per location, total, and each channel's availability.", body = crate::domain::view::StockView)))]
 async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -25,7 +25,10 @@ async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(
     ask_brand(&state, brand, BrandCmd::GetStock { sku }, None).await
 }
 
+/// What a stock change does: `adjust` by `delta`, `set` `on_hand`, or
+/// `set_safety_stock` to `quantity`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StockOp)]
 #[serde(rename_all = "snake_case")]
 enum OpName {
     Adjust,
@@ -33,7 +36,9 @@ enum OpName {
     SetSafetyStock,
 }
 
+/// One change of `POST .../stock/changes` (in the document: one schema per `op`).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StockChangeInput)]
 #[serde(deny_unknown_fields)]
 struct ChangeInput {
     sku: Id,
@@ -47,14 +52,16 @@ struct ChangeInput {
     reason: Option<CompactString>,
 }
 
+/// The body of `POST .../stock/changes`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StockChangesInput)]
 #[serde(deny_unknown_fields)]
 struct ChangesInput {
     changes: Vec<ChangeInput>,
 }
 
 /// Longest `reason`, in characters.
-const REASON_CHARS_MAX: usize = 200;
+pub(super) const REASON_CHARS_MAX: usize = 200;
 
 fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<StockChangeCmd> {
     let f = |name: &str| format!("changes[{i}].{name}");
@@ -92,7 +99,7 @@ fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<
     Some(StockChangeCmd { sku: c.sku, location: c.location, op: op?, expected_version: c.expected_version, reason: c.reason })
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/stock/changes", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ChangesInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/stock/changes", operation_id = "change_stock", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ChangesInput, responses(
     (status = 200, description = "Each change applied or rejected (`version_conflict`, `insufficient_stock`, `not_found`), in order; the applied ones are durable.", body = crate::domain::view::ChangeResultsView),
 ))]
 async fn post_changes(

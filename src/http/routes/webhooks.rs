@@ -28,10 +28,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/webhooks/{id}/replay", web::post().to(replay));
 }
 
+/// The body of `POST .../webhooks`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookInput)]
 #[serde(deny_unknown_fields)]
 struct CreateInput {
+    /// Where to deliver: `http://` or `https://`, no `user:pass@`, at most 2048 characters.
     url: String,
+    /// The event types to deliver, each once.
+    #[schema(value_type = Vec<super::openapi::FeedEventType>)]
     events: Vec<String>,
 }
 
@@ -58,7 +63,7 @@ fn new_webhook_id() -> Id {
     Id::parse(&format!("wh_{}", hex::encode(b))).expect("hex is a valid id")
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = CreateInput, responses(
+#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks", operation_id = "create_webhook", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = CreateInput, responses(
     (status = 201, description = "The subscription with its `whsec_` secret, shown only now.", body = crate::domain::webhook::WebhookView),
     (status = 422, description = "`unprocessable`: too many subscriptions (and `idempotency_key_reused`).", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -85,14 +90,14 @@ async fn create(
     ask_brand(&state, brand, BrandCmd::Webhook(WebhookCmd::Create(Box::new(w))), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/webhooks", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The subscriptions (without secrets).", body = super::openapi::WebhookList)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The subscriptions (without secrets).", body = super::openapi::WebhookList)))]
 async fn list(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::Webhook(WebhookCmd::List), None).await
 }
 
-#[utoipa::path(delete, path = "/v1/brands/{brand}/webhooks/{id}", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), responses((status = 204, description = "Deleted; its queued deliveries are dropped.")))]
+#[utoipa::path(delete, path = "/v1/brands/{brand}/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), responses((status = 204, description = "Deleted; its queued deliveries are dropped.")))]
 async fn delete(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Write)?;
@@ -121,12 +126,12 @@ struct DeliveriesQuery {
     limit: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/webhooks/{id}/deliveries", tag = "integration", params(
+#[utoipa::path(get, path = "/v1/brands/{brand}/webhooks/{id}/deliveries", operation_id = "list_deliveries", tag = "webhooks", params(
     ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
     ("id" = crate::domain::Id, Path, description = "The webhook id."),
-    ("status" = Option<String>, Query, description = "`pending`, `failed`, `dead` or `delivered`."),
-    ("after" = Option<String>, Query, description = "The `next` of the previous page."),
-    ("limit" = Option<String>, Query, description = "1..=1000, default 100."),
+    ("status" = Option<crate::webhooks::store::Status>, Query, description = "Only deliveries in this state."),
+    ("after" = Option<String>, Query, pattern = "^[0-9]{1,20}$", description = "The `next` of the previous page."),
+    ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..=1000, default 100."),
 ), responses((status = 200, description = "Deliveries in seq order.", body = super::openapi::DeliveryList)))]
 async fn deliveries(
     req: HttpRequest,
@@ -156,7 +161,7 @@ async fn deliveries(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows, "next": next.to_string() })))
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/redrive", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), responses((status = 200, description = "Dead deliveries queued again.", body = super::openapi::Redriven)))]
+#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/redrive", operation_id = "redrive_deliveries", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), responses((status = 200, description = "Dead deliveries queued again.", body = super::openapi::Redriven)))]
 async fn redrive(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -170,13 +175,15 @@ async fn redrive(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "requeued": n })))
 }
 
+/// The body of `POST .../webhooks/{id}/replay`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayInput {
+    /// Send again the subscribed events after this feed seq.
     after_seq: u64,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/replay", tag = "integration", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), request_body = ReplayInput, responses((status = 202, description = "The events after `after_seq` are being sent again, in order.", body = super::openapi::Replaying)))]
+#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/replay", operation_id = "replay_events", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), request_body = ReplayInput, responses((status = 202, description = "The events after `after_seq` are being sent again, in order.", body = super::openapi::Replaying)))]
 async fn replay(
     req: HttpRequest,
     state: web::Data<AppState>,

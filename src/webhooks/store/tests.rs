@@ -5,9 +5,20 @@ use super::*;
 use crate::domain::event::Event;
 use crate::domain::Id;
 use crate::feed::store::{Batch, NewEvent, Retention, Store};
+use crate::journal::history::{Cause, HistoryId};
+
+/// A data dir's first history.
+fn first() -> History {
+    History { id: HistoryId(1), ..History::initial(Cause::New) }
+}
 
 fn feed_with(path: &Path, kinds: &[&'static str]) {
-    let mut s = Store::open(path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 }).unwrap();
+    feed_in(path, &first(), 1, kinds)
+}
+
+/// Commits events of `kinds` at LSNs from `lsn` to the feed store, in `history`.
+fn feed_in(path: &Path, history: &History, lsn: u64, kinds: &[&'static str]) {
+    let mut s = Store::open(path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 }, history, &[]).unwrap();
     let events = kinds
         .iter()
         .enumerate()
@@ -24,10 +35,10 @@ fn feed_with(path: &Path, kinds: &[&'static str]) {
                 "sku.deleted" => Event::SkuDeleted { sku },
                 other => panic!("no test event of type {other}"),
             };
-            NewEvent::of(&BrandId::parse("b1").unwrap(), i as u64 + 1, 0, Timestamp(0), &ev).unwrap()
+            NewEvent::of(&BrandId::parse("b1").unwrap(), lsn + i as u64, 0, Timestamp(0), &ev).unwrap()
         })
         .collect();
-    s.commit(&Batch { events, hooks: vec![], last_lsn: kinds.len() as u64 }).unwrap();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: lsn + kinds.len() as u64 - 1 }).unwrap();
 }
 
 fn b1() -> BrandId {
@@ -49,7 +60,7 @@ async fn queueing_follows_the_cursor_with_the_bound_and_the_filter() {
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("feed.sqlite");
     feed_with(&feed, &["stock.changed", "sku.deleted", "stock.changed", "stock.changed", "stock.changed"]);
-    let db = start(&dir.path().join("webhooks.sqlite"), &feed).unwrap();
+    let db = start(&dir.path().join("webhooks.sqlite"), &feed, &first()).unwrap();
     let (queued, more) = db.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 1, reply }).await.unwrap();
     assert!(queued.is_empty() && !more);
     let first = enqueue(&db, 2).await;
@@ -89,4 +100,28 @@ async fn queueing_follows_the_cursor_with_the_bound_and_the_filter() {
     db.send(Op::RetainOnly { webhooks: vec!["other".into()] }).await.unwrap();
     assert!(statuses(&db, None).await.is_empty());
     assert!(!db.ask(|reply| Op::Replay { webhook: "wh".into(), after_seq: 0, reply }).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_new_history_drops_the_old_queue_and_starts_every_subscription_at_its_beginning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, path) = (dir.path().join("feed.sqlite"), dir.path().join("webhooks.sqlite"));
+    feed_with(&feed, &["stock.changed", "stock.changed", "stock.changed"]);
+    let db = start(&path, &feed, &first()).unwrap();
+    db.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 0, reply }).await.unwrap();
+    assert_eq!(enqueue(&db, 10).await.added.len(), 3);
+    drop(db);
+    // A restore or a repair: the feed begins again after the fork, with seqs from 1.
+    let forked = History::fork(10, Some(first().id), Cause::Repair);
+    feed_in(&feed, &forked, 11, &["stock.changed"]);
+    let db = start(&path, &feed, &forked).unwrap();
+    assert!(statuses(&db, None).await.is_empty(), "the old history's deliveries are gone");
+    let (queued, _) = db.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 0, reply }).await.unwrap();
+    assert!(queued.is_empty());
+    let added = enqueue(&db, 10).await.added;
+    assert_eq!(added.iter().map(|d| (d.seq, d.event_id.clone())).collect::<Vec<_>>(), vec![(1, format!("evt_{}_11_0", forked.id))]);
+    drop(db);
+    // Opened again in the same history: nothing is dropped.
+    let db = start(&path, &feed, &forked).unwrap();
+    assert_eq!(statuses(&db, None).await, vec![(1, Status::Pending)]);
 }
