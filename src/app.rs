@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{sha256, AuthTable, EnsureAdmin, RegistryActor};
 use crate::actors::shard::Shard;
-use crate::actors::{shard_index, Context, Router};
+use crate::actors::{shard_index, Context, Logs, Placement, Router};
 use crate::clock::{ManualClock, SharedClock, SystemClock};
 use crate::config::ServeConfig;
 use crate::domain::brand::BrandState;
@@ -487,7 +487,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     // actor republishes them when it starts, but a shard (the start-up sweep, the
     // import runner resuming a job) may decide before that happens.
     let locations = Arc::new(ArcSwap::from_pointee(registry.locations.clone()));
-    let ctx = Context { clock: clock.clone(), locations };
+    let ctx = Context { clock: clock.clone(), record_bytes_max: cfg.journal.record_bytes_max, locations };
     let log: crate::journal::LogRef = Arc::new(journal.clone());
     let pending_imports = crate::integration::pending_imports(&brands);
     let subscriptions = crate::integration::subscriptions(&brands);
@@ -507,7 +507,9 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
             let dirty = dirty.into_iter().collect();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, log, capacity, queued));
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| {
+                Shard::new(index, brands, dirty, ctx, Logs::One(log), capacity, queued)
+            });
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
@@ -518,13 +520,13 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
-        log: log.clone(),
+        log: Some(log.clone()),
         auth,
         configured_admin: cfg.admin_token.as_deref().map(|t| sha256(t.as_bytes())),
         mailbox_capacity: cfg.mailbox_capacity,
     }
     .start();
-    let router = Router { shards, registry: registry.clone(), queued };
+    let router = Router { shards, registry: registry.clone(), queued, placement: Placement::ByBrand };
     let integrations = crate::integration::start(
         &cfg.data_dir,
         &cfg.integration,
@@ -548,7 +550,12 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
     if app
         .services
-        .set(Services { router, journal: journal.clone(), clock, snapshots, skus, shipments: shipment_index, integrations })
+        .set(Services {
+            router,
+            clock,
+            local: Some(crate::http::Local { journal: journal.clone(), snapshots, skus, shipments: shipment_index, integrations }),
+            cluster: None,
+        })
         .is_err()
     {
         anyhow::bail!("services were set twice");

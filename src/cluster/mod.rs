@@ -6,6 +6,8 @@
 //!   takeover marker) and the replay rule that fences old owners off.
 //! * [`follower`] — hot standbys: a partition's journal followed and its state kept applied.
 //! * [`lease`] — partition leases in a KV bucket: epochs, renewal, deadlines.
+//! * [`node`] — the node controller: heartbeats, the view of leases and live nodes, and
+//!   for each partition own / take over / follow / leave, carried out through [`node::Host`].
 //! * [`placement`] — who should own and follow each partition (rendezvous hashing).
 //! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
 //!   gate: publish ack *and* a valid lease) and the reading of a subject.
@@ -14,5 +16,6 @@ pub mod engine;
 pub mod entry;
 pub mod follower;
 pub mod lease;
+pub mod node;
 pub mod placement;
 pub mod plog;

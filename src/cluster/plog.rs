@@ -63,6 +63,9 @@ struct Inner {
     queue: Mutex<Queue>,
     wake: Notify,
     durable: watch::Sender<Durable>,
+    /// Notified with every change of `durable`, for threads that wait outside a runtime.
+    durable_cv: parking_lot::Condvar,
+    durable_mx: Mutex<()>,
 }
 
 /// The owner's handle on a partition journal. Cheap to clone.
@@ -90,7 +93,8 @@ impl ReplicatedJournal {
     pub fn new(subject: String, limits: PlogLimits, next_lsn: Lsn, lease: Arc<LeaseCell>) -> ReplicatedJournal {
         let (durable, _) = watch::channel(Durable { lsn: next_lsn - 1, stopped: false });
         let queue = Mutex::new(Queue { next_lsn, pending: VecDeque::new(), bytes: 0, stopped: false });
-        ReplicatedJournal { inner: Arc::new(Inner { subject, lease, limits, queue, wake: Notify::new(), durable }) }
+        let (durable_cv, durable_mx) = (parking_lot::Condvar::new(), Mutex::new(()));
+        ReplicatedJournal { inner: Arc::new(Inner { subject, lease, limits, queue, wake: Notify::new(), durable, durable_cv, durable_mx }) }
     }
 
     /// Queues a record for the next entry and returns its LSN. Never blocks.
@@ -138,6 +142,32 @@ impl ReplicatedJournal {
         }
     }
 
+    fn set_durable(&self, f: impl FnOnce(&mut Durable)) {
+        let _guard = self.inner.durable_mx.lock();
+        self.inner.durable.send_modify(f);
+        self.inner.durable_cv.notify_all();
+    }
+
+    /// The blocking variant of [`ReplicatedJournal::wait_durable`], bounded by
+    /// `timeout`: the durable LSN when `lsn` became durable (and the lease valid) or the
+    /// time ran out.
+    pub fn wait_durable_blocking(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut guard = self.inner.durable_mx.lock();
+        loop {
+            let d = *self.inner.durable.borrow();
+            if d.stopped || self.inner.lease.is_lost() {
+                return Err(AppendError::Stopped);
+            }
+            if d.lsn >= lsn && self.inner.lease.valid_at(std::time::Instant::now()) {
+                return Ok(d.lsn);
+            }
+            if self.inner.durable_cv.wait_until(&mut guard, deadline).timed_out() {
+                return Ok(self.durable_lsn().min(lsn.saturating_sub(1)));
+            }
+        }
+    }
+
     /// The lease this journal is written under.
     pub fn lease(&self) -> &Arc<LeaseCell> {
         &self.inner.lease
@@ -146,7 +176,7 @@ impl ReplicatedJournal {
     /// Stops taking appends; what is queued is never acknowledged.
     pub fn stop(&self) {
         self.inner.queue.lock().stopped = true;
-        self.inner.durable.send_modify(|d| d.stopped = true);
+        self.set_durable(|d| d.stopped = true);
         self.inner.wake.notify_one();
     }
 
@@ -197,7 +227,7 @@ impl ReplicatedJournal {
                 // The output gate: an ack counts once the lease is valid. An ack that
                 // arrives while the lease has lapsed waits for a renewal that still
                 // finds our revision (no successor can exist then), or for the loss.
-                Ok(()) if lease.wait_valid().await => self.inner.durable.send_modify(|d| d.lsn = last),
+                Ok(()) if lease.wait_valid().await => self.set_durable(|d| d.lsn = last),
                 Ok(()) => break Stopped::LeaseLost,
                 Err(why) => break why,
             }
@@ -344,4 +374,31 @@ pub enum TakeoverError {
     Moved,
     #[error("the takeover marker could not be published: {0}")]
     Unavailable(String),
+}
+
+impl crate::journal::Log for ReplicatedJournal {
+    fn append(&self, payload: Vec<u8>) -> Result<Lsn, AppendError> {
+        ReplicatedJournal::append(self, payload)
+    }
+
+    fn record_bytes_max(&self) -> usize {
+        self.inner.limits.record_bytes_max
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        ReplicatedJournal::durable_lsn(self)
+    }
+
+    fn last_assigned_lsn(&self) -> Lsn {
+        ReplicatedJournal::last_assigned_lsn(self)
+    }
+
+    fn wait_durable(&self, lsn: Lsn) -> futures_util::future::BoxFuture<'static, Result<(), AppendError>> {
+        let journal = self.clone();
+        Box::pin(async move { ReplicatedJournal::wait_durable(&journal, lsn).await })
+    }
+
+    fn wait_durable_timeout(&self, lsn: Lsn, timeout: Duration) -> Result<Lsn, AppendError> {
+        self.wait_durable_blocking(lsn, timeout)
+    }
 }

@@ -27,10 +27,16 @@ pub enum ErrorCode {
     /// A feed cursor from an earlier journal history, before a restore or a repair
     /// (410; not in the v1 contract's list).
     CursorHistoryChanged,
+    /// Cluster mode: the brand's partition has no owner this node can reach now (a
+    /// takeover is under way) — 503, retry (not in the v1 contract's list).
+    PartitionUnavailable,
+    /// Cluster mode: the route is not available in cluster mode yet (501; not in the v1
+    /// contract's list).
+    NotInClusterMode,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -48,6 +54,8 @@ impl ErrorCode {
         ErrorCode::NotReady,
         ErrorCode::CursorExpired,
         ErrorCode::CursorHistoryChanged,
+        ErrorCode::PartitionUnavailable,
+        ErrorCode::NotInClusterMode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +77,8 @@ impl ErrorCode {
             ErrorCode::NotReady => "not_ready",
             ErrorCode::CursorExpired => "cursor_expired",
             ErrorCode::CursorHistoryChanged => "cursor_history_changed",
+            ErrorCode::PartitionUnavailable => "partition_unavailable",
+            ErrorCode::NotInClusterMode => "not_in_cluster_mode",
         }
     }
 }

@@ -84,14 +84,36 @@ fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Pr
 /// What handlers need once recovery is done.
 pub struct Services {
     pub router: Router,
-    pub journal: Journal,
     pub clock: SharedClock,
+    /// What only the single node has (in cluster mode these routes answer 501
+    /// `not_in_cluster_mode` until cluster mode's second part brings them).
+    pub local: Option<Local>,
+    /// Cluster mode: this node's view of partitions and owners.
+    pub cluster: Option<crate::cluster::node::Node>,
+}
+
+/// The single node's journal and what follows it.
+pub struct Local {
+    pub journal: Journal,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
     /// The search indexes.
     pub skus: Arc<crate::index::SkuIndex>,
     pub shipments: Arc<crate::index::ShipmentIndex>,
     /// The change feed, webhooks and imports.
     pub integrations: crate::integration::Integrations,
+}
+
+impl Services {
+    /// The single node's services, or 501 in cluster mode.
+    pub fn local(&self) -> Result<&Local, Problem> {
+        self.local.as_ref().ok_or_else(|| {
+            Problem::new(
+                crate::domain::ErrorCode::NotInClusterMode,
+                "this route is not available in cluster mode yet (search, the change feed, webhooks, imports and \
+                 snapshots come with cluster mode's second part); use a single-node server for it",
+            )
+        })
+    }
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then

@@ -73,8 +73,8 @@ async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpR
         let (reply, rx) = oneshot::channel();
         shard.try_send(ListBrands { reply }).map_err(|_| Problem::overloaded("the server is at capacity; retry shortly"))?;
         let (seen, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
-        if let Some(seen) = seen {
-            seen.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+        for pending in seen {
+            pending.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
         }
         brands.extend(views);
     }
@@ -234,7 +234,7 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
     // Validated like everywhere, but not honoured here (see the notes in docs/api-v1.md).
     idempotency_key(&req)?;
     let svc = state.services()?;
-    let info = svc.snapshots.create(svc.clock.now()).await.map_err(|e| {
+    let info = svc.local()?.snapshots.create(svc.clock.now()).await.map_err(|e| {
         tracing::error!(error = %e, "snapshot failed");
         Problem::new(crate::domain::ErrorCode::Unprocessable, format!("the snapshot could not be built: {e}"))
     })?;
@@ -245,6 +245,6 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;
-    let snapshots = svc.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
+    let snapshots = svc.local()?.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": snapshots })))
 }

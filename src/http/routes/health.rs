@@ -58,7 +58,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     }
     let reports = health::global().reports();
     let workers = || serde_json::to_value(health::by_name(&reports)).expect("worker states serialise");
-    if svc.journal.disk_full() {
+    if svc.local.as_ref().is_some_and(|l| l.journal.disk_full()) {
         return Err(Problem::overloaded("the journal disk is full; writes are refused until space is freed")
             .with_retry_after(5)
             .with_extension("workers", workers()));

@@ -123,7 +123,7 @@ async fn create(
     }
     let key = idempotency_key(&req)?;
     let svc = state.services()?;
-    let imports = &svc.integrations.imports;
+    let imports = &svc.local()?.integrations.imports;
     let _in_progress = imports.begin(&brand, key.as_deref()).ok_or_else(|| {
         Problem::new(ErrorCode::IdempotencyInProgress, "an upload with this Idempotency-Key is still running; wait for its answer")
     })?;
@@ -178,7 +178,7 @@ async fn cancel(
     // The upload is of no more use once the cancel is durable: remove it now rather than
     // when the runner reaches the job (a runner reading it stops at its next chunk).
     if let Ok(Job { status: ImportStatus::Cancelled, format }) = serde_json::from_slice(&reply.body) {
-        let path = state.services()?.integrations.imports.cfg.dir.join(file_name(&id, format));
+        let path = state.services()?.local()?.integrations.imports.cfg.dir.join(file_name(&id, format));
         let removed = web::block(move || match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

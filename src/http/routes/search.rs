@@ -228,8 +228,9 @@ struct CommonParams {
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_request(&params(req.query_string(), SKU_PARAMS)?, &caller)?;
-    let skus = svc.skus.clone();
-    respond(svc.skus.coverage(), min_lsn, move || skus.search(&request)).await
+    let index = &svc.local()?.skus;
+    let skus = index.clone();
+    respond(index.coverage(), min_lsn, move || skus.search(&request)).await
 }
 
 /// `status`: one or several statuses, comma-separated, each once.
@@ -300,8 +301,9 @@ fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<
 async fn search_shipments(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_shipment_request(&params(req.query_string(), SHIPMENT_PARAMS)?, &caller)?;
-    let shipments = svc.shipments.clone();
-    respond(svc.shipments.coverage(), min_lsn, move || shipments.search(&request)).await
+    let index = &svc.local()?.shipments;
+    let shipments = index.clone();
+    respond(index.coverage(), min_lsn, move || shipments.search(&request)).await
 }
 
 /// Waits for `min_lsn`, then runs `search` on the blocking pool within the bound of
