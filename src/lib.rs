@@ -17,13 +17,13 @@
 //! - [`config`] — command line and configuration.
 //! - [`clock`] — the only reader of wall-clock time.
 //! - [`cli`] — offline commands.
-//! - [`bench`] — `zaiko bench`: the load harness (closed-loop client, scenarios, reports).
 //! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
 //! - [`telemetry`] — logging setup.
+//! - [`procfs`] — readers of `/proc`: a process's RSS and CPU time (for `/metrics` and
+//!   the load harness, `bench/`).
 
 pub mod actors;
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -35,6 +35,7 @@ pub mod imports;
 pub mod index;
 pub mod integration;
 pub mod journal;
+pub mod procfs;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
