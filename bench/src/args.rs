@@ -42,7 +42,7 @@ pub struct TargetArgs {
     pub spawn: bool,
     /// The server binary --spawn starts [default: `zaiko` beside this binary, where
     /// `cargo build --release` puts it].
-    #[arg(long, env = "ZAIKO_SERVER_BIN")]
+    #[arg(long, env = "ZAIKO_SERVER_BIN", hide_env_values = true)]
     pub server_bin: Option<PathBuf>,
     /// Where the spawned server's data dir goes (must be the disk you mean to measure).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
@@ -194,7 +194,7 @@ pub struct IntegrationsArgs {
     pub webhook_rows: usize,
     /// The server binary to start [default: `zaiko` beside this binary, where
     /// `cargo build --release` puts it].
-    #[arg(long, env = "ZAIKO_SERVER_BIN")]
+    #[arg(long, env = "ZAIKO_SERVER_BIN", hide_env_values = true)]
     pub server_bin: Option<PathBuf>,
     /// Where the server's temporary data dir goes (must be the disk you mean to measure).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
