@@ -241,6 +241,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_server_binary_is_looked_for_beside_this_one_and_must_exist() {
+        let missing = std::env::temp_dir().join("no-such-zaiko-binary");
+        let e = server_binary(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains(&missing.display().to_string()) && e.contains("cargo build --release"), "{e}");
+        // Test binaries live in target/<profile>/deps/, where no `zaiko` is built.
+        let beside = std::env::current_exe().unwrap().with_file_name(format!("zaiko{}", std::env::consts::EXE_SUFFIX));
+        match server_binary(None) {
+            Ok(found) => assert_eq!(found, beside),
+            Err(e) => assert!(e.to_string().contains(&beside.display().to_string()), "{e}"),
+        }
+        let this = std::env::current_exe().unwrap();
+        assert_eq!(server_binary(Some(&this)).unwrap(), this);
+    }
+
+    #[test]
     fn prometheus_text_parses_to_samples() {
         let text = "# HELP a x\n# TYPE a counter\na 12\nb{route=\"/x y\"} 0.5\n\nbroken\nc NaN\n";
         let s = parse_prometheus(text);
