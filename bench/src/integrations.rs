@@ -13,7 +13,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,13 +23,14 @@ use serde_json::{json, Value};
 use zaiko::procfs;
 
 use super::args::IntegrationsArgs;
-use super::target::server_binary;
+use super::target::{server_binary, Spawned};
 
 const ADMIN: &str = "bench-admin-token-0123456789";
 const LIVE_SKUS: usize = 100;
 
+/// The spawned server; dropping it stops the server, then removes its data dir.
 struct Server {
-    child: Child,
+    spawned: Spawned,
     base: String,
     _dir: tempfile::TempDir,
 }
@@ -40,7 +40,8 @@ type CpuReading = std::collections::BTreeMap<(String, String), f64>;
 
 fn cpu(s: &Server) -> CpuReading {
     let mut out = CpuReading::new();
-    for t in std::fs::read_dir(format!("/proc/{}/task", s.child.id())).into_iter().flatten().flatten() {
+    let tasks = s.spawned.pid().and_then(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok());
+    for t in tasks.into_iter().flatten().flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
         let seconds = procfs::stat_cpu_seconds(&stat).unwrap_or(0.0);
@@ -67,31 +68,15 @@ fn cpu_used(before: &CpuReading, after: &CpuReading) -> String {
     )
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(exe: &Path, data_root: &Path) -> anyhow::Result<Server> {
     let dir = tempfile::Builder::new().prefix("zaiko-bench-").tempdir_in(data_root).context("cannot create the data dir")?;
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--webhook-allow-private"])
-        // The live clients measure latency, not the per-brand rate limit (5,000/s by
-        // default), which they can pass once the import is not competing.
-        .args(["--brand-rps", "1000000", "--brand-burst", "1000000", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("ZAIKO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {} serve", exe.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
-    let base = line.trim().strip_prefix("zaiko listening on ").context("the server did not start; see its server.log")?.to_string();
-    let s = Server { child, base, _dir: dir };
+    // The live clients measure latency, not the per-brand rate limit (5,000/s by
+    // default), which they can pass once the import is not competing.
+    let args = ["--webhook-allow-private", "--brand-rps", "1000000", "--brand-burst", "1000000"].map(String::from);
+    let envs = [("ZAIKO_LOG".to_string(), "warn".to_string())];
+    let spawned = Spawned::start(exe, &dir.path().join("data"), ADMIN, &args, &envs)?;
+    let base = format!("http://{}", spawned.addr);
+    let s = Server { spawned, base, _dir: dir };
     let c = client();
     while c.get(format!("{}/readyz", s.base)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
         std::thread::sleep(Duration::from_millis(20));
