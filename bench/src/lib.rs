@@ -1,8 +1,9 @@
 //! `zaiko-bench`: the load harness. It drives a running server (`--url`) or one it
 //! starts from the server binary (`--spawn`) and reports what the server sustains
 //! beside the server's own `/healthz` ceiling measured in the same run. It talks to the
-//! server over HTTP only; from the `zaiko` library it takes the `/proc` readers, and,
-//! for `replay-profile` alone, the journal format and the state fold.
+//! server over HTTP only; from the `zaiko` library it takes the `/proc` readers, the
+//! snapshot listing and, for `replay-profile` alone, the journal format and the state
+//! fold.
 //!
 //! * [`args`] — the command line.
 //! * [`client`] — a lean HTTP/1.1 keep-alive client (hand-written requests and parsing).

@@ -1,7 +1,7 @@
 //! Where recovery time goes, measured offline on a stopped data dir with the same
-//! steps as the server's `journal::open` + `app::recover`, each timed on its own: reading the
-//! segment files, scanning them (framing + CRC), decoding the payloads (bincode) and
-//! applying the records to fresh state.
+//! steps as the server's `journal::open` + `app::recover`, each timed on its own:
+//! reading the segment files, scanning them (framing + CRC), decoding the payloads
+//! (bincode) and applying the records to fresh state.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
