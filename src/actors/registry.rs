@@ -16,7 +16,7 @@ use crate::domain::event::{self, RegistryRecord, WalRecord};
 use crate::domain::idempotency::Status;
 use crate::domain::registry::{Location, LocationKind, Registry, RegistryEvent, Role, TokenRecord};
 use crate::domain::view::LocationView;
-use crate::domain::{ErrorCode, Id, Rejection};
+use crate::domain::{Id, Rejection};
 use crate::journal::LogRef;
 
 /// A token in the form handed out: `zk_<id>_<secret>`.
@@ -252,11 +252,6 @@ impl Handler<EnsureAdmin> for RegistryActor {
         );
         let _ = msg.reply.send(g.result.map(|_| Some(admin_token)));
     }
-}
-
-/// The rejection for a request whose token may not do what it asks.
-pub fn forbidden(detail: impl Into<String>) -> Rejection {
-    Rejection::new(ErrorCode::Forbidden, detail)
 }
 
 #[cfg(test)]
