@@ -22,11 +22,6 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
-    /// Load and capacity benchmarks against a running or spawned server.
-    Bench {
-        #[command(subcommand)]
-        command: Box<crate::bench::args::BenchCommand>,
-    },
     /// Inspect the write-ahead log.
     Wal {
         #[command(subcommand)]

@@ -20,28 +20,33 @@
 //! - [`clock`] — the only reader of wall-clock time.
 //! - [`cluster`] — cluster mode: partition journals, leases and placement on NATS JetStream.
 //! - [`cli`] — offline commands.
-//! - [`bench`] — `zaiko bench`: the load harness (closed-loop client, scenarios, reports).
 //! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
 //! - [`telemetry`] — logging setup.
+//! - [`procfs`] — readers of `/proc`: a process's RSS and CPU time (for `/metrics` and
+//!   the load harness, `bench/`).
+//!
+//! The public modules are what the `zaiko` binary (`src/main.rs`), the tests under
+//! `tests/`, `benches/search` and the load harness (`bench/`) use; the rest is
+//! `pub(crate)`.
 
-pub mod actors;
+pub(crate) mod actors;
 pub mod app;
-pub mod bench;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod cluster;
 pub mod config;
-pub mod demo;
+pub(crate) mod demo;
 pub mod domain;
 pub mod fdlimit;
-pub mod feed;
+pub(crate) mod feed;
 pub mod health;
-pub mod http;
+pub(crate) mod http;
 pub mod imports;
 pub mod index;
-pub mod integration;
+pub(crate) mod integration;
 pub mod journal;
+pub mod procfs;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
-pub mod webhooks;
+pub(crate) mod webhooks;

@@ -67,7 +67,6 @@ fn main() -> ExitCode {
             zaiko::telemetry::init(zaiko::config::LogFormat::Human);
             zaiko::cli::index_rebuild(&data_dir)
         }
-        Command::Bench { command } => zaiko::bench::main(*command),
         Command::Import(args) => zaiko::imports::client::run(&args),
     }
 }

@@ -22,9 +22,14 @@ pub struct State {
 impl State {
     /// Folds one journal payload in. Errors name what does not fit.
     pub fn apply_payload(&mut self, lsn: Lsn, payload: &[u8]) -> Result<(), String> {
-        match event::decode(payload)? {
-            WalRecord::Registry(r) => self.registry.apply(lsn, &r)?,
-            WalRecord::Brand(b) => apply_brand_record(&mut self.brands, lsn, &b)?,
+        self.apply_record(lsn, &event::decode(payload)?)
+    }
+
+    /// Folds one decoded journal record in. Errors name what does not fit.
+    pub fn apply_record(&mut self, lsn: Lsn, record: &WalRecord) -> Result<(), String> {
+        match record {
+            WalRecord::Registry(r) => self.registry.apply(lsn, r)?,
+            WalRecord::Brand(b) => apply_brand_record(&mut self.brands, lsn, b)?,
         }
         self.lsn = lsn;
         Ok(())

@@ -5,9 +5,9 @@
 //! write load.
 //!
 //! ```sh
-//! python3 /work/shared/bench/peers/search/gen_catalog.py --n 1000000 --seed 42 --out /tmp/cat_1m.ndjson
+//! python3 bench/peers/search/gen_catalog.py --n 1000000 --seed 42 --out /tmp/cat_1m.ndjson
 //! cargo bench --bench search -- --data /tmp/cat_1m.ndjson \
-//!     --queries /work/shared/bench/peers/search/queries.txt --reps 5 \
+//!     --queries bench/peers/search/queries.txt --reps 5 \
 //!     --peer-json /tmp/fts5_1m.json --json-out /tmp/tantivy_1m.json --freshness
 //! ```
 

@@ -326,11 +326,6 @@ impl Handler<EnsureAdmin> for RegistryActor {
     }
 }
 
-/// The rejection for a request whose token may not do what it asks.
-pub fn forbidden(detail: impl Into<String>) -> Rejection {
-    Rejection::new(ErrorCode::Forbidden, detail)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,11 +189,6 @@ impl Feed {
         Ok(feed)
     }
 
-    /// The last journal record reflected in the feed: segments after it must be kept.
-    pub fn covered_lsn(&self) -> Lsn {
-        *self.inner.covered.borrow()
-    }
-
     /// Waits until the feed covers `lsn`; false if `timeout` passed first.
     pub async fn wait_covered(&self, lsn: Lsn, timeout: Duration) -> bool {
         let mut rx = self.inner.covered.subscribe();

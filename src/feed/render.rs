@@ -37,7 +37,9 @@ pub const FEED_TYPES: [&str; 14] = [
     "inbound.closed",
 ];
 
-/// A feed event before it has a sequence number.
+/// A feed event before it has a sequence number (the tests' view of [`key`] and
+/// [`data`] together).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub kind: &'static str,
@@ -181,6 +183,7 @@ fn json(v: &impl Serialize) -> String {
 }
 
 /// The feed form of an event, or `None` for events the feed does not carry.
+#[cfg(test)]
 pub fn render(ev: &Event) -> Option<Rendered> {
     Some(Rendered { kind: ev.type_name(), key: key(ev)?, data: data(ev)? })
 }

@@ -76,7 +76,6 @@ pub struct Retention {
 pub struct NewEvent {
     pub brand: BrandId,
     pub lsn: Lsn,
-    pub index: usize,
     pub at: Timestamp,
     pub kind: &'static str,
     /// The ordering key (`render::key`).
@@ -90,7 +89,7 @@ impl NewEvent {
     /// event the feed does not carry.
     pub fn of(brand: &BrandId, lsn: Lsn, index: usize, at: Timestamp, ev: &Event) -> Option<NewEvent> {
         let key = super::render::key(ev)?;
-        Some(NewEvent { brand: brand.clone(), lsn, index, at, kind: ev.type_name(), key, event: encode_feed_event(index, ev) })
+        Some(NewEvent { brand: brand.clone(), lsn, at, kind: ev.type_name(), key, event: encode_feed_event(index, ev) })
     }
 }
 

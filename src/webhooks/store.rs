@@ -199,14 +199,6 @@ impl Db {
         }
     }
 
-    /// Queues an operation or fails at once when the queue is full (for HTTP).
-    pub fn try_send(&self, op: Op) -> Result<(), String> {
-        self.tx.try_send(op).map_err(|e| match e {
-            TrySendError::Full(_) => "the delivery store is busy; retry shortly".to_string(),
-            TrySendError::Disconnected(_) => "the delivery store stopped".to_string(),
-        })
-    }
-
     /// Sends an operation that answers, and waits for the answer.
     pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();

@@ -16,7 +16,7 @@ the parts of the contract (`api-v1.md`) the UI uses, with contract-shaped JSON:
   GET  /ui, /ui/, /ui/app.js, /ui/app.css, /ui/favicon.svg   (from src/http/ui, with the real CSP)
   GET  /healthz, /readyz
 
-Search semantics follow shared/bench/peers/search: NFKC + lowercase, every
+Search semantics follow bench/peers/search: NFKC + lowercase, every
 whitespace-separated term a substring of name, brand name, sku, product id or a tag.
 Errors are application/problem+json. Stdlib only; nothing here ships.
 """

@@ -12,6 +12,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::http::AppState;
 use crate::journal::StatsSnapshot;
+use crate::procfs::{self, Process};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics));
@@ -139,16 +140,16 @@ pub fn render_workers(out: &mut Exposition, reports: &[crate::health::Report]) {
 
 /// The standard process metrics, read from `/proc/self` (Linux); absent elsewhere.
 fn render_process(out: &mut Exposition) {
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        out.gauge("process_open_fds", "open file descriptors", fds.count() as f64);
+    if let Some(fds) = procfs::open_fds(Process::Current) {
+        out.gauge("process_open_fds", "open file descriptors", fds as f64);
     }
-    if let Some(max) = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| limits_open_files(&s)) {
+    if let Some(max) = procfs::max_open_files(Process::Current) {
         out.gauge("process_max_fds", "the limit on open file descriptors (soft RLIMIT_NOFILE)", max as f64);
     }
-    if let Some(rss_bytes) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| status_kib(&s, "VmRSS:")) {
-        out.gauge("process_resident_memory_bytes", "resident set size in bytes", (rss_bytes * 1024) as f64);
+    if let Some(rss_bytes) = procfs::rss_bytes(Process::Current) {
+        out.gauge("process_resident_memory_bytes", "resident set size in bytes", rss_bytes as f64);
     }
-    if let Some(cpu_s) = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_cpu_seconds(&s)) {
+    if let Some(cpu_s) = procfs::cpu_seconds(Process::Current) {
         out.counter("process_cpu_seconds_total", "user and system CPU time in seconds", cpu_s);
     }
     if let Some(h) = crate::telemetry::heap_stats() {
@@ -168,29 +169,6 @@ fn render_process(out: &mut Exposition) {
             h.resident as f64,
         );
     }
-}
-
-/// The soft limit of `Max open files` in `/proc/<pid>/limits`.
-pub fn limits_open_files(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS:`.
-pub fn status_kib(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// User + system CPU seconds from `/proc/<pid>/stat` (fields 14 and 15, in clock
-/// ticks of 1/100 s, the value of `USER_HZ` on every Linux architecture).
-pub fn stat_cpu_seconds(stat: &str) -> Option<f64> {
-    // The command name (field 2) may hold spaces; fields are counted after its ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
 }
 
 #[cfg(test)]
@@ -231,15 +209,5 @@ mod tests {
         ] {
             assert!(out.text.contains(line), "{line} missing from\n{}", out.text);
         }
-    }
-
-    #[test]
-    fn proc_fields_parse() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                40000                files\n";
-        assert_eq!(limits_open_files(limits), Some(20000));
-        assert_eq!(status_kib("Name:\tzaiko\nVmRSS:\t  12345 kB\n", "VmRSS:"), Some(12345));
-        assert_eq!(status_kib("Name:\tzaiko\n", "VmRSS:"), None);
-        let stat = "42 (zaiko (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
-        assert_eq!(stat_cpu_seconds(stat), Some(3.0));
     }
 }

@@ -1,6 +1,9 @@
-//! `zaiko bench`: the load harness. It drives a running server (`--url`) or one it
-//! starts from its own binary (`--spawn`) and reports what the server sustains beside
-//! the server's own `/healthz` ceiling measured in the same run.
+//! `zaiko-bench`: the load harness. It drives a running server (`--url`) or one it
+//! starts from the server binary (`--spawn`) and reports what the server sustains
+//! beside the server's own `/healthz` ceiling measured in the same run. It talks to the
+//! server over HTTP only; from the `zaiko` library it takes the `/proc` readers, the
+//! snapshot listing and, for `replay-profile` alone, the journal format and the state
+//! fold.
 //!
 //! * [`args`] — the command line.
 //! * [`client`] — a lean HTTP/1.1 keep-alive client (hand-written requests and parsing).
@@ -13,11 +16,13 @@
 //! * [`capacity`] — memory per SKU and recovery time with a large data set.
 //! * [`replay`] — where replay time goes (read, scan, decode, apply), offline.
 //! * [`storm`] — a sale start: thousands of clients at once for the last units.
+//! * [`integrations`] — bulk imports, the change feed and webhook deliveries.
 
 pub mod args;
 pub mod capacity;
 pub mod client;
 pub mod fixture;
+pub mod integrations;
 pub mod ledger;
 pub mod replay;
 pub mod report;
@@ -50,17 +55,17 @@ pub fn location_ids(n: usize) -> Vec<String> {
 }
 
 /// Runs a bench command; the exit status is 1 when a check failed.
-pub fn main(cmd: BenchCommand) -> ExitCode {
+pub fn run(cmd: BenchCommand) -> ExitCode {
     let threads = match &cmd {
         BenchCommand::Load(a) => a.client_threads,
         BenchCommand::Capacity(a) => a.client_threads,
         BenchCommand::Storm(a) => a.client_threads,
-        BenchCommand::ReplayProfile(_) => 1,
+        BenchCommand::ReplayProfile(_) | BenchCommand::Integrations(_) => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("zaiko bench: cannot start the runtime: {e}");
+            eprintln!("zaiko-bench: cannot start the runtime: {e}");
             return ExitCode::from(2);
         }
     };
@@ -69,15 +74,16 @@ pub fn main(cmd: BenchCommand) -> ExitCode {
         BenchCommand::Capacity(a) => rt.block_on(capacity::run(a)),
         BenchCommand::ReplayProfile(a) => replay::main(&a),
         BenchCommand::Storm(a) => rt.block_on(storm::run(a)),
+        BenchCommand::Integrations(a) => integrations::run(&a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("zaiko bench: FAILED (see above)");
+            eprintln!("zaiko-bench: FAILED (see above)");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("zaiko bench: {e:#}");
+            eprintln!("zaiko-bench: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -98,10 +104,9 @@ pub struct Machine {
 }
 
 pub fn machine() -> Machine {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     Machine {
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        mem_total_kib: crate::http::routes::metrics::status_kib(&meminfo, "MemTotal:"),
+        mem_total_kib: zaiko::procfs::mem_total_kib(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
         unix_time_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     }
@@ -129,7 +134,7 @@ fn resolve_scenarios(names: &[String]) -> anyhow::Result<Vec<Arc<dyn Scenario>>>
         .collect()
 }
 
-/// `zaiko bench load`.
+/// `zaiko-bench load`.
 async fn load(mut a: LoadArgs) -> anyhow::Result<bool> {
     apply_quick(&mut a);
     let scenarios = resolve_scenarios(&a.scenarios)?;

@@ -1,4 +1,4 @@
-//! `zaiko bench storm`: a sale start for the last units. `--clients` clients (10,000
+//! `zaiko-bench storm`: a sale start for the last units. `--clients` clients (10,000
 //! by default) each reserve one unit of one SKU that has `--units` units (100) split
 //! over two locations, all at the same instant: every client's connection is open
 //! and idle first, then a barrier releases them together. Exactly `--units`

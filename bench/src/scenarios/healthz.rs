@@ -2,9 +2,9 @@
 //! measured beside every other scenario at the same connection count.
 
 use super::{Planned, Scenario, Worker};
-use crate::bench::client::write_request;
-use crate::bench::fixture::Fixture;
-use crate::bench::ledger::Effect;
+use crate::client::write_request;
+use crate::fixture::Fixture;
+use crate::ledger::Effect;
 
 pub struct Healthz;
 

@@ -96,7 +96,7 @@ async fn settled_rss(t: &Target) -> anyhow::Result<u64> {
     t.rss_bytes().context("no RSS for the server (needs --spawn or --server-pid)")
 }
 
-/// `zaiko bench capacity`.
+/// `zaiko-bench capacity`.
 pub async fn run(mut a: CapacityArgs) -> anyhow::Result<bool> {
     if a.quick {
         (a.skus, a.records) = (100_000, 500_000);
@@ -198,13 +198,20 @@ async fn topup(a: &CapacityArgs, fx: &Arc<Fixture>, rep: &mut CapacityReport) ->
 
 /// Builds a snapshot of the stopped data dir offline, then times a restart from it.
 async fn from_snapshot(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Result<()> {
-    let dir = target.spawned_mut()?.data_dir.clone();
+    let (dir, server_bin) = {
+        let spawned = target.spawned_mut()?;
+        (spawned.data_dir.clone(), spawned.server_bin().to_path_buf())
+    };
     let started = std::time::Instant::now();
-    let build_dir = dir.clone();
-    let status = tokio::task::spawn_blocking(move || crate::cli::snapshot_create(&build_dir)).await?;
-    anyhow::ensure!(status == std::process::ExitCode::SUCCESS, "zaiko snapshot create failed");
+    // The server binary's own offline command, as an operator would run it.
+    let mut create = std::process::Command::new(&server_bin);
+    create.args(["snapshot", "create", "--data-dir"]).arg(&dir).stdin(std::process::Stdio::null());
+    let status = tokio::task::spawn_blocking(move || create.status())
+        .await?
+        .with_context(|| format!("cannot run {} snapshot create", server_bin.display()))?;
+    anyhow::ensure!(status.success(), "zaiko snapshot create failed ({status})");
     rep.snapshot_create_s = Some(started.elapsed().as_secs_f64());
-    rep.snapshot_bytes = crate::snapshot::list(&dir).ok().and_then(|l| l.last().map(|i| i.bytes));
+    rep.snapshot_bytes = zaiko::snapshot::list(&dir).ok().and_then(|l| l.last().map(|i| i.bytes));
     let spawned = target.spawned_mut()?;
     spawned.restart()?;
     let (addr, started) = (spawned.addr.clone(), spawned.started);

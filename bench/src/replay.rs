@@ -1,19 +1,18 @@
 //! Where recovery time goes, measured offline on a stopped data dir with the same
-//! steps as `journal::open` + `app::recover`, each timed on its own: reading the
-//! segment files, scanning them (framing + CRC), decoding the payloads (bincode) and
-//! applying the records to fresh state.
+//! steps as the server's `journal::open` + `app::recover`, each timed on its own:
+//! reading the segment files, scanning them (framing + CRC), decoding the payloads
+//! (bincode) and applying the records to fresh state.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::actors::shard::apply_brand_record;
-use crate::domain::event::{self, Event, WalRecord};
-use crate::domain::registry::Registry;
-use crate::journal::format;
+use zaiko::domain::event::{self, Event, WalRecord};
+use zaiko::journal::format;
+use zaiko::procfs::{self, Process};
+use zaiko::state::State;
 
 /// CPU time of the calling thread in nanoseconds (`/proc/thread-self/schedstat`):
 /// unlike wall time, it does not count the time other processes held the CPU.
@@ -95,8 +94,7 @@ fn trim_heap() {
 }
 
 fn own_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    crate::http::routes::metrics::status_kib(&status, "VmRSS:").unwrap_or(0) * 1024
+    procfs::rss_bytes(Process::Current).unwrap_or(0)
 }
 
 fn segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -143,8 +141,7 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
         );
     }
     let mut p = ReplayProfile { cold, segments: paths.len(), ..Default::default() };
-    let mut registry = Registry::default();
-    let mut brands = HashMap::new();
+    let mut state = State::default();
     for (i, path) in paths.iter().enumerate() {
         if cold {
             evict(path)?;
@@ -174,11 +171,7 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
         }
         let t = Timer::start();
         for (lsn, r) in &decoded {
-            match r {
-                WalRecord::Registry(r) => registry.apply(*lsn, r),
-                WalRecord::Brand(b) => apply_brand_record(&mut brands, *lsn, b),
-            }
-            .map_err(|e| anyhow::anyhow!("lsn {lsn}: {e}"))?;
+            state.apply_record(*lsn, r).map_err(|e| anyhow::anyhow!("lsn {lsn}: {e}"))?;
         }
         t.add_to(&mut p.apply);
         p.records += decoded.len() as u64;
@@ -189,8 +182,8 @@ pub fn profile(data_dir: &Path, cold: bool) -> anyhow::Result<ReplayProfile> {
     started.add_to(&mut p.total);
     trim_heap();
     p.state_rss_bytes = own_rss_bytes().saturating_sub(rss_before);
-    p.skus = brands.values().map(|b| b.skus.len() as u64).sum();
-    for b in brands.values_mut() {
+    p.skus = state.brands.values().map(|b| b.skus.len() as u64).sum();
+    for b in state.brands.values_mut() {
         p.idempotency_entries += b.idempotency.len() as u64;
         p.idempotency_live_body_bytes += b.idempotency.iter().map(|(_, e)| e.body.stored_len() as u64).sum::<u64>();
         p.idempotency_heap_bytes += b.idempotency.heap_bytes() as u64;
@@ -231,7 +224,7 @@ pub fn print(p: &ReplayProfile) {
     );
 }
 
-/// `zaiko bench replay-profile`.
+/// `zaiko-bench replay-profile`.
 pub fn main(a: &super::args::ReplayProfileArgs) -> anyhow::Result<bool> {
     let p = profile(&a.data_dir, a.cold)?;
     print(&p);

@@ -1,6 +1,6 @@
-//! Benchmark of bulk imports, the change feed and webhooks (BENCHMARKS.md, section
-//! "Imports, feed and webhooks"). Starts the release binary on a fresh data dir and
-//! measures, in one run:
+//! `zaiko-bench integrations`: bulk imports, the change feed and webhooks
+//! (BENCHMARKS.md, section "Imports, feed and webhooks"). Starts the server binary on
+//! a fresh data dir and measures, in one run:
 //!
 //! 1. live API latency alone: closed-loop clients sending single stock changes;
 //! 2. a stock import of `--rows` rows alone (rows/s from the 202 to `done`);
@@ -8,48 +8,29 @@
 //! 4. how long the change feed needs after the import to hold every event;
 //! 5. webhook deliveries/s of `--webhook-rows` events to a local receiver.
 //!
-//! `cargo build --release && cargo run --release --example integration_bench -- --rows 1000000`
+//! `cargo build --release && target/release/zaiko-bench integrations --rows 1000000`
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use zaiko::procfs;
+
+use super::args::IntegrationsArgs;
+use super::target::{server_binary, Spawned};
 
 const ADMIN: &str = "bench-admin-token-0123456789";
 const LIVE_SKUS: usize = 100;
 
-struct Opts {
-    rows: usize,
-    skus: usize,
-    clients: usize,
-    live_seconds: u64,
-    webhook_rows: usize,
-}
-
-fn opts() -> Opts {
-    let mut o = Opts { rows: 1_000_000, skus: 100_000, clients: 8, live_seconds: 10, webhook_rows: 100_000 };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let v = pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", pair[0]));
-        match pair[0].as_str() {
-            "--rows" => o.rows = v,
-            "--skus" => o.skus = v,
-            "--clients" => o.clients = v,
-            "--live-seconds" => o.live_seconds = v as u64,
-            "--webhook-rows" => o.webhook_rows = v,
-            other => panic!("unknown option {other}"),
-        }
-    }
-    o
-}
-
+/// The spawned server; dropping it stops the server, then removes its data dir.
 struct Server {
-    child: Child,
+    spawned: Spawned,
     base: String,
     _dir: tempfile::TempDir,
 }
@@ -59,14 +40,12 @@ type CpuReading = std::collections::BTreeMap<(String, String), f64>;
 
 fn cpu(s: &Server) -> CpuReading {
     let mut out = CpuReading::new();
-    for t in std::fs::read_dir(format!("/proc/{}/task", s.child.id())).into_iter().flatten().flatten() {
+    let tasks = s.spawned.pid().and_then(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok());
+    for t in tasks.into_iter().flatten().flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
-        let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks: f64 = rest.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + rest.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        out.insert((comm, t.file_name().to_string_lossy().into_owned()), ticks / 100.0);
+        let seconds = procfs::stat_cpu_seconds(&stat).unwrap_or(0.0);
+        out.insert((comm, t.file_name().to_string_lossy().into_owned()), seconds);
     }
     out
 }
@@ -89,37 +68,20 @@ fn cpu_used(before: &CpuReading, after: &CpuReading) -> String {
     )
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn() -> Server {
-    let exe = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("zaiko");
-    let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--webhook-allow-private"])
-        // The live clients measure latency, not the per-brand rate limit (5,000/s by
-        // default), which they can pass once the import is not competing.
-        .args(["--brand-rps", "1000000", "--brand-burst", "1000000", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("ZAIKO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("run `cargo build --release` first");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("zaiko listening on ").expect("listen line").to_string();
-    let s = Server { child, base, _dir: dir };
+fn spawn(exe: &Path, data_root: &Path) -> anyhow::Result<Server> {
+    let dir = tempfile::Builder::new().prefix("zaiko-bench-").tempdir_in(data_root).context("cannot create the data dir")?;
+    // The live clients measure latency, not the per-brand rate limit (5,000/s by
+    // default), which they can pass once the import is not competing.
+    let args = ["--webhook-allow-private", "--brand-rps", "1000000", "--brand-burst", "1000000"].map(String::from);
+    let envs = [("ZAIKO_LOG".to_string(), "warn".to_string())];
+    let spawned = Spawned::start(exe, &dir.path().join("data"), ADMIN, &args, &envs)?;
+    let base = format!("http://{}", spawned.addr);
+    let s = Server { spawned, base, _dir: dir };
     let c = client();
     while c.get(format!("{}/readyz", s.base)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    s
+    Ok(s)
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -280,9 +242,10 @@ fn serve(conn: TcpStream, st: &RecvState, expect: usize) {
     }
 }
 
-fn main() {
-    let o = opts();
-    let s = spawn();
+/// Runs the whole measurement; failures of the server under test panic with what
+/// was expected.
+pub fn run(o: &IntegrationsArgs) -> anyhow::Result<bool> {
+    let s = spawn(&server_binary(o.server_bin.as_deref())?, &o.data_root)?;
     let c = client();
     call(&c, "POST", format!("{}/v1/brands", s.base), ADMIN, Some(json!({"id": "bench", "name": "Bench"})));
     for loc in ["tsukuba", "osaka"] {
@@ -367,4 +330,5 @@ fn main() {
         drop(st);
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(true)
 }

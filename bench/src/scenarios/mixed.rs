@@ -5,9 +5,9 @@ use rand::Rng;
 
 use super::stock_changes::write_changes;
 use super::{Planned, Scenario, Worker};
-use crate::bench::client::write_request;
-use crate::bench::fixture::Fixture;
-use crate::bench::ledger::Effect;
+use crate::client::write_request;
+use crate::fixture::Fixture;
+use crate::ledger::Effect;
 
 pub struct Mixed {
     pub read_percent: u32,

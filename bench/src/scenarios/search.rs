@@ -1,5 +1,5 @@
 //! `search`: `GET /v1/search/skus` over the fixture's catalog (see
-//! [`crate::bench::fixture::catalog_json`]): Japanese queries (katakana, kanji,
+//! [`crate::fixture::catalog_json`]): Japanese queries (katakana, kanji,
 //! half-width kana, tags), Latin ones (SKU and product ids, a word with no hit), and
 //! filter-only or filtered ones (category, color, size, location, in_stock, price,
 //! sorts); every answer counts the four facets. Three in four requests use a brand
@@ -15,9 +15,9 @@ use futures_util::future::BoxFuture;
 use rand::Rng;
 
 use super::{Planned, Scenario, Worker};
-use crate::bench::client::write_request;
-use crate::bench::fixture::{call, Fixture};
-use crate::bench::ledger::Effect;
+use crate::client::write_request;
+use crate::fixture::{call, Fixture};
+use crate::ledger::Effect;
 
 /// One query of the mix: its label, its parameters, and whether it finds something.
 pub struct Query {

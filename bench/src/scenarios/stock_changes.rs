@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use rand::Rng;
 
 use super::{Planned, Scenario, Worker};
-use crate::bench::client::write_request;
-use crate::bench::fixture::Fixture;
-use crate::bench::ledger::{Effect, PlannedChange};
+use crate::client::write_request;
+use crate::fixture::Fixture;
+use crate::ledger::{Effect, PlannedChange};
 
 pub struct StockChanges {
     name: &'static str,
@@ -83,7 +83,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::bench::fixture::BrandFx;
+    use crate::fixture::BrandFx;
 
     #[test]
     fn requests_plan_what_their_body_says() {

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 use rand::Rng;
 
 use super::{Planned, Scenario, Worker};
-use crate::bench::client::write_request;
-use crate::bench::fixture::Fixture;
-use crate::bench::ledger::{Effect, Hold, PlannedChange};
+use crate::client::write_request;
+use crate::fixture::Fixture;
+use crate::ledger::{Effect, Hold, PlannedChange};
 
 /// The channel reservations are made for. Never configured, so it sells from every
 /// location with no buffer.
@@ -109,7 +109,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::bench::fixture::BrandFx;
+    use crate::fixture::BrandFx;
 
     fn fixture() -> Fixture {
         let brands = (0..3).map(|b| BrandFx { id: format!("b-{b}"), token: format!("t{b}") }).collect();

@@ -1,4 +1,4 @@
-//! The command line of `zaiko bench`.
+//! The command line of `zaiko-bench`.
 
 use std::path::PathBuf;
 
@@ -19,6 +19,10 @@ pub enum BenchCommand {
     /// with few units, all at once; exactly the units must sell. Beside the same storm
     /// of `GET /healthz`.
     Storm(StormArgs),
+    /// Bulk imports, the change feed and webhooks on a spawned server: live single
+    /// changes alone, a stock import alone and under the live load, the feed's lag
+    /// behind the import, webhook deliveries/s to a local receiver.
+    Integrations(IntegrationsArgs),
 }
 
 /// Which server to measure.
@@ -33,9 +37,13 @@ pub struct TargetArgs {
     /// Pid of the server given by --url, for its RSS from /proc.
     #[arg(long, requires = "url")]
     pub server_pid: Option<u32>,
-    /// Start `zaiko serve` from this binary on a fresh data dir under --data-root.
+    /// Start `zaiko serve` on a fresh data dir under --data-root.
     #[arg(long)]
     pub spawn: bool,
+    /// The server binary --spawn starts [default: `zaiko` beside this binary, where
+    /// `cargo build --release` puts it].
+    #[arg(long, env = "ZAIKO_SERVER_BIN", hide_env_values = true)]
+    pub server_bin: Option<PathBuf>,
     /// Where the spawned server's data dir goes (must be the disk you mean to measure).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     pub data_root: PathBuf,
@@ -165,4 +173,30 @@ pub struct ReplayProfileArgs {
     /// read is from disk.
     #[arg(long)]
     pub cold: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IntegrationsArgs {
+    /// Rows of each stock import.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// SKUs of the catalog import first made; the stock rows cycle over them.
+    #[arg(long, default_value_t = 100_000)]
+    pub skus: usize,
+    /// Closed-loop live clients, each sending one single stock change at a time.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Seconds the live clients run alone, before the imports.
+    #[arg(long, default_value_t = 10)]
+    pub live_seconds: u64,
+    /// Events of the import whose webhook deliveries are timed.
+    #[arg(long, default_value_t = 100_000)]
+    pub webhook_rows: usize,
+    /// The server binary to start [default: `zaiko` beside this binary, where
+    /// `cargo build --release` puts it].
+    #[arg(long, env = "ZAIKO_SERVER_BIN", hide_env_values = true)]
+    pub server_bin: Option<PathBuf>,
+    /// Where the server's temporary data dir goes (must be the disk you mean to measure).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub data_root: PathBuf,
 }

@@ -1,6 +1,7 @@
 //! The server under test: one given by `--url`, or a `zaiko serve` child started from
-//! this very binary (`--spawn`) on a fresh data dir, whose pid gives RSS and CPU from
-//! `/proc`. Also the scrape of `/metrics` into name → value.
+//! the server binary (`--spawn`, by default the `zaiko` beside this binary) on a fresh
+//! data dir, whose pid gives RSS and CPU from `/proc`. Also the scrape of `/metrics`
+//! into name → value.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -10,16 +11,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use zaiko::procfs::{self, Process};
+
 use super::args::TargetArgs;
 use super::fixture::call;
-use crate::http::routes::metrics::{stat_cpu_seconds, status_kib};
 
 /// Longest a spawned server may take to become ready (recovery of a large journal).
 const READY_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// The `zaiko` binary to run: `given` (`--server-bin`), or the one beside this binary,
+/// where `cargo build --release` puts both.
+pub fn server_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("cannot find the path of this binary; pass --server-bin")?
+            .with_file_name(format!("zaiko{}", std::env::consts::EXE_SUFFIX)),
+    };
+    anyhow::ensure!(path.is_file(), "no server binary at {}: build it with `cargo build --release` or pass --server-bin", path.display());
+    Ok(path)
+}
+
 /// A `zaiko serve` child process.
 pub struct Spawned {
     child: Option<Child>,
+    server_bin: PathBuf,
     pub data_dir: PathBuf,
     pub addr: String,
     extra_args: Vec<String>,
@@ -30,13 +46,18 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `zaiko serve` on `data_dir` (port 0) and waits for its listen line.
-    pub fn start(data_dir: &Path, admin_token: &str, extra_args: &[String], envs: &[(String, String)]) -> anyhow::Result<Spawned> {
+    /// Starts `server_bin serve` on `data_dir` (port 0) and waits for its listen line.
+    pub fn start(
+        server_bin: &Path,
+        data_dir: &Path,
+        admin_token: &str,
+        extra_args: &[String],
+        envs: &[(String, String)],
+    ) -> anyhow::Result<Spawned> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).context("server log")?;
-        let exe = std::env::current_exe().context("cannot find the zaiko binary")?;
         let started = Instant::now();
-        let mut child = Command::new(exe)
+        let mut child = Command::new(server_bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", admin_token, "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
@@ -46,7 +67,7 @@ impl Spawned {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .context("cannot start zaiko serve")?;
+            .with_context(|| format!("cannot start {} serve", server_bin.display()))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line).context("reading the listen line")?;
         let Some(url) = line.trim().strip_prefix("zaiko listening on ") else {
@@ -56,6 +77,7 @@ impl Spawned {
         let addr = url.strip_prefix("http://").unwrap_or(url).to_string();
         Ok(Spawned {
             child: Some(child),
+            server_bin: server_bin.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             addr,
             extra_args: extra_args.to_vec(),
@@ -67,6 +89,11 @@ impl Spawned {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The binary this server was started from.
+    pub fn server_bin(&self) -> &Path {
+        &self.server_bin
     }
 
     /// SIGTERM, then waits for the graceful shutdown to finish.
@@ -86,7 +113,7 @@ impl Spawned {
     /// Starts the same server again on the same data dir.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "stop the server first");
-        let next = Spawned::start(&self.data_dir, &self.admin_token, &self.extra_args, &self.envs)?;
+        let next = Spawned::start(&self.server_bin, &self.data_dir, &self.admin_token, &self.extra_args, &self.envs)?;
         *self = next;
         Ok(())
     }
@@ -122,7 +149,8 @@ impl Target {
         }
         let admin = args.admin_token.clone().unwrap_or_else(|| format!("bench-admin-{:016x}", rand::random::<u64>()));
         let dir = args.data_root.join(format!("zaiko-bench-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-        let spawned = Spawned::start(&dir, &admin, &args.serve_args, &args.serve_env)?;
+        let server_bin = server_binary(args.server_bin.as_deref())?;
+        let spawned = Spawned::start(&server_bin, &dir, &admin, &args.serve_args, &args.serve_env)?;
         wait_ready(&spawned.addr, READY_TIMEOUT).await?;
         eprintln!("bench: spawned zaiko serve pid {} on {} (data dir {})", spawned.pid().unwrap_or(0), spawned.addr, dir.display());
         let owned_dir = (!args.keep_data).then(|| dir.clone());
@@ -146,8 +174,7 @@ impl Target {
     }
 
     fn status_bytes(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status_kib(&status, field).map(|k| k * 1024)
+        procfs::status_bytes(Process::Pid(self.pid()?), field)
     }
 
     pub fn spawned_mut(&mut self) -> anyhow::Result<&mut Spawned> {
@@ -206,12 +233,27 @@ pub async fn scrape(addr: &str) -> anyhow::Result<Samples> {
 
 /// CPU seconds (user + system) this bench process has used so far.
 pub fn own_cpu_seconds() -> Option<f64> {
-    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?)
+    procfs::cpu_seconds(Process::Current)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_binary_is_looked_for_beside_this_one_and_must_exist() {
+        let missing = std::env::temp_dir().join("no-such-zaiko-binary");
+        let e = server_binary(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains(&missing.display().to_string()) && e.contains("cargo build --release"), "{e}");
+        // Test binaries live in target/<profile>/deps/, where no `zaiko` is built.
+        let beside = std::env::current_exe().unwrap().with_file_name(format!("zaiko{}", std::env::consts::EXE_SUFFIX));
+        match server_binary(None) {
+            Ok(found) => assert_eq!(found, beside),
+            Err(e) => assert!(e.to_string().contains(&beside.display().to_string()), "{e}"),
+        }
+        let this = std::env::current_exe().unwrap();
+        assert_eq!(server_binary(Some(&this)).unwrap(), this);
+    }
 
     #[test]
     fn prometheus_text_parses_to_samples() {

@@ -11,7 +11,7 @@ use rand::Rng;
 use super::reserve::{reservation_id, write_release, write_reserve};
 use super::stock_changes::write_changes_at;
 use super::{Planned, Scenario, Worker};
-use crate::bench::fixture::Fixture;
+use crate::fixture::Fixture;
 
 /// SKUs of the first brand the sale is about.
 pub const HOT_SKUS: usize = 50;
@@ -65,8 +65,8 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::bench::fixture::BrandFx;
-    use crate::bench::ledger::Effect;
+    use crate::fixture::BrandFx;
+    use crate::ledger::Effect;
 
     fn fixture() -> Fixture {
         let brands = (0..4).map(|b| BrandFx { id: format!("b-{b}"), token: format!("t{b}") }).collect();

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::stock_changes::write_changes_at;
 use super::{Planned, Scenario, Worker};
-use crate::bench::fixture::{call, Fixture};
+use crate::fixture::{call, Fixture};
 
 /// The channels the odd brands get (the even ones only the first): location subsets
 /// and buffers as a brand selling through a marketplace, its own EC site and stores
@@ -73,7 +73,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::bench::fixture::BrandFx;
+    use crate::fixture::BrandFx;
 
     #[test]
     fn one_channel_writes_to_even_brands_and_five_to_odd_ones() {
