@@ -132,20 +132,18 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Connect { urls: cfg.urls.clone(), detail: e.to_string() })?;
         let js = jetstream::ContextBuilder::new().timeout(API_TIMEOUT).build(client.clone());
-        let journal = js
-            .get_or_create_stream(stream::Config {
-                name: JOURNAL_STREAM.to_string(),
-                subjects: vec!["zaiko.p.*".to_string(), "zaiko.registry".to_string()],
-                storage: stream::StorageType::File,
-                num_replicas: cfg.replicas,
-                discard: stream::DiscardPolicy::New,
-                duplicate_window: DUPLICATE_WINDOW,
-                max_message_size: i32::try_from(cfg.entry_bytes_max).unwrap_or(i32::MAX),
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| setup("journal stream")(&e))?;
+        let stream_cfg = stream::Config {
+            name: JOURNAL_STREAM.to_string(),
+            subjects: vec!["zaiko.p.*".to_string(), "zaiko.registry".to_string()],
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_message_size: i32::try_from(cfg.entry_bytes_max).unwrap_or(i32::MAX),
+            allow_direct: true,
+            ..Default::default()
+        };
+        let journal = retry("journal stream", || js.get_or_create_stream(stream_cfg.clone())).await?;
         let bucket = |name: &str| kv::Config {
             bucket: name.to_string(),
             history: 1,
@@ -153,20 +151,26 @@ impl Engine {
             num_replicas: cfg.replicas,
             ..Default::default()
         };
-        let leases = create_bucket(&js, bucket(LEASES_BUCKET)).await.map_err(|e| setup("lease bucket")(&e))?;
-        let cluster = create_bucket(&js, bucket(CLUSTER_BUCKET)).await.map_err(|e| setup("cluster bucket")(&e))?;
+        let leases = retry("lease bucket", || create_bucket(&js, bucket(LEASES_BUCKET))).await?;
+        let cluster = retry("cluster bucket", || create_bucket(&js, bucket(CLUSTER_BUCKET))).await?;
         Ok(Engine { client, js, journal, leases, cluster })
     }
 
     /// Records the cluster's shape on first start; on later starts, refuses another.
     pub async fn check_shape(&self, asked: ClusterShape) -> Result<ClusterShape, EngineError> {
         let bytes = bytes::Bytes::from(serde_json::to_vec(&asked).expect("the shape serialises"));
-        match self.cluster.create("config", bytes).await {
-            Ok(_) => return Ok(asked),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-            Err(e) => return Err(setup("cluster config")(&e)),
+        let created = retry("cluster config", || async {
+            match self.cluster.create("config", bytes.clone()).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        if created {
+            return Ok(asked);
         }
-        let existing = self.cluster.get("config").await.map_err(|e| setup("cluster config")(&e))?;
+        let existing = retry("cluster config", || self.cluster.get("config")).await?;
         let existing: ClusterShape = existing
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| EngineError::Setup { what: "cluster config", detail: "the config key is unreadable".to_string() })?;
@@ -174,6 +178,32 @@ impl Engine {
             return Err(EngineError::PartitionsMismatch { existing: existing.partitions, asked: asked.partitions });
         }
         Ok(existing)
+    }
+}
+
+/// How long start-up keeps retrying a JetStream setup step. A fresh cluster elects its
+/// leaders for a few seconds, and nodes started together race to create the stream and
+/// buckets; both answer with errors that go away.
+pub const SETUP_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Runs a setup step until it succeeds or [`SETUP_RETRY_FOR`] has passed, backing off
+/// from 100 ms to 2 s.
+async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &'static str,
+    mut step: impl FnMut() -> F,
+) -> Result<T, EngineError> {
+    let deadline = tokio::time::Instant::now() + SETUP_RETRY_FOR;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::info!(what, error = %e, retry_ms = pause.as_millis() as u64, "JetStream setup step failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(setup(what)(&e)),
+        }
     }
 }
 

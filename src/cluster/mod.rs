@@ -1,5 +1,6 @@
 //! Cluster mode: brand partitions replicated on NATS JetStream (`docs/cluster.md`).
 //!
+//! * [`config`] — the `--cluster` flags.
 //! * [`engine`] — the connection, and the journal stream and KV buckets every node shares;
 //!   partitions and the brand → partition hash.
 //! * [`entry`] — a partition journal entry (one message: a group-commit batch or a
@@ -12,6 +13,7 @@
 //! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
 //!   gate: publish ack *and* a valid lease) and the reading of a subject.
 
+pub mod config;
 pub mod engine;
 pub mod entry;
 pub mod follower;

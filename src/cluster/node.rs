@@ -96,6 +96,12 @@ pub struct Node {
     pub cfg: Arc<NodeConfig>,
     pub engine: Engine,
     view: Arc<ArcSwap<ClusterView>>,
+    /// The registry journal's stream sequence this node has applied (`u64::MAX` while
+    /// it owns the registry: its own state is the newest).
+    registry_seq: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set to stop the controller (a clean shutdown).
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    controller: Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 /// Where a request for a partition goes.
@@ -130,6 +136,22 @@ impl Node {
 
     pub fn partition_of(&self, brand: &str) -> PartitionId {
         PartitionId::Brand(super::engine::partition_of(brand, self.cfg.partitions))
+    }
+
+    /// Waits (at most `bound`) until this node has applied the registry's journal up
+    /// to its end now — before refusing a token it does not know, which may have just
+    /// been created through another node. Returns whether it got there.
+    pub async fn catch_up_registry(&self, bound: Duration) -> bool {
+        if *self.registry_seq.borrow() == u64::MAX {
+            return true;
+        }
+        let stream = &self.engine.journal;
+        let wait = async {
+            let target = plog::last_seq(stream, &PartitionId::Registry.subject()).await.ok()?;
+            let mut rx = self.registry_seq.subscribe();
+            rx.wait_for(|seq| *seq >= target).await.ok().map(|_| ())
+        };
+        matches!(tokio::time::timeout(bound, wait).await, Ok(Some(())))
     }
 }
 
@@ -173,7 +195,14 @@ const FIRST_START_GRACE_LEASES: u32 = 2;
 impl Node {
     /// Starts the controller on the current (cluster) runtime.
     pub fn start(cfg: NodeConfig, engine: Engine, host: Arc<dyn Host>) -> Node {
-        let node = Node { cfg: Arc::new(cfg), engine, view: Arc::default() };
+        let node = Node {
+            cfg: Arc::new(cfg),
+            engine,
+            view: Arc::default(),
+            registry_seq: Arc::new(tokio::sync::watch::channel(0).0),
+            stop: Arc::new(tokio::sync::watch::channel(false).0),
+            controller: Arc::default(),
+        };
         let leases = LeaseStore { kv: node.engine.leases.clone(), timing: node.cfg.timing };
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let controller = Controller {
@@ -188,8 +217,20 @@ impl Node {
             taking: HashMap::new(),
             done_tx,
         };
-        tokio::spawn(controller.run(done_rx));
+        let task = tokio::spawn(controller.run(done_rx));
+        *node.controller.lock() = Some(task);
         node
+    }
+
+    /// Stops the controller: every owned partition's publisher stops and its lease is
+    /// given back, so that the partition's standby takes over at once instead of after
+    /// a lease. Call it once the HTTP server has finished its in-flight requests.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let task = self.controller.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }
 
@@ -199,12 +240,14 @@ impl Controller {
     }
 
     async fn run(mut self, mut done_rx: mpsc::UnboundedReceiver<(PartitionId, Result<Owned, String>)>) {
+        let mut stop = self.node.stop.subscribe();
         let mut lease_watch = self.node.engine.leases.watch_all().await.ok();
         let mut node_watch = self.node.engine.cluster.watch("node.*").await.ok();
         let mut tick = tokio::time::interval(TICK);
         let mut beat = tokio::time::interval(self.node.cfg.timing.renew_every());
         loop {
             tokio::select! {
+                _ = stop.changed() => break,
                 _ = tick.tick() => self.step().await,
                 _ = beat.tick() => self.heartbeat().await,
                 Some(done) = done_rx.recv() => self.took_over(done.0, done.1).await,
@@ -218,6 +261,7 @@ impl Controller {
                 },
             }
         }
+        self.stop_all().await;
     }
 
     async fn heartbeat(&mut self) {
@@ -229,6 +273,7 @@ impl Controller {
     }
 
     fn saw_lease(&mut self, e: async_nats::jetstream::kv::Entry) {
+        tracing::debug!(key = %e.key, revision = e.revision, "lease seen");
         let Some(p) = parse_lease_key(&e.key) else { return };
         let value = (e.operation == async_nats::jetstream::kv::Operation::Put).then(|| serde_json::from_slice(&e.value).ok()).flatten();
         let now = Instant::now();
@@ -297,6 +342,33 @@ impl Controller {
             }
         }
         self.publish_view(&live, now);
+        let registry_seq = if self.owned.contains_key(&PartitionId::Registry) {
+            u64::MAX
+        } else {
+            self.following.get(&PartitionId::Registry).map_or(0, |f| f.status().last_seq)
+        };
+        self.node.registry_seq.send_if_modified(|seq| std::mem::replace(seq, registry_seq) != registry_seq);
+    }
+
+    /// A clean stop: takeovers abandoned, followers stopped, every owned partition's
+    /// publisher stopped (after what it has in flight) and its lease released.
+    async fn stop_all(&mut self) {
+        for (_, t) in self.taking.drain() {
+            t.abort();
+        }
+        for (_, f) in self.following.drain() {
+            drop(f.stop().await);
+        }
+        for (p, o) in self.owned.drain() {
+            o.journal.stop();
+            o.renewal.abort();
+            let _ = o.publisher.await;
+            self.host.remove(p).await;
+            if let Err(e) = self.leases.release(&o.cell.held()).await {
+                tracing::warn!(partition = %p, error = %e, "could not release the lease; it expires by itself");
+            }
+        }
+        tracing::info!("cluster node stopped; its partitions' leases are released");
     }
 
     /// Gives up owned partitions whose publisher stopped or whose lease was lost.
@@ -354,6 +426,7 @@ impl Controller {
     }
 
     async fn took_over(&mut self, p: PartitionId, res: Result<Owned, String>) {
+        tracing::debug!(partition = %p, ok = res.is_ok(), "takeover finished");
         self.taking.remove(&p);
         match res {
             Ok(owned) => {
@@ -418,7 +491,11 @@ async fn next(w: &mut Option<async_nats::jetstream::kv::Watch>) -> Option<async_
     match w {
         Some(w) => match w.next().await {
             Some(Ok(e)) => Some(e),
-            _ => None,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "a KV watch failed; watching again");
+                None
+            }
+            None => None,
         },
         // No watch (the bucket was unreachable): try again after a pause.
         None => {

@@ -5,6 +5,7 @@
 //! wait for the durability of what the actor answered before answering.
 
 mod canonical;
+pub mod cluster;
 pub mod extract;
 pub mod problem;
 pub mod routes;
@@ -238,6 +239,10 @@ pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
     routes::metrics::configure(cfg);
 }
 
+/// How long a node in cluster mode waits for the registry to catch up before it refuses
+/// a token it does not know.
+const REGISTRY_CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
 const REQUEST_ID_CHARS_MAX: usize = 128;
 
@@ -323,7 +328,18 @@ pub async fn request_context(
         .map_or_else(new_request_id, str::to_string);
     let span = tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
-    let mut res = match authenticate_and_limit(&req) {
+    let mut authenticated = authenticate_and_limit(&req);
+    if authenticated.as_ref().is_err_and(|p| p.code == crate::domain::ErrorCode::Unauthorized) {
+        // Cluster mode: a token created through another node a moment ago may not have
+        // reached this node's copy of the registry yet; catch up before refusing it.
+        let node = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()).and_then(|s| s.cluster.clone());
+        if let Some(node) = node {
+            if req.headers().contains_key(header::AUTHORIZATION) && node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
+                authenticated = authenticate_and_limit(&req);
+            }
+        }
+    }
+    let mut res = match authenticated {
         Ok(()) => next.call(req).instrument(span.clone()).await?.map_into_left_body(),
         Err(p) => {
             let res = p.error_response();

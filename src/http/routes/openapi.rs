@@ -66,6 +66,7 @@ pub fn document() -> serde_json::Value {
         super::admin::put_location,
         super::admin::create_snapshot,
         super::admin::list_snapshots,
+        super::admin::cluster_status,
         super::catalog::put_sku,
         super::catalog::get_sku,
         super::catalog::delete_sku,
@@ -178,6 +179,53 @@ pub(super) struct Problem {
 #[allow(dead_code)]
 pub(super) struct BrandList {
     brands: Vec<crate::domain::view::BrandView>,
+}
+
+/// `GET /v1/admin/cluster` (cluster mode).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterStatus {
+    /// The node that answered.
+    node: String,
+    /// Every brand partition (`"0"`..), then `"registry"`.
+    partitions: Vec<ClusterPartition>,
+    nodes: Vec<ClusterNode>,
+}
+
+/// One partition in `GET /v1/admin/cluster`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterPartition {
+    id: String,
+    /// `None` while nobody holds its lease.
+    owner: Option<ClusterOwner>,
+    /// The nodes that follow its journal (hot standbys), best first.
+    standbys: Vec<String>,
+    /// The answering node's position in its journal: as owner the durable LSN, as a
+    /// standby the last applied; otherwise 0.
+    lsn: u64,
+}
+
+/// A partition's owner.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterOwner {
+    node: String,
+    /// Where other nodes forward its requests.
+    advertise: String,
+    /// The lease epoch: increases with every change of owner.
+    epoch: u64,
+}
+
+/// One node in `GET /v1/admin/cluster`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterNode {
+    id: String,
+    advertise: String,
+    partitions_owned: usize,
+    /// Its heartbeat moved within the last lease.
+    alive: bool,
 }
 
 /// `GET /v1/locations`.
@@ -411,7 +459,7 @@ mod tests {
             let item = doc["paths"].get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
             assert!(item.get(method).is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
         }
-        assert_eq!(routes, 43, "the route count changed: check this test still scans every routes file");
+        assert_eq!(routes, 44, "the route count changed: check this test still scans every routes file");
     }
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
