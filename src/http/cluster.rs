@@ -274,3 +274,25 @@ pub async fn gather_brands(req: &HttpRequest, node: &Node) -> Result<Vec<serde_j
     }
     Ok(brands.into_values().collect())
 }
+
+/// Whether `brand` exists, asked of its partition's owner (this node or another), with
+/// the caller's token: 404 `not_found` if not, 503 if its owner cannot be asked.
+pub async fn check_brand_exists(req: &HttpRequest, node: &Node, brand: &BrandId) -> Result<(), Problem> {
+    let partition = node.partition_of(brand.as_str());
+    let owner = match node.route(partition) {
+        Route::Local => Owner { node: node.cfg.node_id.clone(), advertise: node.cfg.advertise.clone(), epoch: 0 },
+        Route::Forward(owner) => owner,
+        Route::Unavailable => return Err(unavailable(partition)),
+    };
+    let url = format!("{}/v1/brands/{brand}", owner.advertise);
+    let mut out = CLIENT.with(|c| c.get(&url)).insert_header((FORWARDED_BY, node.cfg.node_id.as_str()));
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        out = out.insert_header((header::AUTHORIZATION, v.clone()));
+    }
+    let res = out.send().await.map_err(|_| unavailable(partition))?;
+    match res.status().as_u16() {
+        200 => Ok(()),
+        404 => Err(Problem::new(ErrorCode::NotFound, format!("brand {brand} does not exist"))),
+        _ => Err(unavailable(partition)),
+    }
+}

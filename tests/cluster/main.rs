@@ -2,5 +2,7 @@
 //! `target/nats-venv` on first use) and, for the end-to-end tests, real `zaiko` nodes.
 
 mod nats;
+mod nodes;
 
+mod failover;
 mod journal;

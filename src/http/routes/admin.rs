@@ -130,9 +130,15 @@ async fn create_brand_token(
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         crate::http::extract::parse_json::<Empty>(&bytes)?;
     }
-    // The brand must exist; a read through its shard says so.
-    let exists = ask_brand(&state, brand.clone(), BrandCmd::Get, None).await?;
-    debug_assert!(exists.status().is_success());
+    // The brand must exist; a read through its shard (in cluster mode, its partition's
+    // owner, which may be another node than the registry's) says so.
+    match &state.services()?.cluster {
+        Some(node) => cluster::check_brand_exists(&req, node, &brand).await?,
+        None => {
+            let exists = ask_brand(&state, brand.clone(), BrandCmd::Get, None).await?;
+            debug_assert!(exists.status().is_success());
+        }
+    }
     ask_registry(&state, RegistryCmd::CreateToken { role: Role::Brand(brand) }, None).await
 }
 
