@@ -184,6 +184,13 @@ struct Controller {
     /// Takeovers running now.
     taking: HashMap<PartitionId, tokio::task::JoinHandle<()>>,
     done_tx: mpsc::UnboundedSender<(PartitionId, Result<Owned, String>)>,
+    /// Whether this node has applied the registry as it was when the node started (or
+    /// owns it). Until then it takes no brand partition over: their commands check
+    /// locations and brands against the registry, and a node that has not read it yet
+    /// would refuse what the old owner accepted.
+    registry_ready: bool,
+    /// The registry journal's last stream sequence when this node first asked.
+    registry_target: Option<u64>,
 }
 
 /// How often the controller looks at everything.
@@ -216,6 +223,8 @@ impl Node {
             following: HashMap::new(),
             taking: HashMap::new(),
             done_tx,
+            registry_ready: false,
+            registry_target: None,
         };
         let task = tokio::spawn(controller.run(done_rx));
         *node.controller.lock() = Some(task);
@@ -326,6 +335,7 @@ impl Controller {
             match placement::decide(&view) {
                 Action::Own => {}
                 Action::TakeOver if observed.value.is_none() && now.duration_since(self.started) < first_grace => {}
+                Action::TakeOver if p != PartitionId::Registry && !self.registry_ready => {}
                 Action::TakeOver => self.start_takeover(p, observed).await,
                 Action::Follow => self.follow(p),
                 Action::Leave => {
@@ -348,6 +358,15 @@ impl Controller {
             self.following.get(&PartitionId::Registry).map_or(0, |f| f.status().last_seq)
         };
         self.node.registry_seq.send_if_modified(|seq| std::mem::replace(seq, registry_seq) != registry_seq);
+        if !self.registry_ready {
+            if self.registry_target.is_none() {
+                self.registry_target = plog::last_seq(&self.node.engine.journal, &PartitionId::Registry.subject()).await.ok();
+            }
+            if self.registry_target.is_some_and(|target| registry_seq >= target) {
+                tracing::info!("the registry is read up to where it was at start; taking partitions over from now on");
+                self.registry_ready = true;
+            }
+        }
     }
 
     /// A clean stop: takeovers abandoned, followers stopped, every owned partition's

@@ -334,8 +334,16 @@ pub async fn request_context(
         // reached this node's copy of the registry yet; catch up before refusing it.
         let node = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()).and_then(|s| s.cluster.clone());
         if let Some(node) = node {
-            if req.headers().contains_key(header::AUTHORIZATION) && node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
-                authenticated = authenticate_and_limit(&req);
+            if req.headers().contains_key(header::AUTHORIZATION) {
+                authenticated = if node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
+                    authenticate_and_limit(&req)
+                } else {
+                    // Whether the token exists cannot be known now: 503, not a wrong 401.
+                    Err(Problem::new(
+                        crate::domain::ErrorCode::PartitionUnavailable,
+                        "this node could not read the registry's newest tokens in time; retry after the Retry-After delay",
+                    ))
+                };
             }
         }
     }
