@@ -24,6 +24,9 @@ use super::{Id, Timestamp};
 
 /// Row errors kept per job (all are counted).
 pub const IMPORT_ERRORS_KEPT: usize = 100;
+/// Characters of a kept row error's detail; a longer one is cut (a hostile row's
+/// message must not make the job's state, its record and its answer large).
+pub const ROW_ERROR_DETAIL_CHARS_MAX: usize = 500;
 /// Finished jobs kept per brand for `GET .../imports/{id}`; older ones are forgotten.
 pub const IMPORTS_FINISHED_KEPT: usize = 100;
 /// Jobs queued or running per brand; more are refused with `rate_limited`.
@@ -85,6 +88,16 @@ pub struct RowError {
     pub row: u64,
     pub code: ErrorCode,
     pub detail: String,
+}
+
+impl RowError {
+    /// Cuts the detail to [`ROW_ERROR_DETAIL_CHARS_MAX`] characters.
+    fn shorten(&mut self) {
+        if let Some((cut, _)) = self.detail.char_indices().nth(ROW_ERROR_DETAIL_CHARS_MAX) {
+            self.detail.truncate(cut);
+            self.detail.push('…');
+        }
+    }
 }
 
 /// The progress one chunk records, in the same WAL record as its rows' events.
@@ -240,6 +253,7 @@ impl BrandState {
         errors.extend(c.pre_errors.iter().cloned());
         errors.sort_by_key(|e| e.row);
         errors.truncate(IMPORT_ERRORS_KEPT.saturating_sub(job.errors.len()));
+        errors.iter_mut().for_each(RowError::shorten);
         events.push(Event::ImportChunkApplied {
             progress: Box::new(ChunkProgress {
                 id: c.id.clone(),

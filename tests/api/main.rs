@@ -12,6 +12,7 @@ mod faults;
 mod feed;
 mod fulfilment;
 mod fuzz_bodies;
+mod hostile_imports;
 mod imports;
 mod isolation;
 mod metrics;
