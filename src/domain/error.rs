@@ -24,10 +24,13 @@ pub enum ErrorCode {
     NotReady,
     /// A feed cursor older than the retention (410; not in the v1 contract's list).
     CursorExpired,
+    /// A channel the brand has not configured, while it has configured others (422;
+    /// not in the v1 contract's list).
+    UnknownChannel,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -44,6 +47,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::NotReady,
         ErrorCode::CursorExpired,
+        ErrorCode::UnknownChannel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::CursorExpired => "cursor_expired",
+            ErrorCode::UnknownChannel => "unknown_channel",
         }
     }
 }

@@ -20,7 +20,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidTransition
         | ErrorCode::IdempotencyInProgress
         | ErrorCode::AlreadyExists => StatusCode::CONFLICT,
-        ErrorCode::IdempotencyKeyReused | ErrorCode::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::IdempotencyKeyReused | ErrorCode::Unprocessable | ErrorCode::UnknownChannel => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -47,6 +47,7 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::Overloaded => "The server is overloaded",
         ErrorCode::NotReady => "The server is not ready",
         ErrorCode::CursorExpired => "The cursor is older than the feed's retention",
+        ErrorCode::UnknownChannel => "The brand has no such channel",
     }
 }
 
