@@ -8,6 +8,7 @@ mod basics;
 mod channels;
 mod crash;
 mod crash_mixed;
+mod disk_space;
 mod faults;
 mod feed;
 mod fulfilment;
