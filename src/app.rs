@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use actix::{Actor, Arbiter};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
@@ -207,27 +207,28 @@ impl Application {
             limiter,
         });
         let app_state = state.clone();
-        let server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(app_state.clone())
                 .wrap(actix_web::middleware::from_fn(crate::http::request_context))
                 .configure(crate::http::configure)
-        })
-        .workers(cfg.http_workers)
-        .backlog(4096)
-        // A client has this long to send a request head; idle keep-alive connections close
-        // after the keep-alive time; on shutdown, in-flight requests get this long to finish.
-        .client_request_timeout(std::time::Duration::from_secs(10))
-        .keep_alive(std::time::Duration::from_secs(30))
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        .shutdown_timeout(30)
-        // Signals are handled in `run`: actix-server's own handler stops the whole
-        // actix System, shard arbiters included, before the index is committed.
-        .disable_signals()
-        .bind(&cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
-        let server = server.run();
+        };
+        let settings = crate::http::server::Settings {
+            workers: cfg.http_workers,
+            backlog: 4096,
+            max_connections_per_worker: MAX_CONNECTIONS_PER_WORKER,
+            // A client has this long to send a request head; idle keep-alive connections
+            // close after the keep-alive time; on shutdown, in-flight requests get this
+            // long to finish.
+            client_request_timeout: std::time::Duration::from_secs(10),
+            keep_alive: std::time::Duration::from_secs(30),
+            shutdown_timeout_s: 30,
+        };
+        // Signals are handled in `run`: actix-server's own handler stops the whole actix
+        // System, shard arbiters included, before the index is committed.
+        let (server, addrs) =
+            crate::http::server::bind(&cfg.listen, &settings, app).with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let port = addrs.first().map(|a| a.port()).context("no listen address")?;
         let (tx, ready) = oneshot::channel();
         let handle = server.handle();
         let host = match cfg.listen.rsplit_once(':').map(|(h, _)| h) {
