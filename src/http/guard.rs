@@ -76,49 +76,8 @@ impl Guarded {
         Guarded { io, buf: Vec::new(), start: 0, ready: 0, state: State::Head, refusal: None, closed_sending: false, drained: 0 }
     }
 
-    /// Follows `bytes` from the current state; returns how many of them may be passed
-    /// on. The rest, if any, are the start of a head still arriving, or follow a refused
-    /// head.
     fn scan(&mut self, bytes: &[u8]) -> usize {
-        let mut at = 0;
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            match &mut self.state {
-                State::Head => match check_head(rest) {
-                    HeadCheck::Partial => break,
-                    HeadCheck::Complete { len, next } => {
-                        at += len;
-                        self.state = next;
-                    }
-                    HeadCheck::Refused(problem) => {
-                        tracing::debug!(code = problem.code.as_str(), detail = %problem.detail, "request head refused before the app");
-                        self.refusal = Some((problem.raw_response(), 0));
-                        self.state = State::Refused;
-                        break;
-                    }
-                },
-                State::Body(left) => {
-                    let take = (*left).min(rest.len() as u64);
-                    at += take as usize;
-                    *left -= take;
-                    if *left == 0 {
-                        self.state = State::Head;
-                    }
-                }
-                State::Chunked(chunks) => {
-                    let (used, step) = chunks.feed(rest);
-                    at += used;
-                    match step {
-                        ChunkStep::More => {}
-                        ChunkStep::Done => self.state = State::Head,
-                        ChunkStep::Lost => self.state = State::Through,
-                    }
-                }
-                State::Through => at = bytes.len(),
-                State::Refused => break,
-            }
-        }
-        at
+        scan(&mut self.state, &mut self.refusal, bytes)
     }
 
     /// Reads straight into the reader's buffer and keeps back what may not be passed
@@ -237,6 +196,51 @@ impl AsyncWrite for Guarded {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// Follows `bytes` from the current state; returns how many of them may be passed
+/// on. The rest, if any, are the start of a head still arriving, or follow a refused
+/// head.
+fn scan(state: &mut State, refusal: &mut Option<(Vec<u8>, usize)>, bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        match state {
+            State::Head => match check_head(rest) {
+                HeadCheck::Partial => break,
+                HeadCheck::Complete { len, next } => {
+                    at += len;
+                    *state = next;
+                }
+                HeadCheck::Refused(problem) => {
+                    tracing::debug!(code = problem.code.as_str(), detail = %problem.detail, "request head refused before the app");
+                    *refusal = Some((problem.raw_response(), 0));
+                    *state = State::Refused;
+                    break;
+                }
+            },
+            State::Body(left) => {
+                let take = (*left).min(rest.len() as u64);
+                at += take as usize;
+                *left -= take;
+                if *left == 0 {
+                    *state = State::Head;
+                }
+            }
+            State::Chunked(chunks) => {
+                let (used, step) = chunks.feed(rest);
+                at += used;
+                match step {
+                    ChunkStep::More => {}
+                    ChunkStep::Done => *state = State::Head,
+                    ChunkStep::Lost => *state = State::Through,
+                }
+            }
+            State::Through => at = bytes.len(),
+            State::Refused => break,
+        }
+    }
+    at
 }
 
 /// What a request head turned out to be.
@@ -474,6 +478,75 @@ mod tests {
         assert_eq!(code(many.as_bytes()), Err("headers_too_large".into()));
         let big = format!("GET / HTTP/1.1\r\nHost: x\r\nA: {}", "b".repeat(HEAD_BYTES_MAX));
         assert_eq!(code(big.as_bytes()), Err("headers_too_large".into()));
+    }
+
+    /// A request with a body framed by `Content-Length` or chunked (in chunks of the
+    /// given sizes), as a client sends it.
+    fn request(body: &[u8], chunks: Option<&[usize]>) -> Vec<u8> {
+        let mut out = b"POST /v1/brands/b/imports?kind=stock HTTP/1.1\r\nHost: x\r\n".to_vec();
+        match chunks {
+            None => {
+                out.extend(format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes());
+                out.extend_from_slice(body);
+            }
+            Some(sizes) => {
+                out.extend(b"Transfer-Encoding: chunked\r\n\r\n");
+                let mut rest = body;
+                for size in sizes.iter().copied().chain(std::iter::once(usize::MAX)) {
+                    let n = size.clamp(1, rest.len().max(1)).min(rest.len());
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend(format!("{n:x}\r\n").into_bytes());
+                    out.extend_from_slice(&rest[..n]);
+                    out.extend(b"\r\n");
+                    rest = &rest[n..];
+                }
+                out.extend(b"0\r\n\r\n");
+            }
+        }
+        out
+    }
+
+    /// Feeds a stream in `pieces` as the guard reads it: what is not passed is held and
+    /// read again with what follows. Returns the bytes passed.
+    fn through(stream: &[u8], cuts: &[usize]) -> (Vec<u8>, State, bool) {
+        let (mut state, mut refusal) = (State::Head, None);
+        let (mut held, mut passed) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        for cut in cuts.iter().map(|c| c % (stream.len() + 1)).chain([stream.len()]) {
+            if cut <= at {
+                continue;
+            }
+            held.extend_from_slice(&stream[at..cut]);
+            at = cut;
+            let n = scan(&mut state, &mut refusal, &held);
+            passed.extend_from_slice(&held[..n]);
+            held.drain(..n);
+        }
+        (passed, state, refusal.is_some())
+    }
+
+    proptest::proptest! {
+        /// Pipelined requests with bodies of every framing, read in any pieces: every byte
+        /// is passed, and the stream ends at a head. With a bad head after them, exactly
+        /// the requests before it are passed.
+        #[test]
+        fn framing_is_followed_however_the_stream_is_split(
+            bodies in proptest::collection::vec((proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), proptest::option::of(proptest::collection::vec(1usize..64, 0..6))), 1..5),
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..12),
+        ) {
+            let mut stream = Vec::new();
+            for (body, chunks) in &bodies {
+                stream.extend(request(body, chunks.as_deref()));
+            }
+            let (passed, state, refused) = through(&stream, &cuts);
+            proptest::prop_assert!(passed == stream && matches!(state, State::Head) && !refused);
+            let good = stream.len();
+            stream.extend(b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\nGET / HTTP/1.1\r\n");
+            let (passed, state, refused) = through(&stream, &cuts);
+            proptest::prop_assert!(passed.len() == good && matches!(state, State::Refused) && refused);
+        }
     }
 
     #[test]
