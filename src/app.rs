@@ -212,28 +212,29 @@ impl Application {
         let app_state = state.clone();
         let routes: fn(&mut web::ServiceConfig) =
             if cfg.metrics_listen.is_some() { crate::http::configure_without_metrics } else { crate::http::configure };
-        let server = HttpServer::new(move || {
+        let app = move || {
             App::new().app_data(app_state.clone()).wrap(actix_web::middleware::from_fn(crate::http::request_context)).configure(routes)
-        })
-        .workers(cfg.http_workers)
-        .backlog(4096)
-        // A client has this long to send a request head; idle keep-alive connections close
-        // after the keep-alive time; on shutdown, in-flight requests get this long to finish.
-        .client_request_timeout(std::time::Duration::from_secs(10))
-        .keep_alive(std::time::Duration::from_secs(30))
-        .max_connections(cap.per_worker)
-        .shutdown_timeout(30)
-        // Signals are handled in `run`: actix-server's own handler stops the whole
-        // actix System, shard arbiters included, before the index is committed.
-        .disable_signals()
-        .bind(&cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
+        };
+        let settings = crate::http::server::Settings {
+            workers: cfg.http_workers,
+            backlog: 4096,
+            max_connections_per_worker: cap.per_worker,
+            // A client has this long to send a request head; idle keep-alive connections
+            // close after the keep-alive time; on shutdown, in-flight requests get this
+            // long to finish.
+            client_request_timeout: std::time::Duration::from_secs(10),
+            keep_alive: std::time::Duration::from_secs(30),
+            shutdown_timeout_s: 30,
+        };
+        // Signals are handled in `run`: actix-server's own handler stops the whole actix
+        // System, shard arbiters included, before the index is committed.
+        let (server, addrs) =
+            crate::http::server::bind(&cfg.listen, &settings, app).with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let port = addrs.first().map(|a| a.port()).context("no listen address")?;
         let metrics = match &cfg.metrics_listen {
             Some(addr) => Some(metrics_server(addr, state.clone())?),
             None => None,
         };
-        let server = server.run();
         let (tx, ready) = oneshot::channel();
         let handle = server.handle();
         let host = match cfg.listen.rsplit_once(':').map(|(h, _)| h) {

@@ -27,10 +27,19 @@ pub enum ErrorCode {
     /// A feed cursor from an earlier journal history, before a restore or a repair
     /// (410; not in the v1 contract's list).
     CursorHistoryChanged,
+    /// A channel the brand has not configured, while it has configured others (422;
+    /// not in the v1 contract's list).
+    UnknownChannel,
+    /// A path that exists, with a method it does not take (405, with `Allow`).
+    MethodNotAllowed,
+    /// A request target longer than the server reads (414).
+    UriTooLong,
+    /// A request head with too many or too large header fields (431).
+    HeadersTooLarge,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -48,6 +57,10 @@ impl ErrorCode {
         ErrorCode::NotReady,
         ErrorCode::CursorExpired,
         ErrorCode::CursorHistoryChanged,
+        ErrorCode::UnknownChannel,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +82,10 @@ impl ErrorCode {
             ErrorCode::NotReady => "not_ready",
             ErrorCode::CursorExpired => "cursor_expired",
             ErrorCode::CursorHistoryChanged => "cursor_history_changed",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
         }
     }
 }
