@@ -212,33 +212,34 @@ impl Application {
         let app_state = state.clone();
         let routes: fn(&mut web::ServiceConfig) =
             if cfg.metrics_listen.is_some() { crate::http::configure_without_metrics } else { crate::http::configure };
-        let server = HttpServer::new(move || {
+        let app = move || {
             // The last `wrap` runs first: ids, auth and limits, then cluster routing.
             App::new()
                 .app_data(app_state.clone())
                 .wrap(actix_web::middleware::from_fn(crate::http::cluster::route))
                 .wrap(actix_web::middleware::from_fn(crate::http::request_context))
                 .configure(routes)
-        })
-        .workers(cfg.http_workers)
-        .backlog(4096)
-        // A client has this long to send a request head; idle keep-alive connections close
-        // after the keep-alive time; on shutdown, in-flight requests get this long to finish.
-        .client_request_timeout(std::time::Duration::from_secs(10))
-        .keep_alive(std::time::Duration::from_secs(30))
-        .max_connections(cap.per_worker)
-        .shutdown_timeout(30)
-        // Signals are handled in `run`: actix-server's own handler stops the whole
-        // actix System, shard arbiters included, before the index is committed.
-        .disable_signals()
-        .bind(&cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let port = server.addrs().first().map(|a| a.port()).context("no listen address")?;
+        };
+        let settings = crate::http::server::Settings {
+            workers: cfg.http_workers,
+            backlog: 4096,
+            max_connections_per_worker: cap.per_worker,
+            // A client has this long to send a request head; idle keep-alive connections
+            // close after the keep-alive time; on shutdown, in-flight requests get this
+            // long to finish.
+            client_request_timeout: std::time::Duration::from_secs(10),
+            keep_alive: std::time::Duration::from_secs(30),
+            shutdown_timeout_s: 30,
+        };
+        // Signals are handled in `run`: actix-server's own handler stops the whole actix
+        // System, shard arbiters included, before the index is committed.
+        let (server, addrs) =
+            crate::http::server::bind(&cfg.listen, &settings, app).with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let port = addrs.first().map(|a| a.port()).context("no listen address")?;
         let metrics = match &cfg.metrics_listen {
             Some(addr) => Some(metrics_server(addr, state.clone())?),
             None => None,
         };
-        let server = server.run();
         let (tx, ready) = oneshot::channel();
         let handle = server.handle();
         let host = match cfg.listen.rsplit_once(':').map(|(h, _)| h) {
@@ -312,7 +313,7 @@ impl Application {
 /// What runs once recovery is done, for [`Application::run`] to stop in order.
 enum Running {
     Single { journal: Journal, indexer: IndexerHandle },
-    Cluster { node: crate::cluster::node::Node, runtime: ClusterRuntime },
+    Cluster { node: Box<crate::cluster::node::Node>, runtime: ClusterRuntime },
 }
 
 /// The cluster runtime, shut down without blocking when dropped (it may be dropped in
@@ -680,7 +681,7 @@ async fn start_cluster_services(
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");
-    Ok(Running::Cluster { node, runtime })
+    Ok(Running::Cluster { node: Box::new(node), runtime })
 }
 
 /// Starts the indexer thread on the opened indexes and returns the search handles.

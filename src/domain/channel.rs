@@ -25,6 +25,8 @@ use super::{Id, Timestamp};
 pub const SYNC_CHUNK_SKUS: usize = 1000;
 /// Most channels per brand, and most locations per channel.
 pub const CHANNELS_MAX: usize = 64;
+/// Channels an `unknown_channel` answer names.
+const CHANNELS_LISTED_MAX: usize = 10;
 pub const CHANNEL_LOCATIONS_MAX: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +44,28 @@ impl Channel {
     pub fn scope(&self) -> Scope {
         Scope { locations: self.locations.clone(), buffer: self.buffer }
     }
+}
+
+/// Why a request naming `channel` is refused, given the brand's `configured`
+/// channels: once a brand has any, a channel must be one of them (a misspelt channel
+/// would otherwise sell from every location with no buffer); a brand with none sells
+/// to any channel name from every location.
+pub fn unknown_channel<'a>(channel: &Id, configured: impl Iterator<Item = &'a Id> + Clone) -> Option<Rejection> {
+    let mut names = configured.clone().peekable();
+    if names.peek().is_none() || configured.clone().any(|c| c == channel) {
+        return None;
+    }
+    let mut listed: Vec<&str> = names.by_ref().take(CHANNELS_LISTED_MAX).map(Id::as_str).collect();
+    if names.next().is_some() {
+        listed.push("…");
+    }
+    Some(Rejection::new(
+        ErrorCode::UnknownChannel,
+        format!(
+            "channel {channel} is not configured for this brand; use one of {}, or configure it first (PUT .../channels/{channel})",
+            listed.join(", ")
+        ),
+    ))
 }
 
 /// The availability of a SKU to a channel of this configuration (`None`: unconfigured).
@@ -121,6 +145,12 @@ impl BrandState {
     /// The scope a request for `channel` may take stock from.
     pub fn scope_for(&self, channel: Option<&Id>) -> Scope {
         channel.and_then(|c| self.channels.get(c)).map_or_else(Scope::default, Channel::scope)
+    }
+
+    /// A channel a request names must be one of the brand's once it has any (see
+    /// [`unknown_channel`]).
+    pub fn check_channel(&self, channel: &Id) -> Result<(), Rejection> {
+        unknown_channel(channel, self.channels.keys()).map_or(Ok(()), Err)
     }
 
     /// Availability of `levels` to every configured channel, for `stock.changed`.

@@ -33,10 +33,19 @@ pub enum ErrorCode {
     /// Cluster mode: the route is not available in cluster mode yet (501; not in the v1
     /// contract's list).
     NotInClusterMode,
+    /// A channel the brand has not configured, while it has configured others (422;
+    /// not in the v1 contract's list).
+    UnknownChannel,
+    /// A path that exists, with a method it does not take (405, with `Allow`).
+    MethodNotAllowed,
+    /// A request target longer than the server reads (414).
+    UriTooLong,
+    /// A request head with too many or too large header fields (431).
+    HeadersTooLarge,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -56,6 +65,10 @@ impl ErrorCode {
         ErrorCode::CursorHistoryChanged,
         ErrorCode::PartitionUnavailable,
         ErrorCode::NotInClusterMode,
+        ErrorCode::UnknownChannel,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +92,10 @@ impl ErrorCode {
             ErrorCode::CursorHistoryChanged => "cursor_history_changed",
             ErrorCode::PartitionUnavailable => "partition_unavailable",
             ErrorCode::NotInClusterMode => "not_in_cluster_mode",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
         }
     }
 }

@@ -286,6 +286,7 @@ impl BrandState {
                 ))
             };
         }
+        self.check_channel(&cmd.channel)?;
         let lines = self.allocate(&cmd.lines, scope)?;
         let reservation = Reservation {
             id: cmd.id.clone(),
@@ -415,6 +416,9 @@ impl BrandState {
                 (r.lines.clone(), Some(r.channel.clone()), Vec::new())
             }
             ShipmentSource::Lines(lines) => {
+                if let Some(ch) = &cmd.channel {
+                    self.check_channel(ch)?;
+                }
                 let allocs = self.allocate(lines, scope)?;
                 let evs = stock_events(self, |sku| self.levels_of(sku), &allocs, 1, false, Cause::Reserved { id: cmd.id.clone() })?;
                 (allocs, cmd.channel.clone(), evs)

@@ -45,6 +45,9 @@ pub const PAGE_LIMIT_DEFAULT: usize = 100;
 pub const WAIT_SECONDS_MAX: u64 = 30;
 /// Long polls waiting at once; more are answered `overloaded` at once.
 pub const LONG_POLLS_MAX: usize = 1024;
+/// Long polls one brand may have waiting at once; more are answered `rate_limited` at
+/// once, so that no brand takes every slot of [`LONG_POLLS_MAX`] from the others.
+pub const LONG_POLLS_PER_BRAND_MAX: usize = 64;
 /// Idle read connections kept for reuse.
 const READERS_IDLE_MAX: usize = 8;
 /// Default retention: 7 days, and at most this many events per brand.
@@ -119,6 +122,8 @@ pub enum FeedError {
     Behind,
     #[error("too many long polls are waiting; retry shortly")]
     Busy,
+    #[error("this brand already has {LONG_POLLS_PER_BRAND_MAX} long polls waiting; share one poll between readers, or poll with wait=0")]
+    BrandBusy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the feed reader stopped")]
@@ -145,6 +150,38 @@ struct Inner {
     long_polls: Arc<Semaphore>,
     /// The journal history the store's events belong to.
     history: History,
+    /// Long polls waiting per brand (brands with none are removed).
+    long_polls_by_brand: Mutex<HashMap<BrandId, usize>>,
+}
+
+/// One of a brand's [`LONG_POLLS_PER_BRAND_MAX`] long polls; given back when dropped.
+struct BrandPoll {
+    inner: Arc<Inner>,
+    brand: BrandId,
+}
+
+impl Drop for BrandPoll {
+    fn drop(&mut self) {
+        let mut polls = self.inner.long_polls_by_brand.lock();
+        if let Some(n) = polls.get_mut(&self.brand) {
+            *n -= 1;
+            if *n == 0 {
+                polls.remove(&self.brand);
+            }
+        }
+    }
+}
+
+/// A waiting long poll's slots, counted in `zaiko_feed_long_polls_waiting`.
+struct LongPoll {
+    _share: BrandPoll,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        metrics::gauge!("zaiko_feed_long_polls_waiting").decrement(1.0);
+    }
 }
 
 impl Inner {
@@ -182,6 +219,7 @@ impl Feed {
             hooks_version: watch::Sender::new(0),
             long_polls: Arc::new(Semaphore::new(LONG_POLLS_MAX)),
             history,
+            long_polls_by_brand: Mutex::new(HashMap::new()),
         });
         let feed = Feed { inner: inner.clone() };
         let thread = tailer::Tailer::new(cfg, store, journal, clock, inner, queued_imports);
@@ -262,6 +300,23 @@ impl Feed {
         self.with_reader(move |c| store::read_after(c, &b, after, limit)).await
     }
 
+    /// A slot for a long poll of `brand`: one of the brand's share (else `BrandBusy`)
+    /// and one of the server's (else `Busy`).
+    fn long_poll(&self, brand: &BrandId) -> Result<LongPoll, FeedError> {
+        let share = {
+            let mut polls = self.inner.long_polls_by_brand.lock();
+            let n = polls.entry(brand.clone()).or_insert(0);
+            if *n >= LONG_POLLS_PER_BRAND_MAX {
+                return Err(FeedError::BrandBusy);
+            }
+            *n += 1;
+            BrandPoll { inner: self.inner.clone(), brand: brand.clone() }
+        };
+        let permit = self.inner.long_polls.clone().try_acquire_owned().map_err(|_| FeedError::Busy)?;
+        metrics::gauge!("zaiko_feed_long_polls_waiting").increment(1.0);
+        Ok(LongPoll { _share: share, _permit: permit })
+    }
+
     /// A page of the brand's feed after `after` (from the oldest kept event when
     /// `None`), waiting up to `wait` for the first new event when there is none.
     pub async fn page(&self, brand: &BrandId, after: Option<u64>, limit: usize, wait: Duration) -> Result<Page, FeedError> {
@@ -271,7 +326,7 @@ impl Feed {
         let pos = check_cursor(after, found.as_ref().map(|f| f.0))?;
         let empty = found.as_ref().is_none_or(|f| f.1.is_empty());
         if empty && !wait.is_zero() {
-            let _permit = self.inner.long_polls.clone().try_acquire_owned().map_err(|_| FeedError::Busy)?;
+            let _poll = self.long_poll(brand)?;
             let seen = from.max(pos.last_seq);
             let woken = matches!(tokio::time::timeout(wait, rx.wait_for(|last| *last > seen)).await, Ok(Ok(_)));
             if woken {

@@ -132,6 +132,9 @@ impl Tailer {
     fn step(&mut self) -> Result<(), StepError> {
         let next = self.tail.next_lsn();
         let durable = self.journal.wait_durable_timeout(next, IDLE_WAIT).map_err(|_| StepError::Stopped)?;
+        if !self.journal_has_space() {
+            return Ok(());
+        }
         if durable >= next {
             let (batch, imports) = self.read_batch(durable)?;
             let touched = self.store.commit(&batch)?;
@@ -145,6 +148,21 @@ impl Tailer {
             }
         }
         Ok(())
+    }
+
+    /// Whether the feed may write: not while the journal cannot prepare its next
+    /// segment for lack of disk space (waits for it at most [`IDLE_WAIT`]), so that space
+    /// coming back goes to the journal, not to `feed.sqlite`.
+    fn journal_has_space(&self) -> bool {
+        if !self.journal.disk_full() {
+            return true;
+        }
+        metrics::gauge!("zaiko_feed_waiting_for_wal_space").set(1.0);
+        let has = self.journal.wait_for_space(IDLE_WAIT);
+        if has {
+            metrics::gauge!("zaiko_feed_waiting_for_wal_space").set(0.0);
+        }
+        has
     }
 
     fn read_batch(&mut self, durable: Lsn) -> Result<(Batch, Vec<(BrandId, Id)>), StepError> {

@@ -7,8 +7,10 @@
 mod canonical;
 pub mod cluster;
 pub mod extract;
+mod guard;
 pub mod problem;
 pub mod routes;
+pub mod server;
 
 use std::sync::{Arc, OnceLock};
 

@@ -20,12 +20,15 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidTransition
         | ErrorCode::IdempotencyInProgress
         | ErrorCode::AlreadyExists => StatusCode::CONFLICT,
-        ErrorCode::IdempotencyKeyReused | ErrorCode::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::IdempotencyKeyReused | ErrorCode::Unprocessable | ErrorCode::UnknownChannel => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::NotReady | ErrorCode::PartitionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::NotInClusterMode => StatusCode::NOT_IMPLEMENTED,
         ErrorCode::CursorExpired | ErrorCode::CursorHistoryChanged => StatusCode::GONE,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+        ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
     }
 }
 
@@ -51,6 +54,10 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::CursorHistoryChanged => "The cursor is from an earlier history of the feed",
         ErrorCode::PartitionUnavailable => "The brand's partition is changing owner",
         ErrorCode::NotInClusterMode => "Not available in cluster mode yet",
+        ErrorCode::UnknownChannel => "The brand has no such channel",
+        ErrorCode::MethodNotAllowed => "This path does not take that method",
+        ErrorCode::UriTooLong => "The request target is too long",
+        ErrorCode::HeadersTooLarge => "The request's header fields are too large",
     }
 }
 
@@ -154,23 +161,45 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(s) = self.retry_after_s {
+            res.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        res.body(self.body())
+    }
+}
+
+impl Problem {
+    /// The problem+json body.
+    pub fn body(&self) -> Vec<u8> {
         let body = Body {
             kind: format!("/problems/{}", self.code.as_str()),
             title: title_for(self.code),
-            status: status.as_u16(),
+            status: status_for(self.code).as_u16(),
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
             shortages: &self.shortages,
             extensions: &self.extensions,
         };
-        let mut res = HttpResponse::build(status);
-        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if let Some(s) = self.retry_after_s {
-            res.insert_header((header::RETRY_AFTER, s.to_string()));
-        }
-        res.body(serde_json::to_vec(&body).expect("problem serialises"))
+        serde_json::to_vec(&body).expect("problem serialises")
+    }
+
+    /// The whole HTTP/1.1 response, for the connection guard that answers before
+    /// actix-web sees the request (`http::guard`); the connection closes after it.
+    pub fn raw_response(&self) -> Vec<u8> {
+        let status = status_for(self.code);
+        let body = self.body();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes();
+        out.extend(body);
+        out
     }
 }
 

@@ -29,6 +29,29 @@ use crate::domain::Id;
 
 /// Longest `reason`, in characters (as in `POST .../stock/changes`).
 const REASON_CHARS_MAX: usize = 200;
+/// Wrong column names a header error lists (the rest are counted).
+const COLUMNS_LISTED_MAX: usize = 10;
+/// Characters of a value or column name an error message repeats.
+const SHOWN_CHARS_MAX: usize = 40;
+
+/// `v` quoted, cut to [`SHOWN_CHARS_MAX`] characters: what an error message repeats
+/// of the input, so a hostile value cannot make the message as large as itself.
+fn shown(v: &str) -> String {
+    match v.char_indices().nth(SHOWN_CHARS_MAX) {
+        None => format!("{v:?}"),
+        Some((cut, _)) => format!("{:?}…", &v[..cut]),
+    }
+}
+
+/// Names for an error message: at most [`COLUMNS_LISTED_MAX`], each [`shown`].
+fn listed<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let n = names.len();
+    let mut out: Vec<String> = names.take(COLUMNS_LISTED_MAX).map(shown).collect();
+    if n > COLUMNS_LISTED_MAX {
+        out.push(format!("and {} more", n - COLUMNS_LISTED_MAX));
+    }
+    format!("[{}]", out.join(", "))
+}
 
 /// A checked row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +86,7 @@ pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String
         ImportKind::ShipmentStatus => (&SHIPMENT_STATUS_COLUMNS, &["shipment_id", "status"]),
     };
     let mut cols = Columns { kind, index: BTreeMap::new(), attributes: Vec::new(), count: header.len() };
-    let mut unknown = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
     for (i, raw) in header.iter().enumerate() {
         let name = raw.trim().trim_start_matches('\u{feff}');
         if kind == ImportKind::Catalog {
@@ -73,16 +96,16 @@ pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String
             }
         }
         if !known.contains(&name) || cols.index.insert(name.to_string(), i).is_some() {
-            unknown.push(name.to_string());
+            unknown.push(name);
         }
     }
     let missing: Vec<&str> = required.iter().filter(|c| !cols.index.contains_key(**c)).copied().collect();
     let mut problems = Vec::new();
     if !unknown.is_empty() {
-        problems.push(format!("unknown or repeated columns {unknown:?}"));
+        problems.push(format!("unknown or repeated columns {}", listed(unknown.into_iter())));
     }
     if !missing.is_empty() {
-        problems.push(format!("missing columns {missing:?}"));
+        problems.push(format!("missing columns {}", listed(missing.into_iter())));
     }
     if kind == ImportKind::Stock && cols.index.contains_key("on_hand") == cols.index.contains_key("delta") {
         problems.push("give exactly one of the columns on_hand (set) or delta (adjust)".into());
@@ -104,7 +127,7 @@ fn id(field: &str, v: Option<&str>) -> Result<Id, String> {
 }
 
 fn number<T: std::str::FromStr>(field: &str, v: Option<&str>) -> Result<Option<T>, String> {
-    v.map(|s| s.parse::<T>().map_err(|_| format!("{field}: {s:?} is not an integer"))).transpose()
+    v.map(|s| s.parse::<T>().map_err(|_| format!("{field}: {} is not an integer", shown(s)))).transpose()
 }
 
 /// Parses one CSV record (already split into fields).
@@ -146,7 +169,7 @@ pub fn csv_row(cols: &Columns, fields: &[&str]) -> Result<Row, String> {
                     })
                     .collect(),
             };
-            Ok(catalog(input))
+            catalog(input)
         }
         ImportKind::ShipmentStatus => {
             let opt = |name: &str| cell(cols, fields, name).map(CompactString::from);
@@ -206,7 +229,7 @@ fn shipment_status(i: ShipmentStatusInput) -> Result<Row, String> {
         }
         None => {
             let names: Vec<&str> = TARGET_STATUSES.iter().map(|s| s.as_str()).collect();
-            return Err(format!("status: {:?} is not one of {}", i.status, names.join(", ")));
+            return Err(format!("status: {} is not one of {}", shown(&i.status), names.join(", ")));
         }
     };
     for (field, v) in [("tracking_number", &i.tracking_number), ("carrier", &i.carrier)] {
@@ -237,7 +260,10 @@ fn stock(i: StockInput) -> Result<Row, String> {
     Ok(Row::Stock(StockChangeCmd { sku: i.sku, location: i.location, op, expected_version: i.expected_version, reason: i.reason }))
 }
 
-fn catalog(i: CatalogInput) -> Row {
+/// A catalog row, checked here as `PUT .../skus/{sku}` checks its body (the brand
+/// checks it again, with the same message): a row that cannot be applied is not
+/// carried through the mailbox, and a valid row holds at most 50 tags and attributes.
+fn catalog(i: CatalogInput) -> Result<Row, String> {
     let c = Catalog {
         product_id: i.product_id,
         name: i.name,
@@ -248,7 +274,11 @@ fn catalog(i: CatalogInput) -> Row {
         tags: i.tags.into(),
         attributes: i.attributes.into_iter().collect(),
     };
-    Row::Catalog(i.sku, c)
+    let problems = c.validate();
+    if !problems.is_empty() {
+        return Err(problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect::<Vec<_>>().join("; "));
+    }
+    Ok(Row::Catalog(i.sku, c))
 }
 
 /// Parses one NDJSON line.
@@ -256,7 +286,7 @@ pub fn json_row(kind: ImportKind, line: &[u8]) -> Result<Row, String> {
     let err = |e: serde_json::Error| format!("not a valid {} object: {e}", kind.as_str());
     match kind {
         ImportKind::Stock => stock(serde_json::from_slice(line).map_err(err)?),
-        ImportKind::Catalog => Ok(catalog(serde_json::from_slice(line).map_err(err)?)),
+        ImportKind::Catalog => catalog(serde_json::from_slice(line).map_err(err)?),
         ImportKind::ShipmentStatus => shipment_status(serde_json::from_slice(line).map_err(err)?),
     }
 }

@@ -3,27 +3,54 @@
 //! each), and every chunk says where the next one starts (byte offset and line), so
 //! a runner that resumes after a crash at a recorded position reads exactly the
 //! chunks it did not apply.
+//!
+//! Memory is bounded whatever the file: a CSV record is parsed (by `csv_core`) into
+//! buffers of [`ROW_BYTES_MAX`] bytes and [`ROW_FIELDS_MAX`] fields, an NDJSON line
+//! into one of [`ROW_BYTES_MAX`] bytes; a longer record or line is read to its end
+//! without being kept and becomes a row error (a header, an unusable file). Line
+//! breaks are counted from the bytes as they are consumed, never from a copy.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::rc::Rc;
+
+use csv_core::ReadRecordResult;
 
 use super::parse::{check_header, csv_row, json_row, Columns, Row};
 use crate::domain::import::{ImportFormat, ImportKind, RowError};
 use crate::domain::ErrorCode;
 
+/// Longest row, in bytes: a CSV record's field data (without delimiters and quotes)
+/// or an NDJSON line (without its line break). Any valid row is far shorter (a
+/// catalog row with every field and 50 attributes at their longest is ~170 KB).
+pub const ROW_BYTES_MAX: usize = 1 << 20;
+/// Most fields in a CSV record, the header included: a catalog's 8 columns and
+/// many `attributes.<key>` columns fit.
+pub const ROW_FIELDS_MAX: usize = 1024;
+/// Read buffer of a file being imported.
+const READ_BUFFER_BYTES: usize = 1 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("reading the import file: {0}")]
     Io(#[from] std::io::Error),
-    #[error("reading the import file: {0}")]
-    Csv(#[from] csv::Error),
     /// The file cannot be used at all (its header).
     #[error("{0}")]
     Unusable(String),
+}
+
+/// The bounds a reader keeps rows within: [`ROW_BYTES_MAX`] and [`ROW_FIELDS_MAX`]
+/// unless a test sets smaller ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub row_bytes_max: usize,
+    pub row_fields_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { row_bytes_max: ROW_BYTES_MAX, row_fields_max: ROW_FIELDS_MAX }
+    }
 }
 
 /// Rows of one chunk, with the position after it.
@@ -45,79 +72,229 @@ impl Chunk {
     }
 }
 
-/// Where the data rows start: after a CSV header (checked), or at the top.
+/// Where the data rows start: after a CSV header (checked), or at the top; and the
+/// bounds rows are read within.
 #[derive(Debug, Clone)]
 pub struct Start {
     pub columns: Option<Columns>,
     pub offset: u64,
     pub line: u64,
-}
-
-fn csv_builder() -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    b.has_headers(false).flexible(true);
-    b
+    pub limits: Limits,
 }
 
 /// Reads (and checks) the header of a file.
 pub fn start(path: &Path, format: ImportFormat, kind: ImportKind) -> Result<Start, ReadError> {
+    let limits = Limits::default();
     if format == ImportFormat::Ndjson {
-        return Ok(Start { columns: None, offset: 0, line: 1 });
+        return Ok(Start { columns: None, offset: 0, line: 1, limits });
     }
-    let mut r = csv_builder().from_reader(BufReader::new(File::open(path)?));
-    let mut header = csv::ByteRecord::new();
-    if !r.read_byte_record(&mut header)? {
+    let mut records = CsvRecords::open(File::open(path)?, false, limits);
+    let Some(header) = records.next()? else {
         return Err(ReadError::Unusable("the file is empty; a CSV import starts with a header row".into()));
-    }
-    let names: Vec<&str> = header.iter().map(|f| std::str::from_utf8(f).unwrap_or("\u{fffd}")).collect();
+    };
+    let names: Vec<&str> = match header.record {
+        Record::Fields => records.fields().map(|f| std::str::from_utf8(f).unwrap_or("\u{fffd}")).collect(),
+        Record::TooLong => {
+            return Err(ReadError::Unusable(format!(
+                "the header row is longer than {} bytes; it should hold only the column names",
+                limits.row_bytes_max
+            )))
+        }
+        Record::TooManyFields => {
+            return Err(ReadError::Unusable(format!(
+                "the header row has more than {} columns; give only the {} columns",
+                limits.row_fields_max,
+                kind.as_str()
+            )))
+        }
+    };
     let columns = check_header(kind, &names).map_err(ReadError::Unusable)?;
-    let offset = r.position().byte();
-    // Lines are counted as in `ChunkReader` (the csv crate counts only `\n`).
-    let mut head = Vec::new();
-    File::open(path)?.take(offset).read_to_end(&mut head)?;
-    let (breaks, _) = line_breaks(head, &mut false);
-    Ok(Start { columns: Some(columns), offset, line: 1 + breaks })
+    Ok(Start { columns: Some(columns), offset: header.bytes, line: 1 + header.breaks, limits })
 }
 
 /// A record of one empty field (a line holding just `""`): no row, neither read nor
 /// counted.
-fn is_blank(rec: &csv::ByteRecord) -> bool {
-    rec.len() == 1 && rec[0].is_empty()
+fn is_blank(records: &CsvRecords, read: &RecordRead) -> bool {
+    read.record == Record::Fields && records.fields == 1 && records.ends[0] == 0
 }
 
-/// Line breaks in `bytes`, as the csv crate ends records: `\n`, `\r\n` and a lone `\r`
+/// Counts line breaks as the csv crate ends records: `\n`, `\r\n` and a lone `\r`
 /// (old Mac spreadsheets still write those) each count once; and how many of them come
 /// before the first byte that is not a line break (where a record starts). `after_cr`
-/// carries across calls whether the byte before was a `\r`, whose `\n` belongs to the
+/// carries across records whether the byte before was a `\r`, whose `\n` belongs to the
 /// same break.
-fn line_breaks(bytes: impl IntoIterator<Item = u8>, after_cr: &mut bool) -> (u64, u64) {
-    let (mut breaks, mut leading) = (0u64, None);
-    for b in bytes {
-        if leading.is_none() && b != b'\r' && b != b'\n' {
-            leading = Some(breaks);
-        }
-        breaks += u64::from(b == b'\r' || (b == b'\n' && !*after_cr));
-        *after_cr = b == b'\r';
-    }
-    (breaks, leading.unwrap_or(breaks))
+#[derive(Debug, Clone, Copy, Default)]
+struct Breaks {
+    after_cr: bool,
+    total: u64,
+    leading: Option<u64>,
 }
 
-/// Data rows in the file (for `rows_total`).
+impl Breaks {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.leading.is_none() && b != b'\r' && b != b'\n' {
+                self.leading = Some(self.total);
+            }
+            self.total += u64::from(b == b'\r' || (b == b'\n' && !self.after_cr));
+            self.after_cr = b == b'\r';
+        }
+    }
+
+    /// Breaks counted since the last call, and how many came before a record's first
+    /// byte; starts counting afresh.
+    fn take(&mut self) -> (u64, u64) {
+        let taken = (self.total, self.leading.unwrap_or(self.total));
+        (self.total, self.leading) = (0, None);
+        taken
+    }
+}
+
+/// What a CSV record turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// Within the bounds: [`CsvRecords::fields`] has its fields.
+    Fields,
+    /// More than `row_bytes_max` bytes of field data; read to its end, not kept.
+    TooLong,
+    /// More than `row_fields_max` fields; read to its end, not kept.
+    TooManyFields,
+}
+
+/// One record read, and the bytes it took from the file: the line breaks before it
+/// (blank lines, the rest of a CRLF), the record, its line break.
+#[derive(Debug, Clone, Copy)]
+struct RecordRead {
+    record: Record,
+    bytes: u64,
+    breaks: u64,
+    /// Line breaks before the record's first byte.
+    leading: u64,
+}
+
+/// CSV records parsed by `csv_core` straight from the file into fixed buffers.
+struct CsvRecords {
+    input: BufReader<File>,
+    core: csv_core::Reader,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    /// Fields of the last record read (`ends[..fields]`).
+    fields: usize,
+    breaks: Breaks,
+}
+
+impl CsvRecords {
+    /// Records from `file`'s current position; `after_cr` says whether the byte
+    /// before it is a `\r`.
+    fn open(file: File, after_cr: bool, limits: Limits) -> CsvRecords {
+        CsvRecords {
+            input: BufReader::with_capacity(READ_BUFFER_BYTES, file),
+            core: csv_core::Reader::new(),
+            // At least one byte and one field, or a record past them would never end.
+            data: vec![0; limits.row_bytes_max.max(1)],
+            ends: vec![0; limits.row_fields_max.max(1)],
+            fields: 0,
+            breaks: Breaks { after_cr, ..Breaks::default() },
+        }
+    }
+
+    /// The next record; `None` at the end of the file. A record past the bounds is
+    /// read to its end with its data overwritten in place.
+    fn next(&mut self) -> std::io::Result<Option<RecordRead>> {
+        let (mut out, mut ends, mut bytes, mut over) = (0, 0, 0u64, None);
+        loop {
+            let input = self.input.fill_buf()?;
+            let (result, nin, nout, nend) = self.core.read_record(input, &mut self.data[out..], &mut self.ends[ends..]);
+            self.breaks.feed(&input[..nin]);
+            self.input.consume(nin);
+            (bytes, out, ends) = (bytes + nin as u64, out + nout, ends + nend);
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => (out, over) = (0, over.or(Some(Record::TooLong))),
+                ReadRecordResult::OutputEndsFull => (ends, over) = (0, over.or(Some(Record::TooManyFields))),
+                ReadRecordResult::Record => {
+                    self.fields = if over.is_none() { ends } else { 0 };
+                    let (breaks, leading) = self.breaks.take();
+                    return Ok(Some(RecordRead { record: over.unwrap_or(Record::Fields), bytes, breaks, leading }));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+
+    /// The fields of the last record read.
+    fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        let ends = &self.ends[..self.fields];
+        (0..ends.len()).map(move |i| &self.data[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
+    }
+}
+
+/// What an NDJSON line turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// Only white space: no row.
+    Blank,
+    /// A row, in the line buffer.
+    Text,
+    /// More than `row_bytes_max` bytes; read to its end, not kept.
+    TooLong,
+}
+
+/// Reads the next line into `buf` (cleared first) unless it is longer than
+/// `bytes_max`; returns what it was and the bytes it took, `None` at the end. Whether
+/// a line is blank does not depend on the bound, so neither does the count of rows.
+fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>, bytes_max: usize) -> std::io::Result<Option<(Line, u64)>> {
+    buf.clear();
+    let (mut bytes, mut too_long, mut blank) = (0u64, false, true);
+    loop {
+        let input = r.fill_buf()?;
+        if input.is_empty() {
+            break;
+        }
+        let (take, ended) = match input.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (input.len(), false),
+        };
+        let text = take - usize::from(ended);
+        blank = blank && input[..text].iter().all(u8::is_ascii_whitespace);
+        if !too_long && buf.len() + text > bytes_max {
+            too_long = true;
+            buf.clear();
+        }
+        if !too_long {
+            buf.extend_from_slice(&input[..take]);
+        }
+        r.consume(take);
+        bytes += take as u64;
+        if ended {
+            break;
+        }
+    }
+    Ok(match bytes {
+        0 => None,
+        _ if blank => Some((Line::Blank, bytes)),
+        _ if too_long => Some((Line::TooLong, bytes)),
+        _ => Some((Line::Text, bytes)),
+    })
+}
+
+/// Data rows in the file (for `rows_total`): what a [`ChunkReader`] will hand out,
+/// a record or line past the bounds counting as one.
 pub fn count_rows(path: &Path, format: ImportFormat) -> Result<u64, ReadError> {
+    let limits = Limits::default();
     match format {
         ImportFormat::Csv => {
-            let mut r = csv_builder().from_reader(BufReader::new(File::open(path)?));
-            let mut rec = csv::ByteRecord::new();
+            let mut records = CsvRecords::open(File::open(path)?, false, limits);
             let mut n = 0u64;
-            while r.read_byte_record(&mut rec)? {
-                n += u64::from(!is_blank(&rec));
+            while let Some(read) = records.next()? {
+                n += u64::from(!is_blank(&records, &read));
             }
             Ok(n.saturating_sub(1))
         }
         ImportFormat::Ndjson => {
-            let mut n = 0;
-            for line in BufReader::new(File::open(path)?).split(b'\n') {
-                n += u64::from(!line?.trim_ascii().is_empty());
+            let (mut r, mut buf, mut n) = (BufReader::with_capacity(READ_BUFFER_BYTES, File::open(path)?), Vec::new(), 0u64);
+            while let Some((line, _)) = next_line(&mut r, &mut buf, limits.row_bytes_max)? {
+                n += u64::from(line != Line::Blank);
             }
             Ok(n)
         }
@@ -125,38 +302,17 @@ pub fn count_rows(path: &Path, format: ImportFormat) -> Result<u64, ReadError> {
 }
 
 enum Source {
-    Csv(csv::Reader<Tee>, Columns),
-    Ndjson(BufReader<File>, ImportKind),
+    Csv(Box<CsvRecords>, Columns),
+    Ndjson { input: BufReader<File>, kind: ImportKind, line: Vec<u8> },
 }
 
 /// Reads chunks from a position.
 pub struct ChunkReader {
     source: Source,
-    /// File offset where the reader was opened.
-    base_offset: u64,
+    limits: Limits,
     /// Offset and line of the next unread row.
     offset: u64,
     line: u64,
-    /// Whether the byte before `offset` is a `\r` (see [`line_breaks`]).
-    after_cr: bool,
-    /// The bytes the CSV parser has read and not yet accounted for, from `offset` on.
-    /// Lines are counted here rather than taken from the csv crate, whose record
-    /// positions point at blank lines before a record and stop inside a CRLF.
-    seen: Rc<RefCell<VecDeque<u8>>>,
-}
-
-/// Passes reads through and keeps a copy for line counting.
-struct Tee {
-    inner: BufReader<File>,
-    seen: Rc<RefCell<VecDeque<u8>>>,
-}
-
-impl Read for Tee {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.seen.borrow_mut().extend(&out[..n]);
-        Ok(n)
-    }
 }
 
 impl ChunkReader {
@@ -175,14 +331,15 @@ impl ChunkReader {
             file.read_exact(&mut before)?;
         }
         file.seek(SeekFrom::Start(offset))?;
-        let buf = BufReader::with_capacity(1 << 20, file);
-        let seen = Rc::new(RefCell::new(VecDeque::new()));
+        let limits = start.limits;
         let source = match (format, &start.columns) {
-            (ImportFormat::Csv, Some(cols)) => Source::Csv(csv_builder().from_reader(Tee { inner: buf, seen: seen.clone() }), cols.clone()),
-            (ImportFormat::Ndjson, _) => Source::Ndjson(buf, kind),
+            (ImportFormat::Csv, Some(cols)) => Source::Csv(Box::new(CsvRecords::open(file, before[0] == b'\r', limits)), cols.clone()),
+            (ImportFormat::Ndjson, _) => {
+                Source::Ndjson { input: BufReader::with_capacity(READ_BUFFER_BYTES, file), kind, line: Vec::new() }
+            }
             (ImportFormat::Csv, None) => return Err(ReadError::Unusable("a CSV file needs its header".into())),
         };
-        Ok(ChunkReader { source, base_offset: offset, offset, line, after_cr: before[0] == b'\r', seen })
+        Ok(ChunkReader { source, limits, offset, line })
     }
 
     /// The next chunk; `None` only at the end of the file.
@@ -194,7 +351,7 @@ impl ChunkReader {
         while chunk.len() < rows_max && (chunk.is_empty() || self.position().0 - chunk_start.0 < bytes_max) {
             let more = match &mut self.source {
                 Source::Csv(..) => self.csv_next(&mut chunk)?,
-                Source::Ndjson(..) => self.ndjson_next(&mut chunk)?,
+                Source::Ndjson { .. } => self.ndjson_next(&mut chunk)?,
             };
             if !more {
                 break;
@@ -209,45 +366,47 @@ impl ChunkReader {
     }
 
     fn csv_next(&mut self, chunk: &mut Chunk) -> Result<bool, ReadError> {
-        let Source::Csv(r, cols) = &mut self.source else { unreachable!("csv source") };
-        let mut rec = csv::ByteRecord::new();
-        if !r.read_byte_record(&mut rec)? {
-            return Ok(false);
-        }
-        // The bytes from the previous record's end to this one's: line breaks (blank
-        // lines, the rest of a CRLF), the record, its terminator if read. The record
-        // starts on the line after the breaks before its first byte.
-        let end = self.base_offset + r.position().byte();
-        let (newlines, before) = line_breaks(self.seen.borrow_mut().drain(..(end - self.offset) as usize), &mut self.after_cr);
-        let line = self.line + before;
-        (self.offset, self.line) = (end, self.line + newlines);
-        if is_blank(&rec) {
+        let Source::Csv(records, cols) = &mut self.source else { unreachable!("csv source") };
+        let Some(read) = records.next()? else { return Ok(false) };
+        // The record starts on the line after the breaks before its first byte.
+        let line = self.line + read.leading;
+        (self.offset, self.line) = (self.offset + read.bytes, self.line + read.breaks);
+        if is_blank(records, &read) {
             return Ok(true);
         }
-        let fields: Result<Vec<&str>, _> = rec.iter().map(std::str::from_utf8).collect();
-        let parsed = match fields {
-            Ok(f) => csv_row(cols, &f),
-            Err(_) => Err("the row is not valid UTF-8".to_string()),
+        let parsed = match read.record {
+            Record::Fields => match records.fields().map(std::str::from_utf8).collect::<Result<Vec<&str>, _>>() {
+                Ok(f) => csv_row(cols, &f),
+                Err(_) => Err("the row is not valid UTF-8".to_string()),
+            },
+            Record::TooLong => Err(format!(
+                "the row holds more than {} bytes, the most a row may hold; check its quoting, or shorten its fields",
+                self.limits.row_bytes_max
+            )),
+            Record::TooManyFields => Err(format!(
+                "the row has more than {} fields, the header has {}; check its quoting and delimiters",
+                self.limits.row_fields_max, cols.count
+            )),
         };
         push(chunk, line, parsed);
         Ok(true)
     }
 
     fn ndjson_next(&mut self, chunk: &mut Chunk) -> Result<bool, ReadError> {
-        let Source::Ndjson(r, kind) = &mut self.source else { unreachable!("ndjson source") };
-        let mut buf = Vec::new();
-        let n = r.read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            return Ok(false);
-        }
+        let Source::Ndjson { input, kind, line: buf } = &mut self.source else { unreachable!("ndjson source") };
+        let Some((read, bytes)) = next_line(input, buf, self.limits.row_bytes_max)? else { return Ok(false) };
         let line = self.line;
-        self.offset += n as u64;
+        self.offset += bytes;
         self.line += 1;
-        let text = buf.trim_ascii();
-        if !text.is_empty() {
-            let kind = *kind;
-            push(chunk, line, json_row(kind, text));
-        }
+        let parsed = match read {
+            Line::Blank => return Ok(true),
+            Line::Text => json_row(*kind, buf.trim_ascii()),
+            Line::TooLong => Err(format!(
+                "the line is longer than {} bytes, the most a row may hold; shorten it (one JSON object per line)",
+                self.limits.row_bytes_max
+            )),
+        };
+        push(chunk, line, parsed);
         Ok(true)
     }
 }
@@ -360,6 +519,71 @@ mod tests {
         assert_eq!(c.rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 4]);
         assert_eq!(c.errors[0].row, 3);
         assert!(r.next_chunk(10, 1 << 20).unwrap().is_none());
+    }
+
+    /// Every row of a file read in chunks of one row from `start`: (line, error detail
+    /// or "ok").
+    fn read_all(p: &Path, format: ImportFormat, kind: ImportKind, s: &Start) -> Vec<(u64, String)> {
+        let mut r = ChunkReader::open(p, format, kind, s, s.offset, s.line).unwrap();
+        let mut out = Vec::new();
+        while let Some(c) = r.next_chunk(1, 1 << 20).unwrap() {
+            out.extend(c.rows.iter().map(|(l, _)| (*l, "ok".to_string())));
+            out.extend(c.errors.iter().map(|e| (e.row, e.detail.clone())));
+        }
+        out
+    }
+
+    #[test]
+    fn csv_rows_past_the_bounds_are_row_errors_and_the_next_rows_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "sku,location,delta,reason\nS1,t,1,ok\nS2,t,1,\"0123456789\n0123456789\"\nS3,t,1,ok\nS4,t,1,ok,,,\r\nS5,t,1,ok";
+        let p = file(&dir, "a.csv", text);
+        let mut s = start(&p, ImportFormat::Csv, ImportKind::Stock).unwrap();
+        s.limits = Limits { row_bytes_max: 16, row_fields_max: 5 };
+        let rows = read_all(&p, ImportFormat::Csv, ImportKind::Stock, &s);
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, vec![2, 3, 5, 6, 7]);
+        assert!(rows[1].1.contains("more than 16 bytes"), "{rows:?}");
+        assert_eq!(rows[2].1, "ok");
+        assert!(rows[3].1.contains("more than 5 fields, the header has 4"), "{rows:?}");
+        assert_eq!(rows[4].1, "ok");
+        assert_eq!(count_rows(&p, ImportFormat::Csv).unwrap(), 5);
+    }
+
+    #[test]
+    fn ndjson_lines_past_the_bound_are_row_errors_and_the_next_lines_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = r#"{"sku":"S1","location":"t","delta":1}"#;
+        let long = format!(r#"{{"sku":"S2","location":"t","delta":1,"reason":"{}"}}"#, "x".repeat(100));
+        let blank = " ".repeat(200);
+        let p = file(&dir, "a.ndjson", &format!("{ok}\n{long}\n{blank}\n{ok}\r\n{long}"));
+        let mut s = start(&p, ImportFormat::Ndjson, ImportKind::Stock).unwrap();
+        s.limits.row_bytes_max = ok.len() + 1;
+        let rows = read_all(&p, ImportFormat::Ndjson, ImportKind::Stock, &s);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 4, 5], "a blank line of any length is no row");
+        assert_eq!((rows[0].1.as_str(), rows[2].1.as_str()), ("ok", "ok"), "a CRLF line ends within the bound");
+        for i in [1, 3] {
+            assert!(rows[i].1.contains("longer than"), "{rows:?}");
+        }
+        assert_eq!(count_rows(&p, ImportFormat::Ndjson).unwrap(), 4);
+    }
+
+    #[test]
+    fn headers_past_the_bounds_are_unusable_with_a_short_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let many = format!("sku,location,delta,{}\nS1,t,1\n", vec!["x"; ROW_FIELDS_MAX].join(","));
+        let p = file(&dir, "a.csv", &many);
+        let Err(ReadError::Unusable(why)) = start(&p, ImportFormat::Csv, ImportKind::Stock) else { panic!() };
+        assert!(why.contains(&format!("more than {ROW_FIELDS_MAX} columns")), "{why}");
+        let long = format!("sku,location,delta,\"{}\"\nS1,t,1\n", "y".repeat(ROW_BYTES_MAX));
+        let p = file(&dir, "b.csv", &long);
+        let Err(ReadError::Unusable(why)) = start(&p, ImportFormat::Csv, ImportKind::Stock) else { panic!() };
+        assert!(why.contains(&format!("longer than {ROW_BYTES_MAX} bytes")), "{why}");
+        // Within the bounds but wrong: the reason lists ten names, each cut short.
+        let wrong = format!("sku,location,delta,{},{}\n", "z".repeat(5000), vec!["w"; 50].join(","));
+        let p = file(&dir, "c.csv", &wrong);
+        let Err(ReadError::Unusable(why)) = start(&p, ImportFormat::Csv, ImportKind::Stock) else { panic!() };
+        assert!(why.len() < 1000 && why.contains("and 41 more"), "{why}");
     }
 
     #[test]

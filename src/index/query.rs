@@ -19,7 +19,7 @@ use tantivy::Term;
 
 use super::analyzer::{normalize, tokens, Mode};
 use super::collector::Order;
-use super::schema::{names, Fields, FLAG_IN_STOCK};
+use super::schema::{names, Fields, ANY_CHANNEL, FLAG_IN_STOCK};
 use crate::domain::{BrandId, Id};
 
 /// Longest `q`, in characters.
@@ -208,15 +208,14 @@ fn filters(f: &Fields, r: &SearchRequest) -> Vec<Box<dyn Query>> {
     out.into_iter().map(|q| Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>).collect()
 }
 
-/// Available to `channel` above zero: the channel is configured and has stock, or it
-/// is not configured for the SKU's brand and the SKU has stock anywhere (a channel
-/// never configured sells from every location with no buffer).
+/// Available to `channel` above zero: the channel is configured and has stock, or the
+/// SKU's brand has no channels and the SKU has stock anywhere (a brand without
+/// channels sells to any channel from every location with no buffer; one with
+/// channels refuses a channel it has not configured).
 fn channel_in_stock(f: &Fields, channel: &Id) -> Box<dyn Query> {
-    let unconfigured = BooleanQuery::new(vec![
-        (Occur::Must, term_query(f.flags, FLAG_IN_STOCK)),
-        (Occur::MustNot, term_query(f.chan_conf, channel.as_str())),
-    ]);
-    Box::new(BooleanQuery::union(vec![term_query(f.chan_stock, channel.as_str()), Box::new(unconfigured)]))
+    let no_channels =
+        BooleanQuery::new(vec![(Occur::Must, term_query(f.flags, FLAG_IN_STOCK)), (Occur::MustNot, term_query(f.chan_conf, ANY_CHANNEL))]);
+    Box::new(BooleanQuery::union(vec![term_query(f.chan_stock, channel.as_str()), Box::new(no_channels)]))
 }
 
 /// The whole query of a request.

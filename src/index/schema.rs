@@ -14,7 +14,13 @@ use crate::domain::{BrandId, Id};
 
 /// Version of the schema and the analysis; stored in every commit payload.
 /// 2: `incoming` and per-channel availability.
-pub const INDEX_FORMAT: u32 = 2;
+/// 3: [`ANY_CHANNEL`] marks the SKUs of a brand with channels.
+pub const INDEX_FORMAT: u32 = 3;
+
+/// The [`Fields::chan_conf`] term of every SKU whose brand has configured channels
+/// (`=` is not allowed in ids): a channel such a brand has not configured sells
+/// nothing there (the brand refuses it as `unknown_channel`).
+pub const ANY_CHANNEL: &str = "=";
 
 /// The value of [`Fields::flags`] for a SKU with `available > 0`.
 pub const FLAG_IN_STOCK: &str = "in_stock";
@@ -180,6 +186,9 @@ pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuS
     d.add_i64(f.on_hand, total.on_hand);
     d.add_i64(f.available, available);
     d.add_i64(f.incoming, total.incoming);
+    if !channels.is_empty() {
+        d.add_text(f.chan_conf, ANY_CHANNEL);
+    }
     for (channel, n) in channels {
         d.add_text(f.chan_conf, channel.as_str());
         if *n > 0 {

@@ -252,10 +252,14 @@ impl SkuIndex {
             on_hand: int(f.on_hand).unwrap_or(0),
             available: int(f.available).unwrap_or(0),
             incoming: int(f.incoming).unwrap_or(0),
-            // A channel not configured for the brand sells what is available anywhere.
+            // A brand without channels sells to any channel what is available anywhere;
+            // one with channels sells nothing to a channel it has not configured.
             channel_available: channel.map(|ch| {
-                stored_channel_available(doc.get_all(f.chan_avail).filter_map(|v| v.as_str()), ch.as_str())
-                    .unwrap_or_else(|| int(f.available).unwrap_or(0))
+                let mut stored = doc.get_all(f.chan_avail).filter_map(|v| v.as_str()).peekable();
+                match stored.peek() {
+                    None => int(f.available).unwrap_or(0),
+                    Some(_) => stored_channel_available(stored, ch.as_str()).unwrap_or(0),
+                }
             }),
             score: scored.then_some(c.score),
         })

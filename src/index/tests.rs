@@ -309,7 +309,7 @@ fn channel_fixture() -> Fixture {
 }
 
 #[test]
-fn channel_in_stock_uses_the_channel_availability_or_all_locations_where_unconfigured() {
+fn channel_in_stock_uses_the_channel_availability_or_all_locations_where_the_brand_has_no_channels() {
     let f = channel_fixture();
     let with = |channel: Option<&str>, in_stock: bool| {
         let r = SearchRequest { channel: channel.map(|c| Id::parse(c).unwrap()), in_stock, limit: 100, ..req("") };
@@ -322,6 +322,10 @@ fn channel_in_stock_uses_the_channel_availability_or_all_locations_where_unconfi
     assert_eq!(with(Some("zozo"), true), some(&[("C2", 3), ("C4", 4)]));
     assert_eq!(with(Some("ec"), true), some(&[("C1", 5), ("C2", 5), ("C4", 4)]));
     assert_eq!(with(Some("zozo"), false), some(&[("C1", 0), ("C2", 3), ("C3", 0), ("C4", 4), ("C5", 0)]));
+    // b1 has channels and not this one (it would refuse a reservation for it): it
+    // sells nothing there; b2 has no channels, so it sells what it has.
+    assert_eq!(with(Some("other"), true), some(&[("C4", 4)]));
+    assert_eq!(with(Some("other"), false), some(&[("C1", 0), ("C2", 0), ("C3", 0), ("C4", 4), ("C5", 0)]));
     let plain = with(None, true);
     assert_eq!(plain.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["C1", "C2", "C4"]);
     assert!(plain.iter().all(|(_, c)| c.is_none()), "no channel asked, no channel_available");

@@ -350,6 +350,21 @@ impl Journal {
         self.shared.queue.lock().disk_full
     }
 
+    /// Waits (at most `timeout`) while the journal cannot prepare its next segment for
+    /// lack of disk space; true once it can. Other writers to the data dir's disk (the
+    /// feed, snapshots, uploads) hold back while it cannot, so that space coming back
+    /// goes to the journal first.
+    pub fn wait_for_space(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.shared.queue.lock();
+        while q.disk_full && !q.stopped && !q.shutdown {
+            if self.shared.ready_cv.wait_until(&mut q, deadline).timed_out() {
+                break;
+            }
+        }
+        !q.disk_full
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         let s = &self.shared.stats;
         let q = self.shared.queue.lock();

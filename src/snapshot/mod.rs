@@ -82,6 +82,27 @@ pub fn list(data_dir: &Path) -> Result<Vec<SnapshotInfo>, SnapshotError> {
     Ok(out)
 }
 
+/// Removes the temporary files of snapshot builds a crash interrupted (a failed build
+/// removes its own). Returns how many were removed.
+pub fn remove_temporary_files(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir(data_dir)) else { return 0 };
+    let mut removed = 0;
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let is_tmp = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap-") && n.ends_with(".sqlite.tmp"));
+        if !is_tmp {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed the temporary file of an interrupted snapshot");
+                removed += 1;
+            }
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove an interrupted snapshot's temporary file"),
+        }
+    }
+    removed
+}
+
 /// Loads and checks one snapshot file.
 pub fn load(path: &Path) -> Result<(State, SnapshotInfo), SnapshotError> {
     read::load(path)
@@ -154,6 +175,7 @@ pub struct SnapshotService {
 
 impl SnapshotService {
     pub fn new(data_dir: &Path, keep: usize, journal: crate::journal::Journal) -> Self {
+        remove_temporary_files(data_dir);
         let last = list(data_dir).ok().and_then(|l| l.into_iter().last());
         SnapshotService {
             data_dir: data_dir.to_path_buf(),
@@ -168,6 +190,14 @@ impl SnapshotService {
     /// other.
     pub async fn create(&self, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
         let _one_at_a_time = self.building.lock().await;
+        if self.journal.disk_full() {
+            // Disk space that comes back goes to the journal's next segment first.
+            let why = "the disk is full: the journal cannot prepare its next segment, and snapshots wait until it has";
+            return Err(SnapshotError::Io {
+                path: self.data_dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, why),
+            });
+        }
         let through = self.journal.durable_lsn();
         let data_dir = self.data_dir.clone();
         let started = std::time::Instant::now();

@@ -37,9 +37,29 @@ pub(super) fn enum_text<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
+/// The temporary file a snapshot is written to before it is renamed into place.
+pub(super) fn tmp_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("sqlite.tmp")
+}
+
 pub(super) fn write(path: &Path, state: &State, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
-    let tmp = path.with_extension("sqlite.tmp");
+    let tmp = tmp_path(path);
     let _ = std::fs::remove_file(&tmp);
+    let written = write_tmp(&tmp, path, state, now);
+    if written.is_err() {
+        // A failed build (a full disk, most often) must not leave its partial file
+        // taking the space it could not finish with.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %tmp.display(), error = %e, "cannot remove a failed snapshot's temporary file"),
+        }
+    }
+    written
+}
+
+fn write_tmp(tmp: &Path, path: &Path, state: &State, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
+    let tmp = tmp.to_path_buf();
     let sql = |e| SnapshotError::Sqlite { path: tmp.clone(), source: e };
     {
         let mut conn = Connection::open(&tmp).map_err(sql)?;

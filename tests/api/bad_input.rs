@@ -614,3 +614,85 @@ fn import_rows_with_out_of_range_numbers_are_invalid_rows() {
     assert_eq!(rows, [(2, "invalid_request"), (3, "invalid_request"), (4, "invalid_request"), (5, "invalid_request")], "{job}");
     assert_eq!(s.stock("b1", &t, "S1")["locations"]["tsukuba"]["on_hand"], 11);
 }
+
+/// Sends `request` as raw bytes (on a thread of its own, so that a server that stops
+/// reading cannot block it) and reads the whole answer until the server closes.
+/// Returns the status, the head (lower case) and the body.
+fn raw_exchange(s: &TestServer, request: Vec<u8>) -> (u16, String, Vec<u8>) {
+    let addr = s.base.strip_prefix("http://").expect("http base").to_string();
+    let conn = std::net::TcpStream::connect(&addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        // The server may refuse and close before reading it all: not this test's concern.
+        let _ = writer.write_all(&request);
+    });
+    let mut got = Vec::new();
+    let mut reader = conn;
+    let _ = reader.read_to_end(&mut got);
+    sending.join().unwrap();
+    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no answer head: {:?}", String::from_utf8_lossy(&got)));
+    let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a status");
+    (status, head, got[at + 4..].to_vec())
+}
+
+#[test]
+fn refusals_before_the_app_are_problems_too() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b1", &["tsukuba"], &["S1"]);
+    let host = s.base.strip_prefix("http://").unwrap().to_string();
+    let get = |target: &str, extra: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\n{extra}\r\n").into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("a 100 KB URI", get(&format!("/v1/brands/b1/skus/{}", "a".repeat(100 << 10)), ""), 414, "uri_too_long"),
+        ("a 1 MB query string", get(&format!("/v1/search/skus?q={}", "x".repeat(1 << 20)), ""), 414, "uri_too_long"),
+        ("a 9 KB URI", get(&format!("/v1/search/skus?q={}", "x".repeat(9 << 10)), ""), 414, "uri_too_long"),
+        (
+            "a Content-Length past u64",
+            format!("POST /v1/brands/b1/stock/changes HTTP/1.1\r\nHost: {host}\r\nContent-Length: 99999999999999999999999\r\n\r\n{{}}")
+                .into_bytes(),
+            400,
+            "invalid_request",
+        ),
+        ("two Content-Lengths", get("/healthz", "Content-Length: 1\r\nContent-Length: 2\r\n"), 400, "invalid_request"),
+        ("a malformed request line", format!("GET /healthz HTTP/9.9\r\nHost: {host}\r\n\r\n").into_bytes(), 400, "invalid_request"),
+        ("a header that is not a header", get("/healthz", "no colon here\r\n"), 400, "invalid_request"),
+        ("200 headers", get("/healthz", &"X-Pad: 1\r\n".repeat(200)), 431, "headers_too_large"),
+        ("a 200 KB header", get("/healthz", &format!("X-Pad: {}\r\n", "p".repeat(200 << 10))), 431, "headers_too_large"),
+        ("HTTP/1.1 without Host", b"GET /healthz HTTP/1.1\r\n\r\n".to_vec(), 400, "invalid_request"),
+        // (The app answers these: `Connection: close` ends the exchange.)
+        ("TRACE", format!("TRACE /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes(), 405, "method_not_allowed"),
+        (
+            "DELETE on a GET route",
+            format!(
+                "DELETE /v1/brands/b1/skus/S1/stock HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes(),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (name, request, status, code) in cases {
+        let (got, head, body) = raw_exchange(&s, request);
+        assert_eq!(got, status, "{name}: {head}");
+        assert!(head.contains("content-type: application/problem+json"), "{name}: {head}");
+        let problem: Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {:?}", String::from_utf8_lossy(&body)));
+        assert_eq!((problem["status"].as_u64(), problem["code"].as_str()), (Some(status as u64), Some(code)), "{name}: {problem}");
+        assert!(body.len() < 2048, "{name}: a {}-byte problem", body.len());
+        if status == 405 {
+            assert!(head.lines().any(|l| l.starts_with("allow:")), "{name}: no Allow header: {head}");
+        }
+    }
+    // A request before a refused one on the same connection is answered as usual.
+    let mut two = get("/healthz", "");
+    two.extend(get(&format!("/{}", "u".repeat(20 << 10)), ""));
+    let (status, head, body) = raw_exchange(&s, two);
+    assert_eq!(status, 200, "{head}");
+    let rest = String::from_utf8_lossy(&body).to_string();
+    assert!(rest.contains("HTTP/1.1 414") && rest.contains("uri_too_long"), "{rest}");
+    // And the server still serves.
+    assert_eq!(s.stock("b1", &t, "S1")["sku"], "S1");
+}

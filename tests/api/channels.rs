@@ -48,12 +48,50 @@ fn a_storm_on_one_channel_cannot_take_what_another_channel_holds_back() {
         .post("/v1/brands/b1/reservations", &t, &json!({"id": "S-1", "channel": "store", "lines": [{"sku": "HOT", "quantity": 5}]}))
         .expect(201);
     assert_eq!(r["lines"], json!([{"sku": "HOT", "location": "store-shibuya", "quantity": 5}]));
-    // An unconfigured channel sells from everywhere (nothing left now).
-    assert_eq!(
-        s.post("/v1/brands/b1/reservations", &t, &json!({"id": "X-1", "channel": "other", "lines": [{"sku": "HOT", "quantity": 1}]}))
-            .status,
-        201
-    );
+}
+
+#[test]
+fn a_misspelt_channel_is_refused_once_the_brand_has_channels() {
+    let s = TestServer::spawn();
+    let locations = ["tsukuba", "kashiwa", "osaka", "store-shibuya"];
+    let t = s.setup_brand("b1", &locations, &["S1"]);
+    for (loc, n) in locations.iter().zip([20, 15, 15, 30]) {
+        s.set_stock("b1", &t, "S1", loc, n);
+    }
+    s.put("/v1/brands/b1/channels/zozotown", &t, &json!({"name": "ZOZOTOWN", "locations": ["tsukuba", "kashiwa", "osaka"], "buffer": 3}))
+        .expect(201);
+    let reserve = |id: &str, channel: &str| {
+        s.post("/v1/brands/b1/reservations", &t, &json!({"id": id, "channel": channel, "lines": [{"sku": "S1", "quantity": 50}]}))
+    };
+    let r = reserve("R-1", "zozotwon");
+    assert_eq!((r.status, r.code()), (422, "unknown_channel"), "{}", r.body);
+    assert!(r.content_type.starts_with("application/problem+json"));
+    assert!(r.body["detail"].as_str().unwrap().contains("zozotown"), "the detail names the brand's channels: {}", r.body);
+    let r = reserve("R-2", "zozotown");
+    assert_eq!((r.status, r.code()), (409, "insufficient_stock"), "{}", r.body);
+    assert_eq!(r.body["shortages"][0]["available"], 47);
+    let stock = s.stock("b1", &t, "S1");
+    for loc in locations {
+        assert_eq!(stock["locations"][loc]["reserved"], 0, "{loc}: nothing was held");
+    }
+    // A shipment from lines for a channel follows the same rule.
+    let ship = json!({"id": "SH-1", "channel": "zozotwon", "lines": [{"sku": "S1", "quantity": 1}],
+        "ship_to": {"name": "山田 太郎", "postal_code": "100-0001", "prefecture": "東京都", "address": "千代田区1-1"}});
+    let r = s.post("/v1/brands/b1/shipments", &t, &ship);
+    assert_eq!((r.status, r.code()), (422, "unknown_channel"), "{}", r.body);
+    // So does a search of the brand's SKUs by channel.
+    let r = s.get("/v1/search/skus?channel=zozotwon", &t);
+    assert_eq!((r.status, r.code()), (422, "unknown_channel"), "{}", r.body);
+    assert_eq!(s.get("/v1/search/skus?channel=zozotown", &t).status, 200);
+
+    // A brand with no channels sells to any channel name from every location.
+    let t2 = s.setup_brand("b2", &[], &["S1"]);
+    s.set_stock("b2", &t2, "S1", "store-shibuya", 5);
+    let r = s
+        .post("/v1/brands/b2/reservations", &t2, &json!({"id": "X-1", "channel": "other", "lines": [{"sku": "S1", "quantity": 5}]}))
+        .expect(201);
+    assert_eq!(r["lines"][0]["location"], "store-shibuya");
+    assert_eq!(s.get("/v1/search/skus?channel=other", &t2).status, 200);
 }
 
 #[test]

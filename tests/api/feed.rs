@@ -205,3 +205,58 @@ fn cursors_past_the_retention_are_gone_and_bad_queries_are_problems() {
     assert_eq!(events(&s, "b1", &other, "").status, 403);
     assert_eq!(events(&s, "nope", ADMIN, "").status, 404);
 }
+
+/// Long polls one brand may have waiting (`feed::LONG_POLLS_PER_BRAND_MAX`).
+const LONG_POLLS_PER_BRAND_MAX: usize = 64;
+
+#[test]
+fn one_brand_cannot_take_every_long_poll_slot() {
+    use std::io::Write;
+    let s = TestServer::spawn();
+    let ta = s.setup_brand("ba", &["tsukuba"], &["S1"]);
+    let tb = s.setup_brand("bb", &["tsukuba"], &["S1"]);
+    let (_, cursor_a) = read_all(&s, "ba", &ta, None, 100);
+    let (_, cursor_b) = read_all(&s, "bb", &tb, None, 100);
+    // Brand A's share of long polls, each held open on its own connection.
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let request =
+        format!("GET /v1/brands/ba/events?after={cursor_a}&wait=30 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ta}\r\n\r\n");
+    let _held: Vec<std::net::TcpStream> = (0..LONG_POLLS_PER_BRAND_MAX)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+            c.write_all(request.as_bytes()).expect("send");
+            c
+        })
+        .collect();
+    // Once they all wait, A's next long poll is refused at once.
+    let waiting = || {
+        let text = s.client.get(s.url("/metrics")).send().expect("metrics").text().expect("text");
+        text.lines().find_map(|l| l.strip_prefix("zaiko_feed_long_polls_waiting ")).and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let all_waiting =
+        crate::receiver::wait_until(std::time::Duration::from_secs(60), || waiting() == Some(LONG_POLLS_PER_BRAND_MAX as f64));
+    assert!(all_waiting, "brand A's long polls are not all waiting: {:?}", waiting());
+    let more_a = || events(&s, "ba", &ta, &format!("?after={cursor_a}&wait=30"));
+    let r = more_a();
+    assert_eq!((r.status, r.code(), r.retry_after.as_deref()), (429, "rate_limited", Some("1")), "{:?}", r.body);
+    // A client that keeps asking (1,100 polls in all, as in the report) is refused each time.
+    for _ in LONG_POLLS_PER_BRAND_MAX..1100 {
+        assert_eq!(events(&s, "ba", &ta, &format!("?after={cursor_a}&wait=30")).status, 429);
+    }
+    // Brand B's long poll still gets a slot and waits, and wakes with B's next event.
+    std::thread::scope(|scope| {
+        let poll = scope.spawn(|| events(&s, "bb", &tb, &format!("?after={cursor_b}&wait=30")));
+        let b_waits =
+            crate::receiver::wait_until(std::time::Duration::from_secs(60), || waiting() == Some(LONG_POLLS_PER_BRAND_MAX as f64 + 1.0));
+        assert!(b_waits, "brand B's long poll is not waiting: {:?}", waiting());
+        s.post_key(
+            "/v1/brands/bb/stock/changes",
+            &tb,
+            "b-1",
+            &json!({"changes": [{"sku": "S1", "location": "tsukuba", "op": "adjust", "delta": 2}]}),
+        )
+        .expect(200);
+        let page = poll.join().unwrap().expect(200);
+        assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+    });
+}

@@ -327,9 +327,12 @@ fn channel_in_stock_follows_stock_changes_and_reconfiguration() {
     let lsn = s.put("/v1/brands/ch/skus/S3", &t, &json!({"name": "商品 S3"})).lsn.unwrap().to_string();
     let zozo = |lsn: &str| sku_search(&s, &t, &[("channel", "zozotown"), ("in_stock", "true"), ("min_lsn", lsn)]);
     assert_eq!(channel_hits(&zozo(&lsn)), pairs(&[("S1", 1)]), "3 at tsukuba less the buffer; S2 is only at osaka");
-    // A channel never configured sells everything available.
-    let other = sku_search(&s, &t, &[("channel", "other"), ("in_stock", "true")]);
-    assert_eq!(channel_hits(&other), pairs(&[("S1", 3), ("S2", 5)]));
+    // A channel the brand has not configured, now that it has one: refused for the
+    // brand's own search, and across brands the brand sells nothing there.
+    let other = search_at(&s, "/v1/search/skus", &t, &[("channel", "other"), ("in_stock", "true")]);
+    assert_eq!((other.status, other.code()), (422, "unknown_channel"), "{}", other.body);
+    let other = sku_search(&s, ADMIN, &[("channel", "other"), ("min_lsn", &lsn)]);
+    assert_eq!(channel_hits(&other), pairs(&[("S1", 0), ("S2", 0), ("S3", 0)]));
     // Stock changes move a SKU in and out.
     let key = |k: &str| format!("{k}-{}", crate::helpers::rand_suffix());
     let adj = |sku: &str, loc: &str, delta: i64| {

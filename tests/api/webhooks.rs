@@ -77,6 +77,13 @@ fn subscriptions_are_checked_and_private_targets_refused_by_default() {
         (json!({"url": "ftp://example.com/x", "events": ["stock.changed"]}), "url"),
         (json!({"url": "http://127.0.0.1:9/hook", "events": ["stock.changed"]}), "url"),
         (json!({"url": "http://localhost/hook", "events": ["stock.changed"]}), "url"),
+        // IPv4 inside IPv6 (NAT64, compatible, 6to4, mapped), Teredo, benchmarking.
+        (json!({"url": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data", "events": ["stock.changed"]}), "url"),
+        (json!({"url": "http://[::127.0.0.1]:9/hook", "events": ["stock.changed"]}), "url"),
+        (json!({"url": "http://[2002:7f00:1::]:9/hook", "events": ["stock.changed"]}), "url"),
+        (json!({"url": "http://[::ffff:10.0.0.1]/hook", "events": ["stock.changed"]}), "url"),
+        (json!({"url": "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", "events": ["stock.changed"]}), "url"),
+        (json!({"url": "http://198.18.0.1/hook", "events": ["stock.changed"]}), "url"),
         (json!({"url": "https://example.com/x", "events": ["stock.exploded"]}), "events[0]"),
         (json!({"url": "https://example.com/x", "events": []}), "events"),
         (json!({"url": "https://example.com/x", "events": ["stock.changed"], "extra": 1}), "extra"),

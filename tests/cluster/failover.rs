@@ -32,8 +32,12 @@ fn rounds() -> usize {
 /// would. Keeps the count of acknowledged changes per SKU.
 struct Load {
     stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<(BTreeMap<String, u64>, Option<Pending>)>>,
+    threads: Vec<std::thread::JoinHandle<Written>>,
 }
+
+/// What one writer leaves: its acknowledged changes per SKU, and the change it was
+/// still retrying when stopped.
+type Written = (BTreeMap<String, u64>, Option<Pending>);
 
 /// A change a writer was still retrying when it was stopped: it may or may not have
 /// been applied. Sent again with its key, it is answered once and counted once.
@@ -51,7 +55,8 @@ impl Load {
         let bases: Arc<Vec<String>> = Arc::new(c.nodes.iter().map(|n| n.base()).collect());
         let threads = (0..writers)
             .map(|w| {
-                let (client, bases, stop, brand, token) = (c.client.clone(), bases.clone(), stop.clone(), brand.to_string(), token.to_string());
+                let (client, bases, stop, brand, token) =
+                    (c.client.clone(), bases.clone(), stop.clone(), brand.to_string(), token.to_string());
                 let skus: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
                 std::thread::spawn(move || {
                     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
@@ -188,21 +193,44 @@ fn a_paused_owner_acknowledges_nothing_after_its_lease_and_steps_down() {
     let idx = c.index_of(&owner);
     let others: Vec<usize> = (0..3).filter(|i| *i != idx).collect();
     retry_until_ok(|| {
-        c.request(others[0], "POST", "/v1/brands/b-stop/stock/changes", Some(&token), Some(&json!({"changes":[{"sku":"P1","location":"tsukuba","op":"set","on_hand":100}]})), &[("idempotency-key", "set-100")])
+        c.request(
+            others[0],
+            "POST",
+            "/v1/brands/b-stop/stock/changes",
+            Some(&token),
+            Some(&json!({"changes":[{"sku":"P1","location":"tsukuba","op":"set","on_hand":100}]})),
+            &[("idempotency-key", "set-100")],
+        )
     });
     c.nodes[idx].signal("STOP");
     // A write sent to the paused owner itself: the kernel accepts the connection; the
     // process answers only once it runs again, after another node has taken over.
     let late = {
         let (client, base, token) = (c.client.clone(), c.nodes[idx].base(), token.clone());
-        std::thread::spawn(move || send(&client, &base, "b-stop", &token, "late-1", &json!({"changes":[{"sku":"P1","location":"tsukuba","op":"adjust","delta":-7}]})))
+        std::thread::spawn(move || {
+            send(
+                &client,
+                &base,
+                "b-stop",
+                &token,
+                "late-1",
+                &json!({"changes":[{"sku":"P1","location":"tsukuba","op":"adjust","delta":-7}]}),
+            )
+        })
     };
     // Meanwhile the others take the partition over and write through it.
     let took = wait_served(&c, others[0], "b-stop", &token);
     eprintln!("paused owner {owner}: partition served again after {took:?}");
     for (i, via) in others.iter().enumerate() {
         retry_until_ok(|| {
-            c.request(*via, "POST", "/v1/brands/b-stop/stock/changes", Some(&token), Some(&json!({"changes":[{"sku":"P1","location":"tsukuba","op":"adjust","delta":1}]})), &[("idempotency-key", &format!("after-{i}"))])
+            c.request(
+                *via,
+                "POST",
+                "/v1/brands/b-stop/stock/changes",
+                Some(&token),
+                Some(&json!({"changes":[{"sku":"P1","location":"tsukuba","op":"adjust","delta":1}]})),
+                &[("idempotency-key", &format!("after-{i}"))],
+            )
         });
     }
     std::thread::sleep(Duration::from_millis(LEASE_MS));
@@ -285,7 +313,14 @@ fn a_reservation_storm_across_nodes_sells_exactly_the_units() {
     let (token, _) = c.brand("b-storm", &["LAST"]);
     let units = 20;
     retry_until_ok(|| {
-        c.request(0, "POST", "/v1/brands/b-storm/stock/changes", Some(&token), Some(&json!({"changes":[{"sku":"LAST","location":"tsukuba","op":"set","on_hand":units}]})), &[("idempotency-key", "stock")])
+        c.request(
+            0,
+            "POST",
+            "/v1/brands/b-storm/stock/changes",
+            Some(&token),
+            Some(&json!({"changes":[{"sku":"LAST","location":"tsukuba","op":"set","on_hand":units}]})),
+            &[("idempotency-key", "stock")],
+        )
     });
     let c = Arc::new(c);
     let clients = 60;
@@ -327,7 +362,14 @@ fn one_idempotency_key_through_two_nodes_and_after_a_takeover_applies_once() {
                 let (c, token, body) = (&c, &token, &body);
                 s.spawn(move || {
                     loop {
-                        let r = c.request(n, "POST", "/v1/brands/b-idem/stock/changes", Some(token), Some(body), &[("idempotency-key", "same-key")]);
+                        let r = c.request(
+                            n,
+                            "POST",
+                            "/v1/brands/b-idem/stock/changes",
+                            Some(token),
+                            Some(body),
+                            &[("idempotency-key", "same-key")],
+                        );
                         // 409 idempotency_in_progress: the other is still running; retry.
                         if r.status != 503 && r.status != 409 && r.status != 0 {
                             return r;
@@ -348,7 +390,9 @@ fn one_idempotency_key_through_two_nodes_and_after_a_takeover_applies_once() {
     let idx = c.index_of(&owner);
     c.nodes[idx].kill9();
     let via = (idx + 1) % 3;
-    let again = retry_until_ok(|| c.request(via, "POST", "/v1/brands/b-idem/stock/changes", Some(&token), Some(&body), &[("idempotency-key", "same-key")]));
+    let again = retry_until_ok(|| {
+        c.request(via, "POST", "/v1/brands/b-idem/stock/changes", Some(&token), Some(&body), &[("idempotency-key", "same-key")])
+    });
     assert_eq!(again.body, answers[0].body, "the new owner answered the key differently");
     assert_eq!(again.lsn, answers[0].lsn);
     let stock = retry_until_ok(|| c.request(via, "GET", "/v1/brands/b-idem/skus/I1/stock", Some(&token), None, &[]));

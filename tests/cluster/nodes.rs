@@ -122,7 +122,13 @@ impl Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let urls = nats.urls();
         let nodes: Vec<Node> = (1..=nodes)
-            .map(|i| Node { id: format!("n{i}"), port: free_port(), dir: tmp.path().join(format!("n{i}")), urls: urls.clone(), child: None })
+            .map(|i| Node {
+                id: format!("n{i}"),
+                port: free_port(),
+                dir: tmp.path().join(format!("n{i}")),
+                urls: urls.clone(),
+                child: None,
+            })
             .collect();
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
         let mut c = Cluster { nats, nodes, client, _tmp: tmp };
@@ -137,7 +143,15 @@ impl Cluster {
         c
     }
 
-    pub fn request(&self, node: usize, method: &str, path: &str, token: Option<&str>, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+    pub fn request(
+        &self,
+        node: usize,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let url = format!("{}{path}", self.nodes[node].base());
         let mut req = self.client.request(method.parse().expect("method"), url);
         if let Some(t) = token {
@@ -225,7 +239,14 @@ impl Cluster {
         let mut partition = String::new();
         for sku in skus {
             let r = retry_until_ok(|| {
-                self.request(2, "PUT", &format!("/v1/brands/{brand}/skus/{sku}"), Some(&token), Some(&json!({"name": sku, "price": 100})), &[])
+                self.request(
+                    2,
+                    "PUT",
+                    &format!("/v1/brands/{brand}/skus/{sku}"),
+                    Some(&token),
+                    Some(&json!({"name": sku, "price": 100})),
+                    &[],
+                )
             });
             partition = r.partition.expect("x-zaiko-partition");
         }

@@ -201,8 +201,8 @@ fn read_chunks(
         let chunk = match r.next_chunk(rows_max, bytes_max) {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Reading { items, ends }),
-            // A CSV reader error (e.g. the csv crate's own limits) ends the job; it
-            // must not panic, and that is all this checks.
+            // A read error (I/O) ends the job; it must not panic, and that is all
+            // this checks.
             Err(_) => return Ok(Reading { items, ends }),
         };
         prop_assert!(chunk.len() <= rows_max, "a chunk of {} rows for a bound of {rows_max}", chunk.len());
@@ -232,13 +232,21 @@ proptest! {
         rows_max in 1usize..8,
         bytes_max in 1u64..256,
         pick in any::<prop::sample::Index>(),
+        small_limits in prop::option::of((1usize..48, 1usize..6)),
     ) {
         use zaiko::imports::reader;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("upload");
         std::fs::write(&path, &bytes).unwrap();
         let start = match reader::start(&path, format, kind) {
-            Ok(s) => s,
+            // Rows past small bounds are skipped to their end and reported: the same
+            // rows, lines and resumption as with the real bounds.
+            Ok(mut s) => {
+                if let Some((row_bytes_max, row_fields_max)) = small_limits {
+                    s.limits = reader::Limits { row_bytes_max, row_fields_max };
+                }
+                s
+            }
             Err(reader::ReadError::Unusable(_)) => return Ok(()),
             Err(e) => { prop_assert!(format == ImportFormat::Csv, "{e}"); return Ok(()); }
         };
@@ -251,6 +259,12 @@ proptest! {
         }
         if let Ok(total) = reader::count_rows(&path, format) {
             prop_assert_eq!(total, items.len() as u64, "rows_total differs from the rows read");
+        }
+        if small_limits.is_some() {
+            let real = reader::Start { limits: reader::Limits::default(), ..start.clone() };
+            let with_real = read_chunks(&path, format, kind, &real, (real.offset, real.line), rows_max, bytes_max)?;
+            let lines = |r: &[(u64, String)]| r.iter().map(|x| x.0).collect::<Vec<_>>();
+            prop_assert_eq!(lines(&items), lines(&with_real.items), "small bounds changed which rows were read");
         }
         if !ends.is_empty() {
             let i = pick.index(ends.len());

@@ -7,16 +7,22 @@
 //! was still held at the end is released.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+use anyhow::ensure;
+use futures_util::future::BoxFuture;
+use serde_json::json;
 
 use rand::Rng;
 
 use super::{Planned, Scenario, Worker};
 use crate::client::write_request;
-use crate::fixture::Fixture;
+use crate::fixture::{call, Fixture};
 use crate::ledger::{Effect, Hold, PlannedChange};
 
-/// The channel reservations are made for. Never configured, so it sells from every
-/// location with no buffer.
+/// The channel reservations are made for: it sells from every location with no
+/// buffer — never configured, or (on a brand an earlier `channels-*` run gave
+/// channels, which refuses a channel it has not configured) configured so.
 pub const CHANNEL: &str = "bench-ec";
 /// Long enough that nothing expires during a run: what is held is released by the
 /// scenario or after it, never by the clock, so `reserved` is exactly accountable.
@@ -45,6 +51,25 @@ pub fn distinct(w: &mut Worker, n: usize, len: usize) -> Vec<usize> {
 /// The id of the reservation a connection makes as its `pair`-th.
 pub fn reservation_id(w: &Worker, pair: u64) -> String {
     format!("{}-{}-r{pair}", w.run_tag, w.conn)
+}
+
+/// Configures [`CHANNEL`] (every location, no buffer) on each brand that has channels
+/// and not it; brands without channels are left without.
+pub async fn ensure_channel(fx: &Fixture) -> anyhow::Result<()> {
+    for brand in &fx.brands {
+        let path = format!("/v1/brands/{}/channels", brand.id);
+        let (status, body) = call(&fx.addr, "GET", &path, &brand.token, None).await?;
+        ensure!(status == 200, "GET {path}: {status} {}", String::from_utf8_lossy(&body));
+        let listed: serde_json::Value = serde_json::from_slice(&body)?;
+        let channels = listed["channels"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if channels.is_empty() || channels.iter().any(|c| c["id"] == CHANNEL) {
+            continue;
+        }
+        let path = format!("{path}/{CHANNEL}");
+        let (status, body) = call(&fx.addr, "PUT", &path, &brand.token, Some(&json!({"name": CHANNEL, "buffer": 0}))).await?;
+        ensure!(status == 200 || status == 201, "PUT {path}: {status} {}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
 }
 
 /// Writes a reservation of 1..=3 units of each of `skus` (SKU indices of brand `b`),
@@ -89,6 +114,10 @@ impl Scenario for Reserve {
 
     fn writes(&self) -> bool {
         true
+    }
+
+    fn prepare<'a>(&'a self, fx: &'a Arc<Fixture>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(ensure_channel(fx))
     }
 
     fn next(&self, fx: &Fixture, w: &mut Worker, out: &mut Vec<u8>) -> Planned {

@@ -6,9 +6,12 @@
 //! latencies and 429/503 answers are what is reported; every 429/503 must carry
 //! `Retry-After`, and stock must add up to what was acknowledged afterwards.
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use rand::Rng;
 
-use super::reserve::{reservation_id, write_release, write_reserve};
+use super::reserve::{ensure_channel, reservation_id, write_release, write_reserve};
 use super::stock_changes::write_changes_at;
 use super::{Planned, Scenario, Worker};
 use crate::fixture::Fixture;
@@ -41,6 +44,10 @@ impl Scenario for Spike {
 
     fn surge(&self) -> usize {
         self.factor
+    }
+
+    fn prepare<'a>(&'a self, fx: &'a Arc<Fixture>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(ensure_channel(fx))
     }
 
     fn next(&self, fx: &Fixture, w: &mut Worker, out: &mut Vec<u8>) -> Planned {

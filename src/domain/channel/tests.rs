@@ -141,6 +141,46 @@ fn a_channel_cannot_take_what_its_buffer_or_locations_hold_back() {
 }
 
 #[test]
+fn a_channel_not_configured_is_refused_only_once_the_brand_has_channels() {
+    let mut f = F::new(&["S1"]);
+    f.set("S1", "L0", 5);
+    f.set("S1", "L2", 5);
+    let reserve = |f: &mut F, rid: &str, channel: &str| {
+        let cmd = ReserveCmd {
+            id: id(rid),
+            channel: id(channel),
+            ttl_seconds: 60,
+            lines: vec![LineRequest { sku: id("S1"), location: None, quantity: 1 }],
+        };
+        let scope = f.b.scope_for(Some(&id(channel)));
+        let d = f.b.decide_reserve(&cmd, &scope, f.now);
+        f.decided(d)
+    };
+    reserve(&mut f, "R1", "anything").expect("no channels yet: any name sells from everywhere");
+    f.put_channel("zozotown", Some(vec!["L0"]), 2);
+    let err = reserve(&mut f, "R2", "zozotwon").unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownChannel);
+    assert!(err.detail.contains("use one of zozotown"), "{}", err.detail);
+    reserve(&mut f, "R3", "zozotown").unwrap();
+    let cmd = ReserveCmd {
+        id: id("R1"),
+        channel: id("anything"),
+        ttl_seconds: 60,
+        lines: vec![LineRequest { sku: id("S1"), location: None, quantity: 1 }],
+    };
+    assert_eq!(
+        f.b.decide_reserve(&cmd, &Scope::default(), f.now).unwrap(),
+        Decision::Unchanged,
+        "a retry of a reservation made before still answers it"
+    );
+    for n in 0..12 {
+        f.put_channel(&format!("c{n:02}"), None, 0);
+    }
+    let err = reserve(&mut f, "R4", "nope").unwrap_err();
+    assert!(err.detail.contains("c09, …"), "ten names listed: {}", err.detail);
+}
+
+#[test]
 fn reconfiguring_streams_the_changed_skus_in_chunks() {
     let names: Vec<String> = (0..2500).map(|i| format!("S{i:05}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -269,8 +309,13 @@ proptest! {
                     let cmd = ReserveCmd { id: id(&format!("R{n}")), channel: ch.clone(), ttl_seconds: 60, lines: vec![LineRequest { sku: id(skus[*s]), location: None, quantity: *q }] };
                     let scope = f.b.scope_for(Some(&ch));
                     let d = f.b.decide_reserve(&cmd, &scope, f.now);
-                    let ok = f.decided(d).is_ok();
-                    prop_assert_eq!(ok, *q <= before, "channel {} had {} for {}", ch, before, q);
+                    let known = f.b.channels.is_empty() || f.b.channels.contains_key(&ch);
+                    let result = f.decided(d);
+                    let ok = result.is_ok();
+                    prop_assert_eq!(ok, known && *q <= before, "channel {} had {} for {}", ch, before, q);
+                    if !known {
+                        prop_assert_eq!(result.unwrap_err().code, ErrorCode::UnknownChannel);
+                    }
                     if ok {
                         let r = &f.b.reservations[&id(&format!("R{n}"))];
                         if let Some(c) = f.b.channels.get(&ch) {

@@ -54,6 +54,7 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
         FeedError::Ahead { .. } => Problem::invalid("after", e.to_string()),
         FeedError::Behind => Problem::new(ErrorCode::NotReady, e.to_string()),
         FeedError::Busy | FeedError::Stopped => Problem::overloaded(e.to_string()),
+        FeedError::BrandBusy => Problem::new(ErrorCode::RateLimited, e.to_string()),
         FeedError::Store(inner) => {
             tracing::error!(error = %inner, "feed store read failed");
             Problem::overloaded("the feed store could not be read; retry shortly")

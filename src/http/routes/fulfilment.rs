@@ -75,6 +75,7 @@ struct ReserveInput {
     (status = 201, description = "Reserved, all lines.", body = crate::domain::view::ReservationView),
     (status = 200, description = "The same id and body again: the existing reservation.", body = crate::domain::view::ReservationView),
     (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: the brand has channels and `channel` is not one of them; `idempotency_key_reused`.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
 async fn reserve(
     req: HttpRequest,
@@ -173,6 +174,7 @@ fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
     (status = 201, description = "The shipment, accepted.", body = crate::domain::view::ShipmentView),
     (status = 200, description = "The same id and body again: the existing shipment.", body = crate::domain::view::ShipmentView),
     (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: shipping `lines` for a `channel` the brand has not configured, while it has others; `idempotency_key_reused`.", body = super::openapi::Problem, content_type = "application/problem+json"),
 ))]
 async fn ship(
     req: HttpRequest,

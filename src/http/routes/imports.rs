@@ -18,6 +18,7 @@ use crate::http::problem::Problem;
 use crate::http::{ask_brand, ask_brand_reply, reply_response, AppState};
 use crate::imports::upload::{self, Msg, UploadError};
 use crate::imports::{file_name, UPLOAD_BYTES_MAX};
+use crate::journal::Journal;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/imports", web::post().to(create))
@@ -54,6 +55,12 @@ fn too_large() -> Problem {
     Problem::new(ErrorCode::PayloadTooLarge, format!("an import file may be at most {UPLOAD_BYTES_MAX} bytes; split it"))
 }
 
+/// While the journal cannot prepare its next segment for lack of disk space, uploads
+/// are refused (and one streaming stops): space coming back goes to the journal first.
+fn disk_full() -> Problem {
+    Problem::overloaded("the disk is full: the journal has no room for its next segment; retry once space is freed")
+}
+
 fn new_job_id() -> Id {
     use rand::RngCore;
     let mut b = [0u8; 8];
@@ -62,10 +69,15 @@ fn new_job_id() -> Id {
 }
 
 /// Streams the body to the upload writer; returns what reached the disk.
-async fn stream_to_disk(mut payload: web::Payload, target: upload::Target) -> Result<upload::Written, Problem> {
+async fn stream_to_disk(mut payload: web::Payload, target: upload::Target, journal: &Journal) -> Result<upload::Written, Problem> {
     let (tx, writer) = upload::spawn_writer(target);
     let mut read_error = None;
+    let mut no_space = false;
     while let Some(chunk) = payload.next().await {
+        if journal.disk_full() {
+            no_space = true;
+            break;
+        }
         match chunk {
             // A send fails only when the writer stopped (too large, disk error).
             Ok(bytes) => {
@@ -79,11 +91,14 @@ async fn stream_to_disk(mut payload: web::Payload, target: upload::Target) -> Re
             }
         }
     }
-    if read_error.is_none() {
+    if read_error.is_none() && !no_space {
         let _ = tx.send(Msg::End).await;
     }
     drop(tx);
     let written = writer.await.map_err(|_| Problem::overloaded("the upload writer stopped; retry"))?;
+    if no_space {
+        return Err(disk_full());
+    }
     written.map_err(|e| match e {
         UploadError::TooLarge(_) => too_large(),
         UploadError::Unusable(why) => Problem::new(ErrorCode::Unprocessable, why),
@@ -123,15 +138,19 @@ async fn create(
     }
     let key = idempotency_key(&req)?;
     let svc = state.services()?;
-    let imports = &svc.local()?.integrations.imports;
+    let local = svc.local()?;
+    let imports = &local.integrations.imports;
     let _in_progress = imports.begin(&brand, key.as_deref()).ok_or_else(|| {
         Problem::new(ErrorCode::IdempotencyInProgress, "an upload with this Idempotency-Key is still running; wait for its answer")
     })?;
     let _slot = imports.upload_slot().ok_or_else(|| Problem::overloaded("too many uploads are running; retry shortly"))?;
+    if local.journal.disk_full() {
+        return Err(disk_full());
+    }
     let id = new_job_id();
     let file = file_name(&id, format);
     let target = upload::Target { dir: imports.cfg.dir.clone(), file: file.clone(), format, kind, bytes_max: UPLOAD_BYTES_MAX };
-    let written = stream_to_disk(payload, target).await?;
+    let written = stream_to_disk(payload, target, &local.journal).await?;
     let spec = ImportSpec { id: id.clone(), kind, format, file, bytes: written.bytes, sha256: written.sha256, created_at: svc.clock.now() };
     // Same key and same file (kind, format, bytes) is the same job.
     let fingerprint = format!("{}\n{format:?}\n{}", kind.as_str(), hex::encode(written.sha256));

@@ -377,6 +377,8 @@ fn conventions(path: &str, method: HttpMethod, op: &mut Operation) {
         ("403", "`forbidden`: the token may not do this (another brand's, or a viewer writing)."),
         ("429", "`rate_limited`: the brand's request rate is over its limit; retry after `Retry-After` seconds."),
         ("503", "`overloaded` or `not_ready`: retry after `Retry-After` seconds; nothing was changed."),
+        ("414", "`uri_too_long`: the path and query string are over 8 KiB; nothing was read past them."),
+        ("431", "`headers_too_large`: the request head is over 32 KiB or 64 header fields."),
     ];
     if path.contains('{') {
         problems.push(("404", "`not_found`: the brand or the object does not exist."));

@@ -43,8 +43,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ui", web::get().to(redirect_to_index));
     for (index, asset) in ASSETS.iter().enumerate() {
         let handler = move |req: HttpRequest| async move { serve(&req, index) };
-        cfg.service(web::resource(asset.path).route(web::get().to(handler)).route(web::head().to(handler)));
+        // Another method falls through to the app's default (a 405 problem with
+        // `Allow`), not to the resource's own empty 405.
+        cfg.service(
+            web::resource(asset.path)
+                .route(web::get().to(handler))
+                .route(web::head().to(handler))
+                .default_service(web::to(super::not_found)),
+        );
     }
+}
+
+/// The UI's routes and their methods (they are not in the OpenAPI document).
+pub fn routes() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    std::iter::once(("/ui", &["GET"][..])).chain(ASSETS.iter().map(|a| (a.path, &["GET", "HEAD"][..])))
 }
 
 /// `/ui` → `/ui/`, so the page's relative world (and bookmarks without the slash) work.
