@@ -654,7 +654,7 @@ async fn start_cluster_services(
             .build()
             .context("cannot start the cluster runtime")?,
     ));
-    let host = Arc::new(crate::actors::host::ActorHost { router: router.clone() });
+    let host = Arc::new(crate::actors::host::ActorHost::new(router.clone()));
     let node_cfg = NodeConfig {
         node_id: cluster.node_id.clone(),
         advertise: cluster.advertise.clone(),

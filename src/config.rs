@@ -39,6 +39,18 @@ pub enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Look at a cluster (`serve --cluster`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The nodes and the partitions' owners as one node sees them; exits 1 while a
+    /// partition has no live owner, 2 when the node cannot be asked.
+    Status(crate::cluster::status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,16 @@ use crate::state::State;
 /// The actors of one node, as the cluster controller sees them.
 pub struct ActorHost {
     pub router: Router,
+    /// The newest registry the follower applied and the registry actor has not taken
+    /// yet: one slot, so however fast the follower reads, the actor's mailbox holds at
+    /// most one wake-up and the newest registry is never dropped.
+    pub followed: Arc<parking_lot::Mutex<Option<Registry>>>,
+}
+
+impl ActorHost {
+    pub fn new(router: Router) -> ActorHost {
+        ActorHost { router, followed: Arc::default() }
+    }
 }
 
 impl Host for ActorHost {
@@ -49,8 +59,10 @@ impl Host for ActorHost {
 
     fn registry_followed(&self, registry: &Registry) {
         // The registry is small (locations, tokens); a copy per applied entry is cheap.
-        if self.router.registry.try_send(Followed(registry.clone())).is_err() {
-            tracing::warn!("the registry actor's mailbox is full; the followed registry arrives with the next entry");
+        let wake = self.followed.lock().replace(registry.clone()).is_none();
+        if wake {
+            // Past the mailbox's bound on purpose: at most one wake-up is ever queued.
+            self.router.registry.do_send(Followed(self.followed.clone()));
         }
     }
 }

@@ -269,8 +269,9 @@ impl Message for RemoveRegistry {
     type Result = ();
 }
 
-/// Cluster mode: the registry as this node's follower of its journal has it.
-pub struct Followed(pub Registry);
+/// Cluster mode: the registry as this node's follower of its journal has it, in the
+/// slot the follower keeps filled with its newest (see `ActorHost`).
+pub struct Followed(pub Arc<parking_lot::Mutex<Option<Registry>>>);
 
 impl Message for Followed {
     type Result = ();
@@ -298,12 +299,27 @@ impl Handler<Followed> for RegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: Followed, _ctx: &mut Self::Context) {
+        let Some(registry) = msg.0.lock().take() else { return };
         // The owner's own state is ahead of (or equal to) what its follower would read.
-        if self.log.is_none() && msg.0.last_lsn >= self.state.last_lsn {
-            self.state = msg.0;
+        if self.log.is_none() && registry.last_lsn >= self.state.last_lsn {
+            self.state = registry;
             self.publish();
         }
     }
+}
+
+/// Answers once every message sent to the registry actor before it has been handled:
+/// after a catch-up, the registry a request reads is the one caught up to.
+pub struct Settle;
+
+impl Message for Settle {
+    type Result = ();
+}
+
+impl Handler<Settle> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Settle, _ctx: &mut Self::Context) {}
 }
 
 impl Handler<EnsureAdmin> for RegistryActor {

@@ -51,8 +51,18 @@ impl Followed {
     /// last entry when called.
     pub async fn catch_up(&mut self, stream: &stream::Stream, partition: PartitionId) -> Result<(), ReplayError> {
         let after = self.rule.last_seq;
-        plog::read_entries(stream, &partition.subject(), after, None, |seq, bytes| self.apply_entry(seq, bytes).map(|_| ())).await?;
+        plog::read_entries(stream, &partition.subject(), after, None, |seq, bytes| {
+            self.apply_entry(seq, bytes).map(|verdict| count_fenced(partition, verdict))
+        })
+        .await?;
         Ok(())
+    }
+}
+
+/// Counts an entry the replay rule ignored because its owner had been fenced.
+fn count_fenced(partition: PartitionId, verdict: Verdict) {
+    if verdict == Verdict::Fenced {
+        metrics::counter!("zaiko_cluster_fenced_entries_total", "partition" => partition.to_string()).increment(1);
     }
 }
 
@@ -67,6 +77,9 @@ pub struct FollowStatus {
     pub applied_at: Option<Instant>,
     /// Set when the journal could not be applied: the follower stopped there.
     pub failed: Option<String>,
+    /// Entries of the partition's journal after the last one applied, as the stream
+    /// said when it delivered that one: the standby's lag.
+    pub lag_entries: u64,
 }
 
 /// A running standby of one partition.
@@ -84,7 +97,8 @@ impl Follower {
     /// Follows `partition` from where `from` stands. Must be called on the cluster
     /// runtime.
     pub fn start(stream: stream::Stream, partition: PartitionId, from: Followed, mut on_applied: Option<OnApplied>) -> Follower {
-        let status = FollowStatus { last_seq: from.rule.last_seq, lsn: from.rule.next_lsn - 1, applied_at: None, failed: None };
+        let status =
+            FollowStatus { last_seq: from.rule.last_seq, lsn: from.rule.next_lsn - 1, applied_at: None, failed: None, lag_entries: 0 };
         let (status_tx, status_rx) = watch::channel(status);
         let shared = Arc::new(Mutex::new(from));
         let state = shared.clone();
@@ -105,13 +119,14 @@ impl Follower {
                         continue;
                     }
                 };
-                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
+                let Ok((seq, lag)) = msg.info().map(|i| (i.stream_sequence, i.pending)) else { continue };
                 let mut f = state.lock();
                 if seq <= f.rule.last_seq {
                     continue;
                 }
                 match f.apply_entry(seq, &msg.payload) {
-                    Ok(_) => {
+                    Ok(verdict) => {
+                        count_fenced(partition, verdict);
                         if let Some(cb) = on_applied.as_mut() {
                             cb(&f.state);
                         }
@@ -121,6 +136,7 @@ impl Follower {
                             s.last_seq = seq;
                             s.lsn = lsn;
                             s.applied_at = Some(Instant::now());
+                            s.lag_entries = lag;
                         });
                     }
                     Err(e) => {

@@ -12,6 +12,7 @@
 //! * [`placement`] — who should own and follow each partition (rendezvous hashing).
 //! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
 //!   gate: publish ack *and* a valid lease) and the reading of a subject.
+//! * [`status`] — `zaiko cluster status`: the view of `GET /v1/admin/cluster` printed.
 
 pub mod config;
 pub mod engine;
@@ -21,3 +22,4 @@ pub mod lease;
 pub mod node;
 pub mod placement;
 pub mod plog;
+pub mod status;

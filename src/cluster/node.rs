@@ -99,6 +99,9 @@ pub struct Node {
     /// The registry journal's stream sequence this node has applied (`u64::MAX` while
     /// it owns the registry: its own state is the newest).
     registry_seq: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set once this node has read the registry as it was when the node started (or
+    /// owns it): until then it takes no brand partition over and `/readyz` is 503.
+    registry_ready: Arc<std::sync::atomic::AtomicBool>,
     /// Set to stop the controller (a clean shutdown).
     stop: Arc<tokio::sync::watch::Sender<bool>>,
     controller: Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -136,6 +139,11 @@ impl Node {
 
     pub fn partition_of(&self, brand: &str) -> PartitionId {
         PartitionId::Brand(super::engine::partition_of(brand, self.cfg.partitions))
+    }
+
+    /// Whether this node has read the registry as it was when it started.
+    pub fn registry_ready(&self) -> bool {
+        self.registry_ready.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Waits (at most `bound`) until this node has applied the registry's journal up
@@ -207,6 +215,7 @@ impl Node {
             engine,
             view: Arc::default(),
             registry_seq: Arc::new(tokio::sync::watch::channel(0).0),
+            registry_ready: Arc::default(),
             stop: Arc::new(tokio::sync::watch::channel(false).0),
             controller: Arc::default(),
         };
@@ -365,6 +374,7 @@ impl Controller {
             if self.registry_target.is_some_and(|target| registry_seq >= target) {
                 tracing::info!("the registry is read up to where it was at start; taking partitions over from now on");
                 self.registry_ready = true;
+                self.node.registry_ready.store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
@@ -489,7 +499,23 @@ impl Controller {
                     .take(if p == PartitionId::Registry { usize::MAX } else { self.node.cfg.standbys })
                     .map(str::to_string)
                     .collect();
-                PartitionView { id: p.to_string(), owner, local, standbys, lsn, following: follower.is_some(), standby_lag_entries: None }
+                let standby_lag_entries = follower.map(|f| f.status().lag_entries);
+                let label = p.to_string();
+                metrics::gauge!("zaiko_cluster_partition_owned", "partition" => label.clone()).set(if local { 1.0 } else { 0.0 });
+                metrics::gauge!("zaiko_cluster_partition_epoch", "partition" => label.clone())
+                    .set(owner.as_ref().map_or(0.0, |o| o.epoch as f64));
+                metrics::gauge!("zaiko_cluster_partition_lsn", "partition" => label.clone()).set(lsn as f64);
+                if let Some(status) = follower.map(Follower::status) {
+                    // Seconds behind: how long ago the standby applied its last entry,
+                    // while entries after it are waiting (0 when it has read them all).
+                    let behind = match status.applied_at {
+                        Some(at) if status.lag_entries > 0 => now.saturating_duration_since(at).as_secs_f64(),
+                        _ => 0.0,
+                    };
+                    metrics::gauge!("zaiko_cluster_standby_lag_entries", "partition" => label.clone()).set(status.lag_entries as f64);
+                    metrics::gauge!("zaiko_cluster_standby_lag_seconds", "partition" => label).set(behind);
+                }
+                PartitionView { id: p.to_string(), owner, local, standbys, lsn, following: follower.is_some(), standby_lag_entries }
             })
             .collect();
         let nodes = self

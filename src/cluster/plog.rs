@@ -216,6 +216,8 @@ impl ReplicatedJournal {
     pub async fn publish_loop(self, js: jetstream::Context, stream: stream::Stream, mut last_seq: u64) -> Stopped {
         let lease = self.inner.lease.clone();
         let epoch = lease.epoch();
+        let partition = self.inner.subject.rsplit('.').next().unwrap_or_default().to_string();
+        let ack_seconds = metrics::histogram!("zaiko_cluster_publish_ack_seconds", "partition" => partition);
         let why = loop {
             let Some(batch) = self.next_batch().await else { break Stopped::Shutdown };
             let first = batch[0].0;
@@ -223,7 +225,10 @@ impl ReplicatedJournal {
             let payloads: Vec<&[u8]> = batch.iter().map(|(_, p)| p.as_slice()).collect();
             let body = entry::encode_batch(epoch, first, &payloads);
             let msg_id = format!("{}:{epoch}:{first}", self.inner.subject);
-            match publish_fenced(&js, &stream, &self.inner.subject, body.into(), &msg_id, epoch, &mut last_seq, &lease).await {
+            let sent = std::time::Instant::now();
+            let published = publish_fenced(&js, &stream, &self.inner.subject, body.into(), &msg_id, epoch, &mut last_seq, &lease).await;
+            ack_seconds.record(sent.elapsed().as_secs_f64());
+            match published {
                 // The output gate: an ack counts once the lease is valid. An ack that
                 // arrives while the lease has lapsed waits for a renewal that still
                 // finds our revision (no successor can exist then), or for the loss.

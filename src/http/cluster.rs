@@ -163,18 +163,18 @@ const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 5] = [
 pub async fn forward(req: &HttpRequest, body: web::Bytes, node: &Node, owner: &Owner, partition: PartitionId) -> HttpResponse {
     if FORWARDS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel) >= FORWARDS_IN_FLIGHT_MAX {
         FORWARDS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
-        metrics::counter!("zaiko_cluster_forwards_total", "outcome" => "refused").increment(1);
+        metrics::counter!("zaiko_cluster_forwards_total", "partition" => partition.to_string(), "outcome" => "refused").increment(1);
         return Problem::overloaded("this node forwards too many requests at once; retry shortly").error_response();
     }
     let res = send(req, body, node, owner).await;
     FORWARDS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     match res {
         Ok(res) => {
-            metrics::counter!("zaiko_cluster_forwards_total", "outcome" => "answered").increment(1);
+            metrics::counter!("zaiko_cluster_forwards_total", "partition" => partition.to_string(), "outcome" => "answered").increment(1);
             res
         }
         Err(e) => {
-            metrics::counter!("zaiko_cluster_forwards_total", "outcome" => "failed").increment(1);
+            metrics::counter!("zaiko_cluster_forwards_total", "partition" => partition.to_string(), "outcome" => "failed").increment(1);
             tracing::info!(owner = %owner.node, partition = %partition, error = %e, "forwarding failed");
             Problem::new(
                 ErrorCode::PartitionUnavailable,

@@ -338,6 +338,11 @@ pub async fn request_context(
         if let Some(node) = node {
             if req.headers().contains_key(header::AUTHORIZATION) {
                 authenticated = if node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
+                    // The follower hands what it applied to the registry actor, which
+                    // publishes the tokens: wait until it has handled all of it.
+                    if let Some(svc) = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()) {
+                        let _ = svc.router.registry.send(crate::actors::registry::Settle).await;
+                    }
                     authenticate_and_limit(&req)
                 } else {
                     // Whether the token exists cannot be known now: 503, not a wrong 401.

@@ -56,6 +56,9 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     if state.loading_demo.load(std::sync::atomic::Ordering::Acquire) {
         return Err(Problem::new(ErrorCode::NotReady, "the demo data is still loading; retry shortly"));
     }
+    if svc.cluster.as_ref().is_some_and(|n| !n.registry_ready()) {
+        return Err(Problem::new(ErrorCode::NotReady, "this cluster node is still reading the registry (tokens, locations); retry shortly"));
+    }
     let reports = health::global().reports();
     let workers = || serde_json::to_value(health::by_name(&reports)).expect("worker states serialise");
     if svc.local.as_ref().is_some_and(|l| l.journal.disk_full()) {
