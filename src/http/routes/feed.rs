@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::actors::shard::BrandCmd;
 use crate::domain::ErrorCode;
 use crate::feed::{Cursor, FeedError, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
-use crate::http::extract::{brand_id, Access, Caller};
+use crate::http::extract::{brand_id, query, Access, Caller};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand_reply, AppState};
 
@@ -38,10 +38,6 @@ fn parse_num(field: &str, v: Option<&str>, range: std::ops::RangeInclusive<u64>)
         Ok(n) if range.contains(&n) => Ok(Some(n)),
         _ => Err(Problem::invalid(field, format!("must be an integer in {}..={}", range.start(), range.end()))),
     }
-}
-
-pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, Problem> {
-    web::Query::<T>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| Problem::invalid("query", e.to_string()))
 }
 
 pub(crate) fn feed_problem(e: FeedError) -> Problem {

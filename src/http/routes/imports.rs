@@ -9,11 +9,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::feed::query;
 use crate::actors::shard::BrandCmd;
 use crate::domain::import::{ImportCmd, ImportFormat, ImportKind, ImportSpec, ImportStatus};
 use crate::domain::{ErrorCode, Id};
-use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, query, Access, Caller};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, ask_brand_reply, reply_response, AppState};
 use crate::imports::upload::{self, Msg, UploadError};

@@ -166,7 +166,7 @@ fn merged(mut a: Value, b: Value) -> Value {
 /// One schema per stock-change `op`, each with exactly the fields it takes.
 fn stock_changes(doc: &mut Value) {
     use super::stock::REASON_CHARS_MAX;
-    limit(doc, "StockChangesInput", "changes", json!({ "minItems": 1, "maxItems": crate::http::Limits::default().changes_max }));
+    limit(doc, "StockChangesInput", "changes", json!({ "minItems": 1, "maxItems": crate::config::Limits::default().changes_max }));
     let variant = |op: &str, field: &str, description: &str, schema: Value| {
         json!({
             "type": "object",

@@ -5,12 +5,11 @@ use std::collections::HashSet;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::feed::query;
 use crate::actors::shard::BrandCmd;
 use crate::domain::webhook::{Webhook, WebhookCmd};
 use crate::domain::{BrandId, FieldError, Id};
 use crate::feed::render::FEED_TYPES;
-use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, query, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, ask_brand_reply, AppState};
 use crate::webhooks::store::Status;
