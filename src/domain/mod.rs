@@ -15,6 +15,7 @@ pub mod ids;
 pub mod import;
 pub mod registry;
 pub mod stock;
+pub mod text;
 pub mod time;
 pub mod view;
 pub mod webhook;

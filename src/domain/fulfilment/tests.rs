@@ -267,6 +267,26 @@ fn shipment_lifecycle_moves_stock() {
 }
 
 #[test]
+fn a_checked_status_change_refuses_accepted_and_bad_texts_in_order() {
+    let ok = StatusCmd::new(id("SH1"), ShipmentStatus::Shipped, Some("1234-5678".into()), None).unwrap();
+    assert_eq!((ok.status, ok.tracking_number.as_deref()), (ShipmentStatus::Shipped, Some("1234-5678")));
+    let problems = StatusCmd::new(id("SH1"), ShipmentStatus::Accepted, Some("".into()), Some("a\nb".into())).unwrap_err();
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["status", "tracking_number", "carrier"]);
+    assert_eq!(problems[0].detail, "a shipment starts as accepted; it cannot be moved back to it");
+}
+
+#[test]
+fn statuses_parse_by_exact_name() {
+    assert_eq!(ShipmentStatus::parse("accepted"), Some(ShipmentStatus::Accepted));
+    for s in ShipmentStatus::TARGETS {
+        assert_eq!(ShipmentStatus::parse(s.as_str()), Some(s));
+    }
+    assert_eq!(ShipmentStatus::parse("Shipped"), None);
+    assert_eq!(ShipmentStatus::parse(" shipped"), None);
+}
+
+#[test]
 fn ship_to_is_never_in_debug_output() {
     let text = format!("{:?}", ship_to());
     assert!(!text.contains("山田") && !text.contains("100-0001"), "{text}");

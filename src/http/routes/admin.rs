@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use crate::actors::registry::{RegistryCmd, TOKEN_PREFIX};
 use crate::actors::shard::{BrandCmd, ListBrands};
 use crate::domain::registry::{LocationKind, Role};
+use crate::domain::text::check_text;
 use crate::domain::BrandId;
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
@@ -26,15 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/admin/snapshots", web::get().to(list_snapshots));
 }
 
-/// Longest brand or location name, in characters.
-pub(super) const NAME_CHARS_MAX: usize = 200;
-
+/// A brand's or location's display name is a short text ([`check_text`]).
 fn check_name(name: &str) -> Result<(), Problem> {
-    let n = name.chars().count();
-    if n == 0 || n > NAME_CHARS_MAX || name.chars().any(char::is_control) {
-        return Err(Problem::invalid("name", format!("must be 1..={NAME_CHARS_MAX} characters without control characters")));
-    }
-    Ok(())
+    check_text("name", name).map_or(Ok(()), |e| Err(Problem::invalid(e.field, e.detail)))
 }
 
 /// The body of `POST /v1/brands`.
