@@ -44,7 +44,7 @@ struct CreateBrand {
 
 #[utoipa::path(post, path = "/v1/brands", operation_id = "create_brand", tag = "admin", request_body = CreateBrand, responses(
     (status = 201, description = "The brand.", body = crate::domain::view::BrandView),
-    (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`already_exists`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create_brand(
     req: HttpRequest,
@@ -59,7 +59,7 @@ async fn create_brand(
     ask_brand(&state, id, BrandCmd::Create { name }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands", operation_id = "list_brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::openapi::BrandList)))]
+#[utoipa::path(get, path = "/v1/brands", operation_id = "list_brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::schemas::BrandList)))]
 async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     let svc = state.services()?;
@@ -154,7 +154,7 @@ async fn revoke_token(
     ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/locations", operation_id = "list_locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::openapi::LocationList)))]
+#[utoipa::path(get, path = "/v1/locations", operation_id = "list_locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::schemas::LocationList)))]
 async fn list_locations(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     ask_registry(&state, RegistryCmd::ListLocations, None).await
@@ -236,7 +236,7 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
     Ok(HttpResponse::Created().json(info))
 }
 
-#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::openapi::SnapshotList)))]
+#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::schemas::SnapshotList)))]
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;

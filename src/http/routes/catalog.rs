@@ -43,7 +43,7 @@ async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(St
 
 #[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", operation_id = "delete_sku", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses(
     (status = 204, description = "Deleted."),
-    (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn delete_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;

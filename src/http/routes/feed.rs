@@ -64,8 +64,8 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
     ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..=1000 events, default 100."),
     ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
 ), responses(
-    (status = 200, description = "Events in commit order.", body = super::openapi::EventPage),
-    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync. `cursor_history_changed`: `after` is from before a restore or repair of the server; read the stock again, then follow from the problem's `next`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 200, description = "Events in commit order.", body = super::schemas::EventPage),
+    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync. `cursor_history_changed`: `after` is from before a restore or repair of the server; read the stock again, then follow from the problem's `next`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;

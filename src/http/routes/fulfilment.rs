@@ -65,8 +65,8 @@ struct ReserveInput {
 #[utoipa::path(post, path = "/v1/brands/{brand}/reservations", operation_id = "create_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ReserveInput, responses(
     (status = 201, description = "Reserved, all lines.", body = crate::domain::view::ReservationView),
     (status = 200, description = "The same id and body again: the existing reservation.", body = crate::domain::view::ReservationView),
-    (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::openapi::Problem, content_type = "application/problem+json"),
-    (status = 422, description = "`unknown_channel`: the brand has channels and `channel` is not one of them; `idempotency_key_reused`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::schemas::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: the brand has channels and `channel` is not one of them; `idempotency_key_reused`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn reserve(
     req: HttpRequest,
@@ -96,7 +96,7 @@ async fn get_reservation(state: web::Data<AppState>, caller: Caller, path: web::
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/reservations/{id}/release", operation_id = "release_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses(
     (status = 200, description = "Released (or already ended).", body = crate::domain::view::ReservationView),
-    (status = 409, description = "`invalid_transition`: the reservation was consumed by a shipment.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`: the reservation was consumed by a shipment.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn release(
     req: HttpRequest,
@@ -164,8 +164,8 @@ fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
 #[utoipa::path(post, path = "/v1/brands/{brand}/shipments", operation_id = "create_shipment", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ShipInput, responses(
     (status = 201, description = "The shipment, accepted.", body = crate::domain::view::ShipmentView),
     (status = 200, description = "The same id and body again: the existing shipment.", body = crate::domain::view::ShipmentView),
-    (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::openapi::Problem, content_type = "application/problem+json"),
-    (status = 422, description = "`unknown_channel`: shipping `lines` for a `channel` the brand has not configured, while it has others; `idempotency_key_reused`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::schemas::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: shipping `lines` for a `channel` the brand has not configured, while it has others; `idempotency_key_reused`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn ship(
     req: HttpRequest,
@@ -200,7 +200,7 @@ struct StatusInput {
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/shipments/{id}/status", operation_id = "set_shipment_status", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), request_body = StatusInput, responses(
     (status = 200, description = "The shipment after the move (unchanged when the status is repeated).", body = crate::domain::view::ShipmentView),
-    (status = 409, description = "`invalid_transition`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn set_status(
     req: HttpRequest,
