@@ -19,8 +19,7 @@ use super::idempotency::IdempotencyStore;
 use super::import::Imports;
 use super::stock::{check_reason, Levels, StockOp};
 use super::webhook::Webhook;
-use super::{BrandId, Id, Timestamp};
-use crate::journal::Lsn;
+use super::{BrandId, Id, Lsn, Timestamp};
 
 /// A SKU: catalog fields and stock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

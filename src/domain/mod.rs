@@ -23,3 +23,8 @@ pub mod webhook;
 pub use error::{ErrorCode, FieldError, Rejection};
 pub use ids::{BrandId, Id};
 pub use time::Timestamp;
+
+/// Log sequence number: the position of a record in the journal, starting at 1. The
+/// journal hands it out; the domain keeps it with what a record changed (a partition's
+/// last applied record, an idempotency outcome's record).
+pub type Lsn = u64;

@@ -11,8 +11,8 @@ use crate::domain::catalog::Catalog;
 use crate::domain::event::BrandRecord;
 use crate::domain::registry::{Location, LocationKind};
 use crate::domain::stock::StockOp;
+use crate::domain::Lsn;
 use crate::domain::{BrandId, ErrorCode};
-use crate::journal::Lsn;
 
 fn id(s: &str) -> Id {
     Id::parse(s).unwrap()
