@@ -31,9 +31,11 @@ pub struct Catalog {
     pub attributes: Vec<(CompactString, CompactString)>,
 }
 
-/// A SKU's catalog fields as a client sends them: the body of `PUT .../skus/{sku}`,
-/// and a catalog import row without its `sku`. Unknown fields are refused: a misspelt
-/// field would otherwise be silently dropped.
+// A SKU's catalog fields as a client sends them, checked into a `Catalog` by
+// `Catalog::new`; a catalog import row is this without its `sku`. The doc comment
+// below is the schema's description in `/openapi.json`.
+/// The body of `PUT .../skus/{sku}`. Unknown fields are refused: a misspelt field
+/// would otherwise be silently dropped.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkuInput {
