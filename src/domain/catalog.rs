@@ -86,16 +86,10 @@ impl Catalog {
     /// The catalog of `input`, checked as every way in checks it (`PUT .../skus/{sku}`,
     /// a catalog import row): every problem, each naming its field ([`Catalog::validate`]).
     pub fn new(input: SkuInput) -> Result<Catalog, Vec<FieldError>> {
-        let catalog = Catalog {
-            product_id: input.product_id,
-            name: input.name,
-            color: input.color,
-            size: input.size,
-            category: input.category,
-            price: input.price,
-            tags: input.tags.into(),
-            attributes: input.attributes.into_iter().collect(),
-        };
+        let SkuInput { product_id, name, color, size, category, price, tags, attributes } = input;
+        // The stored forms: tags boxed, attributes sorted by key (a `BTreeMap` has one of each).
+        let catalog =
+            Catalog { product_id, name, color, size, category, price, tags: tags.into(), attributes: attributes.into_iter().collect() };
         let problems = catalog.validate();
         if !problems.is_empty() {
             return Err(problems);

@@ -241,18 +241,10 @@ fn stock(i: StockInput) -> Result<Row, String> {
 /// checks it again, with the same message): a row that cannot be applied is not
 /// carried through the mailbox, and a valid row holds at most 50 tags and attributes.
 fn catalog(i: CatalogInput) -> Result<Row, String> {
-    let fields = SkuInput {
-        product_id: i.product_id,
-        name: i.name,
-        color: i.color,
-        size: i.size,
-        category: i.category,
-        price: i.price,
-        tags: i.tags,
-        attributes: i.attributes,
-    };
+    let CatalogInput { sku, name, product_id, color, size, category, price, tags, attributes } = i;
+    let fields = SkuInput { product_id, name, color, size, category, price, tags, attributes };
     let c = Catalog::new(fields).map_err(|problems| problems_detail(&problems))?;
-    Ok(Row::Catalog(i.sku, c))
+    Ok(Row::Catalog(sku, c))
 }
 
 /// Parses one NDJSON line.
