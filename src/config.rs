@@ -8,8 +8,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::event::RECORD_BYTES_MAX_FLOOR;
 use crate::domain::Timestamp;
-use crate::http::Limits;
 use crate::journal::{FailureAction, FaultPlan, JournalConfig};
+
+/// Request limits. Each is a named bound with a documented default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest JSON body accepted (413 past it).
+    pub body_bytes_max: usize,
+    /// Most changes in one `stock/changes` request.
+    pub changes_max: usize,
+    /// Sustained requests per second per brand (token bucket), and the burst above it.
+    pub brand_rps: u32,
+    pub brand_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { body_bytes_max: 1 << 20, changes_max: 1000, brand_rps: 5000, brand_burst: 10_000 }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "zaiko", version, about = "zaiko (在庫): inventory and fulfilment-sync service")]

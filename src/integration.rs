@@ -22,19 +22,6 @@ use crate::webhooks::{self, WebhookConfig, Webhooks};
 
 /// How often feed events older than the retention are dropped.
 const FEED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-/// Niceness of the threads that derive from committed changes (feed, webhook delivery):
-/// under a burst they yield the CPU to the shards and HTTP workers, fall behind, and
-/// catch up after.
-const BACKGROUND_NICE: i32 = 10;
-
-/// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`] (Linux: a thread's
-/// own nice value). Failure only costs fairness, so it is logged and ignored.
-pub(crate) fn run_in_background() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE) {
-        tracing::debug!(error = %e, "cannot lower a background thread's priority");
-    }
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct IntegrationArgs {

@@ -13,6 +13,7 @@
 //! - [`http`] — the REST API: routes, auth, request parsing, problem responses.
 //! - [`imports`] — bulk import jobs: streamed uploads, the runner, `zaiko import`.
 //! - [`integration`] — configuration and start-up of the feed, webhooks and imports.
+//! - [`background`] — the lower CPU priority of the threads that follow the journal.
 //! - [`app`] — wiring: recovery, actors, HTTP server, shutdown.
 //! - [`config`] — command line and configuration.
 //! - [`health`] — the background workers' health (ok, retrying, stopped) for `/readyz` and `/metrics`.
@@ -31,6 +32,7 @@
 
 pub(crate) mod actors;
 pub mod app;
+pub(crate) mod background;
 pub mod cli;
 pub(crate) mod clock;
 pub mod cluster;

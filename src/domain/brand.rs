@@ -12,15 +12,14 @@ use compact_str::CompactString;
 
 use super::catalog::Catalog;
 use super::channel::{Channel, ChannelSync, Inbound, InboundStatus};
-use super::error::{ErrorCode, Rejection};
+use super::error::{ErrorCode, FieldError, Rejection};
 use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
 use super::import::Imports;
-use super::stock::{Levels, StockOp};
+use super::stock::{check_reason, Levels, StockOp};
 use super::webhook::Webhook;
-use super::{BrandId, Id, Timestamp};
-use crate::journal::Lsn;
+use super::{BrandId, Id, Lsn, Timestamp};
 
 /// A SKU: catalog fields and stock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +42,26 @@ pub struct StockChangeCmd {
     pub op: StockOp,
     pub expected_version: Option<u64>,
     pub reason: Option<CompactString>,
+}
+
+impl StockChangeCmd {
+    /// A change checked as every way in checks it (`POST .../stock/changes`, a stock
+    /// import row): the operation's quantity in its range ([`StockOp::check`]) and the
+    /// reason a short text ([`check_reason`]). The problems, in that order, name the
+    /// change's own fields (`delta`, `reason`); the caller says where the change sits.
+    pub fn new(
+        sku: Id,
+        location: Id,
+        op: StockOp,
+        expected_version: Option<u64>,
+        reason: Option<CompactString>,
+    ) -> Result<Self, Vec<FieldError>> {
+        let problems: Vec<FieldError> = op.check().into_iter().chain(check_reason(reason.as_deref())).collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(StockChangeCmd { sku, location, op, expected_version, reason })
+    }
 }
 
 /// The outcome of one change of a batch.

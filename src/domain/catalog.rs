@@ -1,5 +1,7 @@
 //! The catalog fields of a SKU and their validation.
 
+use std::collections::BTreeMap;
+
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,42 @@ pub struct Catalog {
     pub attributes: Vec<(CompactString, CompactString)>,
 }
 
+// A SKU's catalog fields as a client sends them, checked into a `Catalog` by
+// `Catalog::new`; a catalog import row is this without its `sku`. The doc comment
+// below is the schema's description in `/openapi.json`.
+/// The body of `PUT .../skus/{sku}`. Unknown fields are refused: a misspelt field
+/// would otherwise be silently dropped.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkuInput {
+    /// The product (style) the SKU is a variant of.
+    #[schema(value_type = Option<String>)]
+    pub product_id: Option<CompactString>,
+    /// 1..=500 characters.
+    #[schema(value_type = String)]
+    pub name: CompactString,
+    /// The colour as the brand names it.
+    #[schema(value_type = Option<String>)]
+    pub color: Option<CompactString>,
+    /// The size as the brand names it (`M`, `27.5`, ...).
+    #[schema(value_type = Option<String>)]
+    pub size: Option<CompactString>,
+    /// A path such as `tops/t-shirts`.
+    #[schema(value_type = Option<String>)]
+    pub category: Option<CompactString>,
+    /// Yen, >= 0.
+    #[schema(minimum = 0)]
+    pub price: Option<i64>,
+    /// Search words; at most 50, each 1..=100 characters.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub tags: Vec<CompactString>,
+    /// Free-form attributes (`material`: `cotton`); at most 50.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub attributes: BTreeMap<CompactString, CompactString>,
+}
+
 /// An attribute key as a field name in a problem: cut to [`TAG_CHARS_MAX`]
 /// characters, so a key too long to be valid is not repeated whole.
 fn shown_key(k: &str) -> &str {
@@ -45,6 +83,20 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize
 }
 
 impl Catalog {
+    /// The catalog of `input`, checked as every way in checks it (`PUT .../skus/{sku}`,
+    /// a catalog import row): every problem, each naming its field ([`Catalog::validate`]).
+    pub fn new(input: SkuInput) -> Result<Catalog, Vec<FieldError>> {
+        let SkuInput { product_id, name, color, size, category, price, tags, attributes } = input;
+        // The stored forms: tags boxed, attributes sorted by key (a `BTreeMap` has one of each).
+        let catalog =
+            Catalog { product_id, name, color, size, category, price, tags: tags.into(), attributes: attributes.into_iter().collect() };
+        let problems = catalog.validate();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(catalog)
+    }
+
     /// Every problem with the fields, each naming its field.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut e = Vec::new();
@@ -105,6 +157,25 @@ mod tests {
         c.color = Some("a\u{0}b".into());
         let fields: Vec<_> = c.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, vec!["name", "color", "price", "tags[0]"]);
+    }
+
+    #[test]
+    fn new_sorts_attributes_and_refuses_what_validate_refuses() {
+        let input = |name: &str| SkuInput {
+            product_id: None,
+            name: name.into(),
+            color: None,
+            size: None,
+            category: None,
+            price: Some(3990),
+            tags: vec!["cotton".into()],
+            attributes: [("material".into(), "cotton".into()), ("fit".into(), "loose".into())].into_iter().collect(),
+        };
+        let c = Catalog::new(input("Tシャツ")).unwrap();
+        assert_eq!(c.attributes.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["fit", "material"]);
+        assert_eq!(c.tags.len(), 1);
+        let problems = Catalog::new(input("")).unwrap_err();
+        assert_eq!((problems[0].field.as_str(), problems.len()), ("name", 1));
     }
 
     #[test]

@@ -349,9 +349,7 @@ impl BrandState {
 
 /// Validates a channel's display name.
 pub fn check_channel_name(name: &str) -> Option<FieldError> {
-    let n = name.chars().count();
-    (n == 0 || n > 200 || name.chars().any(char::is_control))
-        .then(|| FieldError::new("name", "must be 1..=200 characters without control characters"))
+    super::text::check_text("name", name)
 }
 
 #[cfg(test)]

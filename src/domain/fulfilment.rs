@@ -11,9 +11,10 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::brand::BrandState;
-use super::error::{ErrorCode, Rejection, Shortage};
+use super::error::{ErrorCode, FieldError, Rejection, Shortage};
 use super::event::{encoded_len, Cause, Event};
 use super::stock::Levels;
+use super::text::check_text;
 use super::{Id, Timestamp};
 
 /// Most lines of one reservation or shipment.
@@ -87,6 +88,16 @@ pub enum ShipmentStatus {
 }
 
 impl ShipmentStatus {
+    /// The statuses a command may move a shipment to: all but `accepted`, where a
+    /// shipment starts.
+    pub const TARGETS: [ShipmentStatus; 5] =
+        [ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped, ShipmentStatus::Delivered, ShipmentStatus::Cancelled];
+
+    /// The status named exactly `name` (`"shipped"`), if any.
+    pub fn parse(name: &str) -> Option<ShipmentStatus> {
+        std::iter::once(ShipmentStatus::Accepted).chain(ShipmentStatus::TARGETS).find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ShipmentStatus::Accepted => "accepted",
@@ -177,6 +188,30 @@ pub struct StatusCmd {
     pub status: ShipmentStatus,
     pub tracking_number: Option<CompactString>,
     pub carrier: Option<CompactString>,
+}
+
+impl StatusCmd {
+    /// A status change checked as every way in checks it (`POST .../shipments/{id}/status`,
+    /// a shipment-status import row): the status one a shipment can be moved to, the
+    /// tracking number and carrier short texts. The problems come in that order.
+    pub fn new(
+        id: Id,
+        status: ShipmentStatus,
+        tracking_number: Option<CompactString>,
+        carrier: Option<CompactString>,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut problems = Vec::new();
+        if status == ShipmentStatus::Accepted {
+            problems.push(FieldError::new("status", "a shipment starts as accepted; it cannot be moved back to it"));
+        }
+        for (field, v) in [("tracking_number", &tracking_number), ("carrier", &carrier)] {
+            problems.extend(v.as_deref().and_then(|v| check_text(field, v)));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(StatusCmd { id, status, tracking_number, carrier })
+    }
 }
 
 /// What a status change reads of a shipment: its status, tracking number and carrier

@@ -7,8 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Timestamp;
-use crate::journal::Lsn;
+use super::{Lsn, Timestamp};
 
 /// How long an outcome is kept (the contract promises at least 24 h).
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::brand::{BrandState, ChangeOutcome, StockChangeCmd, World};
 use super::catalog::Catalog;
-use super::error::{ErrorCode, Rejection};
+use super::error::{ErrorCode, FieldError, Rejection};
 use super::event::Event;
 use super::fulfilment::{Decision, ShipmentStatus, StatusCmd, StatusNow};
 use super::stock::Levels;
@@ -91,6 +91,11 @@ pub struct RowError {
     pub row: u64,
     pub code: ErrorCode,
     pub detail: String,
+}
+
+/// A row's field problems as its error's `detail`: `field: detail`, joined by `; `.
+pub fn problems_detail(problems: &[FieldError]) -> String {
+    problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect::<Vec<_>>().join("; ")
 }
 
 /// The progress one chunk records, in the same WAL record as its rows' events.
@@ -286,8 +291,7 @@ impl BrandState {
         for (row, sku, catalog) in rows {
             let problems = catalog.validate();
             if !problems.is_empty() {
-                let detail = problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect::<Vec<_>>().join("; ");
-                errors.push(RowError { row: *row, code: ErrorCode::InvalidRequest, detail });
+                errors.push(RowError { row: *row, code: ErrorCode::InvalidRequest, detail: problems_detail(&problems) });
                 continue;
             }
             let v = versions.entry(sku).or_insert_with(|| self.skus.get(sku).map_or(0, |s| s.version));

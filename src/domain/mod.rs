@@ -15,6 +15,7 @@ pub mod ids;
 pub mod import;
 pub mod registry;
 pub mod stock;
+pub mod text;
 pub mod time;
 pub mod view;
 pub mod webhook;
@@ -22,3 +23,8 @@ pub mod webhook;
 pub use error::{ErrorCode, FieldError, Rejection};
 pub use ids::{BrandId, Id};
 pub use time::Timestamp;
+
+/// Log sequence number: the position of a record in the journal, starting at 1. The
+/// journal hands it out; the domain keeps it with what a record changed (a partition's
+/// last applied record, an idempotency outcome's record).
+pub type Lsn = u64;

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::RegistryRecord;
 use super::idempotency::IdempotencyStore;
-use super::{BrandId, Id, Timestamp};
-use crate::journal::Lsn;
+use super::{BrandId, Id, Lsn, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ErrorCode, Rejection};
+use super::error::{ErrorCode, FieldError, Rejection};
+use super::text::check_text;
 use super::Id;
 
 /// Largest quantity or delta accepted on input; sums of many stay far from `i64::MAX`.
@@ -88,6 +89,12 @@ impl Levels {
     }
 }
 
+/// The problem with a stock change's `reason`, if any: a short text (see
+/// [`check_text`]).
+pub fn check_reason(reason: Option<&str>) -> Option<FieldError> {
+    reason.and_then(|r| check_text("reason", r))
+}
+
 /// One of the three stock operations of `POST .../stock/changes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockOp {
@@ -102,6 +109,30 @@ impl StockOp {
             StockOp::Adjust { .. } => "adjust",
             StockOp::Set { .. } => "set",
             StockOp::SetSafetyStock { .. } => "set_safety_stock",
+        }
+    }
+
+    /// The field of a stock change that carries the operation's quantity.
+    pub fn field(&self) -> &'static str {
+        match self {
+            StockOp::Adjust { .. } => "delta",
+            StockOp::Set { .. } => "on_hand",
+            StockOp::SetSafetyStock { .. } => "quantity",
+        }
+    }
+
+    /// The problem with the operation's quantity, if any, named by [`StockOp::field`]:
+    /// a delta is non-zero and within ±[`QUANTITY_MAX`] (a no-op is a mistake), a
+    /// level is 0..=[`QUANTITY_MAX`].
+    pub fn check(&self) -> Option<FieldError> {
+        match *self {
+            StockOp::Adjust { delta } if delta == 0 || delta.unsigned_abs() > QUANTITY_MAX as u64 => {
+                Some(FieldError::new(self.field(), format!("must be non-zero and within ±{QUANTITY_MAX}")))
+            }
+            StockOp::Set { on_hand: q } | StockOp::SetSafetyStock { quantity: q } if !(0..=QUANTITY_MAX).contains(&q) => {
+                Some(FieldError::new(self.field(), format!("must be 0..={QUANTITY_MAX}")))
+            }
+            _ => None,
         }
     }
 
@@ -178,6 +209,21 @@ mod tests {
     fn overflow_is_refused_not_wrapped() {
         let r = StockOp::Adjust { delta: i64::MAX }.apply_to(lvl(10, 0, 0)).unwrap_err();
         assert_eq!(r.code, ErrorCode::Unprocessable);
+    }
+
+    #[test]
+    fn quantities_are_checked_against_their_range_by_field() {
+        for ok in
+            [StockOp::Adjust { delta: -QUANTITY_MAX }, StockOp::Set { on_hand: 0 }, StockOp::SetSafetyStock { quantity: QUANTITY_MAX }]
+        {
+            assert_eq!(ok.check(), None, "{ok:?}");
+        }
+        let problem = |op: StockOp| op.check().map(|e| (e.field, e.detail));
+        let delta = Some(("delta".to_string(), format!("must be non-zero and within ±{QUANTITY_MAX}")));
+        assert_eq!(problem(StockOp::Adjust { delta: 0 }), delta);
+        assert_eq!(problem(StockOp::Adjust { delta: i64::MIN }), delta);
+        assert_eq!(problem(StockOp::Set { on_hand: -1 }), Some(("on_hand".into(), format!("must be 0..={QUANTITY_MAX}"))));
+        assert_eq!(problem(StockOp::SetSafetyStock { quantity: QUANTITY_MAX + 1 }).unwrap().0, "quantity");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::{FeedConfig, Inner};
 use crate::clock::SharedClock;
 use crate::domain::event::{self, Event, WalRecord};
 use crate::domain::{BrandId, Id};
-use crate::journal::recovery::list_segments;
+use crate::journal::files::list_segments;
 use crate::journal::tail::Tail;
 use crate::journal::{Journal, JournalError, Lsn, ReadHold};
 
@@ -95,7 +95,7 @@ impl Tailer {
     }
 
     pub(super) fn run(mut self) {
-        crate::integration::run_in_background();
+        crate::background::run_in_background();
         let health = crate::health::global().worker(crate::health::Worker::Feed);
         let _stopped = health.until_dropped();
         tracing::info!(covered_lsn = self.store.covered_lsn(), "feed started");

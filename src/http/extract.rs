@@ -1,5 +1,5 @@
-//! Turning requests into checked values: the caller's identity, path ids, bounded JSON
-//! bodies with field-level errors, and the `Idempotency-Key`.
+//! Turning requests into checked values: the caller's identity, path ids, query
+//! strings, bounded JSON bodies with field-level errors, and the `Idempotency-Key`.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -108,6 +108,11 @@ pub fn check_line_set<'a>(field: &str, lines: impl ExactSizeIterator<Item = (&'a
             errors.push(FieldError::new(format!("{field}[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
         }
     }
+}
+
+/// The query string as `T`; a string that does not fit is a problem on `query`.
+pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, Problem> {
+    web::Query::<T>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| Problem::invalid("query", e.to_string()))
 }
 
 pub fn brand_id(raw: &str) -> Result<BrandId, Problem> {

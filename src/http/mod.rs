@@ -23,6 +23,7 @@ use crate::actors::registry::{AuthTable, RegistryCmd, RegistryMsg};
 use crate::actors::shard::{BrandCmd, BrandMsg};
 use crate::actors::{Gated, IdemKey, Reply, Router, Unsettled};
 use crate::clock::SharedClock;
+use crate::config::Limits;
 use crate::domain::idempotency::Status;
 use crate::domain::BrandId;
 use crate::journal::{Journal, Lsn};
@@ -31,24 +32,6 @@ use problem::Problem;
 /// Longest a request waits for its change to become durable before it answers 503.
 /// Far above any healthy fsync; it bounds what a stalled disk can hold open.
 pub const DURABLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Request limits. Each is a named bound with a documented default.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest JSON body accepted (413 past it).
-    pub body_bytes_max: usize,
-    /// Most changes in one `stock/changes` request.
-    pub changes_max: usize,
-    /// Sustained requests per second per brand (token bucket), and the burst above it.
-    pub brand_rps: u32,
-    pub brand_burst: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { body_bytes_max: 1 << 20, changes_max: 1000, brand_rps: 5000, brand_burst: 10_000 }
-    }
-}
 
 /// The per-brand rate limiter: a token bucket per brand id (GCRA, `governor`).
 pub type BrandLimiter = governor::DefaultKeyedRateLimiter<BrandId>;

@@ -21,14 +21,11 @@ use compact_str::CompactString;
 use serde::Deserialize;
 
 use crate::domain::brand::StockChangeCmd;
-use crate::domain::catalog::{Catalog, TEXT_CHARS_MAX};
+use crate::domain::catalog::{Catalog, SkuInput};
 use crate::domain::fulfilment::{ShipmentStatus, StatusCmd};
-use crate::domain::import::ImportKind;
-use crate::domain::stock::{StockOp, QUANTITY_MAX};
-use crate::domain::Id;
-
-/// Longest `reason`, in characters (as in `POST .../stock/changes`).
-const REASON_CHARS_MAX: usize = 200;
+use crate::domain::import::{problems_detail, ImportKind};
+use crate::domain::stock::StockOp;
+use crate::domain::{FieldError, Id};
 /// Wrong column names a header error lists (the rest are counted).
 const COLUMNS_LISTED_MAX: usize = 10;
 /// Characters of a value or column name an error message repeats.
@@ -74,9 +71,6 @@ pub struct Columns {
 const STOCK_COLUMNS: [&str; 6] = ["sku", "location", "on_hand", "delta", "reason", "expected_version"];
 const CATALOG_COLUMNS: [&str; 8] = ["sku", "name", "product_id", "color", "size", "category", "price", "tags"];
 const SHIPMENT_STATUS_COLUMNS: [&str; 4] = ["shipment_id", "status", "tracking_number", "carrier"];
-/// The statuses a row may move a shipment to (a shipment starts as `accepted`).
-const TARGET_STATUSES: [ShipmentStatus; 5] =
-    [ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped, ShipmentStatus::Delivered, ShipmentStatus::Cancelled];
 
 /// Checks a CSV header for `kind`; the error says which columns are wrong.
 pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String> {
@@ -221,64 +215,36 @@ struct ShipmentStatusInput {
     carrier: Option<CompactString>,
 }
 
+/// A stock or shipment status row is reported by its first problem.
+fn first_problem(problems: Vec<FieldError>) -> String {
+    problems_detail(&problems[..1])
+}
+
 fn shipment_status(i: ShipmentStatusInput) -> Result<Row, String> {
-    let status = match TARGET_STATUSES.iter().find(|s| s.as_str() == i.status) {
-        Some(s) => *s,
-        None if i.status == ShipmentStatus::Accepted.as_str() => {
-            return Err("status: a shipment starts as accepted; it cannot be moved back to it".into())
-        }
-        None => {
-            let names: Vec<&str> = TARGET_STATUSES.iter().map(|s| s.as_str()).collect();
-            return Err(format!("status: {} is not one of {}", shown(&i.status), names.join(", ")));
-        }
+    let Some(status) = ShipmentStatus::parse(&i.status) else {
+        let names: Vec<&str> = ShipmentStatus::TARGETS.iter().map(|s| s.as_str()).collect();
+        return Err(format!("status: {} is not one of {}", shown(&i.status), names.join(", ")));
     };
-    for (field, v) in [("tracking_number", &i.tracking_number), ("carrier", &i.carrier)] {
-        if let Some(v) = v {
-            let n = v.chars().count();
-            if n == 0 || n > TEXT_CHARS_MAX || v.chars().any(char::is_control) {
-                return Err(format!("{field}: must be 1..={TEXT_CHARS_MAX} characters without control characters"));
-            }
-        }
-    }
-    Ok(Row::ShipmentStatus(StatusCmd { id: i.shipment_id, status, tracking_number: i.tracking_number, carrier: i.carrier }))
+    StatusCmd::new(i.shipment_id, status, i.tracking_number, i.carrier).map(Row::ShipmentStatus).map_err(first_problem)
 }
 
 fn stock(i: StockInput) -> Result<Row, String> {
     let op = match (i.on_hand, i.delta) {
-        (Some(q), None) if (0..=QUANTITY_MAX).contains(&q) => StockOp::Set { on_hand: q },
-        (Some(_), None) => return Err(format!("on_hand: must be 0..={QUANTITY_MAX}")),
-        (None, Some(d)) if d != 0 && d.unsigned_abs() <= QUANTITY_MAX as u64 => StockOp::Adjust { delta: d },
-        (None, Some(_)) => return Err(format!("delta: must be non-zero and within ±{QUANTITY_MAX}")),
+        (Some(on_hand), None) => StockOp::Set { on_hand },
+        (None, Some(delta)) => StockOp::Adjust { delta },
         _ => return Err("give exactly one of on_hand or delta".into()),
     };
-    if let Some(r) = &i.reason {
-        let n = r.chars().count();
-        if n == 0 || n > REASON_CHARS_MAX || r.chars().any(char::is_control) {
-            return Err(format!("reason: must be 1..={REASON_CHARS_MAX} characters without control characters"));
-        }
-    }
-    Ok(Row::Stock(StockChangeCmd { sku: i.sku, location: i.location, op, expected_version: i.expected_version, reason: i.reason }))
+    StockChangeCmd::new(i.sku, i.location, op, i.expected_version, i.reason).map(Row::Stock).map_err(first_problem)
 }
 
 /// A catalog row, checked here as `PUT .../skus/{sku}` checks its body (the brand
 /// checks it again, with the same message): a row that cannot be applied is not
 /// carried through the mailbox, and a valid row holds at most 50 tags and attributes.
 fn catalog(i: CatalogInput) -> Result<Row, String> {
-    let c = Catalog {
-        product_id: i.product_id,
-        name: i.name,
-        color: i.color,
-        size: i.size,
-        category: i.category,
-        price: i.price,
-        tags: i.tags.into(),
-        attributes: i.attributes.into_iter().collect(),
-    };
-    let problems = c.validate();
-    if !problems.is_empty() {
-        return Err(problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect::<Vec<_>>().join("; "));
-    }
-    Ok(Row::Catalog(i.sku, c))
+    let CatalogInput { sku, name, product_id, color, size, category, price, tags, attributes } = i;
+    let fields = SkuInput { product_id, name, color, size, category, price, tags, attributes };
+    let c = Catalog::new(fields).map_err(|problems| problems_detail(&problems))?;
+    Ok(Row::Catalog(sku, c))
 }
 
 /// Parses one NDJSON line.

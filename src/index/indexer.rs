@@ -37,13 +37,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use parking_lot::{Condvar, Mutex};
 use tantivy::query::TermSetQuery;
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::watch;
 
 use super::schema::{sku_doc, uid, Fields};
 use super::shipments::schema::{self as shipment_schema, ShipmentFields};
+pub use super::wake::Wake;
 use super::{IndexError, Opened, Payload};
 use crate::actors::shard::{DirtyKey, DocKind, DrainDirty, Drained, IndexItem, MarkDirty, Shard, ShipmentItem, SkuItem};
 use crate::health::{Backoff, WorkerHealth};
@@ -126,58 +126,6 @@ impl DirtySource for ShardSource {
         // Past the mailbox bound: one message after a failed cycle (failures are spaced
         // by the backoff), and it must reach the shard before the next drain.
         self.0[shard].do_send(MarkDirty(keys));
-    }
-}
-
-#[derive(Default)]
-struct WakeState {
-    nudged: bool,
-    stop: bool,
-}
-
-/// How searches and shutdown wake the indexer thread.
-#[derive(Default)]
-pub struct Wake {
-    state: Mutex<WakeState>,
-    cv: Condvar,
-}
-
-impl Wake {
-    pub fn nudge(&self) {
-        self.state.lock().nudged = true;
-        self.cv.notify_one();
-    }
-
-    fn stop(&self) {
-        self.state.lock().stop = true;
-        self.cv.notify_one();
-    }
-
-    /// Waits for a nudge, a stop or the timeout; returns whether to stop.
-    fn wait(&self, timeout: Duration) -> bool {
-        let mut s = self.state.lock();
-        if !s.nudged && !s.stop {
-            self.cv.wait_for(&mut s, timeout);
-        }
-        s.nudged = false;
-        s.stop
-    }
-
-    /// Rests after a cycle: until `until`, or only until `nudged_until` once a search
-    /// nudges (the nudge is kept for the next `wait`); a stop ends the rest. Returns
-    /// whether to stop.
-    fn rest(&self, nudged_until: Instant, until: Instant) -> bool {
-        let mut s = self.state.lock();
-        loop {
-            if s.stop {
-                return true;
-            }
-            let end = if s.nudged { nudged_until } else { until };
-            if Instant::now() >= end {
-                return false;
-            }
-            self.cv.wait_until(&mut s, end);
-        }
     }
 }
 
@@ -558,6 +506,7 @@ fn apply_batch<I>(
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use parking_lot::Mutex;
     use tantivy::ReloadPolicy;
 
     use super::*;
@@ -634,19 +583,6 @@ mod tests {
         assert_eq!(rest_after(Duration::from_millis(100), REST_PER_BUSY), Duration::from_millis(300));
         assert_eq!(rest_after(Duration::from_millis(100), NUDGED_REST_PER_BUSY), Duration::from_millis(100));
         assert_eq!(rest_after(Duration::from_secs(2), REST_PER_BUSY), REST_MAX, "a search waiting for min_lsn is not kept past its wait");
-    }
-
-    #[test]
-    fn a_nudge_shortens_the_rest_and_is_kept_for_the_next_cycle() {
-        let wake = Arc::new(Wake::default());
-        let far = Instant::now() + Duration::from_secs(3600);
-        let w = wake.clone();
-        let nudger = std::thread::spawn(move || w.nudge());
-        // Without the nudge this rest would last an hour.
-        assert!(!wake.rest(Instant::now(), far));
-        nudger.join().unwrap();
-        assert!(wake.state.lock().nudged, "the nudge starts the cycle after the rest");
-        assert!(!wake.wait(Duration::from_secs(3600)), "and the wait does not wait");
     }
 
     #[test]

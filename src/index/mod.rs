@@ -8,6 +8,7 @@
 //! * [`search`] — the SKU search handle, cursors, and the covered LSN all kinds share.
 //! * [`shipments`] — the shipment index: schema, query and search handle.
 //! * [`indexer`] — the thread that drains the shards and commits every kind.
+//! * `wake` — how searches nudge the indexer and shutdown stops it ([`indexer::Wake`]).
 //!
 //! **One index directory per kind** (`index/skus`, `index/shipments`), not one index
 //! with a kind field: the two have nothing in common but the brand, so one schema
@@ -38,6 +39,7 @@ pub mod search;
 pub mod shipments;
 #[cfg(test)]
 mod tests;
+mod wake;
 
 use std::path::{Path, PathBuf};
 

@@ -13,10 +13,10 @@ use tantivy::{IndexReader, Searcher, TantivyDocument};
 use tokio::sync::watch;
 
 use super::collector::{After, Candidate, Found, SearchCollector};
-use super::indexer::Wake;
 use super::query::{self, SearchRequest, Sort};
 use super::schema::Fields;
 use super::schema::{names, stored_channel_available};
+use super::wake::Wake;
 use super::IndexError;
 use crate::domain::Id;
 use crate::journal::Lsn;

@@ -18,8 +18,8 @@ pub const FRAME_HEADER_BYTES: usize = 16;
 /// Hard upper bound on one record's payload; a larger length field is damage.
 pub const RECORD_PAYLOAD_BYTES_LIMIT: usize = 16 << 20;
 
-/// Log sequence number: the position of a record in the journal, starting at 1.
-pub type Lsn = u64;
+/// Log sequence number: defined by the domain, which orders its state by it.
+pub use crate::domain::Lsn;
 
 /// The parsed header of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -160,7 +160,7 @@ pub fn save(wal_dir: &Path, history: &History) -> Result<(), JournalError> {
     f.write_all(text.as_bytes()).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, &target).map_err(io(&target))?;
-    super::recovery::sync_dir(wal_dir).map_err(io(wal_dir))
+    super::files::sync_dir(wal_dir).map_err(io(wal_dir))
 }
 
 /// The history of the journal in `wal_dir`, creating it when there is none.

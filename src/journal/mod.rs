@@ -5,6 +5,8 @@
 //! * [`writer`] — the one thread that writes and `fdatasync`s (group commit), and
 //!   the thread that preallocates the next segment so that a full disk shows up as a
 //!   refused append, never as a failed write of something already applied.
+//! * [`files`] — segment file names, listing, preallocation and directory sync,
+//!   shared by the writer, recovery and the readers.
 //! * [`recovery`] — opening a journal (replay, torn-tail cut) and `wal verify`.
 //! * [`history`] — which line of records the journal follows (`wal/history.json`):
 //!   a restore or a repair that cuts begins a new one, so LSNs reused after the fork
@@ -17,6 +19,7 @@
 //! they apply the change in memory and gate their *reply* on
 //! [`Journal::wait_durable`]. The journal knows nothing of what the payloads mean.
 
+pub(crate) mod files;
 pub mod format;
 pub mod history;
 pub mod recovery;

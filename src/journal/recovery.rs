@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::files::{list_segments, preallocate, segment_path, sync_dir};
 use super::format::{self, Lsn, SegmentEnd, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 use super::writer::{self, ActiveSegment, Shared};
 use super::{Journal, JournalConfig, JournalError};
-
-const SEGMENT_SUFFIX: &str = ".wal";
 
 /// How to open a journal.
 #[derive(Debug, Clone, Default)]
@@ -55,36 +54,6 @@ pub struct VerifyReport {
     pub torn_tail: Option<(PathBuf, u64)>,
     /// Damage that stops the server from starting.
     pub corruption: Option<JournalError>,
-}
-
-pub(crate) fn segment_path(dir: &Path, first_lsn: Lsn) -> PathBuf {
-    dir.join(format!("{first_lsn:020}{SEGMENT_SUFFIX}"))
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// The segment files of `dir`, ordered by first LSN.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, JournalError> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(JournalError::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| JournalError::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else { continue };
-        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
-            let lsn: Lsn = stem.parse().map_err(|_| JournalError::Invalid(format!("bad segment name {name}")))?;
-            out.push((lsn, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, JournalError> {
@@ -269,7 +238,7 @@ fn create_first_segment(dir: &Path, cfg: &JournalConfig, first_lsn: Lsn) -> Resu
     let path = segment_path(dir, first_lsn);
     let tmp = dir.join("first.tmp");
     let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(io_err(&tmp))?;
-    writer::preallocate(&file, cfg.segment_bytes).map_err(io_err(&tmp))?;
+    preallocate(&file, cfg.segment_bytes).map_err(io_err(&tmp))?;
     let header = SegmentHeader { version: FORMAT_VERSION, first_lsn }.encode();
     std::os::unix::fs::FileExt::write_all_at(&file, &header, 0).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
@@ -287,7 +256,7 @@ fn reopen_active(path: &Path, first_lsn: Lsn, data_end: u64, cfg: &JournalConfig
     let capacity = len.max(cfg.segment_bytes);
     // Zero everything past the data: truncate, then preallocate again.
     file.set_len(data_end).map_err(io)?;
-    writer::preallocate(&file, capacity).map_err(io)?;
+    preallocate(&file, capacity).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(ActiveSegment { file, path: path.to_path_buf(), first_lsn, offset: data_end, capacity })
 }

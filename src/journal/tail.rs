@@ -13,8 +13,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::files::list_segments;
 use super::format::{self, FrameDamage, Lsn, SegmentHeader, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use super::recovery::list_segments;
 use super::JournalError;
 
 /// Bytes read from a segment at a time.

@@ -39,7 +39,7 @@ fn appends_are_durable_and_replayed_in_order_across_segments() {
     j.wait_durable_blocking(last).unwrap();
     assert!(j.durable_lsn() >= 500);
     j.shutdown();
-    assert!(recovery::list_segments(dir.path()).unwrap().len() > 3, "small segments roll over");
+    assert!(files::list_segments(dir.path()).unwrap().len() > 3, "small segments roll over");
 
     let (j, report, seen) = replay_all(dir.path(), small_config(), 0);
     assert_eq!(report.last_lsn, 500);
@@ -87,7 +87,7 @@ fn torn_tail_is_cut_and_writing_resumes_after_it() {
     }
     j.wait_durable_blocking(10).unwrap();
     j.shutdown();
-    let segs = recovery::list_segments(dir.path()).unwrap();
+    let segs = files::list_segments(dir.path()).unwrap();
     let path = &segs.last().unwrap().1;
     let bytes = std::fs::read(path).unwrap();
     let scan = format::scan(&bytes, true).unwrap();
@@ -119,7 +119,7 @@ fn corruption_in_the_middle_refuses_to_open_and_names_the_place() {
     }
     j.wait_durable_blocking(10).unwrap();
     j.shutdown();
-    let path = recovery::list_segments(dir.path()).unwrap().pop().unwrap().1;
+    let path = files::list_segments(dir.path()).unwrap().pop().unwrap().1;
     let mut bytes = std::fs::read(&path).unwrap();
     let scan = format::scan(&bytes, true).unwrap();
     let victim = scan.frames[4];
@@ -222,7 +222,7 @@ fn a_tail_reads_every_durable_record_once_in_order_across_segments() {
         while read(&mut tail, j.durable_lsn(), 7) > 0 {}
     }
     j.shutdown();
-    assert!(recovery::list_segments(dir.path()).unwrap().len() > 3);
+    assert!(files::list_segments(dir.path()).unwrap().len() > 3);
     assert_eq!(seen.len(), 500);
     for (i, (lsn, p)) in seen.iter().enumerate() {
         assert_eq!(*lsn, i as u64 + 1);
@@ -265,7 +265,7 @@ fn a_durable_record_damaged_under_a_tail_is_an_error() {
     }
     j.wait_durable_blocking(3).unwrap();
     j.shutdown();
-    let seg = recovery::list_segments(dir.path()).unwrap()[0].1.clone();
+    let seg = files::list_segments(dir.path()).unwrap()[0].1.clone();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[format::SEGMENT_HEADER_BYTES + format::FRAME_HEADER_BYTES + 2] ^= 0xff;
     std::fs::write(&seg, bytes).unwrap();
@@ -283,17 +283,17 @@ fn read_holds_keep_segment_removal_behind_their_reader() {
         last = j.append(payload(i)).unwrap();
     }
     j.wait_durable_blocking(last).unwrap();
-    let before = recovery::list_segments(dir.path()).unwrap().len();
+    let before = files::list_segments(dir.path()).unwrap().len();
     let hold = j.hold("feed", 0);
     assert_eq!(j.remove_segments_through(last).unwrap(), 0, "the reader has consumed nothing");
     hold.advance(150);
     let removed = j.remove_segments_through(last).unwrap();
     assert!(removed > 0);
-    let segs = recovery::list_segments(dir.path()).unwrap();
+    let segs = files::list_segments(dir.path()).unwrap();
     assert!(segs[0].0 <= 151, "record 151 is still on disk: {segs:?}");
     drop(hold);
     assert!(j.remove_segments_through(last).unwrap() > 0);
-    assert!(recovery::list_segments(dir.path()).unwrap().len() < before);
+    assert!(files::list_segments(dir.path()).unwrap().len() < before);
     // The timed wait returns the durable LSN when nothing new comes.
     assert_eq!(j.wait_durable_timeout(last + 1, Duration::from_millis(10)).unwrap(), last);
     j.shutdown();

@@ -13,6 +13,7 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
+use super::files;
 use super::format::{self, Lsn, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 use super::{AppendError, FailureAction, JournalConfig, JournalStats};
 
@@ -302,9 +303,9 @@ fn open_rolled(shared: &Shared, next: PreparedSegment, first_lsn: Lsn) -> Result
     let tmp = next.tmp_path.clone();
     next.file.write_all_at(&header, 0).map_err(|e| (tmp.clone(), e))?;
     next.file.sync_data().map_err(|e| (tmp.clone(), e))?;
-    let path = super::recovery::segment_path(&shared.dir, first_lsn);
+    let path = files::segment_path(&shared.dir, first_lsn);
     std::fs::rename(&tmp, &path).map_err(|e| (path.clone(), e))?;
-    super::recovery::sync_dir(&shared.dir).map_err(|e| (shared.dir.clone(), e))?;
+    files::sync_dir(&shared.dir).map_err(|e| (shared.dir.clone(), e))?;
     Ok(ActiveSegment { file: next.file, path, first_lsn, offset: SEGMENT_HEADER_BYTES as u64, capacity: next.capacity })
 }
 
@@ -357,22 +358,11 @@ fn prepare(shared: &Shared, counter: u64) -> std::io::Result<PreparedSegment> {
     let tmp_path = shared.dir.join(format!("prepared-{}-{counter}.tmp", std::process::id()));
     let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp_path)?;
     let capacity = shared.cfg.segment_bytes;
-    if let Err(e) = preallocate(&file, capacity) {
+    if let Err(e) = files::preallocate(&file, capacity) {
         drop(file);
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
     }
     file.sync_all()?;
     Ok(PreparedSegment { file, tmp_path, capacity })
-}
-
-/// Reserves `len` bytes of real disk blocks for `file` so that writes into them cannot
-/// fail with ENOSPC. Falls back to a sparse `set_len` where the filesystem cannot
-/// preallocate (then a full disk surfaces as a failed write: fail-stop).
-pub(super) fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
-        Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::OPNOTSUPP => file.set_len(len),
-        Err(e) => Err(std::io::Error::from_raw_os_error(e.raw_os_error())),
-    }
 }

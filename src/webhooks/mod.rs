@@ -103,7 +103,7 @@ impl Webhooks {
         let arbiter = actix_rt::Arbiter::new();
         let (db2, cfg2) = (db.clone(), cfg.clone());
         arbiter.spawn_fn(move || {
-            crate::integration::run_in_background();
+            crate::background::run_in_background();
             // The HTTP client is built on the arbiter's thread: it is not `Send`.
             let client = awc::Client::builder()
                 .timeout(cfg2.timeout)

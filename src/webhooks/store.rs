@@ -268,7 +268,7 @@ fn enter_history(conn: &mut Connection, history: &History) -> Result<(), rusqlit
 }
 
 fn run(mut conn: Connection, feed_path: PathBuf, rx: Receiver<Op>) {
-    crate::integration::run_in_background();
+    crate::background::run_in_background();
     let health = crate::health::global().worker(crate::health::Worker::Webhooks);
     let _stopped = health.until_dropped();
     let mut feed: Option<Connection> = None;

@@ -49,6 +49,18 @@ fn change(sku: &str, loc: &str, op: StockOp) -> StockChangeCmd {
 }
 
 #[test]
+fn a_checked_change_names_its_own_fields_range_first() {
+    let new = |op, reason: Option<&str>| StockChangeCmd::new(id("S1"), id("tsukuba"), op, Some(3), reason.map(Into::into));
+    let ok = new(StockOp::Adjust { delta: -2 }, Some("棚卸し")).unwrap();
+    assert_eq!((ok.op, ok.expected_version, ok.reason.as_deref()), (StockOp::Adjust { delta: -2 }, Some(3), Some("棚卸し")));
+    let problems = new(StockOp::Set { on_hand: -1 }, Some("")).unwrap_err();
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["on_hand", "reason"]);
+    assert_eq!(problems[1].detail, "must be 1..=200 characters without control characters");
+    assert_eq!(new(StockOp::Adjust { delta: 0 }, None).unwrap_err()[0].field, "delta");
+}
+
+#[test]
 fn changes_in_one_batch_see_each_other() {
     let mut b = brand_with(&["S1"]);
     let w = world(&["tsukuba"]);

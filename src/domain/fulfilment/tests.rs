@@ -11,8 +11,8 @@ use crate::domain::catalog::Catalog;
 use crate::domain::event::BrandRecord;
 use crate::domain::registry::{Location, LocationKind};
 use crate::domain::stock::StockOp;
+use crate::domain::Lsn;
 use crate::domain::{BrandId, ErrorCode};
-use crate::journal::Lsn;
 
 fn id(s: &str) -> Id {
     Id::parse(s).unwrap()
@@ -264,6 +264,26 @@ fn shipment_lifecycle_moves_stock() {
         vec![ShipmentStatus::Accepted, ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped]
     );
     assert_eq!(s1.tracking_number.as_deref(), Some("1234-5678"));
+}
+
+#[test]
+fn a_checked_status_change_refuses_accepted_and_bad_texts_in_order() {
+    let ok = StatusCmd::new(id("SH1"), ShipmentStatus::Shipped, Some("1234-5678".into()), None).unwrap();
+    assert_eq!((ok.status, ok.tracking_number.as_deref()), (ShipmentStatus::Shipped, Some("1234-5678")));
+    let problems = StatusCmd::new(id("SH1"), ShipmentStatus::Accepted, Some("".into()), Some("a\nb".into())).unwrap_err();
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["status", "tracking_number", "carrier"]);
+    assert_eq!(problems[0].detail, "a shipment starts as accepted; it cannot be moved back to it");
+}
+
+#[test]
+fn statuses_parse_by_exact_name() {
+    assert_eq!(ShipmentStatus::parse("accepted"), Some(ShipmentStatus::Accepted));
+    for s in ShipmentStatus::TARGETS {
+        assert_eq!(ShipmentStatus::parse(s.as_str()), Some(s));
+    }
+    assert_eq!(ShipmentStatus::parse("Shipped"), None);
+    assert_eq!(ShipmentStatus::parse(" shipped"), None);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::domain::event::BrandRecord;
 use crate::domain::registry::{Location, LocationKind};
 use crate::domain::stock::StockOp;
 use crate::domain::BrandId;
-use crate::journal::Lsn;
+use crate::domain::Lsn;
 
 fn id(s: &str) -> Id {
     Id::parse(s).unwrap()

@@ -8,6 +8,7 @@ use crate::actors::registry::{RegistryCmd, TOKEN_PREFIX};
 use crate::actors::shard::{BrandCmd, ListBrands};
 use crate::cluster::node::Route;
 use crate::domain::registry::{LocationKind, Role};
+use crate::domain::text::check_text;
 use crate::domain::BrandId;
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
@@ -28,15 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/admin/snapshots", web::get().to(list_snapshots));
 }
 
-/// Longest brand or location name, in characters.
-pub(super) const NAME_CHARS_MAX: usize = 200;
-
+/// A brand's or location's display name is a short text ([`check_text`]).
 fn check_name(name: &str) -> Result<(), Problem> {
-    let n = name.chars().count();
-    if n == 0 || n > NAME_CHARS_MAX || name.chars().any(char::is_control) {
-        return Err(Problem::invalid("name", format!("must be 1..={NAME_CHARS_MAX} characters without control characters")));
-    }
-    Ok(())
+    check_text("name", name).map_or(Ok(()), |e| Err(Problem::invalid(e.field, e.detail)))
 }
 
 /// The body of `POST /v1/brands`.
@@ -51,7 +46,7 @@ struct CreateBrand {
 
 #[utoipa::path(post, path = "/v1/brands", operation_id = "create_brand", tag = "admin", request_body = CreateBrand, responses(
     (status = 201, description = "The brand.", body = crate::domain::view::BrandView),
-    (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`already_exists`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create_brand(
     req: HttpRequest,
@@ -77,7 +72,7 @@ async fn create_brand(
     ask_brand(&state, id, BrandCmd::Create { name }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands", operation_id = "list_brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::openapi::BrandList)))]
+#[utoipa::path(get, path = "/v1/brands", operation_id = "list_brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::schemas::BrandList)))]
 async fn list_brands(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     let svc = state.services()?;
@@ -184,7 +179,7 @@ async fn revoke_token(
     ask_registry(&state, RegistryCmd::RevokeToken { id: token }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/locations", operation_id = "list_locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::openapi::LocationList)))]
+#[utoipa::path(get, path = "/v1/locations", operation_id = "list_locations", tag = "admin", responses((status = 200, description = "Every location (admin, viewer).", body = super::schemas::LocationList)))]
 async fn list_locations(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     ask_registry(&state, RegistryCmd::ListLocations, None).await
@@ -266,7 +261,7 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
     Ok(HttpResponse::Created().json(info))
 }
 
-#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::openapi::SnapshotList)))]
+#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::schemas::SnapshotList)))]
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;
@@ -275,8 +270,8 @@ async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<Ht
 }
 
 #[utoipa::path(get, path = "/v1/admin/cluster", operation_id = "get_cluster", tag = "admin", responses(
-    (status = 200, description = "Cluster mode: every partition with its owner, epoch, standbys and this node's LSN of it, and every node with its address, partitions owned and liveness, as this node sees them.", body = super::openapi::ClusterStatus),
-    (status = 404, description = "`not_found`: the server is not in cluster mode.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 200, description = "Cluster mode: every partition with its owner, epoch, standbys and this node's LSN of it, and every node with its address, partitions owned and liveness, as this node sees them.", body = super::schemas::ClusterStatus),
+    (status = 404, description = "`not_found`: the server is not in cluster mode.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn cluster_status(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;

@@ -1,13 +1,9 @@
 //! SKU catalog routes.
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use compact_str::CompactString;
-use serde::Deserialize;
 
 use crate::actors::shard::BrandCmd;
-use crate::domain::catalog::Catalog;
+use crate::domain::catalog::{Catalog, SkuInput};
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, AppState};
@@ -16,54 +12,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/skus/{sku}", web::put().to(put_sku))
         .route("/v1/brands/{brand}/skus/{sku}", web::get().to(get_sku))
         .route("/v1/brands/{brand}/skus/{sku}", web::delete().to(delete_sku));
-}
-
-/// The body of `PUT .../skus/{sku}`. Unknown fields are refused: a misspelt field
-/// would otherwise be silently dropped.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SkuInput {
-    /// The product (style) the SKU is a variant of.
-    #[schema(value_type = Option<String>)]
-    pub product_id: Option<CompactString>,
-    /// 1..=500 characters.
-    #[schema(value_type = String)]
-    pub name: CompactString,
-    /// The colour as the brand names it.
-    #[schema(value_type = Option<String>)]
-    pub color: Option<CompactString>,
-    /// The size as the brand names it (`M`, `27.5`, ...).
-    #[schema(value_type = Option<String>)]
-    pub size: Option<CompactString>,
-    /// A path such as `tops/t-shirts`.
-    #[schema(value_type = Option<String>)]
-    pub category: Option<CompactString>,
-    /// Yen, >= 0.
-    #[schema(minimum = 0)]
-    pub price: Option<i64>,
-    /// Search words; at most 50, each 1..=100 characters.
-    #[serde(default)]
-    #[schema(value_type = Vec<String>)]
-    pub tags: Vec<CompactString>,
-    /// Free-form attributes (`material`: `cotton`); at most 50.
-    #[serde(default)]
-    #[schema(value_type = BTreeMap<String, String>)]
-    pub attributes: BTreeMap<CompactString, CompactString>,
-}
-
-impl From<SkuInput> for Catalog {
-    fn from(i: SkuInput) -> Catalog {
-        Catalog {
-            product_id: i.product_id,
-            name: i.name,
-            color: i.color,
-            size: i.size,
-            category: i.category,
-            price: i.price,
-            tags: i.tags.into(),
-            attributes: i.attributes.into_iter().collect(),
-        }
-    }
 }
 
 #[utoipa::path(put, path = "/v1/brands/{brand}/skus/{sku}", operation_id = "put_sku", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), request_body = SkuInput, responses(
@@ -80,11 +28,7 @@ async fn put_sku(
     let brand = brand_id(&path.0)?;
     caller.require_brand(&brand, Access::Write)?;
     let sku = id("sku", &path.1)?;
-    let catalog = Catalog::from(body.value);
-    let errors = catalog.validate();
-    if !errors.is_empty() {
-        return Err(Problem::invalid_fields(errors));
-    }
+    let catalog = Catalog::new(body.value).map_err(Problem::invalid_fields)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     ask_brand(&state, brand, BrandCmd::PutSku { sku, catalog }, idem).await
 }
@@ -99,7 +43,7 @@ async fn get_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(St
 
 #[utoipa::path(delete, path = "/v1/brands/{brand}/skus/{sku}", operation_id = "delete_sku", tag = "catalog", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("sku" = crate::domain::Id, Path, description = "The SKU id.")), responses(
     (status = 204, description = "Deleted."),
-    (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`: stock is still on hand or reserved.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn delete_sku(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path.0)?;

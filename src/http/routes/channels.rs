@@ -54,7 +54,7 @@ async fn put_channel(
     ask_brand(&state, brand, BrandCmd::PutChannel(ChannelCmd { id: channel, name, locations, buffer }), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/channels", operation_id = "list_channels", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The brand's channels.", body = super::openapi::ChannelList)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/channels", operation_id = "list_channels", tag = "channels", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The brand's channels.", body = super::schemas::ChannelList)))]
 async fn list_channels(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::ListChannels, None).await
@@ -96,7 +96,7 @@ struct InboundInput {
 #[utoipa::path(post, path = "/v1/brands/{brand}/inbounds", operation_id = "create_inbound", tag = "inbound", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = InboundInput, responses(
     (status = 201, description = "The inbound notice; `incoming` is raised.", body = crate::domain::view::InboundView),
     (status = 200, description = "The same id and body again.", body = crate::domain::view::InboundView),
-    (status = 409, description = "`already_exists`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`already_exists`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create_inbound(
     req: HttpRequest,
@@ -136,7 +136,7 @@ struct ReceiptInput {
 /// the key is recommended (and replayed when given).
 #[utoipa::path(post, path = "/v1/brands/{brand}/inbounds/{id}/receipts", operation_id = "receive_inbound", tag = "inbound", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The inbound id.")), request_body = ReceiptInput, responses(
     (status = 200, description = "Received: `incoming` moved to `on_hand` (over-receipt counted).", body = crate::domain::view::InboundView),
-    (status = 409, description = "`invalid_transition`: the notice is closed.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`: the notice is closed.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn receive(
     req: HttpRequest,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::actors::shard::BrandCmd;
 use crate::domain::ErrorCode;
 use crate::feed::{Cursor, FeedError, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
-use crate::http::extract::{brand_id, Access, Caller};
+use crate::http::extract::{brand_id, query, Access, Caller};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand_reply, AppState};
 
@@ -40,10 +40,6 @@ fn parse_num(field: &str, v: Option<&str>, range: std::ops::RangeInclusive<u64>)
     }
 }
 
-pub(crate) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, Problem> {
-    web::Query::<T>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| Problem::invalid("query", e.to_string()))
-}
-
 pub(crate) fn feed_problem(e: FeedError) -> Problem {
     match e {
         FeedError::Expired { .. } => Problem::new(ErrorCode::CursorExpired, e.to_string()),
@@ -68,8 +64,8 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
     ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..=1000 events, default 100."),
     ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Long poll: seconds (0..=30) to wait for an event when there is none."),
 ), responses(
-    (status = 200, description = "Events in commit order.", body = super::openapi::EventPage),
-    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync. `cursor_history_changed`: `after` is from before a restore or repair of the server; read the stock again, then follow from the problem's `next`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 200, description = "Events in commit order.", body = super::schemas::EventPage),
+    (status = 410, description = "`cursor_expired`: `after` is older than the retention; start again from 0 and resync. `cursor_history_changed`: `after` is from before a restore or repair of the server; read the stock again, then follow from the problem's `next`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;

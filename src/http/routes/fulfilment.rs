@@ -8,6 +8,7 @@ use crate::actors::shard::BrandCmd;
 use crate::domain::fulfilment::{
     LineRequest, ReserveCmd, ShipCmd, ShipTo, ShipmentSource, ShipmentStatus, StatusCmd, LINES_MAX, TTL_SECONDS_DEFAULT, TTL_SECONDS_MAX,
 };
+use crate::domain::text::check_text;
 use crate::domain::{FieldError, Id};
 use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
@@ -21,9 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/brands/{brand}/shipments/{id}", web::get().to(get_shipment))
         .route("/v1/brands/{brand}/shipments/{id}/status", web::post().to(set_status));
 }
-
-/// Longest free-text field (order_ref, tracking number, carrier, address parts).
-pub(super) const TEXT_CHARS_MAX: usize = 200;
 
 /// A line of a reservation (or of a shipment made from lines).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -40,13 +38,6 @@ pub struct LineInput {
 pub fn check_lines(field: &str, lines: Vec<LineInput>, errors: &mut Vec<FieldError>) -> Vec<LineRequest> {
     check_line_set(field, lines.iter().map(|l| (&l.sku, l.quantity)), LINES_MAX, errors);
     lines.into_iter().map(|l| LineRequest { sku: l.sku, location: l.location, quantity: l.quantity }).collect()
-}
-
-fn check_text(field: &str, v: &str, min: usize, errors: &mut Vec<FieldError>) {
-    let n = v.chars().count();
-    if n < min || n > TEXT_CHARS_MAX || v.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, format!("must be {min}..={TEXT_CHARS_MAX} characters without control characters")));
-    }
 }
 
 fn result<T>(value: T, errors: Vec<FieldError>) -> Result<T, Problem> {
@@ -74,8 +65,8 @@ struct ReserveInput {
 #[utoipa::path(post, path = "/v1/brands/{brand}/reservations", operation_id = "create_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ReserveInput, responses(
     (status = 201, description = "Reserved, all lines.", body = crate::domain::view::ReservationView),
     (status = 200, description = "The same id and body again: the existing reservation.", body = crate::domain::view::ReservationView),
-    (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::openapi::Problem, content_type = "application/problem+json"),
-    (status = 422, description = "`unknown_channel`: the brand has channels and `channel` is not one of them; `idempotency_key_reused`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`insufficient_stock` (with `shortages`; nothing held), `already_exists` (same id, other body).", body = super::schemas::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: the brand has channels and `channel` is not one of them; `idempotency_key_reused`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn reserve(
     req: HttpRequest,
@@ -105,7 +96,7 @@ async fn get_reservation(state: web::Data<AppState>, caller: Caller, path: web::
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/reservations/{id}/release", operation_id = "release_reservation", tag = "reservations", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The reservation id.")), responses(
     (status = 200, description = "Released (or already ended).", body = crate::domain::view::ReservationView),
-    (status = 409, description = "`invalid_transition`: the reservation was consumed by a shipment.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`: the reservation was consumed by a shipment.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn release(
     req: HttpRequest,
@@ -156,15 +147,15 @@ fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
         }
     };
     if let Some(o) = &input.order_ref {
-        check_text("order_ref", o, 1, &mut errors);
+        errors.extend(check_text("order_ref", o));
     }
     let t = input.ship_to;
-    check_text("ship_to.name", &t.name, 1, &mut errors);
-    check_text("ship_to.postal_code", &t.postal_code, 1, &mut errors);
-    check_text("ship_to.prefecture", &t.prefecture, 1, &mut errors);
-    check_text("ship_to.address", &t.address, 1, &mut errors);
+    errors.extend(check_text("ship_to.name", &t.name));
+    errors.extend(check_text("ship_to.postal_code", &t.postal_code));
+    errors.extend(check_text("ship_to.prefecture", &t.prefecture));
+    errors.extend(check_text("ship_to.address", &t.address));
     if let Some(p) = &t.phone {
-        check_text("ship_to.phone", p, 1, &mut errors);
+        errors.extend(check_text("ship_to.phone", p));
     }
     let ship_to = ShipTo { name: t.name, postal_code: t.postal_code, prefecture: t.prefecture, address: t.address, phone: t.phone };
     result(ShipCmd { id: input.id, order_ref: input.order_ref, channel: input.channel, source, ship_to }, errors)
@@ -173,8 +164,8 @@ fn ship_command(input: ShipInput) -> Result<ShipCmd, Problem> {
 #[utoipa::path(post, path = "/v1/brands/{brand}/shipments", operation_id = "create_shipment", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ShipInput, responses(
     (status = 201, description = "The shipment, accepted.", body = crate::domain::view::ShipmentView),
     (status = 200, description = "The same id and body again: the existing shipment.", body = crate::domain::view::ShipmentView),
-    (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::openapi::Problem, content_type = "application/problem+json"),
-    (status = 422, description = "`unknown_channel`: shipping `lines` for a `channel` the brand has not configured, while it has others; `idempotency_key_reused`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`insufficient_stock`, `already_exists`, `invalid_transition` (the reservation is not active).", body = super::schemas::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: shipping `lines` for a `channel` the brand has not configured, while it has others; `idempotency_key_reused`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn ship(
     req: HttpRequest,
@@ -209,7 +200,7 @@ struct StatusInput {
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/shipments/{id}/status", operation_id = "set_shipment_status", tag = "shipments", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The shipment id.")), request_body = StatusInput, responses(
     (status = 200, description = "The shipment after the move (unchanged when the status is repeated).", body = crate::domain::view::ShipmentView),
-    (status = 409, description = "`invalid_transition`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn set_status(
     req: HttpRequest,
@@ -222,16 +213,6 @@ async fn set_status(
     let shipment = id("id", &path.1)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let input = body.value;
-    let mut errors = Vec::new();
-    if input.status == ShipmentStatus::Accepted {
-        errors.push(FieldError::new("status", "a shipment starts as accepted; it cannot be moved back to it"));
-    }
-    for (field, v) in [("tracking_number", &input.tracking_number), ("carrier", &input.carrier)] {
-        if let Some(v) = v {
-            check_text(field, v, 1, &mut errors);
-        }
-    }
-    let cmd =
-        result(StatusCmd { id: shipment, status: input.status, tracking_number: input.tracking_number, carrier: input.carrier }, errors)?;
+    let cmd = StatusCmd::new(shipment, input.status, input.tracking_number, input.carrier).map_err(Problem::invalid_fields)?;
     ask_brand(&state, brand, BrandCmd::SetStatus(cmd), idem).await
 }

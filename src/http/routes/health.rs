@@ -49,7 +49,7 @@ pub struct Readiness {
 /// background worker.
 #[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "health", responses(
     (status = 200, description = "Recovery is done and writes are accepted; `degraded` while a background worker retries after an error.", body = Readiness),
-    (status = 503, description = "`not_ready` while recovering, loading demo data, or when a background worker has stopped (restart the server; the problem's `workers` says which); `overloaded` while the disk is full.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 503, description = "`not_ready` while recovering, loading demo data, or when a background worker has stopped (restart the server; the problem's `workers` says which); `overloaded` while the disk is full.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
@@ -57,7 +57,10 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
         return Err(Problem::new(ErrorCode::NotReady, "the demo data is still loading; retry shortly"));
     }
     if svc.cluster.as_ref().is_some_and(|n| !n.registry_ready()) {
-        return Err(Problem::new(ErrorCode::NotReady, "this cluster node is still reading the registry (tokens, locations); retry shortly"));
+        return Err(Problem::new(
+            ErrorCode::NotReady,
+            "this cluster node is still reading the registry (tokens, locations); retry shortly",
+        ));
     }
     let reports = health::global().reports();
     let workers = || serde_json::to_value(health::by_name(&reports)).expect("worker states serialise");

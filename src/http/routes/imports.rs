@@ -9,11 +9,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::feed::query;
 use crate::actors::shard::BrandCmd;
 use crate::domain::import::{ImportCmd, ImportFormat, ImportKind, ImportSpec, ImportStatus};
 use crate::domain::{ErrorCode, Id};
-use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, query, Access, Caller};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, ask_brand_reply, reply_response, AppState};
 use crate::imports::upload::{self, Msg, UploadError};
@@ -119,7 +118,7 @@ async fn stream_to_disk(mut payload: web::Payload, target: upload::Target, journ
     (Vec<u8> = "application/x-ndjson"),
 )), responses(
     (status = 202, description = "The upload is durable and the job queued.", body = crate::domain::import::ImportView),
-    (status = 422, description = "`unprocessable`: the header names no known column, or the file is not the format given.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unprocessable`: the header names no known column, or the file is not the format given.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create(
     req: HttpRequest,
@@ -177,7 +176,7 @@ async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/imports/{id}/cancel", operation_id = "cancel_import", tag = "imports", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The import job id.")), responses(
     (status = 200, description = "The job, `cancelled`, with the rows applied before it stopped (at a chunk boundary; a queued job applied none). Its upload is removed. Cancelling again answers the same.", body = crate::domain::import::ImportView),
-    (status = 409, description = "`invalid_transition`: the job is already done or failed.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`invalid_transition`: the job is already done or failed.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn cancel(
     req: HttpRequest,

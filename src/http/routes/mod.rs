@@ -11,6 +11,7 @@ mod imports;
 pub mod metrics;
 mod openapi;
 mod openapi_refine;
+mod schemas;
 mod search;
 mod stock;
 mod ui;

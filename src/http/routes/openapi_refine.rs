@@ -17,8 +17,9 @@ use crate::domain::catalog::{
     TEXT_CHARS_MAX as SKU_TEXT_CHARS_MAX,
 };
 use crate::domain::channel::CHANNEL_LOCATIONS_MAX;
-use crate::domain::fulfilment::{LINES_MAX, TTL_SECONDS_MAX};
+use crate::domain::fulfilment::{ShipmentStatus, LINES_MAX, TTL_SECONDS_MAX};
 use crate::domain::stock::QUANTITY_MAX;
+use crate::domain::text::TEXT_CHARS_MAX;
 use crate::feed::render::FEED_TYPES;
 use crate::feed::{PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
 use crate::index::query::{Sort, QUERY_CHARS_MAX};
@@ -91,9 +92,8 @@ pub fn refine(doc: &mut Value) {
 
 /// The request bodies' limits.
 fn bodies(doc: &mut Value) {
-    use super::admin::NAME_CHARS_MAX as NAME;
-    limit(doc, "CreateBrand", "name", text(1, NAME));
-    limit(doc, "LocationInput", "name", text(1, NAME));
+    limit(doc, "CreateBrand", "name", text(1, TEXT_CHARS_MAX));
+    limit(doc, "LocationInput", "name", text(1, TEXT_CHARS_MAX));
     limit(doc, "ViewerTokenInput", "role", json!({ "enum": ["viewer"] }));
 
     limit(doc, "SkuInput", "name", text(1, SKU_NAME_CHARS_MAX));
@@ -122,19 +122,18 @@ fn bodies(doc: &mut Value) {
     limit(doc, "ReceiptInput", "lines", lines);
     limit(doc, "InboundLineInput", "quantity", quantity(1));
 
-    limit(doc, "ChannelInput", "name", text(1, NAME));
+    limit(doc, "ChannelInput", "name", text(1, TEXT_CHARS_MAX));
     limit(doc, "ChannelInput", "locations", json!({ "minItems": 1, "maxItems": CHANNEL_LOCATIONS_MAX, "uniqueItems": true }));
     limit(doc, "ChannelInput", "buffer", quantity(0));
 
-    use super::fulfilment::TEXT_CHARS_MAX as TEXT;
     for field in ["name", "postal_code", "prefecture", "address", "phone"] {
-        limit(doc, "ShipTo", field, text(1, TEXT));
+        limit(doc, "ShipTo", field, text(1, TEXT_CHARS_MAX));
     }
     for field in ["tracking_number", "carrier"] {
-        limit(doc, "ShipmentStatusInput", field, text(1, TEXT));
+        limit(doc, "ShipmentStatusInput", field, text(1, TEXT_CHARS_MAX));
     }
     // `accepted` is where a shipment starts; it cannot be set.
-    let targets: Vec<&str> = ["picking", "packed", "shipped", "delivered", "cancelled"].to_vec();
+    let targets: Vec<&str> = ShipmentStatus::TARGETS.iter().map(|s| s.as_str()).collect();
     *prop(doc, "ShipmentStatusInput", "status") =
         json!({ "type": "string", "enum": targets, "description": "The status to move to (`accepted` is where a shipment starts)." });
 
@@ -165,8 +164,7 @@ fn merged(mut a: Value, b: Value) -> Value {
 
 /// One schema per stock-change `op`, each with exactly the fields it takes.
 fn stock_changes(doc: &mut Value) {
-    use super::stock::REASON_CHARS_MAX;
-    limit(doc, "StockChangesInput", "changes", json!({ "minItems": 1, "maxItems": crate::http::Limits::default().changes_max }));
+    limit(doc, "StockChangesInput", "changes", json!({ "minItems": 1, "maxItems": crate::config::Limits::default().changes_max }));
     let variant = |op: &str, field: &str, description: &str, schema: Value| {
         json!({
             "type": "object",
@@ -182,7 +180,7 @@ fn stock_changes(doc: &mut Value) {
                     "type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX,
                     "description": "Apply only if the SKU's stock `version` is this one (else `version_conflict`)."
                 },
-                "reason": merged(json!({ "type": ["string", "null"], "description": "Why (shown in the feed)." }), text(1, REASON_CHARS_MAX)),
+                "reason": merged(json!({ "type": ["string", "null"], "description": "Why (shown in the feed)." }), text(1, TEXT_CHARS_MAX)),
             }
         })
     };
@@ -215,12 +213,11 @@ fn stock_changes(doc: &mut Value) {
 
 /// A shipment is made from a reservation or from lines: one schema for each.
 fn shipments(doc: &mut Value) {
-    use super::fulfilment::TEXT_CHARS_MAX as TEXT;
     let input = schemas(doc).remove("ShipmentInput").expect("ShipmentInput");
     let mut common = input["properties"].as_object().expect("properties").clone();
     common.remove("reservation_id");
     common.remove("lines");
-    merge(&mut common["order_ref"], text(1, TEXT));
+    merge(&mut common["order_ref"], text(1, TEXT_CHARS_MAX));
     let variant = |field: &str, schema: Value, description: &str| {
         let mut properties = common.clone();
         properties.insert(field.into(), schema);

@@ -230,7 +230,7 @@ struct CommonParams {
     ("price_max" = Option<i64>, Query, description = "Highest price, yen."),
 ), responses(
     (status = 200, description = "Hits, total, facets, next cursor; `X-Zaiko-Index-Lsn` says what the index covers.", body = crate::index::SearchResult),
-    (status = 422, description = "`unknown_channel`: a search of one brand by a channel it has not configured, while it has others.", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unknown_channel`: a search of one brand by a channel it has not configured, while it has others.", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::actors::shard::BrandCmd;
 use crate::domain::brand::StockChangeCmd;
-use crate::domain::stock::{StockOp, QUANTITY_MAX};
+use crate::domain::stock::{check_reason, StockOp};
 use crate::domain::{FieldError, Id};
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
@@ -60,43 +60,36 @@ struct ChangesInput {
     changes: Vec<ChangeInput>,
 }
 
-/// Longest `reason`, in characters.
-pub(super) const REASON_CHARS_MAX: usize = 200;
-
+/// The change at `changes[i]` as a command, or its problems pushed to `errors`. The
+/// API's shape (`op` and the one quantity field it takes) is checked here; the ranges
+/// and the reason by [`StockChangeCmd::new`], as for an import row.
 fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<StockChangeCmd> {
-    let f = |name: &str| format!("changes[{i}].{name}");
+    let at = |e: FieldError| FieldError::new(format!("changes[{i}].{}", e.field), e.detail);
     let (needed, op) = match c.op {
         OpName::Adjust => ("delta", c.delta.map(|delta| StockOp::Adjust { delta })),
         OpName::Set => ("on_hand", c.on_hand.map(|on_hand| StockOp::Set { on_hand })),
         OpName::SetSafetyStock => ("quantity", c.quantity.map(|quantity| StockOp::SetSafetyStock { quantity })),
     };
-    let before = errors.len();
+    let mut problems = Vec::new();
     for (name, present) in [("delta", c.delta.is_some()), ("on_hand", c.on_hand.is_some()), ("quantity", c.quantity.is_some())] {
         if name == needed && !present {
-            errors.push(FieldError::new(f(name), "required for this op"));
+            problems.push(FieldError::new(name, "required for this op"));
         } else if name != needed && present {
-            errors.push(FieldError::new(f(name), format!("not allowed with this op (it takes {needed})")));
+            problems.push(FieldError::new(name, format!("not allowed with this op (it takes {needed})")));
         }
     }
-    match op {
-        Some(StockOp::Adjust { delta }) if delta == 0 || delta.unsigned_abs() > QUANTITY_MAX as u64 => {
-            errors.push(FieldError::new(f("delta"), format!("must be non-zero and within ±{QUANTITY_MAX}")))
+    let change = match op {
+        Some(op) => StockChangeCmd::new(c.sku, c.location, op, c.expected_version, c.reason).map_err(|e| problems.extend(e)).ok(),
+        None => {
+            problems.extend(check_reason(c.reason.as_deref()));
+            None
         }
-        Some(StockOp::Set { on_hand: q }) | Some(StockOp::SetSafetyStock { quantity: q }) if !(0..=QUANTITY_MAX).contains(&q) => {
-            errors.push(FieldError::new(f(needed), format!("must be 0..={QUANTITY_MAX}")))
-        }
-        _ => {}
-    }
-    if let Some(r) = &c.reason {
-        let n = r.chars().count();
-        if n == 0 || n > REASON_CHARS_MAX || r.chars().any(char::is_control) {
-            errors.push(FieldError::new(f("reason"), format!("must be 1..={REASON_CHARS_MAX} characters without control characters")));
-        }
-    }
-    if errors.len() > before {
+    };
+    if !problems.is_empty() {
+        errors.extend(problems.into_iter().map(at));
         return None;
     }
-    Some(StockChangeCmd { sku: c.sku, location: c.location, op: op?, expected_version: c.expected_version, reason: c.reason })
+    change
 }
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/stock/changes", operation_id = "change_stock", tag = "stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ChangesInput, responses(

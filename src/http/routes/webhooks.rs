@@ -5,12 +5,11 @@ use std::collections::HashSet;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::feed::query;
 use crate::actors::shard::BrandCmd;
 use crate::domain::webhook::{Webhook, WebhookCmd};
 use crate::domain::{BrandId, FieldError, Id};
 use crate::feed::render::FEED_TYPES;
-use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::extract::{brand_id, id, idem_key, idempotency_key, query, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, ask_brand_reply, AppState};
 use crate::webhooks::store::Status;
@@ -36,7 +35,7 @@ struct CreateInput {
     /// Where to deliver: `http://` or `https://`, no `user:pass@`, at most 2048 characters.
     url: String,
     /// The event types to deliver, each once.
-    #[schema(value_type = Vec<super::openapi::FeedEventType>)]
+    #[schema(value_type = Vec<super::schemas::FeedEventType>)]
     events: Vec<String>,
 }
 
@@ -65,7 +64,7 @@ fn new_webhook_id() -> Id {
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/webhooks", operation_id = "create_webhook", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = CreateInput, responses(
     (status = 201, description = "The subscription with its `whsec_` secret, shown only now.", body = crate::domain::webhook::WebhookView),
-    (status = 422, description = "`unprocessable`: too many subscriptions (and `idempotency_key_reused`).", body = super::openapi::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unprocessable`: too many subscriptions (and `idempotency_key_reused`).", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create(
     req: HttpRequest,
@@ -90,7 +89,7 @@ async fn create(
     ask_brand(&state, brand, BrandCmd::Webhook(WebhookCmd::Create(Box::new(w))), idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The subscriptions (without secrets).", body = super::openapi::WebhookList)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), responses((status = 200, description = "The subscriptions (without secrets).", body = super::schemas::WebhookList)))]
 async fn list(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let brand = brand_id(&path)?;
     caller.require_brand(&brand, Access::Read)?;
@@ -132,7 +131,7 @@ struct DeliveriesQuery {
     ("status" = Option<crate::webhooks::store::Status>, Query, description = "Only deliveries in this state."),
     ("after" = Option<String>, Query, pattern = "^[0-9]{1,20}$", description = "The `next` of the previous page."),
     ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..=1000, default 100."),
-), responses((status = 200, description = "Deliveries in seq order.", body = super::openapi::DeliveryList)))]
+), responses((status = 200, description = "Deliveries in seq order.", body = super::schemas::DeliveryList)))]
 async fn deliveries(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -162,7 +161,7 @@ async fn deliveries(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows, "next": next.to_string() })))
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/redrive", operation_id = "redrive_deliveries", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), responses((status = 200, description = "Dead deliveries queued again.", body = super::openapi::Redriven)))]
+#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/redrive", operation_id = "redrive_deliveries", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), responses((status = 200, description = "Dead deliveries queued again.", body = super::schemas::Redriven)))]
 async fn redrive(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -184,7 +183,7 @@ struct ReplayInput {
     after_seq: u64,
 }
 
-#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/replay", operation_id = "replay_events", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), request_body = ReplayInput, responses((status = 202, description = "The events after `after_seq` are being sent again, in order.", body = super::openapi::Replaying)))]
+#[utoipa::path(post, path = "/v1/brands/{brand}/webhooks/{id}/replay", operation_id = "replay_events", tag = "webhooks", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The webhook id.")), request_body = ReplayInput, responses((status = 202, description = "The events after `after_seq` are being sent again, in order.", body = super::schemas::Replaying)))]
 async fn replay(
     req: HttpRequest,
     state: web::Data<AppState>,
