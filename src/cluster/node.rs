@@ -259,8 +259,10 @@ impl Controller {
 
     async fn run(mut self, mut done_rx: mpsc::UnboundedReceiver<(PartitionId, Result<Owned, String>)>) {
         let mut stop = self.node.stop.subscribe();
-        let mut lease_watch = self.node.engine.leases.watch_all().await.ok();
-        let mut node_watch = self.node.engine.cluster.watch("node.*").await.ok();
+        // With history: each key's current value first (the leases and heartbeats written
+        // before this node started), then every change.
+        let mut lease_watch = self.node.engine.leases.watch_with_history(">").await.ok();
+        let mut node_watch = self.node.engine.cluster.watch_with_history("node.*").await.ok();
         let mut tick = tokio::time::interval(TICK);
         let mut beat = tokio::time::interval(self.node.cfg.timing.renew_every());
         loop {
@@ -271,11 +273,11 @@ impl Controller {
                 Some(done) = done_rx.recv() => self.took_over(done.0, done.1).await,
                 e = next(&mut lease_watch) => match e {
                     Some(entry) => self.saw_lease(entry),
-                    None => lease_watch = self.node.engine.leases.watch_all().await.ok(),
+                    None => lease_watch = self.node.engine.leases.watch_with_history(">").await.ok(),
                 },
                 e = next(&mut node_watch) => match e {
                     Some(entry) => self.saw_node(entry),
-                    None => node_watch = self.node.engine.cluster.watch("node.*").await.ok(),
+                    None => node_watch = self.node.engine.cluster.watch_with_history("node.*").await.ok(),
                 },
             }
         }
@@ -302,9 +304,13 @@ impl Controller {
         let Some(id) = e.key.strip_prefix("node.") else { return };
         let Ok(hb) = serde_json::from_slice::<Heartbeat>(&e.value) else { return };
         let now = Instant::now();
-        let entry = self.nodes.entry(id.to_string()).or_insert((0, now, hb.advertise.clone()));
+        // A heartbeat first seen now may be old (the watch starts with each key's last
+        // value): it counts from when it was sent, by the sender's clock.
+        let age_ms = u64::try_from(chrono::Utc::now().timestamp_millis().saturating_sub(hb.sent_unix_ms)).unwrap_or(0);
+        let seen = now.checked_sub(Duration::from_millis(age_ms)).unwrap_or(now);
+        let entry = self.nodes.entry(id.to_string()).or_insert((0, seen, hb.advertise.clone()));
         if entry.0 != e.revision {
-            *entry = (e.revision, now, hb.advertise);
+            *entry = (e.revision, if entry.0 == 0 { seen } else { now }, hb.advertise);
         }
     }
 

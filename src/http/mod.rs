@@ -46,6 +46,39 @@ pub fn brand_limiter(limits: &Limits) -> BrandLimiter {
 /// refuses it with 429 and `Retry-After` when a brand's tokens exceed the brand's
 /// request rate: one brand's sale cannot starve the others. Admin and viewer traffic is
 /// not counted against any brand.
+/// A token this node does not know is refused (401) only once the node knows every
+/// token there is: not while it is still starting (503 `not_ready`), and in cluster
+/// mode only after catching up with the registry's journal — a token created through
+/// another node a moment ago may not have reached this node yet (503 if it cannot
+/// catch up in time).
+async fn confirm_unknown_token(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
+    let Some(svc) = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()) else {
+        return Err(Problem::new(crate::domain::ErrorCode::NotReady, "the server is starting; retry shortly").with_retry_after(1));
+    };
+    let Some(node) = &svc.cluster else { return Ok(()) };
+    if !node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
+        return Err(Problem::new(
+            crate::domain::ErrorCode::PartitionUnavailable,
+            "this node could not read the registry's newest tokens in time; retry after the Retry-After delay",
+        ));
+    }
+    // The follower hands what it applied to the registry actor, which publishes the
+    // tokens: wait until it has handled all of it, then look again.
+    let _ = svc.router.registry.send(crate::actors::registry::Settle).await;
+    authenticate_and_limit(req)
+}
+
+/// Whether the request carries a token this node does not know (after
+/// [`authenticate_and_limit`] recorded who the caller is).
+fn token_unknown(req: &actix_web::dev::ServiceRequest) -> bool {
+    use actix_web::HttpMessage;
+    req.headers().contains_key(header::AUTHORIZATION)
+        && req
+            .extensions()
+            .get::<extract::Authenticated>()
+            .is_some_and(|a| a.0.as_ref().is_err_and(|p| p.code == crate::domain::ErrorCode::Unauthorized))
+}
+
 fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
     use actix_web::HttpMessage;
     let principal = extract::authenticate(req.request());
@@ -314,28 +347,8 @@ pub async fn request_context(
     let span = tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
     let mut authenticated = authenticate_and_limit(&req);
-    if authenticated.as_ref().is_err_and(|p| p.code == crate::domain::ErrorCode::Unauthorized) {
-        // Cluster mode: a token created through another node a moment ago may not have
-        // reached this node's copy of the registry yet; catch up before refusing it.
-        let node = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()).and_then(|s| s.cluster.clone());
-        if let Some(node) = node {
-            if req.headers().contains_key(header::AUTHORIZATION) {
-                authenticated = if node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
-                    // The follower hands what it applied to the registry actor, which
-                    // publishes the tokens: wait until it has handled all of it.
-                    if let Some(svc) = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()) {
-                        let _ = svc.router.registry.send(crate::actors::registry::Settle).await;
-                    }
-                    authenticate_and_limit(&req)
-                } else {
-                    // Whether the token exists cannot be known now: 503, not a wrong 401.
-                    Err(Problem::new(
-                        crate::domain::ErrorCode::PartitionUnavailable,
-                        "this node could not read the registry's newest tokens in time; retry after the Retry-After delay",
-                    ))
-                };
-            }
-        }
+    if authenticated.is_ok() && token_unknown(&req) {
+        authenticated = confirm_unknown_token(&req).await;
     }
     let mut res = match authenticated {
         Ok(()) => next.call(req).instrument(span.clone()).await?.map_into_left_body(),
