@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{sha256, AuthTable, EnsureAdmin, RegistryActor};
 use crate::actors::shard::Shard;
-use crate::actors::{shard_index, Context, Router};
+use crate::actors::{shard_index, Context, Logs, Placement, Router};
 use crate::clock::{ManualClock, SharedClock, SystemClock};
 use crate::config::ServeConfig;
 use crate::domain::brand::BrandState;
@@ -213,7 +213,12 @@ impl Application {
         let routes: fn(&mut web::ServiceConfig) =
             if cfg.metrics_listen.is_some() { crate::http::configure_without_metrics } else { crate::http::configure };
         let app = move || {
-            App::new().app_data(app_state.clone()).wrap(actix_web::middleware::from_fn(crate::http::request_context)).configure(routes)
+            // The last `wrap` runs first: ids, auth and limits, then cluster routing.
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(crate::http::cluster::route))
+                .wrap(actix_web::middleware::from_fn(crate::http::request_context))
+                .configure(routes)
         };
         let settings = crate::http::server::Settings {
             workers: cfg.http_workers,
@@ -245,7 +250,10 @@ impl Application {
         actix_rt::spawn(async move {
             let admin = cfg.admin_token.clone();
             let data_dir = cfg.data_dir.clone();
-            let mut result = start_services(cfg, state.clone(), auth).await;
+            let mut result = match cfg.cluster.clone() {
+                Some(cluster) => start_cluster_services(cfg, cluster, state.clone(), auth).await,
+                None => start_services(cfg, state.clone(), auth).await,
+            };
             if let (Ok(_), Some(plan), Some(admin)) = (&result, demo, admin) {
                 if let Err(e) = start_demo(plan, &data_dir, &base, &admin, generated_admin.is_some()).await {
                     result = Err(e);
@@ -283,23 +291,49 @@ impl Application {
         if let Some(m) = metrics {
             m.stop(true).await;
         }
-        let Running { journal, indexer } = match self.ready.await {
-            Ok(Ok(r)) => r,
+        match self.ready.await {
+            Ok(Ok(Running::Single { journal, indexer })) => {
+                // The indexer's last cycle needs the shards and the journal, so it goes first.
+                tokio::task::spawn_blocking(move || indexer.shutdown()).await.context("indexer shutdown panicked")?;
+                journal.shutdown();
+                tracing::info!(durable_lsn = journal.durable_lsn(), "journal flushed; bye");
+            }
+            Ok(Ok(Running::Cluster { node, runtime })) => {
+                runtime.spawn(async move { node.shutdown().await }).await.context("cluster shutdown panicked")?;
+                drop(runtime);
+                tracing::info!("bye");
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => anyhow::bail!("stopped before recovery finished"),
-        };
-        // The indexer's last cycle needs the shards and the journal, so it goes first.
-        tokio::task::spawn_blocking(move || indexer.shutdown()).await.context("indexer shutdown panicked")?;
-        journal.shutdown();
-        tracing::info!(durable_lsn = journal.durable_lsn(), "journal flushed; bye");
+        }
         Ok(())
     }
 }
 
 /// What runs once recovery is done, for [`Application::run`] to stop in order.
-struct Running {
-    journal: Journal,
-    indexer: IndexerHandle,
+enum Running {
+    Single { journal: Journal, indexer: IndexerHandle },
+    Cluster { node: Box<crate::cluster::node::Node>, runtime: ClusterRuntime },
+}
+
+/// The cluster runtime, shut down without blocking when dropped (it may be dropped in
+/// an async context, where a plain runtime's drop panics).
+struct ClusterRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for ClusterRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for ClusterRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -488,7 +522,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     // actor republishes them when it starts, but a shard (the start-up sweep, the
     // import runner resuming a job) may decide before that happens.
     let locations = Arc::new(ArcSwap::from_pointee(registry.locations.clone()));
-    let ctx = Context { clock: clock.clone(), locations };
+    let ctx = Context { clock: clock.clone(), record_bytes_max: cfg.journal.record_bytes_max, locations };
     let log: crate::journal::LogRef = Arc::new(journal.clone());
     let pending_imports = crate::integration::pending_imports(&brands);
     let subscriptions = crate::integration::subscriptions(&brands);
@@ -508,7 +542,9 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
             let capacity = cfg.mailbox_capacity;
             let arbiter = Arbiter::new();
             let dirty = dirty.into_iter().collect();
-            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(index, brands, dirty, ctx, log, capacity, queued));
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| {
+                Shard::new(index, brands, dirty, ctx, Logs::One(log), capacity, queued)
+            });
             // The arbiter thread lives as long as the System; dropping the handle does not stop it.
             std::mem::forget(arbiter);
             addr
@@ -519,13 +555,13 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
-        log: log.clone(),
+        log: Some(log.clone()),
         auth,
         configured_admin: cfg.admin_token.as_deref().map(|t| sha256(t.as_bytes())),
         mailbox_capacity: cfg.mailbox_capacity,
     }
     .start();
-    let router = Router { shards, registry: registry.clone(), queued };
+    let router = Router { shards, registry: registry.clone(), queued, placement: Placement::ByBrand };
     let integrations = crate::integration::start(
         &cfg.data_dir,
         &cfg.integration,
@@ -549,13 +585,103 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     schedule_snapshots(snapshots.clone(), journal.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every);
     if app
         .services
-        .set(Services { router, journal: journal.clone(), clock, snapshots, skus, shipments: shipment_index, integrations })
+        .set(Services {
+            router,
+            clock,
+            local: Some(crate::http::Local { journal: journal.clone(), snapshots, skus, shipments: shipment_index, integrations }),
+            cluster: None,
+        })
         .is_err()
     {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");
-    Ok(Running { journal, indexer })
+    Ok(Running::Single { journal, indexer })
+}
+
+/// Threads of the cluster runtime: the NATS connection, the node controller, each owned
+/// partition's publisher and lease renewal, and the standbys.
+const CLUSTER_RUNTIME_THREADS: usize = 2;
+
+/// Cluster mode: no local journal; the node controller takes over, follows and serves
+/// partitions as leases and heartbeats say (`docs/cluster.md`). The actors start empty
+/// and receive partitions from the controller.
+async fn start_cluster_services(
+    cfg: ServeConfig,
+    cluster: crate::cluster::config::ClusterConfig,
+    app: web::Data<AppState>,
+    auth: Arc<ArcSwap<AuthTable>>,
+) -> anyhow::Result<Running> {
+    use crate::cluster::engine::{ClusterShape, Engine};
+    use crate::cluster::node::{Node, NodeConfig};
+    use crate::cluster::plog::PlogLimits;
+    let clock: SharedClock = match cfg.manual_clock {
+        Some(_) => anyhow::bail!("--manual-clock is not available in cluster mode"),
+        None => Arc::new(SystemClock),
+    };
+    let locations = Arc::new(ArcSwap::from_pointee(std::collections::BTreeMap::new()));
+    let ctx = Context { clock: clock.clone(), record_bytes_max: cfg.journal.record_bytes_max, locations };
+    let partitions = cluster.partitions;
+    let queued: Vec<Arc<AtomicI64>> = (0..cfg.shards).map(|_| Arc::default()).collect();
+    let shards: Vec<_> = (0..cfg.shards)
+        .map(|index| {
+            let (ctx, queued) = (ctx.clone(), queued[index].clone());
+            let capacity = cfg.mailbox_capacity;
+            let arbiter = Arbiter::new();
+            let logs = Logs::Partitioned { partitions, owned: HashMap::new() };
+            let addr = Shard::start_in_arbiter(&arbiter.handle(), move |_| {
+                Shard::new(index, HashMap::new(), Default::default(), ctx, logs, capacity, queued)
+            });
+            std::mem::forget(arbiter);
+            addr
+        })
+        .collect();
+    let registry = RegistryActor {
+        state: Default::default(),
+        ctx,
+        log: None,
+        auth,
+        configured_admin: cfg.admin_token.as_deref().map(|t| sha256(t.as_bytes())),
+        mailbox_capacity: cfg.mailbox_capacity,
+    }
+    .start();
+    let router = Router { shards, registry, queued, placement: Placement::ByPartition { partitions } };
+    let runtime = ClusterRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(CLUSTER_RUNTIME_THREADS)
+            .thread_name("zaiko-cluster")
+            .enable_all()
+            .build()
+            .context("cannot start the cluster runtime")?,
+    ));
+    let host = Arc::new(crate::actors::host::ActorHost::new(router.clone()));
+    let node_cfg = NodeConfig {
+        node_id: cluster.node_id.clone(),
+        advertise: cluster.advertise.clone(),
+        partitions,
+        standbys: cluster.standbys,
+        timing: cluster.timing,
+        limits: PlogLimits {
+            record_bytes_max: cfg.journal.record_bytes_max,
+            entry_bytes_max: cluster.engine.entry_bytes_max,
+            queue_bytes_max: cfg.journal.queue_bytes_max,
+        },
+    };
+    let engine_cfg = cluster.engine.clone();
+    let node = runtime
+        .spawn(async move {
+            let engine = Engine::connect(&engine_cfg, &node_cfg.node_id).await?;
+            engine.check_shape(ClusterShape { partitions: node_cfg.partitions }).await?;
+            anyhow::Ok(Node::start(node_cfg, engine, host))
+        })
+        .await
+        .context("the cluster runtime stopped")??;
+    tracing::info!(node = %cluster.node_id, partitions, urls = %cluster.engine.urls, "cluster node started");
+    if app.services.set(Services { router, clock, local: None, cluster: Some(node.clone()) }).is_err() {
+        anyhow::bail!("services were set twice");
+    }
+    tracing::info!("ready");
+    Ok(Running::Cluster { node: Box::new(node), runtime })
 }
 
 /// Starts the indexer thread on the opened indexes and returns the search handles.

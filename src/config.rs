@@ -56,6 +56,18 @@ pub enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Look at a cluster (`serve --cluster`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The nodes and the partitions' owners as one node sees them; exits 1 while a
+    /// partition has no live owner, 2 when the node cannot be asked.
+    Status(crate::cluster::status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +237,8 @@ pub struct ServeArgs {
     pub fault_enospc_file: Option<PathBuf>,
     #[command(flatten)]
     pub integration: crate::integration::IntegrationArgs,
+    #[command(flatten)]
+    pub cluster: crate::cluster::config::ClusterArgs,
 }
 
 /// Parses the command line with configuration-file support: flags > `ZAIKO_*`
@@ -318,6 +332,8 @@ pub struct ServeConfig {
     pub snapshot_every: Option<Duration>,
     pub snapshots_keep: usize,
     pub index_commit_interval: Duration,
+    /// Cluster mode (`--cluster`); `None` for the single node.
+    pub cluster: Option<crate::cluster::config::ClusterConfig>,
 }
 
 fn cores() -> usize {
@@ -416,6 +432,18 @@ impl ServeArgs {
         if !(10..=60_000).contains(&self.index_commit_interval_ms) {
             return Err(format!("--index-commit-interval-ms must be 10..=60000, got {}", self.index_commit_interval_ms));
         }
+        let cluster = self.cluster.resolve()?;
+        if cluster.is_some() {
+            if admin_token.is_none() {
+                return Err("cluster mode needs the same --admin-token (or --admin-token-file) on every node".into());
+            }
+            if self.demo {
+                return Err("--demo runs on a single node; start it without --cluster".into());
+            }
+            if self.manual_clock.is_some() {
+                return Err("--manual-clock is not available in cluster mode".into());
+            }
+        }
         let manual_clock = match &self.manual_clock {
             None => None,
             Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| format!("--manual-clock: {s:?} is not an RFC 3339 time"))?),
@@ -444,6 +472,7 @@ impl ServeArgs {
             snapshot_every: (self.snapshot_every_minutes > 0).then(|| Duration::from_secs(self.snapshot_every_minutes * 60)),
             snapshots_keep: self.snapshots_keep,
             index_commit_interval: Duration::from_millis(self.index_commit_interval_ms),
+            cluster,
         })
     }
 }

@@ -19,6 +19,7 @@
 //! - [`health`] — the background workers' health (ok, retrying, stopped) for `/readyz` and `/metrics`.
 //! - [`fdlimit`] — the open-file limit and the connection cap computed from it.
 //! - [`clock`] — the only reader of wall-clock time.
+//! - [`cluster`] — cluster mode: partition journals, leases and placement on NATS JetStream.
 //! - [`cli`] — offline commands.
 //! - [`demo`] — `serve --demo`: the sample business of `data/demo/`, replayed through the API.
 //! - [`telemetry`] — logging setup.
@@ -34,6 +35,7 @@ pub mod app;
 pub(crate) mod background;
 pub mod cli;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 pub(crate) mod demo;
 pub mod domain;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use zaiko::config::{parse_cli, CliError, Command, IndexCommand, SnapshotCommand, WalCommand};
+use zaiko::config::{parse_cli, CliError, ClusterCommand, Command, IndexCommand, SnapshotCommand, WalCommand};
 
 /// jemalloc instead of glibc's malloc: the write path allocates per request on several
 /// threads (HTTP workers, shards, the journal writer), and glibc spent ~12 % of their
@@ -68,5 +68,6 @@ fn main() -> ExitCode {
             zaiko::cli::index_rebuild(&data_dir)
         }
         Command::Import(args) => zaiko::imports::client::run(&args),
+        Command::Cluster { command: ClusterCommand::Status(args) } => zaiko::cluster::status::run(&args),
     }
 }

@@ -127,7 +127,7 @@ fn stock_csv(rows: usize, skus: usize, salt: usize) -> Vec<u8> {
     let mut out = String::with_capacity(rows * 32);
     out.push_str("sku,location,on_hand\n");
     for i in 0..rows {
-        let loc = if (i / skus) % 2 == 0 { "tsukuba" } else { "osaka" };
+        let loc = if (i / skus).is_multiple_of(2) { "tsukuba" } else { "osaka" };
         out.push_str(&format!("S{:06},{loc},{}\n", i % skus, (i * 7 + salt) % 1000));
     }
     out.into_bytes()

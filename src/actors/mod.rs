@@ -16,6 +16,7 @@
 //! for; the caller gates its answer on durability (output gate). An actor never waits
 //! for an fsync and never awaits inside a handler, so messages cannot interleave.
 
+pub mod host;
 pub mod integrations;
 pub mod registry;
 pub mod shard;
@@ -40,6 +41,8 @@ use crate::journal::{AppendError, LogRef, Lsn};
 #[derive(Clone)]
 pub struct Context {
     pub clock: SharedClock,
+    /// The largest record the journals take (`--wal-record-bytes-max`).
+    pub record_bytes_max: usize,
     /// Locations as of the newest applied registry record.
     pub locations: Arc<ArcSwap<BTreeMap<Id, Location>>>,
 }
@@ -189,6 +192,54 @@ pub fn fatal_apply(what: &str, lsn: Lsn, err: &str) -> ! {
     std::process::abort()
 }
 
+/// Where each brand's records go.
+#[derive(Clone)]
+pub enum Logs {
+    /// The single node: every brand's records go to the one local journal.
+    One(LogRef),
+    /// Cluster mode: a brand's records go to its partition's replicated journal. A shard
+    /// holds the journals of the partitions it serves now (`InstallPartition`).
+    Partitioned { partitions: u32, owned: std::collections::HashMap<u32, LogRef> },
+}
+
+impl Logs {
+    /// The partition of a brand (cluster mode).
+    pub fn partition(&self, brand: &BrandId) -> Option<u32> {
+        match self {
+            Logs::One(_) => None,
+            Logs::Partitioned { partitions, .. } => Some(crate::cluster::engine::partition_of(brand.as_str(), *partitions)),
+        }
+    }
+
+    /// The journal a brand's records go to, if this node serves its partition.
+    pub fn for_brand(&self, brand: &BrandId) -> Option<&LogRef> {
+        match self {
+            Logs::One(log) => Some(log),
+            Logs::Partitioned { partitions, owned } => owned.get(&crate::cluster::engine::partition_of(brand.as_str(), *partitions)),
+        }
+    }
+}
+
+/// The refusal of a command for a brand whose partition this node does not serve (a
+/// takeover or a step-down raced the request's routing).
+pub fn partition_moved(brand: &BrandId) -> Rejection {
+    Rejection::new(
+        ErrorCode::PartitionUnavailable,
+        format!(
+            "brand {brand}'s partition is not served by this node right now (it is changing owner); nothing was changed; retry shortly"
+        ),
+    )
+}
+
+/// How brands map to shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The single node: a stable hash of the brand id over the shards.
+    ByBrand,
+    /// Cluster mode: a partition's brands live together, in shard `partition % shards`.
+    ByPartition { partitions: u32 },
+}
+
 /// Routes brands to shards and holds the registry's address.
 #[derive(Clone)]
 pub struct Router {
@@ -197,6 +248,7 @@ pub struct Router {
     /// Brand commands queued in each shard's mailbox and not yet taken (each shard
     /// holds its own counter and takes one off as it starts a command).
     pub queued: Vec<Arc<AtomicI64>>,
+    pub placement: Placement,
 }
 
 /// The shard a brand lives on: a stable hash (SipHash with fixed keys), so the mapping
@@ -209,15 +261,29 @@ pub fn shard_index(brand: &BrandId, shards: usize) -> usize {
 }
 
 impl Router {
+    fn index(&self, brand: &BrandId) -> usize {
+        match self.placement {
+            Placement::ByBrand => shard_index(brand, self.shards.len()),
+            Placement::ByPartition { partitions } => {
+                crate::cluster::engine::partition_of(brand.as_str(), partitions) as usize % self.shards.len()
+            }
+        }
+    }
+
+    /// The shard that serves partition `p` (cluster mode).
+    pub fn shard_of_partition(&self, p: u32) -> &Addr<shard::Shard> {
+        &self.shards[p as usize % self.shards.len()]
+    }
+
     pub fn shard_for(&self, brand: &BrandId) -> &Addr<shard::Shard> {
-        &self.shards[shard_index(brand, self.shards.len())]
+        &self.shards[self.index(brand)]
     }
 
     /// Queues a brand command in its shard's mailbox without waiting (a full mailbox
     /// hands the message back, boxed: it is large and the path is rare), counting it
     /// in the shard's queue depth.
     pub fn try_send_brand(&self, msg: shard::BrandMsg) -> Result<(), Box<SendError<shard::BrandMsg>>> {
-        let i = shard_index(&msg.brand, self.shards.len());
+        let i = self.index(&msg.brand);
         // Counted before the send: the shard may take the message before `try_send`
         // returns, and the gauge must never go below what is queued.
         self.queued[i].fetch_add(1, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use crate::domain::event::{self, RegistryRecord, WalRecord};
 use crate::domain::idempotency::Status;
 use crate::domain::registry::{Location, LocationKind, Registry, RegistryEvent, Role, TokenRecord};
 use crate::domain::view::LocationView;
-use crate::domain::{Id, Rejection};
+use crate::domain::{ErrorCode, Id, Rejection};
 use crate::journal::LogRef;
 
 /// A token in the form handed out: `zk_<id>_<secret>`.
@@ -122,8 +122,9 @@ impl Message for EnsureAdmin {
 pub struct RegistryActor {
     pub state: Registry,
     pub ctx: Context,
-    /// Where registry records go.
-    pub log: LogRef,
+    /// Where registry records go; `None` in cluster mode while another node owns the
+    /// registry (this node then follows it: `Followed`).
+    pub log: Option<LogRef>,
     pub auth: Arc<ArcSwap<AuthTable>>,
     pub configured_admin: Option<[u8; 32]>,
     pub mailbox_capacity: usize,
@@ -160,7 +161,13 @@ impl RegistryActor {
         let at = self.ctx.clock.now();
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Registry(RegistryRecord { at, idempotency, events });
-        let lsn = match self.log.append(event::encode(&wal)) {
+        let Some(log) = self.log.clone() else {
+            return Gated::refused(Rejection::new(
+                ErrorCode::PartitionUnavailable,
+                "the registry is changing owner; nothing was changed; retry shortly",
+            ));
+        };
+        let lsn = match log.append(event::encode(&wal)) {
             Ok(lsn) => lsn,
             Err(e) => return Gated::refused(append_refused(e)),
         };
@@ -169,15 +176,26 @@ impl RegistryActor {
             fatal_apply("a registry record", lsn, &e);
         }
         self.publish();
-        Gated::after(&self.log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
+        Gated::after(&log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
+    }
+
+    /// An answer given once what it saw (`seen`) is durable. A follower's state was read
+    /// from the replicated journal, so it is durable already.
+    fn answer(&self, seen: crate::journal::Lsn, result: Result<Reply, Rejection>) -> Gated {
+        match &self.log {
+            Some(log) => Gated::after(log, seen, result),
+            None => Gated { pending: None, result },
+        }
     }
 
     fn execute(&mut self, cmd: RegistryCmd, idem: Option<IdemKey>) -> Gated {
         let seen = self.state.last_lsn;
         if !matches!(cmd, RegistryCmd::ListLocations) {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(self.state.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
-                    return g;
+                if let Some(log) = &self.log {
+                    if let Some(g) = idempotent_replay(self.state.idempotency.lookup(&k.key, &k.fingerprint), log) {
+                        return g;
+                    }
                 }
             }
         }
@@ -185,7 +203,7 @@ impl RegistryActor {
             RegistryCmd::ListLocations => {
                 let locations: Vec<_> = self.state.locations.values().map(LocationView::from).collect();
                 let body = to_json(&serde_json::json!({ "locations": locations }));
-                Gated::after(&self.log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
+                self.answer(seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
             }
             RegistryCmd::PutLocation { id, name, kind } => {
                 let now = self.ctx.clock.now();
@@ -212,9 +230,9 @@ impl RegistryActor {
                 self.commit(vec![RegistryEvent::TokenCreated(record)], Status::Created, body, None)
             }
             RegistryCmd::RevokeToken { id } => match self.state.tokens.get(&id) {
-                None => Gated::after(&self.log, seen, Err(Rejection::not_found(format!("token {id} does not exist")))),
+                None => self.answer(seen, Err(Rejection::not_found(format!("token {id} does not exist")))),
                 Some(t) if t.revoked_at.is_some() => {
-                    Gated::after(&self.log, seen, Ok(Reply { status: Status::NoContent, body: Vec::new(), lsn: None }))
+                    self.answer(seen, Ok(Reply { status: Status::NoContent, body: Vec::new(), lsn: None }))
                 }
                 Some(_) => {
                     let at = self.ctx.clock.now();
@@ -232,6 +250,76 @@ impl Handler<RegistryMsg> for RegistryActor {
         let gated = self.execute(msg.cmd, msg.idem);
         let _ = msg.reply.send(gated);
     }
+}
+
+/// Cluster mode: this node now owns the registry, as its takeover's catch-up left it.
+pub struct InstallRegistry {
+    pub registry: Registry,
+    pub log: LogRef,
+}
+
+impl Message for InstallRegistry {
+    type Result = ();
+}
+
+/// Cluster mode: this node no longer owns the registry (it follows it again).
+pub struct RemoveRegistry;
+
+impl Message for RemoveRegistry {
+    type Result = ();
+}
+
+/// Cluster mode: the registry as this node's follower of its journal has it, in the
+/// slot the follower keeps filled with its newest (see `ActorHost`).
+pub struct Followed(pub Arc<parking_lot::Mutex<Option<Registry>>>);
+
+impl Message for Followed {
+    type Result = ();
+}
+
+impl Handler<InstallRegistry> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: InstallRegistry, _ctx: &mut Self::Context) {
+        self.state = msg.registry;
+        self.log = Some(msg.log);
+        self.publish();
+    }
+}
+
+impl Handler<RemoveRegistry> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: RemoveRegistry, _ctx: &mut Self::Context) {
+        self.log = None;
+    }
+}
+
+impl Handler<Followed> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Followed, _ctx: &mut Self::Context) {
+        let Some(registry) = msg.0.lock().take() else { return };
+        // The owner's own state is ahead of (or equal to) what its follower would read.
+        if self.log.is_none() && registry.last_lsn >= self.state.last_lsn {
+            self.state = registry;
+            self.publish();
+        }
+    }
+}
+
+/// Answers once every message sent to the registry actor before it has been handled:
+/// after a catch-up, the registry a request reads is the one caught up to.
+pub struct Settle;
+
+impl Message for Settle {
+    type Result = ();
+}
+
+impl Handler<Settle> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Settle, _ctx: &mut Self::Context) {}
 }
 
 impl Handler<EnsureAdmin> for RegistryActor {

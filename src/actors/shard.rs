@@ -8,7 +8,9 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
 use super::integrations::{self, Outcome};
-use super::{append_refused, fatal_apply, idempotent_replay, to_json, Context, Gated, IdemKey, Pending, Reply, ReplyTx};
+use super::{
+    append_refused, fatal_apply, idempotent_replay, partition_moved, to_json, Context, Gated, IdemKey, Logs, Pending, Reply, ReplyTx,
+};
 use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
@@ -113,7 +115,7 @@ impl BrandCmd {
 /// for the clock) expires everything due before it answers; the timer's writes at most
 /// [`EXPIRY_RECORDS_PER_SWEEP`] records of expiries per brand.
 pub struct Sweep {
-    pub reply: Option<tokio::sync::oneshot::Sender<Option<Pending>>>,
+    pub reply: Option<tokio::sync::oneshot::Sender<Vec<Pending>>>,
 }
 
 impl Message for Sweep {
@@ -133,7 +135,7 @@ impl Message for BrandMsg {
 
 /// Lists the brands of this shard (for `GET /v1/brands`).
 pub struct ListBrands {
-    pub reply: tokio::sync::oneshot::Sender<(Option<Pending>, Vec<BrandView>)>,
+    pub reply: tokio::sync::oneshot::Sender<(Vec<Pending>, Vec<BrandView>)>,
 }
 
 impl Message for ListBrands {
@@ -329,7 +331,7 @@ pub struct Shard {
     pub dirty: DirtySet,
     pub ctx: Context,
     /// Where the shard's records go.
-    pub log: LogRef,
+    pub logs: Logs,
     pub mailbox_capacity: usize,
     /// Newest LSN applied by this shard: what a read of "all brands" waits for.
     pub last_lsn: Lsn,
@@ -368,7 +370,7 @@ impl Handler<Sweep> for Shard {
     fn handle(&mut self, msg: Sweep, _ctx: &mut Self::Context) {
         let lsn = self.sweep(msg.reply.is_some());
         if let Some(reply) = msg.reply {
-            let _ = reply.send(self.pending(lsn));
+            let _ = reply.send(self.seen(lsn));
         }
     }
 }
@@ -394,12 +396,65 @@ impl Handler<MarkDirty> for Shard {
     }
 }
 
+/// Cluster mode: this node now owns `partition`; its brands (as the takeover's catch-up
+/// left them) are served from here, their records go to `log`.
+pub struct InstallPartition {
+    pub partition: u32,
+    pub brands: HashMap<BrandId, BrandState>,
+    pub log: LogRef,
+}
+
+impl Message for InstallPartition {
+    type Result = ();
+}
+
+/// Cluster mode: this node no longer owns `partition`; its brands are dropped (they may
+/// hold changes that were never acknowledged — the partition's journal is the truth).
+pub struct RemovePartition {
+    pub partition: u32,
+}
+
+impl Message for RemovePartition {
+    type Result = ();
+}
+
+impl Handler<InstallPartition> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: InstallPartition, _ctx: &mut Self::Context) {
+        let Logs::Partitioned { owned, .. } = &mut self.logs else {
+            tracing::error!(partition = msg.partition, "a partition was installed in a single-node shard; ignored");
+            return;
+        };
+        owned.insert(msg.partition, msg.log);
+        self.last_lsn = self.last_lsn.max(msg.brands.values().map(|b| b.last_lsn).max().unwrap_or(0));
+        self.brands.extend(msg.brands);
+        tracing::info!(shard = self.index, partition = msg.partition, brands = self.brands.len(), "serving the partition");
+        // Reservations that expired while the partition changed owner expire before the
+        // new owner answers anything about them.
+        self.sweep(true);
+    }
+}
+
+impl Handler<RemovePartition> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemovePartition, _ctx: &mut Self::Context) {
+        if let Logs::Partitioned { owned, .. } = &mut self.logs {
+            owned.remove(&msg.partition);
+        }
+        let logs = &self.logs;
+        self.brands.retain(|id, _| logs.partition(id) != Some(msg.partition));
+        tracing::info!(shard = self.index, partition = msg.partition, "stopped serving the partition");
+    }
+}
+
 impl Handler<ListBrands> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: ListBrands, _ctx: &mut Self::Context) {
         let views = self.brands.values().map(BrandView::from).collect();
-        let _ = msg.reply.send((self.pending(self.last_lsn), views));
+        let _ = msg.reply.send((self.seen(self.last_lsn), views));
     }
 }
 
@@ -446,32 +501,31 @@ impl Shard {
         brands: HashMap<BrandId, BrandState>,
         dirty: DirtySet,
         ctx: Context,
-        log: LogRef,
+        logs: Logs,
         mailbox_capacity: usize,
         queued: Arc<AtomicI64>,
     ) -> Shard {
         let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
-        Shard { index, brands, dirty, ctx, log, mailbox_capacity, last_lsn, sweeps: 0, queued }
+        Shard { index, brands, dirty, ctx, logs, mailbox_capacity, last_lsn, sweeps: 0, queued }
     }
 
-    /// The position `lsn` of the shard's log, for an answer to wait on.
-    fn pending(&self, lsn: Lsn) -> Option<Pending> {
-        Some(Pending { log: self.log.clone(), lsn })
-    }
-
-    /// A read's answer, given once what it saw (`seen`) is durable.
-    fn read(&self, seen: Lsn, body: Vec<u8>) -> Gated {
-        Gated::after(&self.log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
-    }
-
-    /// A refusal, given once what it saw (`seen`) is durable.
-    fn reject(&self, seen: Lsn, r: Rejection) -> Gated {
-        Gated::after(&self.log, seen, Err(r))
+    /// What a read across the shard's brands could have seen, for it to wait on: up to
+    /// `last_lsn` of the one journal, or everything handed out in each partition's.
+    fn seen(&self, last_lsn: Lsn) -> Vec<Pending> {
+        match &self.logs {
+            Logs::One(log) => vec![Pending { log: log.clone(), lsn: last_lsn }],
+            Logs::Partitioned { owned, .. } => {
+                owned.values().map(|log| Pending { log: log.clone(), lsn: log.last_assigned_lsn() }).collect()
+            }
+        }
     }
 
     fn execute(&mut self, brand_id: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Gated {
+        let Some(log) = self.logs.for_brand(&brand_id).cloned() else {
+            return Gated::refused(partition_moved(&brand_id));
+        };
         if let BrandCmd::Create { name } = cmd {
-            return self.create_brand(brand_id, name, idem);
+            return self.create_brand(&log, brand_id, name, idem);
         }
         let Some(brand) = self.brands.get(&brand_id) else {
             return Gated::refused(Rejection::not_found(format!("brand {brand_id} does not exist")));
@@ -479,7 +533,7 @@ impl Shard {
         let seen = brand.last_lsn;
         if !cmd.is_read() {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
+                if let Some(g) = idempotent_replay(brand.idempotency.lookup(&k.key, &k.fingerprint), &log) {
                     return g;
                 }
             }
@@ -488,10 +542,10 @@ impl Shard {
         let hint = too_large_hint(&cmd);
         let decided = match self.decide(brand, cmd, now) {
             Ok(d) => d,
-            Err(r) => return self.reject(seen, r),
+            Err(r) => return Gated::after(&log, seen, Err(r)),
         };
         let (events, status, body) = match decided {
-            Decided::Read(body) => return self.read(seen, body),
+            Decided::Read(body) => return read(&log, seen, body),
             Decided::Write { events, status, render } => match brand.preview(now, &events) {
                 Ok(scratch) => (events, status, render(&scratch)),
                 Err(e) => fatal_apply("a preview of a decided record", seen, &e),
@@ -500,7 +554,7 @@ impl Shard {
         };
         if events.is_empty() && idem.is_none() {
             // Nothing to record (every change of a batch was rejected).
-            return self.read(seen, body);
+            return read(&log, seen, body);
         }
         self.commit(brand_id, events, status, body, idem, now, hint)
     }
@@ -642,7 +696,7 @@ impl Shard {
 
     /// The room for events in a record the server writes on its own.
     fn events_budget(&self) -> usize {
-        event::events_budget(self.log.record_bytes_max())
+        event::events_budget(self.ctx.record_bytes_max)
     }
 
     /// Expires a brand's due reservations, oldest first, one record of whole
@@ -703,14 +757,14 @@ impl Shard {
         }
     }
 
-    fn create_brand(&mut self, id: BrandId, name: String, idem: Option<IdemKey>) -> Gated {
+    fn create_brand(&mut self, log: &LogRef, id: BrandId, name: String, idem: Option<IdemKey>) -> Gated {
         if let Some(b) = self.brands.get(&id) {
             if let Some(k) = &idem {
-                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint), &self.log) {
+                if let Some(g) = idempotent_replay(b.idempotency.lookup(&k.key, &k.fingerprint), log) {
                     return g;
                 }
             }
-            return self.reject(b.last_lsn, Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists")));
+            return Gated::after(log, b.last_lsn, Err(Rejection::new(ErrorCode::AlreadyExists, format!("brand {id} already exists"))));
         }
         let now = self.ctx.clock.now();
         let body = to_json(&BrandView::from(&BrandState::new(id.clone(), name.clone(), now)));
@@ -731,14 +785,17 @@ impl Shard {
         at: Timestamp,
         hint: &str,
     ) -> Gated {
+        let Some(log) = self.logs.for_brand(&brand).cloned() else {
+            return Gated::refused(partition_moved(&brand));
+        };
         let idempotency = idem.map(|k| k.to_write(status, &body));
         let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
         let payload = event::encode(&wal);
-        let max = self.log.record_bytes_max();
+        let max = self.ctx.record_bytes_max;
         if payload.len() > max {
             return Gated::refused(too_large(payload.len(), max, hint));
         }
-        let lsn = match self.log.append(payload) {
+        let lsn = match log.append(payload) {
             Ok(lsn) => lsn,
             Err(e) => return Gated::refused(append_refused(e)),
         };
@@ -746,10 +803,18 @@ impl Shard {
         if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
             fatal_apply("a brand record", lsn, &e);
         }
-        self.dirty.extend(touched_docs(&record));
+        // Cluster mode has no search index yet (its second part): nothing drains the set.
+        if matches!(self.logs, Logs::One(_)) {
+            self.dirty.extend(touched_docs(&record));
+        }
         self.last_lsn = lsn;
-        Gated::after(&self.log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
+        Gated::after(&log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
     }
+}
+
+/// A read's answer, given once what it saw (`seen`) is durable.
+fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
+    Gated::after(log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
 }
 
 /// What a caller can do about a command whose record would be over the journal's limit.

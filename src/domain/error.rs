@@ -27,6 +27,12 @@ pub enum ErrorCode {
     /// A feed cursor from an earlier journal history, before a restore or a repair
     /// (410; not in the v1 contract's list).
     CursorHistoryChanged,
+    /// Cluster mode: the brand's partition has no owner this node can reach now (a
+    /// takeover is under way) — 503, retry (not in the v1 contract's list).
+    PartitionUnavailable,
+    /// Cluster mode: the route is not available in cluster mode yet (501; not in the v1
+    /// contract's list).
+    NotInClusterMode,
     /// A channel the brand has not configured, while it has configured others (422;
     /// not in the v1 contract's list).
     UnknownChannel,
@@ -39,7 +45,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -57,6 +63,8 @@ impl ErrorCode {
         ErrorCode::NotReady,
         ErrorCode::CursorExpired,
         ErrorCode::CursorHistoryChanged,
+        ErrorCode::PartitionUnavailable,
+        ErrorCode::NotInClusterMode,
         ErrorCode::UnknownChannel,
         ErrorCode::MethodNotAllowed,
         ErrorCode::UriTooLong,
@@ -82,6 +90,8 @@ impl ErrorCode {
             ErrorCode::NotReady => "not_ready",
             ErrorCode::CursorExpired => "cursor_expired",
             ErrorCode::CursorHistoryChanged => "cursor_history_changed",
+            ErrorCode::PartitionUnavailable => "partition_unavailable",
+            ErrorCode::NotInClusterMode => "not_in_cluster_mode",
             ErrorCode::UnknownChannel => "unknown_channel",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UriTooLong => "uri_too_long",

@@ -5,6 +5,7 @@
 //! wait for the durability of what the actor answered before answering.
 
 mod canonical;
+pub mod cluster;
 pub mod extract;
 mod guard;
 pub mod problem;
@@ -45,6 +46,39 @@ pub fn brand_limiter(limits: &Limits) -> BrandLimiter {
 /// refuses it with 429 and `Retry-After` when a brand's tokens exceed the brand's
 /// request rate: one brand's sale cannot starve the others. Admin and viewer traffic is
 /// not counted against any brand.
+/// A token this node does not know is refused (401) only once the node knows every
+/// token there is: not while it is still starting (503 `not_ready`), and in cluster
+/// mode only after catching up with the registry's journal — a token created through
+/// another node a moment ago may not have reached this node yet (503 if it cannot
+/// catch up in time).
+async fn confirm_unknown_token(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
+    let Some(svc) = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()) else {
+        return Err(Problem::new(crate::domain::ErrorCode::NotReady, "the server is starting; retry shortly").with_retry_after(1));
+    };
+    let Some(node) = &svc.cluster else { return Ok(()) };
+    if !node.catch_up_registry(REGISTRY_CATCH_UP_MAX).await {
+        return Err(Problem::new(
+            crate::domain::ErrorCode::PartitionUnavailable,
+            "this node could not read the registry's newest tokens in time; retry after the Retry-After delay",
+        ));
+    }
+    // The follower hands what it applied to the registry actor, which publishes the
+    // tokens: wait until it has handled all of it, then look again.
+    let _ = svc.router.registry.send(crate::actors::registry::Settle).await;
+    authenticate_and_limit(req)
+}
+
+/// Whether the request carries a token this node does not know (after
+/// [`authenticate_and_limit`] recorded who the caller is).
+fn token_unknown(req: &actix_web::dev::ServiceRequest) -> bool {
+    use actix_web::HttpMessage;
+    req.headers().contains_key(header::AUTHORIZATION)
+        && req
+            .extensions()
+            .get::<extract::Authenticated>()
+            .is_some_and(|a| a.0.as_ref().is_err_and(|p| p.code == crate::domain::ErrorCode::Unauthorized))
+}
+
 fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
     use actix_web::HttpMessage;
     let principal = extract::authenticate(req.request());
@@ -69,14 +103,36 @@ fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Pr
 /// What handlers need once recovery is done.
 pub struct Services {
     pub router: Router,
-    pub journal: Journal,
     pub clock: SharedClock,
+    /// What only the single node has (in cluster mode these routes answer 501
+    /// `not_in_cluster_mode` until cluster mode's second part brings them).
+    pub local: Option<Local>,
+    /// Cluster mode: this node's view of partitions and owners.
+    pub cluster: Option<crate::cluster::node::Node>,
+}
+
+/// The single node's journal and what follows it.
+pub struct Local {
+    pub journal: Journal,
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
     /// The search indexes.
     pub skus: Arc<crate::index::SkuIndex>,
     pub shipments: Arc<crate::index::ShipmentIndex>,
     /// The change feed, webhooks and imports.
     pub integrations: crate::integration::Integrations,
+}
+
+impl Services {
+    /// The single node's services, or 501 in cluster mode.
+    pub fn local(&self) -> Result<&Local, Problem> {
+        self.local.as_ref().ok_or_else(|| {
+            Problem::new(
+                crate::domain::ErrorCode::NotInClusterMode,
+                "this route is not available in cluster mode yet (search, the change feed, webhooks, imports and \
+                 snapshots come with cluster mode's second part); use a single-node server for it",
+            )
+        })
+    }
 }
 
 /// Shared by all handlers. `services` is set once recovery has finished; until then
@@ -201,6 +257,10 @@ pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
     routes::metrics::configure(cfg);
 }
 
+/// How long a node in cluster mode waits for the registry to catch up before it refuses
+/// a token it does not know.
+const REGISTRY_CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
 const REQUEST_ID_CHARS_MAX: usize = 128;
 
@@ -286,7 +346,11 @@ pub async fn request_context(
         .map_or_else(new_request_id, str::to_string);
     let span = tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
-    let mut res = match authenticate_and_limit(&req) {
+    let mut authenticated = authenticate_and_limit(&req);
+    if authenticated.is_ok() && token_unknown(&req) {
+        authenticated = confirm_unknown_token(&req).await;
+    }
+    let mut res = match authenticated {
         Ok(()) => next.call(req).instrument(span.clone()).await?.map_into_left_body(),
         Err(p) => {
             let res = p.error_response();

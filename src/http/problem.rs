@@ -23,7 +23,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::IdempotencyKeyReused | ErrorCode::Unprocessable | ErrorCode::UnknownChannel => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Overloaded | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Overloaded | ErrorCode::NotReady | ErrorCode::PartitionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NotInClusterMode => StatusCode::NOT_IMPLEMENTED,
         ErrorCode::CursorExpired | ErrorCode::CursorHistoryChanged => StatusCode::GONE,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -51,6 +52,8 @@ pub fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::NotReady => "The server is not ready",
         ErrorCode::CursorExpired => "The cursor is older than the feed's retention",
         ErrorCode::CursorHistoryChanged => "The cursor is from an earlier history of the feed",
+        ErrorCode::PartitionUnavailable => "The brand's partition is changing owner",
+        ErrorCode::NotInClusterMode => "Not available in cluster mode yet",
         ErrorCode::UnknownChannel => "The brand has no such channel",
         ErrorCode::MethodNotAllowed => "This path does not take that method",
         ErrorCode::UriTooLong => "The request target is too long",
@@ -90,7 +93,7 @@ struct Body<'a> {
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         let retry_after_s = match code {
-            ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::NotReady => Some(1),
+            ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::NotReady | ErrorCode::PartitionUnavailable => Some(1),
             _ => None,
         };
         Problem { code, detail: detail.into(), errors: Vec::new(), shortages: Vec::new(), retry_after_s, extensions: Default::default() }

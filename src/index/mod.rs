@@ -198,7 +198,7 @@ pub fn bulk_build<F>(
     for doc in docs {
         writer.add_document(doc)?;
         n += 1;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             progress(n);
         }
     }

@@ -106,6 +106,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/v1/locations", GlobalRead, Body::None),
     r("PUT", "/v1/locations/{location}", Admin, Json(r#"{"name":"renamed","kind":"store"}"#)),
     r("POST", "/v1/admin/clock", Admin, Json(r#"{"advance_seconds":1}"#)),
+    r("GET", "/v1/admin/cluster", Admin, Body::None),
     r("POST", "/v1/admin/snapshots", Admin, Body::None),
     r("GET", "/v1/admin/snapshots", Admin, Body::None),
     // catalog and stock

@@ -137,7 +137,7 @@ fn order_per_sku_holds_under_random_failures() {
     let n = Arc::new(AtomicUsize::new(0));
     let n2 = n.clone();
     // Every third request fails, whatever it is.
-    rx.set_policy(move |_| Answer::status(if n2.fetch_add(1, Ordering::Relaxed) % 3 == 0 { 503 } else { 200 }));
+    rx.set_policy(move |_| Answer::status(if n2.fetch_add(1, Ordering::Relaxed).is_multiple_of(3) { 503 } else { 200 }));
     subscribe(&s, &t, &rx.url, &["stock.changed"]);
     let skus = ["A", "B", "C", "D"];
     for i in 0..60 {

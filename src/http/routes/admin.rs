@@ -6,12 +6,13 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{RegistryCmd, TOKEN_PREFIX};
 use crate::actors::shard::{BrandCmd, ListBrands};
+use crate::cluster::node::Route;
 use crate::domain::registry::{LocationKind, Role};
 use crate::domain::text::check_text;
 use crate::domain::BrandId;
 use crate::http::extract::{brand_id, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, ask_registry, unsettled, AppState, DURABLE_WAIT_MAX};
+use crate::http::{ask_brand, ask_registry, cluster, unsettled, AppState, DURABLE_WAIT_MAX};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands", web::post().to(create_brand))
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/locations", web::get().to(list_locations))
         .route("/v1/locations/{location}", web::put().to(put_location))
         .route("/v1/admin/clock", web::post().to(advance_clock))
+        .route("/v1/admin/cluster", web::get().to(cluster_status))
         .route("/v1/admin/snapshots", web::post().to(create_snapshot))
         .route("/v1/admin/snapshots", web::get().to(list_snapshots));
 }
@@ -55,21 +57,38 @@ async fn create_brand(
     caller.require_admin()?;
     check_name(&body.value.name)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
+    // Cluster mode: the brand's id is in the body, so it is routed here, not by path.
+    if let Some(node) = &state.services()?.cluster {
+        let p = node.partition_of(body.value.id.as_str());
+        match node.route(p) {
+            Route::Local => {}
+            Route::Forward(owner) if !req.headers().contains_key(cluster::FORWARDED_BY) => {
+                return Ok(cluster::forward(&req, body.bytes.clone(), node, &owner, p).await);
+            }
+            _ => return Err(cluster::unavailable(p)),
+        }
+    }
     let CreateBrand { id, name } = body.value;
     ask_brand(&state, id, BrandCmd::Create { name }, idem).await
 }
 
 #[utoipa::path(get, path = "/v1/brands", operation_id = "list_brands", tag = "admin", responses((status = 200, description = "Every brand (admin, viewer).", body = super::schemas::BrandList)))]
-async fn list_brands(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+async fn list_brands(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_global_read()?;
     let svc = state.services()?;
+    if let Some(node) = &svc.cluster {
+        if !req.headers().contains_key(cluster::LOCAL_ONLY) {
+            let brands = cluster::gather_brands(&req, node).await?;
+            return Ok(HttpResponse::Ok().json(serde_json::json!({ "brands": brands })));
+        }
+    }
     let mut brands = Vec::new();
     for shard in &svc.router.shards {
         let (reply, rx) = oneshot::channel();
         shard.try_send(ListBrands { reply }).map_err(|_| Problem::overloaded("the server is at capacity; retry shortly"))?;
         let (seen, views) = rx.await.map_err(|_| Problem::overloaded("a shard stopped; retry shortly"))?;
-        if let Some(seen) = seen {
-            seen.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
+        for pending in seen {
+            pending.settle(DURABLE_WAIT_MAX).await.map_err(unsettled)?;
         }
         brands.extend(views);
     }
@@ -106,9 +125,15 @@ async fn create_brand_token(
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         crate::http::extract::parse_json::<Empty>(&bytes)?;
     }
-    // The brand must exist; a read through its shard says so.
-    let exists = ask_brand(&state, brand.clone(), BrandCmd::Get, None).await?;
-    debug_assert!(exists.status().is_success());
+    // The brand must exist; a read through its shard (in cluster mode, its partition's
+    // owner, which may be another node than the registry's) says so.
+    match &state.services()?.cluster {
+        Some(node) => cluster::check_brand_exists(&req, node, &brand).await?,
+        None => {
+            let exists = ask_brand(&state, brand.clone(), BrandCmd::Get, None).await?;
+            debug_assert!(exists.status().is_success());
+        }
+    }
     ask_registry(&state, RegistryCmd::CreateToken { role: Role::Brand(brand) }, None).await
 }
 
@@ -229,7 +254,7 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
     // Validated like everywhere, but not honoured here (see the notes in docs/api-v1.md).
     idempotency_key(&req)?;
     let svc = state.services()?;
-    let info = svc.snapshots.create(svc.clock.now()).await.map_err(|e| {
+    let info = svc.local()?.snapshots.create(svc.clock.now()).await.map_err(|e| {
         tracing::error!(error = %e, "snapshot failed");
         Problem::new(crate::domain::ErrorCode::Unprocessable, format!("the snapshot could not be built: {e}"))
     })?;
@@ -240,6 +265,19 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;
-    let snapshots = svc.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
+    let snapshots = svc.local()?.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": snapshots })))
+}
+
+#[utoipa::path(get, path = "/v1/admin/cluster", operation_id = "get_cluster", tag = "admin", responses(
+    (status = 200, description = "Cluster mode: every partition with its owner, epoch, standbys and this node's LSN of it, and every node with its address, partitions owned and liveness, as this node sees them.", body = super::schemas::ClusterStatus),
+    (status = 404, description = "`not_found`: the server is not in cluster mode.", body = super::schemas::Problem, content_type = "application/problem+json"),
+))]
+async fn cluster_status(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let node =
+        state.services()?.cluster.as_ref().ok_or_else(|| {
+            Problem::new(crate::domain::ErrorCode::NotFound, "this server is not in cluster mode (start it with --cluster)")
+        })?;
+    Ok(HttpResponse::Ok().json(&*node.view()))
 }

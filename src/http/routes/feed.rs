@@ -80,7 +80,7 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, pa
     let limit = parse_num("limit", q.limit.as_deref(), 1..=PAGE_LIMIT_MAX as u64)?.map_or(PAGE_LIMIT_DEFAULT, |n| n as usize);
     let wait = Duration::from_secs(parse_num("wait", q.wait.as_deref(), 0..=WAIT_SECONDS_MAX)?.unwrap_or(0));
     let (brand_lsn, _) = ask_brand_reply(&state, brand.clone(), BrandCmd::Get, None).await?;
-    let feed = &state.services()?.integrations.feed;
+    let feed = &state.services()?.local()?.integrations.feed;
     if !feed.wait_covered(brand_lsn, CATCH_UP_WAIT).await {
         return Err(feed_problem(FeedError::Behind));
     }

@@ -56,9 +56,15 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     if state.loading_demo.load(std::sync::atomic::Ordering::Acquire) {
         return Err(Problem::new(ErrorCode::NotReady, "the demo data is still loading; retry shortly"));
     }
+    if svc.cluster.as_ref().is_some_and(|n| !n.registry_ready()) {
+        return Err(Problem::new(
+            ErrorCode::NotReady,
+            "this cluster node is still reading the registry (tokens, locations); retry shortly",
+        ));
+    }
     let reports = health::global().reports();
     let workers = || serde_json::to_value(health::by_name(&reports)).expect("worker states serialise");
-    if svc.journal.disk_full() {
+    if svc.local.as_ref().is_some_and(|l| l.journal.disk_full()) {
         return Err(Problem::overloaded("the journal disk is full; writes are refused until space is freed")
             .with_retry_after(5)
             .with_extension("workers", workers()));

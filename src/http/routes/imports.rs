@@ -137,18 +137,19 @@ async fn create(
     }
     let key = idempotency_key(&req)?;
     let svc = state.services()?;
-    let imports = &svc.integrations.imports;
+    let local = svc.local()?;
+    let imports = &local.integrations.imports;
     let _in_progress = imports.begin(&brand, key.as_deref()).ok_or_else(|| {
         Problem::new(ErrorCode::IdempotencyInProgress, "an upload with this Idempotency-Key is still running; wait for its answer")
     })?;
     let _slot = imports.upload_slot().ok_or_else(|| Problem::overloaded("too many uploads are running; retry shortly"))?;
-    if svc.journal.disk_full() {
+    if local.journal.disk_full() {
         return Err(disk_full());
     }
     let id = new_job_id();
     let file = file_name(&id, format);
     let target = upload::Target { dir: imports.cfg.dir.clone(), file: file.clone(), format, kind, bytes_max: UPLOAD_BYTES_MAX };
-    let written = stream_to_disk(payload, target, &svc.journal).await?;
+    let written = stream_to_disk(payload, target, &local.journal).await?;
     let spec = ImportSpec { id: id.clone(), kind, format, file, bytes: written.bytes, sha256: written.sha256, created_at: svc.clock.now() };
     // Same key and same file (kind, format, bytes) is the same job.
     let fingerprint = format!("{}\n{format:?}\n{}", kind.as_str(), hex::encode(written.sha256));
@@ -195,7 +196,7 @@ async fn cancel(
     // The upload is of no more use once the cancel is durable: remove it now rather than
     // when the runner reaches the job (a runner reading it stops at its next chunk).
     if let Ok(Job { status: ImportStatus::Cancelled, format }) = serde_json::from_slice(&reply.body) {
-        let path = state.services()?.integrations.imports.cfg.dir.join(file_name(&id, format));
+        let path = state.services()?.local()?.integrations.imports.cfg.dir.join(file_name(&id, format));
         let removed = web::block(move || match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

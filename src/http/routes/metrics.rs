@@ -27,19 +27,9 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let services = state.services.get();
     out.gauge("zaiko_ready", "1 once recovery is done and the server serves requests", u64::from(services.is_some()) as f64);
     if let Some(svc) = services {
-        let stats = svc.journal.stats();
-        render_journal(&mut out, &stats);
-        let lag = |covered: u64| stats.durable_lsn.saturating_sub(covered) as f64;
-        out.gauge(
-            "zaiko_index_skus_lag_records",
-            "journal records the SKU index is behind the durable LSN",
-            lag(svc.skus.coverage().covered_lsn()),
-        );
-        out.gauge(
-            "zaiko_index_shipments_lag_records",
-            "journal records the shipment index is behind the durable LSN",
-            lag(svc.shipments.coverage().covered_lsn()),
-        );
+        if let Some(local) = &svc.local {
+            render_local(&mut out, local, &svc.clock);
+        }
         let depths = svc.router.queue_depths().into_iter().enumerate().map(|(i, d)| (i.to_string(), d as f64));
         out.labeled(
             "zaiko_shard_queue_depth",
@@ -48,17 +38,34 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "shard",
             depths,
         );
-        let last = svc.snapshots.last.lock().map(|l| l.clone()).unwrap_or(None);
-        if let Some(last) = last {
-            let age_s = (svc.clock.now().0 - last.created_at.0).max(0) as f64 / 1000.0;
-            out.gauge("zaiko_snapshot_age_seconds", "time since the newest snapshot this process built or found", age_s);
-            out.gauge("zaiko_snapshot_lsn", "LSN of that snapshot", last.lsn as f64);
-        }
     }
     render_workers(&mut out, &crate::health::global().reports());
     render_process(&mut out);
     out.text.push_str(&crate::telemetry::render_metrics());
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(out.text)
+}
+
+/// The single node's journal, index lag and snapshot age.
+fn render_local(out: &mut Exposition, local: &crate::http::Local, clock: &crate::clock::SharedClock) {
+    let stats = local.journal.stats();
+    render_journal(out, &stats);
+    let lag = |covered: u64| stats.durable_lsn.saturating_sub(covered) as f64;
+    out.gauge(
+        "zaiko_index_skus_lag_records",
+        "journal records the SKU index is behind the durable LSN",
+        lag(local.skus.coverage().covered_lsn()),
+    );
+    out.gauge(
+        "zaiko_index_shipments_lag_records",
+        "journal records the shipment index is behind the durable LSN",
+        lag(local.shipments.coverage().covered_lsn()),
+    );
+    let last = local.snapshots.last.lock().map(|l| l.clone()).unwrap_or(None);
+    if let Some(last) = last {
+        let age_s = (clock.now().0 - last.created_at.0).max(0) as f64 / 1000.0;
+        out.gauge("zaiko_snapshot_age_seconds", "time since the newest snapshot this process built or found", age_s);
+        out.gauge("zaiko_snapshot_lsn", "LSN of that snapshot", last.lsn as f64);
+    }
 }
 
 /// A Prometheus text document being written: one `# HELP`/`# TYPE` pair per metric.

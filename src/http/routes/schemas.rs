@@ -59,6 +59,53 @@ pub(super) struct BrandList {
     brands: Vec<crate::domain::view::BrandView>,
 }
 
+/// `GET /v1/admin/cluster` (cluster mode).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterStatus {
+    /// The node that answered.
+    node: String,
+    /// Every brand partition (`"0"`..), then `"registry"`.
+    partitions: Vec<ClusterPartition>,
+    nodes: Vec<ClusterNode>,
+}
+
+/// One partition in `GET /v1/admin/cluster`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterPartition {
+    id: String,
+    /// `None` while nobody holds its lease.
+    owner: Option<ClusterOwner>,
+    /// The nodes that follow its journal (hot standbys), best first.
+    standbys: Vec<String>,
+    /// The answering node's position in its journal: as owner the durable LSN, as a
+    /// standby the last applied; otherwise 0.
+    lsn: u64,
+}
+
+/// A partition's owner.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterOwner {
+    node: String,
+    /// Where other nodes forward its requests.
+    advertise: String,
+    /// The lease epoch: increases with every change of owner.
+    epoch: u64,
+}
+
+/// One node in `GET /v1/admin/cluster`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ClusterNode {
+    id: String,
+    advertise: String,
+    partitions_owned: usize,
+    /// Its heartbeat moved within the last lease.
+    alive: bool,
+}
+
 /// `GET /v1/locations`.
 #[derive(ToSchema)]
 #[allow(dead_code)]

@@ -235,9 +235,10 @@ struct CommonParams {
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_request(&params(req.query_string(), SKU_PARAMS)?, &caller)?;
+    let local = svc.local()?;
     check_channel(&state, &request).await?;
-    let skus = svc.skus.clone();
-    respond(svc.skus.coverage(), min_lsn, move || skus.search(&request)).await
+    let skus = local.skus.clone();
+    respond(local.skus.coverage(), min_lsn, move || skus.search(&request)).await
 }
 
 /// A search of one brand by a channel the brand has not configured, while it has
@@ -335,8 +336,9 @@ fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<
 async fn search_shipments(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_shipment_request(&params(req.query_string(), SHIPMENT_PARAMS)?, &caller)?;
-    let shipments = svc.shipments.clone();
-    respond(svc.shipments.coverage(), min_lsn, move || shipments.search(&request)).await
+    let index = &svc.local()?.shipments;
+    let shipments = index.clone();
+    respond(index.coverage(), min_lsn, move || shipments.search(&request)).await
 }
 
 /// Waits for `min_lsn`, then runs `search` on the blocking pool within the bound of

@@ -1,0 +1,25 @@
+//! Cluster mode: brand partitions replicated on NATS JetStream (`docs/cluster.md`).
+//!
+//! * [`config`] — the `--cluster` flags.
+//! * [`engine`] — the connection, and the journal stream and KV buckets every node shares;
+//!   partitions and the brand → partition hash.
+//! * [`entry`] — a partition journal entry (one message: a group-commit batch or a
+//!   takeover marker) and the replay rule that fences old owners off.
+//! * [`follower`] — hot standbys: a partition's journal followed and its state kept applied.
+//! * [`lease`] — partition leases in a KV bucket: epochs, renewal, deadlines.
+//! * [`node`] — the node controller: heartbeats, the view of leases and live nodes, and
+//!   for each partition own / take over / follow / leave, carried out through [`node::Host`].
+//! * [`placement`] — who should own and follow each partition (rendezvous hashing).
+//! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
+//!   gate: publish ack *and* a valid lease) and the reading of a subject.
+//! * [`status`] — `zaiko cluster status`: the view of `GET /v1/admin/cluster` printed.
+
+pub mod config;
+pub mod engine;
+pub mod entry;
+pub mod follower;
+pub mod lease;
+pub mod node;
+pub mod placement;
+pub mod plog;
+pub mod status;
