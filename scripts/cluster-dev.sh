@@ -63,6 +63,11 @@ EOF
         echo $! > "$dir/zaiko$i/pid"
     done
     for i in 1 2 3; do wait_for "http://127.0.0.1:1808$i/readyz" "zaiko node n$i"; done
+    # Nodes started together wait two leases before sharing out partitions nobody owned.
+    for _ in $(seq 1 600); do
+        if ZAIKO_ADMIN_TOKEN=$admin "$bin" cluster status --url http://127.0.0.1:18081 > /dev/null 2>&1; then break; fi
+        sleep 0.1
+    done
     echo "cluster up: http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083"
     echo "admin token: $admin   (logs and data in $dir)"
     echo "try: curl -s -H 'authorization: Bearer $admin' http://127.0.0.1:18081/v1/admin/cluster"
