@@ -28,7 +28,7 @@ pub fn decide_webhook(brand: &BrandState, cmd: WebhookCmd) -> Result<Decided, Re
             let body = to_json(&WebhookView::new(&w, true));
             Decided::write(vec![event], Status::Created, move |_| body)
         }
-        WebhookCmd::Delete { id } => Decided::write(vec![brand.decide_delete_webhook(&id)?], Status::NoContent, |_| Vec::new()),
+        WebhookCmd::Delete { id } => Decided::write(vec![brand.decide_delete_webhook(&id)?], Status::Removed, |_| Vec::new()),
     })
 }
 
@@ -60,7 +60,7 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
                     })
                     .unwrap_or((0, 0));
                 let body = to_json(&serde_json::json!({ "id": id, "chunk": c.chunk, "rows_ok": rows_ok, "rows_failed": rows_failed }));
-                return Ok(Decided::WriteAnswered { events, status: Status::Ok, body });
+                return Ok(Decided::WriteAnswered { events, status: Status::Done, body });
             }
             Decision::Unchanged => Decision::Unchanged,
         },
@@ -69,6 +69,6 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
     };
     match decision {
         Decision::Unchanged => current(brand),
-        Decision::Apply(events) => Ok(Decided::Write { events, status: Status::Ok, render: import_view(id) }),
+        Decision::Apply(events) => Ok(Decided::Write { events, status: Status::Done, render: import_view(id) }),
     }
 }

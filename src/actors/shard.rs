@@ -350,10 +350,10 @@ impl Shard {
             BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
             BrandCmd::PutSku { sku, catalog } => {
                 let (event, created) = brand.decide_put_sku(&sku, catalog)?;
-                let status = if created { Status::Created } else { Status::Ok };
+                let status = if created { Status::Created } else { Status::Done };
                 Decided::write(vec![event], status, move |s| to_json(&SkuView::new(s, &sku, &s.skus[&sku], false)))
             }
-            BrandCmd::DeleteSku { sku } => Decided::write(vec![brand.decide_delete_sku(&sku)?], Status::NoContent, |_| Vec::new()),
+            BrandCmd::DeleteSku { sku } => Decided::write(vec![brand.decide_delete_sku(&sku)?], Status::Removed, |_| Vec::new()),
             BrandCmd::StockChanges { changes } => {
                 let locations = self.ctx.locations.load();
                 let (events, outcomes) = brand.decide_stock_changes(&changes, &**locations);
@@ -364,7 +364,7 @@ impl Shard {
                 }
                 let results =
                     changes.iter().zip(&outcomes).enumerate().map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o)).collect();
-                Decided::WriteAnswered { events, status: Status::Ok, body: to_json(&ChangeResultsView { results }) }
+                Decided::WriteAnswered { events, status: Status::Done, body: to_json(&ChangeResultsView { results }) }
             }
             BrandCmd::Reserve(cmd) => {
                 self.check_locations(&cmd.lines)?;
@@ -379,7 +379,7 @@ impl Shard {
             BrandCmd::Release { id } => match brand.decide_release(&id, now)? {
                 Decision::Unchanged => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
                 Decision::Apply(events) => {
-                    Decided::write(events, Status::Ok, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
+                    Decided::write(events, Status::Done, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
                 }
             },
             BrandCmd::Ship(cmd) => {
@@ -398,7 +398,7 @@ impl Shard {
                 let locations = self.ctx.locations.load();
                 let id = cmd.id.clone();
                 let (event, created) = brand.decide_put_channel(cmd, |l| locations.contains_key(l), now)?;
-                let status = if created { Status::Created } else { Status::Ok };
+                let status = if created { Status::Created } else { Status::Done };
                 Decided::write(vec![event], status, move |s| to_json(&ChannelView::new(s, &s.channels[&id])))
             }
             BrandCmd::ListChannels => {
@@ -418,17 +418,19 @@ impl Shard {
             BrandCmd::GetInbound { id } => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
             BrandCmd::Receive { id, lines } => match brand.decide_receipt(&id, &lines)? {
                 Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
-                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+                Decision::Apply(events) => Decided::write(events, Status::Done, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
             },
             BrandCmd::CloseInbound { id } => match brand.decide_close_inbound(&id)? {
                 Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
-                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+                Decision::Apply(events) => Decided::write(events, Status::Done, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
             },
             BrandCmd::SetStatus(cmd) => {
                 let id = cmd.id.clone();
                 match brand.decide_status(&cmd)? {
                     Decision::Unchanged => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
-                    Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&ShipmentView::from(&s.shipments[&id]))),
+                    Decision::Apply(events) => {
+                        Decided::write(events, Status::Done, move |s| to_json(&ShipmentView::from(&s.shipments[&id])))
+                    }
                 }
             }
             BrandCmd::Webhook(cmd) => integrations::decide_webhook(brand, cmd)?,
@@ -501,7 +503,7 @@ impl Shard {
             if due.events.is_empty() {
                 return;
             }
-            if let Err(r) = self.commit(brand.clone(), due.events, Status::Ok, Vec::new(), None, now, "").result {
+            if let Err(r) = self.commit(brand.clone(), due.events, Status::Done, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
                 return;
             }
@@ -516,7 +518,7 @@ impl Shard {
     fn purge_ended(&mut self, brand: &BrandId, now: Timestamp) {
         let Some(b) = self.brands.get(brand) else { return };
         for run in event::split_by_budget(b.decide_purges(now), self.events_budget()) {
-            if let Err(r) = self.commit(brand.clone(), run, Status::Ok, Vec::new(), None, now, "").result {
+            if let Err(r) = self.commit(brand.clone(), run, Status::Done, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "purge could not be written; retrying on the next purge");
                 return;
             }
@@ -530,7 +532,7 @@ impl Shard {
         let budget = self.events_budget();
         for _ in 0..CHANNEL_SYNC_CHUNKS_PER_SWEEP {
             let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync_within(budget)) else { return };
-            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now, "").result {
+            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Done, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "channel sync step could not be written; retrying on the next sweep");
                 return;
             }
@@ -594,7 +596,7 @@ impl Shard {
 
 /// A read's answer, given once what it saw (`seen`) is durable.
 fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
-    Gated::after(log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
+    Gated::after(log, seen, Ok(Reply { status: Status::Done, body, lsn: None }))
 }
 
 /// What a caller can do about a command whose record would be over the journal's limit.
