@@ -67,7 +67,7 @@ pub fn lock_data_dir(root: &Path) -> anyhow::Result<DirLock> {
     Ok(DirLock(f))
 }
 
-pub use crate::actors::shard::{DirtyKey, DocKind};
+pub use crate::actors::drain::{DirtyKey, DocKind};
 
 /// The whole state rebuilt from the newest valid snapshot and the journal after it.
 pub struct Recovered {
@@ -101,7 +101,7 @@ pub fn recover_dir(data_dir: &Path, config: JournalConfig, dirty_after: Option<L
         state.apply_payload(lsn, payload)?;
         if dirty_after.is_some_and(|after| lsn > after) {
             if let Ok(crate::domain::event::WalRecord::Brand(b)) = crate::domain::event::decode(payload) {
-                dirty.extend(crate::actors::shard::touched_docs(&b));
+                dirty.extend(crate::actors::drain::touched_docs(&b));
             }
         }
         Ok(())

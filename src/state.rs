@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::actors::shard::apply_brand_record;
-use crate::domain::brand::BrandState;
+use crate::domain::brand::{apply_brand_record, BrandState};
 use crate::domain::event::{self, WalRecord};
 use crate::domain::registry::Registry;
 use crate::domain::BrandId;

@@ -2,7 +2,7 @@
 //! (`domain::webhook`, `domain::import`) turned into what the shard writes and
 //! answers. Kept out of `shard.rs` so that file only routes to it.
 
-use super::to_json;
+use super::{to_json, Decided, Render};
 use crate::domain::brand::{BrandState, World};
 use crate::domain::event::Event;
 use crate::domain::fulfilment::Decision;
@@ -11,58 +11,35 @@ use crate::domain::import::{ImportCmd, ImportView};
 use crate::domain::webhook::{WebhookCmd, WebhookView};
 use crate::domain::{Id, Rejection};
 
-/// Renders a command's answer from the state after its events.
-pub type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
-
-/// What a command comes to: a read's answer, or events to write and their answer.
-pub enum Outcome {
-    Read(Vec<u8>),
-    Write {
-        events: Vec<crate::domain::event::Event>,
-        status: Status,
-        render: Render,
-    },
-    /// A write the decision has checked against the state and answered: the shard
-    /// appends it without a preview (which for an import chunk cost more than deciding
-    /// and applying it together).
-    WriteAnswered {
-        events: Vec<crate::domain::event::Event>,
-        status: Status,
-        body: Vec<u8>,
-    },
-}
-
 fn import_view(id: Id) -> Render {
     Box::new(move |s: &BrandState| s.imports.jobs.get(&id).map(|j| to_json(&ImportView::from(j))).unwrap_or_default())
 }
 
-pub fn decide_webhook(brand: &BrandState, cmd: WebhookCmd) -> Result<Outcome, Rejection> {
+pub fn decide_webhook(brand: &BrandState, cmd: WebhookCmd) -> Result<Decided, Rejection> {
     Ok(match cmd {
         WebhookCmd::List => {
             let views: Vec<WebhookView> = brand.webhooks.values().map(|w| WebhookView::new(w, false)).collect();
-            Outcome::Read(to_json(&serde_json::json!({ "webhooks": views })))
+            Decided::Read(to_json(&serde_json::json!({ "webhooks": views })))
         }
-        WebhookCmd::Get { id } => Outcome::Read(to_json(&WebhookView::new(brand.webhook(&id)?, false))),
+        WebhookCmd::Get { id } => Decided::Read(to_json(&WebhookView::new(brand.webhook(&id)?, false))),
         WebhookCmd::Create(w) => {
             let event = brand.decide_create_webhook(&w)?;
             // The secret is shown once, in this answer (and its idempotent replays).
             let body = to_json(&WebhookView::new(&w, true));
-            Outcome::Write { events: vec![event], status: Status::Created, render: Box::new(move |_| body) }
+            Decided::write(vec![event], Status::Created, move |_| body)
         }
-        WebhookCmd::Delete { id } => {
-            Outcome::Write { events: vec![brand.decide_delete_webhook(&id)?], status: Status::NoContent, render: Box::new(|_| Vec::new()) }
-        }
+        WebhookCmd::Delete { id } => Decided::write(vec![brand.decide_delete_webhook(&id)?], Status::Removed, |_| Vec::new()),
     })
 }
 
-pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> Result<Outcome, Rejection> {
+pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> Result<Decided, Rejection> {
     let id = cmd.job_id().clone();
-    let current = |b: &BrandState| -> Result<Outcome, Rejection> { Ok(Outcome::Read(to_json(&ImportView::from(b.import(&id)?)))) };
+    let current = |b: &BrandState| -> Result<Decided, Rejection> { Ok(Decided::Read(to_json(&ImportView::from(b.import(&id)?)))) };
     let decision = match &cmd {
         ImportCmd::Get { .. } => return current(brand),
         ImportCmd::Queue(spec) => {
             let event = brand.decide_queue_import(spec)?;
-            return Ok(Outcome::Write { events: vec![event], status: Status::Accepted, render: import_view(id) });
+            return Ok(Decided::Write { events: vec![event], status: Status::Accepted, render: import_view(id) });
         }
         ImportCmd::Start { id, rows_total } => brand.decide_start_import(id, *rows_total)?,
         ImportCmd::Chunk(c) => match brand.decide_import_chunk(c, world)? {
@@ -83,7 +60,7 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
                     })
                     .unwrap_or((0, 0));
                 let body = to_json(&serde_json::json!({ "id": id, "chunk": c.chunk, "rows_ok": rows_ok, "rows_failed": rows_failed }));
-                return Ok(Outcome::WriteAnswered { events, status: Status::Ok, body });
+                return Ok(Decided::WriteAnswered { events, status: Status::Done, body });
             }
             Decision::Unchanged => Decision::Unchanged,
         },
@@ -92,6 +69,6 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
     };
     match decision {
         Decision::Unchanged => current(brand),
-        Decision::Apply(events) => Ok(Outcome::Write { events, status: Status::Ok, render: import_view(id) }),
+        Decision::Apply(events) => Ok(Decided::Write { events, status: Status::Done, render: import_view(id) }),
     }
 }

@@ -9,6 +9,7 @@
 //! * [`registry::RegistryActor`] — locations and tokens; publishes read-only copies for
 //!   the HTTP layer (auth) and the shards (location checks).
 //! * [`integrations`] — the shard's handling of webhook subscriptions and import jobs.
+//! * [`drain`] — the search index's drain protocol and each shard's [`drain::DirtySet`].
 //!
 //! Protocol: a request travels as a message with a `oneshot` reply channel, sent with
 //! `try_send` into a bounded mailbox (full → `overloaded`). The actor decides, appends
@@ -16,6 +17,7 @@
 //! for; the caller gates its answer on durability (output gate). An actor never waits
 //! for an fsync and never awaits inside a handler, so messages cannot interleave.
 
+pub mod drain;
 pub mod host;
 pub mod integrations;
 pub mod registry;
@@ -32,6 +34,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 use crate::clock::SharedClock;
+use crate::domain::brand::BrandState;
+use crate::domain::event::Event;
 use crate::domain::idempotency::{IdemWrite, Lookup, Status};
 use crate::domain::registry::Location;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection};
@@ -45,6 +49,36 @@ pub struct Context {
     pub record_bytes_max: usize,
     /// Locations as of the newest applied registry record.
     pub locations: Arc<ArcSwap<BTreeMap<Id, Location>>>,
+}
+
+/// What a command comes to, decided by the shard (`shard.rs`, `integrations.rs`)
+/// without changing anything: a read's answer, or events to write and their answer.
+pub enum Decided {
+    Read(Vec<u8>),
+    /// A write whose answer is rendered from the state after its events (the shard
+    /// previews them on a copy before the record is written).
+    Write {
+        events: Vec<Event>,
+        status: Status,
+        render: Render,
+    },
+    /// A write the decision has checked against the state and answered (stock
+    /// changes, an import chunk): the shard appends it without a preview, which for a
+    /// batch cost more than deciding and applying it together.
+    WriteAnswered {
+        events: Vec<Event>,
+        status: Status,
+        body: Vec<u8>,
+    },
+}
+
+/// Renders a command's answer from the state after its events.
+pub type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
+
+impl Decided {
+    pub fn write(events: Vec<Event>, status: Status, render: impl FnOnce(&BrandState) -> Vec<u8> + 'static) -> Decided {
+        Decided::Write { events, status, render: Box::new(render) }
+    }
 }
 
 /// A successful answer: status, JSON body, and the LSN that holds the change.

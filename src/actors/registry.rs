@@ -203,12 +203,12 @@ impl RegistryActor {
             RegistryCmd::ListLocations => {
                 let locations: Vec<_> = self.state.locations.values().map(LocationView::from).collect();
                 let body = to_json(&serde_json::json!({ "locations": locations }));
-                self.answer(seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
+                self.answer(seen, Ok(Reply { status: Status::Done, body, lsn: None }))
             }
             RegistryCmd::PutLocation { id, name, kind } => {
                 let now = self.ctx.clock.now();
                 let (created_at, status) = match self.state.locations.get(&id) {
-                    Some(l) => (l.created_at, Status::Ok),
+                    Some(l) => (l.created_at, Status::Done),
                     None => (now, Status::Created),
                 };
                 let loc = Location { id, name, kind, created_at, updated_at: now };
@@ -231,12 +231,10 @@ impl RegistryActor {
             }
             RegistryCmd::RevokeToken { id } => match self.state.tokens.get(&id) {
                 None => self.answer(seen, Err(Rejection::not_found(format!("token {id} does not exist")))),
-                Some(t) if t.revoked_at.is_some() => {
-                    self.answer(seen, Ok(Reply { status: Status::NoContent, body: Vec::new(), lsn: None }))
-                }
+                Some(t) if t.revoked_at.is_some() => self.answer(seen, Ok(Reply { status: Status::Removed, body: Vec::new(), lsn: None })),
                 Some(_) => {
                     let at = self.ctx.clock.now();
-                    self.commit(vec![RegistryEvent::TokenRevoked { id, at }], Status::NoContent, Vec::new(), idem)
+                    self.commit(vec![RegistryEvent::TokenRevoked { id, at }], Status::Removed, Vec::new(), idem)
                 }
             },
         }
@@ -334,7 +332,7 @@ impl Handler<EnsureAdmin> for RegistryActor {
         let admin_token = format!("zk_admin_{secret}");
         let g = self.commit(
             vec![RegistryEvent::AdminTokenGenerated { secret_sha256: sha256(secret.as_bytes()) }],
-            Status::NoContent,
+            Status::Done,
             Vec::new(),
             None,
         );

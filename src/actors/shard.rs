@@ -1,17 +1,22 @@
-//! A shard actor: the brand partitions that hash to it, and the commands on them.
+//! A shard actor: the brand partitions that hash to it, and the commands on them —
+//! the vocabulary ([`BrandCmd`]), the decisions rendered into answers, the journal
+//! append and apply, and the timer sweep. Webhook and import commands are decided in
+//! `integrations.rs`; the search index's drain protocol is `drain.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context as ActixContext, Handler, Message};
 
-use super::integrations::{self, Outcome};
+use super::drain::{touched_docs, DirtySet, DrainDirty, MarkDirty};
+use super::integrations;
 use super::{
-    append_refused, fatal_apply, idempotent_replay, partition_moved, to_json, Context, Gated, IdemKey, Logs, Pending, Reply, ReplyTx,
+    append_refused, fatal_apply, idempotent_replay, partition_moved, to_json, Context, Decided, Gated, IdemKey, Logs, Pending, Reply,
+    ReplyTx,
 };
-use crate::domain::brand::{BrandState, SkuState, StockChangeCmd};
+use crate::domain::brand::{apply_brand_record, BrandState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
 use crate::domain::event::{self, BrandRecord, Event, WalRecord};
@@ -19,8 +24,7 @@ use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, Ship
 use crate::domain::idempotency::Status;
 use crate::domain::import::ImportCmd;
 use crate::domain::view::{
-    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentSummary, ShipmentView, SkuView,
-    StockView,
+    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
@@ -142,188 +146,6 @@ impl Message for ListBrands {
     type Result = ();
 }
 
-/// Asks a shard for the documents (SKUs, shipments) changed since the last drain, at
-/// most `max` of them: the search index pulls changes this way, so a slow index never
-/// backs up the shards and the pending set is bounded by the number of objects
-/// (changes to one object coalesce).
-pub struct DrainDirty {
-    pub max: usize,
-    pub reply: tokio::sync::oneshot::Sender<Drained>,
-}
-
-impl Message for DrainDirty {
-    type Result = ();
-}
-
-/// Puts documents back in the shard's dirty set: the indexer drained them but could
-/// not commit them (an I/O error), so its next drain takes them again, from the state
-/// then.
-pub struct MarkDirty(pub Vec<DirtyKey>);
-
-impl Message for MarkDirty {
-    type Result = ();
-}
-
-/// What the index must do for one document.
-#[derive(Debug, Clone)]
-pub enum IndexItem {
-    Sku(SkuItem),
-    Shipment(ShipmentItem),
-}
-
-#[derive(Debug, Clone)]
-pub enum SkuItem {
-    /// A SKU, with its availability to each configured channel of its brand.
-    Upsert {
-        brand: BrandId,
-        brand_name: String,
-        sku: Id,
-        state: Box<SkuState>,
-        channels: Vec<(Id, i64)>,
-    },
-    Delete {
-        brand: BrandId,
-        sku: Id,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub enum ShipmentItem {
-    Upsert { brand: BrandId, shipment: Box<ShipmentSummary> },
-    Delete { brand: BrandId, id: Id },
-}
-
-#[derive(Debug)]
-pub struct Drained {
-    pub items: Vec<IndexItem>,
-    /// More dirty documents remain after this batch.
-    pub more: bool,
-    /// How many dirty documents remain after this batch.
-    pub remaining: usize,
-}
-
-/// The kinds of object the search index keeps a document of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DocKind {
-    Sku,
-    Shipment,
-}
-
-/// A document of the search index: a SKU or a shipment of a brand.
-pub type DirtyKey = (BrandId, DocKind, Id);
-
-/// The documents a record changes: SKUs whose catalog or stock it changes or whose
-/// channel availability a reconfiguration step recomputes, and shipments it creates,
-/// moves or purges. Live commits and the catch-up after a restart both use it.
-pub fn touched_docs(record: &BrandRecord) -> impl Iterator<Item = DirtyKey> + '_ {
-    /// One document, and the SKUs of a channel-sync step.
-    type Touched<'a> = (Option<(DocKind, &'a Id)>, &'a [(Id, i64)]);
-    let brand = &record.brand;
-    record.events.iter().flat_map(move |e| {
-        let (one, synced): Touched = match e {
-            Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => {
-                (Some((DocKind::Sku, sku)), &[])
-            }
-            Event::ShipmentCreated { shipment } => (Some((DocKind::Shipment, &shipment.id)), &[]),
-            Event::ShipmentStatusChanged { id, .. } | Event::ShipmentPurged { id } => (Some((DocKind::Shipment, id)), &[]),
-            Event::ChannelSynced { skus, .. } => (None, skus.as_slice()),
-            _ => (None, &[]),
-        };
-        one.into_iter().chain(synced.iter().map(|(sku, _)| (DocKind::Sku, sku))).map(move |(kind, id)| (brand.clone(), kind, id.clone()))
-    })
-}
-
-/// What the index must do for a dirty document, from the state now.
-fn index_item(brands: &HashMap<BrandId, BrandState>, (brand, kind, id): DirtyKey) -> IndexItem {
-    let b = brands.get(&brand);
-    match kind {
-        DocKind::Sku => IndexItem::Sku(match b.and_then(|b| b.skus.get(&id).map(|s| (b, s))) {
-            Some((b, s)) => {
-                let channels = b.channel_view(&s.levels);
-                SkuItem::Upsert { brand_name: b.name.clone(), channels, brand, sku: id, state: s.clone() }
-            }
-            None => SkuItem::Delete { brand, sku: id },
-        }),
-        DocKind::Shipment => IndexItem::Shipment(match b.and_then(|b| b.shipments.get(&id)) {
-            Some(s) => ShipmentItem::Upsert { brand, shipment: Box::new(ShipmentSummary::from(s)) },
-            None => ShipmentItem::Delete { brand, id },
-        }),
-    }
-}
-
-/// Room a [`DirtySet`] keeps however quiet it gets: the ordinary flow between two drains.
-const DIRTY_CAPACITY_KEPT: usize = 4096;
-
-/// The documents changed since the search index last drained them, oldest first.
-/// Changes to a document already waiting coalesce (it keeps its place), and a drain
-/// takes the oldest: so a drain cycle that takes as many as were waiting when it
-/// began has taken every one of them, however many arrive meanwhile.
-#[derive(Debug, Default)]
-pub struct DirtySet {
-    /// foldhash: every row of an import passes through here, and SipHash showed.
-    set: foldhash::HashSet<DirtyKey>,
-    order: VecDeque<DirtyKey>,
-}
-
-impl DirtySet {
-    pub fn insert(&mut self, key: DirtyKey) {
-        if self.set.insert(key.clone()) {
-            self.order.push_back(key);
-        }
-    }
-
-    /// The oldest waiting document.
-    pub fn pop(&mut self) -> Option<DirtyKey> {
-        let key = self.order.pop_front()?;
-        self.set.remove(&key);
-        self.release_slack();
-        Some(key)
-    }
-
-    /// Gives back the room a burst left behind. A bulk change (stock set for a million
-    /// SKUs, an import) marks documents faster than the index takes them; the set and
-    /// the queue grew to hold them all, and neither shrinks by itself: 112 B per
-    /// document of the burst, kept for the life of the process. Once at most a quarter
-    /// is used, both shrink to twice what is waiting, so each shrink is paid for by
-    /// the pops before it.
-    fn release_slack(&mut self) {
-        let cap = self.order.capacity();
-        if cap > DIRTY_CAPACITY_KEPT && self.order.len() * 4 <= cap {
-            let keep = (self.order.len() * 2).max(DIRTY_CAPACITY_KEPT);
-            self.order.shrink_to(keep);
-            self.set.shrink_to(keep);
-        }
-    }
-
-    /// Room held for waiting documents, for the tests of [`DirtySet::release_slack`].
-    #[cfg(test)]
-    fn capacity(&self) -> usize {
-        self.order.capacity().max(self.set.capacity())
-    }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-}
-
-impl Extend<DirtyKey> for DirtySet {
-    fn extend<T: IntoIterator<Item = DirtyKey>>(&mut self, keys: T) {
-        keys.into_iter().for_each(|k| self.insert(k));
-    }
-}
-
-impl FromIterator<DirtyKey> for DirtySet {
-    fn from_iter<T: IntoIterator<Item = DirtyKey>>(keys: T) -> Self {
-        let mut d = DirtySet::default();
-        d.extend(keys);
-        d
-    }
-}
-
 pub struct Shard {
     pub index: usize,
     pub brands: HashMap<BrandId, BrandState>,
@@ -379,12 +201,7 @@ impl Handler<DrainDirty> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: DrainDirty, _ctx: &mut Self::Context) {
-        let mut items = Vec::with_capacity(msg.max.min(self.dirty.len()));
-        while items.len() < msg.max {
-            let Some(key) = self.dirty.pop() else { break };
-            items.push(index_item(&self.brands, key));
-        }
-        let _ = msg.reply.send(Drained { items, more: !self.dirty.is_empty(), remaining: self.dirty.len() });
+        let _ = msg.reply.send(self.dirty.drain(&self.brands, msg.max));
     }
 }
 
@@ -455,43 +272,6 @@ impl Handler<ListBrands> for Shard {
     fn handle(&mut self, msg: ListBrands, _ctx: &mut Self::Context) {
         let views = self.brands.values().map(BrandView::from).collect();
         let _ = msg.reply.send((self.seen(self.last_lsn), views));
-    }
-}
-
-/// What a command comes to: a read's answer, or events to write and how to render the
-/// answer from the state after them.
-enum Decided {
-    Read(Vec<u8>),
-    Write {
-        events: Vec<Event>,
-        status: Status,
-        render: Render,
-    },
-    /// A write checked and answered by its decision (stock changes, an import
-    /// chunk): no preview.
-    WriteAnswered {
-        events: Vec<Event>,
-        status: Status,
-        body: Vec<u8>,
-    },
-}
-
-/// Renders a command's answer from the state after its events.
-type Render = Box<dyn FnOnce(&BrandState) -> Vec<u8>>;
-
-impl From<Outcome> for Decided {
-    fn from(o: Outcome) -> Decided {
-        match o {
-            Outcome::Read(body) => Decided::Read(body),
-            Outcome::Write { events, status, render } => Decided::Write { events, status, render },
-            Outcome::WriteAnswered { events, status, body } => Decided::WriteAnswered { events, status, body },
-        }
-    }
-}
-
-impl Decided {
-    fn write(events: Vec<Event>, status: Status, render: impl FnOnce(&BrandState) -> Vec<u8> + 'static) -> Decided {
-        Decided::Write { events, status, render: Box::new(render) }
     }
 }
 
@@ -570,10 +350,10 @@ impl Shard {
             BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
             BrandCmd::PutSku { sku, catalog } => {
                 let (event, created) = brand.decide_put_sku(&sku, catalog)?;
-                let status = if created { Status::Created } else { Status::Ok };
+                let status = if created { Status::Created } else { Status::Done };
                 Decided::write(vec![event], status, move |s| to_json(&SkuView::new(s, &sku, &s.skus[&sku], false)))
             }
-            BrandCmd::DeleteSku { sku } => Decided::write(vec![brand.decide_delete_sku(&sku)?], Status::NoContent, |_| Vec::new()),
+            BrandCmd::DeleteSku { sku } => Decided::write(vec![brand.decide_delete_sku(&sku)?], Status::Removed, |_| Vec::new()),
             BrandCmd::StockChanges { changes } => {
                 let locations = self.ctx.locations.load();
                 let (events, outcomes) = brand.decide_stock_changes(&changes, &**locations);
@@ -584,7 +364,7 @@ impl Shard {
                 }
                 let results =
                     changes.iter().zip(&outcomes).enumerate().map(|(i, (c, o))| ChangeResultView::new(i, &c.sku, &c.location, o)).collect();
-                Decided::WriteAnswered { events, status: Status::Ok, body: to_json(&ChangeResultsView { results }) }
+                Decided::WriteAnswered { events, status: Status::Done, body: to_json(&ChangeResultsView { results }) }
             }
             BrandCmd::Reserve(cmd) => {
                 self.check_locations(&cmd.lines)?;
@@ -599,7 +379,7 @@ impl Shard {
             BrandCmd::Release { id } => match brand.decide_release(&id, now)? {
                 Decision::Unchanged => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
                 Decision::Apply(events) => {
-                    Decided::write(events, Status::Ok, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
+                    Decided::write(events, Status::Done, move |s| to_json(&ReservationView::from(&s.reservations[&id])))
                 }
             },
             BrandCmd::Ship(cmd) => {
@@ -618,7 +398,7 @@ impl Shard {
                 let locations = self.ctx.locations.load();
                 let id = cmd.id.clone();
                 let (event, created) = brand.decide_put_channel(cmd, |l| locations.contains_key(l), now)?;
-                let status = if created { Status::Created } else { Status::Ok };
+                let status = if created { Status::Created } else { Status::Done };
                 Decided::write(vec![event], status, move |s| to_json(&ChannelView::new(s, &s.channels[&id])))
             }
             BrandCmd::ListChannels => {
@@ -638,21 +418,23 @@ impl Shard {
             BrandCmd::GetInbound { id } => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
             BrandCmd::Receive { id, lines } => match brand.decide_receipt(&id, &lines)? {
                 Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
-                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+                Decision::Apply(events) => Decided::write(events, Status::Done, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
             },
             BrandCmd::CloseInbound { id } => match brand.decide_close_inbound(&id)? {
                 Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
-                Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
+                Decision::Apply(events) => Decided::write(events, Status::Done, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
             },
             BrandCmd::SetStatus(cmd) => {
                 let id = cmd.id.clone();
                 match brand.decide_status(&cmd)? {
                     Decision::Unchanged => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
-                    Decision::Apply(events) => Decided::write(events, Status::Ok, move |s| to_json(&ShipmentView::from(&s.shipments[&id]))),
+                    Decision::Apply(events) => {
+                        Decided::write(events, Status::Done, move |s| to_json(&ShipmentView::from(&s.shipments[&id])))
+                    }
                 }
             }
-            BrandCmd::Webhook(cmd) => integrations::decide_webhook(brand, cmd)?.into(),
-            BrandCmd::Import(cmd) => integrations::decide_import(brand, cmd, &**self.ctx.locations.load())?.into(),
+            BrandCmd::Webhook(cmd) => integrations::decide_webhook(brand, cmd)?,
+            BrandCmd::Import(cmd) => integrations::decide_import(brand, cmd, &**self.ctx.locations.load())?,
         })
     }
 
@@ -721,7 +503,7 @@ impl Shard {
             if due.events.is_empty() {
                 return;
             }
-            if let Err(r) = self.commit(brand.clone(), due.events, Status::Ok, Vec::new(), None, now, "").result {
+            if let Err(r) = self.commit(brand.clone(), due.events, Status::Done, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "expiry sweep could not be written; retrying on the next sweep");
                 return;
             }
@@ -736,7 +518,7 @@ impl Shard {
     fn purge_ended(&mut self, brand: &BrandId, now: Timestamp) {
         let Some(b) = self.brands.get(brand) else { return };
         for run in event::split_by_budget(b.decide_purges(now), self.events_budget()) {
-            if let Err(r) = self.commit(brand.clone(), run, Status::Ok, Vec::new(), None, now, "").result {
+            if let Err(r) = self.commit(brand.clone(), run, Status::Done, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "purge could not be written; retrying on the next purge");
                 return;
             }
@@ -750,7 +532,7 @@ impl Shard {
         let budget = self.events_budget();
         for _ in 0..CHANNEL_SYNC_CHUNKS_PER_SWEEP {
             let Some(event) = self.brands.get(brand).and_then(|b| b.decide_channel_sync_within(budget)) else { return };
-            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Ok, Vec::new(), None, now, "").result {
+            if let Err(r) = self.commit(brand.clone(), vec![event], Status::Done, Vec::new(), None, now, "").result {
                 tracing::warn!(error = %r, "channel sync step could not be written; retrying on the next sweep");
                 return;
             }
@@ -814,7 +596,7 @@ impl Shard {
 
 /// A read's answer, given once what it saw (`seen`) is durable.
 fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
-    Gated::after(log, seen, Ok(Reply { status: Status::Ok, body, lsn: None }))
+    Gated::after(log, seen, Ok(Reply { status: Status::Done, body, lsn: None }))
 }
 
 /// What a caller can do about a command whose record would be over the journal's limit.
@@ -837,82 +619,4 @@ fn too_large(bytes: usize, max: usize, hint: &str) -> Rejection {
         ErrorCode::PayloadTooLarge,
         format!("this change would take a journal record of {bytes} bytes, over the limit of {max} bytes (--wal-record-bytes-max); nothing was changed{hint}"),
     )
-}
-
-/// Applies one brand record to a map of partitions: the one mutation path, shared by
-/// live commits, recovery and snapshot building. A `BrandCreated` first event starts
-/// the partition.
-pub fn apply_brand_record(brands: &mut HashMap<BrandId, BrandState>, lsn: Lsn, record: &BrandRecord) -> Result<(), String> {
-    if let Some(Event::BrandCreated { name }) = record.events.first() {
-        if brands.contains_key(&record.brand) {
-            return Err(format!("brand {} created twice", record.brand));
-        }
-        let mut state = BrandState::new(record.brand.clone(), name.clone(), record.at);
-        let rest = BrandRecord { events: record.events[1..].to_vec(), ..record.clone() };
-        state.apply(lsn, &rest)?;
-        brands.insert(record.brand.clone(), state);
-        return Ok(());
-    }
-    let brand = brands.get_mut(&record.brand).ok_or_else(|| format!("record for unknown brand {}", record.brand))?;
-    brand.apply(lsn, record)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::fulfilment::ShipmentStatus;
-
-    fn key(sku: &str) -> DirtyKey {
-        (BrandId::parse("b").unwrap(), DocKind::Sku, Id::parse(sku).unwrap())
-    }
-
-    #[test]
-    fn a_record_touches_its_skus_shipments_and_the_skus_of_a_channel_sync_step() {
-        let id = |s: &str| Id::parse(s).unwrap();
-        let record = BrandRecord {
-            brand: BrandId::parse("b").unwrap(),
-            at: Timestamp(0),
-            idempotency: None,
-            events: vec![
-                Event::ShipmentStatusChanged { id: id("SH-1"), status: ShipmentStatus::Packed, tracking_number: None, carrier: None },
-                Event::SkuDeleted { sku: id("S1") },
-                Event::ShipmentPurged { id: id("SH-2") },
-                Event::ChannelSynced { channel: id("zozo"), skus: vec![(id("S2"), 0), (id("S3"), 4)], after: Some(id("S3")) },
-                Event::ReservationReleased { id: id("R-1") },
-            ],
-        };
-        let got: Vec<(DocKind, String)> = touched_docs(&record).map(|(_, kind, id)| (kind, id.as_str().to_string())).collect();
-        let want =
-            [(DocKind::Shipment, "SH-1"), (DocKind::Sku, "S1"), (DocKind::Shipment, "SH-2"), (DocKind::Sku, "S2"), (DocKind::Sku, "S3")];
-        assert_eq!(got, want.map(|(k, s)| (k, s.to_string())));
-    }
-
-    #[test]
-    fn dirty_skus_drain_oldest_first_and_coalesce() {
-        let mut d: DirtySet = ["A", "B", "C"].into_iter().map(key).collect();
-        d.insert(key("A"));
-        assert_eq!(d.len(), 3, "a SKU already waiting is not added twice");
-        assert_eq!(d.pop(), Some(key("A")));
-        d.insert(key("A"));
-        d.insert(key("D"));
-        let order: Vec<_> = std::iter::from_fn(|| d.pop()).map(|k| k.2.as_str().to_string()).collect();
-        assert_eq!(order, ["B", "C", "A", "D"], "a SKU changed again after its drain waits behind the others");
-        assert!(d.is_empty());
-    }
-
-    #[test]
-    fn a_drained_burst_gives_its_room_back() {
-        let n = 100_000;
-        let mut d: DirtySet = (0..n).map(|i| key(&format!("S{i}"))).collect();
-        assert!(d.capacity() >= n);
-        for i in 0..n - 10 {
-            assert_eq!(d.pop().map(|k| k.2), Some(Id::parse(&format!("S{i}")).unwrap()), "the order survives the shrinks");
-        }
-        assert_eq!(d.len(), 10);
-        assert!(d.capacity() <= 2 * DIRTY_CAPACITY_KEPT, "room for {} kept after the burst", d.capacity());
-        d.insert(key("S5"));
-        assert_eq!(d.len(), 11, "the set still knows which documents wait after shrinking");
-        d.insert(key(&format!("S{}", n - 1)));
-        assert_eq!(d.len(), 11);
-    }
 }

@@ -441,5 +441,23 @@ impl BrandState {
     }
 }
 
+/// Applies one brand record to a map of partitions: the one mutation path, shared by
+/// live commits, recovery and snapshot building. A `BrandCreated` first event starts
+/// the partition.
+pub fn apply_brand_record(brands: &mut HashMap<BrandId, BrandState>, lsn: Lsn, record: &BrandRecord) -> Result<(), String> {
+    if let Some(Event::BrandCreated { name }) = record.events.first() {
+        if brands.contains_key(&record.brand) {
+            return Err(format!("brand {} created twice", record.brand));
+        }
+        let mut state = BrandState::new(record.brand.clone(), name.clone(), record.at);
+        let rest = BrandRecord { events: record.events[1..].to_vec(), ..record.clone() };
+        state.apply(lsn, &rest)?;
+        brands.insert(record.brand.clone(), state);
+        return Ok(());
+    }
+    let brand = brands.get_mut(&record.brand).ok_or_else(|| format!("record for unknown brand {}", record.brand))?;
+    brand.apply(lsn, record)
+}
+
 #[cfg(test)]
 mod tests;

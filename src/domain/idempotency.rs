@@ -16,13 +16,27 @@ pub const KEYS_MAX_PER_SCOPE: usize = 2_000_000;
 /// Longest key accepted (visible ASCII only).
 pub const KEY_CHARS_MAX: usize = 255;
 
-/// The success status an outcome was sent with.
+/// What a successful command did, as its answer says. Only `src/http/` turns it into a
+/// status code (`http::reply_response`).
+///
+/// Stored with the answer, in the journal (bincode encodes a variant by its position)
+/// and in snapshots (the `status` texts of `snapshot/write.rs`): the order of the
+/// variants is on-disk format, so a new one goes last. The serde names are the ones
+/// the variants had when they were named after HTTP codes, so that a self-describing
+/// encoding would keep them too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
-    Ok,
+    /// The command was carried out: a read answered, an object changed, a batch
+    /// decided (each of its changes applied or refused).
+    #[serde(rename = "Ok")]
+    Done,
+    /// A new object was made.
     Created,
+    /// Work was taken on to be done later (an import job queued).
     Accepted,
-    NoContent,
+    /// An object was removed (deleted, revoked); the answer has no body.
+    #[serde(rename = "NoContent")]
+    Removed,
 }
 
 /// What is written with the change: the key, a fingerprint of the request, and the
@@ -583,8 +597,20 @@ impl Outcome<'_> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_status_is_stored_as_it_always_was() {
+        // The journal and the state digest encode a status by its position, so the order
+        // of the variants is what old journals mean; the serde names stay too.
+        let config = bincode::config::standard();
+        for (s, byte) in [(Status::Done, 0u8), (Status::Created, 1), (Status::Accepted, 2), (Status::Removed, 3)] {
+            assert_eq!(bincode::serde::encode_to_vec(s, config).unwrap(), [byte], "{s:?}");
+        }
+        let names = serde_json::to_string(&[Status::Done, Status::Created, Status::Accepted, Status::Removed]).unwrap();
+        assert_eq!(names, r#"["Ok","Created","Accepted","NoContent"]"#);
+    }
+
     fn w(key: &str, fp: u8) -> IdemWrite {
-        IdemWrite { key: key.into(), fingerprint: [fp; 32], status: Status::Ok, body: b"{}".to_vec() }
+        IdemWrite { key: key.into(), fingerprint: [fp; 32], status: Status::Done, body: b"{}".to_vec() }
     }
 
     #[test]
@@ -652,7 +678,7 @@ mod tests {
 
     #[test]
     fn an_entry_serialises_its_answer_as_sent() {
-        let e = IdemEntry { fingerprint: [1; 32], status: Status::Ok, body: Body::new(&[b'x'; 100]), at: Timestamp(5), lsn: 9 };
+        let e = IdemEntry { fingerprint: [1; 32], status: Status::Done, body: Body::new(&[b'x'; 100]), at: Timestamp(5), lsn: 9 };
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["body"].as_array().unwrap().len(), 100);
         let back: IdemEntry = serde_json::from_value(json).unwrap();
@@ -674,7 +700,7 @@ mod tests {
         let body = format!(
             r#"{{"results":[{{"index":0,"status":"applied","sku":"B3-S{i:06}","location":"loc-2","version":{i},"on_hand":97,"available":79}}]}}"#
         );
-        IdemWrite { key: key.into(), fingerprint: [(i % 251) as u8; 32], status: Status::Ok, body: body.into_bytes() }
+        IdemWrite { key: key.into(), fingerprint: [(i % 251) as u8; 32], status: Status::Done, body: body.into_bytes() }
     }
 
     /// The store against a plain model (a map and an order), through pruning by age and
@@ -758,7 +784,7 @@ mod tests {
         let mut s = IdempotencyStore::default();
         let n = 300;
         for i in 0..n {
-            let w = IdemWrite { key: format!("set-{i}"), fingerprint: [1; 32], status: Status::Ok, body: body.clone() };
+            let w = IdemWrite { key: format!("set-{i}"), fingerprint: [1; 32], status: Status::Done, body: body.clone() };
             s.insert(&w, Timestamp(0), i as Lsn);
         }
         let per = s.heap_bytes() / n;

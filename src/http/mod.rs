@@ -14,7 +14,7 @@ pub mod server;
 
 use std::sync::{Arc, OnceLock};
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
@@ -225,18 +225,24 @@ pub async fn ask_brand_reply(state: &AppState, brand: BrandId, cmd: BrandCmd, id
 /// Where a durable answer is in the journal.
 const LSN_HEADER: header::HeaderName = header::HeaderName::from_static("x-zaiko-lsn");
 
+/// The HTTP status of what a command did: the one place it is chosen.
+fn status_code(s: Status) -> StatusCode {
+    match s {
+        Status::Done => StatusCode::OK,
+        Status::Created => StatusCode::CREATED,
+        Status::Accepted => StatusCode::ACCEPTED,
+        Status::Removed => StatusCode::NO_CONTENT,
+    }
+}
+
 /// The HTTP response of a successful answer.
 pub fn reply_response(reply: Reply) -> HttpResponse {
-    let mut res = HttpResponse::build(match reply.status {
-        Status::Ok => actix_web::http::StatusCode::OK,
-        Status::Created => actix_web::http::StatusCode::CREATED,
-        Status::Accepted => actix_web::http::StatusCode::ACCEPTED,
-        Status::NoContent => actix_web::http::StatusCode::NO_CONTENT,
-    });
+    let status = status_code(reply.status);
+    let mut res = HttpResponse::build(status);
     if let Some(lsn) = reply.lsn {
         res.insert_header((LSN_HEADER, header::HeaderValue::from(lsn)));
     }
-    if reply.status == Status::NoContent {
+    if status == StatusCode::NO_CONTENT {
         return res.finish();
     }
     res.insert_header((header::CONTENT_TYPE, "application/json")).body(reply.body)

@@ -45,7 +45,8 @@ use super::schema::{sku_doc, uid, Fields};
 use super::shipments::schema::{self as shipment_schema, ShipmentFields};
 pub use super::wake::Wake;
 use super::{IndexError, Opened, Payload};
-use crate::actors::shard::{DirtyKey, DocKind, DrainDirty, Drained, IndexItem, MarkDirty, Shard, ShipmentItem, SkuItem};
+use crate::actors::drain::{DirtyKey, DocKind, DrainDirty, Drained, IndexItem, MarkDirty, ShipmentItem, SkuItem};
+use crate::actors::shard::Shard;
 use crate::health::{Backoff, WorkerHealth};
 use crate::journal::{Journal, Lsn};
 
@@ -510,7 +511,7 @@ mod tests {
     use tantivy::ReloadPolicy;
 
     use super::*;
-    use crate::actors::shard::DirtySet;
+    use crate::actors::drain::DirtySet;
     use crate::domain::brand::SkuState;
     use crate::domain::{BrandId, Id};
     use crate::index::{Kind, SHIPMENTS, SKUS};

@@ -11,7 +11,7 @@ use super::indexer::{apply_items, Wake};
 use super::query::{SearchRequest, Sort};
 use super::search::{decode_cursor, SearchResult, SkuIndex};
 use super::{register_tokenizer, schema};
-use crate::actors::shard::SkuItem;
+use crate::actors::drain::SkuItem;
 use crate::domain::brand::SkuState;
 use crate::domain::catalog::Catalog;
 use crate::domain::stock::{Level, Levels};

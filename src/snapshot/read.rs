@@ -166,10 +166,10 @@ fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStor
             }
         }
         let status = match r.get_ref(3)?.as_str()? {
-            "ok" => Status::Ok,
+            "ok" => Status::Done,
             "created" => Status::Created,
             "accepted" => Status::Accepted,
-            "no_content" => Status::NoContent,
+            "no_content" => Status::Removed,
             other => return Err(Bad(format!("bad idempotency status {other:?}"))),
         };
         let key = r.get_ref(1)?.as_str()?;

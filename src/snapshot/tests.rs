@@ -58,7 +58,7 @@ impl Driver {
         if events.is_empty() {
             return;
         }
-        let idempotency = key.map(|k| IdemWrite { fingerprint: sha256(k.as_bytes()), key: k, status: Status::Ok, body: b"{}".to_vec() });
+        let idempotency = key.map(|k| IdemWrite { fingerprint: sha256(k.as_bytes()), key: k, status: Status::Done, body: b"{}".to_vec() });
         self.write(WalRecord::Brand(BrandRecord { brand: BrandId::parse(b).unwrap(), at: self.now, idempotency, events }));
     }
 

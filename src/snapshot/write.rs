@@ -20,13 +20,15 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("snapshot values serialise")
 }
 
+/// A stored answer's `status` text: snapshot format (`read.rs` reads it back), kept as
+/// it was when the variants were named after HTTP codes.
 pub(super) fn status_text(s: crate::domain::idempotency::Status) -> &'static str {
     use crate::domain::idempotency::Status;
     match s {
-        Status::Ok => "ok",
+        Status::Done => "ok",
         Status::Created => "created",
         Status::Accepted => "accepted",
-        Status::NoContent => "no_content",
+        Status::Removed => "no_content",
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::query::{ShipmentRequest, ShipmentSort};
 use super::{decode_cursor, ShipmentIndex, ShipmentSearchResult};
-use crate::actors::shard::ShipmentItem;
+use crate::actors::drain::ShipmentItem;
 use crate::domain::fulfilment::ShipmentStatus::{self, *};
 use crate::domain::view::ShipmentSummary;
 use crate::domain::{BrandId, Id, Timestamp};
