@@ -4,10 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use crate::process::Process;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
@@ -16,7 +18,7 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct TestServer {
-    child: Option<Child>,
+    process: Process,
     pub base: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -73,7 +75,7 @@ impl TestServer {
         };
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
         let mut s = TestServer {
-            child: None,
+            process: Process::new(data_dir.join("server.log")),
             base: String::new(),
             data_dir,
             _tmp: tmp,
@@ -88,7 +90,7 @@ impl TestServer {
 
     /// Starts the process and waits until it listens (not until it is ready).
     pub fn start_unready(&mut self) {
-        assert!(self.child.is_none(), "already running");
+        assert!(!self.process.is_running(), "already running");
         std::fs::create_dir_all(&self.data_dir).expect("data dir");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zaiko"));
@@ -122,7 +124,7 @@ impl TestServer {
             panic!("server did not start: {line:?}; log: {}", self.log());
         });
         self.base = url.to_string();
-        self.child = Some(child);
+        self.process.started(child);
     }
 
     pub fn start(&mut self) {
@@ -139,7 +141,7 @@ impl TestServer {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self.process.exited() {
                 panic!("server exited with {status} before it was ready; log:\n{}", self.log());
             }
             assert!(Instant::now() < deadline, "server not ready in time; log:\n{}", self.log());
@@ -148,30 +150,26 @@ impl TestServer {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     /// SIGKILL, then reap.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill9();
     }
 
     /// Waits for the process to exit on its own and returns its exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("running");
         loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                self.child = None;
+            if let Some(s) = self.process.exited() {
                 return s;
             }
+            assert!(self.process.is_running(), "server is not running");
             assert!(Instant::now() < deadline, "server did not exit in time");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -179,10 +177,7 @@ impl TestServer {
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn sigterm(&self) {
-        let pid = self.pid() as i32;
-        // SAFETY-free: `kill` via the command line keeps this test crate free of libc.
-        let ok = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill").success();
-        assert!(ok, "kill -TERM failed");
+        self.process.signal("TERM");
     }
 
     /// Replaces the extra command-line arguments for the next start.
@@ -303,12 +298,6 @@ pub fn limit_open_files(cmd: &mut Command, (soft, hard): (u64, u64)) {
     // allocation, no lock.
     unsafe {
         cmd.pre_exec(move || rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).map_err(std::io::Error::from));
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

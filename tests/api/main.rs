@@ -1,6 +1,8 @@
 //! Integration tests: each starts the real `zaiko` binary (port 0, temp data dir).
 
 mod helpers;
+#[path = "../support/process.rs"]
+mod process;
 mod receiver;
 
 mod bad_input;

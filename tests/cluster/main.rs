@@ -3,6 +3,8 @@
 
 mod nats;
 mod nodes;
+#[path = "../support/process.rs"]
+mod process;
 
 mod failover;
 mod journal;

@@ -3,12 +3,13 @@
 //! kill -9, SIGSTOP/SIGCONT, restart; a blocking HTTP client; the cluster view.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::nats::{free_port, NatsCluster};
+use crate::process::Process;
 
 pub const ADMIN: &str = "cluster-test-admin-token-0123";
 /// The lease the test clusters run with: short, so that takeovers are quick.
@@ -22,7 +23,7 @@ pub struct Node {
     pub port: u16,
     pub dir: PathBuf,
     urls: String,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl Node {
@@ -31,11 +32,10 @@ impl Node {
     }
 
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_running()
     }
 
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} is already running", self.id);
         std::fs::create_dir_all(&self.dir).expect("node dir");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_zaiko"))
@@ -53,7 +53,7 @@ impl Node {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn zaiko");
-        self.child = Some(child);
+        self.process.started(child);
     }
 
     pub fn wait_ready(&mut self, client: &reqwest::blocking::Client) {
@@ -62,7 +62,7 @@ impl Node {
             if client.get(format!("{}/readyz", self.base())).send().is_ok_and(|r| r.status().as_u16() == 200) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self.process.exited() {
                 panic!("{} exited with {status}; log:\n{}", self.id, self.log());
             }
             assert!(Instant::now() < deadline, "{} not ready in time; log:\n{}", self.id, self.log());
@@ -71,30 +71,20 @@ impl Node {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     /// SIGKILL, and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill9();
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill").success();
-        assert!(ok, "kill -{sig} failed");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process.signal(sig);
     }
 }
 
@@ -122,12 +112,9 @@ impl Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let urls = nats.urls();
         let nodes: Vec<Node> = (1..=nodes)
-            .map(|i| Node {
-                id: format!("n{i}"),
-                port: free_port(),
-                dir: tmp.path().join(format!("n{i}")),
-                urls: urls.clone(),
-                child: None,
+            .map(|i| {
+                let dir = tmp.path().join(format!("n{i}"));
+                Node { id: format!("n{i}"), port: free_port(), process: Process::new(dir.join("server.log")), dir, urls: urls.clone() }
             })
             .collect();
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
