@@ -46,6 +46,27 @@ pub fn brand_limiter(limits: &Limits) -> BrandLimiter {
 /// refuses it with 429 and `Retry-After` when a brand's tokens exceed the brand's
 /// request rate: one brand's sale cannot starve the others. Admin and viewer traffic is
 /// not counted against any brand.
+fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
+    use actix_web::HttpMessage;
+    let principal = extract::authenticate(req.request());
+    let limited_brand = match &principal {
+        Ok(crate::actors::registry::Principal::Brand(b)) => Some(b.clone()),
+        _ => None,
+    };
+    req.extensions_mut().insert(extract::Authenticated(principal));
+    if let (Some(brand), Some(state)) = (limited_brand, req.app_data::<web::Data<AppState>>()) {
+        if let Err(not_until) = state.limiter.check_key(&brand) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            return Err(Problem::new(
+                crate::domain::ErrorCode::RateLimited,
+                format!("brand {brand} is over its request rate; retry after the Retry-After delay"),
+            )
+            .with_retry_after(wait.as_secs().max(1)));
+        }
+    }
+    Ok(())
+}
+
 /// A token this node does not know is refused (401) only once the node knows every
 /// token there is: not while it is still starting (503 `not_ready`), and in cluster
 /// mode only after catching up with the registry's journal — a token created through
@@ -77,27 +98,6 @@ fn token_unknown(req: &actix_web::dev::ServiceRequest) -> bool {
             .extensions()
             .get::<extract::Authenticated>()
             .is_some_and(|a| a.0.as_ref().is_err_and(|p| p.code == crate::domain::ErrorCode::Unauthorized))
-}
-
-fn authenticate_and_limit(req: &actix_web::dev::ServiceRequest) -> Result<(), Problem> {
-    use actix_web::HttpMessage;
-    let principal = extract::authenticate(req.request());
-    let limited_brand = match &principal {
-        Ok(crate::actors::registry::Principal::Brand(b)) => Some(b.clone()),
-        _ => None,
-    };
-    req.extensions_mut().insert(extract::Authenticated(principal));
-    if let (Some(brand), Some(state)) = (limited_brand, req.app_data::<web::Data<AppState>>()) {
-        if let Err(not_until) = state.limiter.check_key(&brand) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            return Err(Problem::new(
-                crate::domain::ErrorCode::RateLimited,
-                format!("brand {brand} is over its request rate; retry after the Retry-After delay"),
-            )
-            .with_retry_after(wait.as_secs().max(1)));
-        }
-    }
-    Ok(())
 }
 
 /// What handlers need once recovery is done.
