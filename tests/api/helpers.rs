@@ -329,3 +329,30 @@ pub fn last_segment(data_dir: &Path) -> PathBuf {
     segs.sort();
     segs.pop().expect("a segment")
 }
+
+/// Flips a bit in the middle of the payload of the third record from the end of the
+/// newest WAL segment (a repair then cuts it and the two after it). Returns the
+/// segment, the damaged record's frame and the segment's bytes as written.
+pub fn corrupt_third_last_record(data_dir: &Path) -> (PathBuf, zaiko::journal::format::FrameRef, Vec<u8>) {
+    let seg = last_segment(data_dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let frames = zaiko::journal::format::scan(&bytes, true).unwrap().frames;
+    let victim = frames[frames.len() - 3];
+    bytes[victim.payload_start + victim.payload_len / 2] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    (seg, victim, bytes)
+}
+
+/// Every event of brand b1's feed, in order.
+pub fn whole_feed(s: &TestServer, t: &str) -> Vec<Value> {
+    let (mut all, mut after) = (Vec::new(), "0".to_string());
+    loop {
+        let page = s.get(&format!("/v1/brands/b1/events?after={after}&limit=1000"), t).expect(200);
+        let evs = page["events"].as_array().unwrap();
+        if evs.is_empty() {
+            return all;
+        }
+        all.extend(evs.iter().cloned());
+        after = page["next"].as_str().unwrap().to_string();
+    }
+}

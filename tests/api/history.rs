@@ -10,9 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use zaiko::journal::format::scan;
 
-use crate::helpers::{last_segment, Options, Resp, TestServer, ADMIN};
+use crate::helpers::{corrupt_third_last_record, Options, Resp, TestServer, ADMIN};
 use crate::receiver::{first_arrivals, signature_ok, wait_until, Receiver};
 
 /// Long enough for every condition here on a slow, shared machine.
@@ -173,12 +172,7 @@ fn a_wal_repair_that_cuts_begins_a_new_history() {
     let (seen, cursor) = read_all(&s, &t, None);
     s.kill9();
     // Damage the record three back; the repair cuts it and the two after it.
-    let seg = last_segment(&s.data_dir);
-    let mut bytes = std::fs::read(&seg).unwrap();
-    let frames = scan(&bytes, true).unwrap().frames;
-    let victim = frames[frames.len() - 3];
-    bytes[victim.payload_start + victim.payload_len / 2] ^= 0x10;
-    std::fs::write(&seg, &bytes).unwrap();
+    corrupt_third_last_record(&s.data_dir);
     let out = Command::new(env!("CARGO_BIN_EXE_zaiko"))
         .args(["wal", "repair", "--accept-data-loss", "--data-dir"])
         .arg(&s.data_dir)

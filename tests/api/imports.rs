@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::helpers::{Options, Resp, TestServer, ADMIN};
+use crate::helpers::{whole_feed, Options, Resp, TestServer, ADMIN};
 use crate::receiver::wait_until;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -201,20 +201,6 @@ fn levels(s: &TestServer, t: &str, sku: &str) -> (i64, i64) {
 
 fn history(shipment: &Value) -> Vec<String> {
     shipment["status_history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap().to_string()).collect()
-}
-
-/// Every event of brand b1's feed, in order.
-fn whole_feed(s: &TestServer, t: &str) -> Vec<Value> {
-    let (mut all, mut after) = (Vec::new(), "0".to_string());
-    loop {
-        let page = s.get(&format!("/v1/brands/b1/events?after={after}&limit=1000"), t).expect(200);
-        let evs = page["events"].as_array().unwrap();
-        if evs.is_empty() {
-            return all;
-        }
-        all.extend(evs.iter().cloned());
-        after = page["next"].as_str().unwrap().to_string();
-    }
 }
 
 #[test]

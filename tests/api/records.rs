@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{rand_suffix, Options, TestServer, ADMIN};
+use crate::helpers::{rand_suffix, whole_feed, Options, TestServer, ADMIN};
 use crate::receiver::wait_until;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -162,18 +162,4 @@ fn reservations_and_shipments_whose_record_would_not_fit_are_refused_and_hold_no
     // Fewer lines fit.
     s.post("/v1/brands/b1/reservations", &t, &json!({"id": "R-SMALL", "channel": "zozotown", "lines": lines(5)})).expect(201);
     assert_eq!(s.stock("b1", &t, "S00")["total"]["reserved"], 1);
-}
-
-/// Every event of brand b1's feed, in order.
-fn whole_feed(s: &TestServer, t: &str) -> Vec<Value> {
-    let (mut all, mut after) = (Vec::new(), "0".to_string());
-    loop {
-        let page = s.get(&format!("/v1/brands/b1/events?after={after}&limit=1000"), t).expect(200);
-        let evs = page["events"].as_array().unwrap();
-        if evs.is_empty() {
-            return all;
-        }
-        all.extend(evs.iter().cloned());
-        after = page["next"].as_str().unwrap().to_string();
-    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use zaiko::journal::format::{scan, SegmentEnd};
 
-use crate::helpers::{last_segment, Options, TestServer};
+use crate::helpers::{corrupt_third_last_record, last_segment, Options, TestServer};
 
 fn adjust(s: &TestServer, token: &str, key: &str) -> Option<u64> {
     let r = s.post_key(
@@ -76,12 +76,7 @@ fn a_flipped_byte_in_the_middle_refuses_to_start_and_names_the_place() {
         adjust(&s, &t, &format!("a{i}")).unwrap();
     }
     s.kill9();
-    let seg = last_segment(&s.data_dir);
-    let mut bytes = std::fs::read(&seg).unwrap();
-    let frames = scan(&bytes, true).unwrap().frames;
-    let victim = frames[frames.len() - 3];
-    bytes[victim.payload_start + victim.payload_len / 2] ^= 0x10;
-    std::fs::write(&seg, &bytes).unwrap();
+    let (seg, victim, bytes) = corrupt_third_last_record(&s.data_dir);
 
     let (ok, out) = verify(&s.data_dir);
     assert!(!ok);
