@@ -590,6 +590,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
             clock,
             local: Some(crate::http::Local { journal: journal.clone(), snapshots, skus, shipments: shipment_index, integrations }),
             cluster: None,
+            cluster_feed: None,
         })
         .is_err()
     {
@@ -677,7 +678,15 @@ async fn start_cluster_services(
         .await
         .context("the cluster runtime stopped")??;
     tracing::info!(node = %cluster.node_id, partitions, urls = %cluster.engine.urls, "cluster node started");
-    if app.services.set(Services { router, clock, local: None, cluster: Some(node.clone()) }).is_err() {
+    let feed = crate::integration::start_cluster(
+        &cfg.data_dir,
+        &cfg.integration,
+        node.engine.journal.clone(),
+        runtime.handle().clone(),
+        clock.clone(),
+    )?;
+    let services = Services { router, clock, local: None, cluster: Some(node.clone()), cluster_feed: Some(feed) };
+    if app.services.set(services).is_err() {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");

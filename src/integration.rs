@@ -130,6 +130,19 @@ pub fn subscriptions(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, Web
     brands.values().flat_map(|b| b.webhooks.values().map(|w| (b.id.clone(), w.clone()))).collect()
 }
 
+/// Cluster mode: starts building the change feed of every partition from the cluster's
+/// journal (`feed::cluster`), reading on `runtime`.
+pub fn start_cluster(
+    data_dir: &Path,
+    cfg: &IntegrationConfig,
+    stream: async_nats::jetstream::stream::Stream,
+    runtime: tokio::runtime::Handle,
+    clock: SharedClock,
+) -> anyhow::Result<Feed> {
+    let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
+    Feed::start_cluster(feed_cfg, stream, runtime, clock).context("cannot start the change feed")
+}
+
 /// Starts the feed thread, the webhook manager and the import runner. Must run inside
 /// an actix `System`, after recovery.
 pub fn start(

@@ -186,7 +186,7 @@ pub struct ReplayError {
 /// * An entry of an epoch below the fence is ignored (fenced).
 /// * A batch must be of the fenced epoch (every owner writes its marker first) and
 ///   continue the LSNs densely.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
     /// The epoch of the newest takeover marker: the partition's current owner.
     pub epoch: u64,
@@ -196,6 +196,13 @@ pub struct Replay {
     pub last_seq: u64,
     /// Entries ignored because a newer owner had taken over.
     pub fenced: u64,
+}
+
+impl Default for Replay {
+    /// The rule at the start of a subject (LSNs start at 1).
+    fn default() -> Replay {
+        Replay::new()
+    }
 }
 
 impl Replay {

@@ -18,16 +18,10 @@ use super::plog;
 use crate::state::State;
 
 /// A partition's state as far as its journal has been read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Followed {
     pub state: State,
     pub rule: Replay,
-}
-
-impl Default for Followed {
-    fn default() -> Self {
-        Followed { state: State::default(), rule: Replay::new() }
-    }
 }
 
 impl Followed {

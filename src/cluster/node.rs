@@ -141,6 +141,13 @@ impl Node {
         PartitionId::Brand(super::engine::partition_of(brand, self.cfg.partitions))
     }
 
+    /// The stream sequence of the last entry of `p`'s journal now (0 if it has none).
+    pub async fn journal_end(&self, p: PartitionId) -> Result<u64, String> {
+        tokio::time::timeout(super::engine::API_TIMEOUT, plog::last_seq(&self.engine.journal, &p.subject()))
+            .await
+            .map_err(|_| "the journal did not answer in time".to_string())?
+    }
+
     /// Whether this node has read the registry as it was when it started.
     pub fn registry_ready(&self) -> bool {
         self.registry_ready.load(std::sync::atomic::Ordering::Acquire)

@@ -18,11 +18,12 @@
 //! a repair) is refused with the position to resync from, never read as a position in
 //! the new one.
 
+pub mod cluster;
 pub mod render;
 pub mod store;
 mod tailer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,6 +153,9 @@ struct Inner {
     history: History,
     /// Long polls waiting per brand (brands with none are removed).
     long_polls_by_brand: Mutex<HashMap<BrandId, usize>>,
+    /// Cluster mode: partitions whose journal the feed could not apply (it stopped
+    /// there; see `cluster`).
+    stopped_partitions: Mutex<HashSet<u32>>,
 }
 
 /// One of a brand's [`LONG_POLLS_PER_BRAND_MAX`] long polls; given back when dropped.
@@ -185,6 +189,20 @@ impl Drop for LongPoll {
 }
 
 impl Inner {
+    fn new(path: PathBuf, history: History, covered: Lsn) -> Arc<Inner> {
+        Arc::new(Inner {
+            path,
+            readers: Mutex::new(Vec::new()),
+            brands: Mutex::new(HashMap::new()),
+            covered: watch::Sender::new(covered),
+            hooks_version: watch::Sender::new(0),
+            long_polls: Arc::new(Semaphore::new(LONG_POLLS_MAX)),
+            history,
+            long_polls_by_brand: Mutex::new(HashMap::new()),
+            stopped_partitions: Mutex::new(HashSet::new()),
+        })
+    }
+
     fn brand_tx(&self, brand: &BrandId) -> watch::Sender<u64> {
         self.brands.lock().entry(brand.clone()).or_insert_with(|| watch::Sender::new(0)).clone()
     }
@@ -210,21 +228,46 @@ impl Feed {
     ) -> Result<Feed, StoreError> {
         let history = journal.history().clone();
         let store = store::Store::open(&cfg.path, cfg.retention, &history, subscriptions)?;
-        let covered = store.covered_lsn();
-        let inner = Arc::new(Inner {
-            path: cfg.path.clone(),
-            readers: Mutex::new(Vec::new()),
-            brands: Mutex::new(HashMap::new()),
-            covered: watch::Sender::new(covered),
-            hooks_version: watch::Sender::new(0),
-            long_polls: Arc::new(Semaphore::new(LONG_POLLS_MAX)),
-            history,
-            long_polls_by_brand: Mutex::new(HashMap::new()),
-        });
+        let inner = Inner::new(cfg.path.clone(), history, store.covered_lsn());
         let feed = Feed { inner: inner.clone() };
         let thread = tailer::Tailer::new(cfg, store, journal, clock, inner, queued_imports);
         std::thread::Builder::new().name("zaiko-feed".into()).spawn(move || thread.run())?;
         Ok(feed)
+    }
+
+    /// Cluster mode: opens the store and starts building the feed of every partition
+    /// from the cluster's journal `stream` (`cluster`). The reading task runs on
+    /// `runtime` (the cluster runtime); the store has a thread of its own.
+    pub fn start_cluster(
+        cfg: FeedConfig,
+        stream: async_nats::jetstream::stream::Stream,
+        runtime: tokio::runtime::Handle,
+        clock: SharedClock,
+    ) -> Result<Feed, StoreError> {
+        let history = cluster::stream_history(&stream);
+        let store = store::Store::open(&cfg.path, cfg.retention, &history, &[])?;
+        let positions = store.sources()?;
+        let covered = store.covered_lsn();
+        let inner = Inner::new(cfg.path.clone(), history, covered);
+        let (tx, rx) = tokio::sync::mpsc::channel(cluster::BATCHES_IN_FLIGHT);
+        let source = cluster::Source::new(stream, &positions, covered, tx, inner.clone());
+        let writer = cluster::Writer { cfg, store, rx, runtime: runtime.clone(), clock, inner: inner.clone() };
+        std::thread::Builder::new().name("zaiko-feed".into()).spawn(move || writer.run())?;
+        runtime.spawn(source.run());
+        Ok(Feed { inner })
+    }
+
+    /// Cluster mode: whether the feed of `partition` stopped at an entry it could not
+    /// apply.
+    pub fn partition_stopped(&self, partition: u32) -> bool {
+        self.inner.stopped_partitions.lock().contains(&partition)
+    }
+
+    /// Whether the store knows the brand (it has had an event: its first is
+    /// `brand.created`).
+    pub async fn brand_known(&self, brand: &BrandId) -> Result<bool, FeedError> {
+        let b = brand.to_string();
+        self.with_reader(move |c| store::brand_known(c, &b)).await
     }
 
     /// Waits until the feed covers `lsn`; false if `timeout` passed first.

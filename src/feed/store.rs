@@ -18,7 +18,11 @@
 //!   subscriptions, a projection of the WAL records kept in step with the events
 //!   (delivery reads it); `start_seq` is the brand's last seq when the subscription was
 //!   created, so delivery starts with the first event after it.
-//! - `meta(key, value)`: `covered_lsn`, the last journal record reflected here;
+//! - `sources(partition, epoch, next_lsn, last_seq)`: cluster mode only — where the
+//!   feed stands in each partition's journal (the replay rule's state,
+//!   `cluster::entry::Replay`), committed with the events it produced.
+//! - `meta(key, value)`: `covered_lsn`, the last journal record reflected here (in
+//!   cluster mode: the last stream sequence of the `ZAIKO_JOURNAL` stream read);
 //!   `history`, the journal history (`journal::history`) the events belong to, and
 //!   `history_label`, the id their ids carry (absent in a data dir's first history).
 //!   A store of another history is emptied when it opens: its events and seqs are
@@ -113,8 +117,21 @@ pub enum HookChange {
 pub struct Batch {
     pub events: Vec<NewEvent>,
     pub hooks: Vec<HookChange>,
-    /// The last journal record of the run (feed events or not).
+    /// The last journal record of the run (feed events or not); in cluster mode the
+    /// last stream sequence read.
     pub last_lsn: Lsn,
+    /// Cluster mode: where the run leaves each partition it touched.
+    pub sources: Vec<SourcePosition>,
+}
+
+/// Where the feed stands in one partition's journal (cluster mode): the replay rule's
+/// state after the last entry it read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub partition: u32,
+    pub epoch: u64,
+    pub next_lsn: Lsn,
+    pub last_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +163,8 @@ fn create_schema(conn: &Connection) -> Result<(), StoreError> {
              type TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, event BLOB);
          CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, brand TEXT NOT NULL, url TEXT NOT NULL,
              events TEXT NOT NULL, secret TEXT NOT NULL, created_lsn INTEGER NOT NULL, start_seq INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS sources (partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL,
+             next_lsn INTEGER NOT NULL, last_seq INTEGER NOT NULL);
          INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 2), ('covered_lsn', 0);",
     )?;
     let v: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))?;
@@ -184,7 +203,7 @@ fn enter_history(conn: &mut Connection, history: &History, subscriptions: &[(Bra
     }
     let tx = conn.transaction()?;
     let dropped: i64 = tx.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-    tx.execute_batch("DELETE FROM events; DELETE FROM brands; DELETE FROM webhooks;")?;
+    tx.execute_batch("DELETE FROM events; DELETE FROM brands; DELETE FROM webhooks; DELETE FROM sources;")?;
     tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [id])?;
     match history.label() {
         Some(label) => tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history_label', ?1)", [label.0 as i64])?,
@@ -245,6 +264,20 @@ impl Store {
         self.covered
     }
 
+    /// Cluster mode: where the feed stands in each partition's journal it has read.
+    pub fn sources(&self) -> Result<Vec<SourcePosition>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT partition, epoch, next_lsn, last_seq FROM sources ORDER BY partition")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SourcePosition {
+                partition: r.get(0)?,
+                epoch: r.get::<_, i64>(1)? as u64,
+                next_lsn: r.get::<_, i64>(2)? as Lsn,
+                last_seq: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Writes a batch in one transaction; returns each touched brand's new last seq.
     /// On error nothing is written, and the caller must reopen the store (the cache of
     /// brand rows may be ahead of the disk).
@@ -275,6 +308,10 @@ impl Store {
             save_brand(&tx, brand, row)?;
         }
         apply_hooks(&tx, &batch.hooks, &hook_starts)?;
+        for s in &batch.sources {
+            tx.prepare_cached("INSERT OR REPLACE INTO sources (partition, epoch, next_lsn, last_seq) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![s.partition, s.epoch as i64, s.next_lsn as i64, s.last_seq as i64])?;
+        }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'covered_lsn'", [batch.last_lsn as i64])?;
         tx.commit()?;
         self.covered = batch.last_lsn;
@@ -400,6 +437,12 @@ pub struct StoredEvent {
     pub kind: String,
     pub key: String,
     pub body: String,
+}
+
+/// Whether the brand has a row: every brand's first event is `brand.created`, and a
+/// brand's row outlives the retention of its events.
+pub fn brand_known(conn: &Connection, brand: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row("SELECT 1 FROM brands WHERE brand = ?1", [brand], |_| Ok(())).optional()?.is_some())
 }
 
 /// Reads up to `limit` events of `brand` after `after`, with the brand's position, in

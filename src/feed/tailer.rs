@@ -207,7 +207,7 @@ impl Tailer {
 }
 
 /// Adds what one event means for the feed to the batch.
-fn collect(
+pub(super) fn collect(
     batch: &mut Batch,
     imports: &mut Vec<(BrandId, Id)>,
     brand: &BrandId,

@@ -4,8 +4,10 @@
 //! flight; a partition without an owner (a takeover under way) is 503 with
 //! `Retry-After`. Answers carry `X-Zaiko-Node` and `X-Zaiko-Partition`.
 //!
-//! Routes of the single node's journal-followers (search, feed, webhooks, imports,
-//! snapshots) answer 501 `not_in_cluster_mode` until cluster mode's second part.
+//! The change feed is answered by whichever node is asked (every node builds every
+//! partition's feed). Routes of the single node's other journal-followers (search,
+//! webhooks, imports, snapshots) answer 501 `not_in_cluster_mode` until cluster mode's
+//! second part brings them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -57,7 +59,9 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
         ["v1", "search", ..] | ["v1", "admin", "snapshots", ..] | ["v1", "admin", "clock"] => Target::Unsupported,
         ["v1", "locations", _] | ["v1", "tokens", ..] if write => Target::Partition(PartitionId::Registry, None),
         ["v1", "brands", _, "tokens"] if write => Target::Partition(PartitionId::Registry, None),
-        ["v1", "brands", _, "events" | "webhooks" | "imports", ..] => Target::Unsupported,
+        // Every node builds every partition's feed (`feed::cluster`).
+        ["v1", "brands", _, "events"] => Target::Any,
+        ["v1", "brands", _, "webhooks" | "imports", ..] => Target::Unsupported,
         ["v1", "brands", brand, ..] => match BrandId::parse(brand) {
             Ok(b) => Target::Partition(node.partition_of(b.as_str()), Some(b)),
             // The handler answers 400 for a bad id.
@@ -115,8 +119,8 @@ fn tag(headers: &mut header::HeaderMap, node: &Node, partition: PartitionId) {
 pub fn not_in_cluster_mode() -> Problem {
     Problem::new(
         ErrorCode::NotInClusterMode,
-        "this route is not available in cluster mode yet (search, the change feed, webhooks, imports and snapshots \
-         come with cluster mode's second part); use a single-node server for it",
+        "this route is not available in cluster mode yet (search, webhooks, imports and snapshots come with \
+         cluster mode's second part); use a single-node server for it",
     )
 }
 

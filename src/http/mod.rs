@@ -109,6 +109,8 @@ pub struct Services {
     pub local: Option<Local>,
     /// Cluster mode: this node's view of partitions and owners.
     pub cluster: Option<crate::cluster::node::Node>,
+    /// Cluster mode: the change feed of every partition, built on this node.
+    pub cluster_feed: Option<crate::feed::Feed>,
 }
 
 /// The single node's journal and what follows it.
@@ -123,13 +125,22 @@ pub struct Local {
 }
 
 impl Services {
+    /// The change feed: the single node's, or in cluster mode this node's build of
+    /// every partition's.
+    pub fn feed(&self) -> Result<&crate::feed::Feed, Problem> {
+        match &self.cluster_feed {
+            Some(f) => Ok(f),
+            None => Ok(&self.local()?.integrations.feed),
+        }
+    }
+
     /// The single node's services, or 501 in cluster mode.
     pub fn local(&self) -> Result<&Local, Problem> {
         self.local.as_ref().ok_or_else(|| {
             Problem::new(
                 crate::domain::ErrorCode::NotInClusterMode,
-                "this route is not available in cluster mode yet (search, the change feed, webhooks, imports and \
-                 snapshots come with cluster mode's second part); use a single-node server for it",
+                "this route is not available in cluster mode yet (search, webhooks, imports and snapshots come \
+                 with cluster mode's second part); use a single-node server for it",
             )
         })
     }

@@ -18,7 +18,7 @@ use crate::nodes::{retry_until_ok, Cluster, Resp, LEASE_MS};
 /// The cluster tests run one at a time: each holds 6 processes.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -30,7 +30,7 @@ fn rounds() -> usize {
 /// Writers that add 1 to SKUs through every node, each change under its own
 /// Idempotency-Key, retried with that key until it is acknowledged — as a client
 /// would. Keeps the count of acknowledged changes per SKU.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Written>>,
 }
@@ -50,7 +50,7 @@ struct Pending {
 impl Load {
     /// Nodes keep their ports across restarts, so the writers hold their addresses and
     /// never wait for the test's own handling of the cluster.
-    fn start(c: &Cluster, brand: &str, token: &str, skus: &[&str], writers: usize) -> Load {
+    pub(crate) fn start(c: &Cluster, brand: &str, token: &str, skus: &[&str], writers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let bases: Arc<Vec<String>> = Arc::new(c.nodes.iter().map(|n| n.base()).collect());
         let threads = (0..writers)
@@ -91,7 +91,7 @@ impl Load {
 
     /// Stops the writers; the changes still in doubt are sent again with their keys
     /// (through `c`, once it answers) and counted when answered.
-    fn finish(self, c: &Cluster, brand: &str, token: &str) -> BTreeMap<String, u64> {
+    pub(crate) fn finish(self, c: &Cluster, brand: &str, token: &str) -> BTreeMap<String, u64> {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = BTreeMap::new();
         let mut pending = Vec::new();
@@ -131,7 +131,7 @@ fn send(client: &reqwest::blocking::Client, base: &str, brand: &str, token: &str
 }
 
 /// The on_hand of each SKU at tsukuba, read through any node.
-fn on_hand(c: &Cluster, brand: &str, token: &str, skus: &[&str]) -> BTreeMap<String, u64> {
+pub(crate) fn on_hand(c: &Cluster, brand: &str, token: &str, skus: &[&str]) -> BTreeMap<String, u64> {
     skus.iter()
         .map(|sku| {
             let r = retry_until_ok(|| c.request(0, "GET", &format!("/v1/brands/{brand}/skus/{sku}/stock"), Some(token), None, &[]));
@@ -141,13 +141,13 @@ fn on_hand(c: &Cluster, brand: &str, token: &str, skus: &[&str]) -> BTreeMap<Str
 }
 
 /// Waits until a read of the brand through node `via` succeeds; returns how long it took.
-fn wait_served(c: &Cluster, via: usize, brand: &str, token: &str) -> Duration {
+pub(crate) fn wait_served(c: &Cluster, via: usize, brand: &str, token: &str) -> Duration {
     let t0 = Instant::now();
     retry_until_ok(|| c.request(via, "GET", &format!("/v1/brands/{brand}"), Some(token), None, &[]));
     t0.elapsed()
 }
 
-fn assert_ledger(acked: &BTreeMap<String, u64>, stock: &BTreeMap<String, u64>) {
+pub(crate) fn assert_ledger(acked: &BTreeMap<String, u64>, stock: &BTreeMap<String, u64>) {
     assert!(acked.values().sum::<u64>() > 0, "the load acknowledged nothing");
     for (sku, n) in acked {
         assert_eq!(stock.get(sku).copied().unwrap_or(0), *n, "SKU {sku}: acknowledged {n} changes, the stock says otherwise");

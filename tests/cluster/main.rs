@@ -7,4 +7,5 @@ mod nodes;
 mod process;
 
 mod failover;
+mod feed;
 mod journal;

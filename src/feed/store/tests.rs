@@ -26,14 +26,15 @@ fn seqs_are_per_brand_dense_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    let batch = Batch { events: vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 4 };
+    let batch =
+        Batch { events: vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 4, sources: vec![] };
     let touched = s.commit(&batch).unwrap();
     assert_eq!(touched.len(), 2);
     assert_eq!(s.covered_lsn(), 4);
     drop(s);
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 4, "the covered lsn is committed with the events");
-    s.commit(&Batch { events: vec![ev("a", 5, 0, "w")], hooks: vec![], last_lsn: 5 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 5, 0, "w")], hooks: vec![], last_lsn: 5, sources: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (pos, a) = seqs(&mut r, "a", 0);
     assert_eq!(a, vec![1, 2, 3]);
@@ -55,7 +56,7 @@ fn the_count_retention_drops_the_oldest_in_the_same_transaction() {
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: 3 }, &first(), &[]).unwrap();
     let events = (1..=5).map(|i| ev("a", i, 0, "x")).collect();
-    s.commit(&Batch { events, hooks: vec![], last_lsn: 5 }).unwrap();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: 5, sources: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (pos, got) = seqs(&mut r, "a", 0);
     assert_eq!(pos.pruned_through, 2);
@@ -70,7 +71,7 @@ fn the_age_retention_drops_a_prefix_of_old_events() {
     let mut events: Vec<NewEvent> = (1..=2500).map(|i| ev("a", i, 0, "x")).collect();
     events.push(ev("a", 2501, 1000, "new"));
     events.push(ev("b", 2502, 1000, "new"));
-    s.commit(&Batch { events, hooks: vec![], last_lsn: 2502 }).unwrap();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: 2502, sources: vec![] }).unwrap();
     assert_eq!(s.prune_by_age(Timestamp(1050)).unwrap(), 2500);
     let mut r = open_reader(&path).unwrap();
     let (pos, got) = seqs(&mut r, "a", 0);
@@ -93,15 +94,15 @@ fn webhook_rows_follow_their_records() {
         secret: "whsec_AAAA".into(),
         created_at: Timestamp(0),
     };
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![] }).unwrap();
     // Created after the second of three events of its brand in the batch.
     let created = HookChange::Created { brand: BrandId::parse("a").unwrap(), webhook: Box::new(w), lsn: 7, position: 3 };
     let events = vec![ev("a", 5, 0, "x"), ev("b", 6, 0, "x"), ev("a", 6, 0, "x"), ev("a", 8, 0, "x")];
-    s.commit(&Batch { events, hooks: vec![created], last_lsn: 8 }).unwrap();
+    s.commit(&Batch { events, hooks: vec![created], last_lsn: 8, sources: vec![] }).unwrap();
     let rows = load_webhooks(&s.conn).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].created_lsn, rows[0].start_seq, rows[0].events.clone()), (7, 3, vec!["stock.changed".to_string()]));
-    s.commit(&Batch { events: vec![], hooks: vec![HookChange::Deleted { id: "wh1".into() }], last_lsn: 9 }).unwrap();
+    s.commit(&Batch { events: vec![], hooks: vec![HookChange::Deleted { id: "wh1".into() }], last_lsn: 9, sources: vec![] }).unwrap();
     assert!(load_webhooks(&s.conn).unwrap().is_empty());
 }
 
@@ -121,7 +122,7 @@ fn a_stored_event_reads_back_as_the_json_rendered_from_it() {
     };
     let brand = BrandId::parse("a").unwrap();
     let new = NewEvent::of(&brand, 7, 2, Timestamp(1_700_000_000_123), &changed).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 6, 0, "x"), new], hooks: vec![], last_lsn: 7 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 6, 0, "x"), new], hooks: vec![], last_lsn: 7, sources: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (_, evs) = read_after(&mut r, "a", 1, 10).unwrap().unwrap();
     let data = crate::feed::render::data(&changed).unwrap();
@@ -153,7 +154,7 @@ fn a_schema_1_store_is_upgraded_in_place_and_its_json_rows_are_served_as_they_we
     }
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 3);
-    s.commit(&Batch { events: vec![ev("a", 4, 0, "new")], hooks: vec![], last_lsn: 4 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 4, 0, "new")], hooks: vec![], last_lsn: 4, sources: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (pos, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
     assert_eq!(pos.last_seq, 2);
@@ -171,7 +172,7 @@ fn an_unreadable_event_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     s.conn.execute("UPDATE events SET event = x'01ff'", []).unwrap();
     let err = read_after(&mut r, "a", 0, 10).unwrap_err().to_string();
@@ -193,7 +194,13 @@ fn a_store_of_another_history_begins_again_after_the_fork_with_the_subscriptions
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 3 }).unwrap();
+    s.commit(&Batch {
+        events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y"), ev("a", 3, 0, "z")],
+        hooks: vec![],
+        last_lsn: 3,
+        sources: vec![],
+    })
+    .unwrap();
     drop(s);
     // A repair cut the journal after lsn 1: lsn 2 will hold another record.
     let forked = History::fork(1, Some(first().id), crate::journal::history::Cause::Repair);
@@ -204,7 +211,7 @@ fn a_store_of_another_history_begins_again_after_the_fork_with_the_subscriptions
     assert!(read_after(&mut r, "a", 0, 10).unwrap().is_none(), "the old history's events are gone");
     let hooks = load_webhooks(&r).unwrap();
     assert_eq!(hooks.iter().map(|h| (h.id.as_str(), h.start_seq, h.created_lsn)).collect::<Vec<_>>(), vec![("wh1", 0, 1)]);
-    s.commit(&Batch { events: vec![ev("a", 2, 0, "other")], hooks: vec![], last_lsn: 2 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 2, 0, "other")], hooks: vec![], last_lsn: 2, sources: vec![] }).unwrap();
     let (_, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
     let body: serde_json::Value = serde_json::from_str(&evs[0].body).unwrap();
     assert_eq!((body["id"].as_str(), body["seq"].as_u64()), (Some(format!("evt_{}_2_0", forked.id).as_str()), Some(1)));
@@ -221,7 +228,7 @@ fn a_store_from_before_histories_is_taken_over_by_a_first_history_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1 }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![] }).unwrap();
     s.conn.execute("DELETE FROM meta WHERE key = 'history'", []).unwrap();
     drop(s);
     let other_first = History { id: HistoryId(2), ..first() };
@@ -238,4 +245,29 @@ fn a_store_from_before_histories_is_taken_over_by_a_first_history_as_it_is() {
     drop(w);
     Store::open(&path, KEEP_ALL, &forked, &[]).unwrap();
     assert!(read_after(&mut r, "a", 0, 10).unwrap().is_none());
+}
+
+#[test]
+fn cluster_positions_are_committed_with_the_events_and_dropped_with_another_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let stream_a = History { id: HistoryId(7), ..first() };
+    let mut s = Store::open(&path, KEEP_ALL, &stream_a, &[]).unwrap();
+    assert!(s.sources().unwrap().is_empty());
+    let p3 = SourcePosition { partition: 3, epoch: 2, next_lsn: 4, last_seq: 10 };
+    s.commit(&Batch { events: vec![ev("a", 3, 0, "x")], hooks: vec![], last_lsn: 10, sources: vec![p3] }).unwrap();
+    let p3 = SourcePosition { next_lsn: 5, last_seq: 12, ..p3 };
+    let p9 = SourcePosition { partition: 9, epoch: 1, next_lsn: 2, last_seq: 11 };
+    s.commit(&Batch { events: vec![ev("b", 1, 0, "y"), ev("a", 4, 0, "z")], hooks: vec![], last_lsn: 12, sources: vec![p9, p3] }).unwrap();
+    drop(s);
+    let s = Store::open(&path, KEEP_ALL, &stream_a, &[]).unwrap();
+    assert_eq!(s.covered_lsn(), 12);
+    assert_eq!(s.sources().unwrap(), vec![p3, p9], "each partition's newest position, as committed");
+    drop(s);
+    // The node now follows another cluster's stream: nothing of the old one is kept.
+    let stream_b = History { id: HistoryId(8), ..first() };
+    let s = Store::open(&path, KEEP_ALL, &stream_b, &[]).unwrap();
+    assert_eq!((s.covered_lsn(), s.sources().unwrap()), (0, vec![]));
+    let r = open_reader(&path).unwrap();
+    assert!(!brand_known(&r, "a").unwrap(), "the old stream's brands are gone");
 }

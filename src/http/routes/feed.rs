@@ -58,6 +58,38 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
     }
 }
 
+/// Cluster mode: this node answers from its own build of the feed once it has read the
+/// brand's partition journal as far as it stood when the request came (whoever wrote
+/// it, through whichever node).
+async fn cluster_catch_up(
+    node: &crate::cluster::node::Node,
+    feed: &crate::feed::Feed,
+    brand: &crate::domain::BrandId,
+) -> Result<(), Problem> {
+    let partition = node.partition_of(brand.as_str());
+    if let crate::cluster::engine::PartitionId::Brand(n) = partition {
+        if feed.partition_stopped(n) {
+            return Err(Problem::new(
+                ErrorCode::NotReady,
+                format!("the feed of partition {partition} stopped at a journal entry it cannot apply (see the server log); an operator must look"),
+            ));
+        }
+    }
+    let end = node.journal_end(partition).await.map_err(|e| {
+        Problem::new(
+            ErrorCode::PartitionUnavailable,
+            format!("the cluster journal could not be asked where partition {partition} ends ({e}); retry shortly"),
+        )
+    })?;
+    if !feed.wait_covered(end, CATCH_UP_WAIT).await {
+        return Err(feed_problem(FeedError::Behind));
+    }
+    if !feed.brand_known(brand).await.map_err(feed_problem)? {
+        return Err(Problem::new(ErrorCode::NotFound, format!("brand {brand} does not exist")));
+    }
+    Ok(())
+}
+
 #[utoipa::path(get, path = "/v1/brands/{brand}/events", operation_id = "list_events", tag = "feed", params(
     ("brand" = crate::domain::BrandId, Path, description = "The brand id."),
     ("after" = Option<String>, Query, pattern = "^([0-9a-f]{16}\\.)?[0-9]{1,20}$", description = "The `next` of the previous page (`<seq>` or `<history>.<seq>`; 0 or absent: from the oldest kept)."),
@@ -79,10 +111,16 @@ async fn events(req: HttpRequest, state: web::Data<AppState>, caller: Caller, pa
     };
     let limit = parse_num("limit", q.limit.as_deref(), 1..=PAGE_LIMIT_MAX as u64)?.map_or(PAGE_LIMIT_DEFAULT, |n| n as usize);
     let wait = Duration::from_secs(parse_num("wait", q.wait.as_deref(), 0..=WAIT_SECONDS_MAX)?.unwrap_or(0));
-    let (brand_lsn, _) = ask_brand_reply(&state, brand.clone(), BrandCmd::Get, None).await?;
-    let feed = &state.services()?.local()?.integrations.feed;
-    if !feed.wait_covered(brand_lsn, CATCH_UP_WAIT).await {
-        return Err(feed_problem(FeedError::Behind));
+    let svc = state.services()?;
+    let feed = svc.feed()?;
+    match &svc.cluster {
+        None => {
+            let (brand_lsn, _) = ask_brand_reply(&state, brand.clone(), BrandCmd::Get, None).await?;
+            if !feed.wait_covered(brand_lsn, CATCH_UP_WAIT).await {
+                return Err(feed_problem(FeedError::Behind));
+            }
+        }
+        Some(node) => cluster_catch_up(node, feed, &brand).await?,
     }
     let after = match cursor {
         Some((c, given)) => Some(feed.seq_of(&brand, c, given).await.map_err(feed_problem)?),
