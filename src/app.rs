@@ -590,7 +590,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
             clock,
             local: Some(crate::http::Local { journal: journal.clone(), snapshots, skus, shipments: shipment_index, integrations }),
             cluster: None,
-            cluster_feed: None,
+            cluster_integrations: None,
         })
         .is_err()
     {
@@ -678,14 +678,8 @@ async fn start_cluster_services(
         .await
         .context("the cluster runtime stopped")??;
     tracing::info!(node = %cluster.node_id, partitions, urls = %cluster.engine.urls, "cluster node started");
-    let feed = crate::integration::start_cluster(
-        &cfg.data_dir,
-        &cfg.integration,
-        node.engine.journal.clone(),
-        runtime.handle().clone(),
-        clock.clone(),
-    )?;
-    let services = Services { router, clock, local: None, cluster: Some(node.clone()), cluster_feed: Some(feed) };
+    let integrations = crate::integration::start_cluster(&cfg.data_dir, &cfg.integration, &node, runtime.handle().clone(), clock.clone())?;
+    let services = Services { router, clock, local: None, cluster: Some(node.clone()), cluster_integrations: Some(integrations) };
     if app.services.set(services).is_err() {
         anyhow::bail!("services were set twice");
     }

@@ -130,17 +130,43 @@ pub fn subscriptions(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, Web
     brands.values().flat_map(|b| b.webhooks.values().map(|w| (b.id.clone(), w.clone()))).collect()
 }
 
+/// Cluster mode's handles: the feed of every partition, and the delivery of the
+/// webhooks of the partitions this node owns.
+#[derive(Clone)]
+pub struct ClusterIntegrations {
+    pub feed: Feed,
+    pub webhooks: Webhooks,
+}
+
 /// Cluster mode: starts building the change feed of every partition from the cluster's
-/// journal (`feed::cluster`), reading on `runtime`.
+/// journal (`feed::cluster`), reading on `runtime`, and webhook delivery for the brands
+/// whose partition this node owns (`cluster::webhooks`). Must run inside an actix
+/// `System`.
 pub fn start_cluster(
     data_dir: &Path,
     cfg: &IntegrationConfig,
-    stream: async_nats::jetstream::stream::Stream,
+    node: &crate::cluster::node::Node,
     runtime: tokio::runtime::Handle,
     clock: SharedClock,
-) -> anyhow::Result<Feed> {
+) -> anyhow::Result<ClusterIntegrations> {
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
-    Feed::start_cluster(feed_cfg, stream, runtime, clock).context("cannot start the change feed")
+    let feed = Feed::start_cluster(feed_cfg, node.engine.journal.clone(), runtime, clock).context("cannot start the change feed")?;
+    let handover = crate::cluster::webhooks::KvHandover { node: node.clone(), kv: node.engine.webhooks.clone() };
+    let webhooks = Webhooks::start(webhook_config(data_dir, cfg), feed.clone(), Some(std::sync::Arc::new(handover)))
+        .context("cannot start webhook delivery")?;
+    Ok(ClusterIntegrations { feed, webhooks })
+}
+
+fn webhook_config(data_dir: &Path, cfg: &IntegrationConfig) -> WebhookConfig {
+    WebhookConfig {
+        path: data_dir.join("webhooks.sqlite"),
+        schedule: cfg.schedule.clone(),
+        timeout: webhooks::ATTEMPT_TIMEOUT,
+        queue_max: cfg.webhook_queue_max,
+        lanes: webhooks::LANES_DEFAULT,
+        in_flight_max: cfg.webhook_in_flight_max,
+        allow_private: cfg.webhook_allow_private,
+    }
 }
 
 /// Starts the feed thread, the webhook manager and the import runner. Must run inside
@@ -165,16 +191,7 @@ pub fn start(
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
     let feed =
         Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender(), &subscriptions).context("cannot start the change feed")?;
-    let webhook_cfg = WebhookConfig {
-        path: data_dir.join("webhooks.sqlite"),
-        schedule: cfg.schedule.clone(),
-        timeout: webhooks::ATTEMPT_TIMEOUT,
-        queue_max: cfg.webhook_queue_max,
-        lanes: webhooks::LANES_DEFAULT,
-        in_flight_max: cfg.webhook_in_flight_max,
-        allow_private: cfg.webhook_allow_private,
-    };
-    let webhooks = Webhooks::start(webhook_cfg, feed.clone()).context("cannot start webhook delivery")?;
+    let webhooks = Webhooks::start(webhook_config(data_dir, cfg), feed.clone(), None).context("cannot start webhook delivery")?;
     imports.start_runner(jobs, router, pending).context("cannot start the import runner")?;
     Ok(Integrations { feed, webhooks, imports })
 }

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const JOURNAL_STREAM: &str = "ZAIKO_JOURNAL";
 pub const LEASES_BUCKET: &str = "ZAIKO_LEASES";
 pub const CLUSTER_BUCKET: &str = "ZAIKO_CLUSTER";
+/// Webhook delivery positions handed from one owner to the next (`cluster::webhooks`).
+pub const WEBHOOKS_BUCKET: &str = "ZAIKO_WEBHOOKS";
 /// How long the server remembers a message id, so that a publish retried after a
 /// lost ack is stored once.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -96,6 +98,7 @@ pub struct Engine {
     pub journal: stream::Stream,
     pub leases: kv::Store,
     pub cluster: kv::Store,
+    pub webhooks: kv::Store,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +156,8 @@ impl Engine {
         };
         let leases = retry("lease bucket", || create_bucket(&js, bucket(LEASES_BUCKET))).await?;
         let cluster = retry("cluster bucket", || create_bucket(&js, bucket(CLUSTER_BUCKET))).await?;
-        Ok(Engine { client, js, journal, leases, cluster })
+        let webhooks = retry("webhook bucket", || create_bucket(&js, bucket(WEBHOOKS_BUCKET))).await?;
+        Ok(Engine { client, js, journal, leases, cluster, webhooks })
     }
 
     /// Records the cluster's shape on first start; on later starts, refuses another.

@@ -13,6 +13,8 @@
 //! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
 //!   gate: publish ack *and* a valid lease) and the reading of a subject.
 //! * [`status`] — `zaiko cluster status`: the view of `GET /v1/admin/cluster` printed.
+//! * [`webhooks`] — which node delivers a subscription, and its delivered watermark
+//!   handed from one owner to the next.
 
 pub mod config;
 pub mod engine;
@@ -23,3 +25,4 @@ pub mod node;
 pub mod placement;
 pub mod plog;
 pub mod status;
+pub mod webhooks;

@@ -5,9 +5,10 @@
 //! `Retry-After`. Answers carry `X-Zaiko-Node` and `X-Zaiko-Partition`.
 //!
 //! The change feed is answered by whichever node is asked (every node builds every
-//! partition's feed). Routes of the single node's other journal-followers (search,
-//! webhooks, imports, snapshots) answer 501 `not_in_cluster_mode` until cluster mode's
-//! second part brings them.
+//! partition's feed); a brand's webhooks, their deliveries included, by the owner of
+//! its partition (which delivers them). Routes of the single node's other
+//! journal-followers (search, imports, snapshots) answer 501 `not_in_cluster_mode`
+//! until cluster mode's second part brings them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -61,7 +62,7 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
         ["v1", "brands", _, "tokens"] if write => Target::Partition(PartitionId::Registry, None),
         // Every node builds every partition's feed (`feed::cluster`).
         ["v1", "brands", _, "events"] => Target::Any,
-        ["v1", "brands", _, "webhooks" | "imports", ..] => Target::Unsupported,
+        ["v1", "brands", _, "imports", ..] => Target::Unsupported,
         ["v1", "brands", brand, ..] => match BrandId::parse(brand) {
             Ok(b) => Target::Partition(node.partition_of(b.as_str()), Some(b)),
             // The handler answers 400 for a bad id.
@@ -119,8 +120,8 @@ fn tag(headers: &mut header::HeaderMap, node: &Node, partition: PartitionId) {
 pub fn not_in_cluster_mode() -> Problem {
     Problem::new(
         ErrorCode::NotInClusterMode,
-        "this route is not available in cluster mode yet (search, webhooks, imports and snapshots come with \
-         cluster mode's second part); use a single-node server for it",
+        "this route is not available in cluster mode yet (search, imports and snapshots come with cluster \
+         mode's second part); use a single-node server for it",
     )
 }
 

@@ -109,8 +109,9 @@ pub struct Services {
     pub local: Option<Local>,
     /// Cluster mode: this node's view of partitions and owners.
     pub cluster: Option<crate::cluster::node::Node>,
-    /// Cluster mode: the change feed of every partition, built on this node.
-    pub cluster_feed: Option<crate::feed::Feed>,
+    /// Cluster mode: the change feed of every partition built on this node, and the
+    /// delivery of the webhooks of the partitions it owns.
+    pub cluster_integrations: Option<crate::integration::ClusterIntegrations>,
 }
 
 /// The single node's journal and what follows it.
@@ -128,9 +129,18 @@ impl Services {
     /// The change feed: the single node's, or in cluster mode this node's build of
     /// every partition's.
     pub fn feed(&self) -> Result<&crate::feed::Feed, Problem> {
-        match &self.cluster_feed {
-            Some(f) => Ok(f),
+        match &self.cluster_integrations {
+            Some(c) => Ok(&c.feed),
             None => Ok(&self.local()?.integrations.feed),
+        }
+    }
+
+    /// Webhook delivery: the single node's, or in cluster mode this node's (the routes
+    /// of a brand's webhooks run on the owner of its partition).
+    pub fn webhooks(&self) -> Result<&crate::webhooks::Webhooks, Problem> {
+        match &self.cluster_integrations {
+            Some(c) => Ok(&c.webhooks),
+            None => Ok(&self.local()?.integrations.webhooks),
         }
     }
 
@@ -139,8 +149,8 @@ impl Services {
         self.local.as_ref().ok_or_else(|| {
             Problem::new(
                 crate::domain::ErrorCode::NotInClusterMode,
-                "this route is not available in cluster mode yet (search, webhooks, imports and snapshots come \
-                 with cluster mode's second part); use a single-node server for it",
+                "this route is not available in cluster mode yet (search, imports and snapshots come with \
+                 cluster mode's second part); use a single-node server for it",
             )
         })
     }

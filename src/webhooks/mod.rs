@@ -85,6 +85,22 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     Ok(delays)
 }
 
+/// A boxed future of the handover's calls.
+pub type HandoverFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>;
+
+/// Cluster mode: which subscriptions this node delivers (those of brands whose partition
+/// it owns) and where the delivery position of each is kept between owners (the
+/// cluster's KV store), so that a new owner goes on where the old one stood instead of
+/// where its own file last saw it. Positions are watermarks: every event at or before
+/// one was delivered, dead, or not of the subscription's types.
+pub trait Handover: Send + Sync {
+    /// Whether this node delivers the brand's subscriptions now.
+    fn owns(&self, brand: &crate::domain::BrandId) -> bool;
+    fn read(&self, webhook: &str) -> HandoverFuture<Option<u64>>;
+    fn write(&self, webhook: &str, through: u64) -> HandoverFuture<()>;
+    fn forget(&self, webhook: &str) -> HandoverFuture<()>;
+}
+
 /// A handle to the delivery side, for the HTTP routes.
 #[derive(Clone)]
 pub struct Webhooks {
@@ -96,7 +112,7 @@ pub struct Webhooks {
 impl Webhooks {
     /// Opens the delivery store and starts the manager on an arbiter of its own. Must
     /// run inside an actix `System`.
-    pub fn start(cfg: WebhookConfig, feed: Feed) -> Result<Webhooks, store::StartError> {
+    pub fn start(cfg: WebhookConfig, feed: Feed, handover: Option<Arc<dyn Handover>>) -> Result<Webhooks, store::StartError> {
         let db = store::start(&cfg.path, feed.path(), feed.history())?;
         let cfg = Arc::new(cfg);
         let (ctl, ctl_rx) = unbounded_channel();
@@ -111,7 +127,7 @@ impl Webhooks {
                 .add_default_header((awc::http::header::USER_AGENT, "zaiko-webhooks/1"))
                 .finish();
             let permits = Arc::new(Semaphore::new(cfg2.in_flight_max));
-            let shared = Rc::new(Shared { db: db2, feed, cfg: cfg2, permits, client });
+            let shared = Rc::new(Shared { db: db2, feed, cfg: cfg2, permits, client, handover });
             actix_rt::spawn(worker::run_manager(shared, ctl_rx));
         });
         // The arbiter lives as long as the System; dropping the handle does not stop it.

@@ -164,6 +164,23 @@ pub enum Op {
     Remove {
         webhook: String,
     },
+    /// Cluster mode: the subscription's delivered watermark — every event at or before
+    /// it delivered, dead or not of the subscribed types — to hand over to the next
+    /// owner. `None` while the subscription is not registered here.
+    Watermark {
+        webhook: String,
+        reply: Reply<Option<u64>>,
+    },
+    /// Cluster mode: takes over a previous owner's watermark. A subscription new here
+    /// starts after it; one whose cursor is behind it forgets its deliveries at or before
+    /// it (delivered elsewhere) and goes on after it; one at or past it keeps its own
+    /// state (it is newer).
+    Adopt {
+        webhook: String,
+        brand: BrandId,
+        through: u64,
+        reply: Reply<()>,
+    },
     /// Forgets every subscription not in the list (deleted while the server was down).
     RetainOnly {
         webhooks: Vec<String>,
@@ -395,6 +412,8 @@ fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op, failed: &m
             }
             None
         }
+        Op::Watermark { webhook, reply } => Some(answer(reply, watermark(tx, &webhook).map_err(s), failed)),
+        Op::Adopt { webhook, brand, through, reply } => Some(answer(reply, adopt(tx, &webhook, &brand, through).map_err(s), failed)),
         Op::RetainOnly { webhooks } => {
             if let Err(e) = retain_only(tx, &webhooks) {
                 tracing::error!(error = %e, "forgetting the deliveries of deleted webhooks failed");
@@ -406,6 +425,30 @@ fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op, failed: &m
             Some(answer(reply, list(tx, &webhook, status, after, limit).map_err(s), failed))
         }
     }
+}
+
+fn watermark(tx: &Transaction<'_>, webhook: &str) -> rusqlite::Result<Option<u64>> {
+    let cursor: Option<i64> = tx.query_row("SELECT cursor FROM subs WHERE webhook = ?1", [webhook], |r| r.get(0)).optional()?;
+    let Some(cursor) = cursor else { return Ok(None) };
+    let open: Option<i64> =
+        tx.query_row("SELECT min(seq) FROM deliveries WHERE webhook = ?1 AND status IN ('pending', 'failed')", [webhook], |r| r.get(0))?;
+    Ok(Some(open.map_or(cursor, |seq| seq - 1) as u64))
+}
+
+fn adopt(tx: &Transaction<'_>, webhook: &str, brand: &BrandId, through: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO subs (webhook, brand, cursor) VALUES (?1, ?2, ?3)",
+        params![webhook, brand.as_str(), through as i64],
+    )?;
+    let cursor: i64 = tx.query_row("SELECT cursor FROM subs WHERE webhook = ?1", [webhook], |r| r.get(0))?;
+    if (cursor as u64) < through {
+        tx.execute(
+            "DELETE FROM deliveries WHERE webhook = ?1 AND seq <= ?2 AND status IN ('pending', 'failed')",
+            params![webhook, through as i64],
+        )?;
+        tx.execute("UPDATE subs SET cursor = ?2 WHERE webhook = ?1", params![webhook, through as i64])?;
+    }
+    Ok(())
 }
 
 fn retain_only(tx: &Transaction<'_>, keep: &[String]) -> rusqlite::Result<()> {

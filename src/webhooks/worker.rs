@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::sign::sign;
 use super::store::{Db, Delivery, Op, Outcome, Status, LOAD_MAX};
 use super::target::{self, Target};
-use super::WebhookConfig;
+use super::{Handover, WebhookConfig};
 use crate::feed::store::{load_webhooks, WebhookRow};
 use crate::feed::Feed;
 
@@ -68,7 +68,14 @@ pub struct Shared {
     pub cfg: Arc<WebhookConfig>,
     pub permits: Arc<Semaphore>,
     pub client: awc::Client,
+    /// Cluster mode: which subscriptions are this node's, and their positions between
+    /// owners.
+    pub handover: Option<Arc<dyn Handover>>,
 }
+
+/// Cluster mode: how often the manager looks at which brands this node owns, and how
+/// often a worker hands its delivered watermark over (when it moved).
+pub const HANDOVER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The result of one attempt.
 struct Attempt {
@@ -107,7 +114,9 @@ pub async fn run_manager(shared: Rc<Shared>, mut ctl_rx: UnboundedReceiver<(Stri
                 }
             }
         }
-        let wake = retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // In cluster mode ownership moves without a subscription changing: look again.
+        let idle = if shared.handover.is_some() { HANDOVER_INTERVAL } else { Duration::from_secs(3600) };
+        let wake = retry_at.unwrap_or_else(|| Instant::now() + idle);
         tokio::select! {
             changed = hooks_rx.changed() => match changed {
                 Ok(()) => stale = true,
@@ -121,7 +130,7 @@ pub async fn run_manager(shared: Rc<Shared>, mut ctl_rx: UnboundedReceiver<(Stri
                 }
                 None => break,
             },
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(wake) => stale |= shared.handover.is_some(),
         }
     }
 }
@@ -134,10 +143,24 @@ async fn sync_workers(shared: &Rc<Shared>, workers: &mut HashMap<String, Unbound
             let _ = w.send(Ctl::Stop);
         }
         let _ = shared.db.send(Op::Remove { webhook: id.clone() }).await;
+        if let Some(h) = &shared.handover {
+            if let Err(e) = h.forget(&id).await {
+                tracing::warn!(webhook = %id, error = %e, "cannot forget a deleted webhook's handed-over position");
+            }
+        }
         tracing::info!(webhook = %id, "webhook deleted; its deliveries stop");
     }
+    // Cluster mode: only the subscriptions of brands whose partition this node owns.
+    let owns = |row: &WebhookRow| shared.handover.as_ref().is_none_or(|h| h.owns(&row.brand));
+    let moved: Vec<String> = rows.iter().filter(|r| !owns(r) && workers.contains_key(&r.id)).map(|r| r.id.clone()).collect();
+    for id in moved {
+        if let Some(w) = workers.remove(&id) {
+            let _ = w.send(Ctl::Stop);
+        }
+        tracing::info!(webhook = %id, "this node no longer owns the webhook's brand; its deliveries stop here");
+    }
     for row in rows {
-        if workers.contains_key(&row.id) {
+        if workers.contains_key(&row.id) || !owns(&row) {
             continue;
         }
         let (tx, rx) = unbounded_channel();
@@ -159,6 +182,10 @@ struct Worker {
     feed_done: bool,
     /// The table holds more queued deliveries than were loaded.
     db_more: bool,
+    /// Cluster mode: the watermark last handed over, and when; whether it may have
+    /// moved since.
+    handed: (Option<u64>, Instant),
+    moved: bool,
     results_tx: UnboundedSender<Attempt>,
     results_rx: UnboundedReceiver<Attempt>,
 }
@@ -176,6 +203,8 @@ impl Worker {
             healthy: true,
             feed_done: false,
             db_more: false,
+            handed: (None, Instant::now()),
+            moved: false,
             results_tx,
             results_rx,
         }
@@ -192,7 +221,7 @@ impl Worker {
             if retry_at.is_none_or(|at| Instant::now() >= at) {
                 retry_at = None;
                 if !loaded {
-                    loaded = self.load().await;
+                    loaded = self.adopt().await && self.load().await;
                 }
                 if loaded && self.top_up().await {
                     backoff.reset();
@@ -201,8 +230,16 @@ impl Worker {
                 }
             }
             self.dispatch();
-            let deadline =
-                [self.next_due(), retry_at].into_iter().flatten().min().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let hand_over_at = self.moved.then(|| self.handed.1 + HANDOVER_INTERVAL);
+            if hand_over_at.is_some_and(|at| Instant::now() >= at) {
+                self.hand_over().await;
+                continue;
+            }
+            let deadline = [self.next_due(), retry_at, hand_over_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(a) = self.results_rx.recv() => self.finish(a).await,
                 changed = brand_rx.changed() => match changed {
@@ -220,7 +257,65 @@ impl Worker {
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+        if self.moved {
+            self.hand_over().await;
+        }
         tracing::debug!(webhook = %self.hook.id, "webhook worker stopped");
+    }
+
+    /// Cluster mode: goes on from the position the previous owner handed over (if it
+    /// is ahead of this node's own). False when it could not be read (to be tried
+    /// again: starting from this node's own, older position would send again what was
+    /// delivered since).
+    async fn adopt(&mut self) -> bool {
+        let Some(h) = self.shared.handover.clone() else { return true };
+        let through = match h.read(self.hook.id.as_str()).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot read the webhook's handed-over position; retrying");
+                return false;
+            }
+        };
+        let (webhook, brand) = (self.hook.id.clone(), self.hook.brand.clone());
+        match self.shared.db.ask(|reply| Op::Adopt { webhook, brand, through, reply }).await {
+            Ok(()) => {
+                self.handed = (Some(through), Instant::now());
+                tracing::info!(webhook = %self.hook.id, through, "webhook deliveries go on after the handed-over position");
+                true
+            }
+            Err(e) => {
+                tracing::error!(webhook = %self.hook.id, error = %e, "cannot take the handed-over position over; retrying");
+                false
+            }
+        }
+    }
+
+    /// Cluster mode: writes the delivered watermark where the next owner reads it.
+    async fn hand_over(&mut self) {
+        let Some(h) = self.shared.handover.clone() else { return };
+        self.moved = false;
+        self.handed.1 = Instant::now();
+        let webhook = self.hook.id.clone();
+        let through = match self.shared.db.ask(|reply| Op::Watermark { webhook, reply }).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot read the delivered watermark");
+                self.moved = true;
+                return;
+            }
+        };
+        if self.handed.0 == Some(through) {
+            return;
+        }
+        match h.write(self.hook.id.as_str(), through).await {
+            Ok(()) => self.handed.0 = Some(through),
+            Err(e) => {
+                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot hand the delivered watermark over; trying again");
+                self.moved = true;
+            }
+        }
     }
 
     /// Reads the stored queue, keeping what is already held (with its live state).
@@ -263,6 +358,8 @@ impl Worker {
             let limit = max - self.queue.len();
             match self.shared.db.ask(|reply| Op::Enqueue { webhook, brand, types, limit, now_ms: now_ms(), reply }).await {
                 Ok(e) => {
+                    // The cursor may have moved past events of other types.
+                    self.moved |= self.shared.handover.is_some();
                     self.feed_done = e.at_end;
                     for d in e.added {
                         self.queue.insert(d.seq, d);
@@ -316,6 +413,7 @@ impl Worker {
 
     async fn finish(&mut self, a: Attempt) {
         self.inflight.remove(&a.seq);
+        self.moved = self.shared.handover.is_some();
         let schedule = &self.shared.cfg.schedule;
         let Some(d) = self.queue.get_mut(&a.seq) else { return };
         d.attempts += 1;

@@ -1,15 +1,18 @@
-//! The change feed in cluster mode: every node builds every partition's feed from the
-//! replicated journal, so the feed read from any node is the same — the same events
-//! with the same seqs, ids and cursors — and a failover renumbers, skips or repeats
-//! nothing. Checked against what the writers were told.
+//! The change feed and webhooks in cluster mode: every node builds every partition's
+//! feed from the replicated journal, so the feed read from any node is the same — the
+//! same events with the same seqs, ids and cursors — and a failover renumbers, skips or
+//! repeats nothing; the owner of a brand's partition delivers its webhooks, and a new
+//! owner goes on from the position the old one handed over. Checked against what the
+//! writers were told.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::failover::{assert_ledger, on_hand, serial, wait_served, Load};
 use crate::nodes::{retry_until_ok, Cluster};
+use crate::receiver::{first_arrivals, signature_ok, wait_until, Receiver};
 
 /// The whole feed of `brand` as node `via` serves it, page by page.
 fn read_feed(c: &Cluster, via: usize, brand: &str, token: &str) -> Vec<Value> {
@@ -34,8 +37,11 @@ fn the_feed_is_the_same_on_every_node_through_owner_kills() {
     let skus = ["F1", "F2", "F3"];
     let mut c = Cluster::start(3);
     let (token, partition) = c.brand("b-feed", &skus);
+    let receiver = Receiver::start();
+    let hook = json!({"url": receiver.url, "events": ["stock.changed"]});
+    let created = retry_until_ok(|| c.request(1, "POST", "/v1/brands/b-feed/webhooks", Some(&token), Some(&hook), &[]));
+    let (hook_id, secret) = (created.body["id"].as_str().unwrap().to_string(), created.body["secret"].as_str().unwrap().to_string());
     let load = Load::start(&c, "b-feed", &token, &skus, 3);
-    // A reader long-polling one node while the owner dies: it keeps being answered.
     for round in 0..2 {
         let owner = c.owner_of_partition(&partition).expect("the partition has an owner");
         let idx = c.index_of(&owner);
@@ -75,4 +81,28 @@ fn the_feed_is_the_same_on_every_node_through_owner_kills() {
     }
     assert_eq!(changes, acked, "stock.changed events per SKU against the acknowledged changes");
     assert_eq!(last, stock, "the last event of each SKU against its stock");
+
+    // Every stock.changed event reached the receiver at least once, signed, with the
+    // event's own id; a re-delivery carries the same body.
+    let wanted: BTreeMap<String, &Value> =
+        feed.iter().filter(|e| e["type"] == "stock.changed").map(|e| (e["id"].as_str().unwrap().to_string(), e)).collect();
+    let all_in = wait_until(Duration::from_secs(60), || {
+        let got: std::collections::BTreeSet<String> = receiver.accepted().into_iter().map(|r| r.id).collect();
+        wanted.keys().all(|id| got.contains(id))
+    });
+    let got = receiver.accepted();
+    let firsts = first_arrivals(&got);
+    let missing: Vec<&String> = wanted.keys().filter(|id| !firsts.iter().any(|r| &r.id == *id)).collect();
+    assert!(all_in, "{} of {} events never reached the receiver, e.g. {:?}", missing.len(), wanted.len(), missing.first());
+    for r in &got {
+        assert!(signature_ok(&secret, r), "a delivery's signature is wrong");
+        let event = wanted.get(&r.id).unwrap_or_else(|| panic!("a delivery of an event the feed does not have: {}", r.id));
+        assert_eq!(&&r.json, event, "a delivery's body against the feed's event");
+    }
+    let again = got.len() - firsts.len();
+    eprintln!("{} events delivered, {again} of them again after a failover", firsts.len());
+    let deliveries = retry_until_ok(|| {
+        c.request(2, "GET", &format!("/v1/brands/b-feed/webhooks/{hook_id}/deliveries?status=dead"), Some(&token), None, &[])
+    });
+    assert_eq!(deliveries.body["deliveries"].as_array().map(Vec::len), Some(0), "nothing is dead: {}", deliveries.body);
 }

@@ -5,6 +5,10 @@ mod nats;
 mod nodes;
 #[path = "../support/process.rs"]
 mod process;
+// The api tests' webhook receiver; not every helper of it is used here.
+#[allow(dead_code)]
+#[path = "../api/receiver.rs"]
+mod receiver;
 
 mod failover;
 mod feed;

@@ -46,6 +46,8 @@ impl Node {
             .arg(self.dir.join("data"))
             .args(["--admin-token", ADMIN, "--lease-ms", &LEASE_MS.to_string(), "--partitions", &PARTITIONS.to_string()])
             .args(["--brand-rps", "100000", "--brand-burst", "100000"])
+            // The tests' webhook receivers listen on loopback.
+            .arg("--webhook-allow-private")
             .env("ZAIKO_LOG", "info")
             .env("ZAIKO_SHARDS", "2")
             .stdin(Stdio::null())

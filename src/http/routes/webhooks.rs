@@ -77,7 +77,7 @@ async fn create(
     caller.require_brand(&brand, Access::Write)?;
     let svc = state.services()?;
     let mut errors = check_events(&body.value.events);
-    if let Err(e) = target::check_registration(&body.value.url, svc.local()?.integrations.webhooks.allow_private()) {
+    if let Err(e) = target::check_registration(&body.value.url, svc.webhooks()?.allow_private()) {
         errors.insert(0, FieldError::new("url", e));
     }
     if !errors.is_empty() {
@@ -155,8 +155,7 @@ async fn deliveries(
     if limit == 0 {
         return Err(Problem::invalid("limit", format!("must be an integer in 1..={DELIVERIES_LIMIT_MAX}")));
     }
-    let rows =
-        state.services()?.local()?.integrations.webhooks.deliveries(id.as_str(), status, after, limit).await.map_err(store_problem)?;
+    let rows = state.services()?.webhooks()?.deliveries(id.as_str(), status, after, limit).await.map_err(store_problem)?;
     let next = rows.last().map_or(after, |r| r.seq);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows, "next": next.to_string() })))
 }
@@ -171,7 +170,7 @@ async fn redrive(
     // Validated like everywhere, but not honoured here (see the notes in docs/api-v1.md).
     idempotency_key(&req)?;
     let (_, id) = owned(&state, &caller, &path, Access::Write).await?;
-    let n = state.services()?.local()?.integrations.webhooks.redrive(id.as_str()).await.map_err(store_problem)?;
+    let n = state.services()?.webhooks()?.redrive(id.as_str()).await.map_err(store_problem)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "requeued": n })))
 }
 
@@ -195,7 +194,7 @@ async fn replay(
     idempotency_key(&req)?;
     let (_, id) = owned(&state, &caller, &path, Access::Write).await?;
     let after_seq = body.value.after_seq;
-    let known = state.services()?.local()?.integrations.webhooks.replay(id.as_str(), after_seq).await.map_err(store_problem)?;
+    let known = state.services()?.webhooks()?.replay(id.as_str(), after_seq).await.map_err(store_problem)?;
     if !known {
         return Err(Problem::new(crate::domain::ErrorCode::NotReady, "this webhook's deliveries are still being set up; retry shortly"));
     }
