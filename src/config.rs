@@ -68,6 +68,10 @@ pub enum ClusterCommand {
     /// The nodes and the partitions' owners as one node sees them; exits 1 while a
     /// partition has no live owner, 2 when the node cannot be asked.
     Status(crate::cluster::status::StatusArgs),
+    /// Drains a node before maintenance: its partitions are handed over one after the
+    /// other; waits until it owns none (exit 0) or the wait runs out (exit 1). With
+    /// --undo the node takes its share again.
+    Drain(crate::cluster::status::DrainArgs),
 }
 
 #[derive(Debug, Subcommand)]

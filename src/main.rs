@@ -69,5 +69,6 @@ fn main() -> ExitCode {
         }
         Command::Import(args) => zaiko::imports::client::run(&args),
         Command::Cluster { command: ClusterCommand::Status(args) } => zaiko::cluster::status::run(&args),
+        Command::Cluster { command: ClusterCommand::Drain(args) } => zaiko::cluster::status::drain(&args),
     }
 }

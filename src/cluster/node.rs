@@ -63,6 +63,9 @@ pub struct PartitionView {
     pub local: bool,
     /// The nodes that should be following it, best first.
     pub standbys: Vec<String>,
+    /// The node it belongs on: the best-ranked live node that is not draining. An
+    /// owner elsewhere hands it over there once that node follows it closely.
+    pub preferred: Option<String>,
     /// This node's position in its journal: as owner, the last LSN durable; as a
     /// standby, the last applied; otherwise 0.
     pub lsn: u64,
@@ -80,6 +83,8 @@ pub struct NodeView {
     pub advertise: String,
     pub partitions_owned: usize,
     pub alive: bool,
+    /// An operator is draining it (`zaiko cluster drain`).
+    pub draining: bool,
 }
 
 /// What `/v1/admin/cluster` shows and the router reads.
@@ -141,6 +146,19 @@ impl Node {
         PartitionId::Brand(super::engine::partition_of(brand, self.cfg.partitions))
     }
 
+    /// Marks `node` as draining (or not): every node hands the partitions it owns on it
+    /// over and places nothing on it until it is undrained.
+    pub async fn set_draining(&self, node: &str, draining: bool) -> Result<(), String> {
+        let key = drain_key(node);
+        let kv = &self.engine.cluster;
+        let res = if draining {
+            kv.put(&key, "1".into()).await.map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            kv.delete(&key).await.map_err(|e| e.to_string())
+        };
+        res.map_err(|e| format!("the cluster bucket did not take the change ({e}); retry"))
+    }
+
     /// The stream sequence of the last entry of `p`'s journal now (0 if it has none).
     pub async fn journal_end(&self, p: PartitionId) -> Result<u64, String> {
         tokio::time::timeout(super::engine::API_TIMEOUT, plog::last_seq(&self.engine.journal, &p.subject()))
@@ -170,11 +188,30 @@ impl Node {
     }
 }
 
-/// A heartbeat: the node's HTTP address (the revision moving is what says it lives).
+/// A heartbeat: the node's HTTP address (the revision moving is what says it lives),
+/// and the partitions it follows closely enough to be handed them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Heartbeat {
     advertise: String,
     sent_unix_ms: i64,
+    /// Partitions this node follows as a standby at most [`HANDOVER_LAG_MAX`] entries
+    /// behind their journal's end.
+    #[serde(default)]
+    caught_up: Vec<String>,
+}
+
+/// A standby at most this many entries behind may be handed its partition: the rest is
+/// read in the takeover's catch-up, while the partition answers 503.
+pub const HANDOVER_LAG_MAX: u64 = 64;
+/// A node is handed partitions only once it has been live this many leases (a node
+/// that is starting, or flapping, is not).
+const HANDOVER_SETTLE_LEASES: u32 = 2;
+/// At most one planned handover per this interval per node, so that a join or a
+/// drain moves partitions one after the other, each briefly unavailable.
+const HANDOVER_SPACING: Duration = Duration::from_millis(200);
+/// The KV key (`ZAIKO_CLUSTER`) that marks a node as draining.
+pub fn drain_key(node: &str) -> String {
+    format!("drain.{node}")
 }
 
 /// A partition this node owns.
@@ -206,6 +243,15 @@ struct Controller {
     registry_ready: bool,
     /// The registry journal's last stream sequence when this node first asked.
     registry_target: Option<u64>,
+    /// What each node's last heartbeat said it follows closely.
+    caught_up: HashMap<String, Vec<String>>,
+    /// Since when each live node has been live (for [`HANDOVER_SETTLE_LEASES`]).
+    live_since: HashMap<String, Instant>,
+    /// Nodes an operator is draining: they own nothing, take nothing over and follow
+    /// nothing once their partitions are handed over.
+    draining: std::collections::BTreeSet<String>,
+    /// When this node last handed a partition over.
+    handed_at: Option<Instant>,
 }
 
 /// How often the controller looks at everything.
@@ -241,6 +287,10 @@ impl Node {
             done_tx,
             registry_ready: false,
             registry_target: None,
+            caught_up: HashMap::new(),
+            live_since: HashMap::new(),
+            draining: Default::default(),
+            handed_at: None,
         };
         let task = tokio::spawn(controller.run(done_rx));
         *node.controller.lock() = Some(task);
@@ -270,6 +320,7 @@ impl Controller {
         // before this node started), then every change.
         let mut lease_watch = self.node.engine.leases.watch_with_history(">").await.ok();
         let mut node_watch = self.node.engine.cluster.watch_with_history("node.*").await.ok();
+        let mut drain_watch = self.node.engine.cluster.watch_with_history("drain.*").await.ok();
         let mut tick = tokio::time::interval(TICK);
         let mut beat = tokio::time::interval(self.node.cfg.timing.renew_every());
         loop {
@@ -286,13 +337,26 @@ impl Controller {
                     Some(entry) => self.saw_node(entry),
                     None => node_watch = self.node.engine.cluster.watch_with_history("node.*").await.ok(),
                 },
+                e = next(&mut drain_watch) => match e {
+                    Some(entry) => self.saw_drain(entry),
+                    None => drain_watch = self.node.engine.cluster.watch_with_history("drain.*").await.ok(),
+                },
             }
         }
         self.stop_all().await;
     }
 
     async fn heartbeat(&mut self) {
-        let hb = Heartbeat { advertise: self.node.cfg.advertise.clone(), sent_unix_ms: chrono::Utc::now().timestamp_millis() };
+        let caught_up = self
+            .following
+            .iter()
+            .filter(|(_, f)| {
+                let s = f.status();
+                s.failed.is_none() && s.applied_at.is_some() && s.lag_entries <= HANDOVER_LAG_MAX
+            })
+            .map(|(p, _)| p.to_string())
+            .collect();
+        let hb = Heartbeat { advertise: self.node.cfg.advertise.clone(), sent_unix_ms: chrono::Utc::now().timestamp_millis(), caught_up };
         let key = format!("node.{}", self.node.cfg.node_id);
         if let Err(e) = self.node.engine.cluster.put(&key, serde_json::to_vec(&hb).expect("heartbeat").into()).await {
             tracing::warn!(error = %e, "heartbeat failed");
@@ -319,6 +383,75 @@ impl Controller {
         if entry.0 != e.revision {
             *entry = (e.revision, if entry.0 == 0 { seen } else { now }, hb.advertise);
         }
+        self.caught_up.insert(id.to_string(), hb.caught_up);
+    }
+
+    fn saw_drain(&mut self, e: async_nats::jetstream::kv::Entry) {
+        let Some(id) = e.key.strip_prefix("drain.") else { return };
+        if e.operation == async_nats::jetstream::kv::Operation::Put {
+            if self.draining.insert(id.to_string()) {
+                tracing::info!(node = id, "node draining: its partitions are handed over and it takes none");
+            }
+        } else if self.draining.remove(id) {
+            tracing::info!(node = id, "node no longer draining: it takes its share of partitions again");
+        }
+    }
+
+    /// The live nodes partitions may be placed on: not the draining ones (unless every
+    /// live node drains).
+    fn eligible(&self, live: &[String]) -> Vec<String> {
+        let eligible: Vec<String> = live.iter().filter(|n| !self.draining.contains(*n)).cloned().collect();
+        if eligible.is_empty() {
+            live.to_vec()
+        } else {
+            eligible
+        }
+    }
+
+    /// A planned handover: hands one owned partition (at most one per
+    /// [`HANDOVER_SPACING`]) to the node it should be on — the best-ranked eligible node —
+    /// once that node has been live a while and follows it closely. This node stops
+    /// serving it (in-flight entries finish), releases the lease, and the other node
+    /// takes it over at once. Moves partitions to a node that joins (or comes back),
+    /// and away from a draining one.
+    async fn rebalance(&mut self, eligible: &[String], now: Instant) {
+        if self.handed_at.is_some_and(|at| now.duration_since(at) < HANDOVER_SPACING) {
+            return;
+        }
+        let settle = self.node.cfg.timing.lease * HANDOVER_SETTLE_LEASES;
+        let refs: Vec<&str> = eligible.iter().map(String::as_str).collect();
+        let mut owned: Vec<PartitionId> = self.owned.keys().copied().collect();
+        owned.sort();
+        for p in owned {
+            let Some(best) = placement::rank(p, &refs).first().map(|n| n.to_string()) else { continue };
+            if best == self.node.cfg.node_id {
+                continue;
+            }
+            let settled = self.live_since.get(&best).is_some_and(|at| now.duration_since(*at) >= settle);
+            let close = self.caught_up.get(&best).is_some_and(|c| c.iter().any(|x| *x == p.to_string()));
+            if !(settled && close) {
+                continue;
+            }
+            self.handed_at = Some(now);
+            let Some(o) = self.owned.remove(&p) else { continue };
+            tracing::info!(partition = %p, to = %best, "handing the partition over (planned)");
+            self.give_up(p, o).await;
+            metrics::counter!("zaiko_cluster_handovers_total").increment(1);
+            return;
+        }
+    }
+
+    /// Stops serving an owned partition: its publisher stops after what it has in
+    /// flight, the actors drop it, and the lease is released so that the next owner need
+    /// not wait for it to expire.
+    async fn give_up(&mut self, p: PartitionId, o: Owned) {
+        o.journal.stop();
+        o.renewal.abort();
+        let _ = o.publisher.await;
+        self.host.remove(p).await;
+        if let Err(e) = self.leases.release(&o.cell.held()).await {
+            tracing::warn!(partition = %p, error = %e, "could not release the lease; it expires by itself");
+        }
     }
 
     fn live(&self, now: Instant) -> Vec<String> {
@@ -337,7 +470,14 @@ impl Controller {
         let now = Instant::now();
         self.reap_owned().await;
         let live = self.live(now);
-        let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
+        self.live_since.retain(|n, _| live.contains(n));
+        for n in &live {
+            self.live_since.entry(n.clone()).or_insert(now);
+        }
+        // Decisions are made over the eligible nodes: a draining node is nobody's
+        // candidate (it keeps what it owns until `rebalance` hands it over).
+        let eligible = self.eligible(&live);
+        let live_refs: Vec<&str> = eligible.iter().map(String::as_str).collect();
         let first_grace = self.node.cfg.timing.lease * FIRST_START_GRACE_LEASES;
         let partitions: Vec<PartitionId> = self.partitions().collect();
         for p in partitions {
@@ -354,7 +494,13 @@ impl Controller {
                 timing: &self.node.cfg.timing,
                 now,
             };
-            match placement::decide(&view) {
+            let mut action = placement::decide(&view);
+            if p == PartitionId::Registry && action == Action::Leave {
+                // A draining node still follows the registry: its tokens authenticate
+                // what it forwards.
+                action = Action::Follow;
+            }
+            match action {
                 Action::Own => {}
                 Action::TakeOver if observed.value.is_none() && now.duration_since(self.started) < first_grace => {}
                 Action::TakeOver if p != PartitionId::Registry && !self.registry_ready => {}
@@ -373,7 +519,10 @@ impl Controller {
                 }
             }
         }
-        self.publish_view(&live, now);
+        if self.registry_ready {
+            self.rebalance(&eligible, now).await;
+        }
+        self.publish_view(&eligible, now);
         let registry_seq = if self.owned.contains_key(&PartitionId::Registry) {
             u64::MAX
         } else {
@@ -401,14 +550,9 @@ impl Controller {
         for (_, f) in self.following.drain() {
             drop(f.stop().await);
         }
-        for (p, o) in self.owned.drain() {
-            o.journal.stop();
-            o.renewal.abort();
-            let _ = o.publisher.await;
-            self.host.remove(p).await;
-            if let Err(e) = self.leases.release(&o.cell.held()).await {
-                tracing::warn!(partition = %p, error = %e, "could not release the lease; it expires by itself");
-            }
+        let owned: Vec<(PartitionId, Owned)> = self.owned.drain().collect();
+        for (p, o) in owned {
+            self.give_up(p, o).await;
         }
         tracing::info!("cluster node stopped; its partitions' leases are released");
     }
@@ -479,8 +623,9 @@ impl Controller {
         }
     }
 
-    fn publish_view(&self, live: &[String], now: Instant) {
-        let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
+    /// Publishes what this node sees; standbys are ranked over `eligible`.
+    fn publish_view(&self, eligible: &[String], now: Instant) {
+        let live_refs: Vec<&str> = eligible.iter().map(String::as_str).collect();
         let mut owned_by: BTreeMap<String, usize> = BTreeMap::new();
         let partitions: Vec<PartitionView> = self
             .partitions()
@@ -513,6 +658,7 @@ impl Controller {
                     .map(str::to_string)
                     .collect();
                 let standby_lag_entries = follower.map(|f| f.status().lag_entries);
+                let preferred = placement::rank(p, &live_refs).first().map(|n| n.to_string());
                 let label = p.to_string();
                 metrics::gauge!("zaiko_cluster_partition_owned", "partition" => label.clone()).set(if local { 1.0 } else { 0.0 });
                 metrics::gauge!("zaiko_cluster_partition_epoch", "partition" => label.clone())
@@ -528,7 +674,16 @@ impl Controller {
                     metrics::gauge!("zaiko_cluster_standby_lag_entries", "partition" => label.clone()).set(status.lag_entries as f64);
                     metrics::gauge!("zaiko_cluster_standby_lag_seconds", "partition" => label).set(behind);
                 }
-                PartitionView { id: p.to_string(), owner, local, standbys, lsn, following: follower.is_some(), standby_lag_entries }
+                PartitionView {
+                    id: p.to_string(),
+                    owner,
+                    local,
+                    standbys,
+                    preferred,
+                    lsn,
+                    following: follower.is_some(),
+                    standby_lag_entries,
+                }
             })
             .collect();
         let nodes = self
@@ -539,6 +694,7 @@ impl Controller {
                 advertise: advertise.clone(),
                 partitions_owned: owned_by.get(id).copied().unwrap_or(0),
                 alive: now.duration_since(*at) < self.node.cfg.timing.lease || *id == self.node.cfg.node_id,
+                draining: self.draining.contains(id),
             })
             .collect();
         self.node.view.store(Arc::new(ClusterView { node: self.node.cfg.node_id.clone(), partitions, nodes }));

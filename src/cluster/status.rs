@@ -1,9 +1,11 @@
 //! `zaiko cluster status --url URL`: the cluster as one node sees it
-//! (`GET /v1/admin/cluster`), for an operator at a terminal.
+//! (`GET /v1/admin/cluster`), for an operator at a terminal. Exit code 0 when every
+//! partition has an owner and every node that owns one is alive, 1 when not (a takeover
+//! is under way or a node is gone), 2 when the node could not be asked.
 //!
-//! Exit code 0 when every partition has an owner and every node that owns one is alive,
-//! 1 when not (a takeover is under way or a node is gone), 2 when the node could not be
-//! asked.
+//! `zaiko cluster drain --node ID`: marks the node draining and waits until it owns no
+//! partition (exit 0), or the wait runs out (exit 1); 2 when the cluster could not be
+//! asked. `--undo` ends the drain.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -23,6 +25,25 @@ pub struct StatusArgs {
     /// Also print one line per partition.
     #[arg(long)]
     pub partitions: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Any node of the cluster, e.g. http://10.0.0.1:8080.
+    #[arg(long, env = "ZAIKO_URL")]
+    pub url: String,
+    /// The admin token (the same on every node).
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// The node to drain (its --node-id).
+    #[arg(long)]
+    pub node: String,
+    /// End the drain: the node takes its share of partitions again.
+    #[arg(long)]
+    pub undo: bool,
+    /// How long to wait for the node to own nothing, in seconds (0: do not wait).
+    #[arg(long, default_value_t = 300)]
+    pub wait_s: u64,
 }
 
 /// How long the node may take to answer.
@@ -57,6 +78,8 @@ struct NodeLine {
     advertise: String,
     partitions_owned: usize,
     alive: bool,
+    #[serde(default)]
+    draining: bool,
 }
 
 pub fn run(args: &StatusArgs) -> ExitCode {
@@ -76,10 +99,67 @@ pub fn run(args: &StatusArgs) -> ExitCode {
     }
 }
 
+pub fn drain(args: &DrainArgs) -> ExitCode {
+    actix_rt::System::new().block_on(async {
+        let base = args.url.trim_end_matches('/');
+        let url = format!("{base}/v1/admin/cluster/nodes/{}/drain", args.node);
+        let client = awc::Client::builder().timeout(TIMEOUT).finish();
+        let req = if args.undo { client.delete(&url) } else { client.put(&url) };
+        let answered = match req.bearer_auth(&args.admin_token).send().await {
+            Ok(mut res) => {
+                let body = res.body().limit(1 << 20).await.unwrap_or_default();
+                res.status()
+                    .is_success()
+                    .then_some(())
+                    .ok_or_else(|| format!("{url} answered {}: {}", res.status(), String::from_utf8_lossy(&body)))
+            }
+            Err(e) => Err(format!("{url}: {e}")),
+        };
+        if let Err(e) = answered {
+            eprintln!("zaiko cluster drain: {e}");
+            return ExitCode::from(2);
+        }
+        if args.undo {
+            println!("node {} is no longer draining; it takes its share of partitions as it catches up", args.node);
+            return ExitCode::SUCCESS;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(args.wait_s);
+        let mut last = None;
+        loop {
+            match fetch_view(base, &args.admin_token).await {
+                Ok(view) => {
+                    let owned = view.partitions.iter().filter(|p| p.owner.as_ref().is_some_and(|o| o.node == args.node)).count();
+                    if last != Some(owned) {
+                        println!("node {}: {owned} partitions still owned", args.node);
+                        last = Some(owned);
+                    }
+                    if owned == 0 {
+                        println!("node {} is drained: it owns no partition and can be stopped", args.node);
+                        return ExitCode::SUCCESS;
+                    }
+                }
+                Err(e) => eprintln!("zaiko cluster drain: {e} (asking again)"),
+            }
+            if std::time::Instant::now() >= deadline {
+                eprintln!(
+                    "zaiko cluster drain: node {} still owns partitions after {} s; see zaiko cluster status --partitions",
+                    args.node, args.wait_s
+                );
+                return ExitCode::from(1);
+            }
+            actix_rt::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
 async fn fetch(args: &StatusArgs) -> Result<View, String> {
-    let url = format!("{}/v1/admin/cluster", args.url.trim_end_matches('/'));
+    fetch_view(&args.url, &args.admin_token).await
+}
+
+async fn fetch_view(base: &str, admin_token: &str) -> Result<View, String> {
+    let url = format!("{}/v1/admin/cluster", base.trim_end_matches('/'));
     let client = awc::Client::builder().timeout(TIMEOUT).finish();
-    let mut res = client.get(&url).bearer_auth(&args.admin_token).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let mut res = client.get(&url).bearer_auth(admin_token).send().await.map_err(|e| format!("{url}: {e}"))?;
     let body = res.body().limit(16 << 20).await.map_err(|e| format!("{url}: {e}"))?;
     if !res.status().is_success() {
         return Err(format!("{url} answered {}: {}", res.status(), String::from_utf8_lossy(&body)));
@@ -98,7 +178,11 @@ fn render(v: &View, partitions: bool) -> String {
     let mut nodes: Vec<&NodeLine> = v.nodes.iter().collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     for n in nodes {
-        let state = if n.alive { "alive" } else { "GONE" };
+        let state = match (n.alive, n.draining) {
+            (false, _) => "GONE",
+            (true, true) => "drain",
+            (true, false) => "alive",
+        };
         out += &format!("  {:<16} {:<5} {:>4} partitions owned  {}\n", n.id, state, n.partitions_owned, n.advertise);
     }
     let unowned: Vec<&str> = v.partitions.iter().filter(|p| p.owner.is_none()).map(|p| p.id.as_str()).collect();

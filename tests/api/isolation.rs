@@ -107,6 +107,8 @@ pub const ROUTES: &[Route] = &[
     r("PUT", "/v1/locations/{location}", Admin, Json(r#"{"name":"renamed","kind":"store"}"#)),
     r("POST", "/v1/admin/clock", Admin, Json(r#"{"advance_seconds":1}"#)),
     r("GET", "/v1/admin/cluster", Admin, Body::None),
+    r("PUT", "/v1/admin/cluster/nodes/{node}/drain", Admin, Body::None),
+    r("DELETE", "/v1/admin/cluster/nodes/{node}/drain", Admin, Body::None),
     r("POST", "/v1/admin/snapshots", Admin, Body::None),
     r("GET", "/v1/admin/snapshots", Admin, Body::None),
     // catalog and stock
@@ -312,6 +314,7 @@ impl Fixture {
                 "{sku}" => "S1",
                 "{location}" => "tsukuba",
                 "{channel}" => "zozotown",
+                "{node}" => "n1",
                 "{id}" => match segs[i - 1] {
                     "tokens" => self.spare_token_id.as_str(),
                     "reservations" => "R1",

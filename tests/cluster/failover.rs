@@ -51,6 +51,12 @@ impl Load {
     /// Nodes keep their ports across restarts, so the writers hold their addresses and
     /// never wait for the test's own handling of the cluster.
     pub(crate) fn start(c: &Cluster, brand: &str, token: &str, skus: &[&str], writers: usize) -> Load {
+        Load::start_with(c, brand, token, skus, writers, false)
+    }
+
+    /// With `strict`, every answer must come (no node is killed): a write that gets no
+    /// answer at all fails the test, as any status but 2xx and 503 does.
+    pub(crate) fn start_with(c: &Cluster, brand: &str, token: &str, skus: &[&str], writers: usize, strict: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let bases: Arc<Vec<String>> = Arc::new(c.nodes.iter().map(|n| n.base()).collect());
         let threads = (0..writers)
@@ -73,7 +79,7 @@ impl Load {
                                 *acked.entry(sku.clone()).or_default() += 1;
                                 break;
                             }
-                            assert!(r.status == 503 || r.status == 0, "a write got {}: {}", r.status, r.body);
+                            assert!(r.status == 503 || (r.status == 0 && !strict), "a write got {}: {}", r.status, r.body);
                             if stop.load(Ordering::Relaxed) {
                                 return (acked, Some(Pending { sku: sku.clone(), key, body }));
                             }
@@ -126,7 +132,7 @@ fn send(client: &reqwest::blocking::Client, base: &str, brand: &str, token: &str
             let body = r.json().unwrap_or(Value::Null);
             Resp { status, body, node: None, partition: None, lsn: None }
         }
-        Err(_) => Resp { status: 0, body: Value::Null, node: None, partition: None, lsn: None },
+        Err(e) => Resp { status: 0, body: Value::String(format!("{e:?}")), node: None, partition: None, lsn: None },
     }
 }
 

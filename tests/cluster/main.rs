@@ -13,3 +13,4 @@ mod receiver;
 mod failover;
 mod feed;
 mod journal;
+mod rebalance;

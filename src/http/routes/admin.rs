@@ -1,7 +1,7 @@
 //! Brands, locations and tokens.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{RegistryCmd, TOKEN_PREFIX};
@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/locations/{location}", web::put().to(put_location))
         .route("/v1/admin/clock", web::post().to(advance_clock))
         .route("/v1/admin/cluster", web::get().to(cluster_status))
+        .route("/v1/admin/cluster/nodes/{node}/drain", web::put().to(drain_node))
+        .route("/v1/admin/cluster/nodes/{node}/drain", web::delete().to(undrain_node))
         .route("/v1/admin/snapshots", web::post().to(create_snapshot))
         .route("/v1/admin/snapshots", web::get().to(list_snapshots));
 }
@@ -275,9 +277,56 @@ async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<Ht
 ))]
 async fn cluster_status(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
-    let node =
-        state.services()?.cluster.as_ref().ok_or_else(|| {
-            Problem::new(crate::domain::ErrorCode::NotFound, "this server is not in cluster mode (start it with --cluster)")
-        })?;
-    Ok(HttpResponse::Ok().json(&*node.view()))
+    Ok(HttpResponse::Ok().json(&*cluster_node(&state)?.view()))
+}
+
+/// What a drain or undrain did.
+#[derive(Serialize, utoipa::ToSchema)]
+struct DrainState {
+    /// The node.
+    node: String,
+    /// Whether it is draining now.
+    draining: bool,
+}
+
+fn cluster_node(state: &AppState) -> Result<&crate::cluster::node::Node, Problem> {
+    state
+        .services()?
+        .cluster
+        .as_ref()
+        .ok_or_else(|| Problem::new(crate::domain::ErrorCode::NotFound, "this server is not in cluster mode (start it with --cluster)"))
+}
+
+/// Sets a node's drain mark after checking it is a node the cluster knows.
+async fn set_drain(state: &AppState, caller: &Caller, id: &str, draining: bool) -> Result<HttpResponse, Problem> {
+    caller.require_admin()?;
+    let node = cluster_node(state)?;
+    if !node.view().nodes.iter().any(|n| n.id == id) {
+        return Err(Problem::new(
+            crate::domain::ErrorCode::NotFound,
+            format!("node {id} is not known to this cluster (see GET /v1/admin/cluster for its nodes)"),
+        ));
+    }
+    node.set_draining(id, draining).await.map_err(|e| Problem::new(crate::domain::ErrorCode::PartitionUnavailable, e))?;
+    Ok(HttpResponse::Ok().json(DrainState { node: id.to_string(), draining }))
+}
+
+#[utoipa::path(put, path = "/v1/admin/cluster/nodes/{node}/drain", operation_id = "drain_node", tag = "admin", params(
+    ("node" = String, Path, description = "The node id (`--node-id`)."),
+), responses(
+    (status = 200, description = "Cluster mode: the node is draining. Every partition it owns is handed over, one after the other, to the node it belongs on among the others once that node follows it closely; the node takes nothing over and follows nothing but the registry. Each partition answers 503 with Retry-After for the moment it moves. Watch `partitions_owned` in GET /v1/admin/cluster reach 0.", body = DrainState),
+    (status = 404, description = "`not_found`: the server is not in cluster mode, or the cluster does not know the node.", body = super::schemas::Problem, content_type = "application/problem+json"),
+))]
+async fn drain_node(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    set_drain(&state, &caller, &path, true).await
+}
+
+#[utoipa::path(delete, path = "/v1/admin/cluster/nodes/{node}/drain", operation_id = "undrain_node", tag = "admin", params(
+    ("node" = String, Path, description = "The node id (`--node-id`)."),
+), responses(
+    (status = 200, description = "Cluster mode: the node is no longer draining; it is handed its share of partitions again, one after the other, as it catches up with them.", body = DrainState),
+    (status = 404, description = "`not_found`: the server is not in cluster mode, or the cluster does not know the node.", body = super::schemas::Problem, content_type = "application/problem+json"),
+))]
+async fn undrain_node(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    set_drain(&state, &caller, &path, false).await
 }

@@ -64,6 +64,8 @@ pub fn document() -> serde_json::Value {
         super::admin::create_snapshot,
         super::admin::list_snapshots,
         super::admin::cluster_status,
+        super::admin::drain_node,
+        super::admin::undrain_node,
         super::catalog::put_sku,
         super::catalog::get_sku,
         super::catalog::delete_sku,

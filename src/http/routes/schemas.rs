@@ -79,6 +79,9 @@ pub(super) struct ClusterPartition {
     owner: Option<ClusterOwner>,
     /// The nodes that follow its journal (hot standbys), best first.
     standbys: Vec<String>,
+    /// The node it belongs on (the best-ranked live node that is not draining); an owner
+    /// elsewhere hands it over there once that node follows it closely.
+    preferred: Option<String>,
     /// The answering node's position in its journal: as owner the durable LSN, as a
     /// standby the last applied; otherwise 0.
     lsn: u64,
@@ -104,6 +107,8 @@ pub(super) struct ClusterNode {
     partitions_owned: usize,
     /// Its heartbeat moved within the last lease.
     alive: bool,
+    /// An operator is draining it (`PUT /v1/admin/cluster/nodes/{node}/drain`).
+    draining: bool,
 }
 
 /// `GET /v1/locations`.
