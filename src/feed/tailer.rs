@@ -174,8 +174,18 @@ impl Tailer {
             }
             match event::decode(payload) {
                 Ok(WalRecord::Brand(rec)) => {
+                    let from = batch.events.len();
                     for (index, ev) in rec.events.iter().enumerate() {
                         collect(&mut batch, &mut imports, &rec.brand, lsn, index, rec.at, ev);
+                    }
+                    // An import chunk's rows' events are in its record: the stock
+                    // history names the job that made them.
+                    let chunk_of = rec.events.iter().find_map(|ev| match ev {
+                        Event::ImportChunkApplied { progress } => Some(&progress.id),
+                        _ => None,
+                    });
+                    if let Some(job) = chunk_of {
+                        batch.events[from..].iter_mut().for_each(|e| e.import = Some(job.clone()));
                     }
                 }
                 Ok(WalRecord::Registry(_)) => {}

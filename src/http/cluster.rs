@@ -4,8 +4,8 @@
 //! flight; a partition without an owner (a takeover under way) is 503 with
 //! `Retry-After`. Answers carry `X-Zaiko-Node` and `X-Zaiko-Partition`.
 //!
-//! Routes of the single node's journal-followers (search, feed, webhooks, imports,
-//! snapshots) answer 501 `not_in_cluster_mode` until cluster mode's second part.
+//! Routes of the single node's journal-followers (search, feed and SKU history,
+//! webhooks, imports, snapshots) answer 501 `not_in_cluster_mode` until cluster mode's second part.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -58,6 +58,7 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
         ["v1", "locations", _] | ["v1", "tokens", ..] if write => Target::Partition(PartitionId::Registry, None),
         ["v1", "brands", _, "tokens"] if write => Target::Partition(PartitionId::Registry, None),
         ["v1", "brands", _, "events" | "webhooks" | "imports", ..] => Target::Unsupported,
+        ["v1", "brands", _, "skus", _, "history"] => Target::Unsupported,
         ["v1", "brands", brand, ..] => match BrandId::parse(brand) {
             Ok(b) => Target::Partition(node.partition_of(b.as_str()), Some(b)),
             // The handler answers 400 for a bad id.

@@ -69,6 +69,7 @@ pub fn document() -> serde_json::Value {
         super::catalog::delete_sku,
         super::stock::get_stock,
         super::stock::post_changes,
+        super::history::sku_history,
         super::fulfilment::reserve,
         super::fulfilment::get_reservation,
         super::fulfilment::release,
