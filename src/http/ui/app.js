@@ -71,7 +71,7 @@ const MESSAGES = {
     cause_released: '引当解除', cause_expired: '引当期限切れ', cause_shipped: '出荷', cause_cancelled: '出荷キャンセル',
     cause_inbound: '入荷予定の登録', cause_received: '入荷', cause_inbound_closed: '入荷予定の終了',
     cause_reason: (v) => `理由: ${v.reason}`, cause_import: (v) => `取込 ${v.job}`,
-    lines: '明細', status_history: 'ステータス履歴', sku: 'SKU',
+    lines: '明細', status_history: 'ステータス履歴', sku: 'SKU', kind_warehouse: '倉庫', kind_store: '店舗', id: 'ID',
     not_accepted: (v) => `トークンが受け付けられませんでした: ${v.msg}`,
     needs_viewer: (v) => `このトークンでは全ブランドを閲覧できません（${v.msg}）。閲覧トークンが必要です。`,
     unreachable: 'サーバーに接続できません。zaiko は起動していますか？', unexpected: (v) => `予期しないエラー: ${v.msg}`,
@@ -119,7 +119,7 @@ const MESSAGES = {
     cause_released: 'Reservation released', cause_expired: 'Reservation expired', cause_shipped: 'Shipped', cause_cancelled: 'Shipment cancelled',
     cause_inbound: 'Inbound expected', cause_received: 'Received', cause_inbound_closed: 'Inbound closed',
     cause_reason: (v) => `reason: ${v.reason}`, cause_import: (v) => `import ${v.job}`,
-    lines: 'Lines', status_history: 'Status history', sku: 'SKU',
+    lines: 'Lines', status_history: 'Status history', sku: 'SKU', kind_warehouse: 'warehouse', kind_store: 'store', id: 'ID',
     not_accepted: (v) => `The token was not accepted: ${v.msg}`,
     needs_viewer: (v) => `This token cannot read across brands (${v.msg}). The search UI needs a viewer token.`,
     unreachable: 'The server could not be reached. Is zaiko running?', unexpected: (v) => `Unexpected error: ${v.msg}`,
@@ -819,7 +819,8 @@ function stockTable(stock) {
     h('tr', { class: cls }, h('th', { scope: 'row' }, label), cols.map((c) => h('td', { class: 'num' + (c === 'available' && l[c] === 0 ? ' zero' : '') }, qty(l[c]))));
   const rows = Object.entries(stock.locations || {}).map(([loc, l]) => {
     const info = state.locations.get(loc);
-    return line(h('span', null, locationName(loc), h('span', { class: 'muted' }, ` ${loc}${info && info.kind ? ' · ' + info.kind : ''}`)), l);
+    const kind = info && info.kind ? ` · ${MESSAGES[state.lang][`kind_${info.kind}`] || info.kind}` : '';
+    return line(h('span', null, locationName(loc), h('span', { class: 'muted' }, ` ${loc}${kind}`)), l);
   });
   return h(
     'table',
@@ -935,7 +936,7 @@ async function loadHolds(hit, box) {
   box.replaceChildren(
     h('h3', null, t('holds_title')),
     rows.length
-      ? h('table', { class: 'stock holds-table' }, h('thead', null, h('tr', null, ['', 'ID', t('status'), t('qty')].map((x, i) => h('th', { scope: 'col', class: i === 3 ? 'num' : null }, x)))), h('tbody', null, rows))
+      ? h('table', { class: 'stock holds-table' }, h('thead', null, h('tr', null, ['', t('id'), t('status'), t('qty')].map((x, i) => h('th', { scope: 'col', class: i === 3 ? 'num' : null }, x)))), h('tbody', null, rows))
       : h('p', { class: 'muted' }, t('none')),
   );
 }
