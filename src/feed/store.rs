@@ -24,7 +24,11 @@
 //!   transaction and dropped with its rows by the retention: it can never disagree
 //!   with them. A store made before it existed gets it when it opens (a one-time
 //!   scan); older binaries keep it up to date as SQLite does for any index, so it
-//!   needs no schema version.
+//!   needs no schema version. Its price is on the feed thread: one insert at a random
+//!   place of the index per stock change (an import's rows spread over the whole
+//!   index), which makes the feed's writes of a bulk import markedly slower than the
+//!   appends alone; indexing later, off the feed's commits, would move that work, not
+//!   remove it.
 //! - `import_records(lsn, at_ms, job)`: the journal records that were import chunks
 //!   (one row per chunk of up to `--import-chunk-rows` rows), so the history can say
 //!   which job made a change (the events themselves do not carry it). Dropped by the
