@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::store::{Batch, HookChange, SourcePosition, Store, StoreError};
-use super::tailer::{collect, FEED_BATCH_EVENTS_MAX, FEED_BATCH_RECORDS_MAX};
+use super::tailer::{collect_record, FEED_BATCH_EVENTS_MAX, FEED_BATCH_RECORDS_MAX};
 use super::{FeedConfig, Inner};
 use crate::clock::SharedClock;
 use crate::cluster::entry::{self, Replay, Verdict};
@@ -144,11 +144,7 @@ impl Source {
                 let mut imports = Vec::new();
                 for (lsn, payload) in &e.records {
                     match event::decode(payload) {
-                        Ok(WalRecord::Brand(rec)) => {
-                            for (index, ev) in rec.events.iter().enumerate() {
-                                collect(&mut taken, &mut imports, &rec.brand, *lsn, index, rec.at, ev);
-                            }
-                        }
+                        Ok(WalRecord::Brand(rec)) => collect_record(&mut taken, &mut imports, &rec, *lsn),
                         Ok(WalRecord::Registry(_)) => {}
                         Err(detail) => return Err(format!("record {lsn} cannot be decoded: {detail}")),
                     }

@@ -2,6 +2,7 @@
 //!
 //! * [`render`] — the feed form (type, key, `data`) of each event; no personal data.
 //! * [`store`] — `feed.sqlite`: events by (brand, seq), retention, the covered LSN.
+//! * [`history`] — one SKU's stock changes, read from the store (its own route).
 //! * [`tailer`] — the feed thread: follows the journal up to its durable LSN (the WAL
 //!   is the queue), writes each run of records in one transaction, wakes waiters.
 //!
@@ -19,6 +20,7 @@
 //! the new one.
 
 pub mod cluster;
+pub mod history;
 pub mod render;
 pub mod store;
 mod tailer;
@@ -379,6 +381,41 @@ impl Feed {
         let events: Vec<store::StoredEvent> = found.map(|f| f.1).unwrap_or_default();
         let next = events.last().map_or(after.unwrap_or(pos.pruned_through), |e| e.seq);
         Ok(Page { events: events.into_iter().map(|e| e.body).collect(), next })
+    }
+}
+
+/// One page of a SKU's stock history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Change JSON objects, in the page's order.
+    pub changes: Vec<String>,
+    /// The cursor to pass as `after` next time.
+    pub next: u64,
+}
+
+impl Feed {
+    /// A page of `sku`'s stock changes from the cursor `after` (a seq of the brand's
+    /// feed, checked as the feed checks it) in `order`. `next` is the last change's
+    /// seq when the page is full; else, oldest first, the brand's last seq (every
+    /// change up to it was read) and, newest first, the oldest kept position.
+    pub async fn sku_history(
+        &self,
+        brand: &BrandId,
+        sku: &Id,
+        after: Option<u64>,
+        order: history::Order,
+        limit: usize,
+    ) -> Result<HistoryPage, FeedError> {
+        let (b, s) = (brand.to_string(), sku.clone());
+        let read = self.with_reader(move |c| history::read(c, &b, &s, after, order, limit)).await?;
+        let pos = check_cursor(after, read.as_ref().map(|r| r.pos))?;
+        let Some(read) = read else { return Ok(HistoryPage { changes: Vec::new(), next: after.unwrap_or(0) }) };
+        let next = match (read.last, read.changes.len() >= limit, order) {
+            (Some(last), true, _) => last,
+            (_, _, history::Order::OldestFirst) => pos.last_seq,
+            (_, _, history::Order::NewestFirst) => pos.pruned_through,
+        };
+        Ok(HistoryPage { changes: read.changes, next })
     }
 }
 

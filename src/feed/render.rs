@@ -50,7 +50,7 @@ pub struct Rendered {
 }
 
 #[derive(Serialize)]
-struct CauseView<'a> {
+pub(super) struct CauseView<'a> {
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     delta: Option<i64>,
@@ -65,7 +65,7 @@ struct CauseView<'a> {
     id: Option<&'a Id>,
 }
 
-fn cause_view(c: &Cause) -> CauseView<'_> {
+pub(super) fn cause_view(c: &Cause) -> CauseView<'_> {
     let mut v = CauseView { kind: c.kind(), delta: None, on_hand: None, quantity: None, reason: None, id: None };
     match c {
         Cause::Change { op, reason } => {

@@ -18,6 +18,21 @@
 //!   subscriptions, a projection of the WAL records kept in step with the events
 //!   (delivery reads it); `start_seq` is the brand's last seq when the subscription was
 //!   created, so delivery starts with the first event after it.
+//! - `events_stock_by_sku`: a partial index of `events(key, id)` over the
+//!   `stock.changed` rows, so a SKU's stock history (`feed::history`) is one range
+//!   scan of the index. Being an index of `events`, it is written in the same
+//!   transaction and dropped with its rows by the retention: it can never disagree
+//!   with them. A store made before it existed gets it when it opens (a one-time
+//!   scan); older binaries keep it up to date as SQLite does for any index, so it
+//!   needs no schema version. Its price is on the feed thread: one insert at a random
+//!   place of the index per stock change (an import's rows spread over the whole
+//!   index), which makes the feed's writes of a bulk import markedly slower than the
+//!   appends alone; indexing later, off the feed's commits, would move that work, not
+//!   remove it.
+//! - `import_records(lsn, at_ms, job)`: the journal records that were import chunks
+//!   (one row per chunk of up to `--import-chunk-rows` rows), so the history can say
+//!   which job made a change (the events themselves do not carry it). Dropped by the
+//!   age retention, with the events of their time.
 //! - `sources(partition, epoch, next_lsn, last_seq)`: cluster mode only — where the
 //!   feed stands in each partition's journal (the replay rule's state,
 //!   `cluster::entry::Replay`), committed with the events it produced.
@@ -44,13 +59,13 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::render::{event_id, event_json};
 use crate::domain::event::{decode_feed_event, encode_feed_event, Event};
 use crate::domain::webhook::Webhook;
-use crate::domain::{BrandId, Timestamp};
+use crate::domain::{BrandId, Id, Timestamp};
 use crate::journal::history::{History, HistoryId};
 use crate::journal::Lsn;
 
 /// Bits of the per-brand sequence number in an event's row id.
 pub const SEQ_BITS: u32 = 40;
-const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+pub(super) const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
 /// 1: events as JSON in `body`; 2: adds `event` (see the module doc).
 const SCHEMA_VERSION: i64 = 2;
 /// Rows looked at per step of the age-based pruning.
@@ -86,6 +101,8 @@ pub struct NewEvent {
     pub key: String,
     /// `encode_feed_event(index, event)`.
     pub event: Vec<u8>,
+    /// The import job whose chunk the record is, if it is one.
+    pub import: Option<Id>,
 }
 
 impl NewEvent {
@@ -93,7 +110,7 @@ impl NewEvent {
     /// event the feed does not carry.
     pub fn of(brand: &BrandId, lsn: Lsn, index: usize, at: Timestamp, ev: &Event) -> Option<NewEvent> {
         let key = super::render::key(ev)?;
-        Some(NewEvent { brand: brand.clone(), lsn, at, kind: ev.type_name(), key, event: encode_feed_event(index, ev) })
+        Some(NewEvent { brand: brand.clone(), lsn, at, kind: ev.type_name(), key, event: encode_feed_event(index, ev), import: None })
     }
 }
 
@@ -141,7 +158,7 @@ struct BrandRow {
     pruned_through: u64,
 }
 
-fn row_id(no: i64, seq: u64) -> i64 {
+pub(super) fn row_id(no: i64, seq: u64) -> i64 {
     (no << SEQ_BITS) | seq as i64
 }
 
@@ -165,6 +182,8 @@ fn create_schema(conn: &Connection) -> Result<(), StoreError> {
              events TEXT NOT NULL, secret TEXT NOT NULL, created_lsn INTEGER NOT NULL, start_seq INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS sources (partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL,
              next_lsn INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS events_stock_by_sku ON events (key, id) WHERE type = 'stock.changed';
+         CREATE TABLE IF NOT EXISTS import_records (lsn INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, job TEXT NOT NULL);
          INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 2), ('covered_lsn', 0);",
     )?;
     let v: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))?;
@@ -203,7 +222,7 @@ fn enter_history(conn: &mut Connection, history: &History, subscriptions: &[(Bra
     }
     let tx = conn.transaction()?;
     let dropped: i64 = tx.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-    tx.execute_batch("DELETE FROM events; DELETE FROM brands; DELETE FROM webhooks; DELETE FROM sources;")?;
+    tx.execute_batch("DELETE FROM events; DELETE FROM brands; DELETE FROM webhooks; DELETE FROM import_records; DELETE FROM sources;")?;
     tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [id])?;
     match history.label() {
         Some(label) => tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history_label', ?1)", [label.0 as i64])?,
@@ -302,6 +321,14 @@ impl Store {
                 row.last_seq += 1;
                 insert.execute(params![row_id(row.no, row.last_seq), ev.lsn as i64, ev.at.0, ev.kind, ev.key, ev.event])?;
             }
+            let mut import = tx.prepare_cached("INSERT OR IGNORE INTO import_records (lsn, at_ms, job) VALUES (?1, ?2, ?3)")?;
+            let mut recorded = None;
+            for ev in &batch.events {
+                if let (Some(job), false) = (&ev.import, recorded == Some(ev.lsn)) {
+                    import.execute(params![ev.lsn as i64, ev.at.0, job.as_str()])?;
+                    recorded = Some(ev.lsn);
+                }
+            }
         }
         for (brand, row) in touched.iter_mut() {
             prune_by_count(&tx, row, self.retention.max_events_per_brand)?;
@@ -358,6 +385,7 @@ impl Store {
                 save_brand(&tx, brand, row)?;
             }
         }
+        tx.execute("DELETE FROM import_records WHERE at_ms < ?1", [cutoff])?;
         tx.commit()?;
         Ok(dropped)
     }

@@ -173,11 +173,7 @@ impl Tailer {
                 return Err(None);
             }
             match event::decode(payload) {
-                Ok(WalRecord::Brand(rec)) => {
-                    for (index, ev) in rec.events.iter().enumerate() {
-                        collect(&mut batch, &mut imports, &rec.brand, lsn, index, rec.at, ev);
-                    }
-                }
+                Ok(WalRecord::Brand(rec)) => collect_record(&mut batch, &mut imports, &rec, lsn),
                 Ok(WalRecord::Registry(_)) => {}
                 Err(detail) => return Err(Some(StepError::Decode { lsn, detail })),
             }
@@ -206,8 +202,25 @@ impl Tailer {
     }
 }
 
+/// Adds what one brand record means for the feed to the batch.
+pub(super) fn collect_record(batch: &mut Batch, imports: &mut Vec<(BrandId, Id)>, rec: &event::BrandRecord, lsn: Lsn) {
+    let from = batch.events.len();
+    for (index, ev) in rec.events.iter().enumerate() {
+        collect(batch, imports, &rec.brand, lsn, index, rec.at, ev);
+    }
+    // An import chunk's rows' events are in its record: the stock history names the
+    // job that made them.
+    let chunk_of = rec.events.iter().find_map(|ev| match ev {
+        Event::ImportChunkApplied { progress } => Some(&progress.id),
+        _ => None,
+    });
+    if let Some(job) = chunk_of {
+        batch.events[from..].iter_mut().for_each(|e| e.import = Some(job.clone()));
+    }
+}
+
 /// Adds what one event means for the feed to the batch.
-pub(super) fn collect(
+fn collect(
     batch: &mut Batch,
     imports: &mut Vec<(BrandId, Id)>,
     brand: &BrandId,

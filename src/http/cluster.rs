@@ -5,10 +5,11 @@
 //! `Retry-After`. Answers carry `X-Zaiko-Node` and `X-Zaiko-Partition`.
 //!
 //! The change feed is answered by whichever node is asked (every node builds every
-//! partition's feed); a brand's webhooks, their deliveries included, by the owner of
-//! its partition (which delivers them). Routes of the single node's other
-//! journal-followers (search, imports, snapshots) answer 501 `not_in_cluster_mode`
-//! until cluster mode's second part brings them.
+//! partition's feed); a SKU's history (read from that feed, after the SKU is read) and
+//! a brand's webhooks, their deliveries included, by the owner of its partition (which
+//! delivers them). Routes of the single node's other journal-followers (search, imports,
+//! snapshots) answer 501 `not_in_cluster_mode` until cluster mode's second part brings
+//! them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

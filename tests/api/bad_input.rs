@@ -552,6 +552,7 @@ fn search() {
 fn admin_and_feed() {
     run(|_| {
         let ev = "/v1/brands/iso-a/events";
+        let hist = "/v1/brands/iso-a/skus/S1/history";
         vec![
             bad("POST", "/v1/brands", "{not json", "body").admin(),
             bad("POST", "/v1/brands", r#"{"id":"Bad","name":"x"}"#, "id").admin(),
@@ -587,6 +588,15 @@ fn admin_and_feed() {
             bad("GET", format!("{ev}?after=-1"), "", "after"),
             bad("GET", format!("{ev}?after=999999"), "", "after"),
             bad("GET", format!("{ev}?cursor=1"), "", "query"),
+            // a SKU's history
+            bad("GET", format!("{hist}?limit=0"), "", "limit"),
+            bad("GET", format!("{hist}?limit=1001"), "", "limit"),
+            bad("GET", format!("{hist}?after=abc"), "", "after"),
+            bad("GET", format!("{hist}?after=999999"), "", "after"),
+            bad("GET", format!("{hist}?order=sideways"), "", "order"),
+            bad("GET", format!("{hist}?wait=1"), "", "query"),
+            bad("GET", "/v1/brands/iso-a/skus/bad%20sku/history", "", "path.sku"),
+            c("GET", "/v1/brands/iso-a/skus/NOPE/history", "", 404, "not_found", ""),
         ]
     });
 }

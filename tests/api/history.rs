@@ -102,6 +102,8 @@ fn after_a_restore_old_cursors_are_gone_with_a_way_to_resync_and_no_event_id_com
     // Every cursor of the old history is refused, the one at the snapshot too: the
     // restored data dir has no feed from before its snapshot to check it against.
     assert_history_changed(&events(&r, &t, &at_snapshot));
+    // A SKU's history follows the feed's cursors and their rules.
+    assert_history_changed(&r.get(&format!("/v1/brands/b1/skus/S1/history?after={after_snapshot}"), &t));
     // Resync as the problem says: read the stock, then follow the feed from `next`.
     assert_eq!(on_hand(&r, &t), 13, "the state at the snapshot");
     // The journal goes on at the LSNs the lost changes had, with other contents.

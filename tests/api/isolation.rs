@@ -116,6 +116,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/v1/brands/{brand}/skus/{sku}", BrandRead, Body::None),
     r("DELETE", "/v1/brands/{brand}/skus/{sku}", BrandWrite, Body::None),
     r("GET", "/v1/brands/{brand}/skus/{sku}/stock", BrandRead, Body::None),
+    rq("GET", "/v1/brands/{brand}/skus/{sku}/history", "limit=5", BrandRead, Body::None),
     r(
         "POST",
         "/v1/brands/{brand}/stock/changes",

@@ -25,6 +25,7 @@ mod ops;
 mod records;
 mod search;
 mod search_shipments;
+mod sku_history;
 mod snapshots;
 mod wal_damage;
 mod webhooks;

@@ -9,8 +9,12 @@ the parts of the contract (`api-v1.md`) the UI uses, with contract-shaped JSON:
 
   POST /v1/tokens {"role":"viewer"}            (admin)
   GET  /v1/brands, /v1/locations
-  GET  /v1/search/skus?q&brand&category&color&size&in_stock&sort&limit&cursor
+  GET  /v1/search/skus?q&brand&category&color&size&location&channel&in_stock&group&sort&limit&cursor
+  GET  /v1/search/labels                       (a few colour and category names)
   GET  /v1/brands/{brand}/skus/{sku}/stock
+  GET  /v1/brands/{brand}/skus/{sku}/history   (only the changes made through this fake)
+  GET  /v1/brands/{brand}/channels
+  POST /v1/brands/{brand}/stock/changes        (admin; `adjust` only)
   GET  /v1/search/shipments?q&brand&status&created_from&created_to&limit&cursor
   GET  /v1/brands/{brand}/shipments/{id}
   GET  /ui, /ui/, /ui/app.js, /ui/app.css, /ui/favicon.svg   (from src/http/ui, with the real CSP)
@@ -39,6 +43,13 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 ASSETS = {"/ui/": ("index.html", "text/html; charset=utf-8"), "/ui/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/ui/app.css": ("app.css", "text/css; charset=utf-8"), "/ui/favicon.svg": ("favicon.svg", "image/svg+xml")}
 FACETS = ["brand", "category", "color", "size"]
+# Enough names to see them in the UI; the real table is the search's.
+LABELS = {
+    "colors": {"navy": {"ja": "ネイビー", "en": "Navy"}, "black": {"ja": "ブラック", "en": "Black"},
+               "white": {"ja": "ホワイト", "en": "White"}, "gray": {"ja": "グレー", "en": "Gray"}},
+    "categories": {"shoes/sneakers": {"ja": "スニーカー", "en": "Sneakers"}, "tops/t-shirts": {"ja": "Tシャツ", "en": "T-shirts"}},
+}
+GROUP_SKUS_MAX = 10
 FACET_VALUES_MAX = 30
 
 
@@ -63,6 +74,8 @@ class Store:
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         self.brands, self.locations, self.skus, self.shipments = {}, {}, {}, {}
         self.holds = {}
+        self.changes = {}  # (brand, sku) -> history changes made through the fake, oldest first
+        self.seq = 0
         read = lambda name: [json.loads(line) for line in open(os.path.join(data_dir, name), encoding="utf-8")]  # noqa: E731
         for b in read("brands.ndjson"):
             self.brands[b["id"]] = {"id": b["id"], "name": b["name"], "created_at": iso(now)}
@@ -147,6 +160,27 @@ class Store:
             assert need == 0, (brand, line)
         return out
 
+    def adjust(self, brand, index, c):
+        """An `adjust` stock change, recorded as a history change as the server would."""
+        s = self.skus.get((brand, c["sku"]))
+        if not s or c.get("op") != "adjust":
+            return {"index": index, "status": "rejected", "code": "not_found", "detail": "the fake adjusts known SKUs only"}
+        before = self.stock_view(s)
+        lv = s["levels"].setdefault(c["location"], dict(EMPTY))
+        lv["on_hand"] += c["delta"]
+        s["stock_version"] += 1
+        s["on_hand"], s["available"] = self.totals(s)
+        after = self.stock_view(s)
+        self.seq += 1
+        delta = {k: after["locations"][c["location"]][k] - before["locations"].get(c["location"], {}).get(k, 0)
+                 for k in ("on_hand", "reserved", "safety_stock", "available", "incoming")}
+        cause = {"kind": "adjust", "delta": c["delta"], **({"reason": c["reason"]} if c.get("reason") else {})}
+        self.changes.setdefault((brand, c["sku"]), []).append(
+            {"seq": self.seq, "id": f"evt_{self.seq}_0", "at": iso(dt.datetime.now(dt.timezone.utc)), **after, "cause": cause,
+             "delta": {"locations": {c["location"]: delta}, "total": {k: after["total"][k] - before["total"][k] for k in delta}}})
+        return {"index": index, "status": "applied", "sku": c["sku"], "location": c["location"], "version": s["stock_version"],
+                "on_hand": lv["on_hand"], "available": self.available(lv)}
+
     def stock_view(self, s):
         def view(lv):
             return {"on_hand": lv["on_hand"], "reserved": lv["reserved"], "safety_stock": lv["safety_stock"],
@@ -201,7 +235,9 @@ def search_skus(store, p):
             want = p.get(f)
             if want and not (s.get(f) == want or (f == "category" and "/" not in want and (s.get(f) or "").startswith(want + "/"))):
                 ok = False
-        if ok and p.get("in_stock") == "true" and s["available"] <= 0:
+        if ok and p.get("location") and store.available(s["levels"].get(p["location"], EMPTY)) <= 0:
+            ok = False
+        if ok and p.get("in_stock") == "true" and (channel_available(store, s, p["channel"]) if p.get("channel") else s["available"]) <= 0:
             ok = False
         if ok:
             items.append(s)
@@ -216,11 +252,37 @@ def search_skus(store, p):
     if sort not in keys:
         raise Problem(400, "invalid_request", "unknown sort", errors=[{"field": "sort", "detail": "must be one of " + ", ".join(keys)}])
     items.sort(key=keys[sort], reverse=sort == "updated_desc")
+    group = p.get("group")
+    if group not in (None, "product"):
+        raise Problem(400, "invalid_request", "group must be `product`", errors=[{"field": "query.group", "detail": "must be `product`"}])
+    facets = facet_counts(items, FACETS)
+    variants = {}
+    if group:
+        # One hit per product: its best-ranked SKU, with the product's matching SKUs.
+        products = {}
+        for s in items:
+            products.setdefault((s["brand"], s.get("product_id") or s["sku"]), []).append(s)
+        items = [v[0] for v in products.values()]
+        variants = {(v[0]["brand"], v[0]["sku"]): {"total": len(v), "skus": [x["sku"] for x in v[:GROUP_SKUS_MAX]]} for v in products.values()}
     chunk, nxt = page(items, p)
-    hits = [{"brand": s["brand"], "sku": s["sku"], "product_id": s.get("product_id"), "name": s["name"], "color": s.get("color"),
-             "size": s.get("size"), "category": s.get("category"), "price": s.get("price"), "on_hand": s["on_hand"],
-             "available": s["available"], "score": float(sum(t in s["_name"] for t in terms))} for s in chunk]
-    return {"total": len(items), "hits": hits, "facets": facet_counts(items, FACETS), "next_cursor": nxt}
+    hits = []
+    for s in chunk:
+        hit = {"brand": s["brand"], "sku": s["sku"], "product_id": s.get("product_id"), "name": s["name"], "color": s.get("color"),
+               "size": s.get("size"), "category": s.get("category"), "price": s.get("price"), "on_hand": s["on_hand"],
+               "available": s["available"], "score": float(sum(t in s["_name"] for t in terms))}
+        if p.get("channel"):
+            hit["channel_available"] = channel_available(store, s, p["channel"])
+        if group:
+            hit["variants"] = variants[(s["brand"], s["sku"])]
+        hits.append(hit)
+    return {"total": len(items), "hits": hits, "facets": facets, "next_cursor": nxt}
+
+
+EMPTY = {"on_hand": 0, "reserved": 0, "safety_stock": 0}
+
+
+def channel_available(store, s, channel):
+    return store.stock_view(s)["channels"].get(channel, {"available": s["available"]})["available"]
 
 
 def search_shipments(store, p):
@@ -290,12 +352,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         try:
             url = urlsplit(self.path)
-            if url.path != "/v1/tokens":
+            parts = [unquote(x) for x in url.path.strip("/").split("/")]
+            if url.path != "/v1/tokens" and not (len(parts) == 5 and parts[:2] == ["v1", "brands"] and parts[3:] == ["stock", "changes"]):
                 raise Problem(404, "not_found", f"no route for POST {url.path}")
             if self.caller() != "admin":
                 raise Problem(403, "forbidden", "this needs the admin token")
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
+            if url.path != "/v1/tokens":
+                return self.send(200, {"results": [self.server.store.adjust(parts[2], i, c) for i, c in enumerate(body["changes"])]})
             if body.get("role") != "viewer":
                 raise Problem(400, "invalid_request", "must be \"viewer\"", errors=[{"field": "role", "detail": "must be \"viewer\""}])
             tid = secrets.token_hex(4)
@@ -329,6 +394,25 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, search_skus(store, params))
         if path == "/v1/search/shipments":
             return self.send(200, search_shipments(store, params))
+        if path == "/v1/search/labels":
+            return self.send(200, LABELS)
+        if len(parts) == 4 and parts[:2] == ["v1", "brands"] and parts[3] == "channels":
+            chans = [{"id": c, "name": ch["name"], "locations": ch["locations"], "buffer": ch["buffer"]}
+                     for (b, c), ch in sorted(store.channels.items()) if b == parts[2]]
+            return self.send(200, {"channels": chans})
+        if len(parts) == 6 and parts[:2] == ["v1", "brands"] and parts[3] == "skus" and parts[5] == "history":
+            if (parts[2], parts[4]) not in store.skus:
+                raise Problem(404, "not_found", f"no SKU {parts[4]} in brand {parts[2]}")
+            changes = store.changes.get((parts[2], parts[4]), [])
+            newest = params.get("order") == "newest_first"
+            after = int(params["after"]) if params.get("after") else None
+            if newest:
+                picked = [c for c in reversed(changes) if after is None or c["seq"] < after]
+            else:
+                picked = [c for c in changes if after is None or c["seq"] > after]
+            picked = picked[:int(params.get("limit", "100"))]
+            nxt = picked[-1]["seq"] if picked else (after or 0)
+            return self.send(200, {"sku": parts[4], "changes": picked, "next": str(nxt)})
         if len(parts) == 6 and parts[:2] == ["v1", "brands"] and parts[3] == "skus" and parts[5] == "stock":
             s = store.skus.get((parts[2], parts[4]))
             if not s:

@@ -81,6 +81,12 @@ fn the_feed_is_the_same_on_every_node_through_owner_kills() {
     }
     assert_eq!(changes, acked, "stock.changed events per SKU against the acknowledged changes");
     assert_eq!(last, stock, "the last event of each SKU against its stock");
+    // A SKU's history (served by the owner, from its build of the feed) through any node.
+    for via in 0..3 {
+        let h = retry_until_ok(|| c.request(via, "GET", "/v1/brands/b-feed/skus/F1/history?limit=1000", Some(&token), None, &[]));
+        let n = h.body["changes"].as_array().map_or(0, Vec::len) as u64;
+        assert_eq!(n, acked["F1"], "F1's history through node {via}: {}", h.body);
+    }
 
     // Every stock.changed event reached the receiver at least once, signed, with the
     // event's own id; a re-delivery carries the same body.

@@ -18,7 +18,7 @@ use crate::http::problem::Problem;
 use crate::http::{ask_brand_reply, AppState};
 
 /// Longest wait for the feed to catch up with the brand's newest record.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+pub(super) const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/events", web::get().to(events));
@@ -32,7 +32,7 @@ struct EventsQuery {
     wait: Option<String>,
 }
 
-fn parse_num(field: &str, v: Option<&str>, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, Problem> {
+pub(super) fn parse_num(field: &str, v: Option<&str>, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, Problem> {
     let Some(v) = v else { return Ok(None) };
     match v.parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(Some(n)),
@@ -61,7 +61,7 @@ pub(crate) fn feed_problem(e: FeedError) -> Problem {
 /// Cluster mode: this node answers from its own build of the feed once it has read the
 /// brand's partition journal as far as it stood when the request came (whoever wrote
 /// it, through whichever node).
-async fn cluster_catch_up(
+pub(super) async fn cluster_catch_up(
     node: &crate::cluster::node::Node,
     feed: &crate::feed::Feed,
     brand: &crate::domain::BrandId,

@@ -7,6 +7,7 @@ mod event_types;
 mod feed;
 mod fulfilment;
 mod health;
+mod history;
 mod imports;
 pub mod metrics;
 mod openapi;
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     ui::configure(cfg);
     search::configure(cfg);
     feed::configure(cfg);
+    history::configure(cfg);
     webhooks::configure(cfg);
     imports::configure(cfg);
     cfg.default_service(web::to(not_found));

@@ -71,6 +71,7 @@ pub fn document() -> serde_json::Value {
         super::catalog::delete_sku,
         super::stock::get_stock,
         super::stock::post_changes,
+        super::history::sku_history,
         super::fulfilment::reserve,
         super::fulfilment::get_reservation,
         super::fulfilment::release,
@@ -281,6 +282,7 @@ mod tests {
             include_str!("feed.rs"),
             include_str!("fulfilment.rs"),
             include_str!("health.rs"),
+            include_str!("history.rs"),
             include_str!("imports.rs"),
             include_str!("metrics.rs"),
             include_str!("search.rs"),
@@ -300,7 +302,7 @@ mod tests {
             let item = doc["paths"].get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
             assert!(item.get(method).is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
         }
-        assert_eq!(routes, 44, "the route count changed: check this test still scans every routes file");
+        assert_eq!(routes, 47, "the route count changed: check this test still scans every routes file");
     }
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
@@ -552,6 +554,45 @@ mod tests {
         assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &extra, "extra").is_err());
         extra["data"] = serde_json::json!({"sku": "S1"});
         assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/FeedEvent"}), &extra, "ok").is_ok());
+    }
+
+    /// A page of a SKU's history as `feed::history` writes it — a first change (delta
+    /// against nothing), a change of an import, one whose previous change is gone (null
+    /// delta) — is what the document describes (`HistoryPage`).
+    #[test]
+    fn a_sku_history_page_renders_as_documented() {
+        use crate::domain::event::{Cause, Event};
+        use crate::domain::stock::{Level, Levels, StockOp};
+        use crate::domain::{BrandId, Id, Timestamp};
+        use crate::feed::history::{read, Order};
+        use crate::feed::store::{open_reader, Batch, NewEvent, Retention, Store};
+        use crate::journal::history::History;
+        let id = |s: &str| Id::parse(s).unwrap();
+        let changed = |lsn: u64, version: u64, cause: Cause| {
+            let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand: version as i64, reserved: 1, safety_stock: 0, incoming: 2 })]));
+            let ev = Event::StockChanged { sku: id("S1"), version, levels, channels: vec![(id("ec"), 1)], cause };
+            NewEvent::of(&BrandId::parse("b1").unwrap(), lsn, 0, Timestamp(1_796_000_000_000), &ev).unwrap()
+        };
+        let mut imported = changed(2, 2, Cause::Change { op: StockOp::Set { on_hand: 2 }, reason: Some("棚卸".into()) });
+        imported.import = Some(id("imp_1"));
+        let events = vec![changed(1, 1, Cause::Reserved { id: id("R1") }), imported, changed(3, 5, Cause::Shipped { id: id("SH1") })];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.sqlite");
+        let keep = Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: u64::MAX / 2 };
+        let first = History { id: crate::journal::history::HistoryId(1), ..History::initial(crate::journal::history::Cause::New) };
+        Store::open(&path, keep, &first, &[]).unwrap().commit(&Batch { events, last_lsn: 3, ..Batch::default() }).unwrap();
+        let got = read(&mut open_reader(&path).unwrap(), "b1", &id("S1"), None, Order::OldestFirst, 10).unwrap().unwrap();
+        let page: Value = serde_json::from_str(&format!(r#"{{"sku":"S1","changes":[{}],"next":"3"}}"#, got.changes.join(","))).unwrap();
+        assert_eq!(page["changes"].as_array().unwrap().len(), 3);
+        assert!(page["changes"][2]["delta"].is_null() && page["changes"][1]["cause"]["import"] == "imp_1", "{page}");
+        let doc = document();
+        conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/HistoryPage"}), &page, "history").unwrap();
+        let mut extra = page.clone();
+        extra["changes"][0]["cause"]["x"] = Value::from(1);
+        assert!(conforms(&doc, &serde_json::json!({"$ref": "#/components/schemas/HistoryPage"}), &extra, "extra").is_err());
+        let params = &doc["paths"]["/v1/brands/{brand}/skus/{sku}/history"]["get"]["parameters"];
+        let limit = params.as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["maximum"], crate::feed::history::LIMIT_MAX as u64);
     }
 
     /// Every write answered from the journal documents `X-Zaiko-Lsn` on its 2xx.

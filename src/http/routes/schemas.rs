@@ -174,3 +174,72 @@ pub(super) struct EventPage {
     /// Pass as `after` for the next page.
     next: String,
 }
+
+/// Why a SKU's stock changed: the `cause` of its `stock.changed` event, and the import
+/// job whose row it was.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct HistoryCause {
+    kind: super::event_types::StockCauseKind,
+    /// `adjust`: the change asked for.
+    #[schema(nullable = false)]
+    delta: Option<i64>,
+    /// `set`: the on hand asked for.
+    #[schema(nullable = false)]
+    on_hand: Option<i64>,
+    /// `set_safety_stock`: the safety stock asked for.
+    #[schema(nullable = false)]
+    quantity: Option<i64>,
+    /// The reason given with a stock change.
+    #[schema(nullable = false)]
+    reason: Option<String>,
+    /// The reservation, shipment or inbound notice that moved the stock.
+    #[schema(nullable = false)]
+    id: Option<crate::domain::Id>,
+    /// The import job the change was a row of.
+    #[schema(nullable = false)]
+    import: Option<crate::domain::Id>,
+}
+
+/// How the levels moved: the difference from the SKU's previous change.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct StockDelta {
+    /// Only the locations whose levels changed.
+    locations: std::collections::BTreeMap<String, crate::domain::view::LevelView>,
+    total: crate::domain::view::LevelView,
+}
+
+/// One change of a SKU's stock.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct SkuChange {
+    /// Its seq in the brand's change feed.
+    seq: u64,
+    /// The feed event's id.
+    id: String,
+    /// When it was committed (RFC 3339).
+    at: String,
+    sku: crate::domain::Id,
+    /// The SKU's stock version after it.
+    version: u64,
+    /// Levels per location after it.
+    locations: std::collections::BTreeMap<String, crate::domain::view::LevelView>,
+    total: crate::domain::view::LevelView,
+    /// Availability to each configured channel after it.
+    channels: std::collections::BTreeMap<String, crate::domain::view::ChannelAvailableView>,
+    cause: HistoryCause,
+    /// Null when the SKU's previous change is no longer kept (retention, or a restore).
+    delta: Option<StockDelta>,
+}
+
+/// `GET /v1/brands/{brand}/skus/{sku}/history`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct HistoryPage {
+    sku: crate::domain::Id,
+    /// In the page's order.
+    changes: Vec<SkuChange>,
+    /// Pass as `after` (with the same `order`) for the next page.
+    next: String,
+}
