@@ -122,12 +122,12 @@ pub fn read(
             (page, previous)
         }
     };
-    let mut imports = tx.prepare_cached("SELECT job FROM import_records WHERE lsn = ?1")?;
+    let mut imports = tx.prepare_cached("SELECT job FROM import_records WHERE brand = ?1 AND lsn = ?2")?;
     let label = label.map(|l| HistoryId(l as u64));
     let mut changes = Vec::with_capacity(page.len());
     let mut before = previous.as_ref().map(|r| decode(brand, r)).transpose()?.flatten();
     for r in &page {
-        let import: Option<String> = imports.query_row([r.lsn as i64], |x| x.get(0)).optional()?;
+        let import: Option<String> = imports.query_row(params![brand, r.lsn as i64], |x| x.get(0)).optional()?;
         let now = decode(brand, r)?;
         changes.push(render(label, r, now.as_ref(), before.as_ref(), import.as_deref())?);
         before = now;

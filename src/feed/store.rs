@@ -29,7 +29,7 @@
 //!   index), which makes the feed's writes of a bulk import markedly slower than the
 //!   appends alone; indexing later, off the feed's commits, would move that work, not
 //!   remove it.
-//! - `import_records(lsn, at_ms, job)`: the journal records that were import chunks
+//! - `import_records(brand, lsn, at_ms, job)`: the journal records that were import chunks
 //!   (one row per chunk of up to `--import-chunk-rows` rows), so the history can say
 //!   which job made a change (the events themselves do not carry it). Dropped by the
 //!   age retention, with the events of their time.
@@ -183,7 +183,8 @@ fn create_schema(conn: &Connection) -> Result<(), StoreError> {
          CREATE TABLE IF NOT EXISTS sources (partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL,
              next_lsn INTEGER NOT NULL, last_seq INTEGER NOT NULL);
          CREATE INDEX IF NOT EXISTS events_stock_by_sku ON events (key, id) WHERE type = 'stock.changed';
-         CREATE TABLE IF NOT EXISTS import_records (lsn INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, job TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS import_records (brand TEXT NOT NULL, lsn INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+             job TEXT NOT NULL, PRIMARY KEY (brand, lsn)) WITHOUT ROWID;
          INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 2), ('covered_lsn', 0);",
     )?;
     let v: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))?;
@@ -321,12 +322,13 @@ impl Store {
                 row.last_seq += 1;
                 insert.execute(params![row_id(row.no, row.last_seq), ev.lsn as i64, ev.at.0, ev.kind, ev.key, ev.event])?;
             }
-            let mut import = tx.prepare_cached("INSERT OR IGNORE INTO import_records (lsn, at_ms, job) VALUES (?1, ?2, ?3)")?;
+            // Keyed by brand too: in cluster mode an LSN is a partition's.
+            let mut import = tx.prepare_cached("INSERT OR IGNORE INTO import_records (brand, lsn, at_ms, job) VALUES (?1, ?2, ?3, ?4)")?;
             let mut recorded = None;
             for ev in &batch.events {
-                if let (Some(job), false) = (&ev.import, recorded == Some(ev.lsn)) {
-                    import.execute(params![ev.lsn as i64, ev.at.0, job.as_str()])?;
-                    recorded = Some(ev.lsn);
+                if let (Some(job), false) = (&ev.import, recorded == Some((&ev.brand, ev.lsn))) {
+                    import.execute(params![ev.brand.as_str(), ev.lsn as i64, ev.at.0, job.as_str()])?;
+                    recorded = Some((&ev.brand, ev.lsn));
                 }
             }
         }
