@@ -23,8 +23,10 @@ use crate::domain::event::{self, BrandRecord, Event, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
 use crate::domain::import::ImportCmd;
+use crate::domain::transfer::TransferCmd;
 use crate::domain::view::{
     BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
+    TransferView,
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
@@ -93,6 +95,23 @@ pub enum BrandCmd {
     CloseInbound {
         id: Id,
     },
+    CreateTransfer(TransferCmd),
+    GetTransfer {
+        id: Id,
+    },
+    ShipTransfer {
+        id: Id,
+    },
+    ReceiveTransfer {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    CloseTransfer {
+        id: Id,
+    },
+    CancelTransfer {
+        id: Id,
+    },
     /// Webhook subscriptions (`integrations.rs`).
     Webhook(WebhookCmd),
     /// Import jobs and their chunks (`integrations.rs`).
@@ -108,6 +127,7 @@ impl BrandCmd {
                 | BrandCmd::GetStock { .. }
                 | BrandCmd::GetReservation { .. }
                 | BrandCmd::GetShipment { .. }
+                | BrandCmd::GetTransfer { .. }
         ) || matches!(self, BrandCmd::Webhook(c) if c.is_read())
             || matches!(self, BrandCmd::Import(c) if c.is_read())
     }
@@ -424,6 +444,18 @@ impl Shard {
                 Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
                 Decision::Apply(events) => Decided::write(events, Status::Done, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
             },
+            BrandCmd::CreateTransfer(cmd) => {
+                let id = cmd.id.clone();
+                let decision = brand.decide_transfer(&cmd, &**self.ctx.locations.load(), now)?;
+                transfer_answer(brand, id, decision, Status::Created)?
+            }
+            BrandCmd::GetTransfer { id } => Decided::Read(to_json(&TransferView::from(brand.transfer(&id)?))),
+            BrandCmd::ShipTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_ship_transfer(&id)?, Status::Done)?,
+            BrandCmd::ReceiveTransfer { id, lines } => {
+                transfer_answer(brand, id.clone(), brand.decide_transfer_receipt(&id, &lines)?, Status::Done)?
+            }
+            BrandCmd::CloseTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_close_transfer(&id)?, Status::Done)?,
+            BrandCmd::CancelTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_cancel_transfer(&id)?, Status::Done)?,
             BrandCmd::SetStatus(cmd) => {
                 let id = cmd.id.clone();
                 match brand.decide_status(&cmd)? {
@@ -594,6 +626,15 @@ impl Shard {
     }
 }
 
+/// A transfer command's answer: the transfer as it is (unchanged) or as the events
+/// leave it.
+fn transfer_answer(brand: &BrandState, id: Id, decision: Decision, status: Status) -> Result<Decided, Rejection> {
+    Ok(match decision {
+        Decision::Unchanged => Decided::Read(to_json(&TransferView::from(brand.transfer(&id)?))),
+        Decision::Apply(events) => Decided::write(events, status, move |s| to_json(&TransferView::from(&s.transfers[&id]))),
+    })
+}
+
 /// A read's answer, given once what it saw (`seen`) is durable.
 fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
     Gated::after(log, seen, Ok(Reply { status: Status::Done, body, lsn: None }))
@@ -603,9 +644,13 @@ fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
 fn too_large_hint(cmd: &BrandCmd) -> &'static str {
     match cmd {
         BrandCmd::StockChanges { .. } => "each change records its SKU's stock at every location: send fewer changes per request",
-        BrandCmd::Reserve(_) | BrandCmd::Ship(_) | BrandCmd::CreateInbound(_) | BrandCmd::Receive { .. } => {
-            "each line records its SKU's stock at every location: send fewer lines per request"
-        }
+        BrandCmd::Reserve(_)
+        | BrandCmd::Ship(_)
+        | BrandCmd::CreateInbound(_)
+        | BrandCmd::Receive { .. }
+        | BrandCmd::ShipTransfer { .. }
+        | BrandCmd::ReceiveTransfer { .. }
+        | BrandCmd::CloseTransfer { .. } => "each line records its SKU's stock at every location: send fewer lines per request",
         // The runner splits the chunk, and reports a row that cannot fit alone.
         BrandCmd::Import(ImportCmd::Chunk(_)) => "",
         _ => "an operator can raise --wal-record-bytes-max (at most 16 MiB)",

@@ -18,6 +18,7 @@ use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource
 use super::idempotency::IdempotencyStore;
 use super::import::Imports;
 use super::stock::{check_reason, Levels, StockOp};
+use super::transfer::Transfer;
 use super::webhook::Webhook;
 use super::{BrandId, Id, Lsn, Timestamp};
 
@@ -96,6 +97,8 @@ pub struct BrandState {
     pub webhooks: BTreeMap<Id, Webhook>,
     /// Import jobs (`import.rs`).
     pub imports: Imports,
+    /// Transfers between locations (`transfer.rs`). Ordered, for snapshots.
+    pub transfers: BTreeMap<Id, Transfer>,
 }
 
 /// Anything the partition needs to know about the rest of the system to decide.
@@ -127,6 +130,7 @@ impl BrandState {
             last_lsn: 0,
             webhooks: BTreeMap::new(),
             imports: Imports::default(),
+            transfers: BTreeMap::new(),
         }
     }
 
@@ -259,7 +263,16 @@ impl BrandState {
                         scratch.webhooks.insert(id.clone(), w.clone());
                     }
                 }
+                Event::TransferShipped { id }
+                | Event::TransferReceived { id, .. }
+                | Event::TransferClosed { id, .. }
+                | Event::TransferCancelled { id } => {
+                    if let Some(t) = self.transfers.get(id) {
+                        scratch.transfers.entry(id.clone()).or_insert_with(|| t.clone());
+                    }
+                }
                 Event::BrandCreated { .. }
+                | Event::TransferCreated { .. }
                 | Event::ReservationCreated { .. }
                 | Event::InboundCreated { .. }
                 | Event::WebhookCreated { .. }
@@ -424,6 +437,11 @@ impl BrandState {
             | Event::ImportChunkApplied { .. }
             | Event::ImportFinished { .. }
             | Event::ImportCancelled { .. } => self.apply_import_event(at, ev)?,
+            Event::TransferCreated { .. }
+            | Event::TransferShipped { .. }
+            | Event::TransferReceived { .. }
+            | Event::TransferClosed { .. }
+            | Event::TransferCancelled { .. } => self.apply_transfer_event(at, ev)?,
         }
         Ok(())
     }

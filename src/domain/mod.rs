@@ -17,6 +17,7 @@ pub mod registry;
 pub mod stock;
 pub mod text;
 pub mod time;
+pub mod transfer;
 pub mod view;
 pub mod webhook;
 

@@ -11,6 +11,7 @@ use super::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, Sh
 use super::registry::{Location, LocationKind};
 use super::stock::{Level, Levels};
 use super::time::rfc3339;
+use super::transfer::{Transfer, TransferStatus};
 use super::{BrandId, ErrorCode, Id, Timestamp};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -20,11 +21,23 @@ pub struct LevelView {
     pub safety_stock: i64,
     pub available: i64,
     pub incoming: i64,
+    /// Held here but not for sale (damaged, returned for inspection); not in `on_hand`.
+    pub unsellable: i64,
+    /// On its way here by transfer, shipped from another location and not received yet.
+    pub in_transit: i64,
 }
 
 impl From<&Level> for LevelView {
     fn from(l: &Level) -> Self {
-        LevelView { on_hand: l.on_hand, reserved: l.reserved, safety_stock: l.safety_stock, available: l.available(), incoming: l.incoming }
+        LevelView {
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            safety_stock: l.safety_stock,
+            available: l.available(),
+            incoming: l.incoming,
+            unsellable: l.unsellable,
+            in_transit: l.in_transit,
+        }
     }
 }
 
@@ -420,6 +433,55 @@ impl From<&Inbound> for InboundView {
                 .collect(),
             created_at: i.created_at,
             updated_at: i.updated_at,
+        }
+    }
+}
+
+/// One line of a transfer: what was sent, what arrived, what was written off, and
+/// what is still in transit (0 before shipping).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferLineView {
+    pub sku: Id,
+    pub quantity: i64,
+    pub received: i64,
+    pub written_off: i64,
+    pub in_transit: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferView {
+    pub id: Id,
+    pub origin: Id,
+    pub destination: Id,
+    pub status: TransferStatus,
+    pub lines: Vec<TransferLineView>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Transfer> for TransferView {
+    fn from(t: &Transfer) -> Self {
+        let shipped = !matches!(t.status, TransferStatus::Draft | TransferStatus::Cancelled);
+        TransferView {
+            id: t.id.clone(),
+            origin: t.origin.clone(),
+            destination: t.destination.clone(),
+            status: t.status,
+            lines: t
+                .lines
+                .iter()
+                .map(|l| TransferLineView {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    received: l.received,
+                    written_off: l.written_off,
+                    in_transit: if shipped { l.remaining() } else { 0 },
+                })
+                .collect(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
         }
     }
 }

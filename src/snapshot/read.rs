@@ -14,6 +14,7 @@ use crate::domain::idempotency::{Body, IdemEntry, IdempotencyStore, Status};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
 use crate::domain::stock::{Level, Levels};
+use crate::domain::transfer::{Transfer, TransferLine};
 use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id, Timestamp};
 use crate::state::State;
@@ -136,11 +137,15 @@ fn read_state(conn: &Connection, m: &HashMap<String, String>) -> Result<State, B
         b.idempotency = idem.remove(bid.as_str()).unwrap_or_default();
         state.brands.insert(bid, b);
     }
-    read_skus(conn, &mut state)?;
+    let version: i64 = meta_num(m, "format_version")?;
+    read_skus(conn, &mut state, version)?;
     read_reservations(conn, &mut state)?;
     read_shipments(conn, &mut state)?;
     read_channels(conn, &mut state)?;
     read_inbounds(conn, &mut state)?;
+    if version >= 2 {
+        read_transfers(conn, &mut state)?;
+    }
     read_integrations(conn, &mut state)?;
     Ok(state)
 }
@@ -227,7 +232,7 @@ fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, Strin
     Ok(())
 }
 
-fn read_skus(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+fn read_skus(conn: &Connection, state: &mut State, version: i64) -> Result<(), Bad> {
     let skus = rows(
         conn,
         "SELECT brand, sku, product_id, name, color, size, category, price, tags, attributes, version, stock_version, created_at, updated_at
@@ -261,11 +266,22 @@ fn read_skus(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     for (brand, sku, s) in skus {
         brand_mut(state, &brand)?.skus.insert(sku, Box::new(s));
     }
+    // Version 1 had no unsellable or in-transit units.
+    let extra = if version >= 2 { "unsellable, in_transit" } else { "0, 0" };
     let levels = rows(
         conn,
-        "SELECT brand, sku, location, on_hand, reserved, safety_stock, incoming FROM stock ORDER BY brand, sku, location",
+        &format!(
+            "SELECT brand, sku, location, on_hand, reserved, safety_stock, incoming, {extra} FROM stock ORDER BY brand, sku, location"
+        ),
         |r| {
-            let l = Level { on_hand: r.get(3)?, reserved: r.get(4)?, safety_stock: r.get(5)?, incoming: r.get(6)? };
+            let l = Level {
+                on_hand: r.get(3)?,
+                reserved: r.get(4)?,
+                safety_stock: r.get(5)?,
+                incoming: r.get(6)?,
+                unsellable: r.get(7)?,
+                in_transit: r.get(8)?,
+            };
             Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, l))
         },
     )?;
@@ -399,6 +415,41 @@ fn read_channels(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     })?;
     for (brand, channel, sync) in syncs {
         brand_mut(state, &brand)?.channel_syncs.insert(channel, sync);
+    }
+    Ok(())
+}
+
+fn read_transfers(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let lines = rows(
+        conn,
+        "SELECT brand, transfer, sku, quantity, received, written_off FROM transfer_lines ORDER BY brand, transfer, line",
+        |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                TransferLine { sku: id(r.get(2)?)?, quantity: r.get(3)?, received: r.get(4)?, written_off: r.get(5)? },
+            ))
+        },
+    )?;
+    let mut by_transfer: HashMap<(String, String), Vec<TransferLine>> = HashMap::new();
+    for (k, l) in lines {
+        by_transfer.entry(k).or_default().push(l);
+    }
+    let transfers =
+        rows(conn, "SELECT brand, id, origin, destination, status, created_at, updated_at FROM transfers ORDER BY brand, id", |r| {
+            let t = Transfer {
+                id: id(r.get(1)?)?,
+                origin: id(r.get(2)?)?,
+                destination: id(r.get(3)?)?,
+                status: from_text(r.get(4)?)?,
+                lines: Vec::new(),
+                created_at: ts(r.get(5)?)?,
+                updated_at: ts(r.get(6)?)?,
+            };
+            Ok((r.get::<_, String>(0)?, t))
+        })?;
+    for (brand, mut t) in transfers {
+        t.lines = by_transfer.remove(&(brand.clone(), t.id.as_str().to_string())).unwrap_or_default();
+        brand_mut(state, &brand)?.transfers.insert(t.id.clone(), t);
     }
     Ok(())
 }

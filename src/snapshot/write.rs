@@ -161,7 +161,8 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut stock_st = tx.prepare_cached(
-        "INSERT INTO stock (brand, sku, location, on_hand, reserved, safety_stock, incoming, available) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO stock (brand, sku, location, on_hand, reserved, safety_stock, incoming, available, unsellable, in_transit)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (id, s) in &b.skus {
         let c = &s.catalog;
@@ -192,7 +193,9 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
                 l.reserved,
                 l.safety_stock,
                 l.incoming,
-                l.available()
+                l.available(),
+                l.unsellable,
+                l.in_transit
             ])?;
         }
     }
@@ -285,6 +288,26 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO inbound_lines (brand, inbound, line, sku, expected, received) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![brand, i.id.as_str(), n as i64, l.sku.as_str(), l.expected, l.received],
+            )?;
+        }
+    }
+    for tr in b.transfers.values() {
+        tx.execute(
+            "INSERT INTO transfers (brand, id, origin, destination, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                brand,
+                tr.id.as_str(),
+                tr.origin.as_str(),
+                tr.destination.as_str(),
+                enum_text(&tr.status),
+                t(tr.created_at),
+                t(tr.updated_at)
+            ],
+        )?;
+        for (n, l) in tr.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO transfer_lines (brand, transfer, line, sku, quantity, received, written_off) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![brand, tr.id.as_str(), n as i64, l.sku.as_str(), l.quantity, l.received, l.written_off],
             )?;
         }
     }

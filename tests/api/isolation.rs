@@ -146,6 +146,18 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/v1/brands/{brand}/inbounds/{id}", BrandRead, Body::None),
     r("POST", "/v1/brands/{brand}/inbounds/{id}/receipts", BrandWrite, Json(r#"{"lines":[{"sku":"S1","quantity":2}]}"#)),
     r("POST", "/v1/brands/{brand}/inbounds/{id}/close", BrandWrite, Body::None),
+    // transfers
+    r(
+        "POST",
+        "/v1/brands/{brand}/transfers",
+        BrandWrite,
+        Json(r#"{"id":"T2","origin":"tsukuba","destination":"shibuya","lines":[{"sku":"S2","quantity":1}]}"#),
+    ),
+    r("GET", "/v1/brands/{brand}/transfers/{id}", BrandRead, Body::None),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/ship", BrandWrite, Body::None),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/receipts", BrandWrite, Json(r#"{"lines":[{"sku":"S2","quantity":1}]}"#)),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/close", BrandWrite, Body::None),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/cancel", BrandWrite, Body::None),
     // change feed and webhooks
     rq("GET", "/v1/brands/{brand}/events", "limit=5", BrandRead, Body::None),
     r("POST", "/v1/brands/{brand}/webhooks", BrandWrite, Json(r#"{"url":"http://127.0.0.1:9/other","events":["stock.changed"]}"#)),
@@ -222,7 +234,7 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 impl Fixture {
     pub fn new(s: &TestServer) -> Fixture {
-        let a = s.setup_brand("iso-a", &["tsukuba"], &["S1", "S2"]);
+        let a = s.setup_brand("iso-a", &["tsukuba", "shibuya"], &["S1", "S2"]);
         let b = s.setup_brand("iso-b", &[], &["S1"]);
         s.put("/v1/brands/iso-a/skus/S1", &a, &json!({"name": "オーバーサイズ Tシャツ", "color": "navy", "price": 3990})).expect(200);
         let viewer = s.post("/v1/tokens", ADMIN, &json!({"role": "viewer"})).expect(201)["token"].as_str().unwrap().to_string();
@@ -254,6 +266,11 @@ impl Fixture {
         s.post("/v1/brands/iso-a/shipments/SH1/status", &a, &json!({"status": "picking"})).expect(200);
         s.post("/v1/brands/iso-a/inbounds", &a, &json!({"id": "IN1", "location": "tsukuba", "lines": [{"sku": "S1", "quantity": 5}]}))
             .expect(201);
+        let transfer = json!({"id": "T1", "origin": "tsukuba", "destination": "shibuya", "lines": [{"sku": "S2", "quantity": 2}]});
+        s.post("/v1/brands/iso-a/transfers", &a, &transfer).expect(201);
+        // More than tsukuba holds: shipping it is refused.
+        let big = json!({"id": "BIG", "origin": "tsukuba", "destination": "shibuya", "lines": [{"sku": "S1", "quantity": 100000}]});
+        s.post("/v1/brands/iso-a/transfers", &a, &big).expect(201);
         let hook = s
             .post("/v1/brands/iso-a/webhooks", &a, &json!({"url": "http://127.0.0.1:9/hook", "events": ["inbound.closed"]}))
             .expect(201)["id"]
@@ -317,6 +334,7 @@ impl Fixture {
                     "reservations" => "R1",
                     "shipments" => "SH1",
                     "inbounds" => "IN1",
+                    "transfers" => "T1",
                     "webhooks" => self.hook.as_str(),
                     "imports" => self.job.as_str(),
                     other => panic!("no fixture object for {{id}} after {other:?} in {template}: add one to Fixture::fill"),
@@ -385,6 +403,10 @@ pub fn state_of(s: &TestServer, f: &Fixture) -> Value {
         "/v1/brands/iso-a/channels".into(),
         "/v1/brands/iso-a/inbounds/IN1".into(),
         "/v1/brands/iso-a/inbounds/IN2".into(),
+        "/v1/brands/iso-a/transfers/T1".into(),
+        "/v1/brands/iso-a/transfers/T2".into(),
+        "/v1/brands/iso-a/transfers/BIG".into(),
+        "/v1/brands/iso-a/skus/S2/stock".into(),
         "/v1/brands/iso-a/webhooks".into(),
         format!("/v1/brands/iso-a/webhooks/{hook}/deliveries?limit=1000"),
         format!("/v1/brands/iso-a/imports/{job}"),

@@ -14,6 +14,7 @@ mod openapi_refine;
 mod schemas;
 mod search;
 mod stock;
+mod transfers;
 mod ui;
 mod webhooks;
 
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     admin::configure(cfg);
     catalog::configure(cfg);
     channels::configure(cfg);
+    transfers::configure(cfg);
     ui::configure(cfg);
     search::configure(cfg);
     feed::configure(cfg);

@@ -81,6 +81,12 @@ pub fn document() -> serde_json::Value {
         super::channels::get_inbound,
         super::channels::receive,
         super::channels::close,
+        super::transfers::create,
+        super::transfers::get,
+        super::transfers::ship,
+        super::transfers::receive,
+        super::transfers::close,
+        super::transfers::cancel,
         super::feed::events,
         super::webhooks::create,
         super::webhooks::list,
@@ -108,8 +114,12 @@ pub fn document() -> serde_json::Value {
         super::event_types::ChannelAvailabilityChangedData,
         super::event_types::InboundReceivedData,
         super::event_types::InboundClosedData,
+        super::event_types::TransferStatusData,
+        super::event_types::TransferReceivedData,
+        super::event_types::TransferClosedData,
         crate::domain::view::ReservationView,
         crate::domain::view::InboundView,
+        crate::domain::view::TransferView,
     )),
     modifiers(&Conventions),
     tags(
@@ -121,6 +131,7 @@ pub fn document() -> serde_json::Value {
         (name = "shipments", description = "Shipments and their status, from a reservation or from lines."),
         (name = "channels", description = "Where a brand sells, and what each channel may sell."),
         (name = "inbound", description = "Stock on its way to a location (入荷予定) and its receipts."),
+        (name = "transfers", description = "Stock moved between two locations (移動): shipped, in transit, received, closed."),
         (name = "feed", description = "The change feed: every change of a brand, in commit order, by cursor."),
         (name = "webhooks", description = "Feed events pushed to the brand's endpoints (Standard Webhooks)."),
         (name = "imports", description = "Bulk CSV or NDJSON files applied as background jobs."),
@@ -498,7 +509,8 @@ mod tests {
             created_at: at,
             updated_at: at,
         };
-        let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0 })]));
+        let levels =
+            Levels(Box::new([(id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0, ..Level::default() })]));
         vec![
             Event::BrandCreated { name: "ブランド".into() },
             Event::SkuUpserted { sku: id("S1"), catalog, version: 1 },
@@ -526,6 +538,21 @@ mod tests {
             Event::InboundCreated { inbound: Box::new(inbound) },
             Event::InboundReceived { id: id("IN1"), lines: vec![(id("S1"), 5)] },
             Event::InboundClosed { id: id("IN1") },
+            Event::TransferCreated {
+                transfer: Box::new(crate::domain::transfer::Transfer {
+                    id: id("T1"),
+                    origin: id("tsukuba"),
+                    destination: id("shibuya"),
+                    status: crate::domain::transfer::TransferStatus::Draft,
+                    lines: vec![crate::domain::transfer::TransferLine { sku: id("S1"), quantity: 3, received: 0, written_off: 0 }],
+                    created_at: at,
+                    updated_at: at,
+                }),
+            },
+            Event::TransferShipped { id: id("T1") },
+            Event::TransferReceived { id: id("T1"), lines: vec![(id("S1"), 2)] },
+            Event::TransferClosed { id: id("T1"), written_off: vec![(id("S1"), 1)] },
+            Event::TransferCancelled { id: id("T2") },
         ]
     }
 

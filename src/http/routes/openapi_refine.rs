@@ -197,14 +197,32 @@ fn stock_changes(doc: &mut Value) {
         variant("set_safety_stock", "quantity", "Set the safety stock held back from `available`.", quantity(0)),
     );
     s.insert(
+        "MarkUnsellableStockChange".into(),
+        variant("mark_unsellable", "quantity", "Move `quantity` units of `on_hand` into `unsellable` (never reserved ones).", quantity(1)),
+    );
+    s.insert(
+        "ReleaseUnsellableStockChange".into(),
+        variant("release_unsellable", "quantity", "Move `quantity` units of `unsellable` back into `on_hand`.", quantity(1)),
+    );
+    s.insert(
+        "DisposeStockChange".into(),
+        variant("dispose", "quantity", "Write `quantity` units of `unsellable` off: they leave the location.", quantity(1)),
+    );
+    s.insert(
         "StockChangeInput".into(),
         json!({
             "description": "One change; each stands alone (not atomic across changes).",
-            "oneOf": [reference("AdjustStockChange"), reference("SetStockChange"), reference("SetSafetyStockChange")],
+            "oneOf": [
+                reference("AdjustStockChange"), reference("SetStockChange"), reference("SetSafetyStockChange"),
+                reference("MarkUnsellableStockChange"), reference("ReleaseUnsellableStockChange"), reference("DisposeStockChange"),
+            ],
             "discriminator": { "propertyName": "op", "mapping": {
                 "adjust": "#/components/schemas/AdjustStockChange",
                 "set": "#/components/schemas/SetStockChange",
                 "set_safety_stock": "#/components/schemas/SetSafetyStockChange",
+                "mark_unsellable": "#/components/schemas/MarkUnsellableStockChange",
+                "release_unsellable": "#/components/schemas/ReleaseUnsellableStockChange",
+                "dispose": "#/components/schemas/DisposeStockChange",
             } }
         }),
     );
