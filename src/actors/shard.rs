@@ -23,10 +23,11 @@ use crate::domain::event::{self, BrandRecord, Event, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
 use crate::domain::import::ImportCmd;
+use crate::domain::returns::{ReceiptLine, ReturnCmd};
 use crate::domain::transfer::TransferCmd;
 use crate::domain::view::{
-    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
-    TransferView,
+    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ReturnView, ShipmentView, SkuView,
+    StockView, TransferView,
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
@@ -112,6 +113,23 @@ pub enum BrandCmd {
     CancelTransfer {
         id: Id,
     },
+    CreateReturn(ReturnCmd),
+    GetReturn {
+        id: Id,
+    },
+    ReturnInTransit {
+        id: Id,
+    },
+    ReceiveReturn {
+        id: Id,
+        lines: Vec<ReceiptLine>,
+    },
+    CloseReturn {
+        id: Id,
+    },
+    CancelReturn {
+        id: Id,
+    },
     /// Webhook subscriptions (`integrations.rs`).
     Webhook(WebhookCmd),
     /// Import jobs and their chunks (`integrations.rs`).
@@ -128,6 +146,7 @@ impl BrandCmd {
                 | BrandCmd::GetReservation { .. }
                 | BrandCmd::GetShipment { .. }
                 | BrandCmd::GetTransfer { .. }
+                | BrandCmd::GetReturn { .. }
         ) || matches!(self, BrandCmd::Webhook(c) if c.is_read())
             || matches!(self, BrandCmd::Import(c) if c.is_read())
     }
@@ -367,7 +386,7 @@ impl Shard {
             BrandCmd::GetSku { sku } => Decided::Read(to_json(&SkuView::new(brand, &sku, brand.sku(&sku)?, true))),
             BrandCmd::GetStock { sku } => Decided::Read(to_json(&StockView::of(brand, &sku, brand.sku(&sku)?))),
             BrandCmd::GetReservation { id } => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
-            BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
+            BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::with_returns(brand.shipment(&id)?, brand))),
             BrandCmd::PutSku { sku, catalog } => {
                 let (event, created) = brand.decide_put_sku(&sku, catalog)?;
                 let status = if created { Status::Created } else { Status::Done };
@@ -456,6 +475,19 @@ impl Shard {
             }
             BrandCmd::CloseTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_close_transfer(&id)?, Status::Done)?,
             BrandCmd::CancelTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_cancel_transfer(&id)?, Status::Done)?,
+            BrandCmd::CreateReturn(cmd) => {
+                let id = cmd.id.clone();
+                let decision = brand.decide_return(&cmd, now)?;
+                return_answer(brand, id, decision, Status::Created)?
+            }
+            BrandCmd::GetReturn { id } => Decided::Read(to_json(&ReturnView::from(brand.return_of(&id)?))),
+            BrandCmd::ReturnInTransit { id } => return_answer(brand, id.clone(), brand.decide_return_in_transit(&id)?, Status::Done)?,
+            BrandCmd::ReceiveReturn { id, lines } => {
+                let decision = brand.decide_return_receipt(&id, &lines, &**self.ctx.locations.load())?;
+                return_answer(brand, id, decision, Status::Done)?
+            }
+            BrandCmd::CloseReturn { id } => return_answer(brand, id.clone(), brand.decide_close_return(&id)?, Status::Done)?,
+            BrandCmd::CancelReturn { id } => return_answer(brand, id.clone(), brand.decide_cancel_return(&id)?, Status::Done)?,
             BrandCmd::SetStatus(cmd) => {
                 let id = cmd.id.clone();
                 match brand.decide_status(&cmd)? {
@@ -632,6 +664,14 @@ fn transfer_answer(brand: &BrandState, id: Id, decision: Decision, status: Statu
     Ok(match decision {
         Decision::Unchanged => Decided::Read(to_json(&TransferView::from(brand.transfer(&id)?))),
         Decision::Apply(events) => Decided::write(events, status, move |s| to_json(&TransferView::from(&s.transfers[&id]))),
+    })
+}
+
+/// A return command's answer: the return as it is (unchanged) or as the events leave it.
+fn return_answer(brand: &BrandState, id: Id, decision: Decision, status: Status) -> Result<Decided, Rejection> {
+    Ok(match decision {
+        Decision::Unchanged => Decided::Read(to_json(&ReturnView::from(brand.return_of(&id)?))),
+        Decision::Apply(events) => Decided::write(events, status, move |s| to_json(&ReturnView::from(&s.returns[&id]))),
     })
 }
 

@@ -17,6 +17,7 @@ use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
 use super::import::Imports;
+use super::returns::Return;
 use super::stock::{check_reason, Levels, StockOp};
 use super::transfer::Transfer;
 use super::webhook::Webhook;
@@ -99,6 +100,8 @@ pub struct BrandState {
     pub imports: Imports,
     /// Transfers between locations (`transfer.rs`). Ordered, for snapshots.
     pub transfers: BTreeMap<Id, Transfer>,
+    /// Returns of shipped goods (`returns.rs`). Ordered, for snapshots.
+    pub returns: BTreeMap<Id, Return>,
 }
 
 /// Anything the partition needs to know about the rest of the system to decide.
@@ -131,6 +134,7 @@ impl BrandState {
             webhooks: BTreeMap::new(),
             imports: Imports::default(),
             transfers: BTreeMap::new(),
+            returns: BTreeMap::new(),
         }
     }
 
@@ -271,7 +275,16 @@ impl BrandState {
                         scratch.transfers.entry(id.clone()).or_insert_with(|| t.clone());
                     }
                 }
+                Event::ReturnInTransit { id }
+                | Event::ReturnReceived { id, .. }
+                | Event::ReturnClosed { id }
+                | Event::ReturnCancelled { id } => {
+                    if let Some(r) = self.returns.get(id) {
+                        scratch.returns.entry(id.clone()).or_insert_with(|| r.clone());
+                    }
+                }
                 Event::BrandCreated { .. }
+                | Event::ReturnCreated { .. }
                 | Event::TransferCreated { .. }
                 | Event::ReservationCreated { .. }
                 | Event::InboundCreated { .. }
@@ -442,6 +455,11 @@ impl BrandState {
             | Event::TransferReceived { .. }
             | Event::TransferClosed { .. }
             | Event::TransferCancelled { .. } => self.apply_transfer_event(at, ev)?,
+            Event::ReturnCreated { .. }
+            | Event::ReturnInTransit { .. }
+            | Event::ReturnReceived { .. }
+            | Event::ReturnClosed { .. }
+            | Event::ReturnCancelled { .. } => self.apply_return_event(at, ev)?,
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
 use super::idempotency::IdemWrite;
 use super::import::{ChunkProgress, ImportSpec};
 use super::registry::RegistryEvent;
+use super::returns::{ReceiptLine, Return};
 use super::stock::{Levels, StockOp};
 use super::transfer::Transfer;
 use super::webhook::Webhook;
@@ -109,6 +110,10 @@ pub enum Cause {
     TransferWrittenOff {
         id: Id,
     },
+    /// A return's receipt put units back on hand or among the unsellable ones.
+    ReturnReceived {
+        id: Id,
+    },
 }
 
 impl Cause {
@@ -126,6 +131,7 @@ impl Cause {
             Cause::TransferShipped { .. } => "transfer_shipped",
             Cause::TransferReceived { .. } => "transfer_received",
             Cause::TransferWrittenOff { .. } => "transfer_written_off",
+            Cause::ReturnReceived { .. } => "return_received",
         }
     }
 }
@@ -254,6 +260,24 @@ pub enum Event {
     TransferCancelled {
         id: Id,
     },
+    // Returns of shipped goods (`returns.rs`).
+    ReturnCreated {
+        ret: Box<Return>,
+    },
+    ReturnInTransit {
+        id: Id,
+    },
+    /// Units inspected into their dispositions.
+    ReturnReceived {
+        id: Id,
+        lines: Vec<ReceiptLine>,
+    },
+    ReturnClosed {
+        id: Id,
+    },
+    ReturnCancelled {
+        id: Id,
+    },
 }
 
 impl Event {
@@ -288,6 +312,11 @@ impl Event {
             Event::TransferReceived { .. } => "transfer.received",
             Event::TransferClosed { .. } => "transfer.closed",
             Event::TransferCancelled { .. } => "transfer.cancelled",
+            Event::ReturnCreated { .. } => "return.created",
+            Event::ReturnInTransit { .. } => "return.in_transit",
+            Event::ReturnReceived { .. } => "return.received",
+            Event::ReturnClosed { .. } => "return.closed",
+            Event::ReturnCancelled { .. } => "return.cancelled",
         }
     }
 }

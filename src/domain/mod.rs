@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod import;
 pub mod registry;
+pub mod returns;
 pub mod stock;
 pub mod text;
 pub mod time;

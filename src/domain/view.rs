@@ -9,6 +9,7 @@ use super::brand::{BrandState, ChangeOutcome, SkuState};
 use super::channel::{Channel, Inbound, InboundStatus};
 use super::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, ShipmentStatus};
 use super::registry::{Location, LocationKind};
+use super::returns::{Return, ReturnStatus};
 use super::stock::{Level, Levels};
 use super::time::rfc3339;
 use super::transfer::{Transfer, TransferStatus};
@@ -286,6 +287,44 @@ pub struct ShipmentView {
     pub created_at: Timestamp,
     #[serde(with = "rfc3339")]
     pub updated_at: Timestamp,
+    /// What came back, per SKU, over the shipment's returns (not cancelled); absent
+    /// when nothing was returned. Shown by `GET .../shipments/{id}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub returned: Vec<ReturnedView>,
+}
+
+/// One SKU of a shipment's returns: asked for, then inspected into each disposition.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReturnedView {
+    pub sku: Id,
+    pub requested: i64,
+    pub restocked: i64,
+    pub unsellable: i64,
+    pub missing: i64,
+}
+
+impl ShipmentView {
+    /// The shipment with what its returns brought back.
+    pub fn with_returns(s: &Shipment, brand: &BrandState) -> Self {
+        let mut v = ShipmentView::from(s);
+        for r in brand.returns_of_shipment(&s.id) {
+            for l in &r.lines {
+                let i = match v.returned.iter().position(|x| x.sku == l.sku) {
+                    Some(i) => i,
+                    None => {
+                        v.returned.push(ReturnedView { sku: l.sku.clone(), requested: 0, restocked: 0, unsellable: 0, missing: 0 });
+                        v.returned.len() - 1
+                    }
+                };
+                let x = &mut v.returned[i];
+                x.requested += l.quantity;
+                x.restocked += l.restocked;
+                x.unsellable += l.unsellable;
+                x.missing += l.missing;
+            }
+        }
+        v
+    }
 }
 
 impl From<&Shipment> for ShipmentView {
@@ -313,6 +352,7 @@ impl From<&Shipment> for ShipmentView {
             status_history: s.history.iter().map(|h| StatusEntryView { status: h.status, at: h.at }).collect(),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            returned: Vec::new(),
         }
     }
 }
@@ -482,6 +522,55 @@ impl From<&Transfer> for TransferView {
                 .collect(),
             created_at: t.created_at,
             updated_at: t.updated_at,
+        }
+    }
+}
+
+/// One SKU of a return: asked for, inspected into each disposition, still expected.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReturnLineView {
+    pub sku: Id,
+    pub quantity: i64,
+    pub restocked: i64,
+    pub unsellable: i64,
+    pub missing: i64,
+    pub remaining: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReturnView {
+    pub id: Id,
+    pub shipment_id: Id,
+    pub reason: String,
+    pub status: ReturnStatus,
+    pub lines: Vec<ReturnLineView>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Return> for ReturnView {
+    fn from(r: &Return) -> Self {
+        ReturnView {
+            id: r.id.clone(),
+            shipment_id: r.shipment_id.clone(),
+            reason: r.reason.to_string(),
+            status: r.status,
+            lines: r
+                .lines
+                .iter()
+                .map(|l| ReturnLineView {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    restocked: l.restocked,
+                    unsellable: l.unsellable,
+                    missing: l.missing,
+                    remaining: l.remaining(),
+                })
+                .collect(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         }
     }
 }

@@ -15,12 +15,12 @@ use crate::domain::event::{Cause, Event};
 use crate::domain::fulfilment::{Shipment, ShipmentSource, ShipmentStatus};
 use crate::domain::stock::{Level, Levels, StockOp};
 use crate::domain::time::rfc3339;
-use crate::domain::view::{AllocationView, InboundView, ReservationView, TransferView};
+use crate::domain::view::{AllocationView, InboundView, ReservationView, ReturnView, TransferView};
 use crate::domain::{Id, Timestamp};
 use crate::journal::history::HistoryId;
 
 /// Every type the feed carries, for validating webhook filters.
-pub const FEED_TYPES: [&str; 19] = [
+pub const FEED_TYPES: [&str; 24] = [
     "brand.created",
     "sku.upserted",
     "sku.deleted",
@@ -40,6 +40,11 @@ pub const FEED_TYPES: [&str; 19] = [
     "transfer.received",
     "transfer.closed",
     "transfer.cancelled",
+    "return.created",
+    "return.in_transit",
+    "return.received",
+    "return.closed",
+    "return.cancelled",
 ];
 
 /// A feed event before it has a sequence number (the tests' view of [`key`] and
@@ -94,7 +99,8 @@ fn cause_view(c: &Cause) -> CauseView<'_> {
         | Cause::InboundClosed { id }
         | Cause::TransferShipped { id }
         | Cause::TransferReceived { id }
-        | Cause::TransferWrittenOff { id } => v.id = Some(id),
+        | Cause::TransferWrittenOff { id }
+        | Cause::ReturnReceived { id } => v.id = Some(id),
     }
     v
 }
@@ -222,6 +228,10 @@ pub fn key(ev: &Event) -> Option<String> {
         | Event::TransferReceived { id, .. }
         | Event::TransferClosed { id, .. }
         | Event::TransferCancelled { id } => format!("transfer:{id}"),
+        Event::ReturnCreated { ret } => format!("return:{}", ret.id),
+        Event::ReturnInTransit { id } | Event::ReturnReceived { id, .. } | Event::ReturnClosed { id } | Event::ReturnCancelled { id } => {
+            format!("return:{id}")
+        }
         Event::ReservationPurged { .. }
         | Event::ShipmentPurged { .. }
         | Event::WebhookCreated { .. }
@@ -269,6 +279,11 @@ pub fn data(ev: &Event) -> Option<String> {
             json(&serde_json::json!({ "id": id, "status": "closed", "written_off": quantity_lines(written_off) }))
         }
         Event::TransferCancelled { id } => json(&serde_json::json!({ "id": id, "status": "cancelled" })),
+        Event::ReturnCreated { ret } => json(&ReturnView::from(ret.as_ref())),
+        Event::ReturnInTransit { id } => json(&serde_json::json!({ "id": id, "status": "in_transit" })),
+        Event::ReturnReceived { id, lines } => json(&serde_json::json!({ "id": id, "lines": lines })),
+        Event::ReturnClosed { id } => json(&serde_json::json!({ "id": id, "status": "closed" })),
+        Event::ReturnCancelled { id } => json(&serde_json::json!({ "id": id, "status": "cancelled" })),
         _ => return None,
     })
 }

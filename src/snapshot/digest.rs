@@ -87,6 +87,9 @@ pub fn digest(state: &State) -> [u8; 32] {
         if !b.transfers.is_empty() {
             h.put(&b.transfers);
         }
+        if !b.returns.is_empty() {
+            h.put(&b.returns);
+        }
         for e in b.idempotency.iter() {
             h.put(&e);
         }

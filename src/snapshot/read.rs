@@ -13,6 +13,7 @@ use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Ship
 use crate::domain::idempotency::{Body, IdemEntry, IdempotencyStore, Status};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
+use crate::domain::returns::{Return, ReturnLine};
 use crate::domain::stock::{Level, Levels};
 use crate::domain::transfer::{Transfer, TransferLine};
 use crate::domain::webhook::Webhook;
@@ -145,6 +146,7 @@ fn read_state(conn: &Connection, m: &HashMap<String, String>) -> Result<State, B
     read_inbounds(conn, &mut state)?;
     if version >= 2 {
         read_transfers(conn, &mut state)?;
+        read_returns(conn, &mut state)?;
     }
     read_integrations(conn, &mut state)?;
     Ok(state)
@@ -450,6 +452,38 @@ fn read_transfers(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     for (brand, mut t) in transfers {
         t.lines = by_transfer.remove(&(brand.clone(), t.id.as_str().to_string())).unwrap_or_default();
         brand_mut(state, &brand)?.transfers.insert(t.id.clone(), t);
+    }
+    Ok(())
+}
+
+fn read_returns(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let lines =
+        rows(conn, "SELECT brand, ret, sku, quantity, restocked, unsellable, missing FROM return_lines ORDER BY brand, ret, line", |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                ReturnLine { sku: id(r.get(2)?)?, quantity: r.get(3)?, restocked: r.get(4)?, unsellable: r.get(5)?, missing: r.get(6)? },
+            ))
+        })?;
+    let mut by_return: HashMap<(String, String), Vec<ReturnLine>> = HashMap::new();
+    for (k, l) in lines {
+        by_return.entry(k).or_default().push(l);
+    }
+    let returns =
+        rows(conn, "SELECT brand, id, shipment_id, reason, status, created_at, updated_at FROM returns ORDER BY brand, id", |r| {
+            let ret = Return {
+                id: id(r.get(1)?)?,
+                shipment_id: id(r.get(2)?)?,
+                reason: r.get::<_, String>(3)?.into(),
+                status: from_text(r.get(4)?)?,
+                lines: Vec::new(),
+                created_at: ts(r.get(5)?)?,
+                updated_at: ts(r.get(6)?)?,
+            };
+            Ok((r.get::<_, String>(0)?, ret))
+        })?;
+    for (brand, mut ret) in returns {
+        ret.lines = by_return.remove(&(brand.clone(), ret.id.as_str().to_string())).unwrap_or_default();
+        brand_mut(state, &brand)?.returns.insert(ret.id.clone(), ret);
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! any change bumps [`FORMAT_VERSION`], and a snapshot of a newer version is refused.
 
 /// Version of the schema below, stored in `meta.format_version`. 2: `stock` has
-/// `unsellable` and `in_transit`, and `transfers`/`transfer_lines` (a version-1
-/// snapshot reads the levels as 0 and has no transfers).
+/// `unsellable` and `in_transit`, `transfers`/`transfer_lines` and
+/// `returns`/`return_lines` (a version-1 snapshot reads the levels as 0 and has no
+/// transfers or returns).
 pub const FORMAT_VERSION: i64 = 2;
 
 /// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
@@ -58,4 +59,9 @@ CREATE TABLE transfers (brand TEXT NOT NULL, id TEXT NOT NULL, origin TEXT NOT N
   status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
 CREATE TABLE transfer_lines (brand TEXT NOT NULL, transfer TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
   quantity INTEGER NOT NULL, received INTEGER NOT NULL, written_off INTEGER NOT NULL, PRIMARY KEY (brand, transfer, line));
+CREATE TABLE returns (brand TEXT NOT NULL, id TEXT NOT NULL, shipment_id TEXT NOT NULL, reason TEXT NOT NULL,
+  status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE return_lines (brand TEXT NOT NULL, ret TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+  quantity INTEGER NOT NULL, restocked INTEGER NOT NULL, unsellable INTEGER NOT NULL, missing INTEGER NOT NULL,
+  PRIMARY KEY (brand, ret, line));
 "#;

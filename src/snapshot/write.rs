@@ -311,6 +311,26 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
             )?;
         }
     }
+    for r in b.returns.values() {
+        tx.execute(
+            "INSERT INTO returns (brand, id, shipment_id, reason, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                brand,
+                r.id.as_str(),
+                r.shipment_id.as_str(),
+                r.reason.as_str(),
+                enum_text(&r.status),
+                t(r.created_at),
+                t(r.updated_at)
+            ],
+        )?;
+        for (n, l) in r.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO return_lines (brand, ret, line, sku, quantity, restocked, unsellable, missing) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![brand, r.id.as_str(), n as i64, l.sku.as_str(), l.quantity, l.restocked, l.unsellable, l.missing],
+            )?;
+        }
+    }
     write_integrations(tx, b)?;
     write_idempotency(tx, brand, &b.idempotency)
 }

@@ -509,6 +509,67 @@ fn transfers() {
 }
 
 #[test]
+fn returns() {
+    run(|_| {
+        let rt = "/v1/brands/iso-a/returns";
+        let body = |fields: &str| format!(r#"{{"id":"RT9","shipment_id":"SH-R",{fields}}}"#);
+        let rcv = "/v1/brands/iso-a/returns/RT1/receipts";
+        vec![
+            bad("POST", rt, "{not json", "body"),
+            bad("POST", rt, body(r#""reason":"size","lines":[]"#), "lines"),
+            bad("POST", rt, body(r#""reason":"","lines":[{"sku":"S2","quantity":1}]"#), "reason"),
+            bad("POST", rt, body(&format!(r#""reason":"{}","lines":[{{"sku":"S2","quantity":1}}]"#, long(201))), "reason"),
+            bad("POST", rt, body(r#""lines":[{"sku":"S2","quantity":1}]"#), "reason"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":0}]"#), "lines[0].quantity"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":1},{"sku":"S2","quantity":1}]"#), "lines[1].sku"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":1}],"x":1"#), "x"),
+            // more than shipped less what RT1 already asks for, and a SKU it did not ship
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":2}]"#), "lines[0].quantity"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S1","quantity":1}]"#), "lines[0].sku"),
+            c("POST", rt, r#"{"id":"RT9","shipment_id":"NOPE","reason":"size","lines":[{"sku":"S2","quantity":1}]}"#, 404, "not_found", ""),
+            c(
+                "POST",
+                rt,
+                r#"{"id":"RT9","shipment_id":"SH1","reason":"size","lines":[{"sku":"S2","quantity":1}]}"#,
+                409,
+                "invalid_transition",
+                "",
+            ),
+            c(
+                "POST",
+                rt,
+                r#"{"id":"RT1","shipment_id":"SH-R","reason":"other","lines":[{"sku":"S2","quantity":1}]}"#,
+                409,
+                "already_exists",
+                "",
+            ),
+            c("POST", rt, vec![b' '; 2 << 20], 413, "payload_too_large", ""),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"restock"}]}"#, "lines[0].location"),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"missing","location":"tsukuba"}]}"#, "lines[0].location"),
+            bad(
+                "POST",
+                rcv,
+                r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"resell","location":"tsukuba"}]}"#,
+                "lines[0].disposition",
+            ),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":2,"disposition":"missing"}]}"#, "lines[0].quantity"),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"restock","location":"mars"}]}"#, "lines[0].location"),
+            bad("POST", rcv, r#"{"lines":[]}"#, "lines"),
+            bad(
+                "POST",
+                rcv,
+                r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"missing"},{"sku":"S2","quantity":1,"disposition":"missing"}]}"#,
+                "lines[1].sku",
+            ),
+            c("POST", "/v1/brands/iso-a/returns/RT9/in_transit", "", 404, "not_found", ""),
+            c("POST", "/v1/brands/iso-a/returns/RT9/close", "", 404, "not_found", ""),
+            c("GET", "/v1/brands/iso-a/returns/RT9", "", 404, "not_found", ""),
+            bad("GET", "/v1/brands/iso-a/returns/RT1%20", "", "path.id"),
+        ]
+    });
+}
+
+#[test]
 fn webhooks() {
     run(|f| {
         let hooks = "/v1/brands/iso-a/webhooks";

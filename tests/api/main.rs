@@ -24,6 +24,7 @@ mod isolation;
 mod metrics;
 mod ops;
 mod records;
+mod returns;
 mod search;
 mod search_shipments;
 mod snapshots;

@@ -1,5 +1,5 @@
 //! The change feed's events as `/openapi.json` describes them: the `data` of each of
-//! the 19 event types (`feed::render` writes them), for the document only. `openapi.rs`
+//! the 24 event types (`feed::render` writes them), for the document only. `openapi.rs`
 //! wraps each in its event envelope and makes `FeedEvent` a union discriminated on
 //! `type`, so a generated client gets typed `data` for every type.
 //!
@@ -14,13 +14,14 @@ use utoipa::ToSchema;
 
 use crate::domain::channel::InboundStatus;
 use crate::domain::fulfilment::{ReservationStatus, ShipmentStatus};
+use crate::domain::returns::{Disposition, ReturnStatus};
 use crate::domain::transfer::TransferStatus;
 use crate::domain::view::{AllocationView, ChannelAvailableView, LevelView};
 use crate::domain::{Id, Timestamp};
 
 /// Every event type of the feed, in the order of `feed::render::FEED_TYPES`, with the
 /// schema of its `data` and the name of its envelope.
-pub(super) const EVENT_TYPES: [(&str, &str, &str); 19] = [
+pub(super) const EVENT_TYPES: [(&str, &str, &str); 24] = [
     ("brand.created", "BrandCreatedData", "BrandCreatedEvent"),
     ("sku.upserted", "SkuUpsertedData", "SkuUpsertedEvent"),
     ("sku.deleted", "SkuDeletedData", "SkuDeletedEvent"),
@@ -40,6 +41,11 @@ pub(super) const EVENT_TYPES: [(&str, &str, &str); 19] = [
     ("transfer.received", "TransferReceivedData", "TransferReceivedEvent"),
     ("transfer.closed", "TransferClosedData", "TransferClosedEvent"),
     ("transfer.cancelled", "TransferStatusData", "TransferCancelledEvent"),
+    ("return.created", "ReturnView", "ReturnCreatedEvent"),
+    ("return.in_transit", "ReturnStatusData", "ReturnInTransitEvent"),
+    ("return.received", "ReturnReceivedData", "ReturnReceivedEvent"),
+    ("return.closed", "ReturnStatusData", "ReturnClosedEvent"),
+    ("return.cancelled", "ReturnStatusData", "ReturnCancelledEvent"),
 ];
 
 /// `brand.created`.
@@ -112,12 +118,14 @@ pub(super) enum StockCauseKind {
     TransferReceived,
     #[schema(rename = "transfer_written_off")]
     TransferWrittenOff,
+    #[schema(rename = "return_received")]
+    ReturnReceived,
 }
 
 /// Why the stock changed: a stock change (`adjust` with `delta`, `set` with
 /// `on_hand`, `set_safety_stock`, `mark_unsellable`, `release_unsellable` or `dispose`
 /// with `quantity`, each with its `reason`), or the
-/// reservation, shipment, inbound notice or transfer `id` that moved it.
+/// reservation, shipment, inbound notice, transfer or return `id` that moved it.
 #[derive(ToSchema)]
 pub(super) struct StockCause {
     kind: StockCauseKind,
@@ -252,4 +260,29 @@ pub(super) struct TransferClosedData {
     id: Id,
     status: TransferStatus,
     written_off: Vec<ReceivedLine>,
+}
+
+/// `return.in_transit`, `return.closed` and `return.cancelled`.
+#[derive(ToSchema)]
+pub(super) struct ReturnStatusData {
+    id: Id,
+    status: ReturnStatus,
+}
+
+/// One line of a `return.received` event: units inspected into a disposition (at
+/// `location` for `restock` and `unsellable`, `null` for `missing`).
+#[derive(ToSchema)]
+pub(super) struct ReturnReceivedLine {
+    sku: Id,
+    quantity: i64,
+    disposition: Disposition,
+    #[schema(required = true)]
+    location: Option<Id>,
+}
+
+/// `return.received`: the dispositions of this receipt.
+#[derive(ToSchema)]
+pub(super) struct ReturnReceivedData {
+    id: Id,
+    lines: Vec<ReturnReceivedLine>,
 }

@@ -11,6 +11,7 @@ mod imports;
 pub mod metrics;
 mod openapi;
 mod openapi_refine;
+mod returns;
 mod schemas;
 mod search;
 mod stock;
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     catalog::configure(cfg);
     channels::configure(cfg);
     transfers::configure(cfg);
+    returns::configure(cfg);
     ui::configure(cfg);
     search::configure(cfg);
     feed::configure(cfg);

@@ -87,6 +87,12 @@ pub fn document() -> serde_json::Value {
         super::transfers::receive,
         super::transfers::close,
         super::transfers::cancel,
+        super::returns::create,
+        super::returns::get,
+        super::returns::in_transit,
+        super::returns::receive,
+        super::returns::close,
+        super::returns::cancel,
         super::feed::events,
         super::webhooks::create,
         super::webhooks::list,
@@ -117,6 +123,9 @@ pub fn document() -> serde_json::Value {
         super::event_types::TransferStatusData,
         super::event_types::TransferReceivedData,
         super::event_types::TransferClosedData,
+        super::event_types::ReturnStatusData,
+        super::event_types::ReturnReceivedData,
+        crate::domain::view::ReturnView,
         crate::domain::view::ReservationView,
         crate::domain::view::InboundView,
         crate::domain::view::TransferView,
@@ -131,6 +140,7 @@ pub fn document() -> serde_json::Value {
         (name = "shipments", description = "Shipments and their status, from a reservation or from lines."),
         (name = "channels", description = "Where a brand sells, and what each channel may sell."),
         (name = "inbound", description = "Stock on its way to a location (入荷予定) and its receipts."),
+        (name = "returns", description = "Goods sent back from a shipment (返品), inspected into restock, unsellable or missing."),
         (name = "transfers", description = "Stock moved between two locations (移動): shipped, in transit, received, closed."),
         (name = "feed", description = "The change feed: every change of a brand, in commit order, by cursor."),
         (name = "webhooks", description = "Feed events pushed to the brand's endpoints (Standard Webhooks)."),
@@ -553,6 +563,37 @@ mod tests {
             Event::TransferReceived { id: id("T1"), lines: vec![(id("S1"), 2)] },
             Event::TransferClosed { id: id("T1"), written_off: vec![(id("S1"), 1)] },
             Event::TransferCancelled { id: id("T2") },
+            Event::ReturnCreated {
+                ret: Box::new(crate::domain::returns::Return {
+                    id: id("RT1"),
+                    shipment_id: id("SH1"),
+                    reason: "size".into(),
+                    status: crate::domain::returns::ReturnStatus::Requested,
+                    lines: vec![crate::domain::returns::ReturnLine { sku: id("S1"), quantity: 2, restocked: 0, unsellable: 0, missing: 0 }],
+                    created_at: at,
+                    updated_at: at,
+                }),
+            },
+            Event::ReturnInTransit { id: id("RT1") },
+            Event::ReturnReceived {
+                id: id("RT1"),
+                lines: vec![
+                    crate::domain::returns::ReceiptLine {
+                        sku: id("S1"),
+                        quantity: 1,
+                        disposition: crate::domain::returns::Disposition::Restock,
+                        location: Some(id("tsukuba")),
+                    },
+                    crate::domain::returns::ReceiptLine {
+                        sku: id("S1"),
+                        quantity: 1,
+                        disposition: crate::domain::returns::Disposition::Missing,
+                        location: None,
+                    },
+                ],
+            },
+            Event::ReturnClosed { id: id("RT1") },
+            Event::ReturnCancelled { id: id("RT2") },
         ]
     }
 
