@@ -16,6 +16,7 @@ use super::{
     append_refused, fatal_apply, idempotent_replay, partition_moved, to_json, Context, Decided, Gated, IdemKey, Logs, Pending, Reply,
     ReplyTx,
 };
+use crate::domain::alerts::Thresholds;
 use crate::domain::brand::{apply_brand_record, BrandState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
@@ -27,7 +28,7 @@ use crate::domain::returns::{ReceiptLine, ReturnCmd};
 use crate::domain::transfer::TransferCmd;
 use crate::domain::view::{
     BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ReturnView, ShipmentView, SkuView,
-    StockView, TransferView,
+    StockView, ThresholdsView, TransferView,
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
@@ -113,6 +114,13 @@ pub enum BrandCmd {
     CancelTransfer {
         id: Id,
     },
+    PutThresholds {
+        channel: Id,
+        thresholds: Thresholds,
+    },
+    GetThresholds {
+        channel: Id,
+    },
     CreateReturn(ReturnCmd),
     GetReturn {
         id: Id,
@@ -147,6 +155,7 @@ impl BrandCmd {
                 | BrandCmd::GetShipment { .. }
                 | BrandCmd::GetTransfer { .. }
                 | BrandCmd::GetReturn { .. }
+                | BrandCmd::GetThresholds { .. }
         ) || matches!(self, BrandCmd::Webhook(c) if c.is_read())
             || matches!(self, BrandCmd::Import(c) if c.is_read())
     }
@@ -475,6 +484,21 @@ impl Shard {
             }
             BrandCmd::CloseTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_close_transfer(&id)?, Status::Done)?,
             BrandCmd::CancelTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_cancel_transfer(&id)?, Status::Done)?,
+            BrandCmd::PutThresholds { channel, thresholds } => {
+                configured_channel(brand, &channel)?;
+                let view = ThresholdsView::new(&channel, &thresholds);
+                let body = to_json(&view);
+                Decided::WriteAnswered {
+                    events: vec![Event::ThresholdsSet { channel, thresholds: Box::new(thresholds) }],
+                    status: Status::Done,
+                    body,
+                }
+            }
+            BrandCmd::GetThresholds { channel } => {
+                configured_channel(brand, &channel)?;
+                let t = brand.thresholds.get(&channel).cloned().unwrap_or_default();
+                Decided::Read(to_json(&ThresholdsView::new(&channel, &t)))
+            }
             BrandCmd::CreateReturn(cmd) => {
                 let id = cmd.id.clone();
                 let decision = brand.decide_return(&cmd, now)?;
@@ -635,9 +659,22 @@ impl Shard {
             return Gated::refused(partition_moved(&brand));
         };
         let idempotency = idem.map(|k| k.to_write(status, &body));
-        let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
-        let payload = event::encode(&wal);
+        // The low-stock alerts the changes cause go in the same record. A record they
+        // would take over the limit goes without them: the bands stay as recorded, so
+        // the next change of those SKUs reports the crossing (`alerts.rs`).
+        let alerts = self.brands.get(&brand).map(|b| b.stock_alerts(&events)).unwrap_or_default();
+        let bare = events.len();
+        let mut events = events;
+        events.extend(alerts);
         let max = self.ctx.record_bytes_max;
+        let mut wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
+        let mut payload = event::encode(&wal);
+        if payload.len() > max {
+            if let WalRecord::Brand(r) = &mut wal {
+                r.events.truncate(bare);
+            }
+            payload = event::encode(&wal);
+        }
         if payload.len() > max {
             return Gated::refused(too_large(payload.len(), max, hint));
         }
@@ -665,6 +702,18 @@ fn transfer_answer(brand: &BrandState, id: Id, decision: Decision, status: Statu
         Decision::Unchanged => Decided::Read(to_json(&TransferView::from(brand.transfer(&id)?))),
         Decision::Apply(events) => Decided::write(events, status, move |s| to_json(&TransferView::from(&s.transfers[&id]))),
     })
+}
+
+/// Alerts follow the availability `stock.changed` carries, which is that of the
+/// configured channels: thresholds are for those only.
+fn configured_channel(brand: &BrandState, channel: &Id) -> Result<(), Rejection> {
+    if brand.channels.contains_key(channel) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ErrorCode::UnknownChannel,
+        format!("channel {channel} is not configured for this brand; configure it first (PUT .../channels/{channel})"),
+    ))
 }
 
 /// A return command's answer: the return as it is (unchanged) or as the events leave it.

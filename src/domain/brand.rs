@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compact_str::CompactString;
 
+use super::alerts::{Band, Thresholds};
 use super::catalog::Catalog;
 use super::channel::{Channel, ChannelSync, Inbound, InboundStatus};
 use super::error::{ErrorCode, FieldError, Rejection};
@@ -102,6 +103,10 @@ pub struct BrandState {
     pub transfers: BTreeMap<Id, Transfer>,
     /// Returns of shipped goods (`returns.rs`). Ordered, for snapshots.
     pub returns: BTreeMap<Id, Return>,
+    /// Low-stock thresholds per channel, and the band each (SKU, channel) with a
+    /// threshold was last recorded in when not `ok` (`alerts.rs`).
+    pub thresholds: BTreeMap<Id, Thresholds>,
+    pub bands: BTreeMap<(Id, Id), Band>,
 }
 
 /// Anything the partition needs to know about the rest of the system to decide.
@@ -135,6 +140,8 @@ impl BrandState {
             imports: Imports::default(),
             transfers: BTreeMap::new(),
             returns: BTreeMap::new(),
+            thresholds: BTreeMap::new(),
+            bands: BTreeMap::new(),
         }
     }
 
@@ -283,7 +290,13 @@ impl BrandState {
                         scratch.returns.entry(id.clone()).or_insert_with(|| r.clone());
                     }
                 }
+                Event::StockAlert { sku, channel, .. } => {
+                    if let Some(b) = self.bands.get(&(sku.clone(), channel.clone())) {
+                        scratch.bands.insert((sku.clone(), channel.clone()), *b);
+                    }
+                }
                 Event::BrandCreated { .. }
+                | Event::ThresholdsSet { .. }
                 | Event::ReturnCreated { .. }
                 | Event::TransferCreated { .. }
                 | Event::ReservationCreated { .. }
@@ -460,6 +473,7 @@ impl BrandState {
             | Event::ReturnReceived { .. }
             | Event::ReturnClosed { .. }
             | Event::ReturnCancelled { .. } => self.apply_return_event(at, ev)?,
+            Event::ThresholdsSet { .. } | Event::StockAlert { .. } => self.apply_alert_event(ev)?,
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::alerts::{Band, Thresholds};
 use super::catalog::Catalog;
 use super::channel::{Channel, Inbound};
 use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
@@ -278,6 +279,21 @@ pub enum Event {
     ReturnCancelled {
         id: Id,
     },
+    // Low-stock alerts (`alerts.rs`).
+    /// A channel's thresholds, replaced whole (none: the channel has no alerts).
+    ThresholdsSet {
+        channel: Id,
+        thresholds: Box<Thresholds>,
+    },
+    /// A SKU's availability to a channel entered `band` (`stock.low`, `stock.out`,
+    /// `stock.back`).
+    StockAlert {
+        sku: Id,
+        channel: Id,
+        band: Band,
+        available: i64,
+        threshold: i64,
+    },
 }
 
 impl Event {
@@ -317,6 +333,8 @@ impl Event {
             Event::ReturnReceived { .. } => "return.received",
             Event::ReturnClosed { .. } => "return.closed",
             Event::ReturnCancelled { .. } => "return.cancelled",
+            Event::ThresholdsSet { .. } => "low_stock.thresholds_set",
+            Event::StockAlert { band, .. } => band.event_type(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! knows about HTTP. Time comes in as a [`Timestamp`]; the outside world comes in as
 //! plain data ([`brand::World`]).
 
+pub mod alerts;
 pub mod brand;
 pub mod catalog;
 pub mod channel;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::alerts::Thresholds;
 use super::brand::{BrandState, ChangeOutcome, SkuState};
 use super::channel::{Channel, Inbound, InboundStatus};
 use super::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, ShipmentStatus};
@@ -571,6 +572,32 @@ impl From<&Return> for ReturnView {
                 .collect(),
             created_at: r.created_at,
             updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One SKU's own threshold.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SkuThresholdView {
+    pub sku: Id,
+    pub threshold: i64,
+}
+
+/// A channel's low-stock thresholds.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ThresholdsView {
+    pub channel: Id,
+    /// For every SKU without its own; `null`: none.
+    pub default: Option<i64>,
+    pub skus: Vec<SkuThresholdView>,
+}
+
+impl ThresholdsView {
+    pub fn new(channel: &Id, t: &Thresholds) -> Self {
+        ThresholdsView {
+            channel: channel.clone(),
+            default: t.default,
+            skus: t.skus.iter().map(|(sku, threshold)| SkuThresholdView { sku: sku.clone(), threshold: *threshold }).collect(),
         }
     }
 }

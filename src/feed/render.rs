@@ -20,7 +20,7 @@ use crate::domain::{Id, Timestamp};
 use crate::journal::history::HistoryId;
 
 /// Every type the feed carries, for validating webhook filters.
-pub const FEED_TYPES: [&str; 24] = [
+pub const FEED_TYPES: [&str; 27] = [
     "brand.created",
     "sku.upserted",
     "sku.deleted",
@@ -45,6 +45,9 @@ pub const FEED_TYPES: [&str; 24] = [
     "return.received",
     "return.closed",
     "return.cancelled",
+    "stock.low",
+    "stock.out",
+    "stock.back",
 ];
 
 /// A feed event before it has a sequence number (the tests' view of [`key`] and
@@ -214,7 +217,9 @@ pub fn render(ev: &Event) -> Option<Rendered> {
 pub fn key(ev: &Event) -> Option<String> {
     Some(match ev {
         Event::BrandCreated { .. } => "brand".to_string(),
-        Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => format!("sku:{sku}"),
+        Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } | Event::StockAlert { sku, .. } => {
+            format!("sku:{sku}")
+        }
         Event::ReservationCreated { reservation } => format!("reservation:{}", reservation.id),
         Event::ReservationReleased { id } | Event::ReservationExpired { id } => format!("reservation:{id}"),
         Event::ShipmentCreated { shipment } => format!("shipment:{}", shipment.id),
@@ -240,7 +245,8 @@ pub fn key(ev: &Event) -> Option<String> {
         | Event::ImportStarted { .. }
         | Event::ImportChunkApplied { .. }
         | Event::ImportFinished { .. }
-        | Event::ImportCancelled { .. } => return None,
+        | Event::ImportCancelled { .. }
+        | Event::ThresholdsSet { .. } => return None,
     })
 }
 
@@ -284,6 +290,9 @@ pub fn data(ev: &Event) -> Option<String> {
         Event::ReturnReceived { id, lines } => json(&serde_json::json!({ "id": id, "lines": lines })),
         Event::ReturnClosed { id } => json(&serde_json::json!({ "id": id, "status": "closed" })),
         Event::ReturnCancelled { id } => json(&serde_json::json!({ "id": id, "status": "cancelled" })),
+        Event::StockAlert { sku, channel, available, threshold, .. } => {
+            json(&serde_json::json!({ "sku": sku, "channel": channel, "available": available, "threshold": threshold }))
+        }
         _ => return None,
     })
 }

@@ -90,6 +90,9 @@ pub fn digest(state: &State) -> [u8; 32] {
         if !b.returns.is_empty() {
             h.put(&b.returns);
         }
+        if !b.thresholds.is_empty() || !b.bands.is_empty() {
+            h.put(&(&b.thresholds, &b.bands));
+        }
         for e in b.idempotency.iter() {
             h.put(&e);
         }

@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, Row};
 
 use super::{digest, schema, SnapshotError, SnapshotInfo};
+use crate::domain::alerts::{Band, Thresholds};
 use crate::domain::brand::{BrandState, SkuState};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
@@ -147,6 +148,7 @@ fn read_state(conn: &Connection, m: &HashMap<String, String>) -> Result<State, B
     if version >= 2 {
         read_transfers(conn, &mut state)?;
         read_returns(conn, &mut state)?;
+        read_alerts(conn, &mut state)?;
     }
     read_integrations(conn, &mut state)?;
     Ok(state)
@@ -484,6 +486,23 @@ fn read_returns(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     for (brand, mut ret) in returns {
         ret.lines = by_return.remove(&(brand.clone(), ret.id.as_str().to_string())).unwrap_or_default();
         brand_mut(state, &brand)?.returns.insert(ret.id.clone(), ret);
+    }
+    Ok(())
+}
+
+fn read_alerts(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let thresholds = rows(conn, "SELECT brand, channel, default_threshold, skus FROM low_stock ORDER BY brand, channel", |r| {
+        let t = Thresholds { default: r.get(2)?, skus: from_json(&r.get::<_, String>(3)?)? };
+        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, t))
+    })?;
+    for (brand, channel, t) in thresholds {
+        brand_mut(state, &brand)?.thresholds.insert(channel, t);
+    }
+    let bands = rows(conn, "SELECT brand, sku, channel, band FROM stock_bands ORDER BY brand, sku, channel", |r| {
+        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, from_text::<Band>(r.get(3)?)?))
+    })?;
+    for (brand, sku, channel, band) in bands {
+        brand_mut(state, &brand)?.bands.insert((sku, channel), band);
     }
     Ok(())
 }

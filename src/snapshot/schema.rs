@@ -3,8 +3,8 @@
 
 /// Version of the schema below, stored in `meta.format_version`. 2: `stock` has
 /// `unsellable` and `in_transit`, `transfers`/`transfer_lines` and
-/// `returns`/`return_lines` (a version-1 snapshot reads the levels as 0 and has no
-/// transfers or returns).
+/// `returns`/`return_lines`, `low_stock` and `stock_bands` (a version-1 snapshot reads
+/// the levels as 0 and has none of the rest).
 pub const FORMAT_VERSION: i64 = 2;
 
 /// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
@@ -64,4 +64,8 @@ CREATE TABLE returns (brand TEXT NOT NULL, id TEXT NOT NULL, shipment_id TEXT NO
 CREATE TABLE return_lines (brand TEXT NOT NULL, ret TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
   quantity INTEGER NOT NULL, restocked INTEGER NOT NULL, unsellable INTEGER NOT NULL, missing INTEGER NOT NULL,
   PRIMARY KEY (brand, ret, line));
+CREATE TABLE low_stock (brand TEXT NOT NULL, channel TEXT NOT NULL, default_threshold INTEGER, skus TEXT NOT NULL,
+  PRIMARY KEY (brand, channel));
+CREATE TABLE stock_bands (brand TEXT NOT NULL, sku TEXT NOT NULL, channel TEXT NOT NULL, band TEXT NOT NULL,
+  PRIMARY KEY (brand, sku, channel));
 "#;

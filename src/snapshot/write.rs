@@ -331,6 +331,18 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
             )?;
         }
     }
+    for (channel, th) in &b.thresholds {
+        tx.execute(
+            "INSERT INTO low_stock (brand, channel, default_threshold, skus) VALUES (?1, ?2, ?3, ?4)",
+            params![brand, channel.as_str(), th.default, json(&th.skus)],
+        )?;
+    }
+    for ((sku, channel), band) in &b.bands {
+        tx.execute(
+            "INSERT INTO stock_bands (brand, sku, channel, band) VALUES (?1, ?2, ?3, ?4)",
+            params![brand, sku.as_str(), channel.as_str(), enum_text(band)],
+        )?;
+    }
     write_integrations(tx, b)?;
     write_idempotency(tx, brand, &b.idempotency)
 }

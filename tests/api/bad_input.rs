@@ -570,6 +570,30 @@ fn returns() {
 }
 
 #[test]
+fn low_stock() {
+    run(|_| {
+        let ls = "/v1/brands/iso-a/low-stock/zozotown";
+        let many = (0..1001).map(|i| format!(r#"{{"sku":"S{i}","threshold":1}}"#)).collect::<Vec<_>>().join(",");
+        vec![
+            bad("PUT", ls, "{not json", "body"),
+            bad("PUT", ls, r#"{"default":0}"#, "default"),
+            bad("PUT", ls, r#"{"default":-1}"#, "default"),
+            bad("PUT", ls, r#"{"default":"5"}"#, "default"),
+            bad("PUT", ls, r#"{"default":1000000000001}"#, "default"),
+            bad("PUT", ls, r#"{"skus":[{"sku":"S1","threshold":0}]}"#, "skus[0].threshold"),
+            bad("PUT", ls, r#"{"skus":[{"sku":"S1","threshold":1},{"sku":"S1","threshold":2}]}"#, "skus[1].sku"),
+            bad("PUT", ls, r#"{"skus":[{"sku":"bad sku","threshold":1}]}"#, "skus[0].sku"),
+            bad("PUT", ls, format!(r#"{{"skus":[{many}]}}"#), "skus"),
+            bad("PUT", ls, r#"{"default":5,"colour":1}"#, "colour"),
+            bad("PUT", "/v1/brands/iso-a/low-stock/zozo%20town", r#"{"default":5}"#, "path.channel"),
+            c("PUT", "/v1/brands/iso-a/low-stock/nowhere", r#"{"default":5}"#, 422, "unknown_channel", ""),
+            c("GET", "/v1/brands/iso-a/low-stock/nowhere", "", 422, "unknown_channel", ""),
+            c("PUT", ls, "", 413, "payload_too_large", "").declared(1 << 30),
+        ]
+    });
+}
+
+#[test]
 fn webhooks() {
     run(|f| {
         let hooks = "/v1/brands/iso-a/webhooks";

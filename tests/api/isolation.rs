@@ -158,6 +158,9 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/v1/brands/{brand}/transfers/{id}/receipts", BrandWrite, Json(r#"{"lines":[{"sku":"S2","quantity":1}]}"#)),
     r("POST", "/v1/brands/{brand}/transfers/{id}/close", BrandWrite, Body::None),
     r("POST", "/v1/brands/{brand}/transfers/{id}/cancel", BrandWrite, Body::None),
+    // low-stock thresholds
+    r("PUT", "/v1/brands/{brand}/low-stock/{channel}", BrandWrite, Json(r#"{"default":3,"skus":[{"sku":"S1","threshold":10}]}"#)),
+    r("GET", "/v1/brands/{brand}/low-stock/{channel}", BrandRead, Body::None),
     // returns
     r(
         "POST",
@@ -438,6 +441,7 @@ pub fn state_of(s: &TestServer, f: &Fixture) -> Value {
         "/v1/brands/iso-a/transfers/T2".into(),
         "/v1/brands/iso-a/transfers/BIG".into(),
         "/v1/brands/iso-a/returns/RT1".into(),
+        "/v1/brands/iso-a/low-stock/zozotown".into(),
         "/v1/brands/iso-a/returns/RT2".into(),
         "/v1/brands/iso-a/shipments/SH-R".into(),
         "/v1/brands/iso-a/skus/S2/stock".into(),

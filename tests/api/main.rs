@@ -5,6 +5,7 @@ mod helpers;
 mod process;
 mod receiver;
 
+mod alerts;
 mod bad_input;
 mod basics;
 mod channels;

@@ -1,5 +1,5 @@
 //! The change feed's events as `/openapi.json` describes them: the `data` of each of
-//! the 24 event types (`feed::render` writes them), for the document only. `openapi.rs`
+//! the 27 event types (`feed::render` writes them), for the document only. `openapi.rs`
 //! wraps each in its event envelope and makes `FeedEvent` a union discriminated on
 //! `type`, so a generated client gets typed `data` for every type.
 //!
@@ -21,7 +21,7 @@ use crate::domain::{Id, Timestamp};
 
 /// Every event type of the feed, in the order of `feed::render::FEED_TYPES`, with the
 /// schema of its `data` and the name of its envelope.
-pub(super) const EVENT_TYPES: [(&str, &str, &str); 24] = [
+pub(super) const EVENT_TYPES: [(&str, &str, &str); 27] = [
     ("brand.created", "BrandCreatedData", "BrandCreatedEvent"),
     ("sku.upserted", "SkuUpsertedData", "SkuUpsertedEvent"),
     ("sku.deleted", "SkuDeletedData", "SkuDeletedEvent"),
@@ -46,6 +46,9 @@ pub(super) const EVENT_TYPES: [(&str, &str, &str); 24] = [
     ("return.received", "ReturnReceivedData", "ReturnReceivedEvent"),
     ("return.closed", "ReturnStatusData", "ReturnClosedEvent"),
     ("return.cancelled", "ReturnStatusData", "ReturnCancelledEvent"),
+    ("stock.low", "StockAlertData", "StockLowEvent"),
+    ("stock.out", "StockAlertData", "StockOutEvent"),
+    ("stock.back", "StockAlertData", "StockBackEvent"),
 ];
 
 /// `brand.created`.
@@ -285,4 +288,15 @@ pub(super) struct ReturnReceivedLine {
 pub(super) struct ReturnReceivedData {
     id: Id,
     lines: Vec<ReturnReceivedLine>,
+}
+
+/// `stock.low` (the SKU's availability to the channel fell below its threshold),
+/// `stock.out` (to zero) and `stock.back` (at or above the threshold again): once per
+/// crossing.
+#[derive(ToSchema)]
+pub(super) struct StockAlertData {
+    sku: Id,
+    channel: Id,
+    available: i64,
+    threshold: i64,
 }

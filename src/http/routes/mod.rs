@@ -1,6 +1,7 @@
 //! One file per route group.
 
 mod admin;
+mod alerts;
 mod catalog;
 mod channels;
 mod event_types;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     channels::configure(cfg);
     transfers::configure(cfg);
     returns::configure(cfg);
+    alerts::configure(cfg);
     ui::configure(cfg);
     search::configure(cfg);
     feed::configure(cfg);

@@ -93,6 +93,8 @@ pub fn document() -> serde_json::Value {
         super::returns::receive,
         super::returns::close,
         super::returns::cancel,
+        super::alerts::put_thresholds,
+        super::alerts::get_thresholds,
         super::feed::events,
         super::webhooks::create,
         super::webhooks::list,
@@ -125,6 +127,7 @@ pub fn document() -> serde_json::Value {
         super::event_types::TransferClosedData,
         super::event_types::ReturnStatusData,
         super::event_types::ReturnReceivedData,
+        super::event_types::StockAlertData,
         crate::domain::view::ReturnView,
         crate::domain::view::ReservationView,
         crate::domain::view::InboundView,
@@ -140,6 +143,7 @@ pub fn document() -> serde_json::Value {
         (name = "shipments", description = "Shipments and their status, from a reservation or from lines."),
         (name = "channels", description = "Where a brand sells, and what each channel may sell."),
         (name = "inbound", description = "Stock on its way to a location (入荷予定) and its receipts."),
+        (name = "low-stock", description = "Thresholds per channel, and the `stock.low` / `stock.out` / `stock.back` events they cause."),
         (name = "returns", description = "Goods sent back from a shipment (返品), inspected into restock, unsellable or missing."),
         (name = "transfers", description = "Stock moved between two locations (移動): shipped, in transit, received, closed."),
         (name = "feed", description = "The change feed: every change of a brand, in commit order, by cursor."),
@@ -464,6 +468,7 @@ mod tests {
 
     /// One event of every type the feed carries, as `feed::render` writes it.
     fn one_event_of_each_type() -> Vec<crate::domain::event::Event> {
+        use crate::domain::alerts::Band;
         use crate::domain::catalog::Catalog;
         use crate::domain::channel::{Channel, Inbound, InboundLine, InboundStatus};
         use crate::domain::event::{Cause, Event};
@@ -594,6 +599,9 @@ mod tests {
             },
             Event::ReturnClosed { id: id("RT1") },
             Event::ReturnCancelled { id: id("RT2") },
+            Event::StockAlert { sku: id("S1"), channel: id("ec"), band: Band::Low, available: 2, threshold: 5 },
+            Event::StockAlert { sku: id("S1"), channel: id("ec"), band: Band::Out, available: 0, threshold: 5 },
+            Event::StockAlert { sku: id("S1"), channel: id("ec"), band: Band::Ok, available: 9, threshold: 5 },
         ]
     }
 
