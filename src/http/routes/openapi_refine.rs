@@ -119,8 +119,19 @@ fn bodies(doc: &mut Value) {
     limit(doc, "ReservationInput", "lines", lines.clone());
     limit(doc, "LineInput", "quantity", quantity(1));
     limit(doc, "InboundInput", "lines", lines.clone());
-    limit(doc, "ReceiptInput", "lines", lines);
+    limit(doc, "ReceiptInput", "lines", lines.clone());
     limit(doc, "InboundLineInput", "quantity", quantity(1));
+    limit(doc, "TransferInput", "lines", lines.clone());
+    limit(doc, "TransferReceiptInput", "lines", lines.clone());
+    limit(doc, "TransferLineInput", "quantity", quantity(1));
+    limit(doc, "ReturnInput", "lines", lines.clone());
+    limit(doc, "ReturnInput", "reason", text(1, TEXT_CHARS_MAX));
+    limit(doc, "ReturnLineInput", "quantity", quantity(1));
+    limit(doc, "ReturnReceiptInput", "lines", lines);
+    limit(doc, "ReturnReceiptLineInput", "quantity", quantity(1));
+    limit(doc, "ThresholdsInput", "default", quantity(1));
+    limit(doc, "ThresholdsInput", "skus", json!({ "maxItems": crate::domain::alerts::THRESHOLD_SKUS_MAX }));
+    limit(doc, "SkuThresholdInput", "threshold", quantity(1));
 
     limit(doc, "ChannelInput", "name", text(1, TEXT_CHARS_MAX));
     limit(doc, "ChannelInput", "locations", json!({ "minItems": 1, "maxItems": CHANNEL_LOCATIONS_MAX, "uniqueItems": true }));
