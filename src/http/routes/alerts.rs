@@ -32,7 +32,8 @@ struct SkuThreshold {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ThresholdsInput {
-    /// For every SKU without its own (1..=10^12); absent: only the listed SKUs alert.
+    /// For every SKU without its own (1..=10^12); absent or `null`: only the listed
+    /// SKUs alert.
     default: Option<i64>,
     /// At most 1000, each SKU once.
     #[serde(default)]
@@ -81,7 +82,10 @@ async fn put_thresholds(
     ask_brand(&state, brand, BrandCmd::PutThresholds { channel, thresholds }, idem).await
 }
 
-#[utoipa::path(get, path = "/v1/brands/{brand}/low-stock/{channel}", operation_id = "get_low_stock", tag = "low-stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("channel" = crate::domain::Id, Path, description = "A configured channel.")), responses((status = 200, description = "The channel's thresholds.", body = crate::domain::view::ThresholdsView)))]
+#[utoipa::path(get, path = "/v1/brands/{brand}/low-stock/{channel}", operation_id = "get_low_stock", tag = "low-stock", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("channel" = crate::domain::Id, Path, description = "A configured channel.")), responses(
+    (status = 200, description = "The channel's thresholds.", body = crate::domain::view::ThresholdsView),
+    (status = 422, description = "`unknown_channel`: the channel is not configured.", body = super::schemas::Problem, content_type = "application/problem+json"),
+))]
 async fn get_thresholds(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
     let brand = caller.brand(&path.0, Access::Read)?;
     let channel = id("channel", &path.1)?;

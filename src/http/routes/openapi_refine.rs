@@ -129,7 +129,8 @@ fn bodies(doc: &mut Value) {
     limit(doc, "ReturnLineInput", "quantity", quantity(1));
     limit(doc, "ReturnReceiptInput", "lines", lines);
     limit(doc, "ReturnReceiptLineInput", "quantity", quantity(1));
-    limit(doc, "ThresholdsInput", "default", quantity(1));
+    // `null` or absent: no default (only the listed SKUs alert).
+    limit(doc, "ThresholdsInput", "default", json!({ "minimum": 1, "maximum": QUANTITY_MAX }));
     limit(doc, "ThresholdsInput", "skus", json!({ "maxItems": crate::domain::alerts::THRESHOLD_SKUS_MAX }));
     limit(doc, "SkuThresholdInput", "threshold", quantity(1));
 
