@@ -37,7 +37,7 @@ struct Line {
 /// `available` what the catalog says; `updated_at` is the line number.
 fn to_doc(fields: &schema::Fields, line: &str, n: i64) -> TantivyDocument {
     let l: Line = serde_json::from_str(line).expect("a catalog line");
-    let level = Level { on_hand: l.on_hand, reserved: l.on_hand - l.available, safety_stock: 0, incoming: 0 };
+    let level = Level { on_hand: l.on_hand, reserved: l.on_hand - l.available, safety_stock: 0, incoming: 0, ..Level::default() };
     let state = SkuState {
         catalog: Catalog {
             product_id: Some(l.product_id.into()),

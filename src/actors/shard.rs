@@ -16,6 +16,7 @@ use super::{
     append_refused, fatal_apply, idempotent_replay, partition_moved, to_json, Context, Decided, Gated, IdemKey, Logs, Pending, Reply,
     ReplyTx,
 };
+use crate::domain::alerts::Thresholds;
 use crate::domain::brand::{apply_brand_record, BrandState, StockChangeCmd};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{ChannelCmd, InboundCmd};
@@ -23,8 +24,11 @@ use crate::domain::event::{self, BrandRecord, Event, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipmentSource, StatusCmd};
 use crate::domain::idempotency::Status;
 use crate::domain::import::ImportCmd;
+use crate::domain::returns::{ReceiptLine, ReturnCmd};
+use crate::domain::transfer::TransferCmd;
 use crate::domain::view::{
-    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ShipmentView, SkuView, StockView,
+    BrandView, ChangeResultView, ChangeResultsView, ChannelView, InboundView, ReservationView, ReturnView, ShipmentView, SkuView,
+    StockView, ThresholdsView, TransferView,
 };
 use crate::domain::webhook::WebhookCmd;
 use crate::domain::{BrandId, ErrorCode, Id, Rejection, Timestamp};
@@ -93,6 +97,47 @@ pub enum BrandCmd {
     CloseInbound {
         id: Id,
     },
+    CreateTransfer(TransferCmd),
+    GetTransfer {
+        id: Id,
+    },
+    ShipTransfer {
+        id: Id,
+    },
+    ReceiveTransfer {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    CloseTransfer {
+        id: Id,
+    },
+    CancelTransfer {
+        id: Id,
+    },
+    PutThresholds {
+        channel: Id,
+        thresholds: Thresholds,
+    },
+    GetThresholds {
+        channel: Id,
+    },
+    CreateReturn(ReturnCmd),
+    GetReturn {
+        id: Id,
+    },
+    ReturnInTransit {
+        id: Id,
+    },
+    ReceiveReturn {
+        id: Id,
+        lines: Vec<ReceiptLine>,
+    },
+    CloseReturn {
+        id: Id,
+    },
+    CancelReturn {
+        id: Id,
+    },
     /// Webhook subscriptions (`integrations.rs`).
     Webhook(WebhookCmd),
     /// Import jobs and their chunks (`integrations.rs`).
@@ -108,6 +153,9 @@ impl BrandCmd {
                 | BrandCmd::GetStock { .. }
                 | BrandCmd::GetReservation { .. }
                 | BrandCmd::GetShipment { .. }
+                | BrandCmd::GetTransfer { .. }
+                | BrandCmd::GetReturn { .. }
+                | BrandCmd::GetThresholds { .. }
         ) || matches!(self, BrandCmd::Webhook(c) if c.is_read())
             || matches!(self, BrandCmd::Import(c) if c.is_read())
     }
@@ -347,7 +395,7 @@ impl Shard {
             BrandCmd::GetSku { sku } => Decided::Read(to_json(&SkuView::new(brand, &sku, brand.sku(&sku)?, true))),
             BrandCmd::GetStock { sku } => Decided::Read(to_json(&StockView::of(brand, &sku, brand.sku(&sku)?))),
             BrandCmd::GetReservation { id } => Decided::Read(to_json(&ReservationView::from(brand.reservation(&id)?))),
-            BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::from(brand.shipment(&id)?))),
+            BrandCmd::GetShipment { id } => Decided::Read(to_json(&ShipmentView::with_returns(brand.shipment(&id)?, brand))),
             BrandCmd::PutSku { sku, catalog } => {
                 let (event, created) = brand.decide_put_sku(&sku, catalog)?;
                 let status = if created { Status::Created } else { Status::Done };
@@ -424,6 +472,46 @@ impl Shard {
                 Decision::Unchanged => Decided::Read(to_json(&InboundView::from(brand.inbound(&id)?))),
                 Decision::Apply(events) => Decided::write(events, Status::Done, move |s| to_json(&InboundView::from(&s.inbounds[&id]))),
             },
+            BrandCmd::CreateTransfer(cmd) => {
+                let id = cmd.id.clone();
+                let decision = brand.decide_transfer(&cmd, &**self.ctx.locations.load(), now)?;
+                transfer_answer(brand, id, decision, Status::Created)?
+            }
+            BrandCmd::GetTransfer { id } => Decided::Read(to_json(&TransferView::from(brand.transfer(&id)?))),
+            BrandCmd::ShipTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_ship_transfer(&id)?, Status::Done)?,
+            BrandCmd::ReceiveTransfer { id, lines } => {
+                transfer_answer(brand, id.clone(), brand.decide_transfer_receipt(&id, &lines)?, Status::Done)?
+            }
+            BrandCmd::CloseTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_close_transfer(&id)?, Status::Done)?,
+            BrandCmd::CancelTransfer { id } => transfer_answer(brand, id.clone(), brand.decide_cancel_transfer(&id)?, Status::Done)?,
+            BrandCmd::PutThresholds { channel, thresholds } => {
+                configured_channel(brand, &channel)?;
+                let view = ThresholdsView::new(&channel, &thresholds);
+                let body = to_json(&view);
+                Decided::WriteAnswered {
+                    events: vec![Event::ThresholdsSet { channel, thresholds: Box::new(thresholds) }],
+                    status: Status::Done,
+                    body,
+                }
+            }
+            BrandCmd::GetThresholds { channel } => {
+                configured_channel(brand, &channel)?;
+                let t = brand.thresholds.get(&channel).cloned().unwrap_or_default();
+                Decided::Read(to_json(&ThresholdsView::new(&channel, &t)))
+            }
+            BrandCmd::CreateReturn(cmd) => {
+                let id = cmd.id.clone();
+                let decision = brand.decide_return(&cmd, now)?;
+                return_answer(brand, id, decision, Status::Created)?
+            }
+            BrandCmd::GetReturn { id } => Decided::Read(to_json(&ReturnView::from(brand.return_of(&id)?))),
+            BrandCmd::ReturnInTransit { id } => return_answer(brand, id.clone(), brand.decide_return_in_transit(&id)?, Status::Done)?,
+            BrandCmd::ReceiveReturn { id, lines } => {
+                let decision = brand.decide_return_receipt(&id, &lines, &**self.ctx.locations.load())?;
+                return_answer(brand, id, decision, Status::Done)?
+            }
+            BrandCmd::CloseReturn { id } => return_answer(brand, id.clone(), brand.decide_close_return(&id)?, Status::Done)?,
+            BrandCmd::CancelReturn { id } => return_answer(brand, id.clone(), brand.decide_cancel_return(&id)?, Status::Done)?,
             BrandCmd::SetStatus(cmd) => {
                 let id = cmd.id.clone();
                 match brand.decide_status(&cmd)? {
@@ -571,9 +659,22 @@ impl Shard {
             return Gated::refused(partition_moved(&brand));
         };
         let idempotency = idem.map(|k| k.to_write(status, &body));
-        let wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
-        let payload = event::encode(&wal);
+        // The low-stock alerts the changes cause go in the same record. A record they
+        // would take over the limit goes without them: the bands stay as recorded, so
+        // the next change of those SKUs reports the crossing (`alerts.rs`).
+        let alerts = self.brands.get(&brand).map(|b| b.stock_alerts(&events)).unwrap_or_default();
+        let bare = events.len();
+        let mut events = events;
+        events.extend(alerts);
         let max = self.ctx.record_bytes_max;
+        let mut wal = WalRecord::Brand(BrandRecord { brand, at, idempotency, events });
+        let mut payload = event::encode(&wal);
+        if payload.len() > max {
+            if let WalRecord::Brand(r) = &mut wal {
+                r.events.truncate(bare);
+            }
+            payload = event::encode(&wal);
+        }
         if payload.len() > max {
             return Gated::refused(too_large(payload.len(), max, hint));
         }
@@ -594,6 +695,35 @@ impl Shard {
     }
 }
 
+/// A transfer command's answer: the transfer as it is (unchanged) or as the events
+/// leave it.
+fn transfer_answer(brand: &BrandState, id: Id, decision: Decision, status: Status) -> Result<Decided, Rejection> {
+    Ok(match decision {
+        Decision::Unchanged => Decided::Read(to_json(&TransferView::from(brand.transfer(&id)?))),
+        Decision::Apply(events) => Decided::write(events, status, move |s| to_json(&TransferView::from(&s.transfers[&id]))),
+    })
+}
+
+/// Alerts follow the availability `stock.changed` carries, which is that of the
+/// configured channels: thresholds are for those only.
+fn configured_channel(brand: &BrandState, channel: &Id) -> Result<(), Rejection> {
+    if brand.channels.contains_key(channel) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ErrorCode::UnknownChannel,
+        format!("channel {channel} is not configured for this brand; configure it first (PUT .../channels/{channel})"),
+    ))
+}
+
+/// A return command's answer: the return as it is (unchanged) or as the events leave it.
+fn return_answer(brand: &BrandState, id: Id, decision: Decision, status: Status) -> Result<Decided, Rejection> {
+    Ok(match decision {
+        Decision::Unchanged => Decided::Read(to_json(&ReturnView::from(brand.return_of(&id)?))),
+        Decision::Apply(events) => Decided::write(events, status, move |s| to_json(&ReturnView::from(&s.returns[&id]))),
+    })
+}
+
 /// A read's answer, given once what it saw (`seen`) is durable.
 fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
     Gated::after(log, seen, Ok(Reply { status: Status::Done, body, lsn: None }))
@@ -603,9 +733,13 @@ fn read(log: &LogRef, seen: Lsn, body: Vec<u8>) -> Gated {
 fn too_large_hint(cmd: &BrandCmd) -> &'static str {
     match cmd {
         BrandCmd::StockChanges { .. } => "each change records its SKU's stock at every location: send fewer changes per request",
-        BrandCmd::Reserve(_) | BrandCmd::Ship(_) | BrandCmd::CreateInbound(_) | BrandCmd::Receive { .. } => {
-            "each line records its SKU's stock at every location: send fewer lines per request"
-        }
+        BrandCmd::Reserve(_)
+        | BrandCmd::Ship(_)
+        | BrandCmd::CreateInbound(_)
+        | BrandCmd::Receive { .. }
+        | BrandCmd::ShipTransfer { .. }
+        | BrandCmd::ReceiveTransfer { .. }
+        | BrandCmd::CloseTransfer { .. } => "each line records its SKU's stock at every location: send fewer lines per request",
         // The runner splits the chunk, and reports a row that cannot fit alone.
         BrandCmd::Import(ImportCmd::Chunk(_)) => "",
         _ => "an operator can raise --wal-record-bytes-max (at most 16 MiB)",

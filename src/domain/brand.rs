@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compact_str::CompactString;
 
+use super::alerts::{Band, Thresholds};
 use super::catalog::Catalog;
 use super::channel::{Channel, ChannelSync, Inbound, InboundStatus};
 use super::error::{ErrorCode, FieldError, Rejection};
@@ -17,7 +18,9 @@ use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
 use super::import::Imports;
+use super::returns::Return;
 use super::stock::{check_reason, Levels, StockOp};
+use super::transfer::Transfer;
 use super::webhook::Webhook;
 use super::{BrandId, Id, Lsn, Timestamp};
 
@@ -96,6 +99,14 @@ pub struct BrandState {
     pub webhooks: BTreeMap<Id, Webhook>,
     /// Import jobs (`import.rs`).
     pub imports: Imports,
+    /// Transfers between locations (`transfer.rs`). Ordered, for snapshots.
+    pub transfers: BTreeMap<Id, Transfer>,
+    /// Returns of shipped goods (`returns.rs`). Ordered, for snapshots.
+    pub returns: BTreeMap<Id, Return>,
+    /// Low-stock thresholds per channel, and the band each (SKU, channel) with a
+    /// threshold was last recorded in when not `ok` (`alerts.rs`).
+    pub thresholds: BTreeMap<Id, Thresholds>,
+    pub bands: BTreeMap<(Id, Id), Band>,
 }
 
 /// Anything the partition needs to know about the rest of the system to decide.
@@ -127,6 +138,10 @@ impl BrandState {
             last_lsn: 0,
             webhooks: BTreeMap::new(),
             imports: Imports::default(),
+            transfers: BTreeMap::new(),
+            returns: BTreeMap::new(),
+            thresholds: BTreeMap::new(),
+            bands: BTreeMap::new(),
         }
     }
 
@@ -259,7 +274,31 @@ impl BrandState {
                         scratch.webhooks.insert(id.clone(), w.clone());
                     }
                 }
+                Event::TransferShipped { id }
+                | Event::TransferReceived { id, .. }
+                | Event::TransferClosed { id, .. }
+                | Event::TransferCancelled { id } => {
+                    if let Some(t) = self.transfers.get(id) {
+                        scratch.transfers.entry(id.clone()).or_insert_with(|| t.clone());
+                    }
+                }
+                Event::ReturnInTransit { id }
+                | Event::ReturnReceived { id, .. }
+                | Event::ReturnClosed { id }
+                | Event::ReturnCancelled { id } => {
+                    if let Some(r) = self.returns.get(id) {
+                        scratch.returns.entry(id.clone()).or_insert_with(|| r.clone());
+                    }
+                }
+                Event::StockAlert { sku, channel, .. } => {
+                    if let Some(b) = self.bands.get(&(sku.clone(), channel.clone())) {
+                        scratch.bands.insert((sku.clone(), channel.clone()), *b);
+                    }
+                }
                 Event::BrandCreated { .. }
+                | Event::ThresholdsSet { .. }
+                | Event::ReturnCreated { .. }
+                | Event::TransferCreated { .. }
                 | Event::ReservationCreated { .. }
                 | Event::InboundCreated { .. }
                 | Event::WebhookCreated { .. }
@@ -424,6 +463,17 @@ impl BrandState {
             | Event::ImportChunkApplied { .. }
             | Event::ImportFinished { .. }
             | Event::ImportCancelled { .. } => self.apply_import_event(at, ev)?,
+            Event::TransferCreated { .. }
+            | Event::TransferShipped { .. }
+            | Event::TransferReceived { .. }
+            | Event::TransferClosed { .. }
+            | Event::TransferCancelled { .. } => self.apply_transfer_event(at, ev)?,
+            Event::ReturnCreated { .. }
+            | Event::ReturnInTransit { .. }
+            | Event::ReturnReceived { .. }
+            | Event::ReturnClosed { .. }
+            | Event::ReturnCancelled { .. } => self.apply_return_event(at, ev)?,
+            Event::ThresholdsSet { .. } | Event::StockAlert { .. } => self.apply_alert_event(ev)?,
         }
         Ok(())
     }

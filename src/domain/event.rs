@@ -3,23 +3,30 @@
 //! A WAL payload is one format byte ([`RECORD_FORMAT`]) followed by a bincode-2
 //! (standard config, via serde) encoding of [`WalRecord`]. Enum variants are encoded
 //! by position: new variants are only ever appended, and any other change bumps
-//! [`RECORD_FORMAT`].
+//! [`RECORD_FORMAT`]. Records of an older format are still read (`v1.rs`), so a
+//! journal or feed store written by an earlier zaiko loads.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::alerts::{Band, Thresholds};
 use super::catalog::Catalog;
 use super::channel::{Channel, Inbound};
 use super::fulfilment::{Reservation, Shipment, ShipmentStatus};
 use super::idempotency::IdemWrite;
 use super::import::{ChunkProgress, ImportSpec};
 use super::registry::RegistryEvent;
+use super::returns::{ReceiptLine, Return};
 use super::stock::{Levels, StockOp};
+use super::transfer::Transfer;
 use super::webhook::Webhook;
 use super::{BrandId, Id, Timestamp};
 
-/// Version of the payload encoding, the first byte of every record.
-pub const RECORD_FORMAT: u8 = 1;
+pub mod v1;
+
+/// Version of the payload encoding, the first byte of every record. 2: stock levels
+/// carry `unsellable` and `in_transit` (format 1 is read by [`v1`]).
+pub const RECORD_FORMAT: u8 = 2;
 
 /// The smallest journal record limit (`--wal-record-bytes-max`) the server runs with.
 /// Whatever the state, every step the server writes on its own fits in it: an import
@@ -91,6 +98,23 @@ pub enum Cause {
     InboundClosed {
         id: Id,
     },
+    // Appended by record format 2 (issue 23).
+    /// A transfer left its origin's `on_hand` for the destination's `in_transit`.
+    TransferShipped {
+        id: Id,
+    },
+    /// A transfer's receipt moved `in_transit` to `on_hand` at the destination.
+    TransferReceived {
+        id: Id,
+    },
+    /// Closing a transfer wrote off what was still in transit.
+    TransferWrittenOff {
+        id: Id,
+    },
+    /// A return's receipt put units back on hand or among the unsellable ones.
+    ReturnReceived {
+        id: Id,
+    },
 }
 
 impl Cause {
@@ -105,6 +129,10 @@ impl Cause {
             Cause::Inbound { .. } => "inbound",
             Cause::Received { .. } => "received",
             Cause::InboundClosed { .. } => "inbound_closed",
+            Cause::TransferShipped { .. } => "transfer_shipped",
+            Cause::TransferReceived { .. } => "transfer_received",
+            Cause::TransferWrittenOff { .. } => "transfer_written_off",
+            Cause::ReturnReceived { .. } => "return_received",
         }
     }
 }
@@ -213,6 +241,59 @@ pub enum Event {
     ImportCancelled {
         id: Id,
     },
+    // Appended by record format 2 (issue 23): transfers between locations.
+    TransferCreated {
+        transfer: Box<Transfer>,
+    },
+    TransferShipped {
+        id: Id,
+    },
+    /// Units received at the destination, per SKU.
+    TransferReceived {
+        id: Id,
+        lines: Vec<(Id, i64)>,
+    },
+    /// Closed; `written_off` is what had not arrived, per SKU (the loss, explicit).
+    TransferClosed {
+        id: Id,
+        written_off: Vec<(Id, i64)>,
+    },
+    TransferCancelled {
+        id: Id,
+    },
+    // Returns of shipped goods (`returns.rs`).
+    ReturnCreated {
+        ret: Box<Return>,
+    },
+    ReturnInTransit {
+        id: Id,
+    },
+    /// Units inspected into their dispositions.
+    ReturnReceived {
+        id: Id,
+        lines: Vec<ReceiptLine>,
+    },
+    ReturnClosed {
+        id: Id,
+    },
+    ReturnCancelled {
+        id: Id,
+    },
+    // Low-stock alerts (`alerts.rs`).
+    /// A channel's thresholds, replaced whole (none: the channel has no alerts).
+    ThresholdsSet {
+        channel: Id,
+        thresholds: Box<Thresholds>,
+    },
+    /// A SKU's availability to a channel entered `band` (`stock.low`, `stock.out`,
+    /// `stock.back`).
+    StockAlert {
+        sku: Id,
+        channel: Id,
+        band: Band,
+        available: i64,
+        threshold: i64,
+    },
 }
 
 impl Event {
@@ -242,6 +323,18 @@ impl Event {
             Event::ImportChunkApplied { .. } => "import.chunk_applied",
             Event::ImportFinished { .. } => "import.finished",
             Event::ImportCancelled { .. } => "import.cancelled",
+            Event::TransferCreated { .. } => "transfer.created",
+            Event::TransferShipped { .. } => "transfer.shipped",
+            Event::TransferReceived { .. } => "transfer.received",
+            Event::TransferClosed { .. } => "transfer.closed",
+            Event::TransferCancelled { .. } => "transfer.cancelled",
+            Event::ReturnCreated { .. } => "return.created",
+            Event::ReturnInTransit { .. } => "return.in_transit",
+            Event::ReturnReceived { .. } => "return.received",
+            Event::ReturnClosed { .. } => "return.closed",
+            Event::ReturnCancelled { .. } => "return.cancelled",
+            Event::ThresholdsSet { .. } => "low_stock.thresholds_set",
+            Event::StockAlert { band, .. } => band.event_type(),
         }
     }
 }
@@ -301,17 +394,28 @@ pub fn split_by_budget(events: Vec<Event>, budget: usize) -> Vec<Vec<Event>> {
     runs
 }
 
-/// Decodes a WAL payload. Errors name what is wrong; they mean a bug or damage.
+/// Decodes a bincode body that must fill `body` exactly.
+fn decode_exact<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+    let (v, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| format!("undecodable {what}: {e}"))?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes after the {what}", body.len() - used));
+    }
+    Ok(v)
+}
+
+fn unknown_format(what: &str, format: u8) -> String {
+    format!("{what} format {format} is neither {RECORD_FORMAT} nor {}: written by another zaiko version", v1::FORMAT)
+}
+
+/// Decodes a WAL payload, of this format or format 1. Errors name what is wrong; they
+/// mean a bug or damage.
 pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
     let (&format, body) = payload.split_first().ok_or("empty payload")?;
-    if format != RECORD_FORMAT {
-        return Err(format!("record format {format} is not {RECORD_FORMAT}: written by another zaiko version"));
+    match format {
+        RECORD_FORMAT => decode_exact(body, "record"),
+        v1::FORMAT => decode_exact::<v1::WalRecordV1>(body, "record").map(WalRecord::from),
+        _ => Err(unknown_format("record", format)),
     }
-    let (record, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| format!("undecodable record: {e}"))?;
-    if used != body.len() {
-        return Err(format!("{} trailing bytes after the record", body.len() - used));
-    }
-    Ok(record)
 }
 
 /// Encodes one event of the record at some LSN, with its index in the record, as the
@@ -324,17 +428,15 @@ pub fn encode_feed_event(index: usize, event: &Event) -> Vec<u8> {
     out
 }
 
-/// Decodes what [`encode_feed_event`] wrote: the event's index in its record, and the event.
+/// Decodes what [`encode_feed_event`] wrote (this format or format 1): the event's
+/// index in its record, and the event.
 pub fn decode_feed_event(bytes: &[u8]) -> Result<(usize, Event), String> {
     let (&format, body) = bytes.split_first().ok_or("empty event")?;
-    if format != RECORD_FORMAT {
-        return Err(format!("event format {format} is not {RECORD_FORMAT}: written by another zaiko version"));
-    }
-    let ((index, event), used): ((u64, Event), usize) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| format!("undecodable event: {e}"))?;
-    if used != body.len() {
-        return Err(format!("{} trailing bytes after the event", body.len() - used));
-    }
+    let (index, event) = match format {
+        RECORD_FORMAT => decode_exact::<(u64, Event)>(body, "event")?,
+        v1::FORMAT => decode_exact::<(u64, v1::EventV1)>(body, "event").map(|(i, e)| (i, Event::from(e)))?,
+        _ => return Err(unknown_format("event", format)),
+    };
     Ok((index as usize, event))
 }
 
@@ -364,7 +466,7 @@ mod tests {
             events: vec![Event::StockChanged {
                 sku: Id::parse("S1").unwrap(),
                 version: 3,
-                levels: Levels(Box::new([(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0 })])),
+                levels: Levels(Box::new([(loc, Level { on_hand: 5, reserved: 1, safety_stock: 0, incoming: 0, ..Level::default() })])),
                 channels: vec![(Id::parse("zozotown").unwrap(), 4)],
                 cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
             }],
@@ -400,6 +502,36 @@ mod tests {
         assert_eq!(runs.concat(), events, "in order, none lost");
         assert_eq!(split_by_budget(events[..3].to_vec(), 1).len(), 3, "an event over the budget is a run of its own");
         assert!(split_by_budget(Vec::new(), 100).is_empty());
+    }
+
+    /// A record as format 1 wrote it (four-integer levels) loads, with nothing unsellable
+    /// or in transit; so does a feed store's event of that format.
+    #[test]
+    fn format_1_records_and_feed_events_still_load() {
+        let loc = Id::parse("tsukuba").unwrap();
+        let old = v1::WalRecordV1::Brand(v1::BrandRecordV1 {
+            brand: BrandId::parse("b-001").unwrap(),
+            at: Timestamp(1),
+            idempotency: None,
+            events: vec![v1::EventV1::StockChanged {
+                sku: Id::parse("S1").unwrap(),
+                version: 3,
+                levels: vec![(loc.clone(), v1::LevelV1 { on_hand: 5, reserved: 1, safety_stock: 2, incoming: 4 })],
+                channels: vec![],
+                cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: None },
+            }],
+        });
+        let mut bytes = vec![v1::FORMAT];
+        bytes.extend(bincode::serde::encode_to_vec(&old, config()).unwrap());
+        let WalRecord::Brand(rec) = decode(&bytes).unwrap() else { panic!("a brand record") };
+        let Event::StockChanged { levels, .. } = &rec.events[0] else { panic!("a stock change") };
+        assert_eq!(levels.get(&loc), Level { on_hand: 5, reserved: 1, safety_stock: 2, incoming: 4, unsellable: 0, in_transit: 0 });
+        let v1::WalRecordV1::Brand(old) = old else { unreachable!() };
+        let mut feed = vec![v1::FORMAT];
+        feed.extend(bincode::serde::encode_to_vec((2u64, &old.events[0]), config()).unwrap());
+        assert_eq!(decode_feed_event(&feed).unwrap(), (2, rec.events[0].clone()));
+        bytes[0] = RECORD_FORMAT + 1;
+        assert!(decode(&bytes).unwrap_err().contains("another zaiko version"));
     }
 
     #[test]

@@ -527,10 +527,11 @@ impl BrandState {
     pub fn decide_delete_sku(&self, sku: &Id) -> Result<Event, Rejection> {
         let s = self.sku(sku)?;
         let t = s.levels.total();
-        if t.on_hand != 0 || t.reserved != 0 || t.incoming != 0 {
+        // Every unit held or on its way: deleting the SKU would lose them unsaid.
+        if t.on_hand != 0 || t.reserved != 0 || t.incoming != 0 || t.unsellable != 0 || t.in_transit != 0 {
             return Err(invalid_transition(format!(
-                "sku {sku} still has on_hand {}, reserved {}, incoming {}; bring them to zero first",
-                t.on_hand, t.reserved, t.incoming
+                "sku {sku} still has on_hand {}, reserved {}, incoming {}, unsellable {}, in_transit {}; bring them to zero first",
+                t.on_hand, t.reserved, t.incoming, t.unsellable, t.in_transit
             )));
         }
         Ok(Event::SkuDeleted { sku: sku.clone() })

@@ -4,6 +4,7 @@
 //! knows about HTTP. Time comes in as a [`Timestamp`]; the outside world comes in as
 //! plain data ([`brand::World`]).
 
+pub mod alerts;
 pub mod brand;
 pub mod catalog;
 pub mod channel;
@@ -14,9 +15,11 @@ pub mod idempotency;
 pub mod ids;
 pub mod import;
 pub mod registry;
+pub mod returns;
 pub mod stock;
 pub mod text;
 pub mod time;
+pub mod transfer;
 pub mod view;
 pub mod webhook;
 

@@ -1,7 +1,13 @@
-//! Stock of one SKU at its locations, and the three stock operations.
+//! Stock of one SKU at its locations, and the stock operations.
 //!
 //! Invariant (checked on every apply): `0 <= reserved <= on_hand`, `safety_stock >= 0`,
-//! `incoming >= 0` at every location.
+//! `incoming >= 0`, `unsellable >= 0`, `in_transit >= 0` at every location.
+//!
+//! A unit the location holds is either `on_hand` (sellable; `reserved` is the part of
+//! it promised) or `unsellable` (damaged, held for inspection): never both, and an
+//! unsellable unit is never available to any channel. `incoming` (an inbound notice)
+//! and `in_transit` (a transfer shipped towards this location) are on their way and
+//! not held yet.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +25,10 @@ pub struct Level {
     pub reserved: i64,
     pub safety_stock: i64,
     pub incoming: i64,
+    /// Units held here that must not be sold (damaged, returned for inspection).
+    pub unsellable: i64,
+    /// Units of transfers shipped towards this location and not received yet.
+    pub in_transit: i64,
 }
 
 impl Level {
@@ -31,8 +41,11 @@ impl Level {
         if self.reserved < 0 || self.reserved > self.on_hand {
             return Err(format!("reserved {} outside 0..=on_hand {}", self.reserved, self.on_hand));
         }
-        if self.safety_stock < 0 || self.incoming < 0 {
-            return Err(format!("negative safety_stock {} or incoming {}", self.safety_stock, self.incoming));
+        if self.safety_stock < 0 || self.incoming < 0 || self.unsellable < 0 || self.in_transit < 0 {
+            return Err(format!(
+                "negative safety_stock {}, incoming {}, unsellable {} or in_transit {}",
+                self.safety_stock, self.incoming, self.unsellable, self.in_transit
+            ));
         }
         Ok(())
     }
@@ -43,7 +56,15 @@ impl Level {
             reserved: self.reserved + other.reserved,
             safety_stock: self.safety_stock + other.safety_stock,
             incoming: self.incoming + other.incoming,
+            unsellable: self.unsellable + other.unsellable,
+            in_transit: self.in_transit + other.in_transit,
         }
+    }
+
+    /// The units this location holds, sellable or not: what only receipts, shipments,
+    /// transfers, return dispositions, write-offs and explicit adjustments change.
+    pub fn held(&self) -> i64 {
+        self.on_hand + self.unsellable
     }
 }
 
@@ -95,12 +116,32 @@ pub fn check_reason(reason: Option<&str>) -> Option<FieldError> {
     reason.and_then(|r| check_text("reason", r))
 }
 
-/// One of the three stock operations of `POST .../stock/changes`.
+/// One of the stock operations of `POST .../stock/changes`. Appended variants only
+/// (bincode encodes a variant by its position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockOp {
-    Adjust { delta: i64 },
-    Set { on_hand: i64 },
-    SetSafetyStock { quantity: i64 },
+    Adjust {
+        delta: i64,
+    },
+    Set {
+        on_hand: i64,
+    },
+    SetSafetyStock {
+        quantity: i64,
+    },
+    /// Moves `quantity` sellable units into `unsellable` (found damaged): never the
+    /// reserved ones.
+    MarkUnsellable {
+        quantity: i64,
+    },
+    /// Moves `quantity` unsellable units back to `on_hand` (repaired, passed inspection).
+    ReleaseUnsellable {
+        quantity: i64,
+    },
+    /// Writes `quantity` unsellable units off: they leave the location.
+    Dispose {
+        quantity: i64,
+    },
 }
 
 impl StockOp {
@@ -109,6 +150,9 @@ impl StockOp {
             StockOp::Adjust { .. } => "adjust",
             StockOp::Set { .. } => "set",
             StockOp::SetSafetyStock { .. } => "set_safety_stock",
+            StockOp::MarkUnsellable { .. } => "mark_unsellable",
+            StockOp::ReleaseUnsellable { .. } => "release_unsellable",
+            StockOp::Dispose { .. } => "dispose",
         }
     }
 
@@ -117,15 +161,24 @@ impl StockOp {
         match self {
             StockOp::Adjust { .. } => "delta",
             StockOp::Set { .. } => "on_hand",
-            StockOp::SetSafetyStock { .. } => "quantity",
+            StockOp::SetSafetyStock { .. }
+            | StockOp::MarkUnsellable { .. }
+            | StockOp::ReleaseUnsellable { .. }
+            | StockOp::Dispose { .. } => "quantity",
         }
     }
 
     /// The problem with the operation's quantity, if any, named by [`StockOp::field`]:
     /// a delta is non-zero and within ±[`QUANTITY_MAX`] (a no-op is a mistake), a
-    /// level is 0..=[`QUANTITY_MAX`].
+    /// level is 0..=[`QUANTITY_MAX`], a quantity moved in or out of `unsellable` is
+    /// 1..=[`QUANTITY_MAX`].
     pub fn check(&self) -> Option<FieldError> {
         match *self {
+            StockOp::MarkUnsellable { quantity: q } | StockOp::ReleaseUnsellable { quantity: q } | StockOp::Dispose { quantity: q }
+                if !(1..=QUANTITY_MAX).contains(&q) =>
+            {
+                Some(FieldError::new(self.field(), format!("must be 1..={QUANTITY_MAX}")))
+            }
             StockOp::Adjust { delta } if delta == 0 || delta.unsigned_abs() > QUANTITY_MAX as u64 => {
                 Some(FieldError::new(self.field(), format!("must be non-zero and within ±{QUANTITY_MAX}")))
             }
@@ -170,6 +223,26 @@ impl StockOp {
                 Ok(Level { on_hand, ..level })
             }
             StockOp::SetSafetyStock { quantity } => Ok(Level { safety_stock: quantity, ..level }),
+            StockOp::MarkUnsellable { quantity } => {
+                let on_hand = level.on_hand - quantity;
+                if on_hand < 0 || on_hand < level.reserved {
+                    return Err(insufficient(on_hand));
+                }
+                Ok(Level { on_hand, unsellable: level.unsellable + quantity, ..level })
+            }
+            StockOp::ReleaseUnsellable { quantity } | StockOp::Dispose { quantity } => {
+                if quantity > level.unsellable {
+                    return Err(Rejection::new(
+                        ErrorCode::InsufficientStock,
+                        format!("only {} units are unsellable here, fewer than {quantity}; read the stock and retry", level.unsellable),
+                    ));
+                }
+                let unsellable = level.unsellable - quantity;
+                match self {
+                    StockOp::ReleaseUnsellable { .. } => Ok(Level { on_hand: level.on_hand + quantity, unsellable, ..level }),
+                    _ => Ok(Level { unsellable, ..level }),
+                }
+            }
         }
     }
 }
@@ -179,7 +252,22 @@ mod tests {
     use super::*;
 
     fn lvl(on_hand: i64, reserved: i64, safety: i64) -> Level {
-        Level { on_hand, reserved, safety_stock: safety, incoming: 0 }
+        Level { on_hand, reserved, safety_stock: safety, ..Level::default() }
+    }
+
+    #[test]
+    fn unsellable_moves_keep_the_units_and_never_take_reserved_ones() {
+        let l = StockOp::MarkUnsellable { quantity: 3 }.apply_to(lvl(10, 7, 0)).unwrap();
+        assert_eq!((l.on_hand, l.unsellable, l.available(), l.held()), (7, 3, 0, 10));
+        let r = StockOp::MarkUnsellable { quantity: 1 }.apply_to(l).unwrap_err();
+        assert_eq!(r.code, ErrorCode::InsufficientStock, "the 7 left are reserved");
+        let back = StockOp::ReleaseUnsellable { quantity: 2 }.apply_to(l).unwrap();
+        assert_eq!((back.on_hand, back.unsellable, back.held()), (9, 1, 10));
+        let gone = StockOp::Dispose { quantity: 1 }.apply_to(back).unwrap();
+        assert_eq!((gone.on_hand, gone.unsellable, gone.held()), (9, 0, 9));
+        let r = StockOp::Dispose { quantity: 1 }.apply_to(gone).unwrap_err();
+        assert!(r.detail.contains("only 0 units are unsellable"), "{}", r.detail);
+        assert_eq!(StockOp::Dispose { quantity: 0 }.check().unwrap().field, "quantity");
     }
 
     #[test]

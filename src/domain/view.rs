@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::alerts::Thresholds;
 use super::brand::{BrandState, ChangeOutcome, SkuState};
 use super::channel::{Channel, Inbound, InboundStatus};
 use super::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, ShipmentStatus};
 use super::registry::{Location, LocationKind};
+use super::returns::{Return, ReturnStatus};
 use super::stock::{Level, Levels};
 use super::time::rfc3339;
+use super::transfer::{Transfer, TransferStatus};
 use super::{BrandId, ErrorCode, Id, Timestamp};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -20,11 +23,23 @@ pub struct LevelView {
     pub safety_stock: i64,
     pub available: i64,
     pub incoming: i64,
+    /// Held here but not for sale (damaged, returned for inspection); not in `on_hand`.
+    pub unsellable: i64,
+    /// On its way here by transfer, shipped from another location and not received yet.
+    pub in_transit: i64,
 }
 
 impl From<&Level> for LevelView {
     fn from(l: &Level) -> Self {
-        LevelView { on_hand: l.on_hand, reserved: l.reserved, safety_stock: l.safety_stock, available: l.available(), incoming: l.incoming }
+        LevelView {
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            safety_stock: l.safety_stock,
+            available: l.available(),
+            incoming: l.incoming,
+            unsellable: l.unsellable,
+            in_transit: l.in_transit,
+        }
     }
 }
 
@@ -273,6 +288,44 @@ pub struct ShipmentView {
     pub created_at: Timestamp,
     #[serde(with = "rfc3339")]
     pub updated_at: Timestamp,
+    /// What came back, per SKU, over the shipment's returns (not cancelled); absent
+    /// when nothing was returned. Shown by `GET .../shipments/{id}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub returned: Vec<ReturnedView>,
+}
+
+/// One SKU of a shipment's returns: asked for, then inspected into each disposition.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReturnedView {
+    pub sku: Id,
+    pub requested: i64,
+    pub restocked: i64,
+    pub unsellable: i64,
+    pub missing: i64,
+}
+
+impl ShipmentView {
+    /// The shipment with what its returns brought back.
+    pub fn with_returns(s: &Shipment, brand: &BrandState) -> Self {
+        let mut v = ShipmentView::from(s);
+        for r in brand.returns_of_shipment(&s.id) {
+            for l in &r.lines {
+                let i = match v.returned.iter().position(|x| x.sku == l.sku) {
+                    Some(i) => i,
+                    None => {
+                        v.returned.push(ReturnedView { sku: l.sku.clone(), requested: 0, restocked: 0, unsellable: 0, missing: 0 });
+                        v.returned.len() - 1
+                    }
+                };
+                let x = &mut v.returned[i];
+                x.requested += l.quantity;
+                x.restocked += l.restocked;
+                x.unsellable += l.unsellable;
+                x.missing += l.missing;
+            }
+        }
+        v
+    }
 }
 
 impl From<&Shipment> for ShipmentView {
@@ -300,6 +353,7 @@ impl From<&Shipment> for ShipmentView {
             status_history: s.history.iter().map(|h| StatusEntryView { status: h.status, at: h.at }).collect(),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            returned: Vec::new(),
         }
     }
 }
@@ -420,6 +474,130 @@ impl From<&Inbound> for InboundView {
                 .collect(),
             created_at: i.created_at,
             updated_at: i.updated_at,
+        }
+    }
+}
+
+/// One line of a transfer: what was sent, what arrived, what was written off, and
+/// what is still in transit (0 before shipping).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferLineView {
+    pub sku: Id,
+    pub quantity: i64,
+    pub received: i64,
+    pub written_off: i64,
+    pub in_transit: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferView {
+    pub id: Id,
+    pub origin: Id,
+    pub destination: Id,
+    pub status: TransferStatus,
+    pub lines: Vec<TransferLineView>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Transfer> for TransferView {
+    fn from(t: &Transfer) -> Self {
+        let shipped = !matches!(t.status, TransferStatus::Draft | TransferStatus::Cancelled);
+        TransferView {
+            id: t.id.clone(),
+            origin: t.origin.clone(),
+            destination: t.destination.clone(),
+            status: t.status,
+            lines: t
+                .lines
+                .iter()
+                .map(|l| TransferLineView {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    received: l.received,
+                    written_off: l.written_off,
+                    in_transit: if shipped { l.remaining() } else { 0 },
+                })
+                .collect(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// One SKU of a return: asked for, inspected into each disposition, still expected.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReturnLineView {
+    pub sku: Id,
+    pub quantity: i64,
+    pub restocked: i64,
+    pub unsellable: i64,
+    pub missing: i64,
+    pub remaining: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReturnView {
+    pub id: Id,
+    pub shipment_id: Id,
+    pub reason: String,
+    pub status: ReturnStatus,
+    pub lines: Vec<ReturnLineView>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Return> for ReturnView {
+    fn from(r: &Return) -> Self {
+        ReturnView {
+            id: r.id.clone(),
+            shipment_id: r.shipment_id.clone(),
+            reason: r.reason.to_string(),
+            status: r.status,
+            lines: r
+                .lines
+                .iter()
+                .map(|l| ReturnLineView {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    restocked: l.restocked,
+                    unsellable: l.unsellable,
+                    missing: l.missing,
+                    remaining: l.remaining(),
+                })
+                .collect(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One SKU's own threshold.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SkuThresholdView {
+    pub sku: Id,
+    pub threshold: i64,
+}
+
+/// A channel's low-stock thresholds.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ThresholdsView {
+    pub channel: Id,
+    /// For every SKU without its own; `null`: none.
+    pub default: Option<i64>,
+    pub skus: Vec<SkuThresholdView>,
+}
+
+impl ThresholdsView {
+    pub fn new(channel: &Id, t: &Thresholds) -> Self {
+        ThresholdsView {
+            channel: channel.clone(),
+            default: t.default,
+            skus: t.skus.iter().map(|(sku, threshold)| SkuThresholdView { sku: sku.clone(), threshold: *threshold }).collect(),
         }
     }
 }

@@ -195,6 +195,8 @@ fn diff(after: &Level, before: &Level) -> LevelView {
         safety_stock: after.safety_stock - before.safety_stock,
         available: after.available() - before.available(),
         incoming: after.incoming - before.incoming,
+        unsellable: after.unsellable - before.unsellable,
+        in_transit: after.in_transit - before.in_transit,
     }
 }
 
@@ -208,7 +210,13 @@ fn delta(after: &Levels, before: &Levels) -> DeltaView {
     let places = after.iter().chain(before.iter()).map(|(loc, _)| loc);
     for loc in places {
         let d = diff(&after.get(loc), &before.get(loc));
-        let zero = d.on_hand == 0 && d.reserved == 0 && d.safety_stock == 0 && d.available == 0 && d.incoming == 0;
+        let zero = d.on_hand == 0
+            && d.reserved == 0
+            && d.safety_stock == 0
+            && d.available == 0
+            && d.incoming == 0
+            && d.unsellable == 0
+            && d.in_transit == 0;
         if !zero && !locations.contains_key(loc) {
             locations.insert(loc.clone(), d);
         }

@@ -15,12 +15,12 @@ use crate::domain::event::{Cause, Event};
 use crate::domain::fulfilment::{Shipment, ShipmentSource, ShipmentStatus};
 use crate::domain::stock::{Level, Levels, StockOp};
 use crate::domain::time::rfc3339;
-use crate::domain::view::{AllocationView, InboundView, ReservationView};
+use crate::domain::view::{AllocationView, InboundView, ReservationView, ReturnView, TransferView};
 use crate::domain::{Id, Timestamp};
 use crate::journal::history::HistoryId;
 
 /// Every type the feed carries, for validating webhook filters.
-pub const FEED_TYPES: [&str; 14] = [
+pub const FEED_TYPES: [&str; 27] = [
     "brand.created",
     "sku.upserted",
     "sku.deleted",
@@ -35,6 +35,19 @@ pub const FEED_TYPES: [&str; 14] = [
     "inbound.created",
     "inbound.received",
     "inbound.closed",
+    "transfer.created",
+    "transfer.shipped",
+    "transfer.received",
+    "transfer.closed",
+    "transfer.cancelled",
+    "return.created",
+    "return.in_transit",
+    "return.received",
+    "return.closed",
+    "return.cancelled",
+    "stock.low",
+    "stock.out",
+    "stock.back",
 ];
 
 /// A feed event before it has a sequence number (the tests' view of [`key`] and
@@ -72,7 +85,10 @@ pub(super) fn cause_view(c: &Cause) -> CauseView<'_> {
             match *op {
                 StockOp::Adjust { delta } => v.delta = Some(delta),
                 StockOp::Set { on_hand } => v.on_hand = Some(on_hand),
-                StockOp::SetSafetyStock { quantity } => v.quantity = Some(quantity),
+                StockOp::SetSafetyStock { quantity }
+                | StockOp::MarkUnsellable { quantity }
+                | StockOp::ReleaseUnsellable { quantity }
+                | StockOp::Dispose { quantity } => v.quantity = Some(quantity),
             }
             v.reason = reason.as_deref();
         }
@@ -83,7 +99,11 @@ pub(super) fn cause_view(c: &Cause) -> CauseView<'_> {
         | Cause::Cancelled { id }
         | Cause::Inbound { id }
         | Cause::Received { id }
-        | Cause::InboundClosed { id } => v.id = Some(id),
+        | Cause::InboundClosed { id }
+        | Cause::TransferShipped { id }
+        | Cause::TransferReceived { id }
+        | Cause::TransferWrittenOff { id }
+        | Cause::ReturnReceived { id } => v.id = Some(id),
     }
     v
 }
@@ -99,8 +119,8 @@ fn stock_changed(sku: &Id, version: u64, levels: &Levels, channels: &[(Id, i64)]
     let level = |out: &mut String, l: &Level, available: i64| {
         let _ = write!(
             out,
-            r#"{{"on_hand":{},"reserved":{},"safety_stock":{},"available":{available},"incoming":{}}}"#,
-            l.on_hand, l.reserved, l.safety_stock, l.incoming
+            r#"{{"on_hand":{},"reserved":{},"safety_stock":{},"available":{available},"incoming":{},"unsellable":{},"in_transit":{}}}"#,
+            l.on_hand, l.reserved, l.safety_stock, l.incoming, l.unsellable, l.in_transit
         );
     };
     let _ = write!(out, r#"{{"sku":"{sku}","version":{version},"locations":{{"#);
@@ -178,6 +198,10 @@ fn shipment_created(s: &Shipment) -> ShipmentFeedView<'_> {
     }
 }
 
+fn quantity_lines(lines: &[(Id, i64)]) -> Vec<serde_json::Value> {
+    lines.iter().map(|(sku, quantity)| serde_json::json!({ "sku": sku, "quantity": quantity })).collect()
+}
+
 fn json(v: &impl Serialize) -> String {
     serde_json::to_string(v).expect("feed views serialise")
 }
@@ -193,7 +217,9 @@ pub fn render(ev: &Event) -> Option<Rendered> {
 pub fn key(ev: &Event) -> Option<String> {
     Some(match ev {
         Event::BrandCreated { .. } => "brand".to_string(),
-        Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } => format!("sku:{sku}"),
+        Event::SkuUpserted { sku, .. } | Event::SkuDeleted { sku } | Event::StockChanged { sku, .. } | Event::StockAlert { sku, .. } => {
+            format!("sku:{sku}")
+        }
         Event::ReservationCreated { reservation } => format!("reservation:{}", reservation.id),
         Event::ReservationReleased { id } | Event::ReservationExpired { id } => format!("reservation:{id}"),
         Event::ShipmentCreated { shipment } => format!("shipment:{}", shipment.id),
@@ -202,6 +228,15 @@ pub fn key(ev: &Event) -> Option<String> {
         Event::ChannelSynced { channel, .. } => format!("channel:{channel}"),
         Event::InboundCreated { inbound } => format!("inbound:{}", inbound.id),
         Event::InboundReceived { id, .. } | Event::InboundClosed { id } => format!("inbound:{id}"),
+        Event::TransferCreated { transfer } => format!("transfer:{}", transfer.id),
+        Event::TransferShipped { id }
+        | Event::TransferReceived { id, .. }
+        | Event::TransferClosed { id, .. }
+        | Event::TransferCancelled { id } => format!("transfer:{id}"),
+        Event::ReturnCreated { ret } => format!("return:{}", ret.id),
+        Event::ReturnInTransit { id } | Event::ReturnReceived { id, .. } | Event::ReturnClosed { id } | Event::ReturnCancelled { id } => {
+            format!("return:{id}")
+        }
         Event::ReservationPurged { .. }
         | Event::ShipmentPurged { .. }
         | Event::WebhookCreated { .. }
@@ -210,7 +245,8 @@ pub fn key(ev: &Event) -> Option<String> {
         | Event::ImportStarted { .. }
         | Event::ImportChunkApplied { .. }
         | Event::ImportFinished { .. }
-        | Event::ImportCancelled { .. } => return None,
+        | Event::ImportCancelled { .. }
+        | Event::ThresholdsSet { .. } => return None,
     })
 }
 
@@ -242,6 +278,21 @@ pub fn data(ev: &Event) -> Option<String> {
             json(&serde_json::json!({ "id": id, "lines": lines }))
         }
         Event::InboundClosed { id } => json(&serde_json::json!({ "id": id, "status": "closed" })),
+        Event::TransferCreated { transfer } => json(&TransferView::from(transfer.as_ref())),
+        Event::TransferShipped { id } => json(&serde_json::json!({ "id": id, "status": "shipped" })),
+        Event::TransferReceived { id, lines } => json(&serde_json::json!({ "id": id, "lines": quantity_lines(lines) })),
+        Event::TransferClosed { id, written_off } => {
+            json(&serde_json::json!({ "id": id, "status": "closed", "written_off": quantity_lines(written_off) }))
+        }
+        Event::TransferCancelled { id } => json(&serde_json::json!({ "id": id, "status": "cancelled" })),
+        Event::ReturnCreated { ret } => json(&ReturnView::from(ret.as_ref())),
+        Event::ReturnInTransit { id } => json(&serde_json::json!({ "id": id, "status": "in_transit" })),
+        Event::ReturnReceived { id, lines } => json(&serde_json::json!({ "id": id, "lines": lines })),
+        Event::ReturnClosed { id } => json(&serde_json::json!({ "id": id, "status": "closed" })),
+        Event::ReturnCancelled { id } => json(&serde_json::json!({ "id": id, "status": "cancelled" })),
+        Event::StockAlert { sku, channel, available, threshold, .. } => {
+            json(&serde_json::json!({ "sku": sku, "channel": channel, "available": available, "threshold": threshold }))
+        }
         _ => return None,
     })
 }
@@ -280,8 +331,8 @@ mod tests {
     #[test]
     fn stock_changed_carries_levels_totals_and_cause() {
         let levels = Levels(Box::new([
-            (id("osaka"), Level { on_hand: 3, reserved: 0, safety_stock: 0, incoming: 5 }),
-            (id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0 }),
+            (id("osaka"), Level { on_hand: 3, reserved: 0, safety_stock: 0, incoming: 5, ..Level::default() }),
+            (id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0, ..Level::default() }),
         ]));
         let ev = Event::StockChanged {
             sku: id("S1"),
@@ -295,7 +346,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.data).unwrap();
         assert_eq!(v["sku"], "S1");
         assert_eq!(v["version"], 8);
-        assert_eq!(v["locations"]["tsukuba"], serde_json::json!({"on_hand":10,"reserved":2,"safety_stock":1,"available":7,"incoming":0}));
+        assert_eq!(
+            v["locations"]["tsukuba"],
+            serde_json::json!({"on_hand":10,"reserved":2,"safety_stock":1,"available":7,"incoming":0,"unsellable":0,"in_transit":0})
+        );
         assert_eq!(v["total"]["available"], 10);
         assert_eq!(v["total"]["incoming"], 5);
         assert_eq!(v["cause"], serde_json::json!({"kind": "adjust", "delta": -1}));
@@ -306,8 +360,8 @@ mod tests {
     fn stock_changed_is_the_stock_view_plus_the_cause() {
         use crate::domain::view::{ChannelAvailableView, StockView};
         let levels = Levels(Box::new([
-            (id("a"), Level { on_hand: 1, reserved: 1, safety_stock: 3, incoming: 0 }),
-            (id("b.2"), Level { on_hand: 9, reserved: 0, safety_stock: 0, incoming: 2 }),
+            (id("a"), Level { on_hand: 1, reserved: 1, safety_stock: 3, incoming: 0, unsellable: 4, in_transit: 6 }),
+            (id("b.2"), Level { on_hand: 9, reserved: 0, safety_stock: 0, incoming: 2, ..Level::default() }),
         ]));
         let cause = Cause::Change { op: StockOp::Set { on_hand: 9 }, reason: Some("棚卸 \"q\"\n".into()) };
         let channels = vec![(id("ec"), 3), (id("zozo"), 0)];

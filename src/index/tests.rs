@@ -43,7 +43,7 @@ fn state(row: &Row, updated: i64) -> SkuState {
     let levels = levels
         .iter()
         .map(|&(loc, on_hand, available)| {
-            (Id::parse(loc).unwrap(), Level { on_hand, reserved: on_hand - available, safety_stock: 0, incoming: 0 })
+            (Id::parse(loc).unwrap(), Level { on_hand, reserved: on_hand - available, safety_stock: 0, incoming: 0, ..Level::default() })
         })
         .collect();
     SkuState {
@@ -293,8 +293,10 @@ fn channel_fixture() -> Fixture {
         .iter()
         .map(|&(brand, sku, available, incoming, channels)| {
             let mut st = state(&CORPUS[0], 1);
-            st.levels =
-                Levels(Box::new([(Id::parse("tsukuba").unwrap(), Level { on_hand: available, reserved: 0, safety_stock: 0, incoming })]));
+            st.levels = Levels(Box::new([(
+                Id::parse("tsukuba").unwrap(),
+                Level { on_hand: available, reserved: 0, safety_stock: 0, incoming, ..Level::default() },
+            )]));
             SkuItem::Upsert {
                 brand: BrandId::parse(brand).unwrap(),
                 brand_name: "b".into(),

@@ -1,5 +1,9 @@
 //! A SHA-256 of a whole state, over a canonical walk (every map in key order), so the
 //! same state always gives the same digest however its hash maps are laid out.
+//!
+//! What later formats added is walked only where it is there (a SKU's unsellable and
+//! in-transit units), so a state that has none of it digests as format 1 did and a
+//! snapshot written then still checks.
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -39,8 +43,20 @@ pub fn digest(state: &State) -> [u8; 32] {
     }
     for (id, b) in sorted(state.brands.iter()) {
         h.put(&(id, &b.name, &b.created_at, &b.last_lsn));
-        for s in &b.skus {
-            h.put(&s);
+        for (id, s) in &b.skus {
+            // Field by field as bincode encodes `SkuState`, each level as format 1's four
+            // integers; then the later fields of the levels that have any.
+            let levels: Vec<_> = s.levels.iter().map(|(l, v)| (l, (v.on_hand, v.reserved, v.safety_stock, v.incoming))).collect();
+            h.put(&(id, &s.catalog, s.version, s.stock_version, levels, s.created_at, s.updated_at));
+            let later: Vec<_> = s
+                .levels
+                .iter()
+                .filter(|(_, v)| v.unsellable != 0 || v.in_transit != 0)
+                .map(|(l, v)| (l, v.unsellable, v.in_transit))
+                .collect();
+            if !later.is_empty() {
+                h.put(&later);
+            }
         }
         for r in sorted(b.reservations.iter()) {
             h.put(&r);
@@ -67,6 +83,16 @@ pub fn digest(state: &State) -> [u8; 32] {
             h.put(&j);
         }
         h.put(&b.imports.finished);
+        // Added by format 2: walked only when there are any (see the module comment).
+        if !b.transfers.is_empty() {
+            h.put(&b.transfers);
+        }
+        if !b.returns.is_empty() {
+            h.put(&b.returns);
+        }
+        if !b.thresholds.is_empty() || !b.bands.is_empty() {
+            h.put(&(&b.thresholds, &b.bands));
+        }
         for e in b.idempotency.iter() {
             h.put(&e);
         }

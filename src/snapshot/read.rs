@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, Row};
 
 use super::{digest, schema, SnapshotError, SnapshotInfo};
+use crate::domain::alerts::{Band, Thresholds};
 use crate::domain::brand::{BrandState, SkuState};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
@@ -13,7 +14,9 @@ use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Ship
 use crate::domain::idempotency::{Body, IdemEntry, IdempotencyStore, Status};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
+use crate::domain::returns::{Return, ReturnLine};
 use crate::domain::stock::{Level, Levels};
+use crate::domain::transfer::{Transfer, TransferLine};
 use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id, Timestamp};
 use crate::state::State;
@@ -136,11 +139,17 @@ fn read_state(conn: &Connection, m: &HashMap<String, String>) -> Result<State, B
         b.idempotency = idem.remove(bid.as_str()).unwrap_or_default();
         state.brands.insert(bid, b);
     }
-    read_skus(conn, &mut state)?;
+    let version: i64 = meta_num(m, "format_version")?;
+    read_skus(conn, &mut state, version)?;
     read_reservations(conn, &mut state)?;
     read_shipments(conn, &mut state)?;
     read_channels(conn, &mut state)?;
     read_inbounds(conn, &mut state)?;
+    if version >= 2 {
+        read_transfers(conn, &mut state)?;
+        read_returns(conn, &mut state)?;
+        read_alerts(conn, &mut state)?;
+    }
     read_integrations(conn, &mut state)?;
     Ok(state)
 }
@@ -227,7 +236,7 @@ fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, Strin
     Ok(())
 }
 
-fn read_skus(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+fn read_skus(conn: &Connection, state: &mut State, version: i64) -> Result<(), Bad> {
     let skus = rows(
         conn,
         "SELECT brand, sku, product_id, name, color, size, category, price, tags, attributes, version, stock_version, created_at, updated_at
@@ -261,11 +270,22 @@ fn read_skus(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     for (brand, sku, s) in skus {
         brand_mut(state, &brand)?.skus.insert(sku, Box::new(s));
     }
+    // Version 1 had no unsellable or in-transit units.
+    let extra = if version >= 2 { "unsellable, in_transit" } else { "0, 0" };
     let levels = rows(
         conn,
-        "SELECT brand, sku, location, on_hand, reserved, safety_stock, incoming FROM stock ORDER BY brand, sku, location",
+        &format!(
+            "SELECT brand, sku, location, on_hand, reserved, safety_stock, incoming, {extra} FROM stock ORDER BY brand, sku, location"
+        ),
         |r| {
-            let l = Level { on_hand: r.get(3)?, reserved: r.get(4)?, safety_stock: r.get(5)?, incoming: r.get(6)? };
+            let l = Level {
+                on_hand: r.get(3)?,
+                reserved: r.get(4)?,
+                safety_stock: r.get(5)?,
+                incoming: r.get(6)?,
+                unsellable: r.get(7)?,
+                in_transit: r.get(8)?,
+            };
             Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, l))
         },
     )?;
@@ -399,6 +419,90 @@ fn read_channels(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     })?;
     for (brand, channel, sync) in syncs {
         brand_mut(state, &brand)?.channel_syncs.insert(channel, sync);
+    }
+    Ok(())
+}
+
+fn read_transfers(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let lines = rows(
+        conn,
+        "SELECT brand, transfer, sku, quantity, received, written_off FROM transfer_lines ORDER BY brand, transfer, line",
+        |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                TransferLine { sku: id(r.get(2)?)?, quantity: r.get(3)?, received: r.get(4)?, written_off: r.get(5)? },
+            ))
+        },
+    )?;
+    let mut by_transfer: HashMap<(String, String), Vec<TransferLine>> = HashMap::new();
+    for (k, l) in lines {
+        by_transfer.entry(k).or_default().push(l);
+    }
+    let transfers =
+        rows(conn, "SELECT brand, id, origin, destination, status, created_at, updated_at FROM transfers ORDER BY brand, id", |r| {
+            let t = Transfer {
+                id: id(r.get(1)?)?,
+                origin: id(r.get(2)?)?,
+                destination: id(r.get(3)?)?,
+                status: from_text(r.get(4)?)?,
+                lines: Vec::new(),
+                created_at: ts(r.get(5)?)?,
+                updated_at: ts(r.get(6)?)?,
+            };
+            Ok((r.get::<_, String>(0)?, t))
+        })?;
+    for (brand, mut t) in transfers {
+        t.lines = by_transfer.remove(&(brand.clone(), t.id.as_str().to_string())).unwrap_or_default();
+        brand_mut(state, &brand)?.transfers.insert(t.id.clone(), t);
+    }
+    Ok(())
+}
+
+fn read_returns(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let lines =
+        rows(conn, "SELECT brand, ret, sku, quantity, restocked, unsellable, missing FROM return_lines ORDER BY brand, ret, line", |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                ReturnLine { sku: id(r.get(2)?)?, quantity: r.get(3)?, restocked: r.get(4)?, unsellable: r.get(5)?, missing: r.get(6)? },
+            ))
+        })?;
+    let mut by_return: HashMap<(String, String), Vec<ReturnLine>> = HashMap::new();
+    for (k, l) in lines {
+        by_return.entry(k).or_default().push(l);
+    }
+    let returns =
+        rows(conn, "SELECT brand, id, shipment_id, reason, status, created_at, updated_at FROM returns ORDER BY brand, id", |r| {
+            let ret = Return {
+                id: id(r.get(1)?)?,
+                shipment_id: id(r.get(2)?)?,
+                reason: r.get::<_, String>(3)?.into(),
+                status: from_text(r.get(4)?)?,
+                lines: Vec::new(),
+                created_at: ts(r.get(5)?)?,
+                updated_at: ts(r.get(6)?)?,
+            };
+            Ok((r.get::<_, String>(0)?, ret))
+        })?;
+    for (brand, mut ret) in returns {
+        ret.lines = by_return.remove(&(brand.clone(), ret.id.as_str().to_string())).unwrap_or_default();
+        brand_mut(state, &brand)?.returns.insert(ret.id.clone(), ret);
+    }
+    Ok(())
+}
+
+fn read_alerts(conn: &Connection, state: &mut State) -> Result<(), Bad> {
+    let thresholds = rows(conn, "SELECT brand, channel, default_threshold, skus FROM low_stock ORDER BY brand, channel", |r| {
+        let t = Thresholds { default: r.get(2)?, skus: from_json(&r.get::<_, String>(3)?)? };
+        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, t))
+    })?;
+    for (brand, channel, t) in thresholds {
+        brand_mut(state, &brand)?.thresholds.insert(channel, t);
+    }
+    let bands = rows(conn, "SELECT brand, sku, channel, band FROM stock_bands ORDER BY brand, sku, channel", |r| {
+        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, from_text::<Band>(r.get(3)?)?))
+    })?;
+    for (brand, sku, channel, band) in bands {
+        brand_mut(state, &brand)?.bands.insert((sku, channel), band);
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! The snapshot's SQLite schema. Documented for operators in `docs/snapshots.md`;
 //! any change bumps [`FORMAT_VERSION`], and a snapshot of a newer version is refused.
 
-/// Version of the schema below, stored in `meta.format_version`.
-pub const FORMAT_VERSION: i64 = 1;
+/// Version of the schema below, stored in `meta.format_version`. 2: `stock` has
+/// `unsellable` and `in_transit`, `transfers`/`transfer_lines` and
+/// `returns`/`return_lines`, `low_stock` and `stock_bands` (a version-1 snapshot reads
+/// the levels as 0 and has none of the rest).
+pub const FORMAT_VERSION: i64 = 2;
 
 /// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
 pub const DDL: &str = r#"
@@ -17,7 +20,8 @@ CREATE TABLE skus (
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, sku));
 CREATE TABLE stock (
   brand TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL, on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL,
-  safety_stock INTEGER NOT NULL, incoming INTEGER NOT NULL, available INTEGER NOT NULL, PRIMARY KEY (brand, sku, location));
+  safety_stock INTEGER NOT NULL, incoming INTEGER NOT NULL, available INTEGER NOT NULL, unsellable INTEGER NOT NULL,
+  in_transit INTEGER NOT NULL, PRIMARY KEY (brand, sku, location));
 CREATE TABLE reservations (
   brand TEXT NOT NULL, id TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL, ttl_seconds INTEGER NOT NULL,
   requested TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT, shipment_id TEXT,
@@ -51,4 +55,17 @@ CREATE TABLE import_errors (brand TEXT NOT NULL, job TEXT NOT NULL, seq INTEGER 
 CREATE TABLE idempotency (scope TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
   status TEXT NOT NULL, body BLOB NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL, lsn INTEGER NOT NULL,
   PRIMARY KEY (scope, seq));
+CREATE TABLE transfers (brand TEXT NOT NULL, id TEXT NOT NULL, origin TEXT NOT NULL, destination TEXT NOT NULL,
+  status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE transfer_lines (brand TEXT NOT NULL, transfer TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+  quantity INTEGER NOT NULL, received INTEGER NOT NULL, written_off INTEGER NOT NULL, PRIMARY KEY (brand, transfer, line));
+CREATE TABLE returns (brand TEXT NOT NULL, id TEXT NOT NULL, shipment_id TEXT NOT NULL, reason TEXT NOT NULL,
+  status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));
+CREATE TABLE return_lines (brand TEXT NOT NULL, ret TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+  quantity INTEGER NOT NULL, restocked INTEGER NOT NULL, unsellable INTEGER NOT NULL, missing INTEGER NOT NULL,
+  PRIMARY KEY (brand, ret, line));
+CREATE TABLE low_stock (brand TEXT NOT NULL, channel TEXT NOT NULL, default_threshold INTEGER, skus TEXT NOT NULL,
+  PRIMARY KEY (brand, channel));
+CREATE TABLE stock_bands (brand TEXT NOT NULL, sku TEXT NOT NULL, channel TEXT NOT NULL, band TEXT NOT NULL,
+  PRIMARY KEY (brand, sku, channel));
 "#;

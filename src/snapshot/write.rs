@@ -161,7 +161,8 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut stock_st = tx.prepare_cached(
-        "INSERT INTO stock (brand, sku, location, on_hand, reserved, safety_stock, incoming, available) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO stock (brand, sku, location, on_hand, reserved, safety_stock, incoming, available, unsellable, in_transit)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (id, s) in &b.skus {
         let c = &s.catalog;
@@ -192,7 +193,9 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
                 l.reserved,
                 l.safety_stock,
                 l.incoming,
-                l.available()
+                l.available(),
+                l.unsellable,
+                l.in_transit
             ])?;
         }
     }
@@ -287,6 +290,58 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
                 params![brand, i.id.as_str(), n as i64, l.sku.as_str(), l.expected, l.received],
             )?;
         }
+    }
+    for tr in b.transfers.values() {
+        tx.execute(
+            "INSERT INTO transfers (brand, id, origin, destination, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                brand,
+                tr.id.as_str(),
+                tr.origin.as_str(),
+                tr.destination.as_str(),
+                enum_text(&tr.status),
+                t(tr.created_at),
+                t(tr.updated_at)
+            ],
+        )?;
+        for (n, l) in tr.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO transfer_lines (brand, transfer, line, sku, quantity, received, written_off) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![brand, tr.id.as_str(), n as i64, l.sku.as_str(), l.quantity, l.received, l.written_off],
+            )?;
+        }
+    }
+    for r in b.returns.values() {
+        tx.execute(
+            "INSERT INTO returns (brand, id, shipment_id, reason, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                brand,
+                r.id.as_str(),
+                r.shipment_id.as_str(),
+                r.reason.as_str(),
+                enum_text(&r.status),
+                t(r.created_at),
+                t(r.updated_at)
+            ],
+        )?;
+        for (n, l) in r.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO return_lines (brand, ret, line, sku, quantity, restocked, unsellable, missing) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![brand, r.id.as_str(), n as i64, l.sku.as_str(), l.quantity, l.restocked, l.unsellable, l.missing],
+            )?;
+        }
+    }
+    for (channel, th) in &b.thresholds {
+        tx.execute(
+            "INSERT INTO low_stock (brand, channel, default_threshold, skus) VALUES (?1, ?2, ?3, ?4)",
+            params![brand, channel.as_str(), th.default, json(&th.skus)],
+        )?;
+    }
+    for ((sku, channel), band) in &b.bands {
+        tx.execute(
+            "INSERT INTO stock_bands (brand, sku, channel, band) VALUES (?1, ?2, ?3, ?4)",
+            params![brand, sku.as_str(), channel.as_str(), enum_text(band)],
+        )?;
     }
     write_integrations(tx, b)?;
     write_idempotency(tx, brand, &b.idempotency)

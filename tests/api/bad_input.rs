@@ -277,6 +277,11 @@ fn stock() {
             bad("POST", CHANGES, change(r#""op":"set_safety_stock","quantity":-1"#), "changes[0].quantity"),
             bad("POST", CHANGES, change(r#""op":"set_safety_stock","quantity":1000000000001"#), "changes[0].quantity"),
             bad("POST", CHANGES, change(r#""op":"set","on_hand":1,"expected_version":-1"#), "changes[0].expected_version"),
+            bad("POST", CHANGES, change(r#""op":"mark_unsellable","quantity":0"#), "changes[0].quantity"),
+            bad("POST", CHANGES, change(r#""op":"release_unsellable","quantity":-1"#), "changes[0].quantity"),
+            bad("POST", CHANGES, change(r#""op":"dispose","quantity":1000000000001"#), "changes[0].quantity"),
+            bad("POST", CHANGES, change(r#""op":"dispose","delta":1"#), "changes[0].quantity"),
+            bad("POST", CHANGES, change(r#""op":"mark_unsellable","quantity":1,"delta":1"#), "changes[0].delta"),
             bad("POST", CHANGES, change(r#""op":"adjust""#), "changes[0].delta"),
             bad("POST", CHANGES, change(r#""op":"adjust","delta":1,"on_hand":1"#), "changes[0].on_hand"),
             bad("POST", CHANGES, change(r#""op":"teleport","delta":1"#), "changes[0].op"),
@@ -446,6 +451,144 @@ fn channels_and_inbounds() {
             c("POST", "/v1/brands/iso-a/inbounds/IN9/close", "", 404, "not_found", ""),
             bad("POST", "/v1/brands/iso-a/inbounds/IN%251/close", "", "path.id"),
             bad("GET", "/v1/brands/iso-a/inbounds/IN1%20", "", "path.id"),
+        ]
+    });
+}
+
+#[test]
+fn transfers() {
+    run(|_| {
+        let tr = "/v1/brands/iso-a/transfers";
+        let body = |fields: &str| format!(r#"{{"id":"T9","origin":"tsukuba","destination":"shibuya",{fields}}}"#);
+        let many = (0..101).map(|i| format!(r#"{{"sku":"S{i}","quantity":1}}"#)).collect::<Vec<_>>().join(",");
+        vec![
+            bad("POST", tr, "{not json", "body"),
+            bad("POST", tr, body(r#""lines":[]"#), "lines"),
+            bad("POST", tr, body(&format!(r#""lines":[{many}]"#)), "lines"),
+            bad("POST", tr, body(r#""lines":[{"sku":"S1","quantity":0}]"#), "lines[0].quantity"),
+            bad("POST", tr, body(r#""lines":[{"sku":"S1","quantity":1000000000001}]"#), "lines[0].quantity"),
+            bad("POST", tr, body(r#""lines":[{"sku":"S1","quantity":1},{"sku":"S1","quantity":1}]"#), "lines[1].sku"),
+            bad("POST", tr, body(r#""lines":[{"sku":"S1","quantity":1,"unit":"pcs"}]"#), "lines[0].unit"),
+            bad("POST", tr, body(r#""lines":[{"sku":"S1","quantity":1}],"note":1"#), "note"),
+            bad("POST", tr, r#"{"id":"T9","origin":"tsukuba","destination":"tsukuba","lines":[{"sku":"S1","quantity":1}]}"#, "destination"),
+            bad("POST", tr, r#"{"id":"T9","origin":"bad loc","destination":"shibuya","lines":[{"sku":"S1","quantity":1}]}"#, "origin"),
+            bad("POST", tr, r#"{"id":"bad id","origin":"tsukuba","destination":"shibuya","lines":[{"sku":"S1","quantity":1}]}"#, "id"),
+            bad("POST", tr, r#"{"origin":"tsukuba","destination":"shibuya","lines":[{"sku":"S1","quantity":1}]}"#, "id"),
+            c("POST", tr, body(r#""lines":[{"sku":"NOPE","quantity":1}]"#), 404, "not_found", ""),
+            c(
+                "POST",
+                tr,
+                r#"{"id":"T9","origin":"tsukuba","destination":"mars","lines":[{"sku":"S1","quantity":1}]}"#,
+                404,
+                "not_found",
+                "",
+            ),
+            // the fixture's T1 again with another body
+            c(
+                "POST",
+                tr,
+                r#"{"id":"T1","origin":"tsukuba","destination":"shibuya","lines":[{"sku":"S2","quantity":9}]}"#,
+                409,
+                "already_exists",
+                "",
+            ),
+            c("POST", tr, vec![b' '; 2 << 20], 413, "payload_too_large", ""),
+            // T1 is a draft: nothing to receive or close; shipping more than is there is refused whole
+            c("POST", "/v1/brands/iso-a/transfers/T1/receipts", r#"{"lines":[{"sku":"S2","quantity":1}]}"#, 409, "invalid_transition", ""),
+            c("POST", "/v1/brands/iso-a/transfers/T1/close", "", 409, "invalid_transition", ""),
+            c("POST", "/v1/brands/iso-a/transfers/BIG/ship", "", 409, "insufficient_stock", ""),
+            bad("POST", "/v1/brands/iso-a/transfers/T1/receipts", r#"{"lines":[{"sku":"S2","quantity":-1}]}"#, "lines[0].quantity"),
+            bad("POST", "/v1/brands/iso-a/transfers/T1/receipts", r#"{"lines":[{"sku":"S2","quantity":1}],"x":1}"#, "x"),
+            c("POST", "/v1/brands/iso-a/transfers/T9/ship", "", 404, "not_found", ""),
+            c("POST", "/v1/brands/iso-a/transfers/T9/cancel", "", 404, "not_found", ""),
+            c("GET", "/v1/brands/iso-a/transfers/T9", "", 404, "not_found", ""),
+            bad("GET", "/v1/brands/iso-a/transfers/T1%20", "", "path.id"),
+            bad("POST", "/v1/brands/iso-a/transfers/T%251/ship", "", "path.id"),
+        ]
+    });
+}
+
+#[test]
+fn returns() {
+    run(|_| {
+        let rt = "/v1/brands/iso-a/returns";
+        let body = |fields: &str| format!(r#"{{"id":"RT9","shipment_id":"SH-R",{fields}}}"#);
+        let rcv = "/v1/brands/iso-a/returns/RT1/receipts";
+        vec![
+            bad("POST", rt, "{not json", "body"),
+            bad("POST", rt, body(r#""reason":"size","lines":[]"#), "lines"),
+            bad("POST", rt, body(r#""reason":"","lines":[{"sku":"S2","quantity":1}]"#), "reason"),
+            bad("POST", rt, body(&format!(r#""reason":"{}","lines":[{{"sku":"S2","quantity":1}}]"#, long(201))), "reason"),
+            bad("POST", rt, body(r#""lines":[{"sku":"S2","quantity":1}]"#), "reason"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":0}]"#), "lines[0].quantity"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":1},{"sku":"S2","quantity":1}]"#), "lines[1].sku"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":1}],"x":1"#), "x"),
+            // more than shipped less what RT1 already asks for, and a SKU it did not ship
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S2","quantity":2}]"#), "lines[0].quantity"),
+            bad("POST", rt, body(r#""reason":"size","lines":[{"sku":"S1","quantity":1}]"#), "lines[0].sku"),
+            c("POST", rt, r#"{"id":"RT9","shipment_id":"NOPE","reason":"size","lines":[{"sku":"S2","quantity":1}]}"#, 404, "not_found", ""),
+            c(
+                "POST",
+                rt,
+                r#"{"id":"RT9","shipment_id":"SH1","reason":"size","lines":[{"sku":"S2","quantity":1}]}"#,
+                409,
+                "invalid_transition",
+                "",
+            ),
+            c(
+                "POST",
+                rt,
+                r#"{"id":"RT1","shipment_id":"SH-R","reason":"other","lines":[{"sku":"S2","quantity":1}]}"#,
+                409,
+                "already_exists",
+                "",
+            ),
+            c("POST", rt, vec![b' '; 2 << 20], 413, "payload_too_large", ""),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"restock"}]}"#, "lines[0].location"),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"missing","location":"tsukuba"}]}"#, "lines[0].location"),
+            bad(
+                "POST",
+                rcv,
+                r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"resell","location":"tsukuba"}]}"#,
+                "lines[0].disposition",
+            ),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":2,"disposition":"missing"}]}"#, "lines[0].quantity"),
+            bad("POST", rcv, r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"restock","location":"mars"}]}"#, "lines[0].location"),
+            bad("POST", rcv, r#"{"lines":[]}"#, "lines"),
+            bad(
+                "POST",
+                rcv,
+                r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"missing"},{"sku":"S2","quantity":1,"disposition":"missing"}]}"#,
+                "lines[1].sku",
+            ),
+            c("POST", "/v1/brands/iso-a/returns/RT9/in_transit", "", 404, "not_found", ""),
+            c("POST", "/v1/brands/iso-a/returns/RT9/close", "", 404, "not_found", ""),
+            c("GET", "/v1/brands/iso-a/returns/RT9", "", 404, "not_found", ""),
+            bad("GET", "/v1/brands/iso-a/returns/RT1%20", "", "path.id"),
+        ]
+    });
+}
+
+#[test]
+fn low_stock() {
+    run(|_| {
+        let ls = "/v1/brands/iso-a/low-stock/zozotown";
+        let many = (0..1001).map(|i| format!(r#"{{"sku":"S{i}","threshold":1}}"#)).collect::<Vec<_>>().join(",");
+        vec![
+            bad("PUT", ls, "{not json", "body"),
+            bad("PUT", ls, r#"{"default":0}"#, "default"),
+            bad("PUT", ls, r#"{"default":-1}"#, "default"),
+            bad("PUT", ls, r#"{"default":"5"}"#, "default"),
+            bad("PUT", ls, r#"{"default":1000000000001}"#, "default"),
+            bad("PUT", ls, r#"{"skus":[{"sku":"S1","threshold":0}]}"#, "skus[0].threshold"),
+            bad("PUT", ls, r#"{"skus":[{"sku":"S1","threshold":1},{"sku":"S1","threshold":2}]}"#, "skus[1].sku"),
+            bad("PUT", ls, r#"{"skus":[{"sku":"bad sku","threshold":1}]}"#, "skus[0].sku"),
+            bad("PUT", ls, format!(r#"{{"skus":[{many}]}}"#), "skus"),
+            bad("PUT", ls, r#"{"default":5,"colour":1}"#, "colour"),
+            bad("PUT", "/v1/brands/iso-a/low-stock/zozo%20town", r#"{"default":5}"#, "path.channel"),
+            c("PUT", "/v1/brands/iso-a/low-stock/nowhere", r#"{"default":5}"#, 422, "unknown_channel", ""),
+            c("GET", "/v1/brands/iso-a/low-stock/nowhere", "", 422, "unknown_channel", ""),
+            c("PUT", ls, "", 413, "payload_too_large", "").declared(1 << 30),
         ]
     });
 }

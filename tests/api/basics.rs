@@ -41,7 +41,10 @@ fn stock_changes_end_to_end_with_lsn_and_problems() {
     assert_eq!(res[6]["code"], "not_found");
     let st = s.stock("b-001", &t, "S1");
     assert_eq!(st["version"], 3);
-    assert_eq!(st["locations"]["tsukuba"], json!({"on_hand": 7, "reserved": 0, "safety_stock": 1, "available": 6, "incoming": 0}));
+    assert_eq!(
+        st["locations"]["tsukuba"],
+        json!({"on_hand": 7, "reserved": 0, "safety_stock": 1, "available": 6, "incoming": 0, "unsellable": 0, "in_transit": 0})
+    );
     assert_eq!(st["total"]["available"], 6);
 
     // Same key, same body: the original answer, nothing re-applied.

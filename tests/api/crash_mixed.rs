@@ -1,11 +1,14 @@
 //! The crash test under mixed load: stock changes, reservations (held and released),
 //! shipments (from lines and from reservations, through picking, packed, shipped,
-//! delivered or cancelled), a stock import job, online snapshots and a webhook, all at
+//! delivered or cancelled), returns of shipped ones (restocked, unsellable, missing),
+//! transfers between the locations (shipped, received in part, closed with a
+//! write-off, or cancelled), a stock import job, online snapshots and a webhook, all at
 //! once; SIGKILL at a random moment; restart; retry what got no answer with the same
 //! `Idempotency-Key`; then check that the state is exactly the model's.
 //!
-//! What each round checks: every SKU's `on_hand` and `reserved` at each location, the
-//! status of every reservation and shipment touched, and every import job done with
+//! What each round checks: every SKU's `on_hand`, `reserved`, `unsellable` and
+//! `in_transit` at each location, the status of every reservation, shipment, return
+//! and transfer touched, and every import job done with
 //! all its rows. At the end: the change feed holds each SKU's stock versions exactly
 //! once and in order, the webhook receiver got every `stock.changed` event in order per
 //! SKU, and `zaiko wal verify` passes on the journal.
@@ -48,6 +51,10 @@ enum Effect {
     Reserved(Vec<(Place, i64)>),
     /// Shipped: `on_hand` and `reserved` both drop.
     Shipped(Vec<(Place, i64)>),
+    /// `unsellable` moves (a return's unsellable units).
+    Unsellable(Vec<(Place, i64)>),
+    /// `in_transit` moves (transfers shipped, received, closed).
+    InTransit(Vec<(Place, i64)>),
     /// An object's status (`reservations/R1`, `shipments/SH1`), checked after the round.
     Status(String, &'static str),
     None,
@@ -202,7 +209,74 @@ impl Planner {
                     body = json!({"status": status, "tracking_number": format!("TN-{id}"), "carrier": "yamato"});
                 }
                 steps.push(self.step(path.clone(), body, effects));
+                if status == "shipped" && self.rng.random_bool(0.5) {
+                    steps.extend(self.return_of(&id, &held));
+                }
             }
+        }
+        steps
+    }
+
+    /// A return of a shipped shipment's first line: all of it asked for, inspected into
+    /// one unit restocked, one unsellable (when there are two) and the rest missing, at a
+    /// random location; then closed.
+    fn return_of(&mut self, shipment: &str, held: &[(Place, i64)]) -> Vec<Step> {
+        let id = self.next("RT");
+        let object = format!("returns/{id}");
+        let ((s, _), q) = held[0];
+        let body = json!({"id": id, "shipment_id": shipment, "reason": "crash test", "lines": [{"sku": sku(s), "quantity": q}]});
+        let mut steps = vec![self.step(format!("/v1/brands/{BRAND}/returns"), body, vec![Effect::Status(object.clone(), "requested")])];
+        let l = self.rng.random_range(0..LOCS.len());
+        let mut lines = vec![json!({"sku": sku(s), "quantity": 1, "disposition": "restock", "location": LOCS[l]})];
+        let mut effects = vec![Effect::OnHand(vec![((s, l), 1)]), Effect::Status(object.clone(), "received")];
+        if q >= 2 {
+            lines.push(json!({"sku": sku(s), "quantity": 1, "disposition": "unsellable", "location": LOCS[l]}));
+            effects.push(Effect::Unsellable(vec![((s, l), 1)]));
+        }
+        if q >= 3 {
+            lines.push(json!({"sku": sku(s), "quantity": q - 2, "disposition": "missing"}));
+        }
+        steps.push(self.step(format!("/v1/brands/{BRAND}/returns/{id}/receipts"), json!({ "lines": lines }), effects));
+        steps.push(self.step(format!("/v1/brands/{BRAND}/returns/{id}/close"), json!({}), vec![Effect::Status(object, "closed")]));
+        steps
+    }
+
+    /// Transfers from one location to the other: shipped, received in part, closed
+    /// (writing off the rest); or cancelled as a draft.
+    fn transfers(&mut self, flows: usize) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for _ in 0..flows {
+            let id = self.next("T");
+            let object = format!("transfers/{id}");
+            let from = self.rng.random_range(0..LOCS.len());
+            let to = 1 - from;
+            let n = self.rng.random_range(1..=2);
+            let mut skus: Vec<usize> = (0..SKUS).collect();
+            let lines: Vec<(usize, i64)> =
+                (0..n).map(|_| (skus.swap_remove(self.rng.random_range(0..skus.len())), self.rng.random_range(2i64..=6))).collect();
+            let body = json!({"id": id, "origin": LOCS[from], "destination": LOCS[to],
+                              "lines": lines.iter().map(|(s, q)| json!({"sku": sku(*s), "quantity": q})).collect::<Vec<_>>()});
+            steps.push(self.step(format!("/v1/brands/{BRAND}/transfers"), body, vec![Effect::Status(object.clone(), "draft")]));
+            let path = |what: &str| format!("/v1/brands/{BRAND}/transfers/{id}/{what}");
+            if self.rng.random_bool(0.2) {
+                steps.push(self.step(path("cancel"), json!({}), vec![Effect::Status(object, "cancelled")]));
+                continue;
+            }
+            let out: Vec<(Place, i64)> = lines.iter().map(|(s, q)| ((*s, from), -q)).collect();
+            let coming: Vec<(Place, i64)> = lines.iter().map(|(s, q)| ((*s, to), *q)).collect();
+            let effects = vec![Effect::OnHand(out), Effect::InTransit(coming), Effect::Status(object.clone(), "shipped")];
+            steps.push(self.step(path("ship"), json!({}), effects));
+            // One unit of each line never arrives.
+            let got: Vec<(Place, i64)> = lines.iter().map(|(s, q)| ((*s, to), q - 1)).collect();
+            let body = json!({"lines": lines.iter().map(|(s, q)| json!({"sku": sku(*s), "quantity": q - 1})).collect::<Vec<_>>()});
+            let effects = vec![
+                Effect::OnHand(got.clone()),
+                Effect::InTransit(got.iter().map(|(p, q)| (*p, -q)).collect()),
+                Effect::Status(object.clone(), "receiving"),
+            ];
+            steps.push(self.step(path("receipts"), body, effects));
+            let lost: Vec<(Place, i64)> = lines.iter().map(|(s, _)| ((*s, to), -1)).collect();
+            steps.push(self.step(path("close"), json!({}), vec![Effect::InTransit(lost), Effect::Status(object, "closed")]));
         }
         steps
     }
@@ -234,10 +308,13 @@ impl Planner {
     }
 }
 
-/// The model: `(on_hand, reserved)` per place, and the status of every object.
+/// The model: `(on_hand, reserved)`, `unsellable` and `in_transit` per place, and the
+/// status of every object.
 #[derive(Default)]
 struct Model {
     levels: HashMap<Place, (i64, i64)>,
+    unsellable: HashMap<Place, i64>,
+    in_transit: HashMap<Place, i64>,
     statuses: HashMap<String, &'static str>,
     /// Objects whose status moved this round (the ones checked after it).
     moved: HashSet<String>,
@@ -254,6 +331,8 @@ impl Model {
                     level.0 -= q;
                     level.1 -= q;
                 }),
+                Effect::Unsellable(moves) => moves.iter().for_each(|(p, d)| *self.unsellable.entry(*p).or_default() += d),
+                Effect::InTransit(moves) => moves.iter().for_each(|(p, d)| *self.in_transit.entry(*p).or_default() += d),
                 Effect::Status(object, status) => {
                     self.statuses.insert(object.clone(), status);
                     self.moved.insert(object.clone());
@@ -300,7 +379,14 @@ fn sigkill_under_mixed_load_loses_nothing_and_applies_nothing_twice() {
     let (mut answered_total, mut retried_total) = (0usize, 0usize);
 
     for round in 0..rounds {
-        let plans = [planner.stock_changes(40), planner.reservations(12), planner.shipments(6), planner.import(), planner.snapshots(4)];
+        let plans = [
+            planner.stock_changes(40),
+            planner.reservations(12),
+            planner.shipments(6),
+            planner.transfers(4),
+            planner.import(),
+            planner.snapshots(4),
+        ];
         let total: usize = plans.iter().map(Vec::len).sum();
         let kill_after = planner.rng.random_range(1..total * 3 / 4);
         let outcomes = run_until_kill(&mut server, &plans, kill_after, |client, base, step| send(client, base, &token, step));
@@ -354,6 +440,9 @@ fn check_round(server: &TestServer, token: &str, model: &Model, jobs: &[String],
             let level = &stock["locations"][loc];
             let got = (level["on_hand"].as_i64().unwrap_or(0), level["reserved"].as_i64().unwrap_or(0));
             assert_eq!(got, model.levels[&(s, l)], "round {round} (seed {seed}): (on_hand, reserved) of {} at {loc}", sku(s));
+            let got = (level["unsellable"].as_i64().unwrap_or(0), level["in_transit"].as_i64().unwrap_or(0));
+            let want = (model.unsellable.get(&(s, l)).copied().unwrap_or(0), model.in_transit.get(&(s, l)).copied().unwrap_or(0));
+            assert_eq!(got, want, "round {round} (seed {seed}): (unsellable, in_transit) of {} at {loc}", sku(s));
         }
     }
     for object in &model.moved {

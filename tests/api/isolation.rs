@@ -149,6 +149,38 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/v1/brands/{brand}/inbounds/{id}", BrandRead, Body::None),
     r("POST", "/v1/brands/{brand}/inbounds/{id}/receipts", BrandWrite, Json(r#"{"lines":[{"sku":"S1","quantity":2}]}"#)),
     r("POST", "/v1/brands/{brand}/inbounds/{id}/close", BrandWrite, Body::None),
+    // transfers
+    r(
+        "POST",
+        "/v1/brands/{brand}/transfers",
+        BrandWrite,
+        Json(r#"{"id":"T2","origin":"tsukuba","destination":"shibuya","lines":[{"sku":"S2","quantity":1}]}"#),
+    ),
+    r("GET", "/v1/brands/{brand}/transfers/{id}", BrandRead, Body::None),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/ship", BrandWrite, Body::None),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/receipts", BrandWrite, Json(r#"{"lines":[{"sku":"S2","quantity":1}]}"#)),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/close", BrandWrite, Body::None),
+    r("POST", "/v1/brands/{brand}/transfers/{id}/cancel", BrandWrite, Body::None),
+    // low-stock thresholds
+    r("PUT", "/v1/brands/{brand}/low-stock/{channel}", BrandWrite, Json(r#"{"default":3,"skus":[{"sku":"S1","threshold":10}]}"#)),
+    r("GET", "/v1/brands/{brand}/low-stock/{channel}", BrandRead, Body::None),
+    // returns
+    r(
+        "POST",
+        "/v1/brands/{brand}/returns",
+        BrandWrite,
+        Json(r#"{"id":"RT2","shipment_id":"SH-R","reason":"size","lines":[{"sku":"S2","quantity":1}]}"#),
+    ),
+    r("GET", "/v1/brands/{brand}/returns/{id}", BrandRead, Body::None),
+    r("POST", "/v1/brands/{brand}/returns/{id}/in_transit", BrandWrite, Body::None),
+    r(
+        "POST",
+        "/v1/brands/{brand}/returns/{id}/receipts",
+        BrandWrite,
+        Json(r#"{"lines":[{"sku":"S2","quantity":1,"disposition":"restock","location":"tsukuba"}]}"#),
+    ),
+    r("POST", "/v1/brands/{brand}/returns/{id}/close", BrandWrite, Body::None),
+    r("POST", "/v1/brands/{brand}/returns/{id}/cancel", BrandWrite, Body::None),
     // change feed and webhooks
     rq("GET", "/v1/brands/{brand}/events", "limit=5", BrandRead, Body::None),
     r("POST", "/v1/brands/{brand}/webhooks", BrandWrite, Json(r#"{"url":"http://127.0.0.1:9/other","events":["stock.changed"]}"#)),
@@ -225,7 +257,7 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 impl Fixture {
     pub fn new(s: &TestServer) -> Fixture {
-        let a = s.setup_brand("iso-a", &["tsukuba"], &["S1", "S2"]);
+        let a = s.setup_brand("iso-a", &["tsukuba", "shibuya"], &["S1", "S2"]);
         let b = s.setup_brand("iso-b", &[], &["S1"]);
         s.put("/v1/brands/iso-a/skus/S1", &a, &json!({"name": "オーバーサイズ Tシャツ", "color": "navy", "price": 3990})).expect(200);
         let viewer = s.post("/v1/tokens", ADMIN, &json!({"role": "viewer"})).expect(201)["token"].as_str().unwrap().to_string();
@@ -257,6 +289,24 @@ impl Fixture {
         s.post("/v1/brands/iso-a/shipments/SH1/status", &a, &json!({"status": "picking"})).expect(200);
         s.post("/v1/brands/iso-a/inbounds", &a, &json!({"id": "IN1", "location": "tsukuba", "lines": [{"sku": "S1", "quantity": 5}]}))
             .expect(201);
+        let transfer = json!({"id": "T1", "origin": "tsukuba", "destination": "shibuya", "lines": [{"sku": "S2", "quantity": 2}]});
+        s.post("/v1/brands/iso-a/transfers", &a, &transfer).expect(201);
+        // A shipped shipment and a return of it.
+        s.post(
+            "/v1/brands/iso-a/shipments",
+            &a,
+            &json!({"id": "SH-R", "order_ref": "EC-R", "lines": [{"sku": "S2", "quantity": 2}],
+                    "ship_to": {"name": "山田 太郎", "postal_code": "100-0001", "prefecture": "東京都", "address": "千代田区1-1"}}),
+        )
+        .expect(201);
+        for status in ["picking", "packed", "shipped"] {
+            s.post("/v1/brands/iso-a/shipments/SH-R/status", &a, &json!({"status": status})).expect(200);
+        }
+        let ret = json!({"id": "RT1", "shipment_id": "SH-R", "reason": "size", "lines": [{"sku": "S2", "quantity": 1}]});
+        s.post("/v1/brands/iso-a/returns", &a, &ret).expect(201);
+        // More than tsukuba holds: shipping it is refused.
+        let big = json!({"id": "BIG", "origin": "tsukuba", "destination": "shibuya", "lines": [{"sku": "S1", "quantity": 100000}]});
+        s.post("/v1/brands/iso-a/transfers", &a, &big).expect(201);
         let hook = s
             .post("/v1/brands/iso-a/webhooks", &a, &json!({"url": "http://127.0.0.1:9/hook", "events": ["inbound.closed"]}))
             .expect(201)["id"]
@@ -321,6 +371,8 @@ impl Fixture {
                     "reservations" => "R1",
                     "shipments" => "SH1",
                     "inbounds" => "IN1",
+                    "transfers" => "T1",
+                    "returns" => "RT1",
                     "webhooks" => self.hook.as_str(),
                     "imports" => self.job.as_str(),
                     other => panic!("no fixture object for {{id}} after {other:?} in {template}: add one to Fixture::fill"),
@@ -389,6 +441,14 @@ pub fn state_of(s: &TestServer, f: &Fixture) -> Value {
         "/v1/brands/iso-a/channels".into(),
         "/v1/brands/iso-a/inbounds/IN1".into(),
         "/v1/brands/iso-a/inbounds/IN2".into(),
+        "/v1/brands/iso-a/transfers/T1".into(),
+        "/v1/brands/iso-a/transfers/T2".into(),
+        "/v1/brands/iso-a/transfers/BIG".into(),
+        "/v1/brands/iso-a/returns/RT1".into(),
+        "/v1/brands/iso-a/low-stock/zozotown".into(),
+        "/v1/brands/iso-a/returns/RT2".into(),
+        "/v1/brands/iso-a/shipments/SH-R".into(),
+        "/v1/brands/iso-a/skus/S2/stock".into(),
         "/v1/brands/iso-a/webhooks".into(),
         format!("/v1/brands/iso-a/webhooks/{hook}/deliveries?limit=1000"),
         format!("/v1/brands/iso-a/imports/{job}"),

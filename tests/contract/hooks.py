@@ -27,6 +27,18 @@ CANNOT_BE_SCHEMA = [
     (r"lines\[\d+\]\.sku", r"may not appear twice"),
     # State: a channel's locations must exist.
     (r"locations\[\d+\]", r"does not exist"),
+    # Cross-field: a transfer goes from one location to another.
+    (r"destination", r"must differ from origin"),
+    # Cross-field: a SKU has one threshold per channel.
+    (r"skus\[\d+\]\.sku", r"may not appear twice"),
+    # Cross-field and state: a return receipt's location goes with its disposition and
+    # must exist; a line is one SKU, disposition and location.
+    (r"lines\[\d+\]\.location", r"required|not allowed with missing|does not exist"),
+    (r"lines\[\d+\]\.sku", r"same sku, disposition and location twice"),
+    # State: a receipt or return names what the transfer, return or shipment holds, and
+    # never more than is still in transit, expected, or shipped and not yet returned.
+    (r"lines\[\d+\]\.sku", r"is not on (transfer|return|shipment)"),
+    (r"lines\[\d+\]\.quantity", r"still in transit|still expects|returns already ask for"),
     # State: a feed or delivery cursor past the brand's newest event cannot be one the
     # server gave out.
     (r"after", r"ahead of this brand's feed"),

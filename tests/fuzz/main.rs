@@ -26,7 +26,10 @@ fn sample_record() -> Vec<u8> {
         events: vec![Event::StockChanged {
             sku: Id::parse("S1").unwrap(),
             version: 7,
-            levels: Levels(Box::new([(Id::parse("tsukuba").unwrap(), Level { on_hand: 9, reserved: 2, safety_stock: 1, incoming: 0 })])),
+            levels: Levels(Box::new([(
+                Id::parse("tsukuba").unwrap(),
+                Level { on_hand: 9, reserved: 2, safety_stock: 1, incoming: 0, ..Level::default() },
+            )])),
             channels: vec![(Id::parse("zozotown").unwrap(), 6)],
             cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("sold".into()) },
         }],

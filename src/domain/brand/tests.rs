@@ -152,6 +152,9 @@ fn op_strategy() -> impl Strategy<Value = StockOp> {
         (-20i64..20).prop_map(|delta| StockOp::Adjust { delta }),
         (0i64..30).prop_map(|on_hand| StockOp::Set { on_hand }),
         (0i64..5).prop_map(|quantity| StockOp::SetSafetyStock { quantity }),
+        (1i64..10).prop_map(|quantity| StockOp::MarkUnsellable { quantity }),
+        (1i64..10).prop_map(|quantity| StockOp::ReleaseUnsellable { quantity }),
+        (1i64..10).prop_map(|quantity| StockOp::Dispose { quantity }),
     ]
 }
 
@@ -163,6 +166,7 @@ fn cmd_strategy() -> impl Strategy<Value = ModelCmd> {
 #[derive(Default)]
 struct Model {
     on_hand: HashMap<(usize, usize), i64>,
+    unsellable: HashMap<(usize, usize), i64>,
     safety: HashMap<(usize, usize), i64>,
     version: HashMap<usize, u64>,
 }
@@ -181,6 +185,7 @@ impl Model {
             return false;
         }
         let oh = self.on_hand.entry((c.sku, c.loc)).or_default();
+        let un = self.unsellable.entry((c.sku, c.loc)).or_default();
         match c.op {
             StockOp::Adjust { delta } if *oh + delta < 0 => return false,
             StockOp::Adjust { delta } => *oh += delta,
@@ -188,6 +193,12 @@ impl Model {
             StockOp::SetSafetyStock { quantity } => {
                 self.safety.insert((c.sku, c.loc), quantity);
             }
+            // Nothing is reserved here: only on_hand itself bounds what can be marked.
+            StockOp::MarkUnsellable { quantity } if quantity > *oh => return false,
+            StockOp::MarkUnsellable { quantity } => (*oh, *un) = (*oh - quantity, *un + quantity),
+            StockOp::ReleaseUnsellable { quantity } | StockOp::Dispose { quantity } if quantity > *un => return false,
+            StockOp::ReleaseUnsellable { quantity } => (*oh, *un) = (*oh + quantity, *un - quantity),
+            StockOp::Dispose { quantity } => *un -= quantity,
         }
         *v += 1;
         true
@@ -223,6 +234,7 @@ proptest! {
                     prop_assert!(level.check().is_ok());
                     prop_assert!(level.available() >= 0);
                     prop_assert_eq!(level.on_hand, model.on_hand.get(&(si, li)).copied().unwrap_or(0));
+                    prop_assert_eq!(level.unsellable, model.unsellable.get(&(si, li)).copied().unwrap_or(0));
                     prop_assert_eq!(level.safety_stock, model.safety.get(&(si, li)).copied().unwrap_or(0));
                 }
             }

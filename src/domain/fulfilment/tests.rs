@@ -297,7 +297,23 @@ fn sku_with_stock_cannot_be_deleted() {
     let mut f = Fixture::new(&["S1"], &["a"]);
     f.set("S1", "a", 1);
     assert_eq!(f.b.decide_delete_sku(&id("S1")).unwrap_err().code, ErrorCode::InvalidTransition);
-    f.set("S1", "a", 0);
+    // Unsellable units are held too: deleting the SKU would lose them unsaid.
+    let cmd = StockChangeCmd {
+        sku: id("S1"),
+        location: id("a"),
+        op: StockOp::MarkUnsellable { quantity: 1 },
+        expected_version: None,
+        reason: None,
+    };
+    let (evs, _) = f.b.decide_stock_changes(&[cmd], &f.world);
+    f.commit(evs);
+    assert_eq!(f.level("S1", "a").on_hand, 0);
+    let r = f.b.decide_delete_sku(&id("S1")).unwrap_err();
+    assert!(r.detail.contains("unsellable 1"), "{}", r.detail);
+    let cmd =
+        StockChangeCmd { sku: id("S1"), location: id("a"), op: StockOp::Dispose { quantity: 1 }, expected_version: None, reason: None };
+    let (evs, _) = f.b.decide_stock_changes(&[cmd], &f.world);
+    f.commit(evs);
     let ev = f.b.decide_delete_sku(&id("S1")).unwrap();
     f.commit(vec![ev]);
     assert!(f.b.skus.is_empty());

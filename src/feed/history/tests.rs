@@ -20,7 +20,7 @@ fn first() -> History {
 
 /// A `stock.changed` of `sku` at version `version` with `on_hand` at `tsukuba`.
 fn changed(lsn: u64, sku: &str, version: u64, on_hand: i64, reserved: i64, cause: Cause) -> NewEvent {
-    let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand, reserved, safety_stock: 0, incoming: 0 })]));
+    let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand, reserved, ..Level::default() })]));
     let ev = Event::StockChanged { sku: id(sku), version, levels, channels: vec![(id("ec"), on_hand - reserved)], cause };
     NewEvent::of(&BrandId::parse("b1").unwrap(), lsn, 0, Timestamp(lsn as i64 * 1000), &ev).unwrap()
 }
@@ -56,7 +56,7 @@ fn each_change_has_its_cause_levels_and_delta_from_the_version_before() {
     assert_eq!(got[1]["cause"], serde_json::json!({"kind": "reserved", "id": "R-1"}));
     assert_eq!(
         got[1]["delta"]["total"],
-        serde_json::json!({"on_hand": 0, "reserved": 2, "safety_stock": 0, "available": -2, "incoming": 0})
+        serde_json::json!({"on_hand": 0, "reserved": 2, "safety_stock": 0, "available": -2, "incoming": 0, "unsellable": 0, "in_transit": 0})
     );
     assert_eq!(got[1]["locations"]["tsukuba"]["available"], 8);
     assert_eq!(got[1]["channels"]["ec"]["available"], 8);

@@ -116,7 +116,10 @@ fn a_stored_event_reads_back_as_the_json_rendered_from_it() {
     let changed = Event::StockChanged {
         sku: Id::parse("S-1").unwrap(),
         version: 4,
-        levels: Levels(Box::new([(Id::parse("tsukuba").unwrap(), Level { on_hand: 9, reserved: 2, safety_stock: 1, incoming: 0 })])),
+        levels: Levels(Box::new([(
+            Id::parse("tsukuba").unwrap(),
+            Level { on_hand: 9, reserved: 2, safety_stock: 1, incoming: 0, ..Level::default() },
+        )])),
         channels: vec![(Id::parse("zozo").unwrap(), 6)],
         cause: Cause::Change { op: StockOp::Adjust { delta: -1 }, reason: Some("棚卸 \"q\"".into()) },
     };

@@ -1,5 +1,5 @@
 //! The change feed's events as `/openapi.json` describes them: the `data` of each of
-//! the 14 event types (`feed::render` writes them), for the document only. `openapi.rs`
+//! the 27 event types (`feed::render` writes them), for the document only. `openapi.rs`
 //! wraps each in its event envelope and makes `FeedEvent` a union discriminated on
 //! `type`, so a generated client gets typed `data` for every type.
 //!
@@ -14,12 +14,14 @@ use utoipa::ToSchema;
 
 use crate::domain::channel::InboundStatus;
 use crate::domain::fulfilment::{ReservationStatus, ShipmentStatus};
+use crate::domain::returns::{Disposition, ReturnStatus};
+use crate::domain::transfer::TransferStatus;
 use crate::domain::view::{AllocationView, ChannelAvailableView, LevelView};
 use crate::domain::{Id, Timestamp};
 
 /// Every event type of the feed, in the order of `feed::render::FEED_TYPES`, with the
 /// schema of its `data` and the name of its envelope.
-pub(super) const EVENT_TYPES: [(&str, &str, &str); 14] = [
+pub(super) const EVENT_TYPES: [(&str, &str, &str); 27] = [
     ("brand.created", "BrandCreatedData", "BrandCreatedEvent"),
     ("sku.upserted", "SkuUpsertedData", "SkuUpsertedEvent"),
     ("sku.deleted", "SkuDeletedData", "SkuDeletedEvent"),
@@ -34,6 +36,19 @@ pub(super) const EVENT_TYPES: [(&str, &str, &str); 14] = [
     ("inbound.created", "InboundView", "InboundCreatedEvent"),
     ("inbound.received", "InboundReceivedData", "InboundReceivedEvent"),
     ("inbound.closed", "InboundClosedData", "InboundClosedEvent"),
+    ("transfer.created", "TransferView", "TransferCreatedEvent"),
+    ("transfer.shipped", "TransferStatusData", "TransferShippedEvent"),
+    ("transfer.received", "TransferReceivedData", "TransferReceivedEvent"),
+    ("transfer.closed", "TransferClosedData", "TransferClosedEvent"),
+    ("transfer.cancelled", "TransferStatusData", "TransferCancelledEvent"),
+    ("return.created", "ReturnView", "ReturnCreatedEvent"),
+    ("return.in_transit", "ReturnStatusData", "ReturnInTransitEvent"),
+    ("return.received", "ReturnReceivedData", "ReturnReceivedEvent"),
+    ("return.closed", "ReturnStatusData", "ReturnClosedEvent"),
+    ("return.cancelled", "ReturnStatusData", "ReturnCancelledEvent"),
+    ("stock.low", "StockAlertData", "StockLowEvent"),
+    ("stock.out", "StockAlertData", "StockOutEvent"),
+    ("stock.back", "StockAlertData", "StockBackEvent"),
 ];
 
 /// `brand.created`.
@@ -78,6 +93,12 @@ pub(super) enum StockCauseKind {
     Set,
     #[schema(rename = "set_safety_stock")]
     SetSafetyStock,
+    #[schema(rename = "mark_unsellable")]
+    MarkUnsellable,
+    #[schema(rename = "release_unsellable")]
+    ReleaseUnsellable,
+    #[schema(rename = "dispose")]
+    Dispose,
     #[schema(rename = "reserved")]
     Reserved,
     #[schema(rename = "released")]
@@ -94,11 +115,20 @@ pub(super) enum StockCauseKind {
     Received,
     #[schema(rename = "inbound_closed")]
     InboundClosed,
+    #[schema(rename = "transfer_shipped")]
+    TransferShipped,
+    #[schema(rename = "transfer_received")]
+    TransferReceived,
+    #[schema(rename = "transfer_written_off")]
+    TransferWrittenOff,
+    #[schema(rename = "return_received")]
+    ReturnReceived,
 }
 
 /// Why the stock changed: a stock change (`adjust` with `delta`, `set` with
-/// `on_hand`, `set_safety_stock` with `quantity`, each with its `reason`), or the
-/// reservation, shipment or inbound notice `id` that moved it.
+/// `on_hand`, `set_safety_stock`, `mark_unsellable`, `release_unsellable` or `dispose`
+/// with `quantity`, each with its `reason`), or the
+/// reservation, shipment, inbound notice, transfer or return `id` that moved it.
 #[derive(ToSchema)]
 pub(super) struct StockCause {
     kind: StockCauseKind,
@@ -209,4 +239,64 @@ pub(super) struct InboundReceivedData {
 pub(super) struct InboundClosedData {
     id: Id,
     status: InboundStatus,
+}
+
+/// `transfer.shipped` and `transfer.cancelled`.
+#[derive(ToSchema)]
+pub(super) struct TransferStatusData {
+    id: Id,
+    status: TransferStatus,
+}
+
+/// `transfer.received`: what this receipt moved from `in_transit` to `on_hand` at the
+/// destination.
+#[derive(ToSchema)]
+pub(super) struct TransferReceivedData {
+    id: Id,
+    lines: Vec<ReceivedLine>,
+}
+
+/// `transfer.closed`: `written_off` is what was still in transit, lost (per SKU; empty
+/// when everything arrived).
+#[derive(ToSchema)]
+pub(super) struct TransferClosedData {
+    id: Id,
+    status: TransferStatus,
+    written_off: Vec<ReceivedLine>,
+}
+
+/// `return.in_transit`, `return.closed` and `return.cancelled`.
+#[derive(ToSchema)]
+pub(super) struct ReturnStatusData {
+    id: Id,
+    status: ReturnStatus,
+}
+
+/// One line of a `return.received` event: units inspected into a disposition (at
+/// `location` for `restock` and `unsellable`, `null` for `missing`).
+#[derive(ToSchema)]
+pub(super) struct ReturnReceivedLine {
+    sku: Id,
+    quantity: i64,
+    disposition: Disposition,
+    #[schema(required = true)]
+    location: Option<Id>,
+}
+
+/// `return.received`: the dispositions of this receipt.
+#[derive(ToSchema)]
+pub(super) struct ReturnReceivedData {
+    id: Id,
+    lines: Vec<ReturnReceivedLine>,
+}
+
+/// `stock.low` (the SKU's availability to the channel fell below its threshold),
+/// `stock.out` (to zero) and `stock.back` (at or above the threshold again): once per
+/// crossing.
+#[derive(ToSchema)]
+pub(super) struct StockAlertData {
+    sku: Id,
+    channel: Id,
+    available: i64,
+    threshold: i64,
 }

@@ -1,6 +1,7 @@
 //! One file per route group.
 
 mod admin;
+mod alerts;
 mod catalog;
 mod channels;
 mod event_types;
@@ -12,9 +13,11 @@ mod imports;
 pub mod metrics;
 mod openapi;
 mod openapi_refine;
+mod returns;
 mod schemas;
 mod search;
 mod stock;
+mod transfers;
 mod ui;
 mod webhooks;
 
@@ -43,6 +46,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     admin::configure(cfg);
     catalog::configure(cfg);
     channels::configure(cfg);
+    transfers::configure(cfg);
+    returns::configure(cfg);
+    alerts::configure(cfg);
     ui::configure(cfg);
     search::configure(cfg);
     feed::configure(cfg);

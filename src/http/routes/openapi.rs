@@ -84,6 +84,20 @@ pub fn document() -> serde_json::Value {
         super::channels::get_inbound,
         super::channels::receive,
         super::channels::close,
+        super::transfers::create,
+        super::transfers::get,
+        super::transfers::ship,
+        super::transfers::receive,
+        super::transfers::close,
+        super::transfers::cancel,
+        super::returns::create,
+        super::returns::get,
+        super::returns::in_transit,
+        super::returns::receive,
+        super::returns::close,
+        super::returns::cancel,
+        super::alerts::put_thresholds,
+        super::alerts::get_thresholds,
         super::feed::events,
         super::webhooks::create,
         super::webhooks::list,
@@ -111,8 +125,16 @@ pub fn document() -> serde_json::Value {
         super::event_types::ChannelAvailabilityChangedData,
         super::event_types::InboundReceivedData,
         super::event_types::InboundClosedData,
+        super::event_types::TransferStatusData,
+        super::event_types::TransferReceivedData,
+        super::event_types::TransferClosedData,
+        super::event_types::ReturnStatusData,
+        super::event_types::ReturnReceivedData,
+        super::event_types::StockAlertData,
+        crate::domain::view::ReturnView,
         crate::domain::view::ReservationView,
         crate::domain::view::InboundView,
+        crate::domain::view::TransferView,
     )),
     modifiers(&Conventions),
     tags(
@@ -124,6 +146,9 @@ pub fn document() -> serde_json::Value {
         (name = "shipments", description = "Shipments and their status, from a reservation or from lines."),
         (name = "channels", description = "Where a brand sells, and what each channel may sell."),
         (name = "inbound", description = "Stock on its way to a location (入荷予定) and its receipts."),
+        (name = "low-stock", description = "Thresholds per channel, and the `stock.low` / `stock.out` / `stock.back` events they cause."),
+        (name = "returns", description = "Goods sent back from a shipment (返品), inspected into restock, unsellable or missing."),
+        (name = "transfers", description = "Stock moved between two locations (移動): shipped, in transit, received, closed."),
         (name = "feed", description = "The change feed: every change of a brand, in commit order, by cursor."),
         (name = "webhooks", description = "Feed events pushed to the brand's endpoints (Standard Webhooks)."),
         (name = "imports", description = "Bulk CSV or NDJSON files applied as background jobs."),
@@ -277,6 +302,7 @@ mod tests {
         let doc = document();
         let src = concat!(
             include_str!("admin.rs"),
+            include_str!("alerts.rs"),
             include_str!("catalog.rs"),
             include_str!("channels.rs"),
             include_str!("feed.rs"),
@@ -285,8 +311,10 @@ mod tests {
             include_str!("history.rs"),
             include_str!("imports.rs"),
             include_str!("metrics.rs"),
+            include_str!("returns.rs"),
             include_str!("search.rs"),
             include_str!("stock.rs"),
+            include_str!("transfers.rs"),
             include_str!("webhooks.rs"),
         );
         let mut routes = 0;
@@ -302,7 +330,7 @@ mod tests {
             let item = doc["paths"].get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
             assert!(item.get(method).is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
         }
-        assert_eq!(routes, 47, "the route count changed: check this test still scans every routes file");
+        assert_eq!(routes, 61, "the route count changed: check this test still scans every routes file");
     }
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
@@ -447,6 +475,7 @@ mod tests {
 
     /// One event of every type the feed carries, as `feed::render` writes it.
     fn one_event_of_each_type() -> Vec<crate::domain::event::Event> {
+        use crate::domain::alerts::Band;
         use crate::domain::catalog::Catalog;
         use crate::domain::channel::{Channel, Inbound, InboundLine, InboundStatus};
         use crate::domain::event::{Cause, Event};
@@ -502,7 +531,8 @@ mod tests {
             created_at: at,
             updated_at: at,
         };
-        let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0 })]));
+        let levels =
+            Levels(Box::new([(id("tsukuba"), Level { on_hand: 10, reserved: 2, safety_stock: 1, incoming: 0, ..Level::default() })]));
         vec![
             Event::BrandCreated { name: "ブランド".into() },
             Event::SkuUpserted { sku: id("S1"), catalog, version: 1 },
@@ -530,6 +560,55 @@ mod tests {
             Event::InboundCreated { inbound: Box::new(inbound) },
             Event::InboundReceived { id: id("IN1"), lines: vec![(id("S1"), 5)] },
             Event::InboundClosed { id: id("IN1") },
+            Event::TransferCreated {
+                transfer: Box::new(crate::domain::transfer::Transfer {
+                    id: id("T1"),
+                    origin: id("tsukuba"),
+                    destination: id("shibuya"),
+                    status: crate::domain::transfer::TransferStatus::Draft,
+                    lines: vec![crate::domain::transfer::TransferLine { sku: id("S1"), quantity: 3, received: 0, written_off: 0 }],
+                    created_at: at,
+                    updated_at: at,
+                }),
+            },
+            Event::TransferShipped { id: id("T1") },
+            Event::TransferReceived { id: id("T1"), lines: vec![(id("S1"), 2)] },
+            Event::TransferClosed { id: id("T1"), written_off: vec![(id("S1"), 1)] },
+            Event::TransferCancelled { id: id("T2") },
+            Event::ReturnCreated {
+                ret: Box::new(crate::domain::returns::Return {
+                    id: id("RT1"),
+                    shipment_id: id("SH1"),
+                    reason: "size".into(),
+                    status: crate::domain::returns::ReturnStatus::Requested,
+                    lines: vec![crate::domain::returns::ReturnLine { sku: id("S1"), quantity: 2, restocked: 0, unsellable: 0, missing: 0 }],
+                    created_at: at,
+                    updated_at: at,
+                }),
+            },
+            Event::ReturnInTransit { id: id("RT1") },
+            Event::ReturnReceived {
+                id: id("RT1"),
+                lines: vec![
+                    crate::domain::returns::ReceiptLine {
+                        sku: id("S1"),
+                        quantity: 1,
+                        disposition: crate::domain::returns::Disposition::Restock,
+                        location: Some(id("tsukuba")),
+                    },
+                    crate::domain::returns::ReceiptLine {
+                        sku: id("S1"),
+                        quantity: 1,
+                        disposition: crate::domain::returns::Disposition::Missing,
+                        location: None,
+                    },
+                ],
+            },
+            Event::ReturnClosed { id: id("RT1") },
+            Event::ReturnCancelled { id: id("RT2") },
+            Event::StockAlert { sku: id("S1"), channel: id("ec"), band: Band::Low, available: 2, threshold: 5 },
+            Event::StockAlert { sku: id("S1"), channel: id("ec"), band: Band::Out, available: 0, threshold: 5 },
+            Event::StockAlert { sku: id("S1"), channel: id("ec"), band: Band::Ok, available: 9, threshold: 5 },
         ]
     }
 
@@ -569,7 +648,8 @@ mod tests {
         use crate::journal::history::History;
         let id = |s: &str| Id::parse(s).unwrap();
         let changed = |lsn: u64, version: u64, cause: Cause| {
-            let levels = Levels(Box::new([(id("tsukuba"), Level { on_hand: version as i64, reserved: 1, safety_stock: 0, incoming: 2 })]));
+            let levels =
+                Levels(Box::new([(id("tsukuba"), Level { on_hand: version as i64, reserved: 1, incoming: 2, ..Level::default() })]));
             let ev = Event::StockChanged { sku: id("S1"), version, levels, channels: vec![(id("ec"), 1)], cause };
             NewEvent::of(&BrandId::parse("b1").unwrap(), lsn, 0, Timestamp(1_796_000_000_000), &ev).unwrap()
         };

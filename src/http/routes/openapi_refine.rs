@@ -119,8 +119,20 @@ fn bodies(doc: &mut Value) {
     limit(doc, "ReservationInput", "lines", lines.clone());
     limit(doc, "LineInput", "quantity", quantity(1));
     limit(doc, "InboundInput", "lines", lines.clone());
-    limit(doc, "ReceiptInput", "lines", lines);
+    limit(doc, "ReceiptInput", "lines", lines.clone());
     limit(doc, "InboundLineInput", "quantity", quantity(1));
+    limit(doc, "TransferInput", "lines", lines.clone());
+    limit(doc, "TransferReceiptInput", "lines", lines.clone());
+    limit(doc, "TransferLineInput", "quantity", quantity(1));
+    limit(doc, "ReturnInput", "lines", lines.clone());
+    limit(doc, "ReturnInput", "reason", text(1, TEXT_CHARS_MAX));
+    limit(doc, "ReturnLineInput", "quantity", quantity(1));
+    limit(doc, "ReturnReceiptInput", "lines", lines);
+    limit(doc, "ReturnReceiptLineInput", "quantity", quantity(1));
+    // `null` or absent: no default (only the listed SKUs alert).
+    limit(doc, "ThresholdsInput", "default", json!({ "minimum": 1, "maximum": QUANTITY_MAX }));
+    limit(doc, "ThresholdsInput", "skus", json!({ "maxItems": crate::domain::alerts::THRESHOLD_SKUS_MAX }));
+    limit(doc, "SkuThresholdInput", "threshold", quantity(1));
 
     limit(doc, "ChannelInput", "name", text(1, TEXT_CHARS_MAX));
     limit(doc, "ChannelInput", "locations", json!({ "minItems": 1, "maxItems": CHANNEL_LOCATIONS_MAX, "uniqueItems": true }));
@@ -197,14 +209,32 @@ fn stock_changes(doc: &mut Value) {
         variant("set_safety_stock", "quantity", "Set the safety stock held back from `available`.", quantity(0)),
     );
     s.insert(
+        "MarkUnsellableStockChange".into(),
+        variant("mark_unsellable", "quantity", "Move `quantity` units of `on_hand` into `unsellable` (never reserved ones).", quantity(1)),
+    );
+    s.insert(
+        "ReleaseUnsellableStockChange".into(),
+        variant("release_unsellable", "quantity", "Move `quantity` units of `unsellable` back into `on_hand`.", quantity(1)),
+    );
+    s.insert(
+        "DisposeStockChange".into(),
+        variant("dispose", "quantity", "Write `quantity` units of `unsellable` off: they leave the location.", quantity(1)),
+    );
+    s.insert(
         "StockChangeInput".into(),
         json!({
             "description": "One change; each stands alone (not atomic across changes).",
-            "oneOf": [reference("AdjustStockChange"), reference("SetStockChange"), reference("SetSafetyStockChange")],
+            "oneOf": [
+                reference("AdjustStockChange"), reference("SetStockChange"), reference("SetSafetyStockChange"),
+                reference("MarkUnsellableStockChange"), reference("ReleaseUnsellableStockChange"), reference("DisposeStockChange"),
+            ],
             "discriminator": { "propertyName": "op", "mapping": {
                 "adjust": "#/components/schemas/AdjustStockChange",
                 "set": "#/components/schemas/SetStockChange",
                 "set_safety_stock": "#/components/schemas/SetSafetyStockChange",
+                "mark_unsellable": "#/components/schemas/MarkUnsellableStockChange",
+                "release_unsellable": "#/components/schemas/ReleaseUnsellableStockChange",
+                "dispose": "#/components/schemas/DisposeStockChange",
             } }
         }),
     );

@@ -25,8 +25,10 @@ async fn get_stock(state: web::Data<AppState>, caller: Caller, path: web::Path<(
     ask_brand(&state, brand, BrandCmd::GetStock { sku }, None).await
 }
 
-/// What a stock change does: `adjust` by `delta`, `set` `on_hand`, or
-/// `set_safety_stock` to `quantity`.
+/// What a stock change does: `adjust` by `delta`, `set` `on_hand`,
+/// `set_safety_stock` to `quantity`, or move `quantity` units into `unsellable`
+/// (`mark_unsellable`), back out of it (`release_unsellable`) or write them off
+/// (`dispose`).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = StockOp)]
 #[serde(rename_all = "snake_case")]
@@ -34,6 +36,9 @@ enum OpName {
     Adjust,
     Set,
     SetSafetyStock,
+    MarkUnsellable,
+    ReleaseUnsellable,
+    Dispose,
 }
 
 /// One change of `POST .../stock/changes` (in the document: one schema per `op`).
@@ -69,6 +74,9 @@ fn to_command(i: usize, c: ChangeInput, errors: &mut Vec<FieldError>) -> Option<
         OpName::Adjust => ("delta", c.delta.map(|delta| StockOp::Adjust { delta })),
         OpName::Set => ("on_hand", c.on_hand.map(|on_hand| StockOp::Set { on_hand })),
         OpName::SetSafetyStock => ("quantity", c.quantity.map(|quantity| StockOp::SetSafetyStock { quantity })),
+        OpName::MarkUnsellable => ("quantity", c.quantity.map(|quantity| StockOp::MarkUnsellable { quantity })),
+        OpName::ReleaseUnsellable => ("quantity", c.quantity.map(|quantity| StockOp::ReleaseUnsellable { quantity })),
+        OpName::Dispose => ("quantity", c.quantity.map(|quantity| StockOp::Dispose { quantity })),
     };
     let mut problems = Vec::new();
     for (name, present) in [("delta", c.delta.is_some()), ("on_hand", c.on_hand.is_some()), ("quantity", c.quantity.is_some())] {
