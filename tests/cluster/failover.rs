@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 use crate::nodes::{retry_until_ok, Cluster, Resp, LEASE_MS};
 
-/// The cluster tests run one at a time: each holds 6 processes.
+/// The cluster tests run one at a time: each holds up to 6 processes, and each picks
+/// free ports without reserving them (two tests at once could pick the same).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {

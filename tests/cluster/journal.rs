@@ -89,6 +89,8 @@ struct Owner {
 
 #[test]
 fn a_fenced_owner_cannot_write_and_its_late_entries_are_never_applied() {
+    // Every cluster test runs alone: free ports are picked, not reserved.
+    let _serial = crate::failover::serial();
     let nats = NatsCluster::start(3);
     runtime().block_on(async {
         let e = engine(&nats, "n1").await;
@@ -143,6 +145,8 @@ fn a_fenced_owner_cannot_write_and_its_late_entries_are_never_applied() {
 
 #[test]
 fn of_two_nodes_racing_for_a_lease_exactly_one_wins() {
+    // Every cluster test runs alone: free ports are picked, not reserved.
+    let _serial = crate::failover::serial();
     let nats = NatsCluster::start(3);
     runtime().block_on(async {
         let e = engine(&nats, "n1").await;
@@ -174,6 +178,8 @@ fn of_two_nodes_racing_for_a_lease_exactly_one_wins() {
 
 #[test]
 fn an_owner_that_renews_keeps_writing_through_a_stream_leader_kill() {
+    // Every cluster test runs alone: free ports are picked, not reserved.
+    let _serial = crate::failover::serial();
     let mut nats = NatsCluster::start(3);
     runtime().block_on(async {
         let e = engine(&nats, "n1").await;
