@@ -24,6 +24,7 @@ mod metrics;
 mod ops;
 mod records;
 mod search;
+mod search_finds;
 mod search_shipments;
 mod snapshots;
 mod wal_damage;

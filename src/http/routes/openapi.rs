@@ -93,6 +93,7 @@ pub fn document() -> serde_json::Value {
         super::imports::cancel,
         super::search::search_skus,
         super::search::search_shipments,
+        super::search::search_labels,
     ),
     components(schemas(
         super::schemas::Problem,
