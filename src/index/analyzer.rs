@@ -347,7 +347,9 @@ pub fn gram_tokens(text: &str) -> Vec<Tok> {
 
 /// The trigrams a query term is looked up by in the `grams` field: only a term that is
 /// one chunk of at least [`GRAM_CHARS`] characters (a term with CJK in it is found by
-/// its bigrams).
+/// its bigrams). Only every third trigram and the last are kept, at their offsets:
+/// they still cover every character, so the phrase matches exactly the same texts,
+/// with a third of the term lookups.
 pub fn gram_query(term: &str) -> Option<Vec<Tok>> {
     let norm = normalize(term);
     let mut chunks = gram_chunks(&norm);
@@ -356,7 +358,35 @@ pub fn gram_query(term: &str) -> Option<Vec<Tok>> {
         return None;
     }
     let toks = gram_tokens(only);
-    (!toks.is_empty()).then_some(toks)
+    let last = toks.len().checked_sub(1)?;
+    Some(toks.into_iter().enumerate().filter(|(i, _)| i % GRAM_CHARS == 0 || *i == last).map(|(_, t)| t).collect())
+}
+
+/// A whole query term as a keyword: normalised, and S-stemmed when it is one ASCII
+/// word (`Sneakers` → `sneaker`). What [`keywords`] indexes a label under.
+pub fn keyword(term: &str) -> String {
+    let norm = normalize(term);
+    if norm.bytes().all(|b| b.is_ascii_lowercase()) {
+        return s_stem(&norm).into_owned();
+    }
+    norm.into_owned()
+}
+
+/// The keywords a label (a colour or category name or value, a size) is found by: the
+/// whole label and each of its words, each as [`keyword`] makes a term
+/// (`T-shirts` → `t-shirts`, `t`, `shirt`; `マフラー・ストール` → itself, `マフラー`,
+/// `ストール`; a `.` does not split, so `23.5` stays one). Labels are matched whole,
+/// as one term lookup each, not as phrases.
+pub fn keywords(label: &str) -> Vec<String> {
+    let norm = normalize(label);
+    let mut out = vec![keyword(&norm)];
+    for part in norm.split(|c: char| !c.is_alphanumeric() && !is_cjk(c) && c != '.').filter(|p| !p.is_empty()) {
+        let k = keyword(part);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
 }
 
 /// The tantivy side of [`tokens`] in [`Mode::Index`].

@@ -213,6 +213,17 @@ pub fn bulk_build<F>(
     let mut prepared = writer.prepare_commit()?;
     prepared.set_payload(&Payload { format: opened.format, lsn }.encode());
     prepared.commit()?;
+    // On a large catalog each thread's buffer fills more than once, and every segment
+    // costs each search a lookup per term: merge down to one segment per thread (the
+    // merge keeps the commit's payload).
+    let ids = opened.index.searchable_segment_ids()?;
+    let threads = threads.max(1);
+    if ids.len() > threads {
+        let merges: Vec<_> = ids.chunks(ids.len().div_ceil(threads)).filter(|c| c.len() > 1).map(|c| writer.merge(c)).collect();
+        for m in merges {
+            m.wait()?;
+        }
+    }
     writer.wait_merging_threads()?;
     progress(n);
     Ok(n)

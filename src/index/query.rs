@@ -2,9 +2,9 @@
 //!
 //! `q` is normalised and split on whitespace into terms. A term matches a SKU when it
 //! matches, or one of its synonyms ([`super::synonyms`]) matches, any of: the name,
-//! the category and its names, the colour and size and their names, the SKU and
-//! product id, the brand name, the tags (as the phrase of its tokens, see
-//! [`super::analyzer`]), a Latin or digit substring of three or more characters of
+//! the SKU and product id, the brand name, the tags (as the phrase of its tokens, see
+//! [`super::analyzer`]); the category, colour or size, their names or a word of them
+//! (whole, as a keyword: `ニット`, `navy`, `shirt` for `T-shirts`); a Latin or digit substring of three or more characters of
 //! the name, brand name, tags or ids (the `grams` field), or a SKU or product id
 //! exactly or, from [`PREFIX_CHARS_MIN`] characters, as a prefix.
 //!
@@ -15,8 +15,8 @@
 //! more of the words rank first and the bands below order those that match as many.
 //!
 //! **Ranking.** Each field a term matches adds a band of width one ([`super::tier`]):
-//! name [`BAND_NAME`] above category, ids, colour/size, brand name, tags, with BM25
-//! ordering within the band; a substring match scores [`BAND_SUBSTRING`] only where
+//! name [`BAND_NAME`] above category, ids, colour/size, brand name, tags; BM25 orders
+//! name matches within the name band (the other fields add their band alone); a substring match scores [`BAND_SUBSTRING`] only where
 //! the term matched no whole word. So a name match ranks above a
 //! brand-name match, a whole word above a substring (a whole word also matches its
 //! substrings), and a category match adds to a name match (`ニット`: knits named
@@ -33,7 +33,7 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
 
-use super::analyzer::{gram_query, normalize, tokens, Mode};
+use super::analyzer::{gram_query, keyword, normalize, tokens, Mode};
 use super::collector::Order;
 use super::schema::{names, Fields, ANY_CHANNEL, FLAG_IN_STOCK};
 use super::synonyms::Synonyms;
@@ -195,16 +195,15 @@ fn one_spelling(f: &Fields, term: &str) -> Option<Box<dyn Query>> {
     let toks = tokens(term, Mode::Query);
     let mut should: Vec<Box<dyn Query>> = Vec::new();
     if !toks.is_empty() {
-        for (field, band) in [
-            (f.name, BAND_NAME),
-            (f.category_text, BAND_CATEGORY),
-            (f.ids_text, BAND_IDS),
-            (f.attr_text, BAND_ATTRS),
-            (f.brand_name, BAND_BRAND_NAME),
-            (f.tags, BAND_TAGS),
-        ] {
-            should.push(Box::new(Tier::new(text_match(field, &toks), band)));
-        }
+        let kw = keyword(term);
+        // Only the name is ordered by BM25 within its band; elsewhere a match is worth
+        // its band alone, which spares counting every occurrence of a phrase.
+        should.push(Box::new(Tier::new(text_match(f.name, &toks), BAND_NAME)));
+        should.push(Box::new(Tier::constant(term_query(f.category_text, &kw), BAND_CATEGORY)));
+        should.push(Box::new(Tier::constant(text_match(f.ids_text, &toks), BAND_IDS)));
+        should.push(Box::new(Tier::constant(term_query(f.attr_text, &kw), BAND_ATTRS)));
+        should.push(Box::new(Tier::constant(text_match(f.brand_name, &toks), BAND_BRAND_NAME)));
+        should.push(Box::new(Tier::constant(text_match(f.tags, &toks), BAND_TAGS)));
     }
     if id_like(term) {
         should.push(Box::new(ConstScoreQuery::new(term_query(f.ids_raw, term), SCORE_ID_EXACT)));
@@ -215,7 +214,7 @@ fn one_spelling(f: &Fields, term: &str) -> Option<Box<dyn Query>> {
     let words: Option<Box<dyn Query>> = (!should.is_empty()).then(|| Box::new(BooleanQuery::union(should)) as Box<dyn Query>);
     // A substring counts only where no whole word matched (every band above it is
     // higher), so Latin words do not gain a band that Japanese ones cannot.
-    let substring = gram_query(term).map(|g| Box::new(Tier::new(text_match(f.grams, &g), BAND_SUBSTRING)) as Box<dyn Query>);
+    let substring = gram_query(term).map(|g| Box::new(Tier::constant(text_match(f.grams, &g), BAND_SUBSTRING)) as Box<dyn Query>);
     match (words, substring) {
         (Some(w), Some(s)) => Some(Box::new(DisjunctionMaxQuery::new(vec![w, s]))),
         (w, s) => w.or(s),

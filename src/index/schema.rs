@@ -8,7 +8,7 @@ use tantivy::schema::{
 };
 use tantivy::TantivyDocument;
 
-use super::analyzer::{normalize, GRAM_TOKENIZER_NAME, TOKENIZER_NAME};
+use super::analyzer::{keywords, normalize, GRAM_TOKENIZER_NAME, TOKENIZER_NAME};
 use super::labels;
 use crate::domain::brand::SkuState;
 use crate::domain::{BrandId, Id};
@@ -65,9 +65,10 @@ pub struct Fields {
     /// Trigrams of the Latin and digit text of name, brand name, tags and ids:
     /// substrings (`shirt` in `sweatshirt`), ranked under whole words.
     pub grams: Field,
-    /// The category, its ancestors and their display names ([`labels`]), analysed.
+    /// The category, its ancestors and their display names ([`labels`]), as keywords
+    /// ([`keywords`]: matched whole, one term lookup, as dense as these fields are).
     pub category_text: Field,
-    /// The colour and its names ([`labels`]) and the size, analysed.
+    /// The colour and its names ([`labels`]) and the size, as keywords.
     pub attr_text: Field,
     /// `brand/product_id`, or the uid for a SKU without a product: `group=product`.
     pub group: Field,
@@ -125,8 +126,8 @@ pub fn build() -> (Schema, Fields) {
         ids_text: b.add_text_field("ids_text", analysed(false)),
         ids_raw: b.add_text_field("ids_raw", STRING),
         grams: b.add_text_field("grams", analysed_by(GRAM_TOKENIZER_NAME, false)),
-        category_text: b.add_text_field("category_text", analysed(false)),
-        attr_text: b.add_text_field("attr_text", analysed(false)),
+        category_text: b.add_text_field("category_text", STRING),
+        attr_text: b.add_text_field("attr_text", STRING),
         group: b.add_text_field(names::GROUP, STRING | FAST),
         color: b.add_text_field(names::COLOR, STRING | FAST | STORED),
         size: b.add_text_field(names::SIZE, STRING | FAST | STORED),
@@ -188,21 +189,23 @@ pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuS
     }
     if let Some(v) = &c.color {
         d.add_text(f.color, v.as_str());
-        for w in labels::color_words(v) {
-            d.add_text(f.attr_text, w);
+        for k in labels::color_words(v).into_iter().flat_map(keywords) {
+            d.add_text(f.attr_text, k);
         }
     }
     if let Some(v) = &c.size {
         d.add_text(f.size, v.as_str());
-        d.add_text(f.attr_text, v.as_str());
+        for k in keywords(v) {
+            d.add_text(f.attr_text, k);
+        }
     }
     if let Some(cat) = &c.category {
         d.add_text(f.category, cat.as_str());
         for p in category_paths(cat) {
             d.add_text(f.category_path, p);
         }
-        for w in labels::category_words(cat) {
-            d.add_text(f.category_text, w);
+        for k in labels::category_words(cat).into_iter().flat_map(keywords) {
+            d.add_text(f.category_text, k);
         }
     }
     if let Some(p) = c.price {

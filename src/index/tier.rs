@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 
 /// `base + s / (s + 1)` for the score `s` of `inner`.
@@ -19,23 +19,31 @@ pub struct Tier {
     inner: Box<dyn Query>,
     base: Score,
     saturate: bool,
+    constant: bool,
 }
 
 impl Tier {
     /// `base + s / (s + 1)`.
     pub fn new(inner: Box<dyn Query>, base: Score) -> Tier {
-        Tier { inner, base, saturate: true }
+        Tier { inner, base, saturate: true, constant: false }
+    }
+
+    /// `base`, without scoring `inner` at all: a phrase then stops at its first
+    /// occurrence instead of counting them all (which reads every position), for fields
+    /// where BM25's order within the band is worth less than that cost.
+    pub fn constant(inner: Box<dyn Query>, base: Score) -> Tier {
+        Tier { inner, base, saturate: true, constant: true }
     }
 
     /// `base + s`.
     pub fn shift(inner: Box<dyn Query>, base: Score) -> Tier {
-        Tier { inner, base, saturate: false }
+        Tier { inner, base, saturate: false, constant: false }
     }
 }
 
 impl Clone for Tier {
     fn clone(&self) -> Self {
-        Tier { inner: self.inner.box_clone(), base: self.base, saturate: self.saturate }
+        Tier { inner: self.inner.box_clone(), base: self.base, saturate: self.saturate, constant: self.constant }
     }
 }
 
@@ -57,11 +65,19 @@ pub fn band(base: Score, saturate: bool, s: Score) -> Score {
 
 impl Query for Tier {
     fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        let inner = self.inner.weight(enable_scoring)?;
         if !enable_scoring.is_scoring_enabled() {
-            return Ok(inner);
+            return self.inner.weight(enable_scoring);
         }
-        Ok(Box::new(TierWeight { inner, base: self.base, saturate: self.saturate }))
+        if self.constant {
+            let disabled = match enable_scoring.searcher() {
+                Some(searcher) => EnableScoring::disabled_from_searcher(searcher),
+                None => EnableScoring::disabled_from_schema(enable_scoring.schema()),
+            };
+            let inner = self.inner.weight(disabled)?;
+            return Ok(Box::new(TierWeight { inner, base: self.base, saturate: self.saturate, constant: true }));
+        }
+        let inner = self.inner.weight(enable_scoring)?;
+        Ok(Box::new(TierWeight { inner, base: self.base, saturate: self.saturate, constant: false }))
     }
 
     fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
@@ -73,11 +89,18 @@ struct TierWeight {
     inner: Box<dyn Weight>,
     base: Score,
     saturate: bool,
+    constant: bool,
 }
 
 impl Weight for TierWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        Ok(Box::new(TierScorer { inner: self.inner.scorer(reader, 1.0)?, base: self.base * boost, saturate: self.saturate }))
+        let inner = self.inner.scorer(reader, 1.0)?;
+        // An empty scorer stays recognisable, so a boolean query drops it instead of
+        // visiting it for every document (most fields miss most terms).
+        if inner.is::<EmptyScorer>() {
+            return Ok(inner);
+        }
+        Ok(Box::new(TierScorer { inner, base: self.base * boost, saturate: self.saturate, constant: self.constant }))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -99,6 +122,7 @@ struct TierScorer {
     inner: Box<dyn Scorer>,
     base: Score,
     saturate: bool,
+    constant: bool,
 }
 
 impl DocSet for TierScorer {
@@ -125,6 +149,9 @@ impl DocSet for TierScorer {
 
 impl Scorer for TierScorer {
     fn score(&mut self) -> Score {
+        if self.constant {
+            return self.base;
+        }
         band(self.base, self.saturate, self.inner.score())
     }
 }

@@ -166,6 +166,19 @@ fn latin_and_digit_substrings_are_found_through_trigrams() {
     assert_eq!(gram_query("ab"), None, "two characters are found as words, not substrings");
     assert_eq!(gram_query("vネック"), None);
     assert_eq!(texts_of(gram_tokens("(shirt)")), vec!["shi", "hir", "irt"]);
+    let sparse: Vec<(String, usize)> = gram_query("sweatshirt").unwrap().into_iter().map(|t| (t.text, t.position)).collect();
+    assert_eq!(sparse, [("swe".to_string(), 0), ("ats".into(), 3), ("hir".into(), 6), ("irt".into(), 7)]);
+}
+
+#[test]
+fn labels_are_keywords_whole_and_by_word() {
+    assert_eq!(keywords("T-shirts"), ["t-shirts", "t", "shirt"]);
+    assert_eq!(keywords("マフラー・ストール"), ["マフラー・ストール", "マフラー", "ストール"]);
+    assert_eq!(keywords("tops/knitwear"), ["tops/knitwear", "top", "knitwear"]);
+    assert_eq!(keywords("23.5"), ["23.5"]);
+    assert_eq!(keyword("Sneakers"), "sneaker");
+    assert_eq!(keyword("ﾈｲﾋﾞｰ"), "ネイビー");
+    assert_eq!(keyword("にっと"), "ニット");
 }
 
 fn texts_of(toks: Vec<Tok>) -> Vec<String> {
