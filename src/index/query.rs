@@ -22,7 +22,7 @@
 //! substrings), and a category match adds to a name match (`ニット`: knits named
 //! `ニット…` above `ニット帽`). An exact SKU or product id adds [`SCORE_ID_EXACT`].
 //! Synonyms of a term count once: the best of them, a synonym's weighed by
-//! [`SYNONYM_WEIGHT`]. Filters narrow without scoring.
+//! [`SYNONYM_WEIGHT`]; a synonym matches whole words only, never as a substring. Filters narrow without scoring.
 
 use std::ops::Bound;
 
@@ -190,8 +190,9 @@ pub(crate) fn truncate(s: &str, chars: usize) -> &str {
 }
 
 /// What one spelling of a term matches, or `None` when it can match nothing (only
-/// punctuation, say).
-fn one_spelling(f: &Fields, term: &str) -> Option<Box<dyn Query>> {
+/// punctuation, say); `substrings`: also as a Latin or digit substring (the term as
+/// typed, not its synonyms: `tee` for `Tシャツ` must not find `steel`).
+fn one_spelling(f: &Fields, term: &str, substrings: bool) -> Option<Box<dyn Query>> {
     let toks = tokens(term, Mode::Query);
     let mut should: Vec<Box<dyn Query>> = Vec::new();
     if !toks.is_empty() {
@@ -214,7 +215,8 @@ fn one_spelling(f: &Fields, term: &str) -> Option<Box<dyn Query>> {
     let words: Option<Box<dyn Query>> = (!should.is_empty()).then(|| Box::new(BooleanQuery::union(should)) as Box<dyn Query>);
     // A substring counts only where no whole word matched (every band above it is
     // higher), so Latin words do not gain a band that Japanese ones cannot.
-    let substring = gram_query(term).map(|g| Box::new(Tier::constant(text_match(f.grams, &g), BAND_SUBSTRING)) as Box<dyn Query>);
+    let grams = if substrings { gram_query(term) } else { None };
+    let substring = grams.map(|g| Box::new(Tier::constant(text_match(f.grams, &g), BAND_SUBSTRING)) as Box<dyn Query>);
     match (words, substring) {
         (Some(w), Some(s)) => Some(Box::new(DisjunctionMaxQuery::new(vec![w, s]))),
         (w, s) => w.or(s),
@@ -224,9 +226,9 @@ fn one_spelling(f: &Fields, term: &str) -> Option<Box<dyn Query>> {
 /// What one term of `q` matches: itself or any of its synonyms, scored as the best.
 fn one_term(f: &Fields, term: &str, synonyms: &Synonyms) -> Option<Box<dyn Query>> {
     let term = truncate(term, TERM_CHARS_MAX);
-    let mut spellings: Vec<Box<dyn Query>> = one_spelling(f, term).into_iter().collect();
+    let mut spellings: Vec<Box<dyn Query>> = one_spelling(f, term, true).into_iter().collect();
     for other in synonyms.expand(term) {
-        if let Some(q) = one_spelling(f, truncate(other, TERM_CHARS_MAX)) {
+        if let Some(q) = one_spelling(f, truncate(other, TERM_CHARS_MAX), false) {
             spellings.push(Box::new(BoostQuery::new(q, SYNONYM_WEIGHT)));
         }
     }
