@@ -27,8 +27,8 @@
 use std::ops::Bound;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhraseQuery,
-    Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhraseQuery, Query, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
@@ -37,7 +37,7 @@ use super::analyzer::{gram_query, keyword, normalize, tokens, Mode};
 use super::collector::Order;
 use super::schema::{names, Fields, ANY_CHANNEL, FLAG_IN_STOCK};
 use super::synonyms::Synonyms;
-use super::tier::Tier;
+use super::tier::{AnyOf, Combine, Tier};
 use crate::domain::{BrandId, Id};
 
 /// Longest `q`, in characters (a pasted marketplace title fits).
@@ -212,13 +212,13 @@ fn one_spelling(f: &Fields, term: &str, substrings: bool) -> Option<Box<dyn Quer
             should.push(Box::new(ConstScoreQuery::new(prefix_query(f.ids_raw, term), SCORE_ID_PREFIX)));
         }
     }
-    let words: Option<Box<dyn Query>> = (!should.is_empty()).then(|| Box::new(BooleanQuery::union(should)) as Box<dyn Query>);
+    let words: Option<Box<dyn Query>> = (!should.is_empty()).then(|| Box::new(AnyOf::new(should, Combine::Sum)) as Box<dyn Query>);
     // A substring counts only where no whole word matched (every band above it is
     // higher), so Latin words do not gain a band that Japanese ones cannot.
     let grams = if substrings { gram_query(term) } else { None };
     let substring = grams.map(|g| Box::new(Tier::constant(text_match(f.grams, &g), BAND_SUBSTRING)) as Box<dyn Query>);
     match (words, substring) {
-        (Some(w), Some(s)) => Some(Box::new(DisjunctionMaxQuery::new(vec![w, s]))),
+        (Some(w), Some(s)) => Some(Box::new(AnyOf::new(vec![w, s], Combine::Max))),
         (w, s) => w.or(s),
     }
 }
@@ -235,7 +235,7 @@ fn one_term(f: &Fields, term: &str, synonyms: &Synonyms) -> Option<Box<dyn Query
     match spellings.len() {
         0 => None,
         1 => spellings.pop(),
-        _ => Some(Box::new(DisjunctionMaxQuery::new(spellings))),
+        _ => Some(Box::new(AnyOf::new(spellings, Combine::Max))),
     }
 }
 

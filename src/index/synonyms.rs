@@ -2,7 +2,9 @@
 //! other terms (each scored as that term would be; a SKU counts the best of them once).
 //!
 //! The shipped table is every colour's names from [`super::labels`] (`紺`, `ネイビー`,
-//! `navy` …) and [`SHIPPED`]; an operator adds groups with `--search-synonyms FILE`
+//! `navy` …). Garment words are left to the operator: a shipped `パーカー = hoodie`
+//! also found every `マウンテンパーカー` (Japanese matches substrings), and each group
+//! costs every query of its words. An operator adds groups with `--search-synonyms FILE`
 //! (`ZAIKO_SEARCH_SYNONYMS`). The file is UTF-8 text, one group per line, its terms
 //! separated by commas (`紺, ネイビー, navy`); blank lines and lines starting with `#`
 //! are ignored. A term is one word of a query (no whitespace) and is normalised as a
@@ -30,17 +32,6 @@ pub const SYNONYM_TERM_CHARS_MAX: usize = 64;
 /// Most other terms one query term expands to (the first ones, in file order).
 pub const SYNONYM_EXPANSIONS_MAX: usize = 16;
 
-/// Groups shipped besides the colours: garment words typed in several ways.
-pub const SHIPPED: &[&[&str]] = &[
-    &["パーカー", "フーディー", "hoodie"],
-    &["スニーカー", "sneaker"],
-    &["tシャツ", "tee"],
-    &["リュック", "リュックサック", "バックパック", "backpack"],
-    &["ジーンズ", "ジーパン", "jeans"],
-    &["靴下", "ソックス", "sock"],
-    &["スウェット", "トレーナー", "sweatshirt"],
-];
-
 /// Why a synonyms file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SynonymsError {
@@ -66,9 +57,6 @@ impl Synonyms {
             let mut group = vec![l.value, l.ja, l.en];
             group.extend(l.also);
             s.add(&group);
-        }
-        for group in SHIPPED {
-            s.add(group);
         }
         s
     }

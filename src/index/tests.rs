@@ -120,7 +120,7 @@ fn skus(r: &SearchResult) -> Vec<&str> {
 /// Query → the SKUs that must be the top hits, in order, and the total.
 const RELEVANCE: &[(&str, &[&str], u64)] = &[
     // The shortest name with the term ranks first; a tag match ranks last. The
-    // category (shoes/sneakers, スニーカー) and the synonym `sneaker` find S8.
+    // category (shoes/sneakers, スニーカー) finds S8.
     ("スニーカー", &["S13"], 5),
     ("ﾄｰﾄ", &["S2"], 1),
     ("ｔシャツ", &["S3", "S4"], 2),

@@ -11,8 +11,9 @@
 
 use std::fmt;
 
+use tantivy::fastfield::AliveBitSet;
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
+use tantivy::{DocId, DocSet, Score, SeekDangerResult, SegmentReader, Term, COLLECT_BLOCK_BUFFER_LEN, TERMINATED};
 
 /// `base + s / (s + 1)` for the score `s` of `inner`.
 pub struct Tier {
@@ -116,6 +117,16 @@ impl Weight for TierWeight {
     fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
         self.inner.count(reader)
     }
+
+    /// Delegated, so an intersection can still start a phrase near its candidate
+    /// without matching the phrase first.
+    fn scorer_danger(&self, reader: &SegmentReader, target: DocId, boost: Score) -> tantivy::Result<(SeekDangerResult, Box<dyn Scorer>)> {
+        let (found, inner) = self.inner.scorer_danger(reader, target, 1.0)?;
+        if inner.is::<EmptyScorer>() {
+            return Ok((found, inner));
+        }
+        Ok((found, Box::new(TierScorer { inner, base: self.base * boost, saturate: self.saturate, constant: self.constant })))
+    }
 }
 
 struct TierScorer {
@@ -145,6 +156,22 @@ impl DocSet for TierScorer {
     fn cost(&self) -> u64 {
         self.inner.cost()
     }
+
+    fn seek_danger(&mut self, target: DocId) -> SeekDangerResult {
+        self.inner.seek_danger(target)
+    }
+
+    fn fill_buffer(&mut self, buffer: &mut [DocId; COLLECT_BLOCK_BUFFER_LEN]) -> usize {
+        self.inner.fill_buffer(buffer)
+    }
+
+    fn count(&mut self, alive_bitset: &AliveBitSet) -> u32 {
+        self.inner.count(alive_bitset)
+    }
+
+    fn count_including_deleted(&mut self) -> u32 {
+        self.inner.count_including_deleted()
+    }
 }
 
 impl Scorer for TierScorer {
@@ -153,5 +180,161 @@ impl Scorer for TierScorer {
             return self.base;
         }
         band(self.base, self.saturate, self.inner.score())
+    }
+}
+
+/// How [`AnyOf`] combines the scores of the clauses a document matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    Sum,
+    Max,
+}
+
+/// A disjunction that moves its clauses by seeking them one by one. tantivy's union
+/// fills windows of documents by advancing every clause through them, which makes a
+/// phrase clause match its phrase on every document of the window; inside an
+/// intersection driven by a rarer term that is most of the work. A term's clauses are
+/// few (one per field), so seeking each is cheap.
+pub struct AnyOf {
+    clauses: Vec<Box<dyn Query>>,
+    combine: Combine,
+}
+
+impl AnyOf {
+    pub fn new(clauses: Vec<Box<dyn Query>>, combine: Combine) -> AnyOf {
+        AnyOf { clauses, combine }
+    }
+}
+
+impl Clone for AnyOf {
+    fn clone(&self) -> Self {
+        AnyOf { clauses: self.clauses.iter().map(|q| q.box_clone()).collect(), combine: self.combine }
+    }
+}
+
+impl fmt::Debug for AnyOf {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "AnyOf({:?}, {:?})", self.combine, self.clauses)
+    }
+}
+
+impl Query for AnyOf {
+    fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let weights = self.clauses.iter().map(|q| q.weight(enable_scoring)).collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(Box::new(AnyOfWeight { weights, combine: self.combine }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        for q in &self.clauses {
+            q.query_terms(visitor);
+        }
+    }
+}
+
+struct AnyOfWeight {
+    weights: Vec<Box<dyn Weight>>,
+    combine: Combine,
+}
+
+impl Weight for AnyOfWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let mut children = Vec::with_capacity(self.weights.len());
+        for w in &self.weights {
+            let s = w.scorer(reader, boost)?;
+            if !s.is::<EmptyScorer>() {
+                children.push(s);
+            }
+        }
+        match children.len() {
+            0 => Ok(Box::new(EmptyScorer)),
+            1 => Ok(children.pop().expect("one")),
+            _ => {
+                let doc = children.iter().map(|c| c.doc()).min().unwrap_or(TERMINATED);
+                Ok(Box::new(AnyOfScorer { children, doc, combine: self.combine }))
+            }
+        }
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut e = Explanation::new_with_string(format!("any of ({:?})", self.combine), 0.0);
+        let mut total: Score = 0.0;
+        for w in &self.weights {
+            if let Ok(x) = w.explain(reader, doc) {
+                total = match self.combine {
+                    Combine::Sum => total + x.value(),
+                    Combine::Max => total.max(x.value()),
+                };
+                e.add_detail(x);
+            }
+        }
+        let mut out = Explanation::new_with_string(format!("any of ({:?})", self.combine), total);
+        out.add_detail(e);
+        Ok(out)
+    }
+}
+
+struct AnyOfScorer {
+    children: Vec<Box<dyn Scorer>>,
+    doc: DocId,
+    combine: Combine,
+}
+
+impl AnyOfScorer {
+    fn settle(&mut self) -> DocId {
+        self.doc = self.children.iter().map(|c| c.doc()).min().unwrap_or(TERMINATED);
+        self.doc
+    }
+}
+
+impl DocSet for AnyOfScorer {
+    fn advance(&mut self) -> DocId {
+        let at = self.doc;
+        for c in &mut self.children {
+            if c.doc() == at {
+                c.advance();
+            }
+        }
+        self.settle()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.doc >= target {
+            return self.doc;
+        }
+        for c in &mut self.children {
+            if c.doc() < target {
+                c.seek(target);
+            }
+        }
+        self.settle()
+    }
+
+    fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.children.iter().map(|c| c.size_hint()).fold(0u32, u32::saturating_add)
+    }
+
+    fn cost(&self) -> u64 {
+        self.children.iter().map(|c| c.cost()).sum()
+    }
+}
+
+impl Scorer for AnyOfScorer {
+    fn score(&mut self) -> Score {
+        let at = self.doc;
+        let mut total: Score = 0.0;
+        for c in &mut self.children {
+            if c.doc() == at {
+                let s = c.score();
+                total = match self.combine {
+                    Combine::Sum => total + s,
+                    Combine::Max => total.max(s),
+                };
+            }
+        }
+        total
     }
 }
