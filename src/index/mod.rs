@@ -7,7 +7,8 @@
 //! * [`labels`] — the display names of colour and category values.
 //! * [`synonyms`] — query-time synonyms: the shipped table and the operator's file.
 //! * [`query`] — a checked SKU search request and the query it becomes.
-//! * `tier` — the score bands that order kinds of match.
+//! * `tier` — the score bands that order kinds of match, and `AnyOf`, a term's
+//!   disjunction over its fields.
 //! * [`collector`] — one pass for total, facets and a page after a cursor (any kind).
 //! * [`search`] — the SKU search handle, cursors, and the covered LSN all kinds share.
 //! * [`shipments`] — the shipment index: schema, query and search handle.
