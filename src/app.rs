@@ -701,7 +701,8 @@ fn start_indexer(
     let (covered_tx, covered_rx) = tokio::sync::watch::channel(committed);
     let wake = Arc::new(Wake::default());
     let coverage = Coverage::new(covered_rx.clone(), wake.clone());
-    let sku_index = Arc::new(SkuIndex::new(skus.reader.clone(), skus.fields, covered_rx, wake.clone()));
+    let sku_index =
+        Arc::new(SkuIndex::new(skus.reader.clone(), skus.fields, covered_rx, wake.clone()).with_synonyms(cfg.search_synonyms.clone()));
     let shipment_index = Arc::new(ShipmentIndex::new(shipments.reader.clone(), shipments.fields, coverage));
     let indexer = Indexer {
         skus,

@@ -223,6 +223,11 @@ pub struct ServeArgs {
     /// without `min_lsn` may be. A search with `min_lsn` triggers a commit at once.
     #[arg(long, env = "ZAIKO_INDEX_COMMIT_INTERVAL_MS", default_value_t = crate::index::indexer::COMMIT_INTERVAL_DEFAULT.as_millis() as u64)]
     pub index_commit_interval_ms: u64,
+    /// A file of search synonyms added to the shipped ones: one group per line, terms
+    /// separated by commas, `#` comments (docs/api-v1.md, "Search"). A bad file stops
+    /// the start with the line that is wrong.
+    #[arg(long, env = "ZAIKO_SEARCH_SYNONYMS")]
+    pub search_synonyms: Option<PathBuf>,
     /// Test hook: run on a clock that only moves through `POST /v1/admin/clock`,
     /// starting at this RFC 3339 time.
     #[arg(long, env = "ZAIKO_MANUAL_CLOCK", hide = true)]
@@ -336,6 +341,8 @@ pub struct ServeConfig {
     pub snapshot_every: Option<Duration>,
     pub snapshots_keep: usize,
     pub index_commit_interval: Duration,
+    /// The shipped search synonyms and those of `--search-synonyms`.
+    pub search_synonyms: std::sync::Arc<crate::index::synonyms::Synonyms>,
     /// Cluster mode (`--cluster`); `None` for the single node.
     pub cluster: Option<crate::cluster::config::ClusterConfig>,
 }
@@ -436,6 +443,10 @@ impl ServeArgs {
         if !(10..=60_000).contains(&self.index_commit_interval_ms) {
             return Err(format!("--index-commit-interval-ms must be 10..=60000, got {}", self.index_commit_interval_ms));
         }
+        let search_synonyms = match &self.search_synonyms {
+            Some(path) => crate::index::synonyms::Synonyms::load(path).map_err(|e| e.to_string())?,
+            None => crate::index::synonyms::Synonyms::shipped(),
+        };
         let cluster = self.cluster.resolve()?;
         if cluster.is_some() {
             if admin_token.is_none() {
@@ -476,6 +487,7 @@ impl ServeArgs {
             snapshot_every: (self.snapshot_every_minutes > 0).then(|| Duration::from_secs(self.snapshot_every_minutes * 60)),
             snapshots_keep: self.snapshots_keep,
             index_commit_interval: Duration::from_millis(self.index_commit_interval_ms),
+            search_synonyms: std::sync::Arc::new(search_synonyms),
             cluster,
         })
     }

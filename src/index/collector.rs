@@ -20,6 +20,8 @@ use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use super::schema::names;
 
+pub mod group;
+
 /// Most values returned per facet (the most frequent first).
 pub const FACET_VALUES_MAX: usize = 50;
 

@@ -1,9 +1,14 @@
 //! The search indexes (tantivy): what is on disk under `<data-dir>/index/`, how it is
 //! opened, checked and rebuilt, and how it follows the journal.
 //!
-//! * [`analyzer`] — normalisation and tokenisation (Japanese bigrams, Latin words).
+//! * [`analyzer`] — normalisation (width, case, kana) and tokenisation (Japanese
+//!   bigrams, Latin words and their parts, Latin and digit trigrams).
 //! * [`schema`] — the fields and the document of one SKU.
+//! * [`labels`] — the display names of colour and category values.
+//! * [`synonyms`] — query-time synonyms: the shipped table and the operator's file.
 //! * [`query`] — a checked SKU search request and the query it becomes.
+//! * `tier` — the score bands that order kinds of match, and `AnyOf`, a term's
+//!   disjunction over its fields.
 //! * [`collector`] — one pass for total, facets and a page after a cursor (any kind).
 //! * [`search`] — the SKU search handle, cursors, and the covered LSN all kinds share.
 //! * [`shipments`] — the shipment index: schema, query and search handle.
@@ -33,12 +38,15 @@
 pub mod analyzer;
 pub mod collector;
 pub mod indexer;
+pub mod labels;
 pub mod query;
 pub mod schema;
 pub mod search;
 pub mod shipments;
+pub mod synonyms;
 #[cfg(test)]
 mod tests;
+mod tier;
 mod wake;
 
 use std::path::{Path, PathBuf};
@@ -120,6 +128,7 @@ pub struct Opened<F = Fields> {
 
 fn register_tokenizer(index: &Index) {
     index.tokenizers().register(analyzer::TOKENIZER_NAME, TextAnalyzer::from(analyzer::JaTokenizer));
+    index.tokenizers().register(analyzer::GRAM_TOKENIZER_NAME, TextAnalyzer::from(analyzer::GramTokenizer));
 }
 
 /// Opens the SKU index in `dir`, or creates an empty one (see [`open_or_create_kind`]).
@@ -205,6 +214,17 @@ pub fn bulk_build<F>(
     let mut prepared = writer.prepare_commit()?;
     prepared.set_payload(&Payload { format: opened.format, lsn }.encode());
     prepared.commit()?;
+    // On a large catalog each thread's buffer fills more than once, and every segment
+    // costs each search a lookup per term: merge down to one segment per thread (the
+    // merge keeps the commit's payload).
+    let ids = opened.index.searchable_segment_ids()?;
+    let threads = threads.max(1);
+    if ids.len() > threads {
+        let merges: Vec<_> = ids.chunks(ids.len().div_ceil(threads)).filter(|c| c.len() > 1).map(|c| writer.merge(c)).collect();
+        for m in merges {
+            m.wait()?;
+        }
+    }
     writer.wait_merging_threads()?;
     progress(n);
     Ok(n)

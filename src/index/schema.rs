@@ -8,14 +8,17 @@ use tantivy::schema::{
 };
 use tantivy::TantivyDocument;
 
-use super::analyzer::{normalize, TOKENIZER_NAME};
+use super::analyzer::{keywords, normalize, GRAM_TOKENIZER_NAME, TOKENIZER_NAME};
+use super::labels;
 use crate::domain::brand::SkuState;
 use crate::domain::{BrandId, Id};
 
 /// Version of the schema and the analysis; stored in every commit payload.
 /// 2: `incoming` and per-channel availability.
 /// 3: [`ANY_CHANNEL`] marks the SKUs of a brand with channels.
-pub const INDEX_FORMAT: u32 = 3;
+/// 4: kana folds, decimals, word parts and glued affixes, `grams`, `category_text`,
+///    `attr_text` (issue 22), `group`.
+pub const INDEX_FORMAT: u32 = 4;
 
 /// The [`Fields::chan_conf`] term of every SKU whose brand has configured channels
 /// (`=` is not allowed in ids): a channel such a brand has not configured sells
@@ -35,6 +38,7 @@ pub mod names {
     pub const PRICE: &str = "price";
     pub const AVAILABLE: &str = "available";
     pub const UPDATED: &str = "updated";
+    pub const GROUP: &str = "group";
 }
 
 /// Separates a channel id from its availability in [`Fields::chan_avail`]: `=` is not
@@ -58,6 +62,16 @@ pub struct Fields {
     pub ids_text: Field,
     /// SKU and product id, normalised but whole: exact and prefix matches.
     pub ids_raw: Field,
+    /// Trigrams of the Latin and digit text of name, brand name, tags and ids:
+    /// substrings (`shirt` in `sweatshirt`), ranked under whole words.
+    pub grams: Field,
+    /// The category, its ancestors and their display names ([`labels`]), as keywords
+    /// ([`keywords`]: matched whole, one term lookup, as dense as these fields are).
+    pub category_text: Field,
+    /// The colour and its names ([`labels`]) and the size, as keywords.
+    pub attr_text: Field,
+    /// `brand/product_id`, or the uid for a SKU without a product: `group=product`.
+    pub group: Field,
     pub color: Field,
     pub size: Field,
     /// The category as given: facet and stored.
@@ -84,7 +98,11 @@ pub struct Fields {
 }
 
 fn analysed(stored: bool) -> TextOptions {
-    let indexing = TextFieldIndexing::default().set_tokenizer(TOKENIZER_NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    analysed_by(TOKENIZER_NAME, stored)
+}
+
+fn analysed_by(tokenizer: &str, stored: bool) -> TextOptions {
+    let indexing = TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(IndexRecordOption::WithFreqsAndPositions);
     let opts = TextOptions::default().set_indexing_options(indexing);
     if stored {
         opts.set_stored()
@@ -107,6 +125,10 @@ pub fn build() -> (Schema, Fields) {
         tags: b.add_text_field("tags", analysed(false)),
         ids_text: b.add_text_field("ids_text", analysed(false)),
         ids_raw: b.add_text_field("ids_raw", STRING),
+        grams: b.add_text_field("grams", analysed_by(GRAM_TOKENIZER_NAME, false)),
+        category_text: b.add_text_field("category_text", STRING),
+        attr_text: b.add_text_field("attr_text", STRING),
+        group: b.add_text_field(names::GROUP, STRING | FAST),
         color: b.add_text_field(names::COLOR, STRING | FAST | STORED),
         size: b.add_text_field(names::SIZE, STRING | FAST | STORED),
         category: b.add_text_field(names::CATEGORY, STRING | FAST | STORED),
@@ -143,30 +165,47 @@ fn category_paths(category: &str) -> impl Iterator<Item = &str> {
 pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuState, channels: &[(Id, i64)]) -> TantivyDocument {
     let c = &s.catalog;
     let mut d = TantivyDocument::new();
-    d.add_text(f.uid, uid(brand, sku));
+    let uid = uid(brand, sku);
+    d.add_text(f.group, c.product_id.as_ref().map_or_else(|| uid.clone(), |p| format!("{brand}/{p}")));
+    d.add_text(f.uid, uid);
     d.add_text(f.brand, brand.as_str());
     d.add_text(f.sku, sku.as_str());
     d.add_text(f.brand_name, brand_name);
     d.add_text(f.name, c.name.as_str());
     d.add_text(f.ids_text, sku.as_str());
     d.add_text(f.ids_raw, normalize(sku.as_str()));
+    for text in [brand_name, c.name.as_str(), sku.as_str()] {
+        d.add_text(f.grams, text);
+    }
     if let Some(p) = &c.product_id {
         d.add_text(f.product_id, p.as_str());
         d.add_text(f.ids_text, p.as_str());
         d.add_text(f.ids_raw, normalize(p));
+        d.add_text(f.grams, p.as_str());
     }
     for t in &c.tags {
         d.add_text(f.tags, t.as_str());
+        d.add_text(f.grams, t.as_str());
     }
-    for (field, v) in [(f.color, &c.color), (f.size, &c.size)] {
-        if let Some(v) = v {
-            d.add_text(field, v.as_str());
+    if let Some(v) = &c.color {
+        d.add_text(f.color, v.as_str());
+        for k in labels::color_words(v).into_iter().flat_map(keywords) {
+            d.add_text(f.attr_text, k);
+        }
+    }
+    if let Some(v) = &c.size {
+        d.add_text(f.size, v.as_str());
+        for k in keywords(v) {
+            d.add_text(f.attr_text, k);
         }
     }
     if let Some(cat) = &c.category {
         d.add_text(f.category, cat.as_str());
         for p in category_paths(cat) {
             d.add_text(f.category_path, p);
+        }
+        for k in labels::category_words(cat).into_iter().flat_map(keywords) {
+            d.add_text(f.category_text, k);
         }
     }
     if let Some(p) = c.price {

@@ -12,10 +12,12 @@ use tantivy::schema::Value;
 use tantivy::{IndexReader, Searcher, TantivyDocument};
 use tokio::sync::watch;
 
+use super::collector::group::{GroupCollector, GroupFound};
 use super::collector::{After, Candidate, Found, SearchCollector};
 use super::query::{self, SearchRequest, Sort};
 use super::schema::Fields;
 use super::schema::{names, stored_channel_available};
+use super::synonyms::Synonyms;
 use super::wake::Wake;
 use super::IndexError;
 use crate::domain::Id;
@@ -48,6 +50,18 @@ pub struct Hit {
     /// The relevance score; `null` when the request did not sort by relevance of a text
     /// query (nothing was scored).
     pub score: Option<f32>,
+    /// With `group=product`: the product's matching variants (this hit is the best).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Variants>,
+}
+
+/// The matching variants of a grouped hit's product.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Variants {
+    /// How many of the product's SKUs matched.
+    pub total: u64,
+    /// The first of them in result order (at most 10), the hit's own SKU first.
+    pub skus: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -66,6 +80,8 @@ pub struct Facets {
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SearchResult {
+    /// Matching SKUs; with `group=product`, matching products (a SKU without a
+    /// product counts as one).
     pub total: u64,
     pub hits: Vec<Hit>,
     pub facets: Facets,
@@ -104,6 +120,7 @@ fn fingerprint(r: &SearchRequest) -> String {
         r.in_stock.to_string(),
         format!("{:?}/{:?}", r.price_min, r.price_max),
         r.sort.name().to_string(),
+        r.group_by_product.to_string(),
     ];
     fingerprint_of(parts)
 }
@@ -199,6 +216,13 @@ pub fn facet_values(values: Vec<(String, u64)>) -> Vec<FacetValue> {
     values.into_iter().map(|(value, count)| FacetValue { value, count }).collect()
 }
 
+/// The facets of a SKU search from the collector's counts, in [`FACET_FIELDS`] order.
+fn facets_of(counts: Vec<Vec<(String, u64)>>) -> Facets {
+    let mut facets = counts.into_iter().map(facet_values);
+    let mut next = || facets.next().unwrap_or_default();
+    Facets { brand: next(), category: next(), color: next(), size: next() }
+}
+
 /// The facets of a SKU search, in the order of [`Facets`] fields.
 pub const FACET_FIELDS: [&str; 4] = [names::BRAND, names::CATEGORY, names::COLOR, names::SIZE];
 
@@ -207,11 +231,17 @@ pub struct SkuIndex {
     reader: IndexReader,
     fields: Fields,
     coverage: Coverage,
+    synonyms: Arc<Synonyms>,
 }
 
 impl SkuIndex {
     pub fn new(reader: IndexReader, fields: Fields, covered: watch::Receiver<Lsn>, wake: Arc<Wake>) -> SkuIndex {
-        SkuIndex { reader, fields, coverage: Coverage::new(covered, wake) }
+        SkuIndex { reader, fields, coverage: Coverage::new(covered, wake), synonyms: Arc::new(Synonyms::shipped()) }
+    }
+
+    /// The same handle with these synonyms instead of the shipped ones.
+    pub fn with_synonyms(self, synonyms: Arc<Synonyms>) -> SkuIndex {
+        SkuIndex { synonyms, ..self }
     }
 
     /// What the index covers, and waiting for more (`min_lsn`).
@@ -222,17 +252,43 @@ impl SkuIndex {
     /// Runs a search. Blocking (it reads the index): call it off the async executors.
     pub fn search(&self, r: &SearchRequest) -> Result<SearchResult, IndexError> {
         let searcher = self.reader.searcher();
-        let query = query::build(&self.fields, r);
+        let query = query::build(&self.fields, r, &self.synonyms);
         let limit = r.limit.clamp(1, LIMIT_MAX);
         let scoring = r.sort == Sort::Relevance && !query::terms(&r.q).is_empty();
         let collector = SearchCollector { order: r.sort.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring };
+        if r.group_by_product {
+            return self.search_grouped(&searcher, &*query, collector, r);
+        }
         let Found { total, facets, top } = searcher.search(&*query, &collector)?;
         let (top, next_cursor) = page(top, limit, |last| encode_cursor(r, last));
         let hits = top.iter().map(|c| self.hit(&searcher, c, scoring, r.channel.as_ref())).collect::<Result<_, _>>()?;
-        let mut facets = facets.into_iter().map(facet_values);
-        let mut next = || facets.next().unwrap_or_default();
-        let facets = Facets { brand: next(), category: next(), color: next(), size: next() };
-        Ok(SearchResult { total, hits, facets, next_cursor })
+        Ok(SearchResult { total, hits, facets: facets_of(facets), next_cursor })
+    }
+
+    /// One hit per product: its best variant's hit with the matching variants.
+    fn search_grouped(
+        &self,
+        searcher: &Searcher,
+        query: &dyn tantivy::query::Query,
+        collector: SearchCollector,
+        r: &SearchRequest,
+    ) -> Result<SearchResult, IndexError> {
+        let (limit, scoring) = (collector.limit - 1, collector.scoring);
+        let GroupFound { total, facets, mut top } = searcher.search(query, &GroupCollector(collector))?;
+        let next_cursor = if top.len() > limit {
+            top.truncate(limit);
+            top.last().map(|g| encode_cursor(r, &After { primary: g.best.primary, uid: g.best.uid.clone() }))
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(top.len());
+        for g in &top {
+            let mut hit = self.hit(searcher, &g.best, scoring, r.channel.as_ref())?;
+            let skus = g.variants.iter().map(|u| u.split_once('/').map_or(u.as_str(), |(_, s)| s).to_string()).collect();
+            hit.variants = Some(Variants { total: g.matched, skus });
+            hits.push(hit);
+        }
+        Ok(SearchResult { total, hits, facets: facets_of(facets), next_cursor })
     }
 
     fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool, channel: Option<&Id>) -> Result<Hit, IndexError> {
@@ -262,6 +318,7 @@ impl SkuIndex {
                 }
             }),
             score: scored.then_some(c.score),
+            variants: None,
         })
     }
 }

@@ -32,6 +32,9 @@ pub enum Access {
     /// Search: any valid token; a brand token only for its own brand (`brand=` of another
     /// brand is 403).
     Search,
+    /// Any valid token, whatever its brand or role (`GET /v1/search/labels`: the same
+    /// names for everyone).
+    AnyToken,
 }
 
 /// A request body.
@@ -197,6 +200,7 @@ pub const ROUTES: &[Route] = &[
     // brand that is not its own
     rq("GET", "/v1/search/skus", "brand={brand}", Search, Body::None),
     rq("GET", "/v1/search/shipments", "brand={brand}", Search, Body::None),
+    r("GET", "/v1/search/labels", AnyToken, Body::None),
 ];
 
 /// The callers of the walk.
@@ -220,6 +224,7 @@ pub fn expected_status(access: Access, who: Who) -> u16 {
     match (access, who) {
         (Public(s), _) => s,
         (_, Who::Revoked | Who::Unknown | Who::Nobody) => 401,
+        (AnyToken, _) => 200,
         (GlobalRead | BrandRead | Search, Who::Viewer) => 200,
         (_, Who::Viewer | Who::OtherBrand) => 403,
     }
@@ -542,7 +547,7 @@ fn the_route_table_requests_are_accepted_from_the_right_caller_and_change_the_st
         let token = match route.access {
             Public(_) => None,
             Admin | GlobalRead => Some(ADMIN),
-            BrandRead | BrandWrite | Search => Some(f.a.as_str()),
+            BrandRead | BrandWrite | Search | AnyToken => Some(f.a.as_str()),
         };
         let r = f.call(&s, route, token);
         // 404 (e.g. a webhook deleted by an earlier row), 409 (deleting a SKU that holds
@@ -639,7 +644,9 @@ fn expected_statuses_follow_the_contract() {
     assert_eq!(expected_status(BrandRead, Who::Viewer), 200);
     assert_eq!(expected_status(BrandWrite, Who::Viewer), 403);
     assert_eq!(expected_status(Search, Who::OtherBrand), 403);
-    for access in [Admin, GlobalRead, BrandRead, BrandWrite, Search] {
+    assert_eq!(expected_status(AnyToken, Who::OtherBrand), 200);
+    assert_eq!(expected_status(AnyToken, Who::Viewer), 200);
+    for access in [Admin, GlobalRead, BrandRead, BrandWrite, Search, AnyToken] {
         for who in [Who::Revoked, Who::Unknown, Who::Nobody] {
             assert_eq!(expected_status(access, who), 401);
         }

@@ -27,6 +27,7 @@ mod ops;
 mod records;
 mod returns;
 mod search;
+mod search_finds;
 mod search_shipments;
 mod sku_history;
 mod snapshots;

@@ -110,6 +110,7 @@ pub fn document() -> serde_json::Value {
         super::imports::cancel,
         super::search::search_skus,
         super::search::search_shipments,
+        super::search::search_labels,
     ),
     components(schemas(
         super::schemas::Problem,
@@ -330,7 +331,7 @@ mod tests {
             let item = doc["paths"].get(path).unwrap_or_else(|| panic!("{path} is not in /openapi.json"));
             assert!(item.get(method).is_some(), "{} {path} is not in /openapi.json", method.to_uppercase());
         }
-        assert_eq!(routes, 61, "the route count changed: check this test still scans every routes file");
+        assert_eq!(routes, 62, "the route count changed: check this test still scans every routes file");
     }
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {

@@ -22,7 +22,7 @@ use crate::domain::stock::QUANTITY_MAX;
 use crate::domain::text::TEXT_CHARS_MAX;
 use crate::feed::render::FEED_TYPES;
 use crate::feed::{PAGE_LIMIT_MAX, WAIT_SECONDS_MAX};
-use crate::index::query::{Sort, QUERY_CHARS_MAX};
+use crate::index::query::{Sort, QUERY_CHARS_MAX, QUERY_TERMS_MAX, TERM_CHARS_MAX};
 use crate::index::search::{CURSOR_BYTES_MAX, LIMIT_MAX};
 use crate::index::shipments::query::ShipmentSort;
 
@@ -300,7 +300,10 @@ fn parameters(doc: &mut Value) {
     let sku_sorts: Vec<&str> = Sort::ALL.iter().map(|s| s.name()).collect();
     let shipment_sorts: Vec<&str> = ShipmentSort::ALL.iter().map(|s| s.name()).collect();
     for (path, sorts) in [("/v1/search/skus", sku_sorts), ("/v1/search/shipments", shipment_sorts)] {
-        query(doc, "get", path, "q", merged(json!({ "type": "string" }), text(0, QUERY_CHARS_MAX)));
+        // The word limit is counted after normalisation, which no JSON Schema keyword
+        // can say; it is stated as an extension.
+        let q = json!({ "type": "string", "x-zaiko-words-max": QUERY_TERMS_MAX, "x-zaiko-word-chars-max": TERM_CHARS_MAX });
+        query(doc, "get", path, "q", merged(q, text(0, QUERY_CHARS_MAX)));
         query(doc, "get", path, "brand", reference("BrandId"));
         query(doc, "get", path, "sort", json!({ "type": "string", "enum": sorts }));
         query(doc, "get", path, "limit", json!({ "type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 20 }));
@@ -311,6 +314,7 @@ fn parameters(doc: &mut Value) {
     for name in ["category", "color", "size"] {
         query(doc, "get", skus, name, filter.clone());
     }
+    query(doc, "get", skus, "group", json!({ "type": "string", "enum": ["product"] }));
     query(doc, "get", skus, "location", reference("Id"));
     query(doc, "get", skus, "channel", reference("Id"));
     query(doc, "get", skus, "in_stock", json!({ "type": "boolean", "default": false }));

@@ -42,6 +42,7 @@ use crate::index::{IndexError, SearchRequest, Sort};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/search/skus", web::get().to(search_skus));
     cfg.route("/v1/search/shipments", web::get().to(search_shipments));
+    cfg.route("/v1/search/labels", web::get().to(search_labels));
 }
 
 /// How long a search waits for the index to cover `min_lsn` before `not_ready`.
@@ -68,6 +69,7 @@ const SKU_PARAMS: &[&str] = &[
     "min_lsn",
     "price_min",
     "price_max",
+    "group",
 ];
 const SHIPMENT_PARAMS: &[&str] = &["q", "brand", "status", "created_from", "created_to", "sort", "limit", "cursor", "min_lsn"];
 /// Parameters that may be repeated; their values are joined with commas.
@@ -136,7 +138,7 @@ fn check_q(q: &str) -> Result<(), Problem> {
     }
     let terms = terms(q);
     if terms.len() > QUERY_TERMS_MAX {
-        return Err(bad("q", format!("at most {QUERY_TERMS_MAX} words")));
+        return Err(bad("q", format!("at most {QUERY_TERMS_MAX} words; shorten the text")));
     }
     if terms.iter().any(|t| t.chars().count() > TERM_CHARS_MAX) {
         return Err(bad("q", format!("each word at most {TERM_CHARS_MAX} characters")));
@@ -189,6 +191,11 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
         sort,
         limit: int(p, "limit", 1, LIMIT_MAX)?.unwrap_or(LIMIT_DEFAULT),
         after: None,
+        group_by_product: match p.get("group").map(String::as_str) {
+            None => false,
+            Some("product") => true,
+            Some(_) => return Err(bad("group", "must be product (or left out for one hit per sku)")),
+        },
     };
     if let Some(c) = p.get("cursor") {
         r.after = Some(decode_cursor(&r, c).map_err(|e| bad("cursor", e.to_string()))?);
@@ -202,8 +209,10 @@ fn to_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<(SearchRe
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 struct CommonParams {
-    /// Words, all of which must match (Japanese substrings of 2+ characters match):
-    /// at most 500 characters and 16 words of at most 128 characters each.
+    /// Words (Japanese substrings of 2+ characters and Latin or digit substrings of 3+
+    /// match): at most 512 characters and 64 words of at most 128 characters each. SKU
+    /// search: up to 4 words all must match; more (a pasted title), at least a quarter
+    /// of them, ranked by how many match.
     q: Option<String>,
     /// Limit to a brand (a brand token is always limited to its own).
     #[param(value_type = Option<BrandId>)]
@@ -228,6 +237,7 @@ struct CommonParams {
     ("in_stock" = Option<bool>, Query, description = "`true`: available > 0 (at `location`, or to `channel`)."),
     ("price_min" = Option<i64>, Query, description = "Lowest price, yen (at most `price_max`)."),
     ("price_max" = Option<i64>, Query, description = "Highest price, yen."),
+    ("group" = Option<String>, Query, description = "`product`: one hit per product (a SKU without a product is its own), its best variant with `variants`; `total` and cursors count products."),
 ), responses(
     (status = 200, description = "Hits, total, facets, next cursor; `X-Zaiko-Index-Lsn` says what the index covers.", body = crate::index::SearchResult),
     (status = 422, description = "`unknown_channel`: a search of one brand by a channel it has not configured, while it has others.", body = super::schemas::Problem, content_type = "application/problem+json"),
@@ -239,6 +249,15 @@ async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Calle
     check_channel(&state, &request).await?;
     let skus = local.skus.clone();
     respond(local.skus.coverage(), min_lsn, move || skus.search(&request)).await
+}
+
+/// The display names of colour and category values (`crate::index::labels`): what
+/// the UI shows for a stored value, and what `q` also matches.
+#[utoipa::path(get, path = "/v1/search/labels", operation_id = "search_labels", tag = "search", responses(
+    (status = 200, description = "Colour and category values with their Japanese and English names.", body = crate::index::labels::Labels),
+))]
+async fn search_labels(_caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(crate::index::labels::all())
 }
 
 /// A search of one brand by a channel the brand has not configured, while it has

@@ -96,6 +96,95 @@ fn separators_and_marks_alone_make_no_tokens() {
     assert!(tokens("", Mode::Query).is_empty());
 }
 
+fn gram_finds(doc: &str, query: &str) -> bool {
+    gram_query(query).is_some_and(|q| phrase_matches(&gram_tokens(doc), &q))
+}
+
+#[test]
+fn hiragana_folds_to_katakana_on_both_sides() {
+    assert_eq!(normalize("にっと"), "ニット");
+    assert_eq!(normalize("ゆったり"), "ユッタリ");
+    assert_eq!(normalize("ゔぁ"), "ヴァ");
+    assert!(finds("ユッタリ ニット", "ゆったり"));
+    assert!(finds("くつした 3足組", "クツシタ"));
+}
+
+#[test]
+fn dashes_after_katakana_are_long_vowels_unless_a_word_follows() {
+    for typed in ["ブ-ツ", "ブ－ツ", "ブ―ツ", "ブ‐ツ", "ブ−ツ"] {
+        assert_eq!(normalize(typed), "ブーツ", "{typed}");
+        assert!(finds(typed, "ブーツ"), "{typed}");
+        assert!(finds("ブーツ", typed), "{typed}");
+    }
+    assert_eq!(normalize("パーカー-M"), "パーカー-m");
+    assert_eq!(normalize("MA-1"), "ma-1");
+}
+
+#[test]
+fn decimals_stay_whole_and_units_split_off() {
+    assert_eq!(texts("23.5cm", Mode::Index), vec!["23.5cm", "23.5", "cm"]);
+    assert_eq!(texts("23.5cm", Mode::Query), vec!["23.5cm"]);
+    assert!(finds("ブーツ 23.5cm", "23.5"));
+    assert!(finds("ブーツ 23.5cm", "cm"));
+    assert!(finds("ブーツ 23.5cm", "23.5cm"));
+    assert!(!finds("ブーツ 23.5cm", "23"), "a decimal is one number");
+    assert_eq!(texts("v2.0.", Mode::Query), vec!["v2.0"]);
+}
+
+#[test]
+fn runs_glued_to_kana_split_at_the_script_boundary() {
+    let t = texts("2WAYVネック", Mode::Index);
+    for want in ["2wayv", "2", "wayv", "v", "yv"] {
+        assert!(t.contains(&want.to_string()), "{want} not in {t:?}");
+    }
+    assert!(finds("2WAYVネック セーター", "vネック"));
+    assert!(finds("2WAYVネック セーター", "2WAYVネック"));
+    assert!(finds("Vネック", "vネック"));
+    assert!(finds("ネックV2", "ネックv"), "a prefix after a CJK run");
+    assert!(!finds("2WAYVネック", "wネック"));
+}
+
+#[test]
+fn plurals_and_singulars_meet() {
+    for (a, b) in
+        [("hoodies", "hoodie"), ("hoodie", "hoody"), ("dresses", "dress"), ("watches", "watch"), ("shoes", "shoe"), ("ties", "tie")]
+    {
+        assert_eq!(texts(a, Mode::Index), texts(b, Mode::Query), "{a} / {b}");
+    }
+}
+
+#[test]
+fn latin_and_digit_substrings_are_found_through_trigrams() {
+    assert!(gram_finds("Heavyweight Sweatshirt", "shirt"));
+    assert!(gram_finds("KAZEMACHI", "kaze"));
+    assert!(gram_finds("2WAYMA-1ジャケット", "ma-1"));
+    assert!(gram_finds("AY-02241-NV-M", "224"));
+    assert!(gram_finds("AY-00713-BK-M", "713-BK"));
+    assert!(gram_finds("ブーツ 23.5cm", "23.5"));
+    assert!(!gram_finds("Sweat Shirt", "atsh"), "no substring spans a space");
+    assert!(!gram_finds("AY-00713-BK-M", "713-bkm"));
+    assert_eq!(gram_query("ab"), None, "two characters are found as words, not substrings");
+    assert_eq!(gram_query("vネック"), None);
+    assert_eq!(texts_of(gram_tokens("(shirt)")), vec!["shi", "hir", "irt"]);
+    let sparse: Vec<(String, usize)> = gram_query("sweatshirt").unwrap().into_iter().map(|t| (t.text, t.position)).collect();
+    assert_eq!(sparse, [("swe".to_string(), 0), ("ats".into(), 3), ("hir".into(), 6), ("irt".into(), 7)]);
+}
+
+#[test]
+fn labels_are_keywords_whole_and_by_word() {
+    assert_eq!(keywords("T-shirts"), ["t-shirts", "t", "shirt"]);
+    assert_eq!(keywords("マフラー・ストール"), ["マフラー・ストール", "マフラー", "ストール"]);
+    assert_eq!(keywords("tops/knitwear"), ["tops/knitwear", "top", "knitwear"]);
+    assert_eq!(keywords("23.5"), ["23.5"]);
+    assert_eq!(keyword("Sneakers"), "sneaker");
+    assert_eq!(keyword("ﾈｲﾋﾞｰ"), "ネイビー");
+    assert_eq!(keyword("にっと"), "ニット");
+}
+
+fn texts_of(toks: Vec<Tok>) -> Vec<String> {
+    toks.into_iter().map(|t| t.text).collect()
+}
+
 /// Names drawn from what the catalog holds, already normalised.
 fn name_strategy() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
@@ -158,7 +247,16 @@ proptest! {
     }
 
     #[test]
+    fn every_latin_substring_of_three_is_found(word in "[a-z0-9]{3,20}", start in 0usize..18, len in 3usize..20) {
+        let start = start.min(word.len() - 3);
+        let end = (start + len).min(word.len());
+        prop_assert!(gram_finds(&word, &word[start..end]), "{} in {word}", &word[start..end]);
+    }
+
+    #[test]
     fn any_unicode_gives_sane_tokens(text in any::<String>()) {
+        let grams = gram_tokens(&text);
+        prop_assert!(grams.windows(2).all(|w| w[0].position < w[1].position));
         for mode in [Mode::Index, Mode::Query] {
             let toks = tokens(&text, mode);
             prop_assert!(toks.windows(2).all(|w| w[0].position <= w[1].position));

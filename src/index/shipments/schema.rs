@@ -17,7 +17,8 @@ use crate::domain::BrandId;
 use crate::index::analyzer::{normalize, TOKENIZER_NAME};
 
 /// Version of the shipment schema and its analysis; stored in every commit payload.
-pub const SHIPMENT_INDEX_FORMAT: u32 = 1;
+/// 2: the analyzer folds kana and keeps decimals whole (issue 22).
+pub const SHIPMENT_INDEX_FORMAT: u32 = 2;
 
 /// Fast-field names the collector reads by name.
 pub mod names {
