@@ -231,3 +231,9 @@ pub fn idem_key(req: &HttpRequest, key: Option<String>, body: &[u8]) -> Option<I
     h.update(canonical.as_deref().unwrap_or(body));
     Some(IdemKey { key, fingerprint: h.finalize().into() })
 }
+
+/// The brand and object id of a `/v1/brands/{brand}/<kind>/{id}...` path, the caller
+/// allowed `access` to the brand.
+pub fn brand_and_id(caller: &Caller, path: &(String, String), access: Access) -> Result<(BrandId, Id), Problem> {
+    Ok((caller.brand(&path.0, access)?, id("id", &path.1)?))
+}

@@ -177,6 +177,20 @@ fn mailbox_full() -> Problem {
     Problem::overloaded("the server is at capacity; nothing was changed; retry after the Retry-After delay")
 }
 
+/// A bodiless action on one of a brand's objects (`POST .../{id}/close` and the like):
+/// the caller must be allowed to write the brand; an `Idempotency-Key` is honoured.
+pub async fn ask_brand_action(
+    req: &actix_web::HttpRequest,
+    state: &AppState,
+    caller: &extract::Caller,
+    path: &(String, String),
+    cmd: impl FnOnce(crate::domain::Id) -> BrandCmd,
+) -> Result<HttpResponse, Problem> {
+    let (brand, id) = extract::brand_and_id(caller, path, extract::Access::Write)?;
+    let idem = extract::idem_key(req, extract::idempotency_key(req)?, b"");
+    ask_brand(state, brand, cmd(id), idem).await
+}
+
 /// Sends a command to the brand's shard and answers with what it decided, once durable.
 pub async fn ask_brand(state: &AppState, brand: BrandId, cmd: BrandCmd, idem: Option<IdemKey>) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;

@@ -11,9 +11,9 @@ use crate::domain::returns::{Disposition, ReceiptLine, ReturnCmd};
 use crate::domain::stock::QUANTITY_MAX;
 use crate::domain::text::check_text;
 use crate::domain::{FieldError, Id};
-use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::extract::{brand_and_id, check_line_set, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, AppState};
+use crate::http::{ask_brand, ask_brand_action, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/returns", web::post().to(create))
@@ -47,10 +47,6 @@ struct ReturnInput {
     lines: Vec<QtyLine>,
 }
 
-fn path_ids(caller: &Caller, path: &(String, String), access: Access) -> Result<(crate::domain::BrandId, Id), Problem> {
-    Ok((caller.brand(&path.0, access)?, id("id", &path.1)?))
-}
-
 #[utoipa::path(post, path = "/v1/brands/{brand}/returns", operation_id = "create_return", tag = "returns", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = ReturnInput, responses(
     (status = 201, description = "The return, `requested`.", body = crate::domain::view::ReturnView),
     (status = 200, description = "The same id and body again.", body = crate::domain::view::ReturnView),
@@ -79,7 +75,7 @@ async fn create(
 
 #[utoipa::path(get, path = "/v1/brands/{brand}/returns/{id}", operation_id = "get_return", tag = "returns", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The return id.")), responses((status = 200, description = "The return, with each line's dispositions and what is still expected.", body = crate::domain::view::ReturnView)))]
 async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Read)?;
+    let (brand, id) = brand_and_id(&caller, &path, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetReturn { id }, None).await
 }
 
@@ -93,9 +89,7 @@ async fn in_transit(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::ReturnInTransit { id }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::ReturnInTransit { id }).await
 }
 
 /// A line of a receipt: `quantity` units of `sku` inspected into `disposition`.
@@ -164,7 +158,7 @@ async fn receive(
     path: web::Path<(String, String)>,
     body: JsonBody<ReceiptInput>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
+    let (brand, id) = brand_and_id(&caller, &path, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let lines = check_receipt(body.value.lines)?;
     ask_brand(&state, brand, BrandCmd::ReceiveReturn { id, lines }, idem).await
@@ -180,9 +174,7 @@ async fn close(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::CloseReturn { id }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::CloseReturn { id }).await
 }
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/returns/{id}/cancel", operation_id = "cancel_return", tag = "returns", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The return id.")), responses(
@@ -195,7 +187,5 @@ async fn cancel(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::CancelReturn { id }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::CancelReturn { id }).await
 }

@@ -8,9 +8,9 @@ use crate::actors::shard::BrandCmd;
 use crate::domain::fulfilment::LINES_MAX;
 use crate::domain::transfer::TransferCmd;
 use crate::domain::Id;
-use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::extract::{brand_and_id, check_line_set, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, AppState};
+use crate::http::{ask_brand, ask_brand_action, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/transfers", web::post().to(create))
@@ -53,10 +53,6 @@ struct TransferInput {
     lines: Vec<QtyLine>,
 }
 
-fn path_ids(caller: &Caller, path: &(String, String), access: Access) -> Result<(crate::domain::BrandId, Id), Problem> {
-    Ok((caller.brand(&path.0, access)?, id("id", &path.1)?))
-}
-
 #[utoipa::path(post, path = "/v1/brands/{brand}/transfers", operation_id = "create_transfer", tag = "transfers", params(("brand" = crate::domain::BrandId, Path, description = "The brand id.")), request_body = TransferInput, responses(
     (status = 201, description = "The transfer, a `draft`: nothing has moved yet.", body = crate::domain::view::TransferView),
     (status = 200, description = "The same id and body again.", body = crate::domain::view::TransferView),
@@ -83,7 +79,7 @@ async fn create(
 
 #[utoipa::path(get, path = "/v1/brands/{brand}/transfers/{id}", operation_id = "get_transfer", tag = "transfers", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The transfer id.")), responses((status = 200, description = "The transfer, with what each line sent, received, wrote off and still has in transit.", body = crate::domain::view::TransferView)))]
 async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Read)?;
+    let (brand, id) = brand_and_id(&caller, &path, Access::Read)?;
     ask_brand(&state, brand, BrandCmd::GetTransfer { id }, None).await
 }
 
@@ -97,9 +93,7 @@ async fn ship(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::ShipTransfer { id }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::ShipTransfer { id }).await
 }
 
 /// The body of `POST .../transfers/{id}/receipts`.
@@ -123,7 +117,7 @@ async fn receive(
     path: web::Path<(String, String)>,
     body: JsonBody<ReceiptInput>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
+    let (brand, id) = brand_and_id(&caller, &path, Access::Write)?;
     let idem = idem_key(&req, idempotency_key(&req)?, &body.bytes);
     let lines = check_qty_lines(body.value.lines)?;
     ask_brand(&state, brand, BrandCmd::ReceiveTransfer { id, lines }, idem).await
@@ -139,9 +133,7 @@ async fn close(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::CloseTransfer { id }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::CloseTransfer { id }).await
 }
 
 #[utoipa::path(post, path = "/v1/brands/{brand}/transfers/{id}/cancel", operation_id = "cancel_transfer", tag = "transfers", params(("brand" = crate::domain::BrandId, Path, description = "The brand id."), ("id" = crate::domain::Id, Path, description = "The transfer id.")), responses(
@@ -154,7 +146,5 @@ async fn cancel(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (brand, id) = path_ids(&caller, &path, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::CancelTransfer { id }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::CancelTransfer { id }).await
 }
