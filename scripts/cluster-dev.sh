@@ -68,6 +68,15 @@ EOF
         if ZAIKO_ADMIN_TOKEN=$admin "$bin" cluster status --url http://127.0.0.1:18081 > /dev/null 2>&1; then break; fi
         sleep 0.1
     done
+    # Then the nodes hand partitions to where they belong (planned handovers, each a
+    # brief 503): wait until every partition is owned by its preferred node.
+    for _ in $(seq 1 600); do
+        if curl -sf -H "authorization: Bearer $admin" http://127.0.0.1:18081/v1/admin/cluster | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+sys.exit(0 if all(p["owner"] and p["owner"]["node"] == p.get("preferred") for p in v["partitions"]) else 1)'; then break; fi
+        sleep 0.1
+    done
     echo "cluster up: http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083"
     echo "admin token: $admin   (logs and data in $dir)"
     echo "try: curl -s -H 'authorization: Bearer $admin' http://127.0.0.1:18081/v1/admin/cluster"
