@@ -237,3 +237,14 @@ pub fn idem_key(req: &HttpRequest, key: Option<String>, body: &[u8]) -> Option<I
 pub fn brand_and_id(caller: &Caller, path: &(String, String), access: Access) -> Result<(BrandId, Id), Problem> {
     Ok((caller.brand(&path.0, access)?, id("id", &path.1)?))
 }
+
+/// The `lines` of a request that moves quantities of SKUs (inbounds, transfers and
+/// their receipts): 1..=`LINES_MAX` lines, positive quantities, each SKU once.
+pub fn qty_lines(lines: Vec<(Id, i64)>) -> Result<Vec<(Id, i64)>, Problem> {
+    let mut errors = Vec::new();
+    check_line_set("lines", lines.iter().map(|(sku, q)| (sku, *q)), crate::domain::fulfilment::LINES_MAX, &mut errors);
+    if !errors.is_empty() {
+        return Err(Problem::invalid_fields(errors));
+    }
+    Ok(lines)
+}

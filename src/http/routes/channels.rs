@@ -5,11 +5,10 @@ use serde::Deserialize;
 
 use crate::actors::shard::BrandCmd;
 use crate::domain::channel::{check_channel_name, ChannelCmd, InboundCmd};
-use crate::domain::fulfilment::LINES_MAX;
 use crate::domain::{Id, Timestamp};
-use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::extract::{id, idem_key, idempotency_key, qty_lines, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, AppState};
+use crate::http::{ask_brand, ask_brand_action, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/channels", web::get().to(list_channels))
@@ -71,12 +70,7 @@ struct QtyLine {
 
 /// 1..=100 lines, positive quantities, each SKU once.
 fn check_qty_lines(lines: Vec<QtyLine>) -> Result<Vec<(Id, i64)>, Problem> {
-    let mut errors = Vec::new();
-    check_line_set("lines", lines.iter().map(|l| (&l.sku, l.quantity)), LINES_MAX, &mut errors);
-    if !errors.is_empty() {
-        return Err(Problem::invalid_fields(errors));
-    }
-    Ok(lines.into_iter().map(|l| (l.sku, l.quantity)).collect())
+    qty_lines(lines.into_iter().map(|l| (l.sku, l.quantity)).collect())
 }
 
 /// The body of `POST .../inbounds`.
@@ -159,7 +153,5 @@ async fn close(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = caller.brand(&path.0, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::CloseInbound { id: id("id", &path.1)? }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::CloseInbound { id }).await
 }

@@ -12,7 +12,7 @@ use crate::domain::text::check_text;
 use crate::domain::{FieldError, Id};
 use crate::http::extract::{check_line_set, id, idem_key, idempotency_key, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
-use crate::http::{ask_brand, AppState};
+use crate::http::{ask_brand, ask_brand_action, AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/brands/{brand}/reservations", web::post().to(reserve))
@@ -104,9 +104,7 @@ async fn release(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let brand = caller.brand(&path.0, Access::Write)?;
-    let idem = idem_key(&req, idempotency_key(&req)?, b"");
-    ask_brand(&state, brand, BrandCmd::Release { id: id("id", &path.1)? }, idem).await
+    ask_brand_action(&req, &state, &caller, &path, |id| BrandCmd::Release { id }).await
 }
 
 /// Where a shipment goes (personal data: never in the feed, webhooks, logs or search).

@@ -5,10 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::actors::shard::BrandCmd;
-use crate::domain::fulfilment::LINES_MAX;
 use crate::domain::transfer::TransferCmd;
 use crate::domain::Id;
-use crate::http::extract::{brand_and_id, check_line_set, idem_key, idempotency_key, Access, Caller, JsonBody};
+use crate::http::extract::{brand_and_id, idem_key, idempotency_key, qty_lines, Access, Caller, JsonBody};
 use crate::http::problem::Problem;
 use crate::http::{ask_brand, ask_brand_action, AppState};
 
@@ -32,12 +31,7 @@ struct QtyLine {
 
 /// 1..=100 lines, positive quantities, each SKU once.
 fn check_qty_lines(lines: Vec<QtyLine>) -> Result<Vec<(Id, i64)>, Problem> {
-    let mut errors = Vec::new();
-    check_line_set("lines", lines.iter().map(|l| (&l.sku, l.quantity)), LINES_MAX, &mut errors);
-    if !errors.is_empty() {
-        return Err(Problem::invalid_fields(errors));
-    }
-    Ok(lines.into_iter().map(|l| (l.sku, l.quantity)).collect())
+    qty_lines(lines.into_iter().map(|l| (l.sku, l.quantity)).collect())
 }
 
 /// The body of `POST .../transfers`.
