@@ -656,6 +656,7 @@ async fn start_cluster_services(
             .context("cannot start the cluster runtime")?,
     ));
     let host = Arc::new(crate::actors::host::ActorHost::new(router.clone()));
+    let resumes = host.resumes.clone();
     let node_cfg = NodeConfig {
         node_id: cluster.node_id.clone(),
         advertise: cluster.advertise.clone(),
@@ -678,7 +679,15 @@ async fn start_cluster_services(
         .await
         .context("the cluster runtime stopped")??;
     tracing::info!(node = %cluster.node_id, partitions, urls = %cluster.engine.urls, "cluster node started");
-    let integrations = crate::integration::start_cluster(&cfg.data_dir, &cfg.integration, &node, runtime.handle().clone(), clock.clone())?;
+    let integrations = crate::integration::start_cluster(
+        &cfg.data_dir,
+        &cfg.integration,
+        &node,
+        runtime.handle().clone(),
+        clock.clone(),
+        router.clone(),
+        resumes,
+    )?;
     let services = Services { router, clock, local: None, cluster: Some(node.clone()), cluster_integrations: Some(integrations) };
     if app.services.set(services).is_err() {
         anyhow::bail!("services were set twice");

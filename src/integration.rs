@@ -130,31 +130,61 @@ pub fn subscriptions(brands: &HashMap<BrandId, BrandState>) -> Vec<(BrandId, Web
     brands.values().flat_map(|b| b.webhooks.values().map(|w| (b.id.clone(), w.clone()))).collect()
 }
 
-/// Cluster mode's handles: the feed of every partition, and the delivery of the
-/// webhooks of the partitions this node owns.
+/// Cluster mode's handles: the feed of every partition, the delivery of the webhooks
+/// of the partitions this node owns, and the imports of their brands.
 #[derive(Clone)]
 pub struct ClusterIntegrations {
     pub feed: Feed,
     pub webhooks: Webhooks,
+    pub imports: Imports,
+    pub uploads: crate::cluster::imports::Uploads,
 }
 
 /// Cluster mode: starts building the change feed of every partition from the cluster's
-/// journal (`feed::cluster`), reading on `runtime`, and webhook delivery for the brands
-/// whose partition this node owns (`cluster::webhooks`). Must run inside an actix
-/// `System`.
+/// journal (`feed::cluster`), reading on `runtime`, webhook delivery for the brands
+/// whose partition this node owns (`cluster::webhooks`), and the import runner for
+/// their jobs, which `resumes` hands it as partitions are taken over
+/// (`cluster::imports`). Must run inside an actix `System`.
 pub fn start_cluster(
     data_dir: &Path,
     cfg: &IntegrationConfig,
     node: &crate::cluster::node::Node,
     runtime: tokio::runtime::Handle,
     clock: SharedClock,
+    router: Router,
+    resumes: crate::cluster::imports::Resumes,
 ) -> anyhow::Result<ClusterIntegrations> {
+    use crate::cluster::imports::{Resumer, Uploads};
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
-    let feed = Feed::start_cluster(feed_cfg, node.engine.journal.clone(), runtime, clock).context("cannot start the change feed")?;
+    let feed =
+        Feed::start_cluster(feed_cfg, node.engine.journal.clone(), runtime.clone(), clock).context("cannot start the change feed")?;
     let handover = crate::cluster::webhooks::KvHandover { node: node.clone(), kv: node.engine.webhooks.clone() };
     let webhooks = Webhooks::start(webhook_config(data_dir, cfg), feed.clone(), Some(std::sync::Arc::new(handover)))
         .context("cannot start webhook delivery")?;
-    Ok(ClusterIntegrations { feed, webhooks })
+    let (imports, jobs) = Imports::new(import_config(data_dir, cfg)).context("cannot create the imports directory")?;
+    let uploads = Uploads::new(node.engine.imports.clone());
+    let on_ended: imports::OnEnded = {
+        let (uploads, runtime) = (uploads.clone(), runtime.clone());
+        std::sync::Arc::new(move |brand: &BrandId, file: &str| {
+            let (uploads, brand, file) = (uploads.clone(), brand.clone(), file.to_string());
+            runtime.spawn(async move { uploads.delete(&brand, &file).await });
+        })
+    };
+    // No partition is served yet: files left by an earlier run go, and each job comes
+    // back with its partition.
+    imports.start_runner(jobs, router, Vec::new(), Some(on_ended)).context("cannot start the import runner")?;
+    Resumer { resumes, uploads: uploads.clone(), imports: imports.clone(), runtime }.start().context("cannot start the import resumer")?;
+    Ok(ClusterIntegrations { feed, webhooks, imports, uploads })
+}
+
+fn import_config(data_dir: &Path, cfg: &IntegrationConfig) -> ImportConfig {
+    ImportConfig {
+        dir: data_dir.join("imports"),
+        rows_per_second: cfg.import_rows_per_second,
+        chunk_rows: cfg.import_chunk_rows,
+        chunk_bytes: imports::CHUNK_BYTES_MAX,
+        chunks_in_flight: cfg.import_chunks_in_flight,
+    }
 }
 
 fn webhook_config(data_dir: &Path, cfg: &IntegrationConfig) -> WebhookConfig {
@@ -180,18 +210,11 @@ pub fn start(
     pending: Vec<(BrandId, ImportSpec)>,
     subscriptions: Vec<(BrandId, Webhook)>,
 ) -> anyhow::Result<Integrations> {
-    let import_cfg = ImportConfig {
-        dir: data_dir.join("imports"),
-        rows_per_second: cfg.import_rows_per_second,
-        chunk_rows: cfg.import_chunk_rows,
-        chunk_bytes: imports::CHUNK_BYTES_MAX,
-        chunks_in_flight: cfg.import_chunks_in_flight,
-    };
-    let (imports, jobs) = Imports::new(import_cfg).context("cannot create the imports directory")?;
+    let (imports, jobs) = Imports::new(import_config(data_dir, cfg)).context("cannot create the imports directory")?;
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
     let feed =
         Feed::start(feed_cfg, journal.clone(), clock, imports.job_sender(), &subscriptions).context("cannot start the change feed")?;
     let webhooks = Webhooks::start(webhook_config(data_dir, cfg), feed.clone(), None).context("cannot start webhook delivery")?;
-    imports.start_runner(jobs, router, pending).context("cannot start the import runner")?;
+    imports.start_runner(jobs, router, pending, None).context("cannot start the import runner")?;
     Ok(Integrations { feed, webhooks, imports })
 }

@@ -22,22 +22,30 @@ pub struct ActorHost {
     /// yet: one slot, so however fast the follower reads, the actor's mailbox holds at
     /// most one wake-up and the newest registry is never dropped.
     pub followed: Arc<parking_lot::Mutex<Option<Registry>>>,
+    /// Unfinished import jobs of the partitions installed here, for the import resumer.
+    pub resumes: crate::cluster::imports::Resumes,
 }
 
 impl ActorHost {
     pub fn new(router: Router) -> ActorHost {
-        ActorHost { router, followed: Arc::default() }
+        ActorHost { router, followed: Arc::default(), resumes: Default::default() }
     }
 }
 
 impl Host for ActorHost {
     fn install(&self, partition: PartitionId, state: State, log: ReplicatedJournal) -> BoxFuture<'static, ()> {
-        let router = self.router.clone();
+        let (router, resumes) = (self.router.clone(), self.resumes.clone());
         let log: LogRef = Arc::new(log);
         Box::pin(async move {
             let sent = match partition {
                 PartitionId::Brand(p) => {
-                    router.shard_of_partition(p).send(InstallPartition { partition: p, brands: state.brands, log }).await
+                    let jobs = crate::integration::pending_imports(&state.brands);
+                    let sent = router.shard_of_partition(p).send(InstallPartition { partition: p, brands: state.brands, log }).await;
+                    if sent.is_ok() {
+                        // Once the partition serves: the runner's first command must find it.
+                        resumes.push(jobs);
+                    }
+                    sent
                 }
                 PartitionId::Registry => router.registry.send(InstallRegistry { registry: state.registry, log }).await,
             };

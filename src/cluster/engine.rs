@@ -8,10 +8,16 @@
 //! * `ZAIKO_LEASES` (KV) — one key per partition (`lease.rs`).
 //! * `ZAIKO_CLUSTER` (KV) — `config`: the partition count, fixed at creation; and a
 //!   heartbeat key per node, `node.<id>`, for placement.
+//! * `ZAIKO_WEBHOOKS` (KV) — webhook delivery positions (`cluster::webhooks`).
+//! * `ZAIKO_IMPORTS` (object store) — import uploads, `<brand>/<job file>`, so that the
+//!   owner of a brand's partition reads them whichever node received them
+//!   (`cluster::imports`).
+//! * `ZAIKO_SNAPSHOTS` (object store) — partition snapshots, `<partition>/<stream seq>`
+//!   (`cluster::snapshots`).
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use serde::{Deserialize, Serialize};
 
 /// The journal stream's name.
@@ -20,6 +26,14 @@ pub const LEASES_BUCKET: &str = "ZAIKO_LEASES";
 pub const CLUSTER_BUCKET: &str = "ZAIKO_CLUSTER";
 /// Webhook delivery positions handed from one owner to the next (`cluster::webhooks`).
 pub const WEBHOOKS_BUCKET: &str = "ZAIKO_WEBHOOKS";
+/// Import uploads (`cluster::imports`).
+pub const IMPORTS_BUCKET: &str = "ZAIKO_IMPORTS";
+/// Partition snapshots (`cluster::snapshots`).
+pub const SNAPSHOTS_BUCKET: &str = "ZAIKO_SNAPSHOTS";
+/// An upload left in the object store by a job that was never queued (its node died
+/// between storing it and queuing the job) goes after this long; a job must finish
+/// within it.
+pub const IMPORT_UPLOAD_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long the server remembers a message id, so that a publish retried after a
 /// lost ack is stored once.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -99,6 +113,8 @@ pub struct Engine {
     pub leases: kv::Store,
     pub cluster: kv::Store,
     pub webhooks: kv::Store,
+    pub imports: object_store::ObjectStore,
+    pub snapshots: object_store::ObjectStore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +173,24 @@ impl Engine {
         let leases = retry("lease bucket", || create_bucket(&js, bucket(LEASES_BUCKET))).await?;
         let cluster = retry("cluster bucket", || create_bucket(&js, bucket(CLUSTER_BUCKET))).await?;
         let webhooks = retry("webhook bucket", || create_bucket(&js, bucket(WEBHOOKS_BUCKET))).await?;
-        Ok(Engine { client, js, journal, leases, cluster, webhooks })
+        let uploads = object_store::Config {
+            bucket: IMPORTS_BUCKET.to_string(),
+            description: Some("zaiko import uploads".to_string()),
+            max_age: IMPORT_UPLOAD_MAX_AGE,
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        };
+        let imports = retry("import bucket", || create_object_store(&js, uploads.clone())).await?;
+        let snapshots = object_store::Config {
+            bucket: SNAPSHOTS_BUCKET.to_string(),
+            description: Some("zaiko partition snapshots".to_string()),
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        };
+        let snapshots = retry("snapshot bucket", || create_object_store(&js, snapshots.clone())).await?;
+        Ok(Engine { client, js, journal, leases, cluster, webhooks, imports, snapshots })
     }
 
     /// Records the cluster's shape on first start; on later starts, refuses another.
@@ -218,6 +251,16 @@ async fn create_bucket(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::S
             Ok(store) => Ok(store),
             // Another node created it between our two calls.
             Err(e) => js.get_key_value(cfg.bucket.clone()).await.map_err(|_| e.to_string()),
+        },
+    }
+}
+
+async fn create_object_store(js: &jetstream::Context, cfg: object_store::Config) -> Result<object_store::ObjectStore, String> {
+    match js.get_object_store(&cfg.bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => match js.create_object_store(cfg.clone()).await {
+            Ok(store) => Ok(store),
+            Err(e) => js.get_object_store(&cfg.bucket).await.map_err(|_| e.to_string()),
         },
     }
 }

@@ -5,6 +5,7 @@
 //!   partitions and the brand → partition hash.
 //! * [`entry`] — a partition journal entry (one message: a group-commit batch or a
 //!   takeover marker) and the replay rule that fences old owners off.
+//! * [`imports`] — import uploads in the object store, and jobs resumed by a new owner.
 //! * [`follower`] — hot standbys: a partition's journal followed and its state kept applied.
 //! * [`lease`] — partition leases in a KV bucket: epochs, renewal, deadlines.
 //! * [`node`] — the node controller: heartbeats, the view of leases and live nodes, and
@@ -20,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod entry;
 pub mod follower;
+pub mod imports;
 pub mod lease;
 pub mod node;
 pub mod placement;

@@ -7,9 +7,10 @@
 //! The change feed is answered by whichever node is asked (every node builds every
 //! partition's feed); a SKU's history (read from that feed, after the SKU is read) and
 //! a brand's webhooks, their deliveries included, by the owner of its partition (which
-//! delivers them). Routes of the single node's other journal-followers (search, imports,
-//! snapshots) answer 501 `not_in_cluster_mode` until cluster mode's second part brings
-//! them.
+//! delivers them). An import upload is stored by the node that receives it and queued
+//! through the owner (`cluster::imports`). Routes of the single node's other
+//! journal-followers (search, snapshots) answer 501 `not_in_cluster_mode` until cluster
+//! mode's second part brings them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -63,7 +64,9 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
         ["v1", "brands", _, "tokens"] if write => Target::Partition(PartitionId::Registry, None),
         // Every node builds every partition's feed (`feed::cluster`).
         ["v1", "brands", _, "events"] => Target::Any,
-        ["v1", "brands", _, "imports", ..] => Target::Unsupported,
+        // An upload is stored by the node that receives it (`cluster::imports`); the
+        // job's other routes are the owner's, like every brand command.
+        ["v1", "brands", _, "imports"] if write => Target::Any,
         ["v1", "brands", brand, ..] => match BrandId::parse(brand) {
             Ok(b) => Target::Partition(node.partition_of(b.as_str()), Some(b)),
             // The handler answers 400 for a bad id.
@@ -96,7 +99,7 @@ pub async fn route(
         Route::Forward(owner) => {
             let (http_req, payload) = req.into_parts();
             let res = match read_body(&http_req, payload).await {
-                Ok(body) => forward(&http_req, body, &node, &owner, partition).await,
+                Ok(body) => forward(&http_req, body, &node, &owner, partition, &[]).await,
                 Err(p) => p.error_response(),
             };
             Ok(ServiceResponse::new(http_req, res))
@@ -121,7 +124,7 @@ fn tag(headers: &mut header::HeaderMap, node: &Node, partition: PartitionId) {
 pub fn not_in_cluster_mode() -> Problem {
     Problem::new(
         ErrorCode::NotInClusterMode,
-        "this route is not available in cluster mode yet (search, imports and snapshots come with cluster \
+        "this route is not available in cluster mode yet (search and snapshots come with cluster \
          mode's second part); use a single-node server for it",
     )
 }
@@ -166,13 +169,21 @@ const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 5] = [
 /// Sends the request to the partition's owner and hands its answer back. A failure to
 /// reach the owner is 503 (the change may or may not have been made there: the
 /// client retries with the same `Idempotency-Key`).
-pub async fn forward(req: &HttpRequest, body: web::Bytes, node: &Node, owner: &Owner, partition: PartitionId) -> HttpResponse {
+/// `extra` headers are added to those carried over.
+pub async fn forward(
+    req: &HttpRequest,
+    body: web::Bytes,
+    node: &Node,
+    owner: &Owner,
+    partition: PartitionId,
+    extra: &[(&'static str, String)],
+) -> HttpResponse {
     if FORWARDS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel) >= FORWARDS_IN_FLIGHT_MAX {
         FORWARDS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
         metrics::counter!("zaiko_cluster_forwards_total", "partition" => partition.to_string(), "outcome" => "refused").increment(1);
         return Problem::overloaded("this node forwards too many requests at once; retry shortly").error_response();
     }
-    let res = send(req, body, node, owner).await;
+    let res = send(req, body, node, owner, extra).await;
     FORWARDS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     match res {
         Ok(res) => {
@@ -195,7 +206,13 @@ pub async fn forward(req: &HttpRequest, body: web::Bytes, node: &Node, owner: &O
     }
 }
 
-async fn send(req: &HttpRequest, body: web::Bytes, node: &Node, owner: &Owner) -> Result<HttpResponse, String> {
+async fn send(
+    req: &HttpRequest,
+    body: web::Bytes,
+    node: &Node,
+    owner: &Owner,
+    extra: &[(&'static str, String)],
+) -> Result<HttpResponse, String> {
     let path = req.uri().path_and_query().map_or(req.path(), |p| p.as_str());
     let url = format!("{}{path}", owner.advertise);
     let mut out = CLIENT.with(|c| c.request(req.method().clone(), &url));
@@ -203,6 +220,9 @@ async fn send(req: &HttpRequest, body: web::Bytes, node: &Node, owner: &Owner) -
         if let Some(v) = req.headers().get(name) {
             out = out.insert_header((name.clone(), v.clone()));
         }
+    }
+    for (name, value) in extra {
+        out = out.insert_header((*name, value.as_str()));
     }
     out = out.insert_header((FORWARDED_BY, node.cfg.node_id.as_str())).insert_header((header::ACCEPT_ENCODING, "identity"));
     let mut res = out.send_body(body).await.map_err(|e| e.to_string())?;

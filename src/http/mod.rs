@@ -144,13 +144,22 @@ impl Services {
         }
     }
 
+    /// Import jobs: the single node's, or in cluster mode this node's (the runner of the
+    /// jobs of the partitions it owns, and the uploads it receives).
+    pub fn imports(&self) -> Result<&crate::imports::Imports, Problem> {
+        match &self.cluster_integrations {
+            Some(c) => Ok(&c.imports),
+            None => Ok(&self.local()?.integrations.imports),
+        }
+    }
+
     /// The single node's services, or 501 in cluster mode.
     pub fn local(&self) -> Result<&Local, Problem> {
         self.local.as_ref().ok_or_else(|| {
             Problem::new(
                 crate::domain::ErrorCode::NotInClusterMode,
-                "this route is not available in cluster mode yet (search, imports and snapshots come with \
-                 cluster mode's second part); use a single-node server for it",
+                "this route is not available in cluster mode yet (search and snapshots come with cluster \
+                 mode's second part); use a single-node server for it",
             )
         })
     }

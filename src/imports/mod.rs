@@ -17,6 +17,7 @@ pub mod client;
 pub mod parse;
 pub mod reader;
 mod runner;
+pub use runner::OnEnded;
 pub mod upload;
 
 use std::collections::HashSet;
@@ -108,7 +109,13 @@ impl Imports {
     /// Removes files of no unfinished job (a crash during an upload, or before a
     /// finished job's file was removed), queues the unfinished jobs, and starts the
     /// runner thread.
-    pub fn start_runner(&self, rx: Receiver<(BrandId, Id)>, router: Router, pending: Vec<(BrandId, ImportSpec)>) -> std::io::Result<()> {
+    pub fn start_runner(
+        &self,
+        rx: Receiver<(BrandId, Id)>,
+        router: Router,
+        pending: Vec<(BrandId, ImportSpec)>,
+        on_ended: Option<OnEnded>,
+    ) -> std::io::Result<()> {
         let keep: HashSet<String> = pending.iter().map(|(_, s)| file_name(&s.id, s.format)).collect();
         for entry in std::fs::read_dir(&self.cfg.dir)? {
             let entry = entry?;
@@ -122,7 +129,13 @@ impl Imports {
             tracing::info!(brand = %brand, job = %spec.id, "resuming an unfinished import");
             let _ = self.jobs.send((brand, spec.id));
         }
-        runner::start(runner::Runner { cfg: self.cfg.clone(), router }, rx)
+        runner::start(runner::Runner { cfg: self.cfg.clone(), router, on_ended }, rx)
+    }
+
+    /// Gives a job to the runner (once, however often it is named; a job that has
+    /// ended is dropped when the runner reads it).
+    pub fn queue(&self, brand: BrandId, id: Id) {
+        let _ = self.jobs.send((brand, id));
     }
 
     /// A slot for one streaming upload, or `None` when [`UPLOADS_MAX`] are running.

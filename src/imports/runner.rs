@@ -27,6 +27,10 @@
 //! (`domain::import`). After any error, a split, a turn, and a restart, the runner reads
 //! the job's recorded position and goes on from there. A cancelled job's chunks are
 //! answered with the job instead of being applied: the runner then sees it ended.
+//!
+//! Cluster mode: a command refused because the brand's partition is no longer served
+//! here (`partition_unavailable`) drops the job from this node — the partition's new
+//! owner resumes it from the recorded position (`cluster::imports`).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -74,6 +78,9 @@ enum Stop {
     /// A chunk was answered with the job instead of being applied (the job ended, e.g.
     /// cancelled): read the job again.
     Recheck,
+    /// The brand's partition is served by another node now (cluster mode): that node
+    /// runs the job.
+    Moved,
 }
 
 /// How a pass over a job ended without an error.
@@ -268,9 +275,14 @@ impl Shared {
     }
 }
 
+/// Told the brand and file name of every job that ended here (cluster mode deletes the
+/// job's stored upload).
+pub type OnEnded = Arc<dyn Fn(&BrandId, &str) + Send + Sync>;
+
 pub(super) struct Runner {
     pub cfg: Arc<ImportConfig>,
     pub router: Router,
+    pub on_ended: Option<OnEnded>,
 }
 
 /// Starts the runners and the thread that hands them the jobs named on `jobs`.
@@ -315,7 +327,7 @@ impl Runner {
             };
             let path = self.cfg.dir.join(super::file_name(id, state.format));
             if matches!(state.status, ImportStatus::Done | ImportStatus::Failed | ImportStatus::Cancelled) {
-                remove_file(&path);
+                self.ended(brand, &path);
                 return TurnEnd::Ended;
             }
             match self.pass(brand, id, &state, &path, run, shared, turn_started) {
@@ -323,7 +335,7 @@ impl Runner {
                     Ok(_) => {
                         crate::health::global().worker(crate::health::Worker::Imports).ok();
                         tracing::info!(brand = %brand, job = %id, "import done");
-                        remove_file(&path);
+                        self.ended(brand, &path);
                         return TurnEnd::Ended;
                     }
                     Err(stop) => return self.stopped(brand, id, run, stop),
@@ -339,6 +351,13 @@ impl Runner {
     fn stopped(&self, brand: &BrandId, id: &Id, run: &mut JobRun, stop: Stop) -> TurnEnd {
         match stop {
             Stop::Shutdown => TurnEnd::Shutdown,
+            Stop::Moved => {
+                tracing::info!(brand = %brand, job = %id, "import handed to the partition's new owner");
+                for format in [ImportFormat::Csv, ImportFormat::Ndjson] {
+                    remove_file(&self.cfg.dir.join(super::file_name(id, format)));
+                }
+                TurnEnd::Ended
+            }
             Stop::Fatal(why) | Stop::TooLarge(why) => {
                 // A job cancelled meanwhile may have lost its file: that is no failure.
                 if let Ok(Some(state)) = self.state(brand, id) {
@@ -352,7 +371,7 @@ impl Runner {
                 match self.ask(brand, ImportCmd::Finish { id: id.clone(), failed: Some(why) }) {
                     Ok(_) => {
                         if let Ok(Some(state)) = self.state(brand, id) {
-                            remove_file(&self.cfg.dir.join(super::file_name(id, state.format)));
+                            self.ended(brand, &self.cfg.dir.join(super::file_name(id, state.format)));
                         }
                         TurnEnd::Ended
                     }
@@ -490,6 +509,7 @@ impl Runner {
             Ok(reply) => Ok(reply.body),
             Err(r) if r.code == ErrorCode::NotFound => Err(Stop::Fatal(r.detail)),
             Err(r) if r.code == ErrorCode::PayloadTooLarge => Err(Stop::TooLarge(r.detail)),
+            Err(r) if r.code == ErrorCode::PartitionUnavailable => Err(Stop::Moved),
             Err(r) => Err(Stop::Retry(r.to_string())),
         }
     }
@@ -529,6 +549,14 @@ impl Runner {
                 Ok(())
             }
             _ => Err(Stop::Recheck),
+        }
+    }
+
+    /// A job ended here: its file goes, and the hook hears of it.
+    fn ended(&self, brand: &BrandId, path: &Path) {
+        remove_file(path);
+        if let (Some(hook), Some(name)) = (&self.on_ended, path.file_name().and_then(|n| n.to_str())) {
+            hook(brand, name);
         }
     }
 

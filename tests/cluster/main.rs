@@ -12,5 +12,6 @@ mod receiver;
 
 mod failover;
 mod feed;
+mod imports;
 mod journal;
 mod rebalance;

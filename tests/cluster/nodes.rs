@@ -23,6 +23,8 @@ pub struct Node {
     pub port: u16,
     pub dir: PathBuf,
     urls: String,
+    /// Flags added to `serve`.
+    args: Vec<String>,
     process: Process,
 }
 
@@ -46,6 +48,7 @@ impl Node {
             .arg(self.dir.join("data"))
             .args(["--admin-token", ADMIN, "--lease-ms", &LEASE_MS.to_string(), "--partitions", &PARTITIONS.to_string()])
             .args(["--brand-rps", "100000", "--brand-burst", "100000"])
+            .args(&self.args)
             // The tests' webhook receivers listen on loopback.
             .arg("--webhook-allow-private")
             .env("ZAIKO_LOG", "info")
@@ -110,13 +113,26 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(nodes: usize) -> Cluster {
+        Cluster::start_with(nodes, &[])
+    }
+
+    /// A cluster whose nodes all run with `args` added to `serve`.
+    pub fn start_with(nodes: usize, args: &[&str]) -> Cluster {
         let nats = NatsCluster::start(3);
         let tmp = tempfile::tempdir().expect("tempdir");
         let urls = nats.urls();
         let nodes: Vec<Node> = (1..=nodes)
             .map(|i| {
                 let dir = tmp.path().join(format!("n{i}"));
-                Node { id: format!("n{i}"), port: free_port(), process: Process::new(dir.join("server.log")), dir, urls: urls.clone() }
+                let args = args.iter().map(|a| a.to_string()).collect();
+                Node {
+                    id: format!("n{i}"),
+                    port: free_port(),
+                    process: Process::new(dir.join("server.log")),
+                    dir,
+                    urls: urls.clone(),
+                    args,
+                }
             })
             .collect();
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
@@ -161,6 +177,22 @@ impl Cluster {
                 Resp { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), node, partition, lsn }
             }
             // A node that is down: no answer at all.
+            Err(_) => Resp { status: 0, body: Value::Null, node: None, partition: None, lsn: None },
+        }
+    }
+
+    /// A request with a raw body of the given content type.
+    pub fn request_raw(&self, node: usize, method: &str, path: &str, token: &str, content_type: &str, body: Vec<u8>) -> Resp {
+        let url = format!("{}{path}", self.nodes[node].base());
+        let req =
+            self.client.request(method.parse().expect("method"), url).bearer_auth(token).header("content-type", content_type).body(body);
+        match req.send() {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let node = r.headers().get("x-zaiko-node").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let text = r.text().unwrap_or_default();
+                Resp { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), node, partition: None, lsn: None }
+            }
             Err(_) => Resp { status: 0, body: Value::Null, node: None, partition: None, lsn: None },
         }
     }

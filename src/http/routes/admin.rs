@@ -65,7 +65,7 @@ async fn create_brand(
         match node.route(p) {
             Route::Local => {}
             Route::Forward(owner) if !req.headers().contains_key(cluster::FORWARDED_BY) => {
-                return Ok(cluster::forward(&req, body.bytes.clone(), node, &owner, p).await);
+                return Ok(cluster::forward(&req, body.bytes.clone(), node, &owner, p, &[]).await);
             }
             _ => return Err(cluster::unavailable(p)),
         }
