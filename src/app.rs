@@ -668,6 +668,7 @@ async fn start_cluster_services(
             entry_bytes_max: cluster.engine.entry_bytes_max,
             queue_bytes_max: cfg.journal.queue_bytes_max,
         },
+        scratch_dir: cfg.data_dir.join("cluster-snapshots"),
     };
     let engine_cfg = cluster.engine.clone();
     let node = runtime
@@ -688,6 +689,7 @@ async fn start_cluster_services(
         router.clone(),
         resumes,
     )?;
+    crate::cluster::snapshots::schedule(node.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every, runtime.handle());
     let services = Services { router, clock, local: None, cluster: Some(node.clone()), cluster_integrations: Some(integrations) };
     if app.services.set(services).is_err() {
         anyhow::bail!("services were set twice");

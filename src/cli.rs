@@ -232,24 +232,109 @@ pub fn snapshot_restore(from: &Path, data_dir: &Path) -> ExitCode {
     if let Err(e) = copy_with_progress(from, &target, info.bytes) {
         return fail(format!("cannot copy the snapshot: {e}"));
     }
-    // The journal will go on from the snapshot's LSN with records the old server never
-    // had: a new history, so no cursor or event id of the old one is taken for them.
-    let wal = DataDir::new(data_dir).wal();
-    let forked = History::fork(info.lsn, None, history::Cause::Restore);
-    if let Err(e) = history::save(&wal, &forked) {
+    if let Err(e) = begin_new_history(data_dir, info.lsn) {
         let _ = std::fs::remove_file(&target);
-        return fail(format!("cannot write the new history: {e}; empty {} and restore again", data_dir.display()));
+        return fail(e);
     }
     println!("restored {} (lsn {}) into {}", info.id, info.lsn, data_dir.display());
+    restored_notes(data_dir);
+    ExitCode::SUCCESS
+}
+
+/// The journal will go on from the snapshot's LSN with records the old server never
+/// had: a new history, so no cursor or event id of the old one is taken for them.
+fn begin_new_history(data_dir: &Path, lsn: crate::journal::Lsn) -> Result<History, String> {
+    let wal = DataDir::new(data_dir).wal();
+    let forked = History::fork(lsn, None, history::Cause::Restore);
+    history::save(&wal, &forked)
+        .map_err(|e| format!("cannot write the new history: {e}; empty {} and restore again", data_dir.display()))?;
+    Ok(forked)
+}
+
+fn restored_notes(data_dir: &Path) {
     println!(
-        "new history {}: feed cursors, event ids and webhook ids of the old server are not valid here \
-         (consumers get 410 cursor_history_changed and resync)",
-        forked.id
+        "a new history begins: feed cursors, event ids and webhook ids of the old server are not valid here \
+         (consumers get 410 cursor_history_changed and resync)"
     );
     println!(
         "start it with: zaiko serve --data-dir {} --admin-token <the old server's>: a configured admin token is not in the snapshot",
         data_dir.display()
     );
+}
+
+/// Connects to a cluster's JetStream for the snapshot commands (nothing is created).
+fn cluster_snapshots(urls: &str) -> Result<(tokio::runtime::Runtime, crate::cluster::snapshots::Snapshots), String> {
+    use crate::cluster::engine::{JOURNAL_STREAM, SNAPSHOTS_BUCKET};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let scratch = std::env::temp_dir().join(format!("zaiko-restore-{}", std::process::id()));
+    let snapshots = rt.block_on(async {
+        let addrs = urls
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--cluster: {e}"))?;
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .connect(addrs.as_slice())
+            .await
+            .map_err(|e| format!("cannot connect to NATS at {urls}: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        let store = js.get_object_store(SNAPSHOTS_BUCKET).await.map_err(|e| format!("the cluster has no snapshot bucket ({e})"))?;
+        let journal = js.get_stream(JOURNAL_STREAM).await.map_err(|e| format!("the cluster has no journal stream ({e})"))?;
+        Ok::<_, String>(crate::cluster::snapshots::Snapshots::new(store, journal, scratch))
+    })?;
+    Ok((rt, snapshots))
+}
+
+/// `zaiko snapshot list --cluster`.
+pub fn cluster_snapshot_list(urls: &str) -> ExitCode {
+    let listed = cluster_snapshots(urls).and_then(|(rt, s)| rt.block_on(s.list()));
+    match listed {
+        Ok(list) => {
+            println!("{:<10} {:>12} {:>12} {:>14}  {:<26}  id", "partition", "seq", "lsn", "bytes", "created_at");
+            for s in list {
+                println!(
+                    "{:<10} {:>12} {:>12} {:>14}  {:<26}  {}",
+                    s.partition,
+                    s.seq,
+                    s.lsn,
+                    s.bytes,
+                    s.created_at.as_deref().unwrap_or("-"),
+                    s.id
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `zaiko snapshot restore --cluster`: every partition's newest snapshot, each checked
+/// against its digest, merged into one snapshot of an empty single-node data dir.
+pub fn cluster_snapshot_restore(urls: &str, data_dir: &Path) -> ExitCode {
+    let not_empty = std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if not_empty {
+        return fail(format!("{} is not empty; restore into a new, empty data dir", data_dir.display()));
+    }
+    let merged = cluster_snapshots(urls).and_then(|(rt, s)| rt.block_on(s.merged()));
+    let (state, parts) = match merged {
+        Ok(found) if !found.1.is_empty() => found,
+        Ok(_) => return fail("the cluster has no snapshots; take one with POST /v1/admin/snapshots"),
+        Err(e) => return fail(e),
+    };
+    let info = match crate::snapshot::write(data_dir, &state, crate::clock::Clock::now(&crate::clock::SystemClock)) {
+        Ok(info) => info,
+        Err(e) => return fail(format!("cannot write the snapshot: {e}")),
+    };
+    if let Err(e) = begin_new_history(data_dir, info.lsn) {
+        let _ = std::fs::remove_file(&info.path);
+        return fail(e);
+    }
+    for p in &parts {
+        println!("partition {:<9} seq {:>10} lsn {:>10}  {}", p.partition, p.seq, p.lsn, p.id);
+    }
+    println!("restored {} partition snapshots ({} brands) into {} as {}", parts.len(), state.brands.len(), data_dir.display(), info.id);
+    restored_notes(data_dir);
     ExitCode::SUCCESS
 }
 

@@ -82,17 +82,25 @@ pub enum SnapshotCommand {
         #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
         data_dir: PathBuf,
     },
-    /// List the snapshots of a data dir: id, LSN, size, time, file.
+    /// List the snapshots of a data dir (id, LSN, size, time, file), or with --cluster
+    /// the partition snapshots stored in a cluster.
     List {
         #[arg(long, env = "ZAIKO_DATA_DIR", default_value = "./zaiko-data")]
         data_dir: PathBuf,
+        /// A cluster's NATS URLs (comma-separated): list its partition snapshots instead.
+        #[arg(long)]
+        cluster: Option<String>,
     },
-    /// Check a snapshot file and install it into an empty data dir; a server started on
-    /// that dir has exactly the state at the snapshot's LSN.
+    /// Check a snapshot file — or with --cluster every partition's newest snapshot of a
+    /// cluster, merged — and install it into an empty data dir; a server started on that
+    /// dir has exactly the state of the snapshot.
     Restore {
         /// The snapshot file.
+        #[arg(long, required_unless_present = "cluster", conflicts_with = "cluster")]
+        from: Option<PathBuf>,
+        /// A cluster's NATS URLs (comma-separated): restore its newest partition snapshots.
         #[arg(long)]
-        from: PathBuf,
+        cluster: Option<String>,
         /// The new, empty data dir.
         #[arg(long)]
         data_dir: PathBuf,

@@ -60,8 +60,11 @@ fn main() -> ExitCode {
         Command::Wal { command: WalCommand::Repair { data_dir, accept_data_loss } } => zaiko::cli::wal_repair(&data_dir, accept_data_loss),
         Command::Snapshot { command } => match command {
             SnapshotCommand::Create { data_dir } => zaiko::cli::snapshot_create(&data_dir),
-            SnapshotCommand::List { data_dir } => zaiko::cli::snapshot_list(&data_dir),
-            SnapshotCommand::Restore { from, data_dir } => zaiko::cli::snapshot_restore(&from, &data_dir),
+            SnapshotCommand::List { cluster: Some(urls), .. } => zaiko::cli::cluster_snapshot_list(&urls),
+            SnapshotCommand::List { data_dir, cluster: None } => zaiko::cli::snapshot_list(&data_dir),
+            SnapshotCommand::Restore { cluster: Some(urls), data_dir, .. } => zaiko::cli::cluster_snapshot_restore(&urls, &data_dir),
+            SnapshotCommand::Restore { from: Some(from), data_dir, .. } => zaiko::cli::snapshot_restore(&from, &data_dir),
+            SnapshotCommand::Restore { .. } => unreachable!("clap requires --from or --cluster"),
         },
         Command::Index { command: IndexCommand::Rebuild { data_dir } } => {
             zaiko::telemetry::init(zaiko::config::LogFormat::Human);

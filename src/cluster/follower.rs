@@ -88,15 +88,42 @@ pub struct Follower {
 pub type OnApplied = Box<dyn FnMut(&State) + Send>;
 
 impl Follower {
-    /// Follows `partition` from where `from` stands. Must be called on the cluster
-    /// runtime.
-    pub fn start(stream: stream::Stream, partition: PartitionId, from: Followed, mut on_applied: Option<OnApplied>) -> Follower {
+    /// Follows `partition` from where `from` stands — or, when nothing is applied yet and
+    /// `seed` is given, from the partition's newest snapshot. Must be called on the
+    /// cluster runtime.
+    pub fn start(
+        stream: stream::Stream,
+        partition: PartitionId,
+        from: Followed,
+        mut on_applied: Option<OnApplied>,
+        seed: Option<super::snapshots::Snapshots>,
+    ) -> Follower {
         let status =
             FollowStatus { last_seq: from.rule.last_seq, lsn: from.rule.next_lsn - 1, applied_at: None, failed: None, lag_entries: 0 };
         let (status_tx, status_rx) = watch::channel(status);
         let shared = Arc::new(Mutex::new(from));
         let state = shared.clone();
         let task = tokio::spawn(async move {
+            let unseeded = state.lock().rule.last_seq == 0;
+            if let (true, Some(seed)) = (unseeded, seed) {
+                match seed.newest(partition).await {
+                    Ok(Some(found)) => {
+                        if let Some(cb) = on_applied.as_mut() {
+                            cb(&found.state);
+                        }
+                        let (seq, lsn) = (found.rule.last_seq, found.rule.next_lsn - 1);
+                        *state.lock() = found;
+                        status_tx.send_modify(|s| {
+                            s.last_seq = seq;
+                            s.lsn = lsn;
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(partition = %partition, error = %e, "cannot read the partition's snapshots; following its whole journal")
+                    }
+                }
+            }
             let start = state.lock().rule.last_seq + 1;
             let fail = |detail: String| status_tx.send_modify(|s| s.failed = Some(detail));
             let mut messages = match plog::ordered_consumer(&stream, &partition.subject(), start).await {

@@ -13,6 +13,8 @@
 //! * [`placement`] — who should own and follow each partition (rendezvous hashing).
 //! * [`plog`] — a partition's replicated journal: the owner's publisher (the output
 //!   gate: publish ack *and* a valid lease) and the reading of a subject.
+//! * [`snapshots`] — partition snapshots in the object store: taken by any node, the
+//!   starting point of a cold start, merged into a single-node data dir by `restore`.
 //! * [`status`] — `zaiko cluster status`: the view of `GET /v1/admin/cluster` printed.
 //! * [`webhooks`] — which node delivers a subscription, and its delivered watermark
 //!   handed from one owner to the next.
@@ -26,5 +28,6 @@ pub mod lease;
 pub mod node;
 pub mod placement;
 pub mod plog;
+pub mod snapshots;
 pub mod status;
 pub mod webhooks;

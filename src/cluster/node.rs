@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub standbys: usize,
     pub timing: LeaseTiming,
     pub limits: PlogLimits,
+    /// Where partition snapshots are written and read on their way to and from the
+    /// object store (`<data-dir>/cluster-snapshots`).
+    pub scratch_dir: std::path::PathBuf,
 }
 
 /// A partition's owner as this node last saw its lease.
@@ -100,6 +103,8 @@ pub struct ClusterView {
 pub struct Node {
     pub cfg: Arc<NodeConfig>,
     pub engine: Engine,
+    /// The partition snapshots (`cluster::snapshots`).
+    pub snapshots: super::snapshots::Snapshots,
     view: Arc<ArcSwap<ClusterView>>,
     /// The registry journal's stream sequence this node has applied (`u64::MAX` while
     /// it owns the registry: its own state is the newest).
@@ -263,9 +268,11 @@ const FIRST_START_GRACE_LEASES: u32 = 2;
 impl Node {
     /// Starts the controller on the current (cluster) runtime.
     pub fn start(cfg: NodeConfig, engine: Engine, host: Arc<dyn Host>) -> Node {
+        let snapshots = super::snapshots::Snapshots::new(engine.snapshots.clone(), engine.journal.clone(), cfg.scratch_dir.clone());
         let node = Node {
             cfg: Arc::new(cfg),
             engine,
+            snapshots,
             view: Arc::default(),
             registry_seq: Arc::new(tokio::sync::watch::channel(0).0),
             registry_ready: Arc::default(),
@@ -583,7 +590,8 @@ impl Controller {
             let host = self.host.clone();
             Box::new(move |s: &State| host.registry_followed(&s.registry)) as OnApplied
         });
-        let f = Follower::start(self.node.engine.journal.clone(), p, Followed::default(), on_applied);
+        let seed = Some(self.node.snapshots.clone());
+        let f = Follower::start(self.node.engine.journal.clone(), p, Followed::default(), on_applied, seed);
         self.following.insert(p, f);
     }
 
@@ -599,6 +607,17 @@ impl Controller {
         tracing::info!(partition = %p, epoch = observed.next_epoch(), "taking the partition over");
         let task = tokio::spawn(async move {
             let started = Instant::now();
+            // Nothing applied yet: start from the partition's newest snapshot, if any.
+            let from = match from.rule.last_seq {
+                0 => match node.snapshots.newest(p).await {
+                    Ok(found) => found.unwrap_or(from),
+                    Err(e) => {
+                        tracing::warn!(partition = %p, error = %e, "cannot read the partition's snapshots; replaying its whole journal");
+                        from
+                    }
+                },
+                _ => from,
+            };
             let res = take_over(&node, &leases, p, observed, from).await;
             if let Ok((state, owned)) = res {
                 host.install(p, state, owned.journal.clone()).await;

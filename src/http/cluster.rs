@@ -8,9 +8,9 @@
 //! partition's feed); a SKU's history (read from that feed, after the SKU is read) and
 //! a brand's webhooks, their deliveries included, by the owner of its partition (which
 //! delivers them). An import upload is stored by the node that receives it and queued
-//! through the owner (`cluster::imports`). Routes of the single node's other
-//! journal-followers (search, snapshots) answer 501 `not_in_cluster_mode` until cluster
-//! mode's second part brings them.
+//! through the owner (`cluster::imports`); snapshots are taken and listed by the node
+//! asked (`cluster::snapshots`). Search answers 501 `not_in_cluster_mode` until cluster
+//! mode's second part brings it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -59,7 +59,7 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let write = !matches!(*method, Method::GET | Method::HEAD);
     match segments.as_slice() {
-        ["v1", "search", ..] | ["v1", "admin", "snapshots", ..] | ["v1", "admin", "clock"] => Target::Unsupported,
+        ["v1", "search", ..] | ["v1", "admin", "clock"] => Target::Unsupported,
         ["v1", "locations", _] | ["v1", "tokens", ..] if write => Target::Partition(PartitionId::Registry, None),
         ["v1", "brands", _, "tokens"] if write => Target::Partition(PartitionId::Registry, None),
         // Every node builds every partition's feed (`feed::cluster`).
@@ -124,8 +124,8 @@ fn tag(headers: &mut header::HeaderMap, node: &Node, partition: PartitionId) {
 pub fn not_in_cluster_mode() -> Problem {
     Problem::new(
         ErrorCode::NotInClusterMode,
-        "this route is not available in cluster mode yet (search and snapshots come with cluster \
-         mode's second part); use a single-node server for it",
+        "this route is not available in cluster mode yet (search comes with cluster mode's second \
+         part); use a single-node server for it",
     )
 }
 

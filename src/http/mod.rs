@@ -158,8 +158,8 @@ impl Services {
         self.local.as_ref().ok_or_else(|| {
             Problem::new(
                 crate::domain::ErrorCode::NotInClusterMode,
-                "this route is not available in cluster mode yet (search and snapshots come with cluster \
-                 mode's second part); use a single-node server for it",
+                "this route is not available in cluster mode yet (search comes with cluster mode's second \
+                 part); use a single-node server for it",
             )
         })
     }

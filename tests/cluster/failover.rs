@@ -60,6 +60,9 @@ impl Load {
     pub(crate) fn start_with(c: &Cluster, brand: &str, token: &str, skus: &[&str], writers: usize, strict: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let bases: Arc<Vec<String>> = Arc::new(c.nodes.iter().map(|n| n.base()).collect());
+        // Keys of one load never repeat another's: a later load on the same brand would
+        // otherwise get the earlier answers back instead of changing anything.
+        let run: u32 = rand::random();
         let threads = (0..writers)
             .map(|w| {
                 let (client, bases, stop, brand, token) =
@@ -70,7 +73,7 @@ impl Load {
                     let mut i = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let sku = &skus[(i as usize + w) % skus.len()];
-                        let key = format!("w{w}-{i}");
+                        let key = format!("r{run:08x}-w{w}-{i}");
                         let body = json!({"changes":[{"sku": sku, "location": "tsukuba", "op": "adjust", "delta": 1}]});
                         let mut attempt = 0usize;
                         loop {

@@ -15,3 +15,4 @@ mod feed;
 mod imports;
 mod journal;
 mod rebalance;
+mod snapshots;

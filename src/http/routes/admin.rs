@@ -6,6 +6,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{RegistryCmd, TOKEN_PREFIX};
 use crate::actors::shard::{BrandCmd, ListBrands};
+use crate::cluster::engine::PartitionId;
 use crate::cluster::node::Route;
 use crate::domain::registry::{LocationKind, Role};
 use crate::domain::text::check_text;
@@ -250,12 +251,20 @@ async fn advance_clock(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now": now.to_rfc3339() })))
 }
 
-#[utoipa::path(post, path = "/v1/admin/snapshots", operation_id = "create_snapshot", tag = "admin", responses((status = 201, description = "The snapshot, durable on disk.", body = crate::snapshot::SnapshotInfo)))]
+#[utoipa::path(post, path = "/v1/admin/snapshots", operation_id = "create_snapshot", tag = "admin", responses((status = 201, description = "The snapshot, durable on disk. In cluster mode: `{\"snapshots\": [PartitionSnapshot]}`, one per partition and the registry, each stored in the cluster's object store.", body = crate::snapshot::SnapshotInfo)))]
 async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     // Validated like everywhere, but not honoured here (see the notes in docs/api-v1.md).
     idempotency_key(&req)?;
     let svc = state.services()?;
+    if let Some(node) = &svc.cluster {
+        let partitions = (0..node.cfg.partitions).map(PartitionId::Brand).chain([PartitionId::Registry]);
+        let taken = node.snapshots.take_all(partitions, svc.clock.now()).await.map_err(|e| {
+            tracing::error!(error = %e, "cluster snapshot failed");
+            Problem::overloaded(format!("the snapshot could not be stored ({e}); partitions before it are stored; retry"))
+        })?;
+        return Ok(HttpResponse::Created().json(serde_json::json!({ "snapshots": taken })));
+    }
     let info = svc.local()?.snapshots.create(svc.clock.now()).await.map_err(|e| {
         tracing::error!(error = %e, "snapshot failed");
         Problem::new(crate::domain::ErrorCode::Unprocessable, format!("the snapshot could not be built: {e}"))
@@ -263,10 +272,14 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
     Ok(HttpResponse::Created().json(info))
 }
 
-#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first.", body = super::schemas::SnapshotList)))]
+#[utoipa::path(get, path = "/v1/admin/snapshots", operation_id = "list_snapshots", tag = "admin", responses((status = 200, description = "The kept snapshots, oldest first. In cluster mode: the stored partition snapshots (`PartitionSnapshot`), by partition then sequence.", body = super::schemas::SnapshotList)))]
 async fn list_snapshots(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let svc = state.services()?;
+    if let Some(node) = &svc.cluster {
+        let list = node.snapshots.list().await.map_err(|e| Problem::overloaded(format!("the object store did not answer ({e}); retry")))?;
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": list })));
+    }
     let snapshots = svc.local()?.snapshots.list().map_err(|e| Problem::new(crate::domain::ErrorCode::Unprocessable, e.to_string()))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": snapshots })))
 }
