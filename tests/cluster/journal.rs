@@ -34,19 +34,32 @@ async fn observe(store: &LeaseStore, key: &str) -> Observed {
 
 /// Replays a whole subject with the replay rule; returns the applied payloads and the
 /// rule's final state.
+/// A JetStream request can time out while a new stream leader settles (right after a
+/// leader kill, on a loaded machine): the read is retried from the start, as a node's
+/// controller retries a takeover.
 async fn replay_all(e: &Engine, subject: &str) -> (Vec<(u64, Vec<u8>)>, Replay) {
-    let mut rule = Replay::new();
-    let mut applied = Vec::new();
-    plog::read_entries(&e.journal, subject, 0, None, |seq, bytes| {
-        let entry = entry::decode(bytes).map_err(|d| entry::ReplayError { seq, detail: d.to_string() })?;
-        if rule.judge(seq, &entry.header)? == Verdict::Apply {
-            applied.extend(entry.records.iter().map(|(lsn, p)| (*lsn, p.to_vec())));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut rule = Replay::new();
+        let mut applied = Vec::new();
+        let read = plog::read_entries(&e.journal, subject, 0, None, |seq, bytes| {
+            let entry = entry::decode(bytes).map_err(|d| entry::ReplayError { seq, detail: d.to_string() })?;
+            if rule.judge(seq, &entry.header)? == Verdict::Apply {
+                applied.extend(entry.records.iter().map(|(lsn, p)| (*lsn, p.to_vec())));
+            }
+            Ok(())
+        })
+        .await;
+        match read {
+            Ok(_) => return (applied, rule),
+            // Only the stream's answers are retried; a refused entry is a failure.
+            Err(e) if e.seq == 0 && Instant::now() < deadline => {
+                eprintln!("replay: {e:?}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("replay: {e:?}"),
         }
-        Ok(())
-    })
-    .await
-    .expect("replay");
-    (applied, rule)
+    }
 }
 
 /// Takes a partition as `node` (waiting out the previous lease if there is one),
