@@ -352,6 +352,10 @@ impl Runner {
         match stop {
             Stop::Shutdown => TurnEnd::Shutdown,
             Stop::Moved => {
+                // A refusal from before the partition came back here is no move.
+                if let Ok(Some(_)) = self.state(brand, id) {
+                    return TurnEnd::Later(Instant::now());
+                }
                 tracing::info!(brand = %brand, job = %id, "import handed to the partition's new owner");
                 for format in [ImportFormat::Csv, ImportFormat::Ndjson] {
                     remove_file(&self.cfg.dir.join(super::file_name(id, format)));
