@@ -274,7 +274,7 @@ impl Driver {
                     rows: ChunkRows::Stock { lines: vec![current.next_row], changes: vec![change] },
                     pre_errors: vec![RowError { row: current.next_row + 1, code: ErrorCode::InvalidRequest, detail: "bad qty".into() }],
                 };
-                self.state(b).decide_import_chunk(&cmd, &world)
+                self.state(b).decide_import_chunk(&cmd, &world, Timestamp(0))
             }
             _ => self.state(b).decide_finish_import(&job, (op.qty == 5).then(|| "stopped".to_string())),
         };
