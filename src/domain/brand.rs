@@ -364,6 +364,7 @@ impl BrandState {
             },
             Event::SkuDeleted { sku } => {
                 self.skus.remove(sku).ok_or_else(|| format!("deleted sku {sku} does not exist"))?;
+                self.forget_bands_of(sku);
             }
             Event::StockChanged { sku, version, levels, .. } => {
                 levels.check().map_err(|e| format!("stock of {sku}: {e}"))?;
