@@ -706,6 +706,29 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_never_ends_inside_a_document_and_resumes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "id,origin,destination,sku,quantity\n\
+                    T1,a,b,S1,1\nT1,a,b,S2,1\nT1,a,b,S3,1\n,a,b,S1,1\nT2,a,b,S1,1\n\nT2,a,b,S2,1\nT3,a,b,S1,1\nT2,a,b,S3,1\n";
+        let p = file(&dir, "t.csv", text);
+        let s = start(&p, ImportFormat::Csv, ImportKind::Transfers).unwrap();
+        let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Transfers, &s, s.offset, s.line).unwrap();
+        let chunks: Vec<Chunk> = std::iter::from_fn(|| r.next_chunk(1, 1 << 20).unwrap()).collect();
+        let got: Vec<Vec<u64>> = chunks.iter().map(lines).collect();
+        // T1's three rows in one chunk; the row with no id alone; T2's rows across the
+        // blank line in one; then T3, then T2 again (apart: a problem, below).
+        assert_eq!(got, vec![vec![2, 3, 4], vec![5], vec![6, 8], vec![9], vec![10]]);
+        for (i, c) in chunks.iter().enumerate() {
+            let mut again = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Transfers, &s, c.next_offset, c.next_row).unwrap();
+            let rest: Vec<Vec<u64>> = std::iter::from_fn(|| again.next_chunk(1, 1 << 20).unwrap()).map(|c| lines(&c)).collect();
+            assert_eq!(rest, got[i + 1..].to_vec(), "resumed after chunk {i}");
+        }
+        let problems = document_problems(&p, ImportFormat::Csv, ImportKind::Transfers, &s).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[&Id::parse("T2").unwrap()].contains("starts on line 6 and again on line 10"), "{problems:?}");
+    }
+
+    #[test]
     fn a_header_with_no_known_column_is_unusable() {
         let dir = tempfile::tempdir().unwrap();
         let p = file(&dir, "a.csv", "foo,bar\n1,2\n");
