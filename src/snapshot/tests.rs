@@ -17,7 +17,9 @@ use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, Ship
 use crate::domain::idempotency::{IdemWrite, Status};
 use crate::domain::import::{ChunkCmd, ChunkRows, ImportFormat, ImportKind, ImportSpec, ImportStatus, RowError};
 use crate::domain::registry::{Location, LocationKind, RegistryEvent, Role, TokenRecord};
+use crate::domain::returns::{Disposition, ReceiptLine, ReturnCmd};
 use crate::domain::stock::StockOp;
+use crate::domain::transfer::TransferCmd;
 use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id};
 use crate::journal::{FailureAction, Journal, JournalConfig, OpenOptions};
@@ -233,6 +235,52 @@ impl Driver {
                 }
             }
             10 => self.import_step(b, op, n),
+            11 => {
+                // A transfer taken some way along its life; sometimes, a month later, the
+                // ended ones are purged (the snapshot must not keep them, nor lose open ones).
+                let tid = id(&format!("T{}", n % 5));
+                let cmd = TransferCmd { id: tid.clone(), origin: id("L0"), destination: id("L1"), lines: vec![(sku.clone(), op.qty)] };
+                let d = self.state(b).decide_transfer(&cmd, &world, self.now);
+                self.decided(b, d);
+                if op.qty > 1 {
+                    let d = self.state(b).decide_ship_transfer(&tid);
+                    self.decided(b, d);
+                    let d = self.state(b).decide_transfer_receipt(&tid, &[(sku, 1)]);
+                    self.decided(b, d);
+                }
+                let d = if op.loc == 0 { self.state(b).decide_close_transfer(&tid) } else { self.state(b).decide_cancel_transfer(&tid) };
+                self.decided(b, d);
+                if op.qty == 5 {
+                    self.now = self.now.plus_seconds(31 * 24 * 3600);
+                    let purges = self.state(b).decide_purges(self.now);
+                    self.brand(b, purges, None);
+                }
+            }
+            12 => {
+                // A return of a shipped shipment, received, closed or cancelled.
+                let shipped: Vec<Id> = self
+                    .state(b)
+                    .shipments
+                    .values()
+                    .filter(|s| matches!(s.status, ShipmentStatus::Shipped | ShipmentStatus::Delivered))
+                    .map(|s| s.id.clone())
+                    .collect();
+                let Some(sid) = shipped.get(op.qty as usize % shipped.len().max(1)) else { return };
+                let line = self.state(b).shipments[sid].lines[0].sku.clone();
+                let rid = id(&format!("RT{n}"));
+                let cmd = ReturnCmd { id: rid.clone(), shipment_id: sid.clone(), reason: "size".into(), lines: vec![(line.clone(), 1)] };
+                let d = self.state(b).decide_return(&cmd, self.now);
+                self.decided(b, d);
+                let d = match op.sku {
+                    0 => self.state(b).decide_cancel_return(&rid),
+                    1 => {
+                        let lines = [ReceiptLine { sku: line, quantity: 1, disposition: Disposition::Unsellable, location: Some(loc) }];
+                        self.state(b).decide_return_receipt(&rid, &lines, &world)
+                    }
+                    _ => self.state(b).decide_close_return(&rid),
+                };
+                self.decided(b, d);
+            }
             _ => {
                 self.registry(vec![RegistryEvent::TokenRevoked { id: id(&format!("tok{b}")), at: self.now }]);
             }
@@ -301,7 +349,7 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0u8..11, 0usize..2, 0usize..3, 0usize..2, 1i64..6).prop_map(|(kind, brand, sku, loc, qty)| Op { kind, brand, sku, loc, qty })
+    (0u8..13, 0usize..2, 0usize..3, 0usize..2, 1i64..6).prop_map(|(kind, brand, sku, loc, qty)| Op { kind, brand, sku, loc, qty })
 }
 
 proptest! {
