@@ -7,7 +7,7 @@
 //! named location), `unsellable` (the location's unsellable units) or `missing`
 //! (expected, not there: no stock moves). Units enter stock only by these receipts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Deref;
 
 use compact_str::CompactString;
@@ -284,10 +284,11 @@ impl BrandState {
     /// `purged_shipments` (the same purge): nothing can be returned against a shipment
     /// that is not kept, so forgetting its returns cannot let it be returned twice.
     pub fn decide_return_purges(&self, now: Timestamp, purged_shipments: &[&Id]) -> Vec<Event> {
+        let purged: HashSet<&Id> = purged_shipments.iter().copied().collect();
         self.returns
             .values()
             .filter(|r| r.status.is_ended() && now.0 - r.updated_at.0 > ENDED_RETURN_RETENTION_MS)
-            .filter(|r| !self.shipments.contains_key(&r.shipment_id) || purged_shipments.contains(&&r.shipment_id))
+            .filter(|r| !self.shipments.contains_key(&r.shipment_id) || purged.contains(&r.shipment_id))
             .map(|r| Event::ReturnPurged { id: r.id.clone() })
             .collect()
     }
