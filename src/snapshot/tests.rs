@@ -257,7 +257,35 @@ impl Driver {
                 }
             }
             12 => {
-                // A return of a shipped shipment, received, closed or cancelled.
+                // A return of a shipped shipment, received, closed or cancelled; half the
+                // time of a shipment shipped here for it (stock set, shipped from lines).
+                if op.qty % 2 == 1 {
+                    let set = StockChangeCmd {
+                        sku: sku.clone(),
+                        location: loc.clone(),
+                        op: StockOp::Adjust { delta: 2 },
+                        expected_version: None,
+                        reason: None,
+                    };
+                    let (evs, _) = self.state(b).decide_stock_changes(&[set], &world);
+                    self.brand(b, evs, None);
+                    let ship_to = ShipTo {
+                        name: "見本 花子".into(),
+                        postal_code: "000-0002".into(),
+                        prefecture: "大阪府".into(),
+                        address: "見本町".into(),
+                        phone: None,
+                    };
+                    let sid = id(&format!("SHR{n}"));
+                    let source = ShipmentSource::Lines(vec![LineRequest { sku: sku.clone(), location: Some(loc.clone()), quantity: 2 }]);
+                    let cmd = ShipCmd { id: sid.clone(), order_ref: None, channel: None, source, ship_to };
+                    let d = self.state(b).decide_ship(&cmd, &self.state(b).scope_for(None), self.now);
+                    self.decided(b, d);
+                    for status in [ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped] {
+                        let d = self.state(b).decide_status(&StatusCmd { id: sid.clone(), status, tracking_number: None, carrier: None });
+                        self.decided(b, d);
+                    }
+                }
                 let shipped: Vec<Id> = self
                     .state(b)
                     .shipments
