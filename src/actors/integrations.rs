@@ -9,7 +9,7 @@ use crate::domain::fulfilment::Decision;
 use crate::domain::idempotency::Status;
 use crate::domain::import::{ImportCmd, ImportView};
 use crate::domain::webhook::{WebhookCmd, WebhookView};
-use crate::domain::{Id, Rejection};
+use crate::domain::{Id, Rejection, Timestamp};
 
 fn import_view(id: Id) -> Render {
     Box::new(move |s: &BrandState| s.imports.jobs.get(&id).map(|j| to_json(&ImportView::from(j))).unwrap_or_default())
@@ -32,7 +32,7 @@ pub fn decide_webhook(brand: &BrandState, cmd: WebhookCmd) -> Result<Decided, Re
     })
 }
 
-pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> Result<Decided, Rejection> {
+pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World, now: Timestamp) -> Result<Decided, Rejection> {
     let id = cmd.job_id().clone();
     let current = |b: &BrandState| -> Result<Decided, Rejection> { Ok(Decided::Read(to_json(&ImportView::from(b.import(&id)?)))) };
     let decision = match &cmd {
@@ -42,7 +42,7 @@ pub fn decide_import(brand: &BrandState, cmd: ImportCmd, world: &impl World) -> 
             return Ok(Decided::Write { events: vec![event], status: Status::Accepted, render: import_view(id) });
         }
         ImportCmd::Start { id, rows_total } => brand.decide_start_import(id, *rows_total)?,
-        ImportCmd::Chunk(c) => match brand.decide_import_chunk(c, world)? {
+        ImportCmd::Chunk(c) => match brand.decide_import_chunk(c, world, now)? {
             Decision::Apply(events) => {
                 // What a preview would catch before the record is written.
                 if let Err(e) = brand.check_bulk_events(&events) {

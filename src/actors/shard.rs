@@ -522,7 +522,7 @@ impl Shard {
                 }
             }
             BrandCmd::Webhook(cmd) => integrations::decide_webhook(brand, cmd)?,
-            BrandCmd::Import(cmd) => integrations::decide_import(brand, cmd, &**self.ctx.locations.load())?,
+            BrandCmd::Import(cmd) => integrations::decide_import(brand, cmd, &**self.ctx.locations.load(), now)?,
         })
     }
 

@@ -93,6 +93,15 @@ impl BrandState {
         out
     }
 
+    /// Forgets a deleted SKU's bands: a SKU made again under its id starts in `ok`, and
+    /// the bands stay bounded by the SKUs there are (times the channels with thresholds).
+    pub(super) fn forget_bands_of(&mut self, sku: &Id) {
+        let channels: Vec<Id> = self.thresholds.keys().cloned().collect();
+        for channel in channels {
+            self.bands.remove(&(sku.clone(), channel));
+        }
+    }
+
     pub(super) fn apply_alert_event(&mut self, ev: &Event) -> Result<(), String> {
         match ev {
             Event::ThresholdsSet { channel, thresholds } => {
@@ -101,6 +110,9 @@ impl BrandState {
                 } else {
                     self.thresholds.insert(channel.clone(), thresholds.as_ref().clone());
                 }
+                // A SKU left without a threshold on the channel has no band there: no
+                // change of it would ever update or remove one (rare: a scan is fine).
+                self.bands.retain(|(sku, c), _| c != channel || thresholds.of(sku).is_some());
             }
             Event::StockAlert { sku, channel, band, .. } => {
                 let key = (sku.clone(), channel.clone());

@@ -18,9 +18,9 @@ use super::event::{BrandRecord, Cause, Event};
 use super::fulfilment::{Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use super::idempotency::IdempotencyStore;
 use super::import::Imports;
-use super::returns::Return;
+use super::returns::Returns;
 use super::stock::{check_reason, Levels, StockOp};
-use super::transfer::Transfer;
+use super::transfer::Transfers;
 use super::webhook::Webhook;
 use super::{BrandId, Id, Lsn, Timestamp};
 
@@ -100,9 +100,10 @@ pub struct BrandState {
     /// Import jobs (`import.rs`).
     pub imports: Imports,
     /// Transfers between locations (`transfer.rs`). Ordered, for snapshots.
-    pub transfers: BTreeMap<Id, Transfer>,
-    /// Returns of shipped goods (`returns.rs`). Ordered, for snapshots.
-    pub returns: BTreeMap<Id, Return>,
+    pub transfers: Transfers,
+    /// Returns of shipped goods (`returns.rs`), ordered for snapshots, with an index by
+    /// shipment.
+    pub returns: Returns,
     /// Low-stock thresholds per channel, and the band each (SKU, channel) with a
     /// threshold was last recorded in when not `ok` (`alerts.rs`).
     pub thresholds: BTreeMap<Id, Thresholds>,
@@ -138,8 +139,8 @@ impl BrandState {
             last_lsn: 0,
             webhooks: BTreeMap::new(),
             imports: Imports::default(),
-            transfers: BTreeMap::new(),
-            returns: BTreeMap::new(),
+            transfers: Transfers::default(),
+            returns: Returns::default(),
             thresholds: BTreeMap::new(),
             bands: BTreeMap::new(),
         }
@@ -277,17 +278,19 @@ impl BrandState {
                 Event::TransferShipped { id }
                 | Event::TransferReceived { id, .. }
                 | Event::TransferClosed { id, .. }
-                | Event::TransferCancelled { id } => {
-                    if let Some(t) = self.transfers.get(id) {
-                        scratch.transfers.entry(id.clone()).or_insert_with(|| t.clone());
+                | Event::TransferCancelled { id }
+                | Event::TransferPurged { id } => {
+                    if let (Some(t), false) = (self.transfers.get(id), scratch.transfers.contains_key(id)) {
+                        scratch.transfers.insert(id.clone(), t.clone());
                     }
                 }
                 Event::ReturnInTransit { id }
                 | Event::ReturnReceived { id, .. }
                 | Event::ReturnClosed { id }
-                | Event::ReturnCancelled { id } => {
-                    if let Some(r) = self.returns.get(id) {
-                        scratch.returns.entry(id.clone()).or_insert_with(|| r.clone());
+                | Event::ReturnCancelled { id }
+                | Event::ReturnPurged { id } => {
+                    if let (Some(r), false) = (self.returns.get(id), scratch.returns.contains_key(id)) {
+                        scratch.returns.insert(id.clone(), r.clone());
                     }
                 }
                 Event::StockAlert { sku, channel, .. } => {
@@ -361,6 +364,7 @@ impl BrandState {
             },
             Event::SkuDeleted { sku } => {
                 self.skus.remove(sku).ok_or_else(|| format!("deleted sku {sku} does not exist"))?;
+                self.forget_bands_of(sku);
             }
             Event::StockChanged { sku, version, levels, .. } => {
                 levels.check().map_err(|e| format!("stock of {sku}: {e}"))?;
@@ -467,12 +471,14 @@ impl BrandState {
             | Event::TransferShipped { .. }
             | Event::TransferReceived { .. }
             | Event::TransferClosed { .. }
-            | Event::TransferCancelled { .. } => self.apply_transfer_event(at, ev)?,
+            | Event::TransferCancelled { .. }
+            | Event::TransferPurged { .. } => self.apply_transfer_event(at, ev)?,
             Event::ReturnCreated { .. }
             | Event::ReturnInTransit { .. }
             | Event::ReturnReceived { .. }
             | Event::ReturnClosed { .. }
-            | Event::ReturnCancelled { .. } => self.apply_return_event(at, ev)?,
+            | Event::ReturnCancelled { .. }
+            | Event::ReturnPurged { .. } => self.apply_return_event(at, ev)?,
             Event::ThresholdsSet { .. } | Event::StockAlert { .. } => self.apply_alert_event(ev)?,
         }
         Ok(())

@@ -294,6 +294,14 @@ pub enum Event {
         available: i64,
         threshold: i64,
     },
+    /// A closed or cancelled transfer forgotten after its retention.
+    TransferPurged {
+        id: Id,
+    },
+    /// A closed or cancelled return forgotten after its retention (and its shipment).
+    ReturnPurged {
+        id: Id,
+    },
 }
 
 impl Event {
@@ -335,6 +343,8 @@ impl Event {
             Event::ReturnCancelled { .. } => "return.cancelled",
             Event::ThresholdsSet { .. } => "low_stock.thresholds_set",
             Event::StockAlert { band, .. } => band.event_type(),
+            Event::TransferPurged { .. } => "transfer.purged",
+            Event::ReturnPurged { .. } => "return.purged",
         }
     }
 }

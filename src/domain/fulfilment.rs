@@ -27,6 +27,25 @@ pub const ENDED_RESERVATION_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How long delivered or cancelled shipments are kept in memory before purging.
 pub const ENDED_SHIPMENT_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// Checks the lines of a request or of an imported document: 1..=`max` of them,
+/// quantities 1..=`QUANTITY_MAX`, no SKU twice. Each problem is pushed to `errors`
+/// naming `field[i].quantity`/`.sku`.
+pub fn check_line_set<'a>(field: &str, lines: impl ExactSizeIterator<Item = (&'a Id, i64)>, max: usize, errors: &mut Vec<FieldError>) {
+    use super::stock::QUANTITY_MAX;
+    if lines.len() == 0 || lines.len() > max {
+        errors.push(FieldError::new(field, format!("must hold 1..={max} lines, got {}", lines.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, (sku, quantity)) in lines.enumerate() {
+        if !(1..=QUANTITY_MAX).contains(&quantity) {
+            errors.push(FieldError::new(format!("{field}[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
+        }
+        if !seen.insert(sku) {
+            errors.push(FieldError::new(format!("{field}[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
+        }
+    }
+}
+
 /// One requested line: a SKU, optionally pinned to a location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineRequest {
@@ -403,7 +422,8 @@ impl BrandState {
         Ok(out)
     }
 
-    /// Reservations and shipments that ended long enough ago to forget.
+    /// Reservations, shipments, transfers and returns that ended long enough ago to
+    /// forget (a return not before its shipment).
     pub fn decide_purges(&self, now: Timestamp) -> Vec<Event> {
         let mut reservations: Vec<&Id> = self
             .reservations
@@ -419,9 +439,11 @@ impl BrandState {
             .collect();
         reservations.sort();
         shipments.sort();
+        let returns = self.decide_return_purges(now, &shipments);
+        let transfers = self.decide_transfer_purges(now);
         let purged_r = reservations.into_iter().map(|id| Event::ReservationPurged { id: id.clone() });
         let purged_s = shipments.into_iter().map(|id| Event::ShipmentPurged { id: id.clone() });
-        purged_r.chain(purged_s).collect()
+        purged_r.chain(purged_s).chain(returns).chain(transfers).collect()
     }
 
     /// Creating a shipment from a reservation (consumed) or from lines (reserved now).

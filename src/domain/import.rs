@@ -19,7 +19,9 @@ use super::catalog::Catalog;
 use super::error::{ErrorCode, FieldError, Rejection};
 use super::event::Event;
 use super::fulfilment::{Decision, ShipmentStatus, StatusCmd, StatusNow};
+use super::returns::{Return, ReturnCmd};
 use super::stock::Levels;
+use super::transfer::{Transfer, TransferCmd};
 use super::{Id, Timestamp};
 
 /// Row errors kept per job (all are counted).
@@ -41,6 +43,12 @@ pub enum ImportKind {
     /// Warehouse status updates of shipments, through the rules of
     /// `POST .../shipments/{id}/status`.
     ShipmentStatus,
+    /// Transfers created as drafts, through the rules of `POST .../transfers`: a row per
+    /// line, a document's rows together.
+    Transfers,
+    /// Returns created as requested, through the rules of `POST .../returns`: a row per
+    /// line, a document's rows together.
+    Returns,
 }
 
 impl ImportKind {
@@ -49,6 +57,22 @@ impl ImportKind {
             ImportKind::Catalog => "catalog",
             ImportKind::Stock => "stock",
             ImportKind::ShipmentStatus => "shipment_status",
+            ImportKind::Transfers => "transfers",
+            ImportKind::Returns => "returns",
+        }
+    }
+
+    /// Whether a row is one line of a document of several rows (by `id`).
+    pub fn is_document(self) -> bool {
+        matches!(self, ImportKind::Transfers | ImportKind::Returns)
+    }
+
+    /// What one document of the kind is called in messages.
+    pub fn document_name(self) -> &'static str {
+        match self {
+            ImportKind::Transfers => "transfer",
+            ImportKind::Returns => "return",
+            _ => "row",
         }
     }
 }
@@ -153,6 +177,52 @@ pub enum ChunkRows {
     },
     /// Status changes of shipments, with the line of each.
     ShipmentStatus(Vec<(u64, StatusCmd)>),
+    /// Transfers to create, each with the lines of its rows.
+    Transfers(Vec<DocRows<TransferCmd>>),
+    /// Returns to create, each with the lines of its rows.
+    Returns(Vec<DocRows<ReturnCmd>>),
+}
+
+/// The rows of one transfer or return of an import chunk (a chunk never splits one):
+/// its id, the line of each row in file order, and the command they make — or why
+/// they make none, in which case none of them is applied.
+#[derive(Debug, Clone)]
+pub struct DocRows<C> {
+    pub id: Id,
+    pub lines: Vec<u64>,
+    pub doc: Result<C, String>,
+}
+
+impl<C> DocRows<C> {
+    /// A row error for the whole document, at its first line: `why` after the document
+    /// and its lines.
+    pub fn error(&self, kind: ImportKind, code: ErrorCode, why: &str) -> RowError {
+        let first = self.lines.first().copied().unwrap_or(0);
+        let last = self.lines.last().copied().unwrap_or(first);
+        let at = if first == last { format!("line {first}") } else { format!("lines {first}-{last}") };
+        RowError { row: first, code, detail: format!("{} {} ({at}, not applied): {why}", kind.document_name(), self.id) }
+    }
+
+    /// A refusal of the document's command, with each `lines[i].…` field named by
+    /// the file line of that row.
+    fn refused(&self, kind: ImportKind, r: &Rejection) -> RowError {
+        if r.errors.is_empty() {
+            return self.error(kind, r.code, &r.detail);
+        }
+        let fields: Vec<String> = r
+            .errors
+            .iter()
+            .map(|e| {
+                let named = e.field.strip_prefix("lines[").and_then(|rest| {
+                    let (i, field) = rest.split_once("].")?;
+                    let line = self.lines.get(i.parse::<usize>().ok()?)?;
+                    Some(format!("line {line}: {field}"))
+                });
+                format!("{}: {}", named.unwrap_or_else(|| e.field.clone()), e.detail)
+            })
+            .collect();
+        self.error(kind, r.code, &fields.join("; "))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +317,7 @@ impl BrandState {
 
     /// One chunk: its rows' events and its progress, or `Unchanged` for a chunk that
     /// was already applied (a resumed runner sending it again).
-    pub fn decide_import_chunk(&self, c: &ChunkCmd, world: &impl World) -> Result<Decision, Rejection> {
+    pub fn decide_import_chunk(&self, c: &ChunkCmd, world: &impl World, now: Timestamp) -> Result<Decision, Rejection> {
         let job = self.import(&c.id)?;
         if job.is_finished() || c.chunk < job.next_chunk {
             return Ok(Decision::Unchanged);
@@ -258,12 +328,18 @@ impl BrandState {
                 format!("import {} expects chunk {} while {:?}, got chunk {}", c.id, job.next_chunk, job.status, c.chunk),
             ));
         }
-        let (mut events, mut errors, rows_ok) = match &c.rows {
-            ChunkRows::Catalog(rows) => self.decide_catalog_rows(rows),
-            ChunkRows::Stock { lines, changes } => self.decide_stock_rows(lines, changes, world),
-            ChunkRows::ShipmentStatus(rows) => self.decide_shipment_rows(rows),
+        let one_each = |(events, errors, ok): (Vec<Event>, Vec<RowError>, u64)| {
+            let failed = errors.len() as u64;
+            (events, errors, ok, failed)
         };
-        let rows_failed = (errors.len() + c.pre_errors.len()) as u64;
+        let (mut events, mut errors, rows_ok, failed) = match &c.rows {
+            ChunkRows::Catalog(rows) => one_each(self.decide_catalog_rows(rows)),
+            ChunkRows::Stock { lines, changes } => one_each(self.decide_stock_rows(lines, changes, world)),
+            ChunkRows::ShipmentStatus(rows) => one_each(self.decide_shipment_rows(rows)),
+            ChunkRows::Transfers(docs) => self.decide_transfer_docs(docs, world, now),
+            ChunkRows::Returns(docs) => self.decide_return_docs(docs, now),
+        };
+        let rows_failed = failed + c.pre_errors.len() as u64;
         errors.extend(c.pre_errors.iter().cloned());
         errors.sort_by_key(|e| e.row);
         errors.truncate(IMPORT_ERRORS_KEPT.saturating_sub(job.errors.len()));
@@ -313,6 +389,76 @@ impl BrandState {
         }
         let ok = (changes.len() - errors.len()) as u64;
         (events, errors, ok)
+    }
+
+    /// Transfers in file order, each through the rules of `POST .../transfers` against
+    /// the state and the transfers of the chunk before it; a document counts its rows,
+    /// applied or failed together. The same transfer again is applied (unchanged): a
+    /// file imported twice creates nothing twice.
+    fn decide_transfer_docs(
+        &self,
+        docs: &[DocRows<TransferCmd>],
+        world: &impl World,
+        now: Timestamp,
+    ) -> (Vec<Event>, Vec<RowError>, u64, u64) {
+        let mut created: Vec<Transfer> = Vec::new();
+        let (mut errors, mut ok, mut failed) = (Vec::new(), 0u64, 0u64);
+        for d in docs {
+            let rows = d.lines.len() as u64;
+            let decided = match &d.doc {
+                Err(why) => Err(d.error(ImportKind::Transfers, ErrorCode::InvalidRequest, why)),
+                Ok(cmd) => self.decide_transfer_among(cmd, world, now, &created).map_err(|r| d.refused(ImportKind::Transfers, &r)),
+            };
+            match decided {
+                Ok(decision) => {
+                    ok += rows;
+                    if let Decision::Apply(evs) = decision {
+                        created.extend(evs.into_iter().filter_map(|e| match e {
+                            Event::TransferCreated { transfer } => Some(*transfer),
+                            _ => None,
+                        }));
+                    }
+                }
+                Err(e) => {
+                    failed += rows;
+                    errors.push(e);
+                }
+            }
+        }
+        let events = created.into_iter().map(|t| Event::TransferCreated { transfer: Box::new(t) }).collect();
+        (events, errors, ok, failed)
+    }
+
+    /// Returns in file order, each through the rules of `POST .../returns` against the
+    /// state and the returns of the chunk before it (so two returns of one shipment in
+    /// one file never ask for more than it shipped); as transfers otherwise.
+    fn decide_return_docs(&self, docs: &[DocRows<ReturnCmd>], now: Timestamp) -> (Vec<Event>, Vec<RowError>, u64, u64) {
+        let mut created: Vec<Return> = Vec::new();
+        let (mut errors, mut ok, mut failed) = (Vec::new(), 0u64, 0u64);
+        for d in docs {
+            let rows = d.lines.len() as u64;
+            let decided = match &d.doc {
+                Err(why) => Err(d.error(ImportKind::Returns, ErrorCode::InvalidRequest, why)),
+                Ok(cmd) => self.decide_return_among(cmd, now, &created).map_err(|r| d.refused(ImportKind::Returns, &r)),
+            };
+            match decided {
+                Ok(decision) => {
+                    ok += rows;
+                    if let Decision::Apply(evs) = decision {
+                        created.extend(evs.into_iter().filter_map(|e| match e {
+                            Event::ReturnCreated { ret } => Some(*ret),
+                            _ => None,
+                        }));
+                    }
+                }
+                Err(e) => {
+                    failed += rows;
+                    errors.push(e);
+                }
+            }
+        }
+        let events = created.into_iter().map(|r| Event::ReturnCreated { ret: Box::new(r) }).collect();
+        (events, errors, ok, failed)
     }
 
     /// Shipment status rows in order, each through the rules of `decide_status` against
@@ -369,8 +515,19 @@ impl BrandState {
     pub fn check_bulk_events(&self, events: &[Event]) -> Result<(), String> {
         let mut versions: foldhash::HashMap<&Id, u64> = foldhash::HashMap::default();
         let mut statuses: foldhash::HashMap<&Id, ShipmentStatus> = foldhash::HashMap::default();
+        let mut created: foldhash::HashSet<&Id> = foldhash::HashSet::default();
         for ev in events {
             match ev {
+                Event::TransferCreated { transfer } => {
+                    if self.transfers.contains_key(&transfer.id) || !created.insert(&transfer.id) {
+                        return Err(format!("transfer {} created twice", transfer.id));
+                    }
+                }
+                Event::ReturnCreated { ret } => {
+                    if self.returns.contains_key(&ret.id) || !created.insert(&ret.id) {
+                        return Err(format!("return {} created twice", ret.id));
+                    }
+                }
                 Event::StockChanged { sku, version, levels, .. } => {
                     let prev = match versions.get(sku) {
                         Some(v) => *v,

@@ -7,6 +7,9 @@
 //! named location), `unsellable` (the location's unsellable units) or `missing`
 //! (expected, not there: no stock moves). Units enter stock only by these receipts.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Deref;
+
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +19,15 @@ use super::event::{Cause, Event};
 use super::fulfilment::{Decision, ShipmentStatus};
 use super::transfer::LevelDelta;
 use super::{Id, Timestamp};
+
+/// Returns a brand may have open (neither closed nor cancelled) at once; one more is
+/// refused with 422 `unprocessable`. Ended ones are forgotten after
+/// [`ENDED_RETURN_RETENTION_MS`], so memory follows the open ones.
+pub const OPEN_RETURNS_PER_BRAND_MAX: usize = 50_000;
+/// How long a closed or cancelled return is kept (for `GET` and id-idempotency) before
+/// it is purged — and never before its shipment is: while the shipment is kept, its
+/// returns say how much of it was already returned.
+pub const ENDED_RETURN_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +66,13 @@ pub struct ReturnLine {
     pub missing: i64,
 }
 
+impl ReturnStatus {
+    /// Closed or cancelled: nothing more happens to it.
+    pub fn is_ended(self) -> bool {
+        matches!(self, ReturnStatus::Closed | ReturnStatus::Cancelled)
+    }
+}
+
 impl ReturnLine {
     /// Units expected and not inspected yet.
     pub fn remaining(&self) -> i64 {
@@ -70,6 +89,81 @@ pub struct Return {
     pub lines: Vec<ReturnLine>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A brand's returns by id, with the ids of each shipment's returns (so that "already
+/// returned" and a shipment's `returned` read that shipment's returns, not the brand's)
+/// and the count of open ones (the bound). Read as the map; changed only through
+/// [`Returns::insert`], [`Returns::remove`] and this module's `apply`, which keep the
+/// index and the count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Returns {
+    by_id: BTreeMap<Id, Return>,
+    by_shipment: HashMap<Id, BTreeSet<Id>>,
+    open: usize,
+}
+
+impl Deref for Returns {
+    type Target = BTreeMap<Id, Return>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.by_id
+    }
+}
+
+impl Returns {
+    /// Adds (or replaces) a return, as a map's `insert` does.
+    pub fn insert(&mut self, id: Id, ret: Return) -> Option<Return> {
+        let old = self.remove(&id);
+        self.by_shipment.entry(ret.shipment_id.clone()).or_default().insert(id.clone());
+        self.open += usize::from(!ret.status.is_ended());
+        self.by_id.insert(id, ret);
+        old
+    }
+
+    pub fn remove(&mut self, id: &Id) -> Option<Return> {
+        let old = self.by_id.remove(id)?;
+        if let Some(ids) = self.by_shipment.get_mut(&old.shipment_id) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_shipment.remove(&old.shipment_id);
+            }
+        }
+        self.open -= usize::from(!old.status.is_ended());
+        Some(old)
+    }
+
+    /// Returns neither closed nor cancelled.
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    /// Every return of a shipment (cancelled ones too), by id.
+    pub fn of_shipment<'a>(&'a self, shipment: &Id) -> impl Iterator<Item = &'a Return> + 'a {
+        self.by_shipment.get(shipment).into_iter().flatten().map(|id| &self.by_id[id])
+    }
+
+    /// Whether any return is of `shipment`.
+    pub fn has_shipment(&self, shipment: &Id) -> bool {
+        self.by_shipment.contains_key(shipment)
+    }
+
+    /// The index and the count as a scan of the returns finds them (for tests).
+    #[cfg(test)]
+    pub fn check_index(&self) -> Result<(), String> {
+        let mut scan: HashMap<Id, BTreeSet<Id>> = HashMap::new();
+        for r in self.by_id.values() {
+            scan.entry(r.shipment_id.clone()).or_default().insert(r.id.clone());
+        }
+        if scan != self.by_shipment {
+            return Err(format!("index {:?} but a scan finds {scan:?}", self.by_shipment));
+        }
+        let open = self.by_id.values().filter(|r| !r.status.is_ended()).count();
+        if open != self.open {
+            return Err(format!("{} open counted, {open} found", self.open));
+        }
+        Ok(())
+    }
 }
 
 /// One line of a receipt: `quantity` units of `sku` inspected into `disposition`, at
@@ -112,14 +206,20 @@ impl BrandState {
         self.returns.get(id).ok_or_else(|| Rejection::not_found(format!("return {id} does not exist")))
     }
 
-    /// What the returns of a shipment (not cancelled) ask for, per SKU, in order.
-    pub fn returns_of_shipment<'a>(&'a self, shipment: &'a Id) -> impl Iterator<Item = &'a Return> + 'a {
-        self.returns.values().filter(move |r| &r.shipment_id == shipment && r.status != ReturnStatus::Cancelled)
+    /// The returns of a shipment that are not cancelled, by id.
+    pub fn returns_of_shipment<'a>(&'a self, shipment: &Id) -> impl Iterator<Item = &'a Return> + 'a {
+        self.returns.of_shipment(shipment).filter(|r| r.status != ReturnStatus::Cancelled)
     }
 
     /// A return request. Same id and body: unchanged.
     pub fn decide_return(&self, cmd: &ReturnCmd, now: Timestamp) -> Result<Decision, Rejection> {
-        if let Some(r) = self.returns.get(&cmd.id) {
+        self.decide_return_among(cmd, now, &[])
+    }
+
+    /// A return request decided as if the returns of `pending` (created by earlier rows
+    /// of the same import chunk, not applied yet) existed too.
+    pub(super) fn decide_return_among(&self, cmd: &ReturnCmd, now: Timestamp, pending: &[Return]) -> Result<Decision, Rejection> {
+        if let Some(r) = self.returns.get(&cmd.id).or_else(|| pending.iter().find(|r| r.id == cmd.id)) {
             let same = r.shipment_id == cmd.shipment_id
                 && r.reason == cmd.reason
                 && r.lines.iter().map(|l| (l.sku.clone(), l.quantity)).eq(cmd.lines.iter().cloned());
@@ -136,11 +236,22 @@ impl BrandState {
                 cmd.shipment_id
             )));
         }
+        let open = self.returns.open() + pending.len();
+        if open >= OPEN_RETURNS_PER_BRAND_MAX {
+            return Err(Rejection::new(
+                ErrorCode::Unprocessable,
+                format!(
+                    "brand {} has {open} open returns, the most it may have ({OPEN_RETURNS_PER_BRAND_MAX}); close or cancel some first",
+                    self.id
+                ),
+            ));
+        }
+        let others = self.returns_of_shipment(&cmd.shipment_id).chain(pending.iter().filter(|r| r.shipment_id == cmd.shipment_id));
+        let others: Vec<&Return> = others.collect();
         let mut errors = Vec::new();
         for (i, (sku, q)) in cmd.lines.iter().enumerate() {
             let shipped: i64 = shipment.lines.iter().filter(|a| &a.sku == sku).map(|a| a.quantity).sum();
-            let asked: i64 =
-                self.returns_of_shipment(&cmd.shipment_id).flat_map(|r| r.lines.iter().filter(|l| &l.sku == sku)).map(|l| l.quantity).sum();
+            let asked: i64 = others.iter().flat_map(|r| r.lines.iter().filter(|l| &l.sku == sku)).map(|l| l.quantity).sum();
             if shipped == 0 {
                 errors.push(FieldError::new(format!("lines[{i}].sku"), format!("sku {sku} is not on shipment {}", cmd.shipment_id)));
             } else if *q > shipped - asked {
@@ -167,6 +278,19 @@ impl BrandState {
             updated_at: now,
         };
         Ok(Decision::Apply(vec![Event::ReturnCreated { ret: Box::new(ret) }]))
+    }
+
+    /// Ended returns past their retention whose shipment is gone, or goes with
+    /// `purged_shipments` (the same purge): nothing can be returned against a shipment
+    /// that is not kept, so forgetting its returns cannot let it be returned twice.
+    pub fn decide_return_purges(&self, now: Timestamp, purged_shipments: &[&Id]) -> Vec<Event> {
+        let purged: HashSet<&Id> = purged_shipments.iter().copied().collect();
+        self.returns
+            .values()
+            .filter(|r| r.status.is_ended() && now.0 - r.updated_at.0 > ENDED_RETURN_RETENTION_MS)
+            .filter(|r| !self.shipments.contains_key(&r.shipment_id) || purged.contains(&r.shipment_id))
+            .map(|r| Event::ReturnPurged { id: r.id.clone() })
+            .collect()
     }
 
     /// The customer sent it. Again: unchanged.
@@ -254,11 +378,22 @@ impl BrandState {
     }
 
     pub(super) fn apply_return_event(&mut self, at: Timestamp, ev: &Event) -> Result<(), String> {
-        if let Event::ReturnCreated { ret } = ev {
-            if self.returns.insert(ret.id.clone(), ret.as_ref().clone()).is_some() {
-                return Err(format!("return {} created twice", ret.id));
+        match ev {
+            Event::ReturnCreated { ret } => {
+                if self.returns.contains_key(&ret.id) {
+                    return Err(format!("return {} created twice", ret.id));
+                }
+                self.returns.insert(ret.id.clone(), ret.as_ref().clone());
+                return Ok(());
             }
-            return Ok(());
+            Event::ReturnPurged { id } => {
+                let r = self.returns.remove(id).ok_or_else(|| format!("purge of unknown return {id}"))?;
+                if !r.status.is_ended() {
+                    return Err(format!("purge of return {id} in status {}", status_name(r.status)));
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         let id = match ev {
             Event::ReturnInTransit { id }
@@ -267,9 +402,9 @@ impl BrandState {
             | Event::ReturnCancelled { id } => id,
             _ => return Err(format!("not a return event: {}", ev.type_name())),
         };
-        let r = self.returns.get_mut(id).ok_or_else(|| format!("{} of unknown return {id}", ev.type_name()))?;
+        let r = self.returns.by_id.get_mut(id).ok_or_else(|| format!("{} of unknown return {id}", ev.type_name()))?;
         use ReturnStatus::*;
-        r.status = match (ev, r.status) {
+        let status = match (ev, r.status) {
             (Event::ReturnInTransit { .. }, Requested) => InTransit,
             (Event::ReturnCancelled { .. }, Requested | InTransit) => Cancelled,
             (Event::ReturnClosed { .. }, s) if !matches!(s, Closed | Cancelled) => Closed,
@@ -294,7 +429,12 @@ impl BrandState {
             }
             (_, s) => return Err(format!("return {id}: {s:?} cannot take {}", ev.type_name())),
         };
+        let ends = status.is_ended() && !r.status.is_ended();
+        r.status = status;
         r.updated_at = at;
+        if ends {
+            self.returns.open -= 1;
+        }
         Ok(())
     }
 }

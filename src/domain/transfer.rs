@@ -8,6 +8,9 @@
 //! place: on hand at the origin, in transit, on hand at the destination, or written off
 //! by a `transfer.closed` event that names it.
 
+use std::collections::BTreeMap;
+use std::ops::Deref;
+
 use serde::{Deserialize, Serialize};
 
 use super::brand::{BrandState, World};
@@ -16,6 +19,14 @@ use super::event::{Cause, Event};
 use super::fulfilment::Decision;
 use super::stock::Levels;
 use super::{Id, Timestamp};
+
+/// Transfers a brand may have open (neither closed nor cancelled) at once; one more is
+/// refused with 422 `unprocessable`. Ended ones are forgotten after
+/// [`ENDED_TRANSFER_RETENTION_MS`], so memory follows the open ones.
+pub const OPEN_TRANSFERS_PER_BRAND_MAX: usize = 10_000;
+/// How long a closed or cancelled transfer is kept (for `GET` and id-idempotency)
+/// before it is purged.
+pub const ENDED_TRANSFER_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +43,51 @@ pub enum TransferStatus {
     Closed,
     /// Cancelled before shipping; nothing moved.
     Cancelled,
+}
+
+impl TransferStatus {
+    /// Closed or cancelled: nothing more happens to it.
+    pub fn is_ended(self) -> bool {
+        matches!(self, TransferStatus::Closed | TransferStatus::Cancelled)
+    }
+}
+
+/// A brand's transfers by id, with the count of open ones (the bound). Read as the map;
+/// changed only through [`Transfers::insert`], [`Transfers::remove`] and this module's
+/// `apply`, which keep the count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfers {
+    by_id: BTreeMap<Id, Transfer>,
+    open: usize,
+}
+
+impl Deref for Transfers {
+    type Target = BTreeMap<Id, Transfer>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.by_id
+    }
+}
+
+impl Transfers {
+    /// Adds (or replaces) a transfer, as a map's `insert` does.
+    pub fn insert(&mut self, id: Id, t: Transfer) -> Option<Transfer> {
+        let old = self.remove(&id);
+        self.open += usize::from(!t.status.is_ended());
+        self.by_id.insert(id, t);
+        old
+    }
+
+    pub fn remove(&mut self, id: &Id) -> Option<Transfer> {
+        let old = self.by_id.remove(id)?;
+        self.open -= usize::from(!old.status.is_ended());
+        Some(old)
+    }
+
+    /// Transfers neither closed nor cancelled.
+    pub fn open(&self) -> usize {
+        self.open
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +146,19 @@ impl BrandState {
 
     /// A draft transfer; nothing moves until it ships. Same id and body: unchanged.
     pub fn decide_transfer(&self, cmd: &TransferCmd, world: &impl World, now: Timestamp) -> Result<Decision, Rejection> {
-        if let Some(t) = self.transfers.get(&cmd.id) {
+        self.decide_transfer_among(cmd, world, now, &[])
+    }
+
+    /// A transfer decided as if the transfers of `pending` (created by earlier rows of
+    /// the same import chunk, not applied yet) existed too.
+    pub(super) fn decide_transfer_among(
+        &self,
+        cmd: &TransferCmd,
+        world: &impl World,
+        now: Timestamp,
+        pending: &[Transfer],
+    ) -> Result<Decision, Rejection> {
+        if let Some(t) = self.transfers.get(&cmd.id).or_else(|| pending.iter().find(|t| t.id == cmd.id)) {
             let same = t.origin == cmd.origin
                 && t.destination == cmd.destination
                 && t.lines.iter().map(|l| (l.sku.clone(), l.quantity)).eq(cmd.lines.iter().cloned());
@@ -112,6 +180,16 @@ impl BrandState {
         }
         for (sku, _) in &cmd.lines {
             self.sku(sku)?;
+        }
+        let open = self.transfers.open() + pending.len();
+        if open >= OPEN_TRANSFERS_PER_BRAND_MAX {
+            return Err(Rejection::new(
+                ErrorCode::Unprocessable,
+                format!(
+                    "brand {} has {open} open transfers, the most it may have ({OPEN_TRANSFERS_PER_BRAND_MAX}); close or cancel some first",
+                    self.id
+                ),
+            ));
         }
         let transfer = Transfer {
             id: cmd.id.clone(),
@@ -225,6 +303,15 @@ impl BrandState {
         }
     }
 
+    /// Closed or cancelled transfers past their retention.
+    pub fn decide_transfer_purges(&self, now: Timestamp) -> Vec<Event> {
+        self.transfers
+            .values()
+            .filter(|t| t.status.is_ended() && now.0 - t.updated_at.0 > ENDED_TRANSFER_RETENTION_MS)
+            .map(|t| Event::TransferPurged { id: t.id.clone() })
+            .collect()
+    }
+
     /// One `StockChanged` per SKU for `moves` (`(sku, location, delta)`, a SKU may
     /// appear more than once), in the order SKUs first appear.
     pub(super) fn level_events(&self, moves: &[(Id, Id, LevelDelta)], cause: Cause) -> Result<Vec<Event>, Rejection> {
@@ -257,8 +344,16 @@ impl BrandState {
     pub(super) fn apply_transfer_event(&mut self, at: Timestamp, ev: &Event) -> Result<(), String> {
         let (id, to) = match ev {
             Event::TransferCreated { transfer } => {
-                if self.transfers.insert(transfer.id.clone(), transfer.as_ref().clone()).is_some() {
+                if self.transfers.contains_key(&transfer.id) {
                     return Err(format!("transfer {} created twice", transfer.id));
+                }
+                self.transfers.insert(transfer.id.clone(), transfer.as_ref().clone());
+                return Ok(());
+            }
+            Event::TransferPurged { id } => {
+                let t = self.transfers.remove(id).ok_or_else(|| format!("purge of unknown transfer {id}"))?;
+                if !t.status.is_ended() {
+                    return Err(format!("purge of transfer {id} in status {}", status_name(t.status)));
                 }
                 return Ok(());
             }
@@ -268,7 +363,7 @@ impl BrandState {
             Event::TransferCancelled { id } => (id, TransferStatus::Cancelled),
             _ => return Err(format!("not a transfer event: {}", ev.type_name())),
         };
-        let t = self.transfers.get_mut(id).ok_or_else(|| format!("{} of unknown transfer {id}", ev.type_name()))?;
+        let t = self.transfers.by_id.get_mut(id).ok_or_else(|| format!("{} of unknown transfer {id}", ev.type_name()))?;
         let allowed = match to {
             TransferStatus::Shipped | TransferStatus::Cancelled => t.status == TransferStatus::Draft,
             TransferStatus::Receiving => matches!(t.status, TransferStatus::Shipped | TransferStatus::Receiving),
@@ -301,8 +396,12 @@ impl BrandState {
         if t.lines.iter().any(|l| l.remaining() < 0) {
             return Err(format!("transfer {id}: more received or written off than shipped"));
         }
+        let ends = status.is_ended() && !t.status.is_ended();
         t.status = status;
         t.updated_at = at;
+        if ends {
+            self.transfers.open -= 1;
+        }
         Ok(())
     }
 }

@@ -239,6 +239,8 @@ pub fn key(ev: &Event) -> Option<String> {
         }
         Event::ReservationPurged { .. }
         | Event::ShipmentPurged { .. }
+        | Event::TransferPurged { .. }
+        | Event::ReturnPurged { .. }
         | Event::WebhookCreated { .. }
         | Event::WebhookDeleted { .. }
         | Event::ImportQueued { .. }

@@ -92,23 +92,8 @@ impl Caller {
     }
 }
 
-/// Checks the lines of a request: 1..=`max` of them, quantities 1..=`QUANTITY_MAX`, no
-/// SKU twice. Each problem is pushed to `errors` naming `field[i].quantity`/`.sku`.
-pub fn check_line_set<'a>(field: &str, lines: impl ExactSizeIterator<Item = (&'a Id, i64)>, max: usize, errors: &mut Vec<FieldError>) {
-    use crate::domain::stock::QUANTITY_MAX;
-    if lines.len() == 0 || lines.len() > max {
-        errors.push(FieldError::new(field, format!("must hold 1..={max} lines, got {}", lines.len())));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, (sku, quantity)) in lines.enumerate() {
-        if !(1..=QUANTITY_MAX).contains(&quantity) {
-            errors.push(FieldError::new(format!("{field}[{i}].quantity"), format!("must be 1..={QUANTITY_MAX}")));
-        }
-        if !seen.insert(sku) {
-            errors.push(FieldError::new(format!("{field}[{i}].sku"), "the same sku may not appear twice; add the quantities up"));
-        }
-    }
-}
+/// Checks the lines of a request (the rule is the domain's, which imports share).
+pub use crate::domain::fulfilment::check_line_set;
 
 /// The query string as `T`; a string that does not fit is a problem on `query`.
 pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, Problem> {

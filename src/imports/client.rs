@@ -25,6 +25,10 @@ pub enum KindArg {
     /// Named as the API's `kind` (`shipment-status` is accepted too).
     #[value(name = "shipment_status", alias = "shipment-status")]
     ShipmentStatus,
+    /// Transfers (drafts), a row per line.
+    Transfers,
+    /// Returns (requested), a row per line.
+    Returns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

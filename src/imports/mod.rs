@@ -6,6 +6,7 @@
 //!   (hashed, fsynced, renamed into place) and checking its header.
 //! * [`parse`] — CSV header and row parsing (pure).
 //! * [`reader`] — the file read in chunks from any recorded position.
+//! * [`documents`] — transfers and returns: a chunk's rows grouped into documents.
 //! * [`runner`] — the thread that applies queued jobs through the shard actors.
 //! * [`client`] — `zaiko import`: upload and follow a job from the command line.
 //!
@@ -14,6 +15,7 @@
 //! the journal, and of unfinished jobs at start from the recovered state.
 
 pub mod client;
+pub mod documents;
 pub mod parse;
 pub mod reader;
 mod runner;

@@ -11,6 +11,14 @@
 //!   `delivered` or `cancelled`); optional `tracking_number`, `carrier` (1..=200
 //!   characters, as in `POST .../shipments/{id}/status`).
 //!
+//! - transfers: `id`, `origin`, `destination`, `sku`, `quantity` — a row per line of
+//!   a transfer, the rows of one transfer (same `id`) next to each other.
+//! - returns: `id`, `shipment_id`, `reason`, `sku`, `quantity` — likewise per return.
+//!
+//! A stock row may instead of `on_hand` or `delta` name an `op` (`mark_unsellable`,
+//! `release_unsellable`, `dispose`, `set_safety_stock`) with its `quantity`, as the
+//! stock-change ops of those names.
+//!
 //! An unknown or missing column makes the whole file unusable (422 on upload): a
 //! misspelt column silently ignored would import the wrong thing. An empty CSV cell
 //! is an absent optional field.
@@ -24,7 +32,8 @@ use crate::domain::brand::StockChangeCmd;
 use crate::domain::catalog::{Catalog, SkuInput};
 use crate::domain::fulfilment::{ShipmentStatus, StatusCmd};
 use crate::domain::import::{problems_detail, ImportKind};
-use crate::domain::stock::StockOp;
+use crate::domain::stock::{StockOp, QUANTITY_MAX};
+use crate::domain::text::check_text;
 use crate::domain::{FieldError, Id};
 /// Wrong column names a header error lists (the rest are counted).
 const COLUMNS_LISTED_MAX: usize = 10;
@@ -56,6 +65,16 @@ pub enum Row {
     Stock(StockChangeCmd),
     Catalog(Id, Catalog),
     ShipmentStatus(StatusCmd),
+    /// A row of a transfer or return (its `id`), with its line or what is wrong with
+    /// it: a row that names its document but is wrong makes the whole document fail.
+    Document(Id, Result<DocLine, String>),
+}
+
+/// One line of a transfer or return document, as a row gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocLine {
+    Transfer { origin: Id, destination: Id, sku: Id, quantity: i64 },
+    Return { shipment_id: Id, reason: CompactString, sku: Id, quantity: i64 },
 }
 
 /// Where each known column is in a CSV file.
@@ -68,9 +87,13 @@ pub struct Columns {
     pub count: usize,
 }
 
-const STOCK_COLUMNS: [&str; 6] = ["sku", "location", "on_hand", "delta", "reason", "expected_version"];
+const STOCK_COLUMNS: [&str; 8] = ["sku", "location", "on_hand", "delta", "op", "quantity", "reason", "expected_version"];
 const CATALOG_COLUMNS: [&str; 8] = ["sku", "name", "product_id", "color", "size", "category", "price", "tags"];
 const SHIPMENT_STATUS_COLUMNS: [&str; 4] = ["shipment_id", "status", "tracking_number", "carrier"];
+const TRANSFER_COLUMNS: [&str; 5] = ["id", "origin", "destination", "sku", "quantity"];
+const RETURN_COLUMNS: [&str; 5] = ["id", "shipment_id", "reason", "sku", "quantity"];
+/// The ops a stock row names in its `op` column (the others have columns of their own).
+const STOCK_ROW_OPS: [&str; 4] = ["mark_unsellable", "release_unsellable", "dispose", "set_safety_stock"];
 
 /// Checks a CSV header for `kind`; the error says which columns are wrong.
 pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String> {
@@ -78,6 +101,8 @@ pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String
         ImportKind::Stock => (&STOCK_COLUMNS, &["sku", "location"]),
         ImportKind::Catalog => (&CATALOG_COLUMNS, &["sku", "name"]),
         ImportKind::ShipmentStatus => (&SHIPMENT_STATUS_COLUMNS, &["shipment_id", "status"]),
+        ImportKind::Transfers => (&TRANSFER_COLUMNS, &TRANSFER_COLUMNS),
+        ImportKind::Returns => (&RETURN_COLUMNS, &RETURN_COLUMNS),
     };
     let mut cols = Columns { kind, index: BTreeMap::new(), attributes: Vec::new(), count: header.len() };
     let mut unknown: Vec<&str> = Vec::new();
@@ -101,8 +126,13 @@ pub fn check_header(kind: ImportKind, header: &[&str]) -> Result<Columns, String
     if !missing.is_empty() {
         problems.push(format!("missing columns {}", listed(missing.into_iter())));
     }
-    if kind == ImportKind::Stock && cols.index.contains_key("on_hand") == cols.index.contains_key("delta") {
-        problems.push("give exactly one of the columns on_hand (set) or delta (adjust)".into());
+    if kind == ImportKind::Stock {
+        let has = |c: &str| cols.index.contains_key(c);
+        if [has("on_hand"), has("delta"), has("op")].iter().filter(|h| **h).count() != 1 {
+            problems.push("give exactly one of the columns on_hand (set), delta (adjust) or op (with quantity)".into());
+        } else if has("op") != has("quantity") {
+            problems.push("give the columns op and quantity together".into());
+        }
     }
     if problems.is_empty() {
         Ok(cols)
@@ -136,6 +166,8 @@ pub fn csv_row(cols: &Columns, fields: &[&str]) -> Result<Row, String> {
                 location: id("location", cell(cols, fields, "location"))?,
                 on_hand: number("on_hand", cell(cols, fields, "on_hand"))?,
                 delta: number("delta", cell(cols, fields, "delta"))?,
+                op: cell(cols, fields, "op").map(CompactString::from),
+                quantity: number("quantity", cell(cols, fields, "quantity"))?,
                 reason: cell(cols, fields, "reason").map(CompactString::from),
                 expected_version: number("expected_version", cell(cols, fields, "expected_version"))?,
             };
@@ -175,7 +207,95 @@ pub fn csv_row(cols: &Columns, fields: &[&str]) -> Result<Row, String> {
             };
             shipment_status(input)
         }
+        ImportKind::Transfers | ImportKind::Returns => {
+            let doc = id("id", cell(cols, fields, "id"))?;
+            let c = |name: &str| cell(cols, fields, name);
+            let line = match cols.kind {
+                ImportKind::Transfers => (|| {
+                    transfer_line(TransferRow {
+                        _id: None,
+                        origin: id("origin", c("origin"))?,
+                        destination: id("destination", c("destination"))?,
+                        sku: id("sku", c("sku"))?,
+                        quantity: number("quantity", c("quantity"))?.ok_or("quantity: required")?,
+                    })
+                })(),
+                _ => (|| {
+                    return_line(ReturnRow {
+                        _id: None,
+                        shipment_id: id("shipment_id", c("shipment_id"))?,
+                        reason: c("reason").map(CompactString::from).ok_or("reason: required")?,
+                        sku: id("sku", c("sku"))?,
+                        quantity: number("quantity", c("quantity"))?.ok_or("quantity: required")?,
+                    })
+                })(),
+            };
+            Ok(Row::Document(doc, line))
+        }
     }
+}
+
+#[derive(Deserialize)]
+struct DocumentId {
+    id: Id,
+}
+
+/// The fields of a transfer row (NDJSON: with its `id`, checked before).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferRow {
+    #[serde(default, rename = "id")]
+    _id: Option<serde::de::IgnoredAny>,
+    origin: Id,
+    destination: Id,
+    sku: Id,
+    quantity: i64,
+}
+
+/// The fields of a return row (NDJSON: with its `id`, checked before).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnRow {
+    #[serde(default, rename = "id")]
+    _id: Option<serde::de::IgnoredAny>,
+    shipment_id: Id,
+    reason: CompactString,
+    sku: Id,
+    quantity: i64,
+}
+
+/// A line's quantity, as the API checks a line's: 1..=[`QUANTITY_MAX`].
+fn line_quantity(q: i64) -> Result<i64, String> {
+    if (1..=QUANTITY_MAX).contains(&q) {
+        Ok(q)
+    } else {
+        Err(format!("quantity: must be 1..={QUANTITY_MAX}"))
+    }
+}
+
+fn transfer_line(r: TransferRow) -> Result<DocLine, String> {
+    let quantity = line_quantity(r.quantity)?;
+    Ok(DocLine::Transfer { origin: r.origin, destination: r.destination, sku: r.sku, quantity })
+}
+
+fn return_line(r: ReturnRow) -> Result<DocLine, String> {
+    if let Some(p) = check_text("reason", &r.reason) {
+        return Err(problems_detail(&[p]));
+    }
+    let quantity = line_quantity(r.quantity)?;
+    Ok(DocLine::Return { shipment_id: r.shipment_id, reason: r.reason, sku: r.sku, quantity })
+}
+
+/// An NDJSON row of a document: its `id` first (a row without a valid one belongs to
+/// no document and is an error of its own), then the rest of it.
+fn document_row(kind: ImportKind, line: &[u8]) -> Result<Row, String> {
+    let err = |e: serde_json::Error| format!("not a valid {} object: {e}", kind.as_str());
+    let DocumentId { id } = serde_json::from_slice(line).map_err(err)?;
+    let rest = match kind {
+        ImportKind::Transfers => serde_json::from_slice::<TransferRow>(line).map_err(err).and_then(transfer_line),
+        _ => serde_json::from_slice::<ReturnRow>(line).map_err(err).and_then(return_line),
+    };
+    Ok(Row::Document(id, rest))
 }
 
 #[derive(Deserialize)]
@@ -185,6 +305,8 @@ struct StockInput {
     location: Id,
     on_hand: Option<i64>,
     delta: Option<i64>,
+    op: Option<CompactString>,
+    quantity: Option<i64>,
     reason: Option<CompactString>,
     expected_version: Option<u64>,
 }
@@ -229,10 +351,18 @@ fn shipment_status(i: ShipmentStatusInput) -> Result<Row, String> {
 }
 
 fn stock(i: StockInput) -> Result<Row, String> {
-    let op = match (i.on_hand, i.delta) {
-        (Some(on_hand), None) => StockOp::Set { on_hand },
-        (None, Some(delta)) => StockOp::Adjust { delta },
-        _ => return Err("give exactly one of on_hand or delta".into()),
+    let op = match (i.on_hand, i.delta, i.op.as_deref(), i.quantity) {
+        (Some(on_hand), None, None, None) => StockOp::Set { on_hand },
+        (None, Some(delta), None, None) => StockOp::Adjust { delta },
+        (None, None, Some(op), Some(quantity)) => match op {
+            "mark_unsellable" => StockOp::MarkUnsellable { quantity },
+            "release_unsellable" => StockOp::ReleaseUnsellable { quantity },
+            "dispose" => StockOp::Dispose { quantity },
+            "set_safety_stock" => StockOp::SetSafetyStock { quantity },
+            other => return Err(format!("op: {} is not one of {}", shown(other), STOCK_ROW_OPS.join(", "))),
+        },
+        (None, None, Some(_), None) => return Err("quantity: required with op".into()),
+        _ => return Err("give exactly one of on_hand, delta or op (with quantity)".into()),
     };
     StockChangeCmd::new(i.sku, i.location, op, i.expected_version, i.reason).map(Row::Stock).map_err(first_problem)
 }
@@ -254,6 +384,7 @@ pub fn json_row(kind: ImportKind, line: &[u8]) -> Result<Row, String> {
         ImportKind::Stock => stock(serde_json::from_slice(line).map_err(err)?),
         ImportKind::Catalog => catalog(serde_json::from_slice(line).map_err(err)?),
         ImportKind::ShipmentStatus => shipment_status(serde_json::from_slice(line).map_err(err)?),
+        ImportKind::Transfers | ImportKind::Returns => document_row(kind, line),
     }
 }
 

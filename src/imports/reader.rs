@@ -10,6 +10,7 @@
 //! without being kept and becomes a row error (a header, an unusable file). Line
 //! breaks are counted from the bytes as they are consumed, never from a copy.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -17,8 +18,9 @@ use std::path::Path;
 use csv_core::ReadRecordResult;
 
 use super::parse::{check_header, csv_row, json_row, Columns, Row};
+use crate::domain::fulfilment::LINES_MAX;
 use crate::domain::import::{ImportFormat, ImportKind, RowError};
-use crate::domain::ErrorCode;
+use crate::domain::{ErrorCode, Id};
 
 /// Longest row, in bytes: a CSV record's field data (without delimiters and quotes)
 /// or an NDJSON line (without its line break). Any valid row is far shorter (a
@@ -27,6 +29,9 @@ pub const ROW_BYTES_MAX: usize = 1 << 20;
 /// Most fields in a CSV record, the header included: a catalog's 8 columns and
 /// many `attributes.<key>` columns fit.
 pub const ROW_FIELDS_MAX: usize = 1024;
+/// Documents (transfers or returns, by id) one import file may hold: what
+/// [`document_problems`] keeps in memory while it reads the file.
+pub const DOCUMENTS_MAX: usize = 100_000;
 /// Read buffer of a file being imported.
 const READ_BUFFER_BYTES: usize = 1 << 20;
 
@@ -309,10 +314,31 @@ enum Source {
 /// Reads chunks from a position.
 pub struct ChunkReader {
     source: Source,
+    kind: ImportKind,
     limits: Limits,
-    /// Offset and line of the next unread row.
+    /// Offset and line after the last row read from the source (the held one included).
     offset: u64,
     line: u64,
+    /// A row read ahead to see whether it belongs to the document a chunk ends with,
+    /// not taken into a chunk yet.
+    held: Option<Held>,
+}
+
+/// A row read ahead: where it (and the blank lines before it) started, its line, and
+/// what it parsed to.
+struct Held {
+    start: (u64, u64),
+    line: u64,
+    parsed: Result<Row, String>,
+}
+
+impl Held {
+    fn document(&self) -> Option<&Id> {
+        match &self.parsed {
+            Ok(Row::Document(id, _)) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 impl ChunkReader {
@@ -339,40 +365,85 @@ impl ChunkReader {
             }
             (ImportFormat::Csv, None) => return Err(ReadError::Unusable("a CSV file needs its header".into())),
         };
-        Ok(ChunkReader { source, limits, offset, line })
+        Ok(ChunkReader { source, kind, limits, offset, line, held: None })
     }
 
-    /// The next chunk; `None` only at the end of the file.
+    /// The next chunk; `None` only at the end of the file. A chunk of transfers or
+    /// returns never ends inside a document: past its bounds it goes on while the rows
+    /// are of the document its last row is of (at most [`LINES_MAX`] more; a longer
+    /// document is an error whichever chunks its rows fall in).
     pub fn next_chunk(&mut self, rows_max: usize, bytes_max: u64) -> Result<Option<Chunk>, ReadError> {
         let chunk_start = self.position();
         let mut chunk = Chunk::default();
+        let mut last_document: Option<Id> = None;
         // The byte bound counts only once the chunk holds a row: a stretch of blank
         // lines longer than the bound must not end the file early.
         while chunk.len() < rows_max && (chunk.is_empty() || self.position().0 - chunk_start.0 < bytes_max) {
-            let more = match &mut self.source {
-                Source::Csv(..) => self.csv_next(&mut chunk)?,
-                Source::Ndjson { .. } => self.ndjson_next(&mut chunk)?,
-            };
-            if !more {
+            if !self.fetch()? {
                 break;
+            }
+            last_document = self.take(&mut chunk);
+        }
+        if let Some(doc) = last_document.filter(|_| self.kind.is_document()) {
+            for _ in 0..LINES_MAX {
+                if !self.fetch()? || self.held.as_ref().and_then(Held::document) != Some(&doc) {
+                    break;
+                }
+                self.take(&mut chunk);
             }
         }
         (chunk.next_offset, chunk.next_row) = self.position();
         Ok((!chunk.is_empty()).then_some(chunk))
     }
 
+    /// Where the next chunk starts: before the held row, if any.
     fn position(&self) -> (u64, u64) {
-        (self.offset, self.line)
+        match &self.held {
+            Some(h) => h.start,
+            None => (self.offset, self.line),
+        }
     }
 
-    fn csv_next(&mut self, chunk: &mut Chunk) -> Result<bool, ReadError> {
+    /// Makes sure a row is held (reading past blank lines); `false` at the end.
+    fn fetch(&mut self) -> Result<bool, ReadError> {
+        if self.held.is_some() {
+            return Ok(true);
+        }
+        let start = (self.offset, self.line);
+        loop {
+            let read = match &mut self.source {
+                Source::Csv(..) => self.csv_next()?,
+                Source::Ndjson { .. } => self.ndjson_next()?,
+            };
+            match read {
+                None => return Ok(false),
+                Some(None) => continue,
+                Some(Some((line, parsed))) => {
+                    self.held = Some(Held { start, line, parsed });
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Moves the held row into `chunk`; returns its document, if it is a document's row.
+    fn take(&mut self, chunk: &mut Chunk) -> Option<Id> {
+        let held = self.held.take()?;
+        let document = held.document().cloned();
+        push(chunk, held.line, held.parsed);
+        document
+    }
+
+    /// The next record: `None` at the end, `Some(None)` for a blank one (no row).
+    #[allow(clippy::type_complexity)]
+    fn csv_next(&mut self) -> Result<Option<Option<(u64, Result<Row, String>)>>, ReadError> {
         let Source::Csv(records, cols) = &mut self.source else { unreachable!("csv source") };
-        let Some(read) = records.next()? else { return Ok(false) };
+        let Some(read) = records.next()? else { return Ok(None) };
         // The record starts on the line after the breaks before its first byte.
         let line = self.line + read.leading;
         (self.offset, self.line) = (self.offset + read.bytes, self.line + read.breaks);
         if is_blank(records, &read) {
-            return Ok(true);
+            return Ok(Some(None));
         }
         let parsed = match read.record {
             Record::Fields => match records.fields().map(std::str::from_utf8).collect::<Result<Vec<&str>, _>>() {
@@ -388,27 +459,75 @@ impl ChunkReader {
                 self.limits.row_fields_max, cols.count
             )),
         };
-        push(chunk, line, parsed);
-        Ok(true)
+        Ok(Some(Some((line, parsed))))
     }
 
-    fn ndjson_next(&mut self, chunk: &mut Chunk) -> Result<bool, ReadError> {
+    /// The next line: `None` at the end, `Some(None)` for a blank one (no row).
+    #[allow(clippy::type_complexity)]
+    fn ndjson_next(&mut self) -> Result<Option<Option<(u64, Result<Row, String>)>>, ReadError> {
         let Source::Ndjson { input, kind, line: buf } = &mut self.source else { unreachable!("ndjson source") };
-        let Some((read, bytes)) = next_line(input, buf, self.limits.row_bytes_max)? else { return Ok(false) };
+        let Some((read, bytes)) = next_line(input, buf, self.limits.row_bytes_max)? else { return Ok(None) };
         let line = self.line;
         self.offset += bytes;
         self.line += 1;
         let parsed = match read {
-            Line::Blank => return Ok(true),
+            Line::Blank => return Ok(Some(None)),
             Line::Text => json_row(*kind, buf.trim_ascii()),
             Line::TooLong => Err(format!(
                 "the line is longer than {} bytes, the most a row may hold; shorten it (one JSON object per line)",
                 self.limits.row_bytes_max
             )),
         };
-        push(chunk, line, parsed);
-        Ok(true)
+        Ok(Some(Some((line, parsed))))
     }
+}
+
+/// The documents of a transfers or returns file that cannot be applied whatever chunk
+/// they fall in, and why: those whose rows are not all together (another row, or a row
+/// with no valid id, comes between two of them) and those of more than [`LINES_MAX`]
+/// rows. One pass over the file, keeping each document's id once: a file of more than
+/// [`DOCUMENTS_MAX`] documents is refused (the job fails, nothing applied).
+pub fn document_problems(path: &Path, format: ImportFormat, kind: ImportKind, start: &Start) -> Result<HashMap<Id, String>, ReadError> {
+    let mut reader = ChunkReader::open(path, format, kind, start, start.offset, start.line)?;
+    let name = kind.document_name();
+    // Each document's first line, and the problems found so far.
+    let mut seen: HashMap<Id, u64> = HashMap::new();
+    let mut problems: HashMap<Id, String> = HashMap::new();
+    let (mut current, mut run_rows): (Option<Id>, usize) = (None, 0);
+    while reader.fetch()? {
+        let held = reader.held.take().expect("fetched");
+        let Some(doc) = held.document().cloned() else {
+            current = None;
+            continue;
+        };
+        if current.as_ref() == Some(&doc) {
+            run_rows += 1;
+            if run_rows > LINES_MAX {
+                problems.entry(doc).or_insert_with(|| format!("{name} has more than {LINES_MAX} rows, the most a document may have"));
+            }
+            continue;
+        }
+        run_rows = 1;
+        match seen.get(&doc) {
+            Some(first) => {
+                let why = format!(
+                    "the rows of this {name} are not all together (it starts on line {first} and again on line {}); put every row of a document next to the others, e.g. by sorting the file by id",
+                    held.line
+                );
+                problems.entry(doc.clone()).or_insert(why);
+            }
+            None if seen.len() >= DOCUMENTS_MAX => {
+                return Err(ReadError::Unusable(format!(
+                    "the file holds more than {DOCUMENTS_MAX} {name}s, the most one import may hold; split it into smaller files"
+                )))
+            }
+            None => {
+                seen.insert(doc.clone(), held.line);
+            }
+        }
+        current = Some(doc);
+    }
+    Ok(problems)
 }
 
 fn push(chunk: &mut Chunk, line: u64, parsed: Result<Row, String>) {
@@ -584,6 +703,29 @@ mod tests {
         let p = file(&dir, "c.csv", &wrong);
         let Err(ReadError::Unusable(why)) = start(&p, ImportFormat::Csv, ImportKind::Stock) else { panic!() };
         assert!(why.len() < 1000 && why.contains("and 41 more"), "{why}");
+    }
+
+    #[test]
+    fn a_chunk_never_ends_inside_a_document_and_resumes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "id,origin,destination,sku,quantity\n\
+                    T1,a,b,S1,1\nT1,a,b,S2,1\nT1,a,b,S3,1\n,a,b,S1,1\nT2,a,b,S1,1\n\nT2,a,b,S2,1\nT3,a,b,S1,1\nT2,a,b,S3,1\n";
+        let p = file(&dir, "t.csv", text);
+        let s = start(&p, ImportFormat::Csv, ImportKind::Transfers).unwrap();
+        let mut r = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Transfers, &s, s.offset, s.line).unwrap();
+        let chunks: Vec<Chunk> = std::iter::from_fn(|| r.next_chunk(1, 1 << 20).unwrap()).collect();
+        let got: Vec<Vec<u64>> = chunks.iter().map(lines).collect();
+        // T1's three rows in one chunk; the row with no id alone; T2's rows across the
+        // blank line in one; then T3, then T2 again (apart: a problem, below).
+        assert_eq!(got, vec![vec![2, 3, 4], vec![5], vec![6, 8], vec![9], vec![10]]);
+        for (i, c) in chunks.iter().enumerate() {
+            let mut again = ChunkReader::open(&p, ImportFormat::Csv, ImportKind::Transfers, &s, c.next_offset, c.next_row).unwrap();
+            let rest: Vec<Vec<u64>> = std::iter::from_fn(|| again.next_chunk(1, 1 << 20).unwrap()).map(|c| lines(&c)).collect();
+            assert_eq!(rest, got[i + 1..].to_vec(), "resumed after chunk {i}");
+        }
+        let problems = document_problems(&p, ImportFormat::Csv, ImportKind::Transfers, &s).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[&Id::parse("T2").unwrap()].contains("starts on line 6 and again on line 10"), "{problems:?}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::documents;
 use super::reader::{self, Chunk, ChunkReader, ReadError};
 use super::ImportConfig;
 use crate::actors::shard::{BrandCmd, BrandMsg};
@@ -118,11 +119,14 @@ struct JobRun {
     /// The line of a row whose change alone is too large to record, and why.
     oversize: Option<(u64, String)>,
     backoff: Duration,
+    /// Transfers or returns files: the documents that fail wherever they fall
+    /// (`reader::document_problems`), found once per job by this process.
+    problems: Option<Arc<HashMap<Id, String>>>,
 }
 
 impl JobRun {
     fn new(rows_max: usize) -> JobRun {
-        JobRun { rows_max, taken: 0, oversize: None, backoff: BACKOFF_MIN }
+        JobRun { rows_max, taken: 0, oversize: None, backoff: BACKOFF_MIN, problems: None }
     }
 
     /// A chunk of `rows` rows was refused as too large: the next ones take half as many.
@@ -429,6 +433,10 @@ impl Runner {
         if resume.chunk == 0 {
             (resume.offset, resume.row) = (start.offset, start.line);
         }
+        if state.kind.is_document() && run.problems.is_none() {
+            run.problems = Some(Arc::new(reader::document_problems(path, state.format, state.kind, &start).map_err(fatal)?));
+        }
+        let problems = run.problems.clone().unwrap_or_default();
         let mut rows = ChunkReader::open(path, state.format, state.kind, &start, resume.offset, resume.row).map_err(fatal)?;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let (started, mut sent_rows) = (Instant::now(), 0u64);
@@ -438,7 +446,7 @@ impl Runner {
             let single_row = (chunk.errors.is_empty() && chunk.rows.len() == 1).then(|| chunk.rows[0].0);
             let len = chunk.len();
             sent_rows += len as u64;
-            let cmd = chunk_cmd(id, chunk_no, state.kind, chunk);
+            let cmd = chunk_cmd(id, chunk_no, state.kind, chunk, &problems);
             let rx = self.send(brand, ImportCmd::Chunk(Box::new(cmd)))?;
             in_flight.push_back(InFlight { rx, rows: len, single_row });
             chunk_no += 1;
@@ -570,8 +578,8 @@ impl Runner {
     }
 }
 
-fn chunk_cmd(id: &Id, chunk: u64, kind: ImportKind, c: reader::Chunk) -> ChunkCmd {
-    let (mut lines, mut changes, mut catalog, mut statuses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+fn chunk_cmd(id: &Id, chunk: u64, kind: ImportKind, c: reader::Chunk, problems: &HashMap<Id, String>) -> ChunkCmd {
+    let (mut lines, mut changes, mut catalog, mut statuses, mut docs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // The reader parses every row as the job's kind, so only one of these fills.
     for (line, row) in c.rows {
         match row {
@@ -581,12 +589,15 @@ fn chunk_cmd(id: &Id, chunk: u64, kind: ImportKind, c: reader::Chunk) -> ChunkCm
             }
             Row::Catalog(sku, cat) => catalog.push((line, sku, cat)),
             Row::ShipmentStatus(cmd) => statuses.push((line, cmd)),
+            Row::Document(doc, row) => docs.push((line, doc, row)),
         }
     }
     let rows = match kind {
         ImportKind::Stock => ChunkRows::Stock { lines, changes },
         ImportKind::Catalog => ChunkRows::Catalog(catalog),
         ImportKind::ShipmentStatus => ChunkRows::ShipmentStatus(statuses),
+        ImportKind::Transfers => ChunkRows::Transfers(documents::transfers(docs, problems)),
+        ImportKind::Returns => ChunkRows::Returns(documents::returns(docs, problems)),
     };
     ChunkCmd { id: id.clone(), chunk, next_offset: c.next_offset, next_row: c.next_row, rows, pre_errors: c.errors }
 }

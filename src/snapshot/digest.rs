@@ -85,10 +85,10 @@ pub fn digest(state: &State) -> [u8; 32] {
         h.put(&b.imports.finished);
         // Added by format 2: walked only when there are any (see the module comment).
         if !b.transfers.is_empty() {
-            h.put(&b.transfers);
+            h.put(&*b.transfers);
         }
         if !b.returns.is_empty() {
-            h.put(&b.returns);
+            h.put(&*b.returns);
         }
         if !b.thresholds.is_empty() || !b.bands.is_empty() {
             h.put(&(&b.thresholds, &b.bands));

@@ -17,7 +17,9 @@ use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, Ship
 use crate::domain::idempotency::{IdemWrite, Status};
 use crate::domain::import::{ChunkCmd, ChunkRows, ImportFormat, ImportKind, ImportSpec, ImportStatus, RowError};
 use crate::domain::registry::{Location, LocationKind, RegistryEvent, Role, TokenRecord};
+use crate::domain::returns::{Disposition, ReceiptLine, ReturnCmd};
 use crate::domain::stock::StockOp;
+use crate::domain::transfer::TransferCmd;
 use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id};
 use crate::journal::{FailureAction, Journal, JournalConfig, OpenOptions};
@@ -233,6 +235,80 @@ impl Driver {
                 }
             }
             10 => self.import_step(b, op, n),
+            11 => {
+                // A transfer taken some way along its life; sometimes, a month later, the
+                // ended ones are purged (the snapshot must not keep them, nor lose open ones).
+                let tid = id(&format!("T{}", n % 5));
+                let cmd = TransferCmd { id: tid.clone(), origin: id("L0"), destination: id("L1"), lines: vec![(sku.clone(), op.qty)] };
+                let d = self.state(b).decide_transfer(&cmd, &world, self.now);
+                self.decided(b, d);
+                if op.qty > 1 {
+                    let d = self.state(b).decide_ship_transfer(&tid);
+                    self.decided(b, d);
+                    let d = self.state(b).decide_transfer_receipt(&tid, &[(sku, 1)]);
+                    self.decided(b, d);
+                }
+                let d = if op.loc == 0 { self.state(b).decide_close_transfer(&tid) } else { self.state(b).decide_cancel_transfer(&tid) };
+                self.decided(b, d);
+                if op.qty == 5 {
+                    self.now = self.now.plus_seconds(31 * 24 * 3600);
+                    let purges = self.state(b).decide_purges(self.now);
+                    self.brand(b, purges, None);
+                }
+            }
+            12 => {
+                // A return of a shipped shipment, received, closed or cancelled; half the
+                // time of a shipment shipped here for it (stock set, shipped from lines).
+                if op.qty % 2 == 1 {
+                    let set = StockChangeCmd {
+                        sku: sku.clone(),
+                        location: loc.clone(),
+                        op: StockOp::Adjust { delta: 2 },
+                        expected_version: None,
+                        reason: None,
+                    };
+                    let (evs, _) = self.state(b).decide_stock_changes(&[set], &world);
+                    self.brand(b, evs, None);
+                    let ship_to = ShipTo {
+                        name: "見本 花子".into(),
+                        postal_code: "000-0002".into(),
+                        prefecture: "大阪府".into(),
+                        address: "見本町".into(),
+                        phone: None,
+                    };
+                    let sid = id(&format!("SHR{n}"));
+                    let source = ShipmentSource::Lines(vec![LineRequest { sku: sku.clone(), location: Some(loc.clone()), quantity: 2 }]);
+                    let cmd = ShipCmd { id: sid.clone(), order_ref: None, channel: None, source, ship_to };
+                    let d = self.state(b).decide_ship(&cmd, &self.state(b).scope_for(None), self.now);
+                    self.decided(b, d);
+                    for status in [ShipmentStatus::Picking, ShipmentStatus::Packed, ShipmentStatus::Shipped] {
+                        let d = self.state(b).decide_status(&StatusCmd { id: sid.clone(), status, tracking_number: None, carrier: None });
+                        self.decided(b, d);
+                    }
+                }
+                let shipped: Vec<Id> = self
+                    .state(b)
+                    .shipments
+                    .values()
+                    .filter(|s| matches!(s.status, ShipmentStatus::Shipped | ShipmentStatus::Delivered))
+                    .map(|s| s.id.clone())
+                    .collect();
+                let Some(sid) = shipped.get(op.qty as usize % shipped.len().max(1)) else { return };
+                let line = self.state(b).shipments[sid].lines[0].sku.clone();
+                let rid = id(&format!("RT{n}"));
+                let cmd = ReturnCmd { id: rid.clone(), shipment_id: sid.clone(), reason: "size".into(), lines: vec![(line.clone(), 1)] };
+                let d = self.state(b).decide_return(&cmd, self.now);
+                self.decided(b, d);
+                let d = match op.sku {
+                    0 => self.state(b).decide_cancel_return(&rid),
+                    1 => {
+                        let lines = [ReceiptLine { sku: line, quantity: 1, disposition: Disposition::Unsellable, location: Some(loc) }];
+                        self.state(b).decide_return_receipt(&rid, &lines, &world)
+                    }
+                    _ => self.state(b).decide_close_return(&rid),
+                };
+                self.decided(b, d);
+            }
             _ => {
                 self.registry(vec![RegistryEvent::TokenRevoked { id: id(&format!("tok{b}")), at: self.now }]);
             }
@@ -274,7 +350,7 @@ impl Driver {
                     rows: ChunkRows::Stock { lines: vec![current.next_row], changes: vec![change] },
                     pre_errors: vec![RowError { row: current.next_row + 1, code: ErrorCode::InvalidRequest, detail: "bad qty".into() }],
                 };
-                self.state(b).decide_import_chunk(&cmd, &world)
+                self.state(b).decide_import_chunk(&cmd, &world, Timestamp(0))
             }
             _ => self.state(b).decide_finish_import(&job, (op.qty == 5).then(|| "stopped".to_string())),
         };
@@ -301,7 +377,7 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0u8..11, 0usize..2, 0usize..3, 0usize..2, 1i64..6).prop_map(|(kind, brand, sku, loc, qty)| Op { kind, brand, sku, loc, qty })
+    (0u8..13, 0usize..2, 0usize..3, 0usize..2, 1i64..6).prop_map(|(kind, brand, sku, loc, qty)| Op { kind, brand, sku, loc, qty })
 }
 
 proptest! {

@@ -645,6 +645,10 @@ fn imports() {
             csv("?kind=stock", "sku,location,colour\nS1,tsukuba,red\n", 422, "unprocessable", ""),
             csv("?kind=stock", "sku,location,delta,delta\nS1,tsukuba,1,1\n", 422, "unprocessable", ""),
             csv("?kind=catalog", "sku,location,delta\nS1,tsukuba,1\n", 422, "unprocessable", ""),
+            csv("?kind=stock", "sku,location,op\nS1,tsukuba,dispose\n", 422, "unprocessable", ""),
+            csv("?kind=stock", "sku,location,op,quantity,delta\nS1,tsukuba,dispose,1,1\n", 422, "unprocessable", ""),
+            csv("?kind=transfers", "id,origin,sku,quantity\nT1,tsukuba,S1,1\n", 422, "unprocessable", ""),
+            csv("?kind=returns", "id,shipment_id,reason,sku,quantity,note\nR1,SH1,x,S1,1,n\n", 422, "unprocessable", ""),
             c("POST", format!("{up}?kind=stock"), r#"{"sku":"S1"}"#, 400, "invalid_request", "header.content-type"),
             c("POST", format!("{up}?kind=stock"), "sku,location,delta\n", 400, "invalid_request", "header.content-type")
                 .header("content-type", "text/plain"),

@@ -13,6 +13,7 @@ mod cli;
 mod crash;
 mod crash_mixed;
 mod disk_space;
+mod document_imports;
 mod faults;
 mod feed;
 mod formats;

@@ -81,3 +81,45 @@ fn a_return_comes_back_into_restock_unsellable_and_missing() {
         (s.get(&format!("{R}/RT-1"), &t).expect(200), s.stock("b1", &t, "S1"), s.get("/v1/brands/b1/shipments/SH-1", &t).expect(200));
     assert_eq!(after, before);
 }
+
+/// Ended returns are forgotten after 30 days, but never while their shipment is kept:
+/// a shipment that is still `shipped` keeps its returns, so what was already returned
+/// is never forgotten for it.
+#[test]
+fn ended_returns_are_purged_with_their_shipment_and_not_before() {
+    use crate::helpers::Options;
+    let mut s =
+        TestServer::spawn_with(Options { args: vec!["--manual-clock".into(), "2026-11-28T00:00:00Z".into()], ..Options::default() });
+    let t = s.setup_brand("b1", &["wh"], &["S1"]);
+    s.set_stock("b1", &t, "S1", "wh", 10);
+    ship(&s, &t);
+    let body = json!({"id": "SH-2", "lines": [{"sku": "S1", "quantity": 3}],
+                      "ship_to": {"name": "山田 太郎", "postal_code": "100-0001", "prefecture": "東京都", "address": "千代田区1-1"}});
+    s.post("/v1/brands/b1/shipments", &t, &body).expect(201);
+    for status in ["picking", "packed", "shipped"] {
+        s.post("/v1/brands/b1/shipments/SH-2/status", &t, &json!({"status": status})).expect(200);
+    }
+    let ret = |id: &str, sh: &str| json!({"id": id, "shipment_id": sh, "reason": "size", "lines": [{"sku": "S1", "quantity": 1}]});
+    s.post(R, &t, &ret("RT-1", "SH-1")).expect(201);
+    s.post(&format!("{R}/RT-1/cancel"), &t, &json!(null)).expect(200);
+    s.post(R, &t, &ret("RT-2", "SH-2")).expect(201);
+    s.post(&format!("{R}/RT-2/close"), &t, &json!(null)).expect(200);
+    s.post(R, &t, &ret("RT-3", "SH-2")).expect(201);
+    s.post("/v1/brands/b1/shipments/SH-1/status", &t, &json!({"status": "delivered"})).expect(200);
+
+    // 31 days later: the first sweep after the start purges.
+    s.set_args(&["--manual-clock", "2026-12-29T00:00:00Z"]);
+    s.restart();
+    assert_eq!(s.get("/v1/brands/b1/shipments/SH-1", &t).status, 404, "the delivered shipment is purged");
+    assert_eq!(s.get(&format!("{R}/RT-1"), &t).status, 404, "and its ended return with it");
+    assert_eq!(s.get(&format!("{R}/RT-2"), &t).expect(200)["status"], "closed", "SH-2 is kept, so is its return");
+    assert_eq!(s.get(&format!("{R}/RT-3"), &t).expect(200)["status"], "requested");
+    let sh2 = s.get("/v1/brands/b1/shipments/SH-2", &t).expect(200);
+    assert_eq!(sh2["returned"][0]["requested"], 2);
+    let over = s.post(R, &t, &json!({"id": "RT-4", "shipment_id": "SH-2", "reason": "x", "lines": [{"sku": "S1", "quantity": 2}]}));
+    assert_eq!((over.status, over.body["errors"][0]["field"].as_str()), (400, Some("lines[0].quantity")), "{}", over.body);
+    // The purge is a record: it holds across another start.
+    s.restart();
+    assert_eq!(s.get(&format!("{R}/RT-1"), &t).status, 404);
+    assert_eq!(s.get(&format!("{R}/RT-2"), &t).expect(200)["status"], "closed");
+}

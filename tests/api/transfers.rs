@@ -81,3 +81,31 @@ fn a_transfer_moves_units_from_the_warehouse_to_a_store_and_loses_none_unsaid() 
     assert_eq!(after, before);
     assert_eq!(after.0["total"]["in_transit"], 1);
 }
+
+/// Closed and cancelled transfers are forgotten after 30 days; open ones are kept.
+#[test]
+fn ended_transfers_are_purged_after_their_retention() {
+    use crate::helpers::Options;
+    let mut s =
+        TestServer::spawn_with(Options { args: vec!["--manual-clock".into(), "2026-11-28T00:00:00Z".into()], ..Options::default() });
+    let t = s.setup_brand("b1", &["wh", "shibuya"], &["S1"]);
+    s.set_stock("b1", &t, "S1", "wh", 10);
+    let body = |id: &str| json!({"id": id, "origin": "wh", "destination": "shibuya", "lines": [{"sku": "S1", "quantity": 1}]});
+    for id in ["T-A", "T-B", "T-C"] {
+        s.post(T, &t, &body(id)).expect(201);
+    }
+    s.post(&format!("{T}/T-A/cancel"), &t, &json!(null)).expect(200);
+    s.post(&format!("{T}/T-B/ship"), &t, &json!(null)).expect(200);
+    s.post(&format!("{T}/T-B/close"), &t, &json!(null)).expect(200);
+    s.set_args(&["--manual-clock", "2026-12-20T00:00:00Z"]);
+    s.restart();
+    assert_eq!(s.get(&format!("{T}/T-A"), &t).expect(200)["status"], "cancelled", "22 days: still kept");
+    s.set_args(&["--manual-clock", "2026-12-29T00:00:00Z"]);
+    s.restart();
+    for gone in ["T-A", "T-B"] {
+        assert_eq!(s.get(&format!("{T}/{gone}"), &t).status, 404, "{gone} was not purged");
+    }
+    assert_eq!(s.get(&format!("{T}/T-C"), &t).expect(200)["status"], "draft");
+    // The write-off stays on the stock: a purge moves no unit.
+    assert_eq!(s.stock("b1", &t, "S1")["total"]["on_hand"], 9);
+}

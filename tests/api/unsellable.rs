@@ -57,3 +57,54 @@ fn unsellable_units_are_never_available_and_never_the_reserved_ones() {
     s.start();
     assert_eq!(s.stock("b1", &t, "S1"), before);
 }
+
+/// The stock import names the unsellable ops in an `op` column with their `quantity`,
+/// and applies them by the API's rules, row by row.
+#[test]
+fn a_stock_import_marks_releases_and_disposes_of_unsellable_units() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b1", &["tsukuba"], &["S1"]);
+    s.put("/v1/brands/b1/channels/ec", &t, &json!({"name": "EC"})).expect(201);
+    s.set_stock("b1", &t, "S1", "tsukuba", 10);
+    let csv = "sku,location,op,quantity,reason\n\
+               S1,tsukuba,mark_unsellable,3,damaged\n\
+               S1,tsukuba,release_unsellable,1,repaired\n\
+               S1,tsukuba,dispose,1,scrapped\n\
+               S1,tsukuba,dispose,5,\n\
+               S1,tsukuba,explode,1,\n\
+               S1,tsukuba,mark_unsellable,,\n\
+               S1,tsukuba,mark_unsellable,0,\n";
+    let r = s.raw("POST", "/v1/brands/b1/imports?kind=stock", Some(&t), csv.as_bytes().to_vec(), &[("content-type", "text/csv")]);
+    let id = r.expect(202)["id"].as_str().unwrap().to_string();
+    let mut job = Value::Null;
+    assert!(crate::receiver::wait_until(std::time::Duration::from_secs(60), || {
+        job = s.get(&format!("/v1/brands/b1/imports/{id}"), &t).expect(200);
+        job["status"] == "done"
+    }));
+    assert_eq!((job["rows_ok"].as_u64(), job["rows_failed"].as_u64()), (Some(3), Some(4)), "{job}");
+    let errors: Vec<(u64, &str)> =
+        job["errors"].as_array().unwrap().iter().map(|e| (e["row"].as_u64().unwrap(), e["code"].as_str().unwrap())).collect();
+    assert_eq!(errors, vec![(5, "insufficient_stock"), (6, "invalid_request"), (7, "invalid_request"), (8, "invalid_request")]);
+    assert!(job["errors"][1]["detail"].as_str().unwrap().contains("mark_unsellable, release_unsellable, dispose"), "{job}");
+    assert!(job["errors"][2]["detail"].as_str().unwrap().starts_with("quantity"), "{job}");
+    // 10 on hand, 3 marked, 1 released, 1 disposed of: 8 on hand, 1 unsellable.
+    assert_eq!(level(&s, &t), json!([8, 0, 1, 8, 8]));
+    let causes: Vec<Value> = whole_feed(&s, &t)
+        .iter()
+        .filter(|e| e["type"] == "stock.changed" && e["data"]["cause"]["kind"] != "set")
+        .map(|e| e["data"]["cause"].clone())
+        .collect();
+    let kinds: Vec<&str> = causes.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["mark_unsellable", "release_unsellable", "dispose"]);
+    // A header with op needs quantity, and may not mix op with on_hand or delta.
+    for header in ["sku,location,op", "sku,location,op,quantity,delta", "sku,location,quantity,on_hand"] {
+        let r = s.raw(
+            "POST",
+            "/v1/brands/b1/imports?kind=stock",
+            Some(&t),
+            format!("{header}\n").into_bytes(),
+            &[("content-type", "text/csv")],
+        );
+        assert_eq!((r.status, r.code()), (422, "unprocessable"), "{header}: {:?}", r.body);
+    }
+}

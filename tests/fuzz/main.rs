@@ -281,14 +281,17 @@ proptest! {
     #[test]
     fn import_row_parsers_never_panic(fields in prop::collection::vec(".{0,12}", 0..8), line in prop::collection::vec(any::<u8>(), 0..64)) {
         use zaiko::imports::parse::{check_header, csv_row, json_row};
-        for kind in [ImportKind::Stock, ImportKind::Catalog, ImportKind::ShipmentStatus] {
+        let headers: [(ImportKind, &[&str]); 6] = [
+            (ImportKind::Stock, &["sku", "location", "delta", "reason", "expected_version"]),
+            (ImportKind::Stock, &["sku", "location", "op", "quantity", "reason"]),
+            (ImportKind::Catalog, &["sku", "name", "price", "tags", "attributes.fit"]),
+            (ImportKind::ShipmentStatus, &["shipment_id", "status", "tracking_number", "carrier"]),
+            (ImportKind::Transfers, &["id", "origin", "destination", "sku", "quantity"]),
+            (ImportKind::Returns, &["id", "shipment_id", "reason", "sku", "quantity"]),
+        ];
+        for (kind, header) in headers {
             let _ = json_row(kind, &line);
-            let header: Vec<&str> = match kind {
-                ImportKind::Stock => vec!["sku", "location", "delta", "reason", "expected_version"],
-                ImportKind::Catalog => vec!["sku", "name", "price", "tags", "attributes.fit"],
-                ImportKind::ShipmentStatus => vec!["shipment_id", "status", "tracking_number", "carrier"],
-            };
-            let cols = check_header(kind, &header).unwrap();
+            let cols = check_header(kind, header).unwrap();
             let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
             let _ = csv_row(&cols, &refs);
         }

@@ -82,3 +82,26 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn bands_go_with_their_sku_and_with_their_threshold() {
+    let mut b = brand(Some(5), &[("VIP", 20)]);
+    run(&mut b, "S1", &[3]);
+    run(&mut b, "VIP", &[10]);
+    assert_eq!(b.bands.len(), 2);
+    b.forget_bands_of(&id("S1"));
+    assert_eq!((b.band(&id("S1"), &id("ec")), b.bands.len()), (Band::Ok, 1), "a deleted SKU keeps no band");
+    // Thresholds without a default: only VIP keeps one, so only VIP keeps its band.
+    run(&mut b, "S1", &[0]);
+    let set = |t: Thresholds| BrandRecord {
+        brand: BrandId::parse("b").unwrap(),
+        at: Timestamp(0),
+        idempotency: None,
+        events: vec![Event::ThresholdsSet { channel: id("ec"), thresholds: Box::new(t) }],
+    };
+    let only_vip = Thresholds { default: None, skus: [(id("VIP"), 20)].into_iter().collect() };
+    b.apply(b.last_lsn + 1, &set(only_vip)).unwrap();
+    assert_eq!(b.bands.keys().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["VIP"]);
+    b.apply(b.last_lsn + 1, &set(Thresholds::default())).unwrap();
+    assert!(b.bands.is_empty(), "no thresholds, no bands");
+}

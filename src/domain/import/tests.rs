@@ -90,15 +90,15 @@ fn each_chunk_applies_once_and_only_in_order() {
     let mut b = started();
     let w = world();
     let c0 = chunk(0, vec![adjust(2, "S1", 5), adjust(3, "S1", 2)], vec![]);
-    let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+    let d = b.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap();
     assert!(b.decided(d));
     // The same chunk again (a resumed runner) changes nothing.
-    let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+    let d = b.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap();
     assert!(!b.decided(d));
     assert_eq!(b.state.skus[&id("S1")].levels.get(&id("tsukuba")).on_hand, 7);
     // A chunk from the future is refused: the runner must resend the one expected.
     let c2 = chunk(2, vec![adjust(9, "S1", 1)], vec![]);
-    assert_eq!(b.state.decide_import_chunk(&c2, &w).unwrap_err().code, ErrorCode::InvalidTransition);
+    assert_eq!(b.state.decide_import_chunk(&c2, &w, Timestamp(0)).unwrap_err().code, ErrorCode::InvalidTransition);
     let job = b.state.import(&id("J1")).unwrap();
     assert_eq!((job.next_chunk, job.next_offset, job.next_row, job.rows_ok), (1, 100, 10, 2));
 }
@@ -109,7 +109,7 @@ fn rejected_and_unparsable_rows_are_counted_with_their_rows() {
     let w = world();
     let bad = RowError { row: 4, code: ErrorCode::InvalidRequest, detail: "delta: not a number".into() };
     let c0 = chunk(0, vec![adjust(2, "S1", -1), adjust(3, "NOPE", 1), adjust(5, "S1", 3)], vec![bad]);
-    let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+    let d = b.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap();
     assert!(b.decided(d));
     let job = b.state.import(&id("J1")).unwrap();
     assert_eq!((job.rows_ok, job.rows_failed), (1, 3));
@@ -123,7 +123,7 @@ fn only_the_first_errors_are_kept_but_all_are_counted() {
     let w = world();
     for n in 0..3u64 {
         let rows = (0..60).map(|i| adjust(n * 100 + i, "NOPE", 1)).collect();
-        let d = b.state.decide_import_chunk(&chunk(n, rows, vec![]), &w).unwrap();
+        let d = b.state.decide_import_chunk(&chunk(n, rows, vec![]), &w, Timestamp(0)).unwrap();
         assert!(b.decided(d));
     }
     let job = b.state.import(&id("J1")).unwrap();
@@ -144,7 +144,7 @@ fn catalog_rows_naming_one_sku_twice_get_successive_versions() {
         rows: ChunkRows::Catalog(vec![(2, id("S1"), cat("a")), (3, id("S1"), cat("b")), (4, id("S9"), cat(""))]),
         pre_errors: vec![],
     };
-    let d = b.state.decide_import_chunk(&c, &w).unwrap();
+    let d = b.state.decide_import_chunk(&c, &w, Timestamp(0)).unwrap();
     assert!(b.decided(d));
     assert_eq!(b.state.skus[&id("S1")].version, 3);
     assert_eq!(b.state.skus[&id("S1")].catalog.name, "b");
@@ -180,16 +180,16 @@ fn a_chunk_is_checked_as_apply_would_check_it() {
     let b = started();
     let w = world();
     let c0 = chunk(0, vec![adjust(2, "S1", 5), adjust(3, "S1", 2)], vec![]);
-    let Decision::Apply(mut events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+    let Decision::Apply(mut events) = b.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap() else { panic!("applies") };
     assert_eq!(b.state.check_bulk_events(&events), Ok(()));
     if let Event::StockChanged { version, .. } = &mut events[1] {
         *version += 1;
     }
     assert!(b.state.check_bulk_events(&events).unwrap_err().contains("does not follow"));
     let stale = chunk(0, vec![adjust(2, "S1", 1)], vec![]);
-    let Decision::Apply(events) = b.state.decide_import_chunk(&stale, &w).unwrap() else { panic!("applies") };
+    let Decision::Apply(events) = b.state.decide_import_chunk(&stale, &w, Timestamp(0)).unwrap() else { panic!("applies") };
     let mut b2 = started();
-    let Decision::Apply(first) = b2.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+    let Decision::Apply(first) = b2.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap() else { panic!("applies") };
     b2.commit(first);
     assert!(b2.state.check_bulk_events(&events).is_err(), "a chunk decided before another was applied");
 }
@@ -198,7 +198,7 @@ fn a_chunk_is_checked_as_apply_would_check_it() {
 fn a_cancelled_job_takes_no_more_chunks_and_only_unfinished_jobs_can_be_cancelled() {
     let mut b = started();
     let w = world();
-    let d = b.state.decide_import_chunk(&chunk(0, vec![adjust(2, "S1", 5)], vec![]), &w).unwrap();
+    let d = b.state.decide_import_chunk(&chunk(0, vec![adjust(2, "S1", 5)], vec![]), &w, Timestamp(0)).unwrap();
     assert!(b.decided(d));
     let d = b.state.decide_cancel_import(&id("J1")).unwrap();
     assert!(b.decided(d));
@@ -206,7 +206,7 @@ fn a_cancelled_job_takes_no_more_chunks_and_only_unfinished_jobs_can_be_cancelle
     assert_eq!((job.status, job.rows_ok, job.finished_at.is_some()), (ImportStatus::Cancelled, 1, true));
     assert!(b.state.pending_imports().is_empty(), "a cancelled job is not resumed");
     // A chunk already on its way when the cancel was recorded is not applied.
-    assert!(!b.decided(b.state.decide_import_chunk(&chunk(1, vec![adjust(3, "S1", 5)], vec![]), &w).unwrap()));
+    assert!(!b.decided(b.state.decide_import_chunk(&chunk(1, vec![adjust(3, "S1", 5)], vec![]), &w, Timestamp(0)).unwrap()));
     assert_eq!(b.state.skus[&id("S1")].levels.get(&id("tsukuba")).on_hand, 5);
     assert!(!b.decided(b.state.decide_cancel_import(&id("J1")).unwrap()), "cancelling again changes nothing");
     assert!(!b.decided(b.state.decide_finish_import(&id("J1"), None).unwrap()), "the runner's finish changes nothing");
@@ -253,7 +253,7 @@ fn a_chunks_progress_with_every_kept_error_fits_the_smallest_record_whatever_the
         rows: ChunkRows::Stock { lines: vec![], changes: vec![] },
         pre_errors: errors.collect(),
     };
-    let Decision::Apply(events) = b.state.decide_import_chunk(&c, &world()).unwrap() else { panic!("applies") };
+    let Decision::Apply(events) = b.state.decide_import_chunk(&c, &world(), Timestamp(0)).unwrap() else { panic!("applies") };
     let Event::ImportChunkApplied { progress } = &events[0] else { panic!("progress") };
     assert_eq!((progress.rows_failed, progress.errors.len()), (2 * IMPORT_ERRORS_KEPT as u64, IMPORT_ERRORS_KEPT));
     assert!(progress.errors.iter().all(|e| e.detail.len() <= ERROR_DETAIL_BYTES_MAX && e.detail.ends_with('…')));
@@ -360,7 +360,7 @@ mod shipment_status {
             row(7, "SH2", Cancelled, None),
         ];
         let c0 = status_chunk(0, rows);
-        let Decision::Apply(events) = b.state.decide_import_chunk(&c0, &w).unwrap() else { panic!("applies") };
+        let Decision::Apply(events) = b.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap() else { panic!("applies") };
         assert_eq!(b.state.check_bulk_events(&events), Ok(()), "two stock changes of S1 in one chunk take successive versions");
         b.commit(events);
         let sh1 = b.state.shipment(&id("SH1")).unwrap();
@@ -374,7 +374,7 @@ mod shipment_status {
         assert_eq!((job.rows_ok, job.rows_failed), (5, 1));
         assert_eq!(errors(&b), vec![(5, ErrorCode::InvalidTransition)]);
         // The chunk again (a resumed runner): nothing moves twice.
-        let d = b.state.decide_import_chunk(&c0, &w).unwrap();
+        let d = b.state.decide_import_chunk(&c0, &w, Timestamp(0)).unwrap();
         assert!(!b.decided(d));
         assert_eq!(b.state.shipment(&id("SH1")).unwrap().history.len(), 4);
         assert_eq!(level(&b), (8, 0, 5));
@@ -392,7 +392,7 @@ mod shipment_status {
             row(5, "SH2", Delivered, None),
             row(6, "SH2", Picking, Some("T-2")),
         ];
-        let d = b.state.decide_import_chunk(&status_chunk(0, rows), &w).unwrap();
+        let d = b.state.decide_import_chunk(&status_chunk(0, rows), &w, Timestamp(0)).unwrap();
         assert!(b.decided(d));
         assert_eq!(errors(&b), vec![(2, ErrorCode::InvalidTransition), (4, ErrorCode::NotFound), (5, ErrorCode::InvalidTransition)]);
         assert!(b.state.import(&id("J1")).unwrap().errors[1].detail.contains("NOPE"));
@@ -402,7 +402,7 @@ mod shipment_status {
         assert_eq!(level(&b), (10, 5, 3), "no stock moves before shipped or cancelled");
         // A later chunk goes on from where this one left the shipments.
         let rows = vec![row(7, "SH1", Picking, None), row(8, "SH2", Cancelled, None), row(9, "SH2", Picking, None)];
-        let d = b.state.decide_import_chunk(&status_chunk(1, rows), &w).unwrap();
+        let d = b.state.decide_import_chunk(&status_chunk(1, rows), &w, Timestamp(0)).unwrap();
         assert!(b.decided(d));
         let job = b.state.import(&id("J1")).unwrap();
         assert_eq!((job.rows_ok, job.rows_failed), (4, 4));

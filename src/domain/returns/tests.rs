@@ -150,6 +150,8 @@ enum Op {
     InTransit(usize),
     Close(usize),
     Cancel(usize),
+    /// Forgets the ended returns, as a purge with the shipment's would.
+    Purge,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -159,6 +161,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..5).prop_map(Op::InTransit),
         (0usize..5).prop_map(Op::Close),
         (0usize..5).prop_map(Op::Cancel),
+        Just(Op::Purge),
     ]
 }
 
@@ -192,7 +195,18 @@ proptest! {
                 Op::InTransit(r) => match ids.get(r) { None => Vec::new(), Some(rid) => { let d = f.b.decide_return_in_transit(&id(rid)); f.decided(d).unwrap_or_default() } },
                 Op::Close(r) => match ids.get(r) { None => Vec::new(), Some(rid) => { let d = f.b.decide_close_return(&id(rid)); f.decided(d).unwrap_or_default() } },
                 Op::Cancel(r) => match ids.get(r) { None => Vec::new(), Some(rid) => { let d = f.b.decide_cancel_return(&id(rid)); f.decided(d).unwrap_or_default() } },
+                Op::Purge => {
+                    let sh = id("SH1");
+                    let evs = f.b.decide_return_purges(Timestamp(i64::MAX / 2), &[&sh]);
+                    f.commit(evs.clone());
+                    evs
+                }
             };
+            // The index by shipment and the open count are what a scan finds.
+            prop_assert_eq!(f.b.returns.check_index(), Ok(()));
+            let scanned: Vec<&Id> = f.b.returns.values().filter(|r| r.shipment_id == id("SH1") && r.status != ReturnStatus::Cancelled).map(|r| &r.id).collect();
+            let indexed: Vec<&Id> = f.b.returns_of_shipment(&id("SH1")).map(|r| &r.id).collect();
+            prop_assert_eq!(indexed, scanned);
             let mut taken_in: HashMap<Id, i64> = HashMap::new();
             for e in &events {
                 if let Event::ReturnReceived { lines, .. } = e {
@@ -211,4 +225,42 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn open_returns_are_bounded_and_ended_ones_purged_only_with_their_shipment() {
+    let mut f = Fixture::shipped();
+    f.request("RT1", &[("S0", 1)]).unwrap();
+    let d = f.b.decide_cancel_return(&id("RT1"));
+    f.decided(d).unwrap();
+    // Past the retention, but SH1 is still kept: RT1 stays (it says what was returned).
+    let later = Timestamp(f.b.returns[&id("RT1")].updated_at.0 + ENDED_RETURN_RETENTION_MS + 1);
+    assert!(f.b.decide_return_purges(later, &[]).is_empty());
+    assert_eq!(f.b.decide_return_purges(later, &[&id("SH1")]), vec![Event::ReturnPurged { id: id("RT1") }]);
+    assert!(f.b.decide_return_purges(Timestamp(5), &[&id("SH1")]).is_empty(), "not before its retention");
+    f.commit(vec![Event::ReturnPurged { id: id("RT1") }]);
+    assert!(f.b.returns.get(&id("RT1")).is_none());
+
+    // Fill the brand up to the bound (returns of another shipment, inserted directly).
+    for i in f.b.returns.open()..OPEN_RETURNS_PER_BRAND_MAX {
+        let rid = id(&format!("X{i}"));
+        let r = Return {
+            id: rid.clone(),
+            shipment_id: id("SHX"),
+            reason: "x".into(),
+            status: ReturnStatus::Requested,
+            lines: vec![ReturnLine { sku: id("S0"), quantity: 1, restocked: 0, unsellable: 0, missing: 0 }],
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        };
+        f.b.returns.insert(rid, r);
+    }
+    let full = f.request("RT2", &[("S0", 1)]).unwrap_err();
+    assert_eq!(full.code, ErrorCode::Unprocessable);
+    assert!(full.detail.contains("close or cancel some first"), "{}", full.detail);
+    // One ends: there is room again.
+    f.commit(vec![Event::ReturnClosed { id: id("X0") }]);
+    assert_eq!(f.b.returns.open(), OPEN_RETURNS_PER_BRAND_MAX - 1);
+    f.request("RT2", &[("S0", 1)]).unwrap();
+    assert_eq!(f.b.returns.check_index(), Ok(()));
 }

@@ -287,3 +287,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn open_transfers_are_bounded_and_ended_ones_purged_after_their_retention() {
+    let mut f = Fixture::new();
+    for i in 0..OPEN_TRANSFERS_PER_BRAND_MAX {
+        f.create(&format!("T{i}"), "wh", "store", &[("S0", 1)]).unwrap();
+    }
+    let full = f.create("ONE-MORE", "wh", "store", &[("S0", 1)]).unwrap_err();
+    assert_eq!(full.code, ErrorCode::Unprocessable);
+    assert!(full.detail.contains(&format!("({OPEN_TRANSFERS_PER_BRAND_MAX}); close or cancel some first")), "{}", full.detail);
+    assert!(f.create("T0", "wh", "store", &[("S0", 1)]).unwrap().is_empty(), "the same request again is still answered");
+    let d = f.b.decide_cancel_transfer(&id("T0"));
+    f.decided(d).unwrap();
+    assert_eq!(f.b.transfers.open(), OPEN_TRANSFERS_PER_BRAND_MAX - 1);
+    f.create("ONE-MORE", "wh", "store", &[("S0", 1)]).unwrap();
+
+    let cancelled_at = f.b.transfers[&id("T0")].updated_at;
+    assert!(f.b.decide_transfer_purges(Timestamp(cancelled_at.0 + ENDED_TRANSFER_RETENTION_MS)).is_empty(), "kept for its retention");
+    let purges = f.b.decide_transfer_purges(Timestamp(cancelled_at.0 + ENDED_TRANSFER_RETENTION_MS + 1));
+    assert_eq!(purges, vec![Event::TransferPurged { id: id("T0") }], "open ones are never purged");
+    f.commit(purges);
+    assert!(f.b.transfers.get(&id("T0")).is_none());
+    assert_eq!(f.b.transfers.open(), OPEN_TRANSFERS_PER_BRAND_MAX);
+}

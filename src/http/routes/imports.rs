@@ -38,7 +38,9 @@ fn kind_of(q: &CreateQuery) -> Result<ImportKind, Problem> {
         Some("catalog") => Ok(ImportKind::Catalog),
         Some("stock") => Ok(ImportKind::Stock),
         Some("shipment_status") => Ok(ImportKind::ShipmentStatus),
-        _ => Err(Problem::invalid("query.kind", "required: catalog, stock or shipment_status")),
+        Some("transfers") => Ok(ImportKind::Transfers),
+        Some("returns") => Ok(ImportKind::Returns),
+        _ => Err(Problem::invalid("query.kind", "required: catalog, stock, shipment_status, transfers or returns")),
     }
 }
 

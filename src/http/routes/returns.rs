@@ -52,6 +52,7 @@ struct ReturnInput {
     (status = 200, description = "The same id and body again.", body = crate::domain::view::ReturnView),
     (status = 404, description = "`not_found`: the shipment does not exist.", body = super::schemas::Problem, content_type = "application/problem+json"),
     (status = 409, description = "`already_exists`: the id was used with another body. `invalid_transition`: the shipment has not shipped.", body = super::schemas::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unprocessable`: the brand has as many open returns as it may (50,000); close or cancel some (and `idempotency_key_reused`).", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create(
     req: HttpRequest,

@@ -52,6 +52,7 @@ struct TransferInput {
     (status = 200, description = "The same id and body again.", body = crate::domain::view::TransferView),
     (status = 404, description = "`not_found`: a SKU or location does not exist.", body = super::schemas::Problem, content_type = "application/problem+json"),
     (status = 409, description = "`already_exists`: the id was used with another body.", body = super::schemas::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "`unprocessable`: the brand has as many open transfers as it may (10,000); close or cancel some (and `idempotency_key_reused`).", body = super::schemas::Problem, content_type = "application/problem+json"),
 ))]
 async fn create(
     req: HttpRequest,
