@@ -609,6 +609,16 @@ impl IdempotencyStore {
         self.push(key, e);
     }
 
+    /// Makes room in the index for `additional` more keys at once (a snapshot load
+    /// knows how many it will add; growing step by step rehashes every key each time).
+    pub fn reserve(&mut self, additional: usize) {
+        let IdempotencyStore { index, hasher, blocks, first_block, .. } = self;
+        index.reserve(additional.min(KEYS_MAX_PER_SCOPE), |&a| {
+            let (b, i) = locate(a, *first_block);
+            std::hash::BuildHasher::hash_one(&*hasher, blocks[b].key(i))
+        });
+    }
+
     /// [`Self::load`] from the answer as sent, packed straight into the store (no
     /// allocation per outcome: a snapshot holds millions).
     pub fn load_plain(&mut self, key: &str, fingerprint: &[u8; 32], status: Status, body: &[u8], at: Timestamp, lsn: Lsn) {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use compact_str::CompactString;
 use rusqlite::{Connection, OpenFlags, Row};
 
 use super::{digest, schema, SnapshotError, SnapshotInfo};
@@ -281,6 +282,11 @@ fn read_scope(conn: &Connection, scope: &str) -> Result<IdempotencyStore, Bad> {
     let mut st = conn.prepare_cached("SELECT key, fingerprint, status, body, at_ms, lsn FROM idempotency WHERE scope = ?1 ORDER BY seq")?;
     let mut q = st.query([scope])?;
     let mut store = IdempotencyStore::default();
+    // The rows are numbered from 0 in each scope: the highest number is about how
+    // many there are (only a hint; the store bounds it).
+    let last_seq: Option<i64> =
+        conn.prepare_cached("SELECT max(seq) FROM idempotency WHERE scope = ?1")?.query_row([scope], |r| r.get(0))?;
+    store.reserve(last_seq.map_or(0, |n| n.clamp(0, i64::MAX - 1) as usize + 1));
     while let Some(r) = q.next()? {
         let status = match r.get_ref(2)?.as_str()? {
             "ok" => Status::Done,
@@ -342,8 +348,9 @@ fn read_skus(conn: &Connection, b: &mut BrandState, brand: &str, version: i64) -
          FROM skus WHERE brand = ?1 ORDER BY sku",
         [brand],
         |r| {
-            let attrs: BTreeMap<String, String> = from_json(r.get_ref(8)?.as_str()?)?;
-            let tags: Vec<String> = from_json(r.get_ref(7)?.as_str()?)?;
+            // Straight into the catalog's own string type (short ones need no allocation).
+            let attrs: BTreeMap<CompactString, CompactString> = from_json(r.get_ref(8)?.as_str()?)?;
+            let tags: Vec<CompactString> = from_json(r.get_ref(7)?.as_str()?)?;
             let catalog = Catalog {
                 product_id: r.get_ref(1)?.as_str_or_null()?.map(Into::into),
                 name: r.get_ref(2)?.as_str()?.into(),
@@ -351,8 +358,8 @@ fn read_skus(conn: &Connection, b: &mut BrandState, brand: &str, version: i64) -
                 size: r.get_ref(4)?.as_str_or_null()?.map(Into::into),
                 category: r.get_ref(5)?.as_str_or_null()?.map(Into::into),
                 price: r.get(6)?,
-                tags: tags.into_iter().map(Into::into).collect(),
-                attributes: attrs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                tags: tags.into_boxed_slice(),
+                attributes: attrs.into_iter().collect(),
             };
             let s = SkuState {
                 catalog,
