@@ -6,8 +6,12 @@
 //! Steps: RSS of the empty server → PUT every SKU → RSS → `set` stock at every
 //! location in batches of 1,000 → RSS → single-change requests until the WAL holds
 //! `--records` records → RSS → graceful stop → restart, timed: the whole WAL is
-//! replayed (the server runs with scheduled snapshots off) → RSS → replay profile
-//! (offline) → an offline snapshot → restart, timed: recovery from the snapshot.
+//! replayed (the server runs with scheduled snapshots off, unless a `--serve-arg`
+//! sets their schedule: then from the newest scheduled snapshot and the journal after
+//! it) → RSS → replay profile (offline) → an offline snapshot → restart, timed:
+//! recovery from the snapshot. Each restart is reported by phase, as the server
+//! measured it (`zaiko_recovery_phase_seconds`), with the time the search index and the
+//! change feed took to cover the journal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -280,7 +284,7 @@ async fn from_snapshot(target: &mut Target, rep: &mut CapacityReport) -> anyhow:
         rep.ready_from_snapshot_s.unwrap_or(0.0),
         mib(rep.rss_from_snapshot_bytes.unwrap_or(0))
     );
-    print_phases("restart from the snapshot", &rep.from_snapshot_phases);
+    print_phases("restart from the offline snapshot", &rep.from_snapshot_phases);
     Ok(())
 }
 
@@ -370,7 +374,7 @@ fn print(r: &CapacityReport) {
         "  shutdown {:.2} s; restart: listening after {:.2} s, ready after {:.2} s (server says replay took {:?} ms)",
         r.shutdown_s, r.listening_s, r.ready_s, r.server_replay_ms
     );
-    print_phases("restart by replay", &r.restart_phases);
+    print_phases("first restart (newest scheduled snapshot, if any, + the journal after it)", &r.restart_phases);
 }
 
 #[cfg(test)]
