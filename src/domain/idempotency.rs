@@ -464,7 +464,8 @@ impl IdempotencyStore {
 
     pub fn insert(&mut self, w: &IdemWrite, at: Timestamp, lsn: Lsn) {
         self.prune(at);
-        self.push(&w.key, IdemEntry { fingerprint: w.fingerprint, status: w.status, body: Body::new(&w.body), at, lsn });
+        // Packed straight into the block: no answer allocated and copied per write.
+        self.push_with(&w.key, &w.fingerprint, w.status, at, lsn, w.body.len(), |out| pack_into(&w.body, out));
     }
 
     /// Appends an outcome; one already kept for the key is replaced (a key is written
