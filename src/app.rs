@@ -79,6 +79,61 @@ pub struct Recovered {
     /// The documents (SKUs, shipments) touched by records replayed after the
     /// `dirty_after` LSN given to [`recover_dir`] (what the search index has not seen).
     pub dirty: HashSet<DirtyKey>,
+    /// Where recovery spent its time.
+    pub timings: RecoveryTimings,
+}
+
+/// Where recovery spent its time, by phase: logged as `recovery phases`, shown in
+/// `/metrics` as `zaiko_recovery_phase_seconds`, reported by `zaiko-bench capacity`.
+/// The `*_cpu` figures add up the threads that did that part side by side.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RecoveryTimings {
+    /// Loading the newest valid snapshot (reading, decoding, checking its digest).
+    pub snapshot: crate::snapshot::LoadTimings,
+    /// Reading, checking and replaying the journal after the snapshot.
+    pub journal: std::time::Duration,
+    pub replay: crate::replay::ReplayTimings,
+    /// Opening the search indexes and listing what they have not seen.
+    pub index_open: std::time::Duration,
+}
+
+impl RecoveryTimings {
+    /// Each phase in seconds, by the name `/metrics` gives it.
+    pub fn phases(&self) -> [(&'static str, f64); 8] {
+        let s = |d: std::time::Duration| d.as_secs_f64();
+        [
+            ("snapshot", s(self.snapshot.wall)),
+            ("snapshot_outcomes_cpu", s(self.snapshot.outcomes_cpu)),
+            ("snapshot_tables_cpu", s(self.snapshot.tables_cpu)),
+            ("snapshot_digest_cpu", s(self.snapshot.digest_cpu)),
+            ("journal", s(self.journal)),
+            ("journal_decode", s(self.replay.decode)),
+            ("journal_apply_cpu", s(self.replay.apply_cpu)),
+            ("index_open", s(self.index_open)),
+        ]
+    }
+
+    /// Logs the phases and sets their gauges.
+    fn report(&self) {
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        tracing::info!(
+            snapshot_ms = ms(self.snapshot.wall),
+            snapshot_outcomes_cpu_ms = ms(self.snapshot.outcomes_cpu),
+            snapshot_tables_cpu_ms = ms(self.snapshot.tables_cpu),
+            snapshot_digest_cpu_ms = ms(self.snapshot.digest_cpu),
+            snapshot_threads = self.snapshot.threads,
+            journal_ms = ms(self.journal),
+            journal_records = self.replay.records,
+            journal_decode_ms = ms(self.replay.decode),
+            journal_apply_cpu_ms = ms(self.replay.apply_cpu),
+            replay_threads = self.replay.threads,
+            index_open_ms = ms(self.index_open),
+            "recovery phases"
+        );
+        for (phase, seconds) in self.phases() {
+            metrics::gauge!("zaiko_recovery_phase_seconds", "phase" => phase).set(seconds);
+        }
+    }
 }
 
 /// Loads the newest valid snapshot and replays the journal after it. Blocking; run it
@@ -91,22 +146,51 @@ pub fn recover(cfg: &ServeConfig, dirty_after: Option<Lsn>) -> anyhow::Result<Re
 /// `dirty_after`, collects the documents that replayed records after that LSN touched.
 pub fn recover_dir(data_dir: &Path, config: JournalConfig, dirty_after: Option<Lsn>) -> anyhow::Result<Recovered> {
     let dir = DataDir::new(data_dir);
-    let (mut state, snapshot) = match crate::snapshot::load_newest_valid(data_dir)? {
-        Some((state, info)) => (state, Some(info)),
+    let mut timings = RecoveryTimings::default();
+    let (mut state, snapshot) = match crate::snapshot::load_newest_valid_timed(data_dir)? {
+        Some((state, info, t)) => {
+            timings.snapshot = t;
+            (state, Some(info))
+        }
         None => (State::default(), None),
     };
-    let mut dirty = HashSet::new();
     let opts = OpenOptions { config, replay_after: state.lsn };
-    let (journal, report) = journal::open(&dir.wal(), opts, |lsn, payload| {
-        state.apply_payload(lsn, payload)?;
-        if dirty_after.is_some_and(|after| lsn > after) {
-            if let Ok(crate::domain::event::WalRecord::Brand(b)) = crate::domain::event::decode(payload) {
-                dirty.extend(crate::actors::drain::touched_docs(&b));
-            }
-        }
-        Ok(())
-    })?;
-    Ok(Recovered { state, journal, report, snapshot, dirty })
+    let started = std::time::Instant::now();
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let (opened, dirty, replay) = std::thread::scope(|scope| {
+        let replay = crate::replay::Replay::start(scope, &mut state, crate::replay::threads(), dirty_after, &failed);
+        let cell = std::cell::RefCell::new((&mut state, Some(replay), None));
+        let opened = journal::open_with(
+            &dir.wal(),
+            opts,
+            |lsn, payload| {
+                let (state, replay, _) = &mut *cell.borrow_mut();
+                replay.as_mut().expect("replay runs until finished").record(state, lsn, payload);
+                Ok(())
+            },
+            || {
+                let (state, replay, done) = &mut *cell.borrow_mut();
+                *done = Some(replay.take().expect("finished once").finish(state)?);
+                Ok(())
+            },
+        );
+        let (state, replay, done) = cell.into_inner();
+        // Opening failed before the replay finished (a damaged segment): a record that
+        // did not apply came before the damage, and is the error a serial replay gives.
+        let opened = match (opened, replay) {
+            (Err(e), Some(replay)) => match replay.finish(state) {
+                Err((lsn, detail)) => Err(journal::JournalError::Replay { lsn, detail }),
+                Ok(_) => Err(e),
+            },
+            (opened, _) => opened,
+        };
+        let (dirty, timings) = done.unwrap_or_default();
+        (opened, dirty, timings)
+    });
+    let (journal, report) = opened?;
+    timings.journal = started.elapsed();
+    timings.replay = replay;
+    Ok(Recovered { state, journal, report, snapshot, dirty, timings })
 }
 
 /// Every document of one kind in the state: what a rebuild of that index must index.
@@ -134,11 +218,14 @@ pub struct OpenedIndexes {
 fn recover_with_index(cfg: &ServeConfig) -> anyhow::Result<(Recovered, OpenedIndexes)> {
     use crate::index::{open_or_create_kind, recreate_kind, SHIPMENTS, SKUS};
     let dir = DataDir::new(&cfg.data_dir);
+    let started = std::time::Instant::now();
     let mut skus = open_or_create_kind(&dir.sku_index(), SKUS)?;
     let mut shipments = open_or_create_kind(&dir.shipment_index(), SHIPMENTS)?;
+    let mut index_open = started.elapsed();
     // Re-indexing a document the other index already has is harmless.
     let after = [skus.committed_lsn, shipments.committed_lsn].into_iter().flatten().min();
     let mut recovered = recover(cfg, after)?;
+    let started = std::time::Instant::now();
     let (last, from) = (recovered.report.last_lsn, recovered.snapshot.as_ref().map_or(0, |s| s.lsn));
     if index_unusable(SKUS.name, skus.committed_lsn, last, from) {
         skus = recreate_kind(&dir.sku_index(), SKUS)?;
@@ -155,6 +242,9 @@ fn recover_with_index(cfg: &ServeConfig) -> anyhow::Result<(Recovered, OpenedInd
             }
         }
     }
+    index_open += started.elapsed();
+    recovered.timings.index_open = index_open;
+    recovered.timings.report();
     Ok((recovered, OpenedIndexes { skus, shipments }))
 }
 
@@ -503,7 +593,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     let recover_cfg = cfg.clone();
     let (recovered, opened) =
         tokio::task::spawn_blocking(move || recover_with_index(&recover_cfg)).await.context("recovery thread panicked")??;
-    let Recovered { state, journal, report, snapshot, dirty } = recovered;
+    let Recovered { state, journal, report, snapshot, dirty, .. } = recovered;
     let State { registry, brands, .. } = state;
     tracing::info!(
         history = %journal.history().id,
@@ -596,7 +686,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
     {
         anyhow::bail!("services were set twice");
     }
-    tracing::info!("ready");
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     Ok(Running::Single { journal, indexer })
 }
 

@@ -48,6 +48,7 @@ pub mod index;
 pub(crate) mod integration;
 pub mod journal;
 pub mod procfs;
+pub mod replay;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;

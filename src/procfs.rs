@@ -77,6 +77,13 @@ pub fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// CPU time the calling thread has used (`/proc/thread-self/schedstat`; zero where
+/// there is none): unlike wall time, it leaves out the time other work held the CPU.
+pub fn thread_cpu() -> std::time::Duration {
+    let ns = std::fs::read_to_string("/proc/thread-self/schedstat").ok().and_then(|s| s.split_whitespace().next()?.parse().ok());
+    std::time::Duration::from_nanos(ns.unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

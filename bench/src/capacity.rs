@@ -6,8 +6,12 @@
 //! Steps: RSS of the empty server → PUT every SKU → RSS → `set` stock at every
 //! location in batches of 1,000 → RSS → single-change requests until the WAL holds
 //! `--records` records → RSS → graceful stop → restart, timed: the whole WAL is
-//! replayed (the server runs with scheduled snapshots off) → RSS → replay profile
-//! (offline) → an offline snapshot → restart, timed: recovery from the snapshot.
+//! replayed (the server runs with scheduled snapshots off, unless a `--serve-arg`
+//! sets their schedule: then from the newest scheduled snapshot and the journal after
+//! it) → RSS → replay profile (offline) → an offline snapshot → restart, timed:
+//! recovery from the snapshot. Each restart is reported by phase, as the server
+//! measured it (`zaiko_recovery_phase_seconds`), with the time the search index and the
+//! change feed took to cover the journal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,14 +66,66 @@ pub struct CapacityReport {
     pub ready_s: f64,
     /// The server's own log line: time spent replaying.
     pub server_replay_ms: Option<u64>,
+    /// The restart by phase, as the server reports it (`zaiko_recovery_phase_seconds`):
+    /// seconds per phase; `*_cpu` phases add up the threads that ran side by side.
+    pub restart_phases: Phases,
     /// `zaiko snapshot create` on the stopped data dir, and its file size.
     pub snapshot_create_s: Option<f64>,
     pub snapshot_bytes: Option<u64>,
     /// Process start to `/readyz` 200 when recovering from that snapshot.
     pub ready_from_snapshot_s: Option<f64>,
     pub rss_from_snapshot_bytes: Option<u64>,
+    pub from_snapshot_phases: Phases,
     pub replay_warm: Option<ReplayProfile>,
     pub replay_cold: Option<ReplayProfile>,
+}
+
+/// A restart by phase: the server's own figures, and what followed `/readyz` 200.
+#[derive(Debug, Default, Serialize)]
+pub struct Phases {
+    /// Seconds per phase of recovery, by the server's phase names.
+    pub server: std::collections::BTreeMap<String, f64>,
+    /// Process start to the search index covering the recovered journal, and to the
+    /// change feed covering it (both catch up after `/readyz` 200).
+    pub index_caught_up_s: Option<f64>,
+    pub feed_caught_up_s: Option<f64>,
+}
+
+/// Longest wait for the index and feed to catch up after a restart.
+const CATCH_UP_MAX: Duration = Duration::from_secs(600);
+
+/// Reads the server's recovery phases, then waits for the index and the feed to cover
+/// the journal, timing both from `started` (the process start).
+async fn phases(addr: &str, started: std::time::Instant) -> anyhow::Result<Phases> {
+    let m = scrape(addr).await?;
+    let prefix = "zaiko_recovery_phase_seconds{phase=\"";
+    let server = m.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.strip_suffix("\"}")?.to_string(), *v))).collect();
+    let mut out = Phases { server, ..Phases::default() };
+    let waiting = std::time::Instant::now();
+    while (out.index_caught_up_s.is_none() || out.feed_caught_up_s.is_none()) && waiting.elapsed() < CATCH_UP_MAX {
+        let m = scrape(addr).await?;
+        let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        let durable = get("zaiko_wal_durable_lsn");
+        if out.index_caught_up_s.is_none() && get("zaiko_index_skus_lag_records") == 0.0 && get("zaiko_index_shipments_lag_records") == 0.0
+        {
+            out.index_caught_up_s = Some(started.elapsed().as_secs_f64());
+        }
+        if out.feed_caught_up_s.is_none() && get("zaiko_feed_covered_lsn") >= durable {
+            out.feed_caught_up_s = Some(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(out)
+}
+
+fn print_phases(what: &str, p: &Phases) {
+    let list: Vec<String> = p.server.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+    println!(
+        "  {what} by phase (s): {}; index caught up at {:?} s, feed at {:?} s",
+        list.join(", "),
+        p.index_caught_up_s.map(|s| (s * 100.0).round() / 100.0),
+        p.feed_caught_up_s.map(|s| (s * 100.0).round() / 100.0)
+    );
 }
 
 fn mib(b: u64) -> f64 {
@@ -217,6 +273,7 @@ async fn from_snapshot(target: &mut Target, rep: &mut CapacityReport) -> anyhow:
     let (addr, started) = (spawned.addr.clone(), spawned.started);
     wait_ready(&addr, Duration::from_secs(1800)).await?;
     rep.ready_from_snapshot_s = Some(started.elapsed().as_secs_f64());
+    rep.from_snapshot_phases = phases(&addr, started).await?;
     target.follow_restart();
     rep.rss_from_snapshot_bytes = Some(settled_rss(target).await?);
     target.spawned_mut()?.stop()?;
@@ -227,6 +284,7 @@ async fn from_snapshot(target: &mut Target, rep: &mut CapacityReport) -> anyhow:
         rep.ready_from_snapshot_s.unwrap_or(0.0),
         mib(rep.rss_from_snapshot_bytes.unwrap_or(0))
     );
+    print_phases("restart from the offline snapshot", &rep.from_snapshot_phases);
     Ok(())
 }
 
@@ -245,6 +303,7 @@ async fn restart(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Resul
     let (addr, started) = (spawned.addr.clone(), spawned.started);
     wait_ready(&addr, Duration::from_secs(1800)).await?;
     rep.ready_s = started.elapsed().as_secs_f64();
+    rep.restart_phases = phases(&addr, started).await?;
     target.follow_restart();
     rep.rss_recovered_bytes = settled_rss(target).await?;
     rep.recovered_bytes_per_sku = (rep.rss_recovered_bytes as f64 - rep.rss_empty_bytes as f64) / rep.skus as f64;
@@ -315,6 +374,7 @@ fn print(r: &CapacityReport) {
         "  shutdown {:.2} s; restart: listening after {:.2} s, ready after {:.2} s (server says replay took {:?} ms)",
         r.shutdown_s, r.listening_s, r.ready_s, r.server_replay_ms
     );
+    print_phases("first restart (newest scheduled snapshot, if any, + the journal after it)", &r.restart_phases);
 }
 
 #[cfg(test)]

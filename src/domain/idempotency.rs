@@ -131,32 +131,42 @@ fn fragment(b: u8) -> Option<&'static str> {
     FRAGMENTS.get((b as usize).wrapping_sub(1)).copied()
 }
 
-impl Body {
-    pub fn new(plain: &[u8]) -> Body {
-        let as_sent = || Body { stored: plain.into(), packed: false };
-        if plain.len() < BODY_PACK_MIN || plain.iter().any(|&b| fragment(b).is_some()) {
-            return as_sent();
-        }
-        let order = &*FRAGMENT_ORDER;
-        let mut out = Vec::with_capacity(plain.len() / 2);
-        let mut i = 0;
-        while i < plain.len() {
-            let rest = &plain[i..];
-            match order[rest[0] as usize].iter().find(|&&c| rest.starts_with(FRAGMENTS[c as usize].as_bytes())) {
-                Some(&c) => {
-                    out.push(c + 1);
-                    i += FRAGMENTS[c as usize].len();
-                }
-                None => {
-                    out.push(rest[0]);
-                    i += 1;
-                }
+/// Appends the packed form of `plain` to `out` and says whether it is packed; when it
+/// is not (short, holding a fragment byte, or not shorter packed), `out` gets `plain`.
+fn pack_into(plain: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    if plain.len() < BODY_PACK_MIN || plain.iter().any(|&b| fragment(b).is_some()) {
+        out.extend_from_slice(plain);
+        return false;
+    }
+    let order = &*FRAGMENT_ORDER;
+    let mut i = 0;
+    while i < plain.len() {
+        let rest = &plain[i..];
+        match order[rest[0] as usize].iter().find(|&&c| rest.starts_with(FRAGMENTS[c as usize].as_bytes())) {
+            Some(&c) => {
+                out.push(c + 1);
+                i += FRAGMENTS[c as usize].len();
+            }
+            None => {
+                out.push(rest[0]);
+                i += 1;
             }
         }
-        if out.len() >= plain.len() {
-            return as_sent();
-        }
-        Body { stored: out.into_boxed_slice(), packed: true }
+    }
+    if out.len() - start >= plain.len() {
+        out.truncate(start);
+        out.extend_from_slice(plain);
+        return false;
+    }
+    true
+}
+
+impl Body {
+    pub fn new(plain: &[u8]) -> Body {
+        let mut out = Vec::with_capacity(plain.len());
+        let packed = pack_into(plain, &mut out);
+        Body { stored: out.into_boxed_slice(), packed }
     }
 
     /// The answer as it was sent.
@@ -193,17 +203,24 @@ pub struct BodyRef<'a> {
 impl BodyRef<'_> {
     /// The answer as it was sent.
     pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Appends the answer as it was sent to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         if !self.packed {
-            return self.stored.to_vec();
+            out.extend_from_slice(self.stored);
+            return;
         }
-        let mut out = Vec::with_capacity(self.stored.len() * 3);
+        out.reserve(self.stored.len() * 3);
         for &b in self.stored {
             match fragment(b) {
                 Some(f) => out.extend_from_slice(f.as_bytes()),
                 None => out.push(b),
             }
         }
-        out
     }
 
     /// Length of the answer as sent.
@@ -232,7 +249,19 @@ impl std::fmt::Debug for BodyRef<'_> {
 
 impl Serialize for BodyRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.to_vec())
+        if !self.packed {
+            return s.serialize_bytes(self.stored);
+        }
+        // Unpacked into a buffer of this thread's: digests serialise millions of them.
+        thread_local!(static PLAIN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        PLAIN.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                self.write_to(&mut buf);
+                s.serialize_bytes(&buf)
+            }
+            Err(_) => s.serialize_bytes(&self.to_vec()),
+        })
     }
 }
 
@@ -435,16 +464,37 @@ impl IdempotencyStore {
 
     pub fn insert(&mut self, w: &IdemWrite, at: Timestamp, lsn: Lsn) {
         self.prune(at);
-        self.push(&w.key, IdemEntry { fingerprint: w.fingerprint, status: w.status, body: Body::new(&w.body), at, lsn });
+        // Packed straight into the block: no answer allocated and copied per write.
+        self.push_with(&w.key, &w.fingerprint, w.status, at, lsn, w.body.len(), |out| pack_into(&w.body, out));
     }
 
     /// Appends an outcome; one already kept for the key is replaced (a key is written
     /// once — a second use is answered from here, never written — but a replayed record
     /// may repeat one).
     fn push(&mut self, key: &str, e: IdemEntry) {
+        let body = &e.body;
+        self.push_with(key, &e.fingerprint, e.status, e.at, e.lsn, body.stored.len(), |out| {
+            out.extend_from_slice(&body.stored);
+            body.packed
+        });
+    }
+
+    /// [`Self::push`] with the answer written into the block by `write_body` (at most
+    /// `body_max` bytes; it says whether what it wrote is packed).
+    #[allow(clippy::too_many_arguments)]
+    fn push_with(
+        &mut self,
+        key: &str,
+        fingerprint: &[u8; 32],
+        status: Status,
+        at: Timestamp,
+        lsn: Lsn,
+        body_max: usize,
+        write_body: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
         // Checked where keys come in (the request, the snapshot reader).
         assert!(key.len() <= KEY_CHARS_MAX, "an idempotency key of {} bytes", key.len());
-        let need = key.len() + e.body.stored.len();
+        let need = key.len() + body_max;
         if !self.blocks.back().is_some_and(|b| b.has_room(need)) {
             // Slots double while blocks fill up with outcomes; a block closed because
             // its answers filled the bytes first (a batch's answer is tens of KiB) passes
@@ -468,16 +518,18 @@ impl IdempotencyStore {
         let b = self.blocks.back_mut().expect("a block with room exists");
         let start = b.bytes.len() as u32;
         b.bytes.extend_from_slice(key.as_bytes());
-        b.bytes.extend_from_slice(&e.body.stored);
+        let packed = write_body(&mut b.bytes);
+        let body_len = b.bytes.len() - start as usize - key.len();
+        debug_assert!(body_len <= body_max, "an answer longer than its bound");
         b.slots.push(Slot {
-            fingerprint: e.fingerprint,
-            at: e.at,
-            lsn: e.lsn,
+            fingerprint: *fingerprint,
+            at,
+            lsn,
             start,
-            body_len: e.body.stored.len() as u32,
+            body_len: body_len as u32,
             key_len: key.len() as u8,
-            status: e.status,
-            packed: e.body.packed,
+            status,
+            packed,
             dead: false,
         });
         let addr = address(block_no, b.slots.len() - 1);
@@ -556,6 +608,22 @@ impl IdempotencyStore {
     /// Adds an entry read back in insertion order (snapshot load); no pruning.
     pub fn load(&mut self, key: &str, e: IdemEntry) {
         self.push(key, e);
+    }
+
+    /// Makes room in the index for `additional` more keys at once (a snapshot load
+    /// knows how many it will add; growing step by step rehashes every key each time).
+    pub fn reserve(&mut self, additional: usize) {
+        let IdempotencyStore { index, hasher, blocks, first_block, .. } = self;
+        index.reserve(additional.min(KEYS_MAX_PER_SCOPE), |&a| {
+            let (b, i) = locate(a, *first_block);
+            std::hash::BuildHasher::hash_one(&*hasher, blocks[b].key(i))
+        });
+    }
+
+    /// [`Self::load`] from the answer as sent, packed straight into the store (no
+    /// allocation per outcome: a snapshot holds millions).
+    pub fn load_plain(&mut self, key: &str, fingerprint: &[u8; 32], status: Status, body: &[u8], at: Timestamp, lsn: Lsn) {
+        self.push_with(key, fingerprint, status, at, lsn, body.len(), |out| pack_into(body, out));
     }
 
     /// Bytes the store holds (slots, keys and answers, and the hash table), for the

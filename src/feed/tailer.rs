@@ -99,6 +99,7 @@ impl Tailer {
         let health = crate::health::global().worker(crate::health::Worker::Feed);
         let _stopped = health.until_dropped();
         tracing::info!(covered_lsn = self.store.covered_lsn(), "feed started");
+        metrics::gauge!("zaiko_feed_covered_lsn").set(self.store.covered_lsn() as f64);
         let mut backoff = crate::health::Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
         loop {
             match self.step() {
@@ -195,6 +196,7 @@ impl Tailer {
             self.inner.hooks_version.send_modify(|v| *v += 1);
         }
         self.inner.covered.send_replace(batch.last_lsn);
+        metrics::gauge!("zaiko_feed_covered_lsn").set(batch.last_lsn as f64);
         for job in imports {
             // The runner may be gone at shutdown; nothing to do then.
             let _ = self.queued_imports.send(job);

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 pub use format::Lsn;
-pub use recovery::{open, read_range, verify, OpenOptions, OpenReport, SegmentReport, VerifyReport};
+pub use recovery::{open, open_with, read_range, verify, OpenOptions, OpenReport, SegmentReport, VerifyReport};
 
 /// What the journal does when a write or an fsync fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

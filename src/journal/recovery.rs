@@ -134,7 +134,20 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
 pub fn open(
     dir: &Path,
     opts: OpenOptions,
+    replay: impl FnMut(Lsn, &[u8]) -> Result<(), String>,
+) -> Result<(Journal, OpenReport), JournalError> {
+    open_with(dir, opts, replay, || Ok(()))
+}
+
+/// [`open`], calling `finish` once every record has gone through `replay` and before
+/// anything on disk changes (a torn tail cut) or the writer starts: a replay that
+/// applies records elsewhere (`crate::replay`) says there whether they all applied,
+/// or which was the first that did not.
+pub fn open_with(
+    dir: &Path,
+    opts: OpenOptions,
     mut replay: impl FnMut(Lsn, &[u8]) -> Result<(), String>,
+    finish: impl FnOnce() -> Result<(), (Lsn, String)>,
 ) -> Result<(Journal, OpenReport), JournalError> {
     let cfg = opts.config.clone();
     if cfg.segment_bytes < (2 * cfg.record_bytes_max + SEGMENT_HEADER_BYTES) as u64 {
@@ -150,6 +163,7 @@ pub fn open(
     let mut report = OpenReport { segments: segments.len(), ..OpenReport::default() };
 
     let active = if segments.is_empty() {
+        finish().map_err(|(lsn, detail)| JournalError::Replay { lsn, detail })?;
         create_first_segment(dir, &cfg, opts.replay_after + 1)?
     } else {
         // Skip segments wholly covered by the snapshot: the next one starts at or below
@@ -180,6 +194,7 @@ pub fn open(
             expect = Some(last_lsn_of(&c.scan) + 1);
             last_checked = Some((path.clone(), c));
         }
+        finish().map_err(|(lsn, detail)| JournalError::Replay { lsn, detail })?;
         let (path, c) = last_checked.expect("at least one segment checked");
         report.last_lsn = last_lsn_of(&c.scan);
         if report.last_lsn < opts.replay_after {

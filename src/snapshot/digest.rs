@@ -8,15 +8,21 @@
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::domain::brand::BrandState;
+use crate::domain::registry::Registry;
+use crate::domain::BrandId;
+use crate::journal::Lsn;
 use crate::state::State;
 
-struct Hasher(Sha256);
+/// The SHA-256 and a buffer each value is encoded into (reused: millions of values).
+struct Hasher(Sha256, Vec<u8>);
 
 impl Hasher {
     fn put(&mut self, v: &impl Serialize) {
-        let bytes = bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("state encodes");
-        self.0.update((bytes.len() as u64).to_le_bytes());
-        self.0.update(bytes);
+        self.1.clear();
+        bincode::serde::encode_into_std_write(v, &mut self.1, bincode::config::standard()).expect("state encodes");
+        self.0.update((self.1.len() as u64).to_le_bytes());
+        self.0.update(&self.1);
     }
 }
 
@@ -26,22 +32,43 @@ fn sorted<'a, K: Ord + 'a, V: 'a>(it: impl Iterator<Item = (&'a K, &'a V)>) -> V
     v
 }
 
+/// The digest of a whole state.
 pub fn digest(state: &State) -> [u8; 32] {
-    let mut h = Hasher(Sha256::new());
-    h.put(&state.lsn);
-    let r = &state.registry;
-    h.put(&r.last_lsn);
-    h.put(&r.admin_sha256);
-    for l in r.locations.values() {
-        h.put(l);
-    }
-    for (_, t) in sorted(r.tokens.iter()) {
-        h.put(t);
-    }
-    for e in r.idempotency.iter() {
-        h.put(&e);
-    }
+    let mut s = Stream::new(state.lsn, &state.registry);
     for (id, b) in sorted(state.brands.iter()) {
+        s.brand(id, b);
+    }
+    s.finish()
+}
+
+/// The digest computed part by part: the registry, then each brand in the order of
+/// their ids (so a load can hash each brand as it arrives).
+pub struct Stream {
+    h: Hasher,
+}
+
+impl Stream {
+    pub fn new(lsn: Lsn, registry: &Registry) -> Stream {
+        let mut h = Hasher(Sha256::new(), Vec::new());
+        h.put(&lsn);
+        let r = registry;
+        h.put(&r.last_lsn);
+        h.put(&r.admin_sha256);
+        for l in r.locations.values() {
+            h.put(l);
+        }
+        for (_, t) in sorted(r.tokens.iter()) {
+            h.put(t);
+        }
+        for e in r.idempotency.iter() {
+            h.put(&e);
+        }
+        Stream { h }
+    }
+
+    /// Adds a brand; brands must come in the order of their ids.
+    pub fn brand(&mut self, id: &BrandId, b: &BrandState) {
+        let h = &mut self.h;
         h.put(&(id, &b.name, &b.created_at, &b.last_lsn));
         for (id, s) in &b.skus {
             // Field by field as bincode encodes `SkuState`, each level as format 1's four
@@ -97,5 +124,8 @@ pub fn digest(state: &State) -> [u8; 32] {
             h.put(&e);
         }
     }
-    h.0.finalize().into()
+
+    pub fn finish(self) -> [u8; 32] {
+        self.h.0.finalize().into()
+    }
 }

@@ -19,6 +19,7 @@ use crate::journal::{self, Lsn};
 use crate::state::State;
 
 pub use digest::digest;
+pub use read::{LoadTimings, LOAD_THREADS_MAX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -105,6 +106,11 @@ pub fn remove_temporary_files(data_dir: &Path) -> usize {
 
 /// Loads and checks one snapshot file.
 pub fn load(path: &Path) -> Result<(State, SnapshotInfo), SnapshotError> {
+    read::load(path).map(|(state, info, _)| (state, info))
+}
+
+/// [`load`], with where its time went.
+pub fn load_timed(path: &Path) -> Result<(State, SnapshotInfo, LoadTimings), SnapshotError> {
     read::load(path)
 }
 
@@ -124,8 +130,13 @@ pub fn write(data_dir: &Path, state: &State, now: Timestamp) -> Result<SnapshotI
 /// and skipped (the journal reaches back to the oldest kept snapshot); one of a newer
 /// format is an error, since skipping it could lose data.
 pub fn load_newest_valid(data_dir: &Path) -> Result<Option<(State, SnapshotInfo)>, SnapshotError> {
+    Ok(load_newest_valid_timed(data_dir)?.map(|(state, info, _)| (state, info)))
+}
+
+/// [`load_newest_valid`], with where the load of the one it returns spent its time.
+pub fn load_newest_valid_timed(data_dir: &Path) -> Result<Option<(State, SnapshotInfo, LoadTimings)>, SnapshotError> {
     for info in list(data_dir)?.into_iter().rev() {
-        match load(&info.path) {
+        match load_timed(&info.path) {
             Ok(found) => return Ok(Some(found)),
             Err(e @ SnapshotError::NewerFormat { .. }) => return Err(e),
             Err(e) => tracing::error!(error = %e, "snapshot is damaged; falling back to an older one"),

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use compact_str::CompactString;
 use rusqlite::{Connection, OpenFlags, Row};
 
 use super::{digest, schema, SnapshotError, SnapshotInfo};
@@ -11,7 +12,7 @@ use crate::domain::brand::{BrandState, SkuState};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
 use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
-use crate::domain::idempotency::{Body, IdemEntry, IdempotencyStore, Status};
+use crate::domain::idempotency::{IdempotencyStore, Status};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
 use crate::domain::returns::{Return, ReturnLine};
@@ -73,21 +74,32 @@ pub(super) fn info(path: &Path) -> Result<SnapshotInfo, SnapshotError> {
     Ok(SnapshotInfo { id: format!("snap-{lsn:020}"), lsn, bytes, created_at, path: path.to_path_buf() })
 }
 
-pub(super) fn load(path: &Path) -> Result<(State, SnapshotInfo), SnapshotError> {
+pub(super) fn load(path: &Path) -> Result<(State, SnapshotInfo, LoadTimings), SnapshotError> {
+    let started = std::time::Instant::now();
     let info = info(path)?;
     let corrupt = |detail: String| SnapshotError::Corrupt { path: path.to_path_buf(), detail };
     let conn = open(path)?;
     let m = meta(&conn).map_err(corrupt)?;
-    let state = read_state(&conn, &m).map_err(|b| corrupt(b.0))?;
+    let mut timings = LoadTimings::default();
+    let (state, got) = read_state(path, &conn, &m, &mut timings).map_err(|b| corrupt(b.0))?;
+    timings.wall = started.elapsed();
     let want = m.get("state_sha256").ok_or_else(|| corrupt("meta.state_sha256 is missing".into()))?;
-    if &hex::encode(digest(&state)) != want {
+    if &hex::encode(got) != want {
         return Err(corrupt("the state read back does not match its recorded SHA-256: the file is damaged".into()));
     }
-    Ok((state, info))
+    Ok((state, info, timings))
 }
 
 fn ts(s: String) -> Result<Timestamp, String> {
     Timestamp::parse_rfc3339(&s).ok_or_else(|| format!("bad time {s:?}"))
+}
+
+fn ts_ref(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).ok_or_else(|| format!("bad time {s:?}"))
+}
+
+fn id_ref(s: &str) -> Result<Id, String> {
+    Id::parse(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn ots(s: Option<String>) -> Result<Option<Timestamp>, String> {
@@ -111,9 +123,19 @@ fn hash32(v: Vec<u8>) -> Result<[u8; 32], String> {
 }
 
 /// Runs `sql` and converts each row with `f`.
-fn rows<T>(conn: &Connection, sql: &str, mut f: impl FnMut(&Row<'_>) -> Result<T, Bad>) -> Result<Vec<T>, Bad> {
-    let mut st = conn.prepare(sql)?;
-    let mut q = st.query([])?;
+fn rows<T>(conn: &Connection, sql: &str, f: impl FnMut(&Row<'_>) -> Result<T, Bad>) -> Result<Vec<T>, Bad> {
+    rows_of(conn, sql, [], f)
+}
+
+/// Runs `sql` with `params` and converts each row with `f`.
+fn rows_of<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    mut f: impl FnMut(&Row<'_>) -> Result<T, Bad>,
+) -> Result<Vec<T>, Bad> {
+    let mut st = conn.prepare_cached(sql)?;
+    let mut q = st.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = q.next()? {
         out.push(f(row)?);
@@ -121,83 +143,166 @@ fn rows<T>(conn: &Connection, sql: &str, mut f: impl FnMut(&Row<'_>) -> Result<T
     Ok(out)
 }
 
-fn read_state(conn: &Connection, m: &HashMap<String, String>) -> Result<State, Bad> {
+/// Most threads a snapshot load uses; brands are loaded side by side, one per thread
+/// at a time, each thread on its own read-only connection.
+pub const LOAD_THREADS_MAX: usize = 8;
+
+/// Where a snapshot load spent its time. The `*_cpu` figures add up the CPU time of
+/// every thread that did that part (they overlap with each other in wall time).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct LoadTimings {
+    /// Opening the file to the state and its digest checked.
+    pub wall: std::time::Duration,
+    /// Reading and decoding the idempotency outcomes.
+    pub outcomes_cpu: std::time::Duration,
+    /// Reading and decoding everything else (SKUs, stock, reservations, ...).
+    pub tables_cpu: std::time::Duration,
+    /// Computing the state's digest (on the thread that assembles the state, while
+    /// the others still load).
+    pub digest_cpu: std::time::Duration,
+    pub threads: usize,
+}
+
+/// A brand's row of the `brands` table.
+struct BrandRow {
+    id: BrandId,
+    name: String,
+    created_at: Timestamp,
+    last_lsn: u64,
+}
+
+/// Reads the whole state, brands side by side on up to [`LOAD_THREADS_MAX`] threads,
+/// and computes its digest on this thread as the brands arrive, in the digest's order.
+fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timings: &mut LoadTimings) -> Result<(State, [u8; 32]), Bad> {
     let mut state = State { lsn: meta_num(m, "lsn")?, ..State::default() };
-    let mut idem = read_idempotency(conn)?;
-    read_registry(conn, &mut state, m, idem.remove("").unwrap_or_default())?;
-    let brands = rows(conn, "SELECT id, name, created_at, last_lsn FROM brands ORDER BY id", |r| {
-        Ok((
-            BrandId::parse(&r.get::<_, String>(0)?).map_err(|e| e.to_string())?,
-            r.get::<_, String>(1)?,
-            ts(r.get(2)?)?,
-            r.get::<_, i64>(3)? as u64,
-        ))
+    let started = crate::procfs::thread_cpu();
+    let idem = read_scope(conn, "")?;
+    read_registry(conn, &mut state, m, idem)?;
+    let mut brands = rows(conn, "SELECT id, name, created_at, last_lsn FROM brands ORDER BY id", |r| {
+        Ok(BrandRow {
+            id: BrandId::parse(&r.get::<_, String>(0)?).map_err(|e| e.to_string())?,
+            name: r.get::<_, String>(1)?,
+            created_at: ts(r.get(2)?)?,
+            last_lsn: r.get::<_, i64>(3)? as u64,
+        })
     })?;
-    for (bid, name, created_at, last_lsn) in brands {
-        let mut b = BrandState::new(bid.clone(), name, created_at);
-        b.last_lsn = last_lsn;
-        b.idempotency = idem.remove(bid.as_str()).unwrap_or_default();
-        state.brands.insert(bid, b);
-    }
+    timings.tables_cpu += crate::procfs::thread_cpu().saturating_sub(started);
+    // The digest walks brands in their order.
+    brands.sort_by(|a, b| a.id.cmp(&b.id));
     let version: i64 = meta_num(m, "format_version")?;
-    read_skus(conn, &mut state, version)?;
-    read_reservations(conn, &mut state)?;
-    read_shipments(conn, &mut state)?;
-    read_channels(conn, &mut state)?;
-    read_inbounds(conn, &mut state)?;
-    if version >= 2 {
-        read_transfers(conn, &mut state)?;
-        read_returns(conn, &mut state)?;
-        read_alerts(conn, &mut state)?;
-    }
-    read_integrations(conn, &mut state)?;
-    Ok(state)
-}
-
-fn brand_mut<'a>(state: &'a mut State, brand: &str) -> Result<&'a mut BrandState, Bad> {
-    state.brands.get_mut(brand).ok_or_else(|| Bad(format!("row for unknown brand {brand}")))
-}
-
-/// The idempotency outcomes of every scope, streamed into their stores row by row
-/// (millions of rows: no list of them all, and no owned copy of a key or an answer).
-fn read_idempotency(conn: &Connection) -> Result<HashMap<String, IdempotencyStore>, Bad> {
-    let mut st = conn.prepare("SELECT scope, key, fingerprint, status, body, at_ms, lsn FROM idempotency ORDER BY scope, seq")?;
-    let mut q = st.query([])?;
-    let mut out: HashMap<String, IdempotencyStore> = HashMap::new();
-    let mut scope = String::new();
-    let mut store = IdempotencyStore::default();
-    while let Some(r) = q.next()? {
-        let row_scope = r.get_ref(0)?.as_str()?;
-        if row_scope != scope {
-            let (done_scope, done) = (std::mem::replace(&mut scope, row_scope.to_string()), std::mem::take(&mut store));
-            if !done.is_empty() {
-                out.insert(done_scope, done);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, LOAD_THREADS_MAX).min(brands.len().max(1));
+    timings.threads = threads;
+    let mut stream = digest::Stream::new(state.lsn, &state.registry);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<(BrandState, LoadTimings), Bad>)>();
+    let brands_ref = &brands;
+    std::thread::scope(|scope| -> Result<(), Bad> {
+        for _ in 0..threads {
+            let (tx, next, stop) = (tx.clone(), &next, &stop);
+            scope.spawn(move || {
+                let conn = match open(path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send((0, Err(Bad(e.to_string()))));
+                        return;
+                    }
+                };
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(row) = brands_ref.get(i) else { break };
+                    let mut t = LoadTimings::default();
+                    let loaded = read_brand(&conn, row, version, &mut t).map(|b| (b, t));
+                    let failed = loaded.is_err();
+                    if tx.send((i, loaded)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut arrived: BTreeMap<usize, BrandState> = BTreeMap::new();
+        let mut want = 0;
+        for (i, loaded) in rx {
+            let (b, t) = match loaded {
+                Ok(found) => found,
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            timings.outcomes_cpu += t.outcomes_cpu;
+            timings.tables_cpu += t.tables_cpu;
+            arrived.insert(i, b);
+            while let Some(b) = arrived.remove(&want) {
+                let hashing = crate::procfs::thread_cpu();
+                stream.brand(&b.id, &b);
+                timings.digest_cpu += crate::procfs::thread_cpu().saturating_sub(hashing);
+                state.brands.insert(b.id.clone(), b);
+                want += 1;
             }
         }
-        let status = match r.get_ref(3)?.as_str()? {
+        Ok(())
+    })?;
+    if state.brands.len() != brands.len() {
+        return Err(Bad(format!("{} of {} brands were read", state.brands.len(), brands.len())));
+    }
+    Ok((state, stream.finish()))
+}
+
+/// One brand's whole state, read with its own queries (every table's key starts with
+/// the brand).
+fn read_brand(conn: &Connection, row: &BrandRow, version: i64, t: &mut LoadTimings) -> Result<BrandState, Bad> {
+    let mut b = BrandState::new(row.id.clone(), row.name.clone(), row.created_at);
+    b.last_lsn = row.last_lsn;
+    let started = crate::procfs::thread_cpu();
+    b.idempotency = read_scope(conn, row.id.as_str())?;
+    let outcomes_done = crate::procfs::thread_cpu();
+    t.outcomes_cpu += outcomes_done.saturating_sub(started);
+    let brand = row.id.as_str();
+    read_skus(conn, &mut b, brand, version)?;
+    read_reservations(conn, &mut b, brand)?;
+    read_shipments(conn, &mut b, brand)?;
+    read_channels(conn, &mut b, brand)?;
+    read_inbounds(conn, &mut b, brand)?;
+    if version >= 2 {
+        read_transfers(conn, &mut b, brand)?;
+        read_returns(conn, &mut b, brand)?;
+        read_alerts(conn, &mut b, brand)?;
+    }
+    read_integrations(conn, &mut b, brand)?;
+    t.tables_cpu += crate::procfs::thread_cpu().saturating_sub(outcomes_done);
+    Ok(b)
+}
+
+/// The idempotency outcomes of one scope (a brand, or `""` for the registry), streamed
+/// into its store row by row (millions of rows: no list of them all, and no owned copy
+/// of a key or an answer).
+fn read_scope(conn: &Connection, scope: &str) -> Result<IdempotencyStore, Bad> {
+    let mut st = conn.prepare_cached("SELECT key, fingerprint, status, body, at_ms, lsn FROM idempotency WHERE scope = ?1 ORDER BY seq")?;
+    let mut q = st.query([scope])?;
+    let mut store = IdempotencyStore::default();
+    // The rows are numbered from 0 in each scope: the highest number is about how
+    // many there are (only a hint; the store bounds it).
+    let last_seq: Option<i64> =
+        conn.prepare_cached("SELECT max(seq) FROM idempotency WHERE scope = ?1")?.query_row([scope], |r| r.get(0))?;
+    store.reserve(last_seq.map_or(0, |n| n.clamp(0, i64::MAX - 1) as usize + 1));
+    while let Some(r) = q.next()? {
+        let status = match r.get_ref(2)?.as_str()? {
             "ok" => Status::Done,
             "created" => Status::Created,
             "accepted" => Status::Accepted,
             "no_content" => Status::Removed,
             other => return Err(Bad(format!("bad idempotency status {other:?}"))),
         };
-        let key = r.get_ref(1)?.as_str()?;
+        let key = r.get_ref(0)?.as_str()?;
         if !crate::domain::idempotency::valid_key(key) {
             return Err(Bad(format!("bad idempotency key {key:?}")));
         }
-        let e = IdemEntry {
-            fingerprint: hash32(r.get(2)?)?,
-            status,
-            body: Body::new(r.get_ref(4)?.as_blob()?),
-            at: Timestamp(r.get(5)?),
-            lsn: r.get::<_, i64>(6)? as u64,
-        };
-        store.load(key, e);
+        let fingerprint: [u8; 32] = r.get_ref(1)?.as_blob()?.try_into().map_err(|_| Bad("a hash is not 32 bytes".to_string()))?;
+        store.load_plain(key, &fingerprint, status, r.get_ref(3)?.as_blob()?, Timestamp(r.get(4)?), r.get::<_, i64>(5)? as u64);
     }
-    if !store.is_empty() {
-        out.insert(scope, store);
-    }
-    Ok(out)
+    Ok(store)
 }
 
 fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, String>, idem: IdempotencyStore) -> Result<(), Bad> {
@@ -236,109 +341,112 @@ fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, Strin
     Ok(())
 }
 
-fn read_skus(conn: &Connection, state: &mut State, version: i64) -> Result<(), Bad> {
-    let skus = rows(
+fn read_skus(conn: &Connection, b: &mut BrandState, brand: &str, version: i64) -> Result<(), Bad> {
+    let mut skus = rows_of(
         conn,
-        "SELECT brand, sku, product_id, name, color, size, category, price, tags, attributes, version, stock_version, created_at, updated_at
-         FROM skus ORDER BY brand, sku",
+        "SELECT sku, product_id, name, color, size, category, price, tags, attributes, version, stock_version, created_at, updated_at
+         FROM skus WHERE brand = ?1 ORDER BY sku",
+        [brand],
         |r| {
-            {
-                let attrs: BTreeMap<String, String> = from_json(&r.get::<_, String>(9)?)?;
-                let tags: Vec<String> = from_json(&r.get::<_, String>(8)?)?;
-                let catalog = Catalog {
-                    product_id: r.get::<_, Option<String>>(2)?.map(Into::into),
-                    name: r.get::<_, String>(3)?.into(),
-                    color: r.get::<_, Option<String>>(4)?.map(Into::into),
-                    size: r.get::<_, Option<String>>(5)?.map(Into::into),
-                    category: r.get::<_, Option<String>>(6)?.map(Into::into),
-                    price: r.get(7)?,
-                    tags: tags.into_iter().map(Into::into).collect(),
-                    attributes: attrs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-                };
-                let s = SkuState {
-                    catalog,
-                    version: r.get::<_, i64>(10)? as u64,
-                    stock_version: r.get::<_, i64>(11)? as u64,
-                    levels: Levels::default(),
-                    created_at: ts(r.get(12)?)?,
-                    updated_at: ts(r.get(13)?)?,
-                };
-                Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, s))
-            }
+            // Straight into the catalog's own string type (short ones need no allocation).
+            let attrs: BTreeMap<CompactString, CompactString> = from_json(r.get_ref(8)?.as_str()?)?;
+            let tags: Vec<CompactString> = from_json(r.get_ref(7)?.as_str()?)?;
+            let catalog = Catalog {
+                product_id: r.get_ref(1)?.as_str_or_null()?.map(Into::into),
+                name: r.get_ref(2)?.as_str()?.into(),
+                color: r.get_ref(3)?.as_str_or_null()?.map(Into::into),
+                size: r.get_ref(4)?.as_str_or_null()?.map(Into::into),
+                category: r.get_ref(5)?.as_str_or_null()?.map(Into::into),
+                price: r.get(6)?,
+                tags: tags.into_boxed_slice(),
+                attributes: attrs.into_iter().collect(),
+            };
+            let s = SkuState {
+                catalog,
+                version: r.get::<_, i64>(9)? as u64,
+                stock_version: r.get::<_, i64>(10)? as u64,
+                levels: Levels::default(),
+                created_at: ts_ref(r.get_ref(11)?.as_str()?)?,
+                updated_at: ts_ref(r.get_ref(12)?.as_str()?)?,
+            };
+            Ok((id_ref(r.get_ref(0)?.as_str()?)?, Box::new(s)))
         },
     )?;
-    for (brand, sku, s) in skus {
-        brand_mut(state, &brand)?.skus.insert(sku, Box::new(s));
-    }
     // Version 1 had no unsellable or in-transit units.
     let extra = if version >= 2 { "unsellable, in_transit" } else { "0, 0" };
-    let levels = rows(
-        conn,
-        &format!(
-            "SELECT brand, sku, location, on_hand, reserved, safety_stock, incoming, {extra} FROM stock ORDER BY brand, sku, location"
-        ),
-        |r| {
-            let l = Level {
-                on_hand: r.get(3)?,
-                reserved: r.get(4)?,
-                safety_stock: r.get(5)?,
-                incoming: r.get(6)?,
-                unsellable: r.get(7)?,
-                in_transit: r.get(8)?,
-            };
-            Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, l))
-        },
-    )?;
-    // Rows come ordered by SKU and location: each SKU's run becomes its levels.
-    for run in levels.chunk_by(|a, b| (&a.0, &a.1) == (&b.0, &b.1)) {
-        let (brand, sku) = (&run[0].0, &run[0].1);
-        let s = brand_mut(state, brand)?.skus.get_mut(sku).ok_or_else(|| format!("stock row for unknown sku {sku}"))?;
-        s.levels = Levels(run.iter().map(|(_, _, loc, l)| (loc.clone(), *l)).collect());
+    let sql = format!(
+        "SELECT sku, location, on_hand, reserved, safety_stock, incoming, {extra} FROM stock WHERE brand = ?1 ORDER BY sku, location"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut q = st.query([brand])?;
+    // Both come ordered by SKU: each SKU's run of stock rows becomes its levels.
+    let (mut at, mut run_of, mut run) = (0, None::<usize>, Vec::new());
+    while let Some(r) = q.next()? {
+        let sku = r.get_ref(0)?.as_str()?;
+        if run_of.is_none_or(|i| skus[i].0.as_str() != sku) {
+            if let Some(i) = run_of {
+                skus[i].1.levels = Levels(std::mem::take(&mut run).into_boxed_slice());
+            }
+            while at < skus.len() && skus[at].0.as_str() != sku {
+                at += 1;
+            }
+            if at == skus.len() {
+                return Err(Bad(format!("stock row for unknown sku {sku}")));
+            }
+            run_of = Some(at);
+        }
+        let l = Level {
+            on_hand: r.get(2)?,
+            reserved: r.get(3)?,
+            safety_stock: r.get(4)?,
+            incoming: r.get(5)?,
+            unsellable: r.get(6)?,
+            in_transit: r.get(7)?,
+        };
+        run.push((id_ref(r.get_ref(1)?.as_str()?)?, l));
     }
+    if let Some(i) = run_of {
+        skus[i].1.levels = Levels(run.into_boxed_slice());
+    }
+    b.skus = skus.into_iter().collect();
     Ok(())
 }
 
-fn allocations(conn: &Connection, table: &str, key: &str) -> Result<HashMap<(String, String), Vec<Allocation>>, Bad> {
-    let sql = format!("SELECT brand, {key}, sku, location, quantity FROM {table} ORDER BY brand, {key}, line");
-    let all = rows(conn, &sql, |r| {
-        Ok((
-            (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-            Allocation { sku: id(r.get(2)?)?, location: id(r.get(3)?)?, quantity: r.get(4)? },
-        ))
+fn allocations(conn: &Connection, table: &str, key: &str, brand: &str) -> Result<HashMap<String, Vec<Allocation>>, Bad> {
+    let sql = format!("SELECT {key}, sku, location, quantity FROM {table} WHERE brand = ?1 ORDER BY {key}, line");
+    let all = rows_of(conn, &sql, [brand], |r| {
+        Ok((r.get::<_, String>(0)?, Allocation { sku: id(r.get(1)?)?, location: id(r.get(2)?)?, quantity: r.get(3)? }))
     })?;
-    let mut out: HashMap<(String, String), Vec<Allocation>> = HashMap::new();
+    let mut out: HashMap<String, Vec<Allocation>> = HashMap::new();
     for (k, a) in all {
         out.entry(k).or_default().push(a);
     }
     Ok(out)
 }
 
-fn read_reservations(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let mut lines = allocations(conn, "reservation_lines", "reservation")?;
-    let all = rows(
+fn read_reservations(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let mut lines = allocations(conn, "reservation_lines", "reservation", brand)?;
+    let all = rows_of(
         conn,
-        "SELECT brand, id, channel, status, ttl_seconds, requested, created_at, expires_at, ended_at, shipment_id FROM reservations ORDER BY brand, id",
+        "SELECT brand, id, channel, status, ttl_seconds, requested, created_at, expires_at, ended_at, shipment_id FROM reservations WHERE brand = ?1 ORDER BY id",
+        [brand],
         |r| {
-            {
-                let res = Reservation {
-                    id: id(r.get(1)?)?,
-                    channel: id(r.get(2)?)?,
-                    status: from_text(r.get(3)?)?,
-                    ttl_seconds: r.get(4)?,
-                    requested: from_json(&r.get::<_, String>(5)?)?,
-                    lines: Vec::new(),
-                    created_at: ts(r.get(6)?)?,
-                    expires_at: ts(r.get(7)?)?,
-                    ended_at: ots(r.get(8)?)?,
-                    shipment_id: r.get::<_, Option<String>>(9)?.map(id).transpose()?,
-                };
-                Ok((r.get::<_, String>(0)?, res))
-            }
+            Ok(Reservation {
+                id: id(r.get(1)?)?,
+                channel: id(r.get(2)?)?,
+                status: from_text(r.get(3)?)?,
+                ttl_seconds: r.get(4)?,
+                requested: from_json(&r.get::<_, String>(5)?)?,
+                lines: Vec::new(),
+                created_at: ts(r.get(6)?)?,
+                expires_at: ts(r.get(7)?)?,
+                ended_at: ots(r.get(8)?)?,
+                shipment_id: r.get::<_, Option<String>>(9)?.map(id).transpose()?,
+            })
         },
     )?;
-    for (brand, mut res) in all {
-        res.lines = lines.remove(&(brand.clone(), res.id.to_string())).unwrap_or_default();
-        let b = brand_mut(state, &brand)?;
+    for mut res in all {
+        res.lines = lines.remove(res.id.as_str()).unwrap_or_default();
         if res.status == ReservationStatus::Active {
             b.expiries.insert((res.expires_at, res.id.clone()));
         }
@@ -347,100 +455,111 @@ fn read_reservations(conn: &Connection, state: &mut State) -> Result<(), Bad> {
     Ok(())
 }
 
-fn read_shipments(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let mut lines = allocations(conn, "shipment_lines", "shipment")?;
-    let history = rows(conn, "SELECT brand, shipment, status, at FROM shipment_history ORDER BY brand, shipment, seq", |r| {
-        Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), StatusEntry { status: from_text(r.get(2)?)?, at: ts(r.get(3)?)? }))
-    })?;
-    let mut histories: HashMap<(String, String), Vec<StatusEntry>> = HashMap::new();
+fn read_shipments(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let mut lines = allocations(conn, "shipment_lines", "shipment", brand)?;
+    let history =
+        rows_of(conn, "SELECT shipment, status, at FROM shipment_history WHERE brand = ?1 ORDER BY shipment, seq", [brand], |r| {
+            Ok((r.get::<_, String>(0)?, StatusEntry { status: from_text(r.get(1)?)?, at: ts(r.get(2)?)? }))
+        })?;
+    let mut histories: HashMap<String, Vec<StatusEntry>> = HashMap::new();
     for (k, h) in history {
         histories.entry(k).or_default().push(h);
     }
-    let all = rows(
+    let all = rows_of(
         conn,
         "SELECT brand, id, order_ref, channel, status, reservation_id, requested_lines, ship_to, tracking_number, carrier, created_at, updated_at
-         FROM shipments ORDER BY brand, id",
+         FROM shipments WHERE brand = ?1 ORDER BY id",
+        [brand],
         |r| {
-            {
-                let source = match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
-                    (Some(res), None) => ShipmentSource::Reservation(id(res)?),
-                    (None, Some(l)) => ShipmentSource::Lines(from_json(&l)?),
-                    _ => return Err(Bad("a shipment needs exactly one of reservation_id and requested_lines".to_string())),
-                };
-                let s = Shipment {
-                    id: id(r.get(1)?)?,
-                    order_ref: r.get::<_, Option<String>>(2)?.map(Into::into),
-                    channel: r.get::<_, Option<String>>(3)?.map(id).transpose()?,
-                    source,
-                    lines: Vec::new(),
-                    ship_to: from_json(&r.get::<_, String>(7)?)?,
-                    status: from_text(r.get(4)?)?,
-                    history: Vec::new(),
-                    tracking_number: r.get::<_, Option<String>>(8)?.map(Into::into),
-                    carrier: r.get::<_, Option<String>>(9)?.map(Into::into),
-                    created_at: ts(r.get(10)?)?,
-                    updated_at: ts(r.get(11)?)?,
-                };
-                Ok((r.get::<_, String>(0)?, s))
-            }
+            let source = match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
+                (Some(res), None) => ShipmentSource::Reservation(id(res)?),
+                (None, Some(l)) => ShipmentSource::Lines(from_json(&l)?),
+                _ => return Err(Bad("a shipment needs exactly one of reservation_id and requested_lines".to_string())),
+            };
+            Ok(Shipment {
+                id: id(r.get(1)?)?,
+                order_ref: r.get::<_, Option<String>>(2)?.map(Into::into),
+                channel: r.get::<_, Option<String>>(3)?.map(id).transpose()?,
+                source,
+                lines: Vec::new(),
+                ship_to: from_json(&r.get::<_, String>(7)?)?,
+                status: from_text(r.get(4)?)?,
+                history: Vec::new(),
+                tracking_number: r.get::<_, Option<String>>(8)?.map(Into::into),
+                carrier: r.get::<_, Option<String>>(9)?.map(Into::into),
+                created_at: ts(r.get(10)?)?,
+                updated_at: ts(r.get(11)?)?,
+            })
         },
     )?;
-    for (brand, mut s) in all {
-        let key = (brand.clone(), s.id.to_string());
-        s.lines = lines.remove(&key).unwrap_or_default();
-        s.history = histories.remove(&key).unwrap_or_default();
-        brand_mut(state, &brand)?.shipments.insert(s.id.clone(), s);
+    for mut s in all {
+        s.lines = lines.remove(s.id.as_str()).unwrap_or_default();
+        s.history = histories.remove(s.id.as_str()).unwrap_or_default();
+        b.shipments.insert(s.id.clone(), s);
     }
     Ok(())
 }
 
-fn read_channels(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let channels = rows(conn, "SELECT brand, id, name, locations, buffer, created_at, updated_at FROM channels ORDER BY brand, id", |r| {
-        let c = Channel {
-            id: id(r.get(1)?)?,
-            name: r.get(2)?,
-            locations: r.get::<_, Option<String>>(3)?.map(|l| from_json(&l)).transpose()?,
-            buffer: r.get(4)?,
-            created_at: ts(r.get(5)?)?,
-            updated_at: ts(r.get(6)?)?,
-        };
-        Ok((r.get::<_, String>(0)?, c))
-    })?;
-    for (brand, c) in channels {
-        brand_mut(state, &brand)?.channels.insert(c.id.clone(), c);
-    }
-    let syncs = rows(conn, "SELECT brand, channel, before, all_skus, after FROM channel_syncs ORDER BY brand, channel", |r| {
-        let sync = ChannelSync {
-            before: r.get::<_, Option<String>>(2)?.map(|b| from_json(&b)).transpose()?,
-            all: r.get(3)?,
-            after: r.get::<_, Option<String>>(4)?.map(id).transpose()?,
-        };
-        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, sync))
-    })?;
-    for (brand, channel, sync) in syncs {
-        brand_mut(state, &brand)?.channel_syncs.insert(channel, sync);
-    }
-    Ok(())
-}
-
-fn read_transfers(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let lines = rows(
+fn read_channels(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let channels = rows_of(
         conn,
-        "SELECT brand, transfer, sku, quantity, received, written_off FROM transfer_lines ORDER BY brand, transfer, line",
+        "SELECT brand, id, name, locations, buffer, created_at, updated_at FROM channels WHERE brand = ?1 ORDER BY id",
+        [brand],
+        |r| {
+            Ok(Channel {
+                id: id(r.get(1)?)?,
+                name: r.get(2)?,
+                locations: r.get::<_, Option<String>>(3)?.map(|l| from_json(&l)).transpose()?,
+                buffer: r.get(4)?,
+                created_at: ts(r.get(5)?)?,
+                updated_at: ts(r.get(6)?)?,
+            })
+        },
+    )?;
+    for c in channels {
+        b.channels.insert(c.id.clone(), c);
+    }
+    let syncs = rows_of(
+        conn,
+        "SELECT brand, channel, before, all_skus, after FROM channel_syncs WHERE brand = ?1 ORDER BY channel",
+        [brand],
+        |r| {
+            let sync = ChannelSync {
+                before: r.get::<_, Option<String>>(2)?.map(|b| from_json(&b)).transpose()?,
+                all: r.get(3)?,
+                after: r.get::<_, Option<String>>(4)?.map(id).transpose()?,
+            };
+            Ok((id(r.get(1)?)?, sync))
+        },
+    )?;
+    for (channel, sync) in syncs {
+        b.channel_syncs.insert(channel, sync);
+    }
+    Ok(())
+}
+
+fn read_transfers(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let lines = rows_of(
+        conn,
+        "SELECT transfer, sku, quantity, received, written_off FROM transfer_lines WHERE brand = ?1 ORDER BY transfer, line",
+        [brand],
         |r| {
             Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                TransferLine { sku: id(r.get(2)?)?, quantity: r.get(3)?, received: r.get(4)?, written_off: r.get(5)? },
+                r.get::<_, String>(0)?,
+                TransferLine { sku: id(r.get(1)?)?, quantity: r.get(2)?, received: r.get(3)?, written_off: r.get(4)? },
             ))
         },
     )?;
-    let mut by_transfer: HashMap<(String, String), Vec<TransferLine>> = HashMap::new();
+    let mut by_transfer: HashMap<String, Vec<TransferLine>> = HashMap::new();
     for (k, l) in lines {
         by_transfer.entry(k).or_default().push(l);
     }
-    let transfers =
-        rows(conn, "SELECT brand, id, origin, destination, status, created_at, updated_at FROM transfers ORDER BY brand, id", |r| {
-            let t = Transfer {
+    let transfers = rows_of(
+        conn,
+        "SELECT brand, id, origin, destination, status, created_at, updated_at FROM transfers WHERE brand = ?1 ORDER BY id",
+        [brand],
+        |r| {
+            Ok(Transfer {
                 id: id(r.get(1)?)?,
                 origin: id(r.get(2)?)?,
                 destination: id(r.get(3)?)?,
@@ -448,31 +567,38 @@ fn read_transfers(conn: &Connection, state: &mut State) -> Result<(), Bad> {
                 lines: Vec::new(),
                 created_at: ts(r.get(5)?)?,
                 updated_at: ts(r.get(6)?)?,
-            };
-            Ok((r.get::<_, String>(0)?, t))
-        })?;
-    for (brand, mut t) in transfers {
-        t.lines = by_transfer.remove(&(brand.clone(), t.id.as_str().to_string())).unwrap_or_default();
-        brand_mut(state, &brand)?.transfers.insert(t.id.clone(), t);
+            })
+        },
+    )?;
+    for mut t in transfers {
+        t.lines = by_transfer.remove(t.id.as_str()).unwrap_or_default();
+        b.transfers.insert(t.id.clone(), t);
     }
     Ok(())
 }
 
-fn read_returns(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let lines =
-        rows(conn, "SELECT brand, ret, sku, quantity, restocked, unsellable, missing FROM return_lines ORDER BY brand, ret, line", |r| {
+fn read_returns(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let lines = rows_of(
+        conn,
+        "SELECT ret, sku, quantity, restocked, unsellable, missing FROM return_lines WHERE brand = ?1 ORDER BY ret, line",
+        [brand],
+        |r| {
             Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                ReturnLine { sku: id(r.get(2)?)?, quantity: r.get(3)?, restocked: r.get(4)?, unsellable: r.get(5)?, missing: r.get(6)? },
+                r.get::<_, String>(0)?,
+                ReturnLine { sku: id(r.get(1)?)?, quantity: r.get(2)?, restocked: r.get(3)?, unsellable: r.get(4)?, missing: r.get(5)? },
             ))
-        })?;
-    let mut by_return: HashMap<(String, String), Vec<ReturnLine>> = HashMap::new();
+        },
+    )?;
+    let mut by_return: HashMap<String, Vec<ReturnLine>> = HashMap::new();
     for (k, l) in lines {
         by_return.entry(k).or_default().push(l);
     }
-    let returns =
-        rows(conn, "SELECT brand, id, shipment_id, reason, status, created_at, updated_at FROM returns ORDER BY brand, id", |r| {
-            let ret = Return {
+    let returns = rows_of(
+        conn,
+        "SELECT brand, id, shipment_id, reason, status, created_at, updated_at FROM returns WHERE brand = ?1 ORDER BY id",
+        [brand],
+        |r| {
+            Ok(Return {
                 id: id(r.get(1)?)?,
                 shipment_id: id(r.get(2)?)?,
                 reason: r.get::<_, String>(3)?.into(),
@@ -480,47 +606,51 @@ fn read_returns(conn: &Connection, state: &mut State) -> Result<(), Bad> {
                 lines: Vec::new(),
                 created_at: ts(r.get(5)?)?,
                 updated_at: ts(r.get(6)?)?,
-            };
-            Ok((r.get::<_, String>(0)?, ret))
+            })
+        },
+    )?;
+    for mut ret in returns {
+        ret.lines = by_return.remove(ret.id.as_str()).unwrap_or_default();
+        b.returns.insert(ret.id.clone(), ret);
+    }
+    Ok(())
+}
+
+fn read_alerts(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let thresholds =
+        rows_of(conn, "SELECT channel, default_threshold, skus FROM low_stock WHERE brand = ?1 ORDER BY channel", [brand], |r| {
+            let t = Thresholds { default: r.get(1)?, skus: from_json(&r.get::<_, String>(2)?)? };
+            Ok((id(r.get(0)?)?, t))
         })?;
-    for (brand, mut ret) in returns {
-        ret.lines = by_return.remove(&(brand.clone(), ret.id.as_str().to_string())).unwrap_or_default();
-        brand_mut(state, &brand)?.returns.insert(ret.id.clone(), ret);
+    for (channel, t) in thresholds {
+        b.thresholds.insert(channel, t);
+    }
+    let bands = rows_of(conn, "SELECT sku, channel, band FROM stock_bands WHERE brand = ?1 ORDER BY sku, channel", [brand], |r| {
+        Ok((id(r.get(0)?)?, id(r.get(1)?)?, from_text::<Band>(r.get(2)?)?))
+    })?;
+    for (sku, channel, band) in bands {
+        b.bands.insert((sku, channel), band);
     }
     Ok(())
 }
 
-fn read_alerts(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let thresholds = rows(conn, "SELECT brand, channel, default_threshold, skus FROM low_stock ORDER BY brand, channel", |r| {
-        let t = Thresholds { default: r.get(2)?, skus: from_json(&r.get::<_, String>(3)?)? };
-        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, t))
-    })?;
-    for (brand, channel, t) in thresholds {
-        brand_mut(state, &brand)?.thresholds.insert(channel, t);
-    }
-    let bands = rows(conn, "SELECT brand, sku, channel, band FROM stock_bands ORDER BY brand, sku, channel", |r| {
-        Ok((r.get::<_, String>(0)?, id(r.get(1)?)?, id(r.get(2)?)?, from_text::<Band>(r.get(3)?)?))
-    })?;
-    for (brand, sku, channel, band) in bands {
-        brand_mut(state, &brand)?.bands.insert((sku, channel), band);
-    }
-    Ok(())
-}
-
-fn read_inbounds(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let lines = rows(conn, "SELECT brand, inbound, sku, expected, received FROM inbound_lines ORDER BY brand, inbound, line", |r| {
-        Ok((
-            (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-            InboundLine { sku: id(r.get(2)?)?, expected: r.get(3)?, received: r.get(4)? },
-        ))
-    })?;
-    let mut by_inbound: HashMap<(String, String), Vec<InboundLine>> = HashMap::new();
+fn read_inbounds(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let lines = rows_of(
+        conn,
+        "SELECT inbound, sku, expected, received FROM inbound_lines WHERE brand = ?1 ORDER BY inbound, line",
+        [brand],
+        |r| Ok((r.get::<_, String>(0)?, InboundLine { sku: id(r.get(1)?)?, expected: r.get(2)?, received: r.get(3)? })),
+    )?;
+    let mut by_inbound: HashMap<String, Vec<InboundLine>> = HashMap::new();
     for (k, l) in lines {
         by_inbound.entry(k).or_default().push(l);
     }
-    let inbounds =
-        rows(conn, "SELECT brand, id, location, expected_at, status, created_at, updated_at FROM inbounds ORDER BY brand, id", |r| {
-            let i = Inbound {
+    let inbounds = rows_of(
+        conn,
+        "SELECT brand, id, location, expected_at, status, created_at, updated_at FROM inbounds WHERE brand = ?1 ORDER BY id",
+        [brand],
+        |r| {
+            Ok(Inbound {
                 id: id(r.get(1)?)?,
                 location: id(r.get(2)?)?,
                 expected_at: ots(r.get(3)?)?,
@@ -528,43 +658,44 @@ fn read_inbounds(conn: &Connection, state: &mut State) -> Result<(), Bad> {
                 lines: Vec::new(),
                 created_at: ts(r.get(5)?)?,
                 updated_at: ts(r.get(6)?)?,
-            };
-            Ok((r.get::<_, String>(0)?, i))
-        })?;
-    for (brand, mut i) in inbounds {
-        i.lines = by_inbound.remove(&(brand.clone(), i.id.to_string())).unwrap_or_default();
-        brand_mut(state, &brand)?.inbounds.insert(i.id.clone(), i);
+            })
+        },
+    )?;
+    for mut i in inbounds {
+        i.lines = by_inbound.remove(i.id.as_str()).unwrap_or_default();
+        b.inbounds.insert(i.id.clone(), i);
     }
     Ok(())
 }
 
-fn read_integrations(conn: &Connection, state: &mut State) -> Result<(), Bad> {
-    let hooks = rows(conn, "SELECT brand, id, url, events, secret, created_at FROM webhooks ORDER BY brand, id", |r| {
-        let w = Webhook {
-            id: id(r.get(1)?)?,
-            url: r.get(2)?,
-            events: from_json(&r.get::<_, String>(3)?)?,
-            secret: r.get(4)?,
-            created_at: ts(r.get(5)?)?,
-        };
-        Ok((r.get::<_, String>(0)?, w))
-    })?;
-    for (brand, w) in hooks {
-        brand_mut(state, &brand)?.webhooks.insert(w.id.clone(), w);
+fn read_integrations(conn: &Connection, b: &mut BrandState, brand: &str) -> Result<(), Bad> {
+    let hooks =
+        rows_of(conn, "SELECT brand, id, url, events, secret, created_at FROM webhooks WHERE brand = ?1 ORDER BY id", [brand], |r| {
+            Ok(Webhook {
+                id: id(r.get(1)?)?,
+                url: r.get(2)?,
+                events: from_json(&r.get::<_, String>(3)?)?,
+                secret: r.get(4)?,
+                created_at: ts(r.get(5)?)?,
+            })
+        })?;
+    for w in hooks {
+        b.webhooks.insert(w.id.clone(), w);
     }
-    let errors = rows(conn, "SELECT brand, job, row, code, detail FROM import_errors ORDER BY brand, job, seq", |r| {
-        let e = RowError { row: r.get::<_, i64>(2)? as u64, code: from_text(r.get(3)?)?, detail: r.get(4)? };
-        Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), e))
+    let errors = rows_of(conn, "SELECT job, row, code, detail FROM import_errors WHERE brand = ?1 ORDER BY job, seq", [brand], |r| {
+        let e = RowError { row: r.get::<_, i64>(1)? as u64, code: from_text(r.get(2)?)?, detail: r.get(3)? };
+        Ok((r.get::<_, String>(0)?, e))
     })?;
-    let mut by_job: HashMap<(String, String), Vec<RowError>> = HashMap::new();
+    let mut by_job: HashMap<String, Vec<RowError>> = HashMap::new();
     for (k, e) in errors {
         by_job.entry(k).or_default().push(e);
     }
-    let jobs = rows(
+    let jobs = rows_of(
         conn,
         "SELECT brand, id, kind, format, file, bytes, sha256, created_at, status, rows_total, rows_ok, rows_failed,
            next_chunk, next_offset, next_row, started_at, finished_at, detail, finished_seq
-         FROM import_jobs ORDER BY brand, finished_seq, id",
+         FROM import_jobs WHERE brand = ?1 ORDER BY finished_seq, id",
+        [brand],
         |r| {
             let spec = ImportSpec {
                 id: id(r.get(1)?)?,
@@ -589,17 +720,16 @@ fn read_integrations(conn: &Connection, state: &mut State) -> Result<(), Bad> {
                 finished_at: ots(r.get(16)?)?,
                 detail: r.get(17)?,
             };
-            Ok((r.get::<_, String>(0)?, job, r.get::<_, Option<i64>>(18)?.is_some()))
+            Ok((job, r.get::<_, Option<i64>>(18)?.is_some()))
         },
     )?;
     // Ordered by finished_seq (NULLs first), so finished jobs arrive oldest first.
-    for (brand, mut job, finished) in jobs {
-        job.errors = by_job.remove(&(brand.clone(), job.spec.id.to_string())).unwrap_or_default();
-        let imports = &mut brand_mut(state, &brand)?.imports;
+    for (mut job, finished) in jobs {
+        job.errors = by_job.remove(job.spec.id.as_str()).unwrap_or_default();
         if finished {
-            imports.finished.push_back(job.spec.id.clone());
+            b.imports.finished.push_back(job.spec.id.clone());
         }
-        imports.jobs.insert(job.spec.id.clone(), job);
+        b.imports.jobs.insert(job.spec.id.clone(), job);
     }
     Ok(())
 }

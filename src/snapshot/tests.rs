@@ -22,7 +22,7 @@ use crate::domain::stock::StockOp;
 use crate::domain::transfer::TransferCmd;
 use crate::domain::webhook::Webhook;
 use crate::domain::{BrandId, Id};
-use crate::journal::{FailureAction, Journal, JournalConfig, OpenOptions};
+use crate::journal::{FailureAction, Journal, JournalConfig, Lsn, OpenOptions};
 
 fn id(s: &str) -> Id {
     Id::parse(s).unwrap()
@@ -401,16 +401,88 @@ proptest! {
         let (restored, _) = load(&info.path).unwrap();
         prop_assert!(restored == at_snapshot, "snapshot differs from the state at its lsn");
         prop_assert_eq!(digest(&restored), digest(&at_snapshot));
-        // Snapshot + the journal after it is the live state.
-        let mut replayed = restored;
+        // Snapshot + the journal after it is the live state, folded serially or brands
+        // side by side on any number of threads (recovery's way), which also lists the
+        // documents the records touched.
+        let mut replayed = restored.clone();
         crate::journal::read_range(&d.data.path().join("wal"), info.lsn, end, |l, p| replayed.apply_payload(l, p)).unwrap();
         prop_assert!(replayed == d.live, "snapshot + journal differs from the live state");
+        for threads in 1..=3 {
+            for (from, after) in [(restored.clone(), info.lsn), (State::default(), 0)] {
+                let (parallel, dirty) = replay_in_parallel(d.data.path(), from, after, end, threads).unwrap();
+                prop_assert!(parallel == d.live, "the parallel replay on {} threads differs from the live state", threads);
+                prop_assert_eq!(dirty, touched_after(d.data.path(), after, end));
+            }
+        }
         // And building a second snapshot from the first gives the same as from scratch.
         let second = build(d.data.path(), end, d.now).unwrap();
         let (from_chain, _) = load(&second.path).unwrap();
         prop_assert!(from_chain == d.live);
         d.journal.shutdown();
     }
+}
+
+/// Folds the journal records after `after` into `from` as recovery does
+/// (`crate::replay`), with the documents they touched.
+fn replay_in_parallel(
+    data: &std::path::Path,
+    mut from: State,
+    after: Lsn,
+    end: Lsn,
+    threads: usize,
+) -> Result<(State, std::collections::HashSet<crate::app::DirtyKey>), crate::replay::Failure> {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let dirty = std::thread::scope(|scope| {
+        let mut r = crate::replay::Replay::start(scope, &mut from, threads, Some(0), &failed);
+        crate::journal::read_range(&data.join("wal"), after, end, |l, p| {
+            r.record(&mut from, l, p);
+            Ok(())
+        })
+        .unwrap();
+        r.finish(&mut from)
+    })?;
+    Ok((from, dirty.0))
+}
+
+/// The documents the brand records after `after` touch, listed one record at a time.
+fn touched_after(data: &std::path::Path, after: Lsn, end: Lsn) -> std::collections::HashSet<crate::app::DirtyKey> {
+    let mut out = std::collections::HashSet::new();
+    crate::journal::read_range(&data.join("wal"), after, end, |_, p| {
+        if let WalRecord::Brand(b) = event::decode(p)? {
+            out.extend(crate::actors::drain::touched_docs(&b));
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_parallel_replay_fails_at_the_first_record_that_does_not_apply() {
+    let mut d = Driver::new();
+    d.setup();
+    let good = d.durable();
+    // Two records that cannot apply, for brands on different workers: a second
+    // creation of b1, then a record for a brand that was never created.
+    let now = d.now;
+    let bad = |brand: &str, events| {
+        event::encode(&WalRecord::Brand(BrandRecord { brand: BrandId::parse(brand).unwrap(), at: now, idempotency: None, events }))
+    };
+    let first_bad = d.journal.append(bad("b1", vec![Event::BrandCreated { name: "again".into() }])).unwrap();
+    d.step(&Op { kind: 0, brand: 1, sku: 1, loc: 0, qty: 2 }, 1);
+    d.journal.append(bad("nobody", vec![Event::SkuDeleted { sku: id("S1") }])).unwrap();
+    let last = d.journal.append(bad("b9", vec![Event::SkuDeleted { sku: id("S0") }])).unwrap();
+    d.journal.wait_durable_blocking(last).unwrap();
+    assert!(first_bad > good);
+    for threads in 1..=3 {
+        let (lsn, detail) = replay_in_parallel(d.data.path(), State::default(), 0, last, threads).unwrap_err();
+        assert_eq!(lsn, first_bad, "on {threads} threads: {detail}");
+        assert!(detail.contains("created twice"), "{detail}");
+    }
+    // Recovery refuses to start on it, naming that record.
+    d.journal.shutdown();
+    let err = crate::app::recover_dir(d.data.path(), JournalConfig::default(), None).err().expect("recovery fails");
+    assert!(err.to_string().contains(&format!("replay of record lsn {first_bad} failed")), "{err}");
 }
 
 #[test]
