@@ -145,6 +145,9 @@ pub struct SegmentSearch {
     /// Buffers for reading a block of documents' columns at once.
     ords_buf: Vec<Option<u64>>,
     values_buf: Vec<Option<i64>>,
+    /// Scored documents not yet counted in the facets: they arrive one by one, and
+    /// are counted a block at a time, as unscored ones are.
+    pending: Vec<DocId>,
 }
 
 impl Collector for SearchCollector {
@@ -179,6 +182,7 @@ impl Collector for SearchCollector {
             heap: BinaryHeap::with_capacity(self.limit + 1),
             ords_buf: vec![None; tantivy::COLLECT_BLOCK_BUFFER_LEN],
             values_buf: vec![None; tantivy::COLLECT_BLOCK_BUFFER_LEN],
+            pending: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
         })
     }
 
@@ -225,12 +229,19 @@ impl SegmentSearch {
         self.uid_ords.as_ref().and_then(|c| c.first(doc)).unwrap_or(u64::MAX)
     }
 
+    /// Counts a scored document in the facets (a block at a time).
     fn count_facets(&mut self, doc: DocId) {
-        for (ords, counts) in self.facet_ords.iter().zip(self.facet_counts.iter_mut()) {
-            if let Some(o) = ords.as_ref().and_then(|c| c.first(doc)) {
-                counts[o as usize] += 1;
-            }
+        self.pending.push(doc);
+        if self.pending.len() == self.pending.capacity() {
+            self.flush_pending();
         }
+    }
+
+    fn flush_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.count_facets_block(&pending);
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// Facet counts of a block of documents, one column read per facet.
@@ -273,14 +284,24 @@ impl SegmentSearch {
         }
     }
 
+    /// The counted values and their counts. The strings are read in one pass over the
+    /// dictionary (its ordinals are sorted), not looked up one by one: a lookup decodes
+    /// its block from the start, which for a facet of many values costs more than
+    /// counting.
     fn facet_values(col: Option<&StrColumn>, counts: &[u32]) -> Vec<(String, u64)> {
         let Some(col) = col else { return Vec::new() };
-        let mut out = Vec::new();
-        for (ord, &n) in counts.iter().enumerate() {
-            let mut s = String::new();
-            if n > 0 && col.ord_to_str(ord as u64, &mut s).unwrap_or(false) {
-                out.push((s, u64::from(n)));
+        let ords: Vec<u64> = counts.iter().enumerate().filter(|(_, &n)| n > 0).map(|(ord, _)| ord as u64).collect();
+        let mut out = Vec::with_capacity(ords.len());
+        let mut next = ords.iter();
+        let read = col.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+            if let Some(&ord) = next.next() {
+                out.push((String::from_utf8_lossy(bytes).into_owned(), u64::from(counts[ord as usize])));
             }
+        });
+        // A dictionary that cannot be read leaves its facet short rather than failing
+        // the search (the counts stay exact for what is shown).
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "facet dictionary unreadable");
         }
         out
     }
@@ -312,7 +333,8 @@ impl SegmentCollector for SegmentSearch {
         }
     }
 
-    fn harvest(self) -> Found {
+    fn harvest(mut self) -> Found {
+        self.flush_pending();
         let facets = self.facet_cols.iter().zip(&self.facet_counts).map(|(col, counts)| Self::facet_values(col.as_ref(), counts)).collect();
         let mut top = Vec::with_capacity(self.heap.len());
         for k in self.heap.into_sorted_vec() {

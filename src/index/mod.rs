@@ -8,7 +8,8 @@
 //! * [`synonyms`] — query-time synonyms: the shipped table and the operator's file.
 //! * [`query`] — a checked SKU search request and the query it becomes.
 //! * `tier` — the score bands that order kinds of match, and `AnyOf`, a term's
-//!   disjunction over its fields.
+//!   disjunction over its fields, moved lazily.
+//! * `substring` — a term's whole words, or else its substring (checked only there).
 //! * [`collector`] — one pass for total, facets and a page after a cursor (any kind).
 //! * [`search`] — the SKU search handle, cursors, and the covered LSN all kinds share.
 //! * [`shipments`] — the shipment index: schema, query and search handle.
@@ -43,6 +44,7 @@ pub mod query;
 pub mod schema;
 pub mod search;
 pub mod shipments;
+mod substring;
 pub mod synonyms;
 #[cfg(test)]
 mod tests;

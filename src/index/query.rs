@@ -36,6 +36,7 @@ use tantivy::Term;
 use super::analyzer::{gram_query, keyword, normalize, tokens, Mode};
 use super::collector::Order;
 use super::schema::{names, Fields, ANY_CHANNEL, FLAG_IN_STOCK};
+use super::substring::WordsOrSubstring;
 use super::synonyms::Synonyms;
 use super::tier::{AnyOf, Combine, Tier};
 use crate::domain::{BrandId, Id};
@@ -214,11 +215,12 @@ fn one_spelling(f: &Fields, term: &str, substrings: bool) -> Option<Box<dyn Quer
     }
     let words: Option<Box<dyn Query>> = (!should.is_empty()).then(|| Box::new(AnyOf::new(should, Combine::Sum)) as Box<dyn Query>);
     // A substring counts only where no whole word matched (every band above it is
-    // higher), so Latin words do not gain a band that Japanese ones cannot.
+    // higher), so Latin words do not gain a band that Japanese ones cannot; and it is
+    // only checked there (see `WordsOrSubstring`).
     let grams = if substrings { gram_query(term) } else { None };
     let substring = grams.map(|g| Box::new(Tier::constant(text_match(f.grams, &g), BAND_SUBSTRING)) as Box<dyn Query>);
     match (words, substring) {
-        (Some(w), Some(s)) => Some(Box::new(AnyOf::new(vec![w, s], Combine::Max))),
+        (Some(w), Some(s)) => Some(Box::new(WordsOrSubstring::new(w, s))),
         (w, s) => w.or(s),
     }
 }

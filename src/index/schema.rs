@@ -18,7 +18,8 @@ use crate::domain::{BrandId, Id};
 /// 3: [`ANY_CHANNEL`] marks the SKUs of a brand with channels.
 /// 4: kana folds, decimals, word parts and glued affixes, `grams`, `category_text`,
 ///    `attr_text` (issue 22), `group`.
-pub const INDEX_FORMAT: u32 = 4;
+/// 5: `unsellable` and `in_transit` (issue 23).
+pub const INDEX_FORMAT: u32 = 5;
 
 /// The [`Fields::chan_conf`] term of every SKU whose brand has configured channels
 /// (`=` is not allowed in ids): a channel such a brand has not configured sells
@@ -87,6 +88,10 @@ pub struct Fields {
     pub available: Field,
     /// Sum of `incoming` over the locations (stock on its way, not yet on hand).
     pub incoming: Field,
+    /// Sum of `unsellable` over the locations (held, never for sale).
+    pub unsellable: Field,
+    /// Sum of `in_transit` over the locations (transfers shipped, not yet received).
+    pub in_transit: Field,
     /// The brand's configured channels (as of the last time this SKU was indexed).
     pub chan_conf: Field,
     /// The configured channels with an availability above zero: the `channel` filter.
@@ -139,6 +144,8 @@ pub fn build() -> (Schema, Fields) {
         on_hand: b.add_i64_field("on_hand", NumericOptions::default().set_stored()),
         available: b.add_i64_field(names::AVAILABLE, fast_i64().set_stored()),
         incoming: b.add_i64_field("incoming", NumericOptions::default().set_stored()),
+        unsellable: b.add_i64_field("unsellable", NumericOptions::default().set_stored()),
+        in_transit: b.add_i64_field("in_transit", NumericOptions::default().set_stored()),
         chan_conf: b.add_text_field("chan_conf", STRING),
         chan_stock: b.add_text_field("chan_stock", STRING),
         chan_avail: b.add_text_field("chan_avail", STORED),
@@ -225,6 +232,8 @@ pub fn sku_doc(f: &Fields, brand: &BrandId, brand_name: &str, sku: &Id, s: &SkuS
     d.add_i64(f.on_hand, total.on_hand);
     d.add_i64(f.available, available);
     d.add_i64(f.incoming, total.incoming);
+    d.add_i64(f.unsellable, total.unsellable);
+    d.add_i64(f.in_transit, total.in_transit);
     if !channels.is_empty() {
         d.add_text(f.chan_conf, ANY_CHANNEL);
     }

@@ -44,6 +44,11 @@ pub struct Hit {
     pub available: i64,
     /// Sum of `incoming` over the locations.
     pub incoming: i64,
+    /// Sum of `unsellable` over the locations: held, never available (not in `on_hand`).
+    pub unsellable: i64,
+    /// Sum of `in_transit` over the locations: shipped by transfer towards them, not
+    /// received yet (not in `on_hand`).
+    pub in_transit: i64,
     /// Available to the request's `channel` (only when it named one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_available: Option<i64>,
@@ -308,6 +313,8 @@ impl SkuIndex {
             on_hand: int(f.on_hand).unwrap_or(0),
             available: int(f.available).unwrap_or(0),
             incoming: int(f.incoming).unwrap_or(0),
+            unsellable: int(f.unsellable).unwrap_or(0),
+            in_transit: int(f.in_transit).unwrap_or(0),
             // A brand without channels sells to any channel what is available anywhere;
             // one with channels sells nothing to a channel it has not configured.
             channel_available: channel.map(|ch| {

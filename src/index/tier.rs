@@ -195,6 +195,13 @@ pub enum Combine {
 /// phrase clause match its phrase on every document of the window; inside an
 /// intersection driven by a rarer term that is most of the work. A term's clauses are
 /// few (one per field), so seeking each is cheap.
+///
+/// The clauses are also moved *lazily*: a seek tries them in the order given and
+/// stops at the first that lands on the target (the others stay behind it until they
+/// are needed), and a score brings the ones left behind up to the document. So a
+/// membership test, which is all an unscored count or a rejected candidate of an
+/// intersection needs, costs one clause when the first one matches: list the clause
+/// most likely to match, and cheapest to check, first.
 pub struct AnyOf {
     clauses: Vec<Box<dyn Query>>,
     combine: Combine,
@@ -241,17 +248,16 @@ impl Weight for AnyOfWeight {
         let mut children = Vec::with_capacity(self.weights.len());
         for w in &self.weights {
             let s = w.scorer(reader, boost)?;
-            if !s.is::<EmptyScorer>() {
+            // A clause that matches nothing here (an empty scorer, or a prefix range
+            // whose bitset is empty) would only be visited for nothing.
+            if !s.is::<EmptyScorer>() && s.doc() != TERMINATED {
                 children.push(s);
             }
         }
         match children.len() {
             0 => Ok(Box::new(EmptyScorer)),
             1 => Ok(children.pop().expect("one")),
-            _ => {
-                let doc = children.iter().map(|c| c.doc()).min().unwrap_or(TERMINATED);
-                Ok(Box::new(AnyOfScorer { children, doc, combine: self.combine }))
-            }
+            _ => Ok(Box::new(AnyOfScorer::new(children, self.combine))),
         }
     }
 
@@ -273,40 +279,56 @@ impl Weight for AnyOfWeight {
     }
 }
 
+/// The union of its children. `docs[i]` is where child `i` stands: on `doc`, past it,
+/// or behind it (not yet moved: a seek stopped at an earlier child); never read a
+/// child behind `doc` as "not matching" without seeking it first.
 struct AnyOfScorer {
     children: Vec<Box<dyn Scorer>>,
+    docs: Vec<DocId>,
     doc: DocId,
     combine: Combine,
 }
 
 impl AnyOfScorer {
-    fn settle(&mut self) -> DocId {
-        self.doc = self.children.iter().map(|c| c.doc()).min().unwrap_or(TERMINATED);
-        self.doc
+    fn new(children: Vec<Box<dyn Scorer>>, combine: Combine) -> AnyOfScorer {
+        let docs: Vec<DocId> = children.iter().map(|c| c.doc()).collect();
+        let doc = docs.iter().copied().min().unwrap_or(TERMINATED);
+        AnyOfScorer { children, docs, doc, combine }
+    }
+
+    /// Moves to the first document at or after `target` (which is after `doc`).
+    fn go(&mut self, target: DocId) -> DocId {
+        let mut min = TERMINATED;
+        let next = self.doc.checked_add(1) == Some(target);
+        for (child, at) in self.children.iter_mut().zip(self.docs.iter_mut()) {
+            if *at < target {
+                // A child on `doc` steps to its next document; one behind seeks.
+                *at = if next && *at == self.doc { child.advance() } else { child.seek(target) };
+            }
+            if *at == target {
+                self.doc = target;
+                return target;
+            }
+            min = min.min(*at);
+        }
+        self.doc = min;
+        min
     }
 }
 
 impl DocSet for AnyOfScorer {
     fn advance(&mut self) -> DocId {
-        let at = self.doc;
-        for c in &mut self.children {
-            if c.doc() == at {
-                c.advance();
-            }
+        if self.doc == TERMINATED {
+            return TERMINATED;
         }
-        self.settle()
+        self.go(self.doc + 1)
     }
 
     fn seek(&mut self, target: DocId) -> DocId {
         if self.doc >= target {
             return self.doc;
         }
-        for c in &mut self.children {
-            if c.doc() < target {
-                c.seek(target);
-            }
-        }
-        self.settle()
+        self.go(target)
     }
 
     fn doc(&self) -> DocId {
@@ -326,9 +348,12 @@ impl Scorer for AnyOfScorer {
     fn score(&mut self) -> Score {
         let at = self.doc;
         let mut total: Score = 0.0;
-        for c in &mut self.children {
-            if c.doc() == at {
-                let s = c.score();
+        for (child, pos) in self.children.iter_mut().zip(self.docs.iter_mut()) {
+            if *pos < at {
+                *pos = child.seek(at);
+            }
+            if *pos == at {
+                let s = child.score();
                 total = match self.combine {
                     Combine::Sum => total + s,
                     Combine::Max => total.max(s),

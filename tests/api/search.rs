@@ -66,6 +66,26 @@ fn a_search_with_min_lsn_always_sees_the_write() {
 }
 
 #[test]
+fn hits_carry_unsellable_and_in_transit_units() {
+    let s = TestServer::spawn();
+    let t = s.setup_brand("b1", &["wh", "shibuya"], &["S1"]);
+    s.set_stock("b1", &t, "S1", "wh", 10);
+    let body = json!({"changes": [{"sku": "S1", "location": "wh", "op": "mark_unsellable", "quantity": 2, "reason": "検品"}]});
+    let r = s.post_key("/v1/brands/b1/stock/changes", &t, "unsellable-1", &body);
+    assert_eq!(r.body["results"][0]["status"], "applied", "{r:?}");
+    let transfer = json!({"id": "T1", "origin": "wh", "destination": "shibuya", "lines": [{"sku": "S1", "quantity": 3}]});
+    s.post("/v1/brands/b1/transfers", &t, &transfer).expect(201);
+    let shipped = s.post("/v1/brands/b1/transfers/T1/ship", &t, &json!(null));
+    assert_eq!(shipped.status, 200, "{shipped:?}");
+    let lsn = shipped.lsn.expect("X-Zaiko-Lsn").to_string();
+
+    let r = search(&s, &t, &[("q", "S1"), ("min_lsn", &lsn)]).expect(200);
+    let hit = &r["hits"][0];
+    let levels = json!([hit["on_hand"], hit["available"], hit["unsellable"], hit["in_transit"]]);
+    assert_eq!(levels, json!([5, 5, 2, 3]), "{r}");
+}
+
+#[test]
 fn min_lsn_beyond_the_journal_is_not_ready() {
     let s = TestServer::spawn();
     let r = search(&s, ADMIN, &[("min_lsn", "999999")]);

@@ -14,7 +14,8 @@ the parts of the contract (`api-v1.md`) the UI uses, with contract-shaped JSON:
   GET  /v1/brands/{brand}/skus/{sku}/stock
   GET  /v1/brands/{brand}/skus/{sku}/history   (only the changes made through this fake)
   GET  /v1/brands/{brand}/channels
-  POST /v1/brands/{brand}/stock/changes        (admin; `adjust` only)
+  POST /v1/brands/{brand}/stock/changes        (admin; `adjust` and `mark_unsellable` only)
+  POST /v1/brands/{brand}/transfers, .../transfers/{id}/ship   (admin; one line each, no checks beyond stock)
   GET  /v1/search/shipments?q&brand&status&created_from&created_to&limit&cursor
   GET  /v1/brands/{brand}/shipments/{id}
   GET  /ui, /ui/, /ui/app.js, /ui/app.css, /ui/favicon.svg   (from src/http/ui, with the real CSP)
@@ -76,6 +77,7 @@ class Store:
         self.holds = {}
         self.changes = {}  # (brand, sku) -> history changes made through the fake, oldest first
         self.seq = 0
+        self.transfers = {}  # (brand, id) -> transfer made through the fake
         read = lambda name: [json.loads(line) for line in open(os.path.join(data_dir, name), encoding="utf-8")]  # noqa: E731
         for b in read("brands.ndjson"):
             self.brands[b["id"]] = {"id": b["id"], "name": b["name"], "created_at": iso(now)}
@@ -161,32 +163,62 @@ class Store:
         return out
 
     def adjust(self, brand, index, c):
-        """An `adjust` stock change, recorded as a history change as the server would."""
+        """An `adjust` or `mark_unsellable` stock change, recorded as a history change as the server would."""
         s = self.skus.get((brand, c["sku"]))
-        if not s or c.get("op") != "adjust":
+        if not s or c.get("op") not in ("adjust", "mark_unsellable"):
             return {"index": index, "status": "rejected", "code": "not_found", "detail": "the fake adjusts known SKUs only"}
-        before = self.stock_view(s)
         lv = s["levels"].setdefault(c["location"], dict(EMPTY))
-        lv["on_hand"] += c["delta"]
-        s["stock_version"] += 1
-        s["on_hand"], s["available"] = self.totals(s)
-        after = self.stock_view(s)
-        self.seq += 1
-        delta = {k: after["locations"][c["location"]][k] - before["locations"].get(c["location"], {}).get(k, 0)
-                 for k in ("on_hand", "reserved", "safety_stock", "available", "incoming")}
-        cause = {"kind": "adjust", "delta": c["delta"], **({"reason": c["reason"]} if c.get("reason") else {})}
-        self.changes.setdefault((brand, c["sku"]), []).append(
-            {"seq": self.seq, "id": f"evt_{self.seq}_0", "at": iso(dt.datetime.now(dt.timezone.utc)), **after, "cause": cause,
-             "delta": {"locations": {c["location"]: delta}, "total": {k: after["total"][k] - before["total"][k] for k in delta}}})
+        if c["op"] == "mark_unsellable" and self.available(lv) < c["quantity"]:
+            return {"index": index, "status": "rejected", "code": "insufficient_stock", "detail": "not that many units available"}
+        def move():
+            if c["op"] == "adjust":
+                lv["on_hand"] += c["delta"]
+            else:
+                lv["on_hand"] -= c["quantity"]
+                lv["unsellable"] = lv.get("unsellable", 0) + c["quantity"]
+        amount = {"delta": c["delta"]} if c["op"] == "adjust" else {"quantity": c["quantity"]}
+        cause = {"kind": c["op"], **amount, **({"reason": c["reason"]} if c.get("reason") else {})}
+        self.record(s, [c["location"]], move, cause)
         return {"index": index, "status": "applied", "sku": c["sku"], "location": c["location"], "version": s["stock_version"],
                 "on_hand": lv["on_hand"], "available": self.available(lv)}
+
+    def record(self, s, locations, move, cause):
+        """Applies `move` to a SKU's levels and records the change in its history."""
+        before = self.stock_view(s)
+        move()
+        s["stock_version"] += 1
+        s["on_hand"], s["available"] = self.totals(s)
+        s["updated_at"] = iso(dt.datetime.now(dt.timezone.utc))
+        after = self.stock_view(s)
+        self.seq += 1
+        delta = {loc: {k: after["locations"][loc][k] - before["locations"].get(loc, {}).get(k, 0) for k in LEVELS} for loc in locations}
+        self.changes.setdefault((s["brand"], s["sku"]), []).append(
+            {"seq": self.seq, "id": f"evt_{self.seq}_0", "at": s["updated_at"], **after, "cause": cause,
+             "delta": {"locations": delta, "total": {k: after["total"][k] - before["total"][k] for k in LEVELS}}})
+
+    def ship_transfer(self, brand, t):
+        """Ships a draft transfer: its units leave the origin's on_hand for the destination's in_transit."""
+        if t["status"] != "draft":
+            raise Problem(409, "invalid_transition", f"transfer {t['id']} is {t['status']}")
+        for line in t["lines"]:
+            s = self.skus[(brand, line["sku"])]
+            origin = s["levels"].setdefault(t["origin"], dict(EMPTY))
+            if self.available(origin) < line["quantity"]:
+                raise Problem(409, "insufficient_stock", f"{line['sku']} has fewer than {line['quantity']} units available at {t['origin']}")
+            def move(origin=origin, s=s, q=line["quantity"]):
+                origin["on_hand"] -= q
+                dest = s["levels"].setdefault(t["destination"], dict(EMPTY))
+                dest["in_transit"] = dest.get("in_transit", 0) + q
+            self.record(s, [t["origin"], t["destination"]], move, {"kind": "transfer_shipped", "id": t["id"]})
+        t["status"] = "shipped"
+        return self.seq
 
     def stock_view(self, s):
         def view(lv):
             return {"on_hand": lv["on_hand"], "reserved": lv["reserved"], "safety_stock": lv["safety_stock"],
-                    "available": self.available(lv), "incoming": 0}
+                    "available": self.available(lv), "incoming": 0, "unsellable": lv.get("unsellable", 0), "in_transit": lv.get("in_transit", 0)}
         locs = {loc: view(lv) for loc, lv in sorted(s["levels"].items())}
-        total = {k: sum(v[k] for v in locs.values()) for k in ("on_hand", "reserved", "safety_stock", "available", "incoming")}
+        total = {k: sum(v[k] for v in locs.values()) for k in LEVELS}
         channels = {}
         for (b, c), ch in sorted(self.channels.items()):
             if b == s["brand"]:
@@ -269,7 +301,8 @@ def search_skus(store, p):
     for s in chunk:
         hit = {"brand": s["brand"], "sku": s["sku"], "product_id": s.get("product_id"), "name": s["name"], "color": s.get("color"),
                "size": s.get("size"), "category": s.get("category"), "price": s.get("price"), "on_hand": s["on_hand"],
-               "available": s["available"], "score": float(sum(t in s["_name"] for t in terms))}
+               "available": s["available"], "incoming": 0, "unsellable": sum(lv.get("unsellable", 0) for lv in s["levels"].values()),
+               "in_transit": sum(lv.get("in_transit", 0) for lv in s["levels"].values()), "score": float(sum(t in s["_name"] for t in terms))}
         if p.get("channel"):
             hit["channel_available"] = channel_available(store, s, p["channel"])
         if group:
@@ -278,7 +311,8 @@ def search_skus(store, p):
     return {"total": len(items), "hits": hits, "facets": facets, "next_cursor": nxt}
 
 
-EMPTY = {"on_hand": 0, "reserved": 0, "safety_stock": 0}
+EMPTY = {"on_hand": 0, "reserved": 0, "safety_stock": 0, "unsellable": 0, "in_transit": 0}
+LEVELS = ("on_hand", "reserved", "safety_stock", "available", "incoming", "unsellable", "in_transit")
 
 
 def channel_available(store, s, channel):
@@ -353,14 +387,27 @@ class Handler(BaseHTTPRequestHandler):
         try:
             url = urlsplit(self.path)
             parts = [unquote(x) for x in url.path.strip("/").split("/")]
-            if url.path != "/v1/tokens" and not (len(parts) == 5 and parts[:2] == ["v1", "brands"] and parts[3:] == ["stock", "changes"]):
+            changes = len(parts) == 5 and parts[:2] == ["v1", "brands"] and parts[3:] == ["stock", "changes"]
+            transfers = len(parts) in (4, 6) and parts[:2] == ["v1", "brands"] and parts[3] == "transfers" and parts[5:] in ([], ["ship"])
+            if url.path != "/v1/tokens" and not changes and not transfers:
                 raise Problem(404, "not_found", f"no route for POST {url.path}")
             if self.caller() != "admin":
                 raise Problem(403, "forbidden", "this needs the admin token")
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if url.path != "/v1/tokens":
-                return self.send(200, {"results": [self.server.store.adjust(parts[2], i, c) for i, c in enumerate(body["changes"])]})
+            body = json.loads(self.rfile.read(length) or b"null") or {}
+            store = self.server.store
+            if changes:
+                return self.send(200, {"results": [store.adjust(parts[2], i, c) for i, c in enumerate(body["changes"])]})
+            if transfers and len(parts) == 4:
+                t = {**body, "status": "draft"}
+                store.transfers[(parts[2], body["id"])] = t
+                return self.send(201, t)
+            if transfers:
+                t = store.transfers.get((parts[2], parts[4]))
+                if not t:
+                    raise Problem(404, "not_found", f"transfer {parts[4]} does not exist")
+                lsn = store.ship_transfer(parts[2], t)
+                return self.send(200, t, headers=[("X-Zaiko-Lsn", str(lsn))])
             if body.get("role") != "viewer":
                 raise Problem(400, "invalid_request", "must be \"viewer\"", errors=[{"field": "role", "detail": "must be \"viewer\""}])
             tid = secrets.token_hex(4)

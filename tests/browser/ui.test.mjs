@@ -481,6 +481,62 @@ async function main() {
     await page.screenshot({ path: SCREENSHOT, fullPage: false });
   });
 
+  await check('a SKU\'s unsellable and in-transit units show on its row and per location (販売不可, 移動中)', async () => {
+    const first = page.locator('#sku-rows tr.row').first();
+    const brand = await first.locator('td').nth(0).getAttribute('title');
+    const sku = await first.locator('td').nth(1).textContent();
+    const path = `/v1/brands/${encodeURIComponent(brand)}/skus/${encodeURIComponent(sku)}`;
+    const before = (await http(base, 'GET', `${path}/stock`, ADMIN)).body;
+    // One unit set aside at the location with the most available, one sent from there to another location.
+    const [origin, level] = Object.entries(before.locations || {}).reduce((a, b) => (b[1].available > a[1].available ? b : a), ['', { available: 0 }]);
+    assert(level.available >= 2, `no location of ${brand}/${sku} has 2 units available: ${JSON.stringify(before.locations)}`);
+    const destination = (await http(base, 'GET', '/v1/locations', ADMIN)).body.locations.map((l) => l.id).find((l) => l !== origin);
+    const change = await fetch(`${base}/v1/brands/${encodeURIComponent(brand)}/stock/changes`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}`, 'Idempotency-Key': `ui-test-unsellable-${Date.now()}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ changes: [{ sku, location: origin, op: 'mark_unsellable', quantity: 1, reason: '検品' }] }),
+    });
+    const changed = await change.json();
+    assert(change.ok && changed.results[0].status === 'applied', `mark_unsellable answered ${change.status}: ${JSON.stringify(changed)}`);
+    const id = `ui-test-${Date.now()}`;
+    const transfers = `/v1/brands/${encodeURIComponent(brand)}/transfers`;
+    const created = await http(base, 'POST', transfers, ADMIN, { id, origin, destination, lines: [{ sku, quantity: 1 }] });
+    assert(created.status === 201, `the transfer answered ${created.status}: ${JSON.stringify(created.body)}`);
+    const shipped = await http(base, 'POST', `${transfers}/${id}/ship`, ADMIN);
+    assert(shipped.status === 200, `shipping the transfer answered ${shipped.status}: ${JSON.stringify(shipped.body)}`);
+    const after = (await http(base, 'GET', `${path}/stock`, ADMIN)).body;
+    assert(after.locations[origin].unsellable >= 1 && after.locations[destination].in_transit >= 1, `levels after: ${JSON.stringify(after.locations)}`);
+    // Wait until the index holds the shipment, then search again, newest first: the SKU leads.
+    const lsn = shipped.headers.get('x-zaiko-lsn');
+    const covered = `/v1/search/skus?brand=${encodeURIComponent(brand)}&min_lsn=${lsn}&limit=1`;
+    await until(`the index covers LSN ${lsn}`, async () => (await http(base, 'GET', covered, viewer)).status === 200, STEP_TIMEOUT_MS);
+    const newest = await skuResults(() => page.locator('#sku-sort').selectOption('updated_desc'), { sort: 'updated_desc' });
+    const hit = newest.hits.find((x) => x.brand === brand && x.sku === sku);
+    assert(hit && hit.unsellable === after.total.unsellable && hit.in_transit === after.total.in_transit, `hit ${JSON.stringify(hit)} for totals ${JSON.stringify(after.total)}`);
+    const heads = await page.$$eval('#sku-head th', (ths) => ths.map((th) => th.textContent));
+    assert(heads.includes('販売不可') && heads.includes('移動中'), `headers: ${heads.join(' | ')}`);
+    const row = page.locator(`#sku-rows tr.row[data-key="${brand}/${sku}"]`);
+    const cells = [await row.locator('td.col-unsellable').textContent(), await row.locator('td.col-in-transit').textContent()];
+    const want = [hit.unsellable, hit.in_transit].map((n) => n.toLocaleString('ja-JP'));
+    assert(cells[0] === want[0] && cells[1] === want[1], `row shows ${cells.join(' / ')}, the hit ${want.join(' / ')}`);
+    // Its detail: the units per location, under Japanese headers.
+    await Promise.all([page.waitForResponse((r) => new URL(r.url()).pathname === `${path}/stock`), row.click()]);
+    const table = page.locator('#sku-rows tr.detail table.locations');
+    await table.waitFor({ state: 'visible' });
+    const detailHeads = await table.locator('thead th').allTextContents();
+    assert(detailHeads.includes('販売不可') && detailHeads.includes('移動中'), `detail headers: ${detailHeads.join(' | ')}`);
+    const perLocation = await table.locator('tbody tr').evaluateAll((rows) =>
+      rows.map((r) => [r.querySelector('th .muted').textContent.trim().split(' ')[0], r.querySelector('td[data-level="unsellable"]').textContent, r.querySelector('td[data-level="in_transit"]').textContent]),
+    );
+    for (const [loc, l] of Object.entries(after.locations)) {
+      const shown = perLocation.find(([id]) => id === loc);
+      assert(shown && shown[1] === l.unsellable.toLocaleString('ja-JP') && shown[2] === l.in_transit.toLocaleString('ja-JP'), `${loc}: shown ${JSON.stringify(shown)} for ${JSON.stringify(l)}`);
+    }
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-held.png') });
+    await first.press('Escape').catch(() => {});
+    await skuResults(() => page.locator('#sku-sort').selectOption('relevance'), { sort: null });
+  });
+
   await check('removing the chip restores the unfiltered results', async () => {
     const back = await skuResults(() => page.locator('#sku-chips button.chip[data-chip="brand"]').click(), { q: QUERY, brand: null });
     assert(back.total === queried.total, `${back.total} after removing the filter, ${queried.total} before`);

@@ -50,6 +50,7 @@ const MESSAGES = {
     key_search: '検索', key_move: '移動', key_open: '詳細', key_close: '閉じる／消去',
     col_brand: 'ブランド', col_sku: 'SKU', col_name: '商品名', col_color: 'カラー', col_size: 'サイズ', col_category: 'カテゴリ',
     col_price: '価格', col_on_hand: '在庫数', col_available: '販売可能', col_channel_available: (v) => `販売可能（${v.channel}）`,
+    col_unsellable: '販売不可', col_in_transit: '移動中',
     col_location_available: (v) => `販売可能（${v.location}で在庫あり）`,
     facet_brand: 'ブランド', facet_category: 'カテゴリ', facet_color: 'カラー', facet_size: 'サイズ',
     facet_location: '拠点', facet_channel: 'チャネル',
@@ -61,7 +62,8 @@ const MESSAGES = {
     no_shipments: '出荷はありません', shipment_count: (v) => `${v.n} 件の出荷`, nothing_matches_short: '該当なし。',
     loading: '読み込み中…', signed_in: (v) => `ログイン中 · ${v.n} ブランド`,
     stock_by_location: (v) => `拠点別在庫 · バージョン ${v.version}`, location_col: '拠点', on_hand: '在庫数', reserved: '引当',
-    safety: '安全在庫', available: '販売可能', incoming: '入荷予定', total: '合計', not_stocked: 'どの拠点にも在庫はありません。',
+    safety: '安全在庫', available: '販売可能', incoming: '入荷予定', unsellable: '販売不可', in_transit: '移動中', total: '合計',
+    not_stocked: 'どの拠点にも在庫はありません。',
     channels_title: 'チャネル別販売可能数', channel_col: 'チャネル', no_channels: 'チャネル未設定（すべての拠点から販売）',
     product: '商品ID', variants_title: 'この商品のバリエーション',
     holds_title: '在庫を押さえている引当・出荷', reservation: '引当', expires: '期限', qty: '数量', none: 'なし',
@@ -70,6 +72,9 @@ const MESSAGES = {
     cause_adjust: '在庫調整', cause_set: '在庫数の設定', cause_set_safety_stock: '安全在庫の設定', cause_reserved: '引当',
     cause_released: '引当解除', cause_expired: '引当期限切れ', cause_shipped: '出荷', cause_cancelled: '出荷キャンセル',
     cause_inbound: '入荷予定の登録', cause_received: '入荷', cause_inbound_closed: '入荷予定の終了',
+    cause_mark_unsellable: '販売不可へ移動', cause_release_unsellable: '販売不可から戻し', cause_dispose: '廃棄',
+    cause_transfer_shipped: '移動の出荷', cause_transfer_received: '移動の入荷', cause_transfer_written_off: '移動の未着処理',
+    cause_return_received: '返品の受領',
     cause_reason: (v) => `理由: ${v.reason}`, cause_import: (v) => `取込 ${v.job}`,
     lines: '明細', status_history: 'ステータス履歴', sku: 'SKU', kind_warehouse: '倉庫', kind_store: '店舗', id: 'ID',
     not_accepted: (v) => `トークンが受け付けられませんでした: ${v.msg}`,
@@ -97,6 +102,7 @@ const MESSAGES = {
     key_search: 'search', key_move: 'move', key_open: 'details', key_close: 'close / clear',
     col_brand: 'Brand', col_sku: 'SKU', col_name: 'Name', col_color: 'Color', col_size: 'Size', col_category: 'Category',
     col_price: 'Price', col_on_hand: 'On hand', col_available: 'Available', col_channel_available: (v) => `Available (${v.channel})`,
+    col_unsellable: 'Unsellable', col_in_transit: 'In transit',
     col_location_available: (v) => `Available (in stock at ${v.location})`,
     facet_brand: 'Brand', facet_category: 'Category', facet_color: 'Color', facet_size: 'Size',
     facet_location: 'Location', facet_channel: 'Channel',
@@ -109,7 +115,8 @@ const MESSAGES = {
     no_shipments: 'No shipments', shipment_count: (v) => `${v.n} shipment${v.one ? '' : 's'}`, nothing_matches_short: 'Nothing matches.',
     loading: 'Loading…', signed_in: (v) => `Signed in · ${v.n} brands`,
     stock_by_location: (v) => `Stock by location · version ${v.version}`, location_col: 'Location', on_hand: 'On hand', reserved: 'Reserved',
-    safety: 'Safety', available: 'Available', incoming: 'Incoming', total: 'Total', not_stocked: 'Not stocked at any location.',
+    safety: 'Safety', available: 'Available', incoming: 'Incoming', unsellable: 'Unsellable', in_transit: 'In transit', total: 'Total',
+    not_stocked: 'Not stocked at any location.',
     channels_title: 'Available per channel', channel_col: 'Channel', no_channels: 'No channels configured (sold from every location)',
     product: 'Product', variants_title: 'Variants of this product',
     holds_title: 'Reservations and shipments holding it', reservation: 'Reservation', expires: 'Expires', qty: 'Qty', none: 'None',
@@ -118,6 +125,9 @@ const MESSAGES = {
     cause_adjust: 'Adjustment', cause_set: 'On hand set', cause_set_safety_stock: 'Safety stock set', cause_reserved: 'Reserved',
     cause_released: 'Reservation released', cause_expired: 'Reservation expired', cause_shipped: 'Shipped', cause_cancelled: 'Shipment cancelled',
     cause_inbound: 'Inbound expected', cause_received: 'Received', cause_inbound_closed: 'Inbound closed',
+    cause_mark_unsellable: 'Marked unsellable', cause_release_unsellable: 'Released from unsellable', cause_dispose: 'Disposed',
+    cause_transfer_shipped: 'Transfer shipped', cause_transfer_received: 'Transfer received', cause_transfer_written_off: 'Transfer written off',
+    cause_return_received: 'Return received',
     cause_reason: (v) => `reason: ${v.reason}`, cause_import: (v) => `import ${v.job}`,
     lines: 'Lines', status_history: 'Status history', sku: 'SKU', kind_warehouse: 'warehouse', kind_store: 'store', id: 'ID',
     not_accepted: (v) => `The token was not accepted: ${v.msg}`,
@@ -628,6 +638,8 @@ function skuColumns() {
     ['num', t('col_price')],
     ['num', t('col_on_hand')],
     ['num', t('col_available')],
+    ['num col-unsellable', t('col_unsellable')],
+    ['num col-in-transit', t('col_in_transit')],
   ];
   if (s.channel) cols.push(['num col-channel', t('col_channel_available', { channel: channelName(s.filters.brand, s.channel) })]);
   return cols;
@@ -656,6 +668,9 @@ function skuRow(hit, index) {
     h('td', { class: 'num' }, price(hit.price)),
     h('td', { class: 'num' }, qty(hit.on_hand)),
     h('td', { class: 'num' + (available === 0 ? ' zero' : '') }, qty(hit.available)),
+    // Held or on the way, never for sale: a quiet zero, a number that stands out.
+    h('td', { class: 'num col-unsellable' + (hit.unsellable ? ' held' : ' none') }, qty(hit.unsellable)),
+    h('td', { class: 'num col-in-transit' + (hit.in_transit ? ' held' : ' none') }, qty(hit.in_transit)),
   ];
   if (state.skus.channel) {
     const c = hit.channel_available;
@@ -813,10 +828,13 @@ async function loadSkuDetail(hit, holder) {
 }
 
 function stockTable(stock) {
-  const cols = ['on_hand', 'reserved', 'safety_stock', 'available', 'incoming'];
-  const heads = { on_hand: t('on_hand'), reserved: t('reserved'), safety_stock: t('safety'), available: t('available'), incoming: t('incoming') };
+  const cols = ['on_hand', 'reserved', 'safety_stock', 'available', 'incoming', 'unsellable', 'in_transit'];
+  const heads = {
+    on_hand: t('on_hand'), reserved: t('reserved'), safety_stock: t('safety'), available: t('available'), incoming: t('incoming'),
+    unsellable: t('unsellable'), in_transit: t('in_transit'),
+  };
   const line = (label, l, cls) =>
-    h('tr', { class: cls }, h('th', { scope: 'row' }, label), cols.map((c) => h('td', { class: 'num' + (c === 'available' && l[c] === 0 ? ' zero' : '') }, qty(l[c]))));
+    h('tr', { class: cls }, h('th', { scope: 'row' }, label), cols.map((c) => h('td', { class: 'num' + (c === 'available' && l[c] === 0 ? ' zero' : ''), dataset: { level: c } }, qty(l[c]))));
   const rows = Object.entries(stock.locations || {}).map(([loc, l]) => {
     const info = state.locations.get(loc);
     const kind = info && info.kind ? ` · ${MESSAGES[state.lang][`kind_${info.kind}`] || info.kind}` : '';
@@ -852,6 +870,7 @@ function causeText(c) {
   if (c.kind === 'adjust' && typeof c.delta === 'number') parts[0] += ` ${signed(c.delta)}`;
   if (c.kind === 'set' && typeof c.on_hand === 'number') parts[0] += ` → ${qty(c.on_hand)}`;
   if (c.kind === 'set_safety_stock' && typeof c.quantity === 'number') parts[0] += ` → ${qty(c.quantity)}`;
+  if (['mark_unsellable', 'release_unsellable', 'dispose'].includes(c.kind) && typeof c.quantity === 'number') parts[0] += ` ${qty(c.quantity)}`;
   if (c.id) parts.push(c.id);
   if (c.reason) parts.push(t('cause_reason', { reason: c.reason }));
   if (c.import) parts.push(t('cause_import', { job: c.import }));
@@ -861,7 +880,10 @@ function causeText(c) {
 /** The moved levels of a change, per location: "つくば 在庫数 −1 · 引当 +2". */
 function deltaText(change) {
   if (!change.delta) return t('history_unknown_delta');
-  const names = { on_hand: t('on_hand'), reserved: t('reserved'), safety_stock: t('safety'), incoming: t('incoming') };
+  const names = {
+    on_hand: t('on_hand'), reserved: t('reserved'), safety_stock: t('safety'), incoming: t('incoming'), unsellable: t('unsellable'),
+    in_transit: t('in_transit'),
+  };
   return Object.entries(change.delta.locations || {})
     .map(([loc, d]) => {
       const moved = Object.keys(names).filter((k) => d[k]).map((k) => `${names[k]} ${signed(d[k])}`);

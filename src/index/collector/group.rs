@@ -167,7 +167,8 @@ impl SegmentCollector for GroupSegment {
     }
 
     fn harvest(self) -> GroupFruit {
-        let base = self.base;
+        let mut base = self.base;
+        base.flush_pending();
         let facets =
             base.facet_cols.iter().zip(&base.facet_counts).map(|(col, counts)| SegmentSearch::facet_values(col.as_ref(), counts)).collect();
         let text = |col: Option<&StrColumn>, ord: u64| {
