@@ -387,6 +387,7 @@ async function signIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   $('login').hidden = true;
   $('app').hidden = false;
+  requestAnimationFrame(fitTables);
   $('tabs').hidden = false;
   $('session-state').textContent = t('signed_in', { n: fmt.num.format(state.brands.size) });
   $('forget-token').hidden = false;
@@ -484,6 +485,7 @@ function selectTab(tab, focus = true) {
   }
   $('panel-skus').hidden = tab !== 'skus';
   $('panel-shipments').hidden = tab !== 'shipments';
+  requestAnimationFrame(fitTables);
   showError('');
   writeHash();
   if (tab === 'skus' && !state.skus.loaded) skuSearch.now();
@@ -1294,6 +1296,23 @@ function wire() {
     body.addEventListener('keydown', onTableKey);
   }
 }
+
+// Each results box ends at the window's bottom whatever sits above it: the toolbar wraps
+// to two rows at narrow widths or with longer English labels, so its height is measured,
+// not assumed (the header row sticks to the box's top while the rows scroll).
+function fitTables() {
+  for (const wrap of document.querySelectorAll('.table-wrap')) {
+    if (!wrap.offsetParent) continue;
+    const top = wrap.getBoundingClientRect().top + window.scrollY;
+    wrap.style.setProperty('--wrap-top', `${Math.round(top)}px`);
+  }
+}
+
+if (typeof ResizeObserver === 'function') {
+  const watch = new ResizeObserver(() => fitTables());
+  for (const el of document.querySelectorAll('.toolbar, .summary, .bar, #error')) watch.observe(el);
+}
+window.addEventListener('resize', fitTables);
 
 wire();
 applyLanguage();
