@@ -33,6 +33,10 @@ fn runs(rows: Vec<DocRow>) -> Vec<(Id, Run)> {
     out
 }
 
+/// What every row of a document repeats: origin, destination (transfers) or
+/// shipment, shipment, reason (returns).
+type Header = (Id, Id, CompactString);
+
 /// The header a document's rows must agree on, and the document's line.
 fn split_line(line: DocLine) -> ((Id, Id, CompactString), (Id, i64)) {
     match line {
@@ -81,38 +85,29 @@ fn check(kind: ImportKind, rows: Run) -> Result<((Id, Id, CompactString), Vec<(I
 /// The chunk's transfers: `problems` are the file's documents that fail whatever
 /// chunk they fall in (rows not together, too many rows).
 pub fn transfers(rows: Vec<DocRow>, problems: &HashMap<Id, String>) -> Vec<DocRows<TransferCmd>> {
-    runs(rows)
-        .into_iter()
-        .map(|(id, run)| {
-            let lines: Vec<u64> = run.iter().map(|r| r.0).collect();
-            let doc = match problems.get(&id) {
-                Some(why) => Err(why.clone()),
-                None => check(ImportKind::Transfers, run).map(|((origin, destination, _), lines)| TransferCmd {
-                    id: id.clone(),
-                    origin,
-                    destination,
-                    lines,
-                }),
-            };
-            DocRows { id, lines, doc }
-        })
-        .collect()
+    documents(ImportKind::Transfers, rows, problems, |id, (origin, destination, _), lines| TransferCmd { id, origin, destination, lines })
 }
 
 /// The chunk's returns, as [`transfers`].
 pub fn returns(rows: Vec<DocRow>, problems: &HashMap<Id, String>) -> Vec<DocRows<ReturnCmd>> {
+    documents(ImportKind::Returns, rows, problems, |id, (shipment_id, _, reason), lines| ReturnCmd { id, shipment_id, reason, lines })
+}
+
+/// The chunk's documents of `kind`, each checked whole and built by `make` from its id,
+/// its header fields and its lines.
+fn documents<C>(
+    kind: ImportKind,
+    rows: Vec<DocRow>,
+    problems: &HashMap<Id, String>,
+    make: impl Fn(Id, Header, Vec<(Id, i64)>) -> C,
+) -> Vec<DocRows<C>> {
     runs(rows)
         .into_iter()
         .map(|(id, run)| {
             let lines: Vec<u64> = run.iter().map(|r| r.0).collect();
             let doc = match problems.get(&id) {
                 Some(why) => Err(why.clone()),
-                None => check(ImportKind::Returns, run).map(|((shipment_id, _, reason), lines)| ReturnCmd {
-                    id: id.clone(),
-                    shipment_id,
-                    reason,
-                    lines,
-                }),
+                None => check(kind, run).map(|(head, lines)| make(id.clone(), head, lines)),
             };
             DocRows { id, lines, doc }
         })

@@ -10,26 +10,13 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::helpers::{whole_feed, Options, Resp, TestServer};
+use crate::imports::{job, wait_done};
 use crate::receiver::wait_until;
 
 const WAIT: Duration = Duration::from_secs(120);
 
 fn upload(s: &TestServer, t: &str, kind: &str, content_type: &str, body: &str) -> Resp {
     s.raw("POST", &format!("/v1/brands/b1/imports?kind={kind}"), Some(t), body.as_bytes().to_vec(), &[("content-type", content_type)])
-}
-
-fn job(s: &TestServer, t: &str, id: &str) -> Value {
-    s.get(&format!("/v1/brands/b1/imports/{id}"), t).expect(200)
-}
-
-fn wait_done(s: &TestServer, t: &str, id: &str) -> Value {
-    let mut last = Value::Null;
-    let done = wait_until(WAIT, || {
-        last = job(s, t, id);
-        last["status"] == "done" || last["status"] == "failed"
-    });
-    assert!(done, "job did not finish: {last}");
-    last
 }
 
 fn import(s: &TestServer, t: &str, kind: &str, content_type: &str, body: &str) -> Value {

@@ -22,11 +22,11 @@ fn upload(s: &TestServer, t: &str, kind: &str, content_type: &str, body: &str, k
     s.raw("POST", &format!("/v1/brands/b1/imports?kind={kind}"), Some(t), body.as_bytes().to_vec(), &headers)
 }
 
-fn job(s: &TestServer, t: &str, id: &str) -> Value {
+pub(crate) fn job(s: &TestServer, t: &str, id: &str) -> Value {
     s.get(&format!("/v1/brands/b1/imports/{id}"), t).expect(200)
 }
 
-fn wait_done(s: &TestServer, t: &str, id: &str) -> Value {
+pub(crate) fn wait_done(s: &TestServer, t: &str, id: &str) -> Value {
     let mut last = Value::Null;
     let done = wait_until(WAIT, || {
         last = job(s, t, id);
