@@ -388,8 +388,10 @@ impl Application {
                 journal.shutdown();
                 tracing::info!(durable_lsn = journal.durable_lsn(), "journal flushed; bye");
             }
-            Ok(Ok(Running::Cluster { node, runtime })) => {
+            Ok(Ok(Running::Cluster { node, runtime, indexer })) => {
                 runtime.spawn(async move { node.shutdown().await }).await.context("cluster shutdown panicked")?;
+                // The index is rebuilt at the next start: its last cycle only ends it.
+                tokio::task::spawn_blocking(move || indexer.shutdown()).await.context("indexer shutdown panicked")?;
                 drop(runtime);
                 tracing::info!("bye");
             }
@@ -403,7 +405,7 @@ impl Application {
 /// What runs once recovery is done, for [`Application::run`] to stop in order.
 enum Running {
     Single { journal: Journal, indexer: IndexerHandle },
-    Cluster { node: Box<crate::cluster::node::Node>, runtime: ClusterRuntime },
+    Cluster { node: Box<crate::cluster::node::Node>, runtime: ClusterRuntime, indexer: IndexerHandle },
 }
 
 /// The cluster runtime, shut down without blocking when dropped (it may be dropped in
@@ -641,7 +643,8 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
         })
         .collect();
     // Before the admin token line: it keeps the gap between that line and readiness short.
-    let (skus, shipment_index, indexer) = start_indexer(&cfg, opened, &shards, &journal)?;
+    let followed = crate::index::indexer::Followed::Journal(journal.clone());
+    let (skus, shipment_index, indexer) = start_indexer(&cfg, opened, &shards, followed, None)?;
     let registry = RegistryActor {
         state: registry,
         ctx: ctx.clone(),
@@ -681,6 +684,7 @@ async fn start_services(cfg: ServeConfig, app: web::Data<AppState>, auth: Arc<Ar
             local: Some(crate::http::Local { journal: journal.clone(), snapshots, skus, shipments: shipment_index, integrations }),
             cluster: None,
             cluster_integrations: None,
+            cluster_search: None,
         })
         .is_err()
     {
@@ -747,6 +751,10 @@ async fn start_cluster_services(
     ));
     let host = Arc::new(crate::actors::host::ActorHost::new(router.clone()));
     let resumes = host.resumes.clone();
+    // The search index of the partitions this node owns: built anew at every start
+    // (each partition is indexed whole when it arrives), so it never holds a partition
+    // this node stopped following while it was down.
+    let search = start_cluster_search(&cfg, &router.shards, host.installed.clone(), partitions)?;
     let node_cfg = NodeConfig {
         node_id: cluster.node_id.clone(),
         advertise: cluster.advertise.clone(),
@@ -780,20 +788,48 @@ async fn start_cluster_services(
         resumes,
     )?;
     crate::cluster::snapshots::schedule(node.clone(), clock.clone(), cfg.snapshot_every_records, cfg.snapshot_every, runtime.handle());
-    let services = Services { router, clock, local: None, cluster: Some(node.clone()), cluster_integrations: Some(integrations) };
+    let (search, indexer) = search;
+    let services = Services {
+        router,
+        clock,
+        local: None,
+        cluster: Some(node.clone()),
+        cluster_integrations: Some(integrations),
+        cluster_search: Some(search),
+    };
     if app.services.set(services).is_err() {
         anyhow::bail!("services were set twice");
     }
     tracing::info!("ready");
-    Ok(Running::Cluster { node: Box::new(node), runtime })
+    Ok(Running::Cluster { node: Box::new(node), runtime, indexer })
+}
+
+/// Cluster mode: empty search indexes under the data dir and the indexer that fills
+/// them with the partitions installed on this node.
+fn start_cluster_search(
+    cfg: &ServeConfig,
+    shards: &[actix::Addr<Shard>],
+    installed: crate::actors::host::Installed,
+    partitions: u32,
+) -> anyhow::Result<(crate::http::ClusterSearch, IndexerHandle)> {
+    use crate::index::{recreate_kind, SHIPMENTS, SKUS};
+    let dir = DataDir::new(&cfg.data_dir);
+    let opened = OpenedIndexes { skus: recreate_kind(&dir.sku_index(), SKUS)?, shipments: recreate_kind(&dir.shipment_index(), SHIPMENTS)? };
+    let (marks_tx, covered) = tokio::sync::watch::channel(Arc::default());
+    let followed = crate::index::indexer::Followed::Partitions(installed.clone());
+    let (skus, shipments, indexer) = start_indexer(cfg, opened, shards, followed, Some((partitions, marks_tx)))?;
+    let wake = skus.coverage().wake().clone();
+    Ok((crate::http::ClusterSearch { skus, shipments, covered, installed, wake }, indexer))
 }
 
 /// Starts the indexer thread on the opened indexes and returns the search handles.
+/// `partitions`: cluster mode's partition count and where per-partition coverage goes.
 fn start_indexer(
     cfg: &ServeConfig,
     opened: OpenedIndexes,
     shards: &[actix::Addr<Shard>],
-    journal: &Journal,
+    followed: crate::index::indexer::Followed,
+    partitions: Option<(u32, tokio::sync::watch::Sender<Arc<crate::index::indexer::PartitionMarks>>)>,
 ) -> anyhow::Result<(Arc<SkuIndex>, Arc<ShipmentIndex>, IndexerHandle)> {
     // Until the first cycle, searches see what both indexes hold: the lower LSN.
     let committed = opened.skus.committed_lsn.unwrap_or(0).min(opened.shipments.committed_lsn.unwrap_or(0));
@@ -809,8 +845,9 @@ fn start_indexer(
         skus,
         shipments,
         source: Box::new(ShardSource(shards.to_vec())),
-        journal: journal.clone(),
+        followed,
         covered_tx,
+        partitions,
         wake,
         commit_interval: cfg.index_commit_interval,
         last_cycle_max: crate::index::indexer::LAST_CYCLE_MAX_DEFAULT,

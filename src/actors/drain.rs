@@ -29,10 +29,13 @@ impl Message for DrainDirty {
     type Result = ();
 }
 
-/// Puts documents back in the shard's dirty set: the indexer drained them but could
-/// not commit them (an I/O error), so its next drain takes them again, from the state
-/// then.
-pub struct MarkDirty(pub Vec<DirtyKey>);
+/// Puts documents back in the shard's dirty set (and partitions back among those to
+/// purge): the indexer drained them but could not commit them (an I/O error), so its
+/// next drain takes them again, from the state then.
+pub struct MarkDirty {
+    pub keys: Vec<DirtyKey>,
+    pub purged: Vec<u32>,
+}
 
 impl Message for MarkDirty {
     type Result = ();
@@ -69,6 +72,9 @@ pub enum ShipmentItem {
 
 #[derive(Debug)]
 pub struct Drained {
+    /// Cluster mode: partitions that left this shard since the last drain, whose
+    /// documents the index deletes before it applies `items`.
+    pub purged: Vec<u32>,
     pub items: Vec<IndexItem>,
     /// More dirty documents remain after this batch.
     pub more: bool,
@@ -105,6 +111,12 @@ pub fn touched_docs(record: &BrandRecord) -> impl Iterator<Item = DirtyKey> + '_
         };
         one.into_iter().chain(synced.iter().map(|(sku, _)| (DocKind::Sku, sku))).map(move |(kind, id)| (brand.clone(), kind, id.clone()))
     })
+}
+
+/// Every document of a brand: what a partition arriving on a cluster node indexes.
+pub fn all_docs(b: &BrandState) -> impl Iterator<Item = DirtyKey> + '_ {
+    let skus = b.skus.keys().map(|sku| (b.id.clone(), DocKind::Sku, sku.clone()));
+    skus.chain(b.shipments.keys().map(|id| (b.id.clone(), DocKind::Shipment, id.clone())))
 }
 
 /// What the index must do for a dirty document, from the state now.
@@ -183,7 +195,7 @@ impl DirtySet {
             let Some(key) = self.pop() else { break };
             items.push(index_item(brands, key));
         }
-        Drained { items, more: !self.is_empty(), remaining: self.len() }
+        Drained { purged: Vec::new(), items, more: !self.is_empty(), remaining: self.len() }
     }
 
     pub fn len(&self) -> usize {

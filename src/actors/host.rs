@@ -24,24 +24,33 @@ pub struct ActorHost {
     pub followed: Arc<parking_lot::Mutex<Option<Registry>>>,
     /// Unfinished import jobs of the partitions installed here, for the import resumer.
     pub resumes: crate::cluster::imports::Resumes,
+    /// The brand partitions installed here and their logs, for the search indexer.
+    pub installed: Installed,
 }
+
+/// The brand partitions installed on this node, by partition: what the search indexer
+/// covers (`index::indexer::Followed::Partitions`). A partition is added once its shard
+/// has it (its documents marked for indexing) and taken out before it is removed.
+pub type Installed = Arc<parking_lot::Mutex<std::collections::BTreeMap<u32, LogRef>>>;
 
 impl ActorHost {
     pub fn new(router: Router) -> ActorHost {
-        ActorHost { router, followed: Arc::default(), resumes: Default::default() }
+        ActorHost { router, followed: Arc::default(), resumes: Default::default(), installed: Installed::default() }
     }
 }
 
 impl Host for ActorHost {
     fn install(&self, partition: PartitionId, state: State, log: ReplicatedJournal) -> BoxFuture<'static, ()> {
-        let (router, resumes) = (self.router.clone(), self.resumes.clone());
+        let (router, resumes, installed) = (self.router.clone(), self.resumes.clone(), self.installed.clone());
         let log: LogRef = Arc::new(log);
         Box::pin(async move {
             let sent = match partition {
                 PartitionId::Brand(p) => {
                     let jobs = crate::integration::pending_imports(&state.brands);
-                    let sent = router.shard_of_partition(p).send(InstallPartition { partition: p, brands: state.brands, log }).await;
+                    let sent =
+                        router.shard_of_partition(p).send(InstallPartition { partition: p, brands: state.brands, log: log.clone() }).await;
                     if sent.is_ok() {
+                        installed.lock().insert(p, log);
                         // Once the partition serves: the runner's first command must find it.
                         resumes.push(jobs);
                     }
@@ -56,10 +65,13 @@ impl Host for ActorHost {
     }
 
     fn remove(&self, partition: PartitionId) -> BoxFuture<'static, ()> {
-        let router = self.router.clone();
+        let (router, installed) = (self.router.clone(), self.installed.clone());
         Box::pin(async move {
             let _ = match partition {
-                PartitionId::Brand(p) => router.shard_of_partition(p).send(RemovePartition { partition: p }).await,
+                PartitionId::Brand(p) => {
+                    installed.lock().remove(&p);
+                    router.shard_of_partition(p).send(RemovePartition { partition: p }).await
+                }
                 PartitionId::Registry => router.registry.send(RemoveRegistry).await,
             };
         })

@@ -209,6 +209,9 @@ pub struct Shard {
     pub sweeps: u64,
     /// Brand commands queued for this shard (see `Router::try_send_brand`).
     pub queued: Arc<AtomicI64>,
+    /// Cluster mode: partitions removed since the search index last drained, whose
+    /// documents it deletes (see `DrainDirty`).
+    pub purged: Vec<u32>,
 }
 
 impl Actor for Shard {
@@ -249,7 +252,9 @@ impl Handler<DrainDirty> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: DrainDirty, _ctx: &mut Self::Context) {
-        let _ = msg.reply.send(self.dirty.drain(&self.brands, msg.max));
+        let mut drained = self.dirty.drain(&self.brands, msg.max);
+        drained.purged = std::mem::take(&mut self.purged);
+        let _ = msg.reply.send(drained);
     }
 }
 
@@ -257,7 +262,10 @@ impl Handler<MarkDirty> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: MarkDirty, _ctx: &mut Self::Context) {
-        self.dirty.extend(msg.0);
+        self.dirty.extend(msg.keys);
+        // Purged before any that left since: the order of leaving and arriving again.
+        let newer = std::mem::replace(&mut self.purged, msg.purged);
+        self.purged.extend(newer);
     }
 }
 
@@ -293,6 +301,9 @@ impl Handler<InstallPartition> for Shard {
         };
         owned.insert(msg.partition, msg.log);
         self.last_lsn = self.last_lsn.max(msg.brands.values().map(|b| b.last_lsn).max().unwrap_or(0));
+        // The node's search index holds only the partitions it owns: all of this one's
+        // documents are indexed again (after the purge of its last stay, if any).
+        self.dirty.extend(msg.brands.values().flat_map(crate::actors::drain::all_docs));
         self.brands.extend(msg.brands);
         tracing::info!(shard = self.index, partition = msg.partition, brands = self.brands.len(), "serving the partition");
         // Reservations that expired while the partition changed owner expire before the
@@ -310,6 +321,7 @@ impl Handler<RemovePartition> for Shard {
         }
         let logs = &self.logs;
         self.brands.retain(|id, _| logs.partition(id) != Some(msg.partition));
+        self.purged.push(msg.partition);
         tracing::info!(shard = self.index, partition = msg.partition, "stopped serving the partition");
     }
 }
@@ -334,7 +346,7 @@ impl Shard {
         queued: Arc<AtomicI64>,
     ) -> Shard {
         let last_lsn = brands.values().map(|b| b.last_lsn).max().unwrap_or(0);
-        Shard { index, brands, dirty, ctx, logs, mailbox_capacity, last_lsn, sweeps: 0, queued }
+        Shard { index, brands, dirty, ctx, logs, mailbox_capacity, last_lsn, sweeps: 0, queued, purged: Vec::new() }
     }
 
     /// What a read across the shard's brands could have seen, for it to wait on: up to

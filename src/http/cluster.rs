@@ -9,8 +9,8 @@
 //! a brand's webhooks, their deliveries included, by the owner of its partition (which
 //! delivers them). An import upload is stored by the node that receives it and queued
 //! through the owner (`cluster::imports`); snapshots are taken and listed by the node
-//! asked (`cluster::snapshots`). Search answers 501 `not_in_cluster_mode` until cluster
-//! mode's second part brings it.
+//! asked (`cluster::snapshots`). A search routes itself (`routes::search`): one brand's
+//! to the owner of its partition, one across brands gathered from every owner.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -50,8 +50,6 @@ pub enum Target {
     Any,
     /// Served by the owner of a partition.
     Partition(PartitionId, Option<BrandId>),
-    /// Not available in cluster mode yet.
-    Unsupported,
 }
 
 /// Classifies a request by method and path.
@@ -59,7 +57,6 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let write = !matches!(*method, Method::GET | Method::HEAD);
     match segments.as_slice() {
-        ["v1", "search", ..] | ["v1", "admin", "clock"] => Target::Unsupported,
         ["v1", "locations", _] | ["v1", "tokens", ..] if write => Target::Partition(PartitionId::Registry, None),
         ["v1", "brands", _, "tokens"] if write => Target::Partition(PartitionId::Registry, None),
         // Every node builds every partition's feed (`feed::cluster`).
@@ -86,7 +83,6 @@ pub async fn route(
     let Some(node) = node else { return Ok(next.call(req).await?.map_into_boxed_body()) };
     let partition = match classify(&node, req.method(), req.path()) {
         Target::Any => return Ok(next.call(req).await?.map_into_boxed_body()),
-        Target::Unsupported => return Ok(refuse(req, not_in_cluster_mode())),
         Target::Partition(p, _) => p,
     };
     match node.route(partition) {
@@ -119,14 +115,6 @@ fn tag(headers: &mut header::HeaderMap, node: &Node, partition: PartitionId) {
     if let Ok(v) = header::HeaderValue::from_str(&partition.to_string()) {
         headers.insert(header::HeaderName::from_static(PARTITION_HEADER), v);
     }
-}
-
-pub fn not_in_cluster_mode() -> Problem {
-    Problem::new(
-        ErrorCode::NotInClusterMode,
-        "this route is not available in cluster mode yet (search comes with cluster mode's second \
-         part); use a single-node server for it",
-    )
 }
 
 pub fn unavailable(partition: PartitionId) -> Problem {
@@ -299,6 +287,24 @@ pub async fn gather_brands(req: &HttpRequest, node: &Node) -> Result<Vec<serde_j
         }
     }
     Ok(brands.into_values().collect())
+}
+
+/// Asks `owner` (this node too) for its own share of the request's gathered answer
+/// (`LOCAL_ONLY`), with the caller's token; the body of a 200.
+pub async fn ask_local_share(req: &HttpRequest, node: &Node, owner: &Owner) -> Result<web::Bytes, String> {
+    let path = req.uri().path_and_query().map_or(req.path(), |p| p.as_str());
+    let url = format!("{}{path}", owner.advertise);
+    let mut out = CLIENT.with(|c| c.get(&url)).insert_header((LOCAL_ONLY, "1")).insert_header((FORWARDED_BY, node.cfg.node_id.as_str()));
+    for name in [header::AUTHORIZATION, header::HeaderName::from_static("x-request-id")] {
+        if let Some(v) = req.headers().get(&name) {
+            out = out.insert_header((name, v.clone()));
+        }
+    }
+    let mut res = out.insert_header((header::ACCEPT_ENCODING, "identity")).send().await.map_err(|e| e.to_string())?;
+    if !res.status().is_success() {
+        return Err(format!("it answered {}", res.status()));
+    }
+    res.body().limit(64 << 20).await.map_err(|e| e.to_string())
 }
 
 /// Whether `brand` exists, asked of its partition's owner (this node or another), with

@@ -104,14 +104,55 @@ fn token_unknown(req: &actix_web::dev::ServiceRequest) -> bool {
 pub struct Services {
     pub router: Router,
     pub clock: SharedClock,
-    /// What only the single node has (in cluster mode these routes answer 501
-    /// `not_in_cluster_mode` until cluster mode's second part brings them).
+    /// What only the single node has (every route serves cluster mode from
+    /// `cluster`, `cluster_integrations` and `cluster_search` instead).
     pub local: Option<Local>,
     /// Cluster mode: this node's view of partitions and owners.
     pub cluster: Option<crate::cluster::node::Node>,
     /// Cluster mode: the change feed of every partition built on this node, and the
     /// delivery of the webhooks of the partitions it owns.
     pub cluster_integrations: Option<crate::integration::ClusterIntegrations>,
+    /// Cluster mode: the search index of the partitions this node owns.
+    pub cluster_search: Option<ClusterSearch>,
+}
+
+/// Cluster mode: this node's search indexes, which hold the partitions it owns
+/// (`routes::search` forwards a brand's search to its owner and gathers the others).
+#[derive(Clone)]
+pub struct ClusterSearch {
+    pub skus: Arc<crate::index::SkuIndex>,
+    pub shipments: Arc<crate::index::ShipmentIndex>,
+    /// Per partition, the LSN the index covers (published after each complete cycle).
+    pub covered: tokio::sync::watch::Receiver<Arc<crate::index::indexer::PartitionMarks>>,
+    /// The partitions installed here now.
+    pub installed: crate::actors::host::Installed,
+    pub wake: Arc<crate::index::indexer::Wake>,
+}
+
+impl ClusterSearch {
+    /// The partitions this node's index answers for now: installed here and indexed
+    /// whole since they arrived.
+    pub fn answering(&self) -> Vec<u32> {
+        let covered = self.covered.borrow().clone();
+        let installed = self.installed.lock();
+        covered.keys().copied().filter(|p| installed.contains_key(p)).collect()
+    }
+
+    /// Waits until the index covers `lsn` of `partition` (any LSN: indexed whole since
+    /// it arrived), nudging the indexer; the covered LSN, or `None` on timeout.
+    pub async fn wait_covered(&self, partition: u32, lsn: Lsn, timeout: std::time::Duration) -> Option<Lsn> {
+        let reached = |c: &crate::index::indexer::PartitionMarks| c.get(&partition).copied().filter(|l| *l >= lsn);
+        if let Some(l) = reached(&self.covered.borrow()) {
+            return Some(l);
+        }
+        self.wake.nudge();
+        let mut rx = self.covered.clone();
+        let found = tokio::time::timeout(timeout, rx.wait_for(|c| reached(c).is_some())).await;
+        match found {
+            Ok(Ok(c)) => reached(&c),
+            _ => None,
+        }
+    }
 }
 
 /// The single node's journal and what follows it.

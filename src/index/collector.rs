@@ -76,6 +76,9 @@ pub struct SearchCollector {
     /// of a text query). Without them tantivy hands over blocks of documents and skips
     /// BM25, which halves the cost of broad filter-only requests.
     pub scoring: bool,
+    /// Most values kept per facet: [`FACET_VALUES_MAX`], or every value for a cluster
+    /// node's share of a gathered search (the gathering node cuts the sums).
+    pub facet_values_max: usize,
 }
 
 /// The order-preserving `u64` of a score: larger scores give larger keys.
@@ -205,14 +208,15 @@ impl Collector for SearchCollector {
         }
         top.sort_by(|a, b| b.primary.cmp(&a.primary).then_with(|| a.uid.cmp(&b.uid)));
         top.truncate(self.limit);
-        Ok(Found { total, facets: facets.into_iter().map(ranked_facet).collect(), top })
+        Ok(Found { total, facets: facets.into_iter().map(|f| ranked_facet(f, self.facet_values_max)).collect(), top })
     }
 }
 
-fn ranked_facet(counts: HashMap<String, u64>) -> Vec<(String, u64)> {
+/// A facet's values, most frequent first, then by value; at most `max`.
+pub fn ranked_facet(counts: HashMap<String, u64>, max: usize) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v.truncate(FACET_VALUES_MAX);
+    v.truncate(max);
     v
 }
 

@@ -32,6 +32,7 @@
 //! covered LSN only moves once a commit holds everything at or below it. Only a stopped
 //! journal or stopped shards end the indexer (the server is stopping).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -47,8 +48,9 @@ pub use super::wake::Wake;
 use super::{IndexError, Opened, Payload};
 use crate::actors::drain::{DirtyKey, DocKind, DrainDirty, Drained, IndexItem, MarkDirty, ShipmentItem, SkuItem};
 use crate::actors::shard::Shard;
+use crate::domain::BrandId;
 use crate::health::{Backoff, WorkerHealth};
-use crate::journal::{Journal, Lsn};
+use crate::journal::{Journal, LogRef, Lsn};
 
 /// Default time between cycles: the freshness bound for searches without `min_lsn`.
 pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
@@ -92,9 +94,10 @@ pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
 pub trait DirtySource: Send + 'static {
     fn shard_count(&self) -> usize;
     fn drain(&self, shard: usize, max: usize) -> Result<Drained, SourceError>;
-    /// Puts drained documents back (their cycle failed), ahead of the next drain. A
-    /// stopped shard drops them: the next start's catch-up finds them in the journal.
-    fn requeue(&self, shard: usize, keys: Vec<DirtyKey>);
+    /// Puts drained documents (and partitions to purge) back (their cycle failed),
+    /// ahead of the next drain. A stopped shard drops them: the next start's catch-up
+    /// finds them in the journal.
+    fn requeue(&self, shard: usize, keys: Vec<DirtyKey>, purged: Vec<u32>);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,10 +126,10 @@ impl DirtySource for ShardSource {
         rx.blocking_recv().map_err(|_| SourceError::Stopped)
     }
 
-    fn requeue(&self, shard: usize, keys: Vec<DirtyKey>) {
+    fn requeue(&self, shard: usize, keys: Vec<DirtyKey>, purged: Vec<u32>) {
         // Past the mailbox bound: one message after a failed cycle (failures are spaced
         // by the backoff), and it must reach the shard before the next drain.
-        self.0[shard].do_send(MarkDirty(keys));
+        self.0[shard].do_send(MarkDirty { keys, purged });
     }
 }
 
@@ -191,17 +194,53 @@ impl<F> Target<F> {
     }
 }
 
-/// The documents a cycle drained since its last commit, per shard: what goes back to
-/// the shards when the cycle fails.
-struct Taken(Vec<Vec<DirtyKey>>);
+/// The documents (and partitions purged) a cycle drained since its last commit, per
+/// shard: what goes back to the shards when the cycle fails.
+struct Taken(Vec<(Vec<DirtyKey>, Vec<u32>)>);
 
 impl Taken {
-    fn note(&mut self, shard: usize, items: &[IndexItem]) {
-        self.0[shard].extend(items.iter().map(key_of));
+    fn note(&mut self, shard: usize, drained: &Drained) {
+        self.0[shard].0.extend(drained.items.iter().map(key_of));
+        self.0[shard].1.extend(&drained.purged);
     }
 
     fn committed(&mut self) {
-        self.0.iter_mut().for_each(|keys| *keys = Vec::new());
+        self.0.iter_mut().for_each(|taken| *taken = Default::default());
+    }
+}
+
+/// What the index follows: the records the shards apply, and when they are durable.
+pub enum Followed {
+    /// The single node's journal: the covered LSN is its LSN.
+    Journal(Journal),
+    /// Cluster mode: the log of each partition installed on this node (kept by the
+    /// actor host: a partition's log is in the map only once its documents are marked
+    /// for indexing, and leaves it before the partition is removed). Coverage is per
+    /// partition. The index is rebuilt at every start and a partition is indexed whole
+    /// when it arrives and purged when it leaves, so nothing waits for durability: a
+    /// change that never becomes durable leaves with its partition.
+    Partitions(Arc<parking_lot::Mutex<BTreeMap<u32, LogRef>>>),
+}
+
+/// Per partition, the LSN the index covers (cluster mode).
+pub type PartitionMarks = BTreeMap<u32, Lsn>;
+
+impl Followed {
+    /// The journal's last assigned LSN (0 in cluster mode), and each installed
+    /// partition's.
+    fn assigned(&self) -> (Lsn, PartitionMarks) {
+        match self {
+            Followed::Journal(j) => (j.last_assigned_lsn(), BTreeMap::new()),
+            Followed::Partitions(logs) => (0, logs.lock().iter().map(|(p, log)| (*p, log.last_assigned_lsn())).collect()),
+        }
+    }
+
+    /// Waits until everything a drain could have seen is durable (the single node).
+    fn wait_durable(&self) -> Result<(), IndexError> {
+        match self {
+            Followed::Journal(j) => j.wait_durable_blocking(j.last_assigned_lsn()).map_err(|_| IndexError::Stopped("journal")),
+            Followed::Partitions(_) => Ok(()),
+        }
     }
 }
 
@@ -218,8 +257,11 @@ pub struct Indexer {
     pub skus: Target<Fields>,
     pub shipments: Target<ShipmentFields>,
     pub source: Box<dyn DirtySource>,
-    pub journal: Journal,
+    pub followed: Followed,
     pub covered_tx: watch::Sender<Lsn>,
+    /// Cluster mode: the partition count (documents carry their brand's partition)
+    /// and where the covered LSN of each partition is published.
+    pub partitions: Option<(u32, watch::Sender<Arc<PartitionMarks>>)>,
     pub wake: Arc<Wake>,
     pub commit_interval: Duration,
     /// See [`LAST_CYCLE_MAX_DEFAULT`].
@@ -300,22 +342,22 @@ impl Indexer {
     /// writers are dropped (rolling back what was not committed) and what the cycle
     /// drained since its last commit goes back to the shards.
     fn cycle(&mut self, last: bool) -> Result<(), IndexError> {
-        let mut taken = Taken(vec![Vec::new(); self.source.shard_count()]);
+        let mut taken = Taken(vec![Default::default(); self.source.shard_count()]);
         let result = self.cycle_inner(last, &mut taken);
         if let Err(e) = &result {
             if !matches!(e, IndexError::Stopped(_)) {
                 self.skus.discard_writer();
                 self.shipments.discard_writer();
             }
-            for (shard, keys) in taken.0.into_iter().enumerate().filter(|(_, k)| !k.is_empty()) {
-                self.source.requeue(shard, keys);
+            for (shard, (keys, purged)) in taken.0.into_iter().enumerate().filter(|(_, (k, p))| !k.is_empty() || !p.is_empty()) {
+                self.source.requeue(shard, keys, purged);
             }
         }
         result
     }
 
     fn cycle_inner(&mut self, last: bool, taken: &mut Taken) -> Result<(), IndexError> {
-        let l0 = self.journal.last_assigned_lsn();
+        let (l0, marks) = self.followed.assigned();
         let mut pending = 0usize;
         let mut committed_mid_cycle = false;
         let mut complete = true;
@@ -348,8 +390,10 @@ impl Indexer {
                 };
                 let count = drained.items.len();
                 left = if left == usize::MAX { drained.remaining } else { left.saturating_sub(count) };
-                pending += count;
-                taken.note(shard, &drained.items);
+                pending += count + drained.purged.len();
+                taken.note(shard, &drained);
+                // Before the items: those of a partition installed again come after.
+                self.purge(&drained.purged)?;
                 self.apply(drained.items)?;
                 if pending >= COMMIT_DOCS_MAX {
                     // Progress, but not coverage: other shards are not drained yet.
@@ -373,6 +417,27 @@ impl Indexer {
             *c = (*c).max(covered);
             moved
         });
+        if let (true, Some((_, tx))) = (complete, &self.partitions) {
+            tx.send_if_modified(|c| {
+                let moved = **c != marks;
+                if moved {
+                    *c = Arc::new(marks);
+                }
+                moved
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the documents of partitions that left this node (cluster mode).
+    fn purge(&mut self, partitions: &[u32]) -> Result<(), IndexError> {
+        for p in partitions {
+            tracing::info!(partition = p, "search documents of a partition that left this node deleted");
+            let (writer, fields) = self.skus.writer()?;
+            writer.delete_term(Term::from_field_u64(fields.partition, u64::from(*p)));
+            let (writer, fields) = self.shipments.writer()?;
+            writer.delete_term(Term::from_field_u64(fields.partition, u64::from(*p)));
+        }
         Ok(())
     }
 
@@ -389,13 +454,14 @@ impl Indexer {
                 IndexItem::Shipment(i) => shipments.push(i),
             }
         }
+        let partitions = self.partitions.as_ref().map(|(n, _)| *n);
         if !skus.is_empty() {
             let (writer, fields) = self.skus.writer()?;
-            apply_items(writer, fields, skus)?;
+            apply_items(writer, fields, skus, partitions)?;
         }
         if !shipments.is_empty() {
             let (writer, fields) = self.shipments.writer()?;
-            apply_shipment_items(writer, fields, shipments)?;
+            apply_shipment_items(writer, fields, shipments, partitions)?;
         }
         Ok(())
     }
@@ -407,8 +473,7 @@ impl Indexer {
     /// force its rebuild on the next start).
     fn commit(&mut self, lsn: Lsn) -> Result<(), IndexError> {
         let started = Instant::now();
-        let seen = self.journal.last_assigned_lsn();
-        self.journal.wait_durable_blocking(seen).map_err(|_| IndexError::Stopped("journal"))?;
+        self.followed.wait_durable()?;
         let durable = started.elapsed();
         self.skus.commit(lsn)?;
         self.shipments.commit(lsn)?;
@@ -440,7 +505,13 @@ pub fn rest_after(busy: Duration, per_busy: u32) -> Duration {
 /// weight with its own 1 KiB BM25 cache until the next commit, so deleting term by term
 /// held ~1.2 KiB per changed SKU (120 MiB at `COMMIT_DOCS_MAX`), and the freed heap
 /// stayed resident. A `TermSetQuery` holds the batch's terms as one small FST.
-pub fn apply_items(writer: &IndexWriter<TantivyDocument>, fields: &Fields, items: Vec<SkuItem>) -> Result<(), IndexError> {
+/// With `partitions` (cluster mode), each document carries its brand's partition.
+pub fn apply_items(
+    writer: &IndexWriter<TantivyDocument>,
+    fields: &Fields,
+    items: Vec<SkuItem>,
+    partitions: Option<u32>,
+) -> Result<(), IndexError> {
     let keyed = items.into_iter().map(|item| {
         let key = match &item {
             SkuItem::Upsert { brand, sku, .. } | SkuItem::Delete { brand, sku } => uid(brand, sku),
@@ -448,7 +519,11 @@ pub fn apply_items(writer: &IndexWriter<TantivyDocument>, fields: &Fields, items
         (key, item)
     });
     apply_batch(writer, fields.uid, keyed, |item| match item {
-        SkuItem::Upsert { brand, brand_name, sku, state, channels } => Some(sku_doc(fields, &brand, &brand_name, &sku, &state, &channels)),
+        SkuItem::Upsert { brand, brand_name, sku, state, channels } => {
+            let mut doc = sku_doc(fields, &brand, &brand_name, &sku, &state, &channels);
+            mark_partition(&mut doc, fields.partition, &brand, partitions);
+            Some(doc)
+        }
         SkuItem::Delete { .. } => None,
     })
 }
@@ -458,6 +533,7 @@ pub fn apply_shipment_items(
     writer: &IndexWriter<TantivyDocument>,
     fields: &ShipmentFields,
     items: Vec<ShipmentItem>,
+    partitions: Option<u32>,
 ) -> Result<(), IndexError> {
     let keyed = items.into_iter().map(|item| {
         let key = match &item {
@@ -467,9 +543,20 @@ pub fn apply_shipment_items(
         (key, item)
     });
     apply_batch(writer, fields.uid, keyed, |item| match item {
-        ShipmentItem::Upsert { brand, shipment } => Some(shipment_schema::shipment_doc(fields, &brand, &shipment)),
+        ShipmentItem::Upsert { brand, shipment } => {
+            let mut doc = shipment_schema::shipment_doc(fields, &brand, &shipment);
+            mark_partition(&mut doc, fields.partition, &brand, partitions);
+            Some(doc)
+        }
         ShipmentItem::Delete { .. } => None,
     })
+}
+
+/// Cluster mode: the document carries its brand's partition (of `partitions`).
+fn mark_partition(doc: &mut TantivyDocument, field: tantivy::schema::Field, brand: &BrandId, partitions: Option<u32>) {
+    if let Some(n) = partitions {
+        doc.add_u64(field, u64::from(crate::cluster::engine::partition_of(brand.as_str(), n)));
+    }
 }
 
 /// Deletes every document whose `uid_field` holds one of the batch's keys, then adds
@@ -559,10 +646,10 @@ mod tests {
             for _ in 0..items.len() {
                 dirty.insert(key(self.next.fetch_add(1, Ordering::Relaxed)));
             }
-            Ok(Drained { more: remaining > 0, remaining, items })
+            Ok(Drained { purged: Vec::new(), more: remaining > 0, remaining, items })
         }
 
-        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>, _purged: Vec<u32>) {
             self.dirty.lock().extend(keys);
         }
     }
@@ -634,8 +721,9 @@ mod tests {
             skus: ram_target(SKUS),
             shipments: ram_target(SHIPMENTS),
             source,
-            journal: journal.clone(),
+            followed: Followed::Journal(journal.clone()),
             covered_tx,
+            partitions: None,
             wake: Arc::new(Wake::default()),
             commit_interval: COMMIT_INTERVAL_DEFAULT,
             last_cycle_max: LAST_CYCLE_MAX_DEFAULT,
@@ -656,10 +744,10 @@ mod tests {
             let mut items = self.0.lock();
             let n = max.min(items.len());
             let taken: Vec<IndexItem> = items.drain(..n).collect();
-            Ok(Drained { more: !items.is_empty(), remaining: items.len(), items: taken })
+            Ok(Drained { purged: Vec::new(), more: !items.is_empty(), remaining: items.len(), items: taken })
         }
 
-        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>, _purged: Vec<u32>) {
             panic!("no cycle of these tests fails, yet {} documents came back", keys.len());
         }
     }
@@ -779,10 +867,10 @@ mod tests {
                     IndexItem::Sku(SkuItem::Upsert { brand, brand_name: "b".into(), sku, state: Box::new(sku_state()), channels: vec![] })
                 })
                 .collect();
-            Ok(Drained { more: !dirty.is_empty(), remaining: dirty.len(), items })
+            Ok(Drained { purged: Vec::new(), more: !dirty.is_empty(), remaining: dirty.len(), items })
         }
 
-        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>) {
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>, _purged: Vec<u32>) {
             self.0.lock().extend(keys);
         }
     }

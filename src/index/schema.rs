@@ -19,7 +19,8 @@ use crate::domain::{BrandId, Id};
 /// 4: kana folds, decimals, word parts and glued affixes, `grams`, `category_text`,
 ///    `attr_text` (issue 22), `group`.
 /// 5: `unsellable` and `in_transit` (issue 23).
-pub const INDEX_FORMAT: u32 = 5;
+/// 6: `partition` (cluster mode: a node's search keeps to the partitions it answers for).
+pub const INDEX_FORMAT: u32 = 6;
 
 /// The [`Fields::chan_conf`] term of every SKU whose brand has configured channels
 /// (`=` is not allowed in ids): a channel such a brand has not configured sells
@@ -100,6 +101,10 @@ pub struct Fields {
     pub chan_avail: Field,
     /// Last change of catalog or stock, milliseconds since the epoch.
     pub updated: Field,
+    /// Cluster mode: the brand's partition (a single node leaves it out). A node's
+    /// search keeps to the partitions it answers for, and a partition that leaves the
+    /// node is deleted by this term.
+    pub partition: Field,
 }
 
 fn analysed(stored: bool) -> TextOptions {
@@ -150,6 +155,7 @@ pub fn build() -> (Schema, Fields) {
         chan_stock: b.add_text_field("chan_stock", STRING),
         chan_avail: b.add_text_field("chan_avail", STORED),
         updated: b.add_i64_field(names::UPDATED, fast_i64()),
+        partition: b.add_u64_field("partition", tantivy::schema::INDEXED),
     };
     (b.build(), fields)
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tantivy::schema::Value;
-use tantivy::{IndexReader, Searcher, TantivyDocument};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermSetQuery};
+use tantivy::schema::{Field, Value};
+use tantivy::{IndexReader, Searcher, TantivyDocument, Term};
 use tokio::sync::watch;
 
 use super::collector::group::{GroupCollector, GroupFound};
-use super::collector::{After, Candidate, Found, SearchCollector};
+use super::collector::{ranked_facet, After, Candidate, Found, SearchCollector, FACET_VALUES_MAX};
 use super::query::{self, SearchRequest, Sort};
 use super::schema::Fields;
 use super::schema::{names, stored_channel_available};
@@ -29,7 +30,7 @@ pub const LIMIT_MAX: usize = 100;
 pub const CURSOR_BYTES_MAX: usize = 1024;
 
 /// One SKU found.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[schema(as = SkuHit)]
 pub struct Hit {
     pub brand: String,
@@ -61,7 +62,7 @@ pub struct Hit {
 }
 
 /// The matching variants of a grouped hit's product.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Variants {
     /// How many of the product's SKUs matched.
     pub total: u64,
@@ -186,6 +187,11 @@ impl Coverage {
         Coverage { covered, wake }
     }
 
+    /// What nudges the indexer.
+    pub fn wake(&self) -> &Arc<Wake> {
+        &self.wake
+    }
+
     /// Every record at or below this LSN is reflected in what searches see.
     pub fn covered_lsn(&self) -> Lsn {
         *self.covered.borrow()
@@ -206,14 +212,100 @@ impl Coverage {
 
 /// A page's hits and next cursor, from the collector's candidates (one more than the
 /// page, to know whether a next page exists).
-pub fn page(mut top: Vec<Candidate>, limit: usize, cursor: impl Fn(&After) -> String) -> (Vec<Candidate>, Option<String>) {
+pub fn page(top: Vec<Candidate>, limit: usize, cursor: impl Fn(&After) -> String) -> (Vec<Candidate>, Option<String>) {
+    page_by(top, limit, |c| c, cursor)
+}
+
+/// [`page`] of anything that holds a candidate.
+fn page_by<T>(mut top: Vec<T>, limit: usize, candidate: impl Fn(&T) -> &Candidate, cursor: impl Fn(&After) -> String) -> (Vec<T>, Option<String>) {
     let next = if top.len() > limit {
         top.truncate(limit);
-        top.last().map(|c| cursor(&After { primary: c.primary, uid: c.uid.clone() }))
+        top.last().map(|t| {
+            let c = candidate(t);
+            cursor(&After { primary: c.primary, uid: c.uid.clone() })
+        })
     } else {
         None
     };
     (top, next)
+}
+
+/// Keeps `query` to the documents of `partitions` (cluster mode); scores are unchanged.
+pub fn in_partitions(query: Box<dyn Query>, field: Field, partitions: &[u32]) -> Box<dyn Query> {
+    let terms: Vec<Term> = partitions.iter().map(|p| Term::from_field_u64(field, u64::from(*p))).collect();
+    let filter = ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), 0.0);
+    Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(filter))]))
+}
+
+/// A cluster node's share of a gathered search (see [`SkuIndex::search_part`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Part<H> {
+    pub total: u64,
+    /// In result order, at most one more than the page.
+    pub hits: Vec<Keyed<H>>,
+    /// Per facet field, every value's count.
+    pub facets: Vec<Vec<(String, u64)>>,
+}
+
+/// A hit and its place in the result order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Keyed<H> {
+    pub primary: u64,
+    pub uid: String,
+    pub hit: H,
+}
+
+/// Parts merged into one page: the total and facet counts summed (the facets then cut
+/// to the most frequent, as one index's would be), the hits in result order, and the
+/// position of the page's last hit when more follow.
+pub struct Merged<H> {
+    pub total: u64,
+    pub hits: Vec<H>,
+    pub facets: Vec<Vec<(String, u64)>>,
+    pub next: Option<After>,
+}
+
+/// Merges the parts of a gathered search into a page of `limit` hits. The parts come
+/// from disjoint sets of documents (each partition answered by one node), so the sums
+/// are exact; each part scored its hits against its own index's statistics.
+pub fn merge<H>(parts: Vec<Part<H>>, limit: usize) -> Merged<H> {
+    let mut total = 0;
+    let mut counts: Vec<std::collections::HashMap<String, u64>> = Vec::new();
+    let mut hits = Vec::new();
+    for part in parts {
+        total += part.total;
+        counts.resize_with(counts.len().max(part.facets.len()), Default::default);
+        for (i, values) in part.facets.into_iter().enumerate() {
+            for (v, n) in values {
+                *counts[i].entry(v).or_default() += n;
+            }
+        }
+        hits.extend(part.hits);
+    }
+    hits.sort_by(|a, b| b.primary.cmp(&a.primary).then_with(|| a.uid.cmp(&b.uid)));
+    let next = if hits.len() > limit {
+        hits.truncate(limit);
+        hits.last().map(|h| After { primary: h.primary, uid: h.uid.clone() })
+    } else {
+        None
+    };
+    let facets = counts.into_iter().map(|c| ranked_facet(c, FACET_VALUES_MAX)).collect();
+    Merged { total, hits: hits.into_iter().map(|h| h.hit).collect(), facets, next }
+}
+
+/// A SKU search's page from its parts gathered across a cluster.
+pub fn merged(r: &SearchRequest, parts: Vec<Part<Hit>>) -> SearchResult {
+    let m = merge(parts, r.limit.clamp(1, LIMIT_MAX));
+    SearchResult { total: m.total, hits: m.hits, facets: facets_of(m.facets), next_cursor: m.next.map(|a| encode_cursor(r, &a)) }
+}
+
+/// What [`SkuIndex::run`] found.
+struct Ran {
+    searcher: Searcher,
+    total: u64,
+    facets: Vec<Vec<(String, u64)>>,
+    top: Vec<(Candidate, Option<Variants>)>,
+    scoring: bool,
 }
 
 /// Facet values as the API shows them.
@@ -256,47 +348,58 @@ impl SkuIndex {
 
     /// Runs a search. Blocking (it reads the index): call it off the async executors.
     pub fn search(&self, r: &SearchRequest) -> Result<SearchResult, IndexError> {
+        let ran = self.run(r, None, FACET_VALUES_MAX)?;
+        let (top, next_cursor) = page_by(ran.top, r.limit.clamp(1, LIMIT_MAX), |(c, _)| c, |last| encode_cursor(r, last));
+        let hits = top.into_iter().map(|(c, v)| self.hit(&ran.searcher, &c, ran.scoring, r.channel.as_ref(), v)).collect::<Result<_, _>>()?;
+        Ok(SearchResult { total: ran.total, hits, facets: facets_of(ran.facets), next_cursor })
+    }
+
+    /// Cluster mode: this node's share of a gathered search, kept to the documents of
+    /// `partitions` — every facet value counted, up to one hit more than the page,
+    /// each with its place in the result order ([`merged`] makes the page).
+    pub fn search_part(&self, r: &SearchRequest, partitions: &[u32]) -> Result<Part<Hit>, IndexError> {
+        let ran = self.run(r, Some(partitions), usize::MAX)?;
+        let hits = ran
+            .top
+            .into_iter()
+            .map(|(c, v)| {
+                let hit = self.hit(&ran.searcher, &c, ran.scoring, r.channel.as_ref(), v)?;
+                Ok(Keyed { primary: c.primary, uid: c.uid, hit })
+            })
+            .collect::<Result<_, IndexError>>()?;
+        Ok(Part { total: ran.total, hits, facets: ran.facets })
+    }
+
+    /// The one pass: total, facets and up to one more than the page of hits (with
+    /// `group=product`, each group's best variant and its variants).
+    fn run(&self, r: &SearchRequest, partitions: Option<&[u32]>, facet_values_max: usize) -> Result<Ran, IndexError> {
         let searcher = self.reader.searcher();
-        let query = query::build(&self.fields, r, &self.synonyms);
+        let mut query = query::build(&self.fields, r, &self.synonyms);
+        if let Some(partitions) = partitions {
+            query = in_partitions(query, self.fields.partition, partitions);
+        }
         let limit = r.limit.clamp(1, LIMIT_MAX);
         let scoring = r.sort == Sort::Relevance && !query::terms(&r.q).is_empty();
-        let collector = SearchCollector { order: r.sort.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring };
-        if r.group_by_product {
-            return self.search_grouped(&searcher, &*query, collector, r);
-        }
-        let Found { total, facets, top } = searcher.search(&*query, &collector)?;
-        let (top, next_cursor) = page(top, limit, |last| encode_cursor(r, last));
-        let hits = top.iter().map(|c| self.hit(&searcher, c, scoring, r.channel.as_ref())).collect::<Result<_, _>>()?;
-        Ok(SearchResult { total, hits, facets: facets_of(facets), next_cursor })
-    }
-
-    /// One hit per product: its best variant's hit with the matching variants.
-    fn search_grouped(
-        &self,
-        searcher: &Searcher,
-        query: &dyn tantivy::query::Query,
-        collector: SearchCollector,
-        r: &SearchRequest,
-    ) -> Result<SearchResult, IndexError> {
-        let (limit, scoring) = (collector.limit - 1, collector.scoring);
-        let GroupFound { total, facets, mut top } = searcher.search(query, &GroupCollector(collector))?;
-        let next_cursor = if top.len() > limit {
-            top.truncate(limit);
-            top.last().map(|g| encode_cursor(r, &After { primary: g.best.primary, uid: g.best.uid.clone() }))
+        let collector =
+            SearchCollector { order: r.sort.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring, facet_values_max };
+        let (total, facets, top) = if r.group_by_product {
+            let GroupFound { total, facets, top } = searcher.search(&*query, &GroupCollector(collector))?;
+            let top = top
+                .into_iter()
+                .map(|g| {
+                    let skus = g.variants.iter().map(|u| u.split_once('/').map_or(u.as_str(), |(_, s)| s).to_string()).collect();
+                    (g.best, Some(Variants { total: g.matched, skus }))
+                })
+                .collect();
+            (total, facets, top)
         } else {
-            None
+            let Found { total, facets, top } = searcher.search(&*query, &collector)?;
+            (total, facets, top.into_iter().map(|c| (c, None)).collect())
         };
-        let mut hits = Vec::with_capacity(top.len());
-        for g in &top {
-            let mut hit = self.hit(searcher, &g.best, scoring, r.channel.as_ref())?;
-            let skus = g.variants.iter().map(|u| u.split_once('/').map_or(u.as_str(), |(_, s)| s).to_string()).collect();
-            hit.variants = Some(Variants { total: g.matched, skus });
-            hits.push(hit);
-        }
-        Ok(SearchResult { total, hits, facets: facets_of(facets), next_cursor })
+        Ok(Ran { searcher, total, facets, top, scoring })
     }
 
-    fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool, channel: Option<&Id>) -> Result<Hit, IndexError> {
+    fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool, channel: Option<&Id>, variants: Option<Variants>) -> Result<Hit, IndexError> {
         let doc: TantivyDocument = searcher.doc(c.address)?;
         let f = &self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_string));
@@ -325,7 +428,7 @@ impl SkuIndex {
                 }
             }),
             score: scored.then_some(c.score),
-            variants: None,
+            variants,
         })
     }
 }

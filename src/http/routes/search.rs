@@ -37,7 +37,13 @@ use crate::http::{ask_brand_reply, AppState};
 use crate::index::query::{terms, QUERY_CHARS_MAX, QUERY_TERMS_MAX, TERM_CHARS_MAX};
 use crate::index::search::{decode_cursor, Coverage, LIMIT_MAX};
 use crate::index::shipments::query::{parse_status, ShipmentRequest, ShipmentSort, STATUSES};
+use crate::index::search::Part;
 use crate::index::{IndexError, SearchRequest, Sort};
+use crate::cluster::engine::PartitionId;
+use crate::cluster::node::{Node, Owner, Route};
+use crate::http::{cluster, ClusterSearch};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/search/skus", web::get().to(search_skus));
@@ -245,6 +251,9 @@ struct CommonParams {
 async fn search_skus(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_request(&params(req.query_string(), SKU_PARAMS)?, &caller)?;
+    if let Some(node) = &svc.cluster {
+        return in_cluster(&req, &state, node, svc.cluster_search.as_ref().ok_or_else(Problem::not_ready)?, request, min_lsn).await;
+    }
     let local = svc.local()?;
     check_channel(&state, &request).await?;
     let skus = local.skus.clone();
@@ -355,6 +364,9 @@ fn to_shipment_request(p: &BTreeMap<String, String>, caller: &Caller) -> Result<
 async fn search_shipments(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Problem> {
     let svc = state.services()?;
     let (request, min_lsn) = to_shipment_request(&params(req.query_string(), SHIPMENT_PARAMS)?, &caller)?;
+    if let Some(node) = &svc.cluster {
+        return in_cluster(&req, &state, node, svc.cluster_search.as_ref().ok_or_else(Problem::not_ready)?, request, min_lsn).await;
+    }
     let index = &svc.local()?.shipments;
     let shipments = index.clone();
     respond(index.coverage(), min_lsn, move || shipments.search(&request)).await
@@ -385,4 +397,183 @@ async fn respond<T: serde::Serialize + Send + 'static>(
         Problem::overloaded("the search index could not be read; retry shortly")
     })?;
     Ok(HttpResponse::Ok().insert_header(("X-Zaiko-Index-Lsn", covered.to_string())).json(result))
+}
+
+
+/// A kind of search as cluster mode serves it.
+trait Kind: Send + 'static {
+    type Hit: Serialize + DeserializeOwned + Send + 'static;
+    type Page: Serialize + Send + 'static;
+    /// The brand the search is scoped to.
+    fn brand(&self) -> Option<&BrandId>;
+    /// Checks that need the brand's state (on its owner).
+    async fn check(&self, state: &AppState) -> Result<(), Problem>;
+    /// The search of one brand, on its owner.
+    fn whole(&self, s: &ClusterSearch) -> Result<Self::Page, IndexError>;
+    /// This node's share of a search across brands.
+    fn part(&self, s: &ClusterSearch, partitions: &[u32]) -> Result<Part<Self::Hit>, IndexError>;
+    /// The page made of every node's share.
+    fn merged(&self, parts: Vec<Part<Self::Hit>>) -> Self::Page;
+}
+
+impl Kind for SearchRequest {
+    type Hit = crate::index::search::Hit;
+    type Page = crate::index::SearchResult;
+    fn brand(&self) -> Option<&BrandId> {
+        self.brand.as_ref()
+    }
+    async fn check(&self, state: &AppState) -> Result<(), Problem> {
+        check_channel(state, self).await
+    }
+    fn whole(&self, s: &ClusterSearch) -> Result<Self::Page, IndexError> {
+        s.skus.search(self)
+    }
+    fn part(&self, s: &ClusterSearch, partitions: &[u32]) -> Result<Part<Self::Hit>, IndexError> {
+        s.skus.search_part(self, partitions)
+    }
+    fn merged(&self, parts: Vec<Part<Self::Hit>>) -> Self::Page {
+        crate::index::search::merged(self, parts)
+    }
+}
+
+impl Kind for ShipmentRequest {
+    type Hit = crate::index::shipments::ShipmentHit;
+    type Page = crate::index::shipments::ShipmentSearchResult;
+    fn brand(&self) -> Option<&BrandId> {
+        self.brand.as_ref()
+    }
+    async fn check(&self, _state: &AppState) -> Result<(), Problem> {
+        Ok(())
+    }
+    fn whole(&self, s: &ClusterSearch) -> Result<Self::Page, IndexError> {
+        s.shipments.search(self)
+    }
+    fn part(&self, s: &ClusterSearch, partitions: &[u32]) -> Result<Part<Self::Hit>, IndexError> {
+        s.shipments.search_part(self, partitions)
+    }
+    fn merged(&self, parts: Vec<Part<Self::Hit>>) -> Self::Page {
+        crate::index::shipments::merged(self, parts)
+    }
+}
+
+/// A node's share of a gathered search: the partitions it answered for, and what it
+/// found in them.
+#[derive(Serialize, Deserialize)]
+struct Share<H> {
+    partitions: Vec<u32>,
+    part: Part<H>,
+}
+
+/// Cluster mode. Each node indexes the partitions it owns. A search of one brand runs
+/// on the owner of the brand's partition (forwarded there, as a brand command is) and
+/// waits there for `min_lsn`; a search across brands asks every owner for its share
+/// of the partitions it answers for and merges them into one page. Whichever node is
+/// asked, the answer is the same, and a cursor from one node continues on any other.
+async fn in_cluster<K: Kind>(
+    req: &HttpRequest,
+    state: &AppState,
+    node: &Node,
+    search: &ClusterSearch,
+    r: K,
+    min_lsn: Option<u64>,
+) -> Result<HttpResponse, Problem> {
+    let forwarded = req.headers().contains_key(cluster::FORWARDED_BY);
+    if let Some(brand) = r.brand() {
+        let partition = node.partition_of(brand.as_str());
+        let PartitionId::Brand(p) = partition else { return Err(cluster::unavailable(partition)) };
+        return match node.route(partition) {
+            Route::Local => {
+                let Some(covered) = search.wait_covered(p, min_lsn.unwrap_or(0), MIN_LSN_WAIT).await else {
+                    let detail = match min_lsn {
+                        Some(lsn) => format!(
+                            "the search index of partition {p} did not reach lsn {lsn} within {} s; retry after the Retry-After delay",
+                            MIN_LSN_WAIT.as_secs()
+                        ),
+                        None => format!("partition {p} is being indexed on this node (it has just arrived); retry after the Retry-After delay"),
+                    };
+                    return Err(Problem::new(ErrorCode::NotReady, detail));
+                };
+                r.check(state).await?;
+                let s = search.clone();
+                let page = run(move || r.whole(&s)).await?;
+                Ok(HttpResponse::Ok()
+                    .insert_header(("X-Zaiko-Index-Lsn", covered.to_string()))
+                    .insert_header(("X-Zaiko-Partition", p.to_string()))
+                    .json(page))
+            }
+            Route::Forward(owner) if !forwarded => Ok(cluster::forward(req, web::Bytes::new(), node, &owner, partition, &[]).await),
+            Route::Forward(_) | Route::Unavailable => Err(cluster::unavailable(partition)),
+        };
+    }
+    if req.headers().contains_key(cluster::LOCAL_ONLY) {
+        let partitions: Vec<u32> = search.answering().into_iter().filter(|p| node.route(PartitionId::Brand(*p)) == Route::Local).collect();
+        let s = search.clone();
+        let share = run(move || Ok(Share { part: r.part(&s, &partitions)?, partitions })).await?;
+        return Ok(HttpResponse::Ok().json(share));
+    }
+    if min_lsn.is_some() {
+        return Err(bad("min_lsn", "in cluster mode an LSN belongs to one brand's partition: give brand too (a brand token's searches are scoped to its brand)"));
+    }
+    let parts = gather::<K>(req, node).await?;
+    Ok(HttpResponse::Ok().json(r.merged(parts)))
+}
+
+/// Runs a search on the blocking pool within the bound of searches in flight.
+async fn run<T: Send + 'static>(search: impl FnOnce() -> Result<T, IndexError> + Send + 'static) -> Result<T, Problem> {
+    let _slot =
+        SEARCH_SLOTS.try_acquire().map_err(|_| Problem::overloaded("too many searches are running; retry after the Retry-After delay"))?;
+    web::block(search).await.map_err(|_| Problem::overloaded("the search was cancelled; retry"))?.map_err(|e| {
+        tracing::error!(error = %e, "search failed");
+        Problem::overloaded("the search index could not be read; retry shortly")
+    })
+}
+
+/// Every owner's share of a search across brands: each brand partition must be
+/// answered for by exactly one node, else 503 (a page that silently missed a
+/// partition would look complete).
+async fn gather<K: Kind>(req: &HttpRequest, node: &Node) -> Result<Vec<Part<K::Hit>>, Problem> {
+    let view = node.view();
+    let mut owners: Vec<Owner> = Vec::new();
+    for p in view.partitions.iter().filter(|p| p.id != "registry") {
+        match &p.owner {
+            Some(o) if !owners.iter().any(|x| x.node == o.node) => owners.push(o.clone()),
+            Some(_) => {}
+            None => {
+                return Err(Problem::new(
+                    ErrorCode::PartitionUnavailable,
+                    format!("partition {} has no owner right now (a takeover is under way); retry after the Retry-After delay", p.id),
+                ))
+            }
+        }
+    }
+    let asked = owners.iter().map(|owner| async move {
+        let answer = cluster::ask_local_share(req, node, owner).await.map_err(|e| {
+            Problem::new(
+                ErrorCode::PartitionUnavailable,
+                format!("node {} could not be asked for its share of the search ({e}); retry after the Retry-After delay", owner.node),
+            )
+        })?;
+        serde_json::from_slice::<Share<K::Hit>>(&answer).map_err(|e| {
+            Problem::new(ErrorCode::PartitionUnavailable, format!("node {} answered its share unreadably ({e}); retry shortly", owner.node))
+        })
+    });
+    let shares = futures_util::future::join_all(asked).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let expected = node.cfg.partitions;
+    let mut claimed = vec![0u32; expected as usize];
+    for p in shares.iter().flat_map(|s| &s.partitions) {
+        if let Some(c) = claimed.get_mut(*p as usize) {
+            *c += 1;
+        }
+    }
+    let missing: Vec<String> = claimed.iter().enumerate().filter(|(_, c)| **c != 1).map(|(p, _)| p.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(Problem::new(
+            ErrorCode::NotReady,
+            format!(
+                "the search index of partition(s) {} is being built on a new owner; retry after the Retry-After delay",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(shares.into_iter().map(|s| s.part).collect())
 }

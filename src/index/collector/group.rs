@@ -144,7 +144,7 @@ impl Collector for GroupCollector {
                 }
             })
             .collect();
-        Ok(GroupFound { total, facets: facets.into_iter().map(ranked_facet).collect(), top })
+        Ok(GroupFound { total, facets: facets.into_iter().map(|f| ranked_facet(f, self.0.facet_values_max)).collect(), top })
     }
 }
 

@@ -11,13 +11,14 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tantivy::schema::Value;
 use tantivy::{IndexReader, Searcher, TantivyDocument};
 
-use super::collector::{After, Candidate, Found, SearchCollector};
+use super::collector::{After, Candidate, Found, SearchCollector, FACET_VALUES_MAX};
 use super::search::{
-    decode_cursor_for, encode_cursor_for, facet_values, fingerprint_of, page, Coverage, CursorError, FacetValue, LIMIT_MAX,
+    decode_cursor_for, encode_cursor_for, facet_values, fingerprint_of, in_partitions, merge, page, Coverage, CursorError, FacetValue,
+    Keyed, Part, LIMIT_MAX,
 };
 use super::IndexError;
 use crate::domain::Timestamp;
@@ -28,7 +29,7 @@ use schema::{names, ShipmentFields};
 pub const FACET_FIELDS: [&str; 2] = [names::BRAND, names::STATUS];
 
 /// One shipment found. Never any of `ship_to`: the index does not hold it.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ShipmentHit {
     pub id: String,
     pub brand: String,
@@ -57,6 +58,20 @@ pub struct ShipmentSearchResult {
     pub hits: Vec<ShipmentHit>,
     pub facets: ShipmentFacets,
     pub next_cursor: Option<String>,
+}
+
+/// The facets of a shipment search from the collector's counts.
+fn facets_of(counts: Vec<Vec<(String, u64)>>) -> ShipmentFacets {
+    let mut facets = counts.into_iter().map(facet_values);
+    let brand = facets.next().unwrap_or_default();
+    let status = facets.next().unwrap_or_default();
+    ShipmentFacets { brand, status }
+}
+
+/// A shipment search's page from its parts gathered across a cluster.
+pub fn merged(r: &ShipmentRequest, parts: Vec<Part<ShipmentHit>>) -> ShipmentSearchResult {
+    let m = merge(parts, r.limit.clamp(1, LIMIT_MAX));
+    ShipmentSearchResult { total: m.total, hits: m.hits, facets: facets_of(m.facets), next_cursor: m.next.map(|a| encode_cursor(r, &a)) }
 }
 
 /// A fingerprint of everything that decides the result order and set (not `limit`).
@@ -105,18 +120,35 @@ impl ShipmentIndex {
 
     /// Runs a search. Blocking (it reads the index): call it off the async executors.
     pub fn search(&self, r: &ShipmentRequest) -> Result<ShipmentSearchResult, IndexError> {
+        let (searcher, scoring, Found { total, facets, top }) = self.run(r, None, FACET_VALUES_MAX)?;
+        let (top, next_cursor) = page(top, r.limit.clamp(1, LIMIT_MAX), |last| encode_cursor(r, last));
+        let hits = top.iter().map(|c| self.hit(&searcher, c, scoring)).collect::<Result<_, _>>()?;
+        Ok(ShipmentSearchResult { total, hits, facets: facets_of(facets), next_cursor })
+    }
+
+    /// Cluster mode: this node's share of a gathered search, kept to the documents of
+    /// `partitions` (see `SkuIndex::search_part`).
+    pub fn search_part(&self, r: &ShipmentRequest, partitions: &[u32]) -> Result<Part<ShipmentHit>, IndexError> {
+        let (searcher, scoring, Found { total, facets, top }) = self.run(r, Some(partitions), usize::MAX)?;
+        let hits = top
+            .iter()
+            .map(|c| Ok(Keyed { primary: c.primary, uid: c.uid.clone(), hit: self.hit(&searcher, c, scoring)? }))
+            .collect::<Result<_, IndexError>>()?;
+        Ok(Part { total, hits, facets })
+    }
+
+    fn run(&self, r: &ShipmentRequest, partitions: Option<&[u32]>, facet_values_max: usize) -> Result<(Searcher, bool, Found), IndexError> {
         let searcher = self.reader.searcher();
-        let query = query::build(&self.fields, r);
+        let mut query = query::build(&self.fields, r);
+        if let Some(partitions) = partitions {
+            query = in_partitions(query, self.fields.partition, partitions);
+        }
         let limit = r.limit.clamp(1, LIMIT_MAX);
         let scoring = r.scoring();
-        let collector = SearchCollector { order: r.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring };
-        let Found { total, facets, top } = searcher.search(&*query, &collector)?;
-        let (top, next_cursor) = page(top, limit, |last| encode_cursor(r, last));
-        let hits = top.iter().map(|c| self.hit(&searcher, c, scoring)).collect::<Result<_, _>>()?;
-        let mut facets = facets.into_iter().map(facet_values);
-        let brand = facets.next().unwrap_or_default();
-        let status = facets.next().unwrap_or_default();
-        Ok(ShipmentSearchResult { total, hits, facets: ShipmentFacets { brand, status }, next_cursor })
+        let collector =
+            SearchCollector { order: r.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring, facet_values_max };
+        let found = searcher.search(&*query, &collector)?;
+        Ok((searcher, scoring, found))
     }
 
     fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool) -> Result<ShipmentHit, IndexError> {

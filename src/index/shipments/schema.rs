@@ -18,7 +18,8 @@ use crate::index::analyzer::{normalize, TOKENIZER_NAME};
 
 /// Version of the shipment schema and its analysis; stored in every commit payload.
 /// 2: the analyzer folds kana and keeps decimals whole (issue 22).
-pub const SHIPMENT_INDEX_FORMAT: u32 = 2;
+/// 3: `partition` (cluster mode, as in the SKU index).
+pub const SHIPMENT_INDEX_FORMAT: u32 = 3;
 
 /// Fast-field names the collector reads by name.
 pub mod names {
@@ -55,6 +56,8 @@ pub struct ShipmentFields {
     /// Milliseconds since the epoch: filter, sort, stored.
     pub created: Field,
     pub updated: Field,
+    /// Cluster mode: the brand's partition (see the SKU index's field).
+    pub partition: Field,
 }
 
 /// The schema and its fields.
@@ -78,6 +81,7 @@ pub fn build() -> (Schema, ShipmentFields) {
         ids_text: b.add_text_field("ids_text", TextOptions::default().set_indexing_options(indexing)),
         created: b.add_i64_field(names::CREATED, time()),
         updated: b.add_i64_field(names::UPDATED, time()),
+        partition: b.add_u64_field("partition", tantivy::schema::INDEXED),
     };
     (b.build(), fields)
 }
