@@ -814,7 +814,8 @@ fn start_cluster_search(
 ) -> anyhow::Result<(crate::http::ClusterSearch, IndexerHandle)> {
     use crate::index::{recreate_kind, SHIPMENTS, SKUS};
     let dir = DataDir::new(&cfg.data_dir);
-    let opened = OpenedIndexes { skus: recreate_kind(&dir.sku_index(), SKUS)?, shipments: recreate_kind(&dir.shipment_index(), SHIPMENTS)? };
+    let opened =
+        OpenedIndexes { skus: recreate_kind(&dir.sku_index(), SKUS)?, shipments: recreate_kind(&dir.shipment_index(), SHIPMENTS)? };
     let (marks_tx, covered) = tokio::sync::watch::channel(Arc::default());
     let followed = crate::index::indexer::Followed::Partitions(installed.clone());
     let (skus, shipments, indexer) = start_indexer(cfg, opened, shards, followed, Some((partitions, marks_tx)))?;

@@ -698,10 +698,7 @@ impl Shard {
         if let Err(e) = apply_brand_record(&mut self.brands, lsn, &record) {
             fatal_apply("a brand record", lsn, &e);
         }
-        // Cluster mode has no search index yet (its second part): nothing drains the set.
-        if matches!(self.logs, Logs::One(_)) {
-            self.dirty.extend(touched_docs(&record));
-        }
+        self.dirty.extend(touched_docs(&record));
         self.last_lsn = lsn;
         Gated::after(&log, lsn, Ok(Reply { status, body, lsn: Some(lsn) }))
     }

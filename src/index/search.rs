@@ -217,7 +217,12 @@ pub fn page(top: Vec<Candidate>, limit: usize, cursor: impl Fn(&After) -> String
 }
 
 /// [`page`] of anything that holds a candidate.
-fn page_by<T>(mut top: Vec<T>, limit: usize, candidate: impl Fn(&T) -> &Candidate, cursor: impl Fn(&After) -> String) -> (Vec<T>, Option<String>) {
+fn page_by<T>(
+    mut top: Vec<T>,
+    limit: usize,
+    candidate: impl Fn(&T) -> &Candidate,
+    cursor: impl Fn(&After) -> String,
+) -> (Vec<T>, Option<String>) {
     let next = if top.len() > limit {
         top.truncate(limit);
         top.last().map(|t| {
@@ -350,7 +355,8 @@ impl SkuIndex {
     pub fn search(&self, r: &SearchRequest) -> Result<SearchResult, IndexError> {
         let ran = self.run(r, None, FACET_VALUES_MAX)?;
         let (top, next_cursor) = page_by(ran.top, r.limit.clamp(1, LIMIT_MAX), |(c, _)| c, |last| encode_cursor(r, last));
-        let hits = top.into_iter().map(|(c, v)| self.hit(&ran.searcher, &c, ran.scoring, r.channel.as_ref(), v)).collect::<Result<_, _>>()?;
+        let hits =
+            top.into_iter().map(|(c, v)| self.hit(&ran.searcher, &c, ran.scoring, r.channel.as_ref(), v)).collect::<Result<_, _>>()?;
         Ok(SearchResult { total: ran.total, hits, facets: facets_of(ran.facets), next_cursor })
     }
 
@@ -380,8 +386,14 @@ impl SkuIndex {
         }
         let limit = r.limit.clamp(1, LIMIT_MAX);
         let scoring = r.sort == Sort::Relevance && !query::terms(&r.q).is_empty();
-        let collector =
-            SearchCollector { order: r.sort.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring, facet_values_max };
+        let collector = SearchCollector {
+            order: r.sort.order(),
+            facets: &FACET_FIELDS,
+            limit: limit + 1,
+            after: r.after.clone(),
+            scoring,
+            facet_values_max,
+        };
         let (total, facets, top) = if r.group_by_product {
             let GroupFound { total, facets, top } = searcher.search(&*query, &GroupCollector(collector))?;
             let top = top
@@ -399,7 +411,14 @@ impl SkuIndex {
         Ok(Ran { searcher, total, facets, top, scoring })
     }
 
-    fn hit(&self, searcher: &Searcher, c: &Candidate, scored: bool, channel: Option<&Id>, variants: Option<Variants>) -> Result<Hit, IndexError> {
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        c: &Candidate,
+        scored: bool,
+        channel: Option<&Id>,
+        variants: Option<Variants>,
+    ) -> Result<Hit, IndexError> {
         let doc: TantivyDocument = searcher.doc(c.address)?;
         let f = &self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_string));

@@ -15,4 +15,5 @@ mod feed;
 mod imports;
 mod journal;
 mod rebalance;
+mod search;
 mod snapshots;

@@ -28,20 +28,20 @@ use tokio::sync::Semaphore;
 
 use crate::actors::registry::Principal;
 use crate::actors::shard::BrandCmd;
+use crate::cluster::engine::PartitionId;
+use crate::cluster::node::{Node, Owner, Route};
 use crate::domain::catalog::PRICE_MAX;
 use crate::domain::channel::unknown_channel;
 use crate::domain::{BrandId, ErrorCode, Id, Timestamp};
 use crate::http::extract::Caller;
 use crate::http::problem::Problem;
 use crate::http::{ask_brand_reply, AppState};
+use crate::http::{cluster, ClusterSearch};
 use crate::index::query::{terms, QUERY_CHARS_MAX, QUERY_TERMS_MAX, TERM_CHARS_MAX};
+use crate::index::search::Part;
 use crate::index::search::{decode_cursor, Coverage, LIMIT_MAX};
 use crate::index::shipments::query::{parse_status, ShipmentRequest, ShipmentSort, STATUSES};
-use crate::index::search::Part;
 use crate::index::{IndexError, SearchRequest, Sort};
-use crate::cluster::engine::PartitionId;
-use crate::cluster::node::{Node, Owner, Route};
-use crate::http::{cluster, ClusterSearch};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -399,7 +399,6 @@ async fn respond<T: serde::Serialize + Send + 'static>(
     Ok(HttpResponse::Ok().insert_header(("X-Zaiko-Index-Lsn", covered.to_string())).json(result))
 }
 
-
 /// A kind of search as cluster mode serves it.
 trait Kind: Send + 'static {
     type Hit: Serialize + DeserializeOwned + Send + 'static;
@@ -489,7 +488,9 @@ async fn in_cluster<K: Kind>(
                             "the search index of partition {p} did not reach lsn {lsn} within {} s; retry after the Retry-After delay",
                             MIN_LSN_WAIT.as_secs()
                         ),
-                        None => format!("partition {p} is being indexed on this node (it has just arrived); retry after the Retry-After delay"),
+                        None => {
+                            format!("partition {p} is being indexed on this node (it has just arrived); retry after the Retry-After delay")
+                        }
                     };
                     return Err(Problem::new(ErrorCode::NotReady, detail));
                 };
@@ -512,7 +513,10 @@ async fn in_cluster<K: Kind>(
         return Ok(HttpResponse::Ok().json(share));
     }
     if min_lsn.is_some() {
-        return Err(bad("min_lsn", "in cluster mode an LSN belongs to one brand's partition: give brand too (a brand token's searches are scoped to its brand)"));
+        return Err(bad(
+            "min_lsn",
+            "in cluster mode an LSN belongs to one brand's partition: give brand too (a brand token's searches are scoped to its brand)",
+        ));
     }
     let parts = gather::<K>(req, node).await?;
     Ok(HttpResponse::Ok().json(r.merged(parts)))

@@ -145,8 +145,14 @@ impl ShipmentIndex {
         }
         let limit = r.limit.clamp(1, LIMIT_MAX);
         let scoring = r.scoring();
-        let collector =
-            SearchCollector { order: r.order(), facets: &FACET_FIELDS, limit: limit + 1, after: r.after.clone(), scoring, facet_values_max };
+        let collector = SearchCollector {
+            order: r.order(),
+            facets: &FACET_FIELDS,
+            limit: limit + 1,
+            after: r.after.clone(),
+            scoring,
+            facet_values_max,
+        };
         let found = searcher.search(&*query, &collector)?;
         Ok((searcher, scoring, found))
     }
