@@ -752,6 +752,65 @@ mod tests {
         }
     }
 
+    /// One shard whose drains are scripted, then empty.
+    struct Script(Mutex<std::collections::VecDeque<Drained>>);
+
+    impl DirtySource for Arc<Script> {
+        fn shard_count(&self) -> usize {
+            1
+        }
+
+        fn drain(&self, _shard: usize, _max: usize) -> Result<Drained, SourceError> {
+            let next = self.0.lock().pop_front();
+            Ok(next.unwrap_or(Drained { purged: Vec::new(), items: Vec::new(), more: false, remaining: 0 }))
+        }
+
+        fn requeue(&self, _shard: usize, keys: Vec<DirtyKey>, _purged: Vec<u32>) {
+            panic!("no cycle of this test fails, yet {} documents came back", keys.len());
+        }
+    }
+
+    #[test]
+    fn a_partition_that_leaves_is_purged_before_its_next_stay_is_indexed() {
+        let upsert = |sku: usize| {
+            IndexItem::Sku(SkuItem::Upsert {
+                brand: BrandId::parse("b").unwrap(),
+                brand_name: "b".into(),
+                sku: key(sku).2,
+                state: Box::new(sku_state()),
+                channels: vec![],
+            })
+        };
+        let partition = crate::cluster::engine::partition_of("b", 4);
+        let drained = |purged: Vec<u32>, items: Vec<IndexItem>| Drained { purged, items, more: false, remaining: 0 };
+        // The partition's first stay indexes S1 and S2; it leaves, S2 is deleted on its
+        // other owner, and it comes back with S1 only: one drain, the purge first.
+        let script =
+            Arc::new(Script(Mutex::new([drained(vec![], vec![upsert(1), upsert(2)]), drained(vec![partition], vec![upsert(1)])].into())));
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = crate::journal::open(dir.path(), OpenOptions::default(), |_, _| Ok(())).unwrap();
+        let (covered_tx, _) = watch::channel(0);
+        let (marks_tx, marks_rx) = watch::channel(Arc::default());
+        let mut ix = Indexer {
+            followed: Followed::Partitions(Arc::default()),
+            partitions: Some((4, marks_tx)),
+            ..indexer(Box::new(script), &journal, covered_tx)
+        };
+        let in_partition = |ix: &Indexer| {
+            let term = Term::from_field_u64(ix.skus.fields.partition, u64::from(partition));
+            let query = tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic);
+            ix.skus.reader.searcher().search(&query, &tantivy::collector::Count).unwrap()
+        };
+        ix.cycle(false).unwrap();
+        assert_eq!(ix.skus.reader.searcher().num_docs(), 2);
+        assert_eq!(in_partition(&ix), 2, "documents carry their partition");
+        assert!(marks_rx.borrow().is_empty(), "no partition is installed, none is covered");
+        ix.cycle(false).unwrap();
+        assert_eq!(ix.skus.reader.searcher().num_docs(), 1, "S2 went with the purge; S1 of the second stay stays");
+        assert_eq!(in_partition(&ix), 1);
+        journal.shutdown();
+    }
+
     fn shipment(id: &str) -> crate::domain::view::ShipmentSummary {
         crate::domain::view::ShipmentSummary {
             id: Id::parse(id).unwrap(),

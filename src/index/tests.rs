@@ -95,7 +95,12 @@ impl Fixture {
     }
 
     fn apply(&mut self, items: Vec<SkuItem>) {
-        apply_items(&self.writer, &self.fields, items).unwrap();
+        self.apply_in(items, None);
+    }
+
+    /// With `partitions` (cluster mode), documents carry their brand's partition.
+    fn apply_in(&mut self, items: Vec<SkuItem>, partitions: Option<u32>) {
+        apply_items(&self.writer, &self.fields, items, partitions).unwrap();
         self.writer.commit().unwrap();
         self.reader.reload().unwrap();
     }
@@ -434,3 +439,47 @@ proptest! {
 }
 
 mod finds;
+
+/// Cluster mode's gathered search: the shares of disjoint partition sets, merged, make
+/// the very pages one search over all of them makes (the same index here, so even the
+/// scores agree), cursors included, for each kind of order and for grouped searches.
+#[test]
+fn merged_shares_of_partitions_page_like_one_search() {
+    use super::search::merged;
+    const PARTITIONS: u32 = 16;
+    let mut f = Fixture::new(&[]);
+    f.apply_in(CORPUS.iter().enumerate().map(|(i, r)| upsert(r, 1_000 + i as i64)).collect(), Some(PARTITIONS));
+    let mut partitions: Vec<u32> = ["b1", "b2", "b3"].iter().map(|b| crate::cluster::engine::partition_of(b, PARTITIONS)).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    assert!(partitions.len() >= 2, "the corpus's brands share one partition: {partitions:?}");
+    let (first, rest) = partitions.split_at(1);
+    let requests = [
+        SearchRequest { limit: 3, ..req("") },
+        SearchRequest { limit: 2, ..req("スニーカー") },
+        SearchRequest { limit: 4, sort: Sort::parse("price_asc").unwrap(), ..req("") },
+        SearchRequest { limit: 2, group_by_product: true, ..req("") },
+        SearchRequest { limit: 1, ..req("シャツ") },
+    ];
+    for r in requests {
+        let mut r = r;
+        let mut pages = 0;
+        loop {
+            let one = f.run(&r);
+            let shares = vec![f.search.search_part(&r, first).unwrap(), f.search.search_part(&r, rest).unwrap()];
+            let gathered = merged(&r, shares);
+            assert_eq!(gathered, one, "{:?} page {pages}", r.q);
+            pages += 1;
+            match one.next_cursor {
+                Some(c) => r.after = Some(super::search::decode_cursor(&r, &c).unwrap()),
+                None => break,
+            }
+        }
+        assert!(pages > 1 || r.q == "シャツ", "{:?} should take more than one page", r.q);
+    }
+    // A share keeps to its partitions.
+    let all = f.run(&SearchRequest { limit: 100, ..req("") });
+    let mine = f.search.search_part(&SearchRequest { limit: 100, ..req("") }, first).unwrap();
+    assert!(mine.total > 0 && mine.total < all.total, "{} of {}", mine.total, all.total);
+    assert!(mine.hits.iter().all(|h| crate::cluster::engine::partition_of(&h.hit.brand, PARTITIONS) == first[0]));
+}

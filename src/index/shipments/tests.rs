@@ -72,7 +72,7 @@ impl Fixture {
     }
 
     fn apply(&mut self, items: Vec<ShipmentItem>) {
-        apply_shipment_items(&self.writer, &self.fields, items).unwrap();
+        apply_shipment_items(&self.writer, &self.fields, items, None).unwrap();
         self.writer.commit().unwrap();
         self.reader.reload().unwrap();
     }
