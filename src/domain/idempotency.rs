@@ -377,7 +377,7 @@ pub fn valid_key(key: &str) -> bool {
 ///
 /// Outcomes are appended to blocks: each block holds up to `BLOCK_SLOTS_MAX` 32-byte
 /// slots and one byte buffer with every slot's key and packed answer, so an outcome
-/// costs its slot, its bytes and one `u64` in the hash table (~100 bytes for a single
+/// costs its slot, its bytes and one `u32` in the hash table (~90 bytes for a single
 /// change's answer with a 19-character key). A slot keeps its time and LSN as 32-bit
 /// offsets from its block's first ones (a block whose offsets would overflow is closed
 /// early) and no answer length (an answer ends where the next slot's key starts).
@@ -386,8 +386,8 @@ pub fn valid_key(key: &str) -> bool {
 /// scope stays small.
 #[derive(Default)]
 pub struct IdempotencyStore {
-    /// The address (`block number << 32 | slot`) of each live outcome, by its key's hash.
-    index: hashbrown::HashTable<u64>,
+    /// The [`Addr`] of each live outcome, by its key's hash.
+    index: hashbrown::HashTable<Addr>,
     hasher: foldhash::fast::RandomState,
     blocks: std::collections::VecDeque<Block>,
     /// Absolute number of `blocks[0]`.
@@ -397,18 +397,32 @@ pub struct IdempotencyStore {
     live: usize,
 }
 
+/// Where an outcome is: its block's number modulo 2^`BLOCK_NO_BITS`, then its slot.
+/// 32 bits, not 64: the hash table is half empty right after it grows (a scope of a
+/// million keys has two million buckets), so each byte of an entry costs ~2 per outcome.
+type Addr = u32;
+const SLOT_BITS: u32 = 10;
+const BLOCK_NO_BITS: u32 = Addr::BITS - SLOT_BITS;
+/// Blocks a scope holds at most, so that their numbers differ in an [`Addr`]; past it
+/// the oldest block's outcomes go first. Only blocks of one outcome each would reach it
+/// (outcomes a day apart, or LSNs 2^32 apart): `KEYS_MAX_PER_SCOPE` outcomes written
+/// one after another fill ~2,000.
+const BLOCKS_MAX_PER_SCOPE: usize = 1 << BLOCK_NO_BITS;
+
 /// The address of slot `slot` of block number `block_no`.
-fn address(block_no: u64, slot: usize) -> u64 {
-    block_no << 32 | slot as u64
+fn address(block_no: u64, slot: usize) -> Addr {
+    debug_assert!(slot < BLOCK_SLOTS_MAX, "slot {slot}");
+    (block_no as Addr) << SLOT_BITS | slot as Addr
 }
 
 /// The block (index into `blocks`) and slot of an address.
-fn locate(addr: u64, first_block: u64) -> (usize, usize) {
-    ((addr >> 32).wrapping_sub(first_block) as usize, (addr & 0xffff_ffff) as usize)
+fn locate(addr: Addr, first_block: u64) -> (usize, usize) {
+    let block = (addr >> SLOT_BITS).wrapping_sub(first_block as Addr) & ((1 << BLOCK_NO_BITS) - 1);
+    (block as usize, (addr & ((1 << SLOT_BITS) - 1)) as usize)
 }
 
 /// Slots a block holds at most, and at first.
-const BLOCK_SLOTS_MAX: usize = 1024;
+const BLOCK_SLOTS_MAX: usize = 1 << SLOT_BITS;
 const BLOCK_SLOTS_MIN: usize = 8;
 /// Bytes of keys and answers a block is sized for per slot (a single change's key and
 /// packed answer take ~50–70).
@@ -481,7 +495,7 @@ impl Block {
     /// Whether an outcome of `bytes` bytes at `at` and `lsn` fits: room in the slots
     /// and the bytes, and offsets from the block's bases that fit their 32 bits.
     fn has_room(&self, bytes: usize, at: Timestamp, lsn: Lsn) -> bool {
-        self.slots.len() < self.slots.capacity()
+        self.slots.len() < self.slots.capacity().min(BLOCK_SLOTS_MAX)
             && self.bytes.len() + bytes <= self.bytes.capacity()
             && at.0.checked_sub(self.at_base).is_some_and(|d| u32::try_from(d).is_ok())
             && lsn.checked_sub(self.lsn_base).is_some_and(|d| u32::try_from(d).is_ok())
@@ -494,12 +508,12 @@ impl IdempotencyStore {
         self.hasher.hash_one(key)
     }
 
-    fn block(&self, addr: u64) -> (&Block, usize) {
+    fn block(&self, addr: Addr) -> (&Block, usize) {
         let (b, i) = locate(addr, self.first_block);
         (&self.blocks[b], i)
     }
 
-    fn find(&self, key: &str) -> Option<u64> {
+    fn find(&self, key: &str) -> Option<Addr> {
         self.index
             .find(self.hash(key.as_bytes()), |&a| {
                 let (b, i) = self.block(a);
@@ -554,6 +568,9 @@ impl IdempotencyStore {
             closed.bytes.shrink_to_fit();
             closed.slots.shrink_to_fit();
         }
+        if self.blocks.len() >= BLOCKS_MAX_PER_SCOPE {
+            self.drop_oldest_block();
+        }
         self.blocks.push_back(Block::new(slots, (slots * BLOCK_BYTES_PER_SLOT).max(need), at, lsn));
     }
 
@@ -594,7 +611,7 @@ impl IdempotencyStore {
         let addr = address(block_no, b.slots.len() - 1);
         let hash = self.hash(key.as_bytes());
         let IdempotencyStore { index, hasher, blocks, first_block, live, .. } = self;
-        let key_at = |a: u64| {
+        let key_at = |a: Addr| {
             let (b, i) = locate(a, *first_block);
             blocks[b].key(i)
         };
@@ -626,15 +643,34 @@ impl IdempotencyStore {
                 if now.0 - b.at(self.front).0 <= RETENTION_MS && self.live < KEYS_MAX_PER_SCOPE {
                     break;
                 }
-                let addr = address(self.first_block, self.front);
-                let hash = self.hash(b.key(self.front));
-                match self.index.find_entry(hash, |&a| a == addr) {
-                    Ok(entry) => drop(entry.remove()),
-                    Err(_) => unreachable!("a live outcome is in the index"),
-                }
-                self.live -= 1;
+                self.forget_front();
             }
             self.front += 1;
+        }
+    }
+
+    /// Takes the live outcome at the front out of the index.
+    fn forget_front(&mut self) {
+        let addr = address(self.first_block, self.front);
+        let hash = self.hash(self.blocks[0].key(self.front));
+        match self.index.find_entry(hash, |&a| a == addr) {
+            Ok(entry) => drop(entry.remove()),
+            Err(_) => unreachable!("a live outcome is in the index"),
+        }
+        self.live -= 1;
+    }
+
+    /// Drops the oldest block with its outcomes (past `BLOCKS_MAX_PER_SCOPE`).
+    fn drop_oldest_block(&mut self) {
+        while self.front < self.blocks.front().map_or(0, |b| b.slots.len()) {
+            if !self.blocks[0].dead(self.front) {
+                self.forget_front();
+            }
+            self.front += 1;
+        }
+        if self.blocks.pop_front().is_some() {
+            self.first_block += 1;
+            self.front = 0;
         }
     }
 
@@ -688,7 +724,7 @@ impl IdempotencyStore {
     /// capacity bench.
     pub fn heap_bytes(&self) -> usize {
         let blocks: usize = self.blocks.iter().map(|b| b.slots.capacity() * std::mem::size_of::<Slot>() + b.bytes.capacity()).sum();
-        blocks + self.index.capacity() * (std::mem::size_of::<u64>() + 1)
+        blocks + self.index.capacity() * (std::mem::size_of::<Addr>() + 1)
     }
 }
 
@@ -877,9 +913,9 @@ mod tests {
 
     /// What a single change's outcome costs in memory, slots, keys, answers and table
     /// included, with a 36-character key (a UUID, as clients send them): the map of
-    /// boxed keys and answers cost ~300 bytes, 64-byte slots ~150.
+    /// boxed keys and answers cost ~300 bytes, 64-byte slots and 8-byte addresses ~145.
     #[test]
-    fn a_single_change_outcome_costs_under_120_bytes() {
+    fn a_single_change_outcome_costs_under_110_bytes() {
         let mut s = IdempotencyStore::default();
         let n = 100_000;
         for i in 0..n {
@@ -887,7 +923,7 @@ mod tests {
         }
         let per = s.heap_bytes() / n;
         eprintln!("{per} bytes per outcome; {} in slots", std::mem::size_of::<Slot>());
-        assert!(per < 120, "{per} bytes per outcome");
+        assert!(per < 110, "{per} bytes per outcome");
     }
 
     /// What a lookup answers: the answer's bytes, its status, time and LSN.
@@ -935,8 +971,9 @@ mod tests {
         /// order, each key answered with the same status, bytes, time and LSN, another
         /// request with the key refused, a pruned key missed.
         #[test]
-        fn the_store_answers_as_a_plain_list_would(steps in proptest::collection::vec(step(), 1..300)) {
-            let mut s = IdempotencyStore::default();
+        fn the_store_answers_as_a_plain_list_would(steps in proptest::collection::vec(step(), 1..300), wrap: bool) {
+            // Block numbers wrap around in an address: start just before they do.
+            let mut s = IdempotencyStore { first_block: if wrap { (1 << BLOCK_NO_BITS) - 2 } else { 0 }, ..Default::default() };
             let mut model: Vec<(String, [u8; 32], Answer)> = Vec::new();
             let (mut at, mut lsn) = (Timestamp(1_796_000_000_000), 1u64);
             let mut gone: Vec<String> = Vec::new();
@@ -975,6 +1012,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Past `BLOCKS_MAX_PER_SCOPE` the oldest block goes with its outcomes; the others
+    /// still answer, in order.
+    #[test]
+    fn dropping_the_oldest_block_forgets_exactly_its_outcomes() {
+        let mut s = IdempotencyStore::default();
+        // A clock stepped back opens a new block: three blocks of two.
+        for (i, at) in [10, 11, 5, 6, 1, 2].into_iter().enumerate() {
+            s.insert(&w(&format!("k{i}"), 1), Timestamp(at), i as Lsn + 1);
+        }
+        s.insert(&w("k1", 2), Timestamp(3), 7);
+        assert_eq!(s.blocks.len(), 3);
+        s.drop_oldest_block();
+        assert_eq!((s.blocks.len(), s.len()), (2, 5));
+        let keys: Vec<String> = s.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(keys, ["k2", "k3", "k4", "k5", "k1"]);
+        assert!(matches!(s.lookup("k0", &[1; 32]), Lookup::Miss));
+        assert!(matches!(s.lookup("k1", &[2; 32]), Lookup::Replay(o) if o.lsn == 7), "its later outcome stays");
+        assert!(matches!(s.lookup("k5", &[1; 32]), Lookup::Replay(o) if o.lsn == 6 && o.at == Timestamp(2)));
+        s.insert(&w("k6", 1), Timestamp(4), 8);
+        assert_eq!(s.len(), 6);
     }
 
     /// Only the first 16 bytes of a fingerprint are kept: a request whose SHA-256
