@@ -48,7 +48,15 @@ pub struct CapacityReport {
     pub heap_stocked_active_bytes: Option<u64>,
     pub heap_stocked_resident_bytes: Option<u64>,
     pub rss_after_records_bytes: u64,
+    /// The file-backed part of `rss_after_records_bytes`.
+    pub rss_after_records_file_bytes: u64,
+    /// The allocator's account after the records (`zaiko_heap_*_bytes`): the heap that
+    /// 24 h of idempotency outcomes add shows apart from the allocator's free room.
+    pub heap_after_records_allocated_bytes: Option<u64>,
+    pub heap_after_records_resident_bytes: Option<u64>,
     pub rss_recovered_bytes: u64,
+    /// The allocator's account after the first restart.
+    pub heap_recovered_allocated_bytes: Option<u64>,
     /// (stocked - empty) / SKUs: the figure the target is about.
     pub bytes_per_sku: f64,
     pub catalog_bytes_per_sku: f64,
@@ -169,7 +177,10 @@ pub async fn run(mut a: CapacityArgs) -> anyhow::Result<bool> {
     let fx = load(&a, &target, &mut rep).await?;
     topup(&a, &fx, &mut rep).await?;
     rep.rss_after_records_bytes = settled_rss(&target).await?;
+    rep.rss_after_records_file_bytes = target.rss_file_bytes().unwrap_or(0);
     let m = scrape(&target.addr).await?;
+    rep.heap_after_records_allocated_bytes = m.get("zaiko_heap_allocated_bytes").map(|v| *v as u64);
+    rep.heap_after_records_resident_bytes = m.get("zaiko_heap_resident_bytes").map(|v| *v as u64);
     rep.wal_records = m.get("zaiko_wal_durable_lsn").copied().unwrap_or(0.0) as u64;
     rep.wal_bytes_written = m.get("zaiko_wal_bytes_total").copied().unwrap_or(0.0) as u64;
     restart(&mut target, &mut rep).await?;
@@ -306,6 +317,7 @@ async fn restart(target: &mut Target, rep: &mut CapacityReport) -> anyhow::Resul
     rep.restart_phases = phases(&addr, started).await?;
     target.follow_restart();
     rep.rss_recovered_bytes = settled_rss(target).await?;
+    rep.heap_recovered_allocated_bytes = scrape(&target.addr).await?.get("zaiko_heap_allocated_bytes").map(|v| *v as u64);
     rep.recovered_bytes_per_sku = (rep.rss_recovered_bytes as f64 - rep.rss_empty_bytes as f64) / rep.skus as f64;
     let log = std::fs::read_to_string(target.spawned_mut()?.data_dir.join("server.log")).unwrap_or_default();
     rep.server_replay_ms = replay_ms_from_log(&log);
@@ -361,6 +373,15 @@ fn print(r: &CapacityReport) {
             mib(a),
             mib(c),
             mib(res)
+        );
+    }
+    if let (Some(a), Some(res)) = (r.heap_after_records_allocated_bytes, r.heap_after_records_resident_bytes) {
+        println!(
+            "  after the records: {:.1} MiB of the RSS file-backed; heap {:.1} MiB allocated, {:.1} MiB resident; after the restart {:.1} MiB allocated",
+            mib(r.rss_after_records_file_bytes),
+            mib(a),
+            mib(res),
+            mib(r.heap_recovered_allocated_bytes.unwrap_or(0))
         );
     }
     println!("  SKU PUTs {:.0}/s; top-up single changes {:.0}/s ({} requests)", r.sku_puts_per_s, r.topup_requests_per_s, r.topup_requests);

@@ -9,8 +9,10 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::domain::brand::BrandState;
+use crate::domain::idempotency::{BodyRef, IdempotencyStore, Status};
 use crate::domain::registry::Registry;
 use crate::domain::BrandId;
+use crate::domain::Timestamp;
 use crate::journal::Lsn;
 use crate::state::State;
 
@@ -34,9 +36,9 @@ fn sorted<'a, K: Ord + 'a, V: 'a>(it: impl Iterator<Item = (&'a K, &'a V)>) -> V
 
 /// The digest of a whole state.
 pub fn digest(state: &State) -> [u8; 32] {
-    let mut s = Stream::new(state.lsn, &state.registry);
+    let mut s = Stream::new(state.lsn, &state.registry, None);
     for (id, b) in sorted(state.brands.iter()) {
-        s.brand(id, b);
+        s.brand(id, b, None);
     }
     s.finish()
 }
@@ -48,7 +50,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(lsn: Lsn, registry: &Registry) -> Stream {
+    /// `tails`: for a snapshot of format 1 or 2, the last 16 bytes of each of the
+    /// registry's outcome fingerprints (see [`outcomes`]).
+    pub fn new(lsn: Lsn, registry: &Registry, tails: Option<&[[u8; 16]]>) -> Stream {
         let mut h = Hasher(Sha256::new(), Vec::new());
         h.put(&lsn);
         let r = registry;
@@ -60,14 +64,13 @@ impl Stream {
         for (_, t) in sorted(r.tokens.iter()) {
             h.put(t);
         }
-        for e in r.idempotency.iter() {
-            h.put(&e);
-        }
+        outcomes(&mut h, &r.idempotency, tails);
         Stream { h }
     }
 
-    /// Adds a brand; brands must come in the order of their ids.
-    pub fn brand(&mut self, id: &BrandId, b: &BrandState) {
+    /// Adds a brand; brands must come in the order of their ids. `tails` as for
+    /// [`Stream::new`].
+    pub fn brand(&mut self, id: &BrandId, b: &BrandState, tails: Option<&[[u8; 16]]>) {
         let h = &mut self.h;
         h.put(&(id, &b.name, &b.created_at, &b.last_lsn));
         for (id, s) in &b.skus {
@@ -120,12 +123,43 @@ impl Stream {
         if !b.thresholds.is_empty() || !b.bands.is_empty() {
             h.put(&(&b.thresholds, &b.bands));
         }
-        for e in b.idempotency.iter() {
-            h.put(&e);
-        }
+        outcomes(h, &b.idempotency, tails);
     }
 
     pub fn finish(self) -> [u8; 32] {
         self.h.0.finalize().into()
+    }
+}
+
+/// An outcome as formats 1 and 2 hashed it: with the request's full SHA-256.
+#[derive(Serialize)]
+struct FullOutcome<'a> {
+    fingerprint: [u8; 32],
+    status: Status,
+    body: BodyRef<'a>,
+    at: Timestamp,
+    lsn: Lsn,
+}
+
+/// Hashes a scope's outcomes. Memory keeps the first 16 bytes of a fingerprint
+/// (`idempotency::Fingerprint`), and so do snapshots from format 3; a snapshot of an
+/// earlier format was hashed over all 32, so checking it takes the `tails` its rows
+/// held, one per outcome in the store's order. A count that does not match hashes
+/// the store alone, which then fails the check as it should.
+fn outcomes(h: &mut Hasher, store: &IdempotencyStore, tails: Option<&[[u8; 16]]>) {
+    match tails {
+        Some(tails) if tails.len() == store.len() => {
+            for ((key, o), tail) in store.iter().zip(tails) {
+                let mut fingerprint = [0; 32];
+                fingerprint[..16].copy_from_slice(&o.fingerprint);
+                fingerprint[16..].copy_from_slice(tail);
+                h.put(&(key, FullOutcome { fingerprint, status: o.status, body: o.body, at: o.at, lsn: o.lsn }));
+            }
+        }
+        _ => {
+            for e in store.iter() {
+                h.put(&e);
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::brand::{BrandState, SkuState};
 use crate::domain::catalog::Catalog;
 use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
 use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
-use crate::domain::idempotency::{IdempotencyStore, Status};
+use crate::domain::idempotency::{kept_fingerprint, Fingerprint, IdempotencyStore, Status, FINGERPRINT_BYTES};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
 use crate::domain::registry::{Location, Role, TokenRecord};
 use crate::domain::returns::{Return, ReturnLine};
@@ -176,7 +176,8 @@ struct BrandRow {
 fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timings: &mut LoadTimings) -> Result<(State, [u8; 32]), Bad> {
     let mut state = State { lsn: meta_num(m, "lsn")?, ..State::default() };
     let started = crate::procfs::thread_cpu();
-    let idem = read_scope(conn, "")?;
+    let version: i64 = meta_num(m, "format_version")?;
+    let (idem, registry_tails) = read_scope(conn, "", version)?;
     read_registry(conn, &mut state, m, idem)?;
     let mut brands = rows(conn, "SELECT id, name, created_at, last_lsn FROM brands ORDER BY id", |r| {
         Ok(BrandRow {
@@ -189,13 +190,12 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
     timings.tables_cpu += crate::procfs::thread_cpu().saturating_sub(started);
     // The digest walks brands in their order.
     brands.sort_by(|a, b| a.id.cmp(&b.id));
-    let version: i64 = meta_num(m, "format_version")?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, LOAD_THREADS_MAX).min(brands.len().max(1));
     timings.threads = threads;
-    let mut stream = digest::Stream::new(state.lsn, &state.registry);
+    let mut stream = digest::Stream::new(state.lsn, &state.registry, registry_tails.as_deref());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<(BrandState, LoadTimings), Bad>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<(BrandState, Tails, LoadTimings), Bad>)>();
     let brands_ref = &brands;
     std::thread::scope(|scope| -> Result<(), Bad> {
         for _ in 0..threads {
@@ -212,7 +212,7 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(row) = brands_ref.get(i) else { break };
                     let mut t = LoadTimings::default();
-                    let loaded = read_brand(&conn, row, version, &mut t).map(|b| (b, t));
+                    let loaded = read_brand(&conn, row, version, &mut t).map(|(b, tails)| (b, tails, t));
                     let failed = loaded.is_err();
                     if tx.send((i, loaded)).is_err() || failed {
                         break;
@@ -221,10 +221,10 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
             });
         }
         drop(tx);
-        let mut arrived: BTreeMap<usize, BrandState> = BTreeMap::new();
+        let mut arrived: BTreeMap<usize, (BrandState, Tails)> = BTreeMap::new();
         let mut want = 0;
         for (i, loaded) in rx {
-            let (b, t) = match loaded {
+            let (b, tails, t) = match loaded {
                 Ok(found) => found,
                 Err(e) => {
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -233,10 +233,10 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
             };
             timings.outcomes_cpu += t.outcomes_cpu;
             timings.tables_cpu += t.tables_cpu;
-            arrived.insert(i, b);
-            while let Some(b) = arrived.remove(&want) {
+            arrived.insert(i, (b, tails));
+            while let Some((b, tails)) = arrived.remove(&want) {
                 let hashing = crate::procfs::thread_cpu();
-                stream.brand(&b.id, &b);
+                stream.brand(&b.id, &b, tails.as_deref());
                 timings.digest_cpu += crate::procfs::thread_cpu().saturating_sub(hashing);
                 state.brands.insert(b.id.clone(), b);
                 want += 1;
@@ -251,12 +251,13 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
 }
 
 /// One brand's whole state, read with its own queries (every table's key starts with
-/// the brand).
-fn read_brand(conn: &Connection, row: &BrandRow, version: i64, t: &mut LoadTimings) -> Result<BrandState, Bad> {
+/// the brand), and the fingerprint tails of its outcomes if the format had them.
+fn read_brand(conn: &Connection, row: &BrandRow, version: i64, t: &mut LoadTimings) -> Result<(BrandState, Tails), Bad> {
     let mut b = BrandState::new(row.id.clone(), row.name.clone(), row.created_at);
     b.last_lsn = row.last_lsn;
     let started = crate::procfs::thread_cpu();
-    b.idempotency = read_scope(conn, row.id.as_str())?;
+    let tails;
+    (b.idempotency, tails) = read_scope(conn, row.id.as_str(), version)?;
     let outcomes_done = crate::procfs::thread_cpu();
     t.outcomes_cpu += outcomes_done.saturating_sub(started);
     let brand = row.id.as_str();
@@ -272,13 +273,19 @@ fn read_brand(conn: &Connection, row: &BrandRow, version: i64, t: &mut LoadTimin
     }
     read_integrations(conn, &mut b, brand)?;
     t.tables_cpu += crate::procfs::thread_cpu().saturating_sub(outcomes_done);
-    Ok(b)
+    Ok((b, tails))
 }
+
+/// What a format-1 or 2 snapshot's fingerprints held past the [`Fingerprint`] that
+/// memory keeps (their last 16 bytes), in the store's order: its digest was computed
+/// over all 32, so checking it needs them (`digest::Stream`). `None` from format 3 on.
+type Tails = Option<Vec<[u8; 16]>>;
 
 /// The idempotency outcomes of one scope (a brand, or `""` for the registry), streamed
 /// into its store row by row (millions of rows: no list of them all, and no owned copy
-/// of a key or an answer).
-fn read_scope(conn: &Connection, scope: &str) -> Result<IdempotencyStore, Bad> {
+/// of a key or an answer). A format-3 snapshot holds the 16-byte fingerprint memory
+/// keeps; the formats before held the full SHA-256 of 32 bytes.
+fn read_scope(conn: &Connection, scope: &str, version: i64) -> Result<(IdempotencyStore, Tails), Bad> {
     let mut st = conn.prepare_cached("SELECT key, fingerprint, status, body, at_ms, lsn FROM idempotency WHERE scope = ?1 ORDER BY seq")?;
     let mut q = st.query([scope])?;
     let mut store = IdempotencyStore::default();
@@ -287,6 +294,7 @@ fn read_scope(conn: &Connection, scope: &str) -> Result<IdempotencyStore, Bad> {
     let last_seq: Option<i64> =
         conn.prepare_cached("SELECT max(seq) FROM idempotency WHERE scope = ?1")?.query_row([scope], |r| r.get(0))?;
     store.reserve(last_seq.map_or(0, |n| n.clamp(0, i64::MAX - 1) as usize + 1));
+    let mut tails = (version < 3).then(Vec::new);
     while let Some(r) = q.next()? {
         let status = match r.get_ref(2)?.as_str()? {
             "ok" => Status::Done,
@@ -299,10 +307,18 @@ fn read_scope(conn: &Connection, scope: &str) -> Result<IdempotencyStore, Bad> {
         if !crate::domain::idempotency::valid_key(key) {
             return Err(Bad(format!("bad idempotency key {key:?}")));
         }
-        let fingerprint: [u8; 32] = r.get_ref(1)?.as_blob()?.try_into().map_err(|_| Bad("a hash is not 32 bytes".to_string()))?;
+        let hash = r.get_ref(1)?.as_blob()?;
+        let fingerprint: Fingerprint = match &mut tails {
+            None => hash.try_into().map_err(|_| Bad(format!("a fingerprint is not {FINGERPRINT_BYTES} bytes")))?,
+            Some(tails) => {
+                let full: &[u8; 32] = hash.try_into().map_err(|_| Bad("a hash is not 32 bytes".to_string()))?;
+                tails.push(full[FINGERPRINT_BYTES..].try_into().expect("16 bytes"));
+                kept_fingerprint(full)
+            }
+        };
         store.load_plain(key, &fingerprint, status, r.get_ref(3)?.as_blob()?, Timestamp(r.get(4)?), r.get::<_, i64>(5)? as u64);
     }
-    Ok(store)
+    Ok((store, tails))
 }
 
 fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, String>, idem: IdempotencyStore) -> Result<(), Bad> {

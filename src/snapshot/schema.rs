@@ -4,8 +4,9 @@
 /// Version of the schema below, stored in `meta.format_version`. 2: `stock` has
 /// `unsellable` and `in_transit`, `transfers`/`transfer_lines` and
 /// `returns`/`return_lines`, `low_stock` and `stock_bands` (a version-1 snapshot reads
-/// the levels as 0 and has none of the rest).
-pub const FORMAT_VERSION: i64 = 2;
+/// the levels as 0 and has none of the rest). 3: `idempotency.fingerprint` holds the
+/// first 16 bytes of the request's SHA-256, as memory keeps it (before: all 32).
+pub const FORMAT_VERSION: i64 = 3;
 
 /// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
 pub const DDL: &str = r#"

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
+use zaiko::domain::idempotency::Lookup;
 
 use crate::helpers::{Options, TestServer, ADMIN};
 
@@ -47,6 +48,20 @@ fn a_format_1_data_dir_loads_with_its_snapshot_journal_and_feed() {
     let snap = dir.join("snapshots/snap-00000000000000000010.sqlite");
     let (state, info) = zaiko::snapshot::load(&snap).expect("a format-1 snapshot loads");
     assert_eq!((info.lsn, state.brands.len()), (10, 1));
+    // Its outcome was stored with the request's whole SHA-256; memory keeps the first
+    // 16 bytes, and the digest above was checked over all 32 the row holds.
+    let fmt1 = state.brands.values().next().unwrap();
+    let sha: [u8; 32] = hex::decode("CFBC9B64B950FD48ACE400B3B300B9119D66E26862669F688A064202A8E8CAB0").unwrap().try_into().unwrap();
+    match fmt1.idempotency.lookup("k1", &sha) {
+        Lookup::Replay(o) => {
+            let answer: Value = serde_json::from_slice(&o.body.to_vec()).unwrap();
+            assert_eq!((o.lsn, answer["results"][3]["available"].as_i64()), (7, Some(5)), "{answer}");
+        }
+        other => panic!("k1: {other:?}"),
+    }
+    let mut other = sha;
+    other[15] ^= 1;
+    assert!(matches!(fmt1.idempotency.lookup("k1", &other), Lookup::Mismatch));
     let args = ["--wal-record-bytes-max", "65536", "--wal-segment-bytes", "135168"].map(String::from).to_vec();
     let mut s = TestServer::spawn_with(Options { data_dir: Some(dir.clone()), args, ..Options::default() });
     assert!(!s.log().contains("damaged"), "{}", s.log());
@@ -87,4 +102,18 @@ fn a_format_1_data_dir_loads_with_its_snapshot_journal_and_feed() {
     s.start();
     assert_eq!(s.stock("fmt1", TOKEN, "S2"), s2_now);
     assert_eq!(s.stock("fmt1", TOKEN, "S1")["locations"]["tsukuba"]["unsellable"], 2);
+}
+
+/// A format-1 snapshot's digest covers all 32 bytes of each stored fingerprint, though
+/// memory keeps 16: a snapshot whose last byte of one was changed is refused.
+#[test]
+fn a_format_1_snapshot_with_a_changed_fingerprint_tail_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = std::fs::read_to_string(fixture("snap-00000000000000000010.sql")).unwrap();
+    let row = "8A064202A8E8CAB0','ok'";
+    assert_eq!(dump.matches(row).count(), 1, "the fixture's one outcome");
+    let snap = tmp.path().join("snap-00000000000000000010.sqlite");
+    rusqlite::Connection::open(&snap).unwrap().execute_batch(&dump.replace(row, "8A064202A8E8CAB1','ok'")).unwrap();
+    let err = zaiko::snapshot::load(&snap).map(|_| ()).expect_err("a changed fingerprint fails the digest");
+    assert!(err.to_string().contains("does not match its recorded SHA-256"), "{err}");
 }
