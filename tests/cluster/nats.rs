@@ -89,9 +89,14 @@ impl NatsServer {
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().ok()?.get(url).send().ok()?.json().ok()
     }
 
-    /// The JetStream meta leader this server sees, if any.
+    /// The JetStream meta leader this server sees, if any (a server alone leads itself
+    /// once JetStream answers).
     pub fn meta_leader(&self) -> Option<String> {
-        self.monitor("/jsz")?["meta_cluster"]["leader"].as_str().map(str::to_string)
+        let jsz = self.monitor("/jsz")?;
+        match jsz.get("meta_cluster") {
+            Some(meta) => meta["leader"].as_str().map(str::to_string),
+            None => jsz["config"].is_object().then(|| self.name.clone()),
+        }
     }
 
     /// The stream's leader this server sees, if any.
