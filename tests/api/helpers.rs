@@ -230,8 +230,6 @@ pub fn limit_open_files(cmd: &mut Command, (soft, hard): (u64, u64)) {
     }
 }
 
-
-
 /// Path of the newest WAL segment of a data dir.
 pub fn last_segment(data_dir: &Path) -> PathBuf {
     let mut segs: Vec<_> = std::fs::read_dir(data_dir.join("wal"))

@@ -297,8 +297,6 @@ impl TestServer {
     api_requests!();
 }
 
-
-
 /// Every event of brand b1's feed, in order.
 pub fn whole_feed(s: &TestServer, t: &str) -> Vec<Value> {
     s.whole_feed(t)
