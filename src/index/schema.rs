@@ -20,7 +20,9 @@ use crate::domain::{BrandId, Id};
 ///    `attr_text` (issue 22), `group`.
 /// 5: `unsellable` and `in_transit` (issue 23).
 /// 6: `partition` (cluster mode: a node's search keeps to the partitions it answers for).
-pub const INDEX_FORMAT: u32 = 6;
+/// 7: dictionaries of text fast fields no longer zstd-compressed (tantivy built without
+///    `columnar-zstd-compression`, which cannot read the blocks format 6 compressed).
+pub const INDEX_FORMAT: u32 = 7;
 
 /// The [`Fields::chan_conf`] term of every SKU whose brand has configured channels
 /// (`=` is not allowed in ids): a channel such a brand has not configured sells

@@ -19,7 +19,8 @@ use crate::index::analyzer::{normalize, TOKENIZER_NAME};
 /// Version of the shipment schema and its analysis; stored in every commit payload.
 /// 2: the analyzer folds kana and keeps decimals whole (issue 22).
 /// 3: `partition` (cluster mode, as in the SKU index).
-pub const SHIPMENT_INDEX_FORMAT: u32 = 3;
+/// 4: dictionaries not zstd-compressed (as the SKU index's format 7).
+pub const SHIPMENT_INDEX_FORMAT: u32 = 4;
 
 /// Fast-field names the collector reads by name.
 pub mod names {
