@@ -389,13 +389,8 @@ async fn respond<T: serde::Serialize + Send + 'static>(
             return Err(Problem::new(ErrorCode::NotReady, detail));
         }
     }
-    let _slot =
-        SEARCH_SLOTS.try_acquire().map_err(|_| Problem::overloaded("too many searches are running; retry after the Retry-After delay"))?;
     let covered = coverage.covered_lsn();
-    let result = web::block(search).await.map_err(|_| Problem::overloaded("the search was cancelled; retry"))?.map_err(|e| {
-        tracing::error!(error = %e, "search failed");
-        Problem::overloaded("the search index could not be read; retry shortly")
-    })?;
+    let result = run(search).await?;
     Ok(HttpResponse::Ok().insert_header(("X-Zaiko-Index-Lsn", covered.to_string())).json(result))
 }
 
