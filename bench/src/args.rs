@@ -100,6 +100,15 @@ pub struct LoadArgs {
     /// JSON result file [default: target/zaiko-bench/load-<unix time>.json].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A cluster's other nodes (repeat; with --url): each brand's requests then go to
+    /// the node that owns its partition (a partitioned load, nothing forwarded), the
+    /// others (`/healthz`) spread over every node by connection.
+    #[arg(long = "route-url", requires = "url")]
+    pub route_urls: Vec<String>,
+    /// Processes whose CPU over each window is reported together (repeat), e.g. every
+    /// zaiko node and nats-server of a cluster.
+    #[arg(long = "cpu-pid")]
+    pub cpu_pids: Vec<u32>,
     /// A quick smoke run: 1 run, 5 s + 1 s warm-up, 64 connections, 2 brands × 1000 SKUs.
     #[arg(long)]
     pub quick: bool,

@@ -42,6 +42,34 @@ pub struct Fixture {
     pub brands: Vec<BrandFx>,
     pub skus_per_brand: usize,
     pub locations: Vec<String>,
+    /// Where the load's requests go (everything to `addr` unless routed).
+    pub routes: Routes,
+}
+
+/// Where each request of the load goes: every one to the fixture's server, or — on a
+/// cluster, with `--route-url` — each brand's to the node that owns the brand's
+/// partition (a partitioned load: no request is forwarded) and the rest spread over
+/// the nodes by connection.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    /// Brand id → the address of the node owning its partition.
+    pub owners: std::collections::HashMap<String, String>,
+    /// Every node's address.
+    pub nodes: Vec<String>,
+}
+
+impl Routes {
+    /// The address for `request` (as built by `write_request`) sent on connection `conn`,
+    /// or `None` for the fixture's server.
+    pub fn pick(&self, request: &[u8], conn: usize) -> Option<&str> {
+        if self.nodes.is_empty() {
+            return None;
+        }
+        let path = request.splitn(3, |b| *b == b' ').nth(1).unwrap_or_default();
+        let brand = path.strip_prefix(b"/v1/brands/").map(|rest| rest.split(|b| matches!(*b, b'/' | b'?')).next().unwrap_or_default());
+        let owner = brand.and_then(|b| std::str::from_utf8(b).ok()).and_then(|b| self.owners.get(b));
+        Some(owner.map_or_else(|| self.nodes[conn % self.nodes.len()].as_str(), String::as_str))
+    }
 }
 
 impl Fixture {
@@ -111,7 +139,34 @@ pub async fn create_brands(addr: &str, admin: &str, spec: &FixtureSpec) -> anyho
         brands,
         skus_per_brand: spec.skus_per_brand,
         locations: spec.locations.clone(),
+        routes: Routes::default(),
     })
+}
+
+/// Routes the load over a cluster's nodes (`addr` first, then `others`): each brand to
+/// the node that owns its partition, as the cluster view of `addr` shows it now.
+pub async fn route_to_owners(fx: &mut Fixture, others: &[String]) -> anyhow::Result<()> {
+    let body = expect_status("GET /v1/admin/cluster", call(&fx.addr, "GET", "/v1/admin/cluster", &fx.admin_token, None).await?, &[200])?;
+    let view: serde_json::Value = serde_json::from_slice(&body).context("cluster view")?;
+    let partitions = view["partitions"].as_array().context("cluster view has no partitions")?;
+    // The registry is a partition of its own, not a brand's.
+    let brand_partitions = partitions.iter().filter(|p| p["id"] != "registry").count() as u32;
+    anyhow::ensure!(brand_partitions > 0, "{} is not a cluster node (no partitions in its view)", fx.addr);
+    let mut nodes = vec![fx.addr.clone()];
+    nodes.extend(others.iter().map(|u| u.trim_end_matches('/').trim_start_matches("http://").to_string()));
+    for b in &fx.brands {
+        let p = zaiko::cluster::engine::partition_of(&b.id, brand_partitions);
+        let owner = partitions
+            .iter()
+            .find(|v| v["id"].as_str() == Some(p.to_string().as_str()))
+            .and_then(|v| v["owner"]["advertise"].as_str())
+            .with_context(|| format!("partition {p} of brand {} has no owner now", b.id))?;
+        let owner = owner.trim_end_matches('/').trim_start_matches("http://").to_string();
+        anyhow::ensure!(nodes.contains(&owner), "brand {} is owned by {owner}, which is not among --url and --route-url", b.id);
+        fx.routes.owners.insert(b.id.clone(), owner);
+    }
+    fx.routes.nodes = nodes;
+    Ok(())
 }
 
 /// Creates every SKU with `PUT /v1/brands/{b}/skus/{sku}`.
@@ -356,10 +411,29 @@ mod tests {
             brands,
             skus_per_brand: 10,
             locations: vec!["a".into(), "b".into()],
+            routes: Routes::default(),
         };
         assert_eq!(fx.slots(), 40);
         assert_eq!(fx.slot(0, 0, 0), 0);
         assert_eq!(fx.slot(1, 9, 1), 39);
         assert_eq!(Fixture::sku_id(42), "S0000042");
+    }
+
+    #[test]
+    fn a_routed_request_goes_to_its_brands_owner_and_the_rest_round_robin() {
+        let unrouted = Routes::default();
+        assert_eq!(unrouted.pick(b"GET /v1/brands/b-1/skus HTTP/1.1\r\n", 0), None);
+        let routes = Routes {
+            owners: [("b-1".to_string(), "n2:2".to_string()), ("b-2".to_string(), "n3:3".to_string())].into(),
+            nodes: vec!["n1:1".into(), "n2:2".into(), "n3:3".into()],
+        };
+        let mut out = Vec::new();
+        crate::client::write_request(&mut out, "POST", "/v1/brands/b-1/stock/changes", "n1:1", &[], b"{}");
+        assert_eq!(routes.pick(&out, 0), Some("n2:2"));
+        assert_eq!(routes.pick(b"GET /v1/brands/b-2?x=1 HTTP/1.1\r\n", 0), Some("n3:3"));
+        assert_eq!(routes.pick(b"GET /v1/brands/b-2 HTTP/1.1\r\n", 0), Some("n3:3"));
+        // No brand, or one the fixture does not know: spread by connection.
+        assert_eq!(routes.pick(b"GET /healthz HTTP/1.1\r\n", 4), Some("n2:2"));
+        assert_eq!(routes.pick(b"GET /v1/brands/other/skus HTTP/1.1\r\n", 2), Some("n3:3"));
     }
 }

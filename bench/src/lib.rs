@@ -150,12 +150,27 @@ async fn load(mut a: LoadArgs) -> anyhow::Result<bool> {
         on_hand_initial: 1_000_000,
         concurrency: 64,
     };
-    let fx = Arc::new(fixture::create_brands(&target.addr, &target.admin_token, &spec).await?);
+    let mut fx = fixture::create_brands(&target.addr, &target.admin_token, &spec).await?;
+    if !a.route_urls.is_empty() {
+        fixture::route_to_owners(&mut fx, &a.route_urls).await?;
+        let mut per_node: std::collections::BTreeMap<&str, usize> = fx.routes.nodes.iter().map(|n| (n.as_str(), 0)).collect();
+        for owner in fx.routes.owners.values() {
+            *per_node.entry(owner).or_default() += 1;
+        }
+        eprintln!("bench: brands per owner node: {per_node:?}");
+    }
+    let fx = Arc::new(fx);
     let took = fixture::load_skus(&fx, spec.concurrency).await?;
     eprintln!("bench: created {} SKUs in {:.1} s", fx.total_skus(), took.as_secs_f64());
     fixture::set_stock(&fx, spec.on_hand_initial, spec.concurrency, &spec.brand_prefix).await?;
     let healthz = scenarios::by_name("healthz").expect("healthz exists");
-    let plan = |connections| LoadPlan { connections, warmup: Duration::from_secs(a.warmup_s), measure: Duration::from_secs(a.duration_s) };
+    let cpu_pids: Arc<[u32]> = a.cpu_pids.clone().into();
+    let plan = |connections| LoadPlan {
+        connections,
+        warmup: Duration::from_secs(a.warmup_s),
+        measure: Duration::from_secs(a.duration_s),
+        cpu_pids: cpu_pids.clone(),
+    };
     let mut results: Vec<ScenarioResult> = Vec::new();
     let out = a.out.clone().unwrap_or_else(|| default_out("load"));
     let settings = format!("{:?}", a);
@@ -196,9 +211,10 @@ async fn measure(fx: &Arc<Fixture>, scenario: &Arc<dyn Scenario>, plan: LoadPlan
     let ledger = Ledger::new(fx.slots());
     let initial = if scenario.writes() { Some(ledger::read_stock(fx, 64).await?) } else { None };
     let run_tag: Arc<str> = Arc::from(format!("b{:08x}", rand::random::<u32>()));
+    let connections = plan.connections;
     let out = runner::closed_loop(fx.clone(), scenario.clone(), ledger.clone(), plan, run_tag).await?;
-    let mut result = ScenarioResult::new(scenario.name(), plan.connections, run, &out);
-    result.window_connections = plan.connections * scenario.surge();
+    let mut result = ScenarioResult::new(scenario.name(), connections, run, &out);
+    result.window_connections = connections * scenario.surge();
     if let Some(initial) = initial {
         let last = ledger::read_stock(fx, 64).await?;
         let mut check = ledger.check(&initial, &last);

@@ -98,6 +98,8 @@ pub struct ScenarioResult {
     pub first_error: Option<String>,
     pub server: Option<ServerWindow>,
     pub client_cpu_cores: Option<f64>,
+    /// Cores each `--cpu-pid` process used (a cluster's nodes and servers), by pid.
+    pub watched_cpu_cores: BTreeMap<u32, f64>,
     /// `/healthz` requests/s at the same connection count in the same run.
     pub ceiling_requests_per_s: Option<f64>,
     pub ratio_to_ceiling: Option<f64>,
@@ -108,7 +110,7 @@ impl ScenarioResult {
     pub fn new(scenario: &str, connections: usize, run: usize, out: &RunOutput) -> ScenarioResult {
         let t = &out.tally;
         let all = t.all_latency_us();
-        let Edges { server, client_cpu_s } = &out.edges;
+        let Edges { server, client_cpu_s, watched_cpu_s } = &out.edges;
         ScenarioResult {
             scenario: scenario.to_string(),
             connections,
@@ -127,6 +129,7 @@ impl ScenarioResult {
             first_error: t.first_error.clone(),
             server: server.as_ref().map(|(a, b)| ServerWindow::from_samples(a, b, out.window_s)),
             client_cpu_cores: client_cpu_s.map(|(a, b)| (b - a) / out.window_s),
+            watched_cpu_cores: watched_cpu_s.iter().map(|(pid, a, b)| (*pid, (b - a) / out.window_s)).collect(),
             ceiling_requests_per_s: None,
             ratio_to_ceiling: None,
             stock_check: None,
@@ -172,6 +175,8 @@ pub struct MedianRow {
     pub mean_fsync_ms: Option<f64>,
     pub server_cpu_cores: Option<f64>,
     pub client_cpu_cores: Option<f64>,
+    /// Per watched pid, the median of its cores.
+    pub watched_cpu_cores: BTreeMap<u32, f64>,
     /// Range of requests/s over the runs, to show the noise.
     pub requests_per_s_min: f64,
     pub requests_per_s_max: f64,
@@ -224,6 +229,13 @@ pub fn medians(results: &[ScenarioResult]) -> Vec<MedianRow> {
                 mean_fsync_ms: m(&|r| r.server.as_ref().and_then(|s| s.mean_fsync_ms)),
                 server_cpu_cores: m(&|r| r.server.as_ref().and_then(|s| s.cpu_cores)),
                 client_cpu_cores: m(&|r| r.client_cpu_cores),
+                watched_cpu_cores: rs
+                    .iter()
+                    .flat_map(|r| r.watched_cpu_cores.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|pid| Some((*pid, m(&|r| r.watched_cpu_cores.get(pid).copied())?)))
+                    .collect(),
                 requests_per_s_min: rps.iter().copied().fold(f64::INFINITY, f64::min),
                 requests_per_s_max: rps.iter().copied().fold(0.0, f64::max),
                 status_429: m(&|r| Some(r.statuses.get(&429).copied().unwrap_or(0) as f64)).unwrap_or(0.0),
@@ -266,7 +278,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn run_line(r: &ScenarioResult) -> String {
     let s = r.server.as_ref();
     format!(
-        "run {} c={:<4}{} {:<14} {:>9.0} req/s {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  x{}  batch {}  fsync {} ms  cpu srv {} cli {}  statuses {:?}{}",
+        "run {} c={:<4}{} {:<14} {:>9.0} req/s {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  x{}  batch {}  fsync {} ms  cpu srv {} cli {}{}  statuses {:?}{}",
         r.run,
         r.connections,
         if r.window_connections == r.connections { String::new() } else { format!("→{}", r.window_connections) },
@@ -281,6 +293,7 @@ pub fn run_line(r: &ScenarioResult) -> String {
         opt(s.and_then(|s| s.mean_fsync_ms), 2),
         opt(s.and_then(|s| s.cpu_cores), 2),
         opt(r.client_cpu_cores, 2),
+        if r.watched_cpu_cores.is_empty() { String::new() } else { format!(" watched {:.2}", r.watched_cpu_cores.values().sum::<f64>()) },
         r.statuses,
         match &r.stock_check {
             Some(c) if c.ok() => format!(

@@ -22,11 +22,14 @@ use super::scenarios::{Scenario, Worker};
 use super::target::{own_cpu_seconds, scrape, Samples};
 
 /// Shape of one measured run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadPlan {
     pub connections: usize,
     pub warmup: Duration,
     pub measure: Duration,
+    /// Processes whose CPU over the window is reported together (a cluster's zaiko
+    /// nodes and nats-servers), beside the server's own figure.
+    pub cpu_pids: Arc<[u32]>,
 }
 
 /// Connection errors in a row after which a connection gives up (the server is gone).
@@ -122,6 +125,8 @@ impl Tally {
 pub struct Edges {
     pub server: Option<(Samples, Samples)>,
     pub client_cpu_s: Option<(f64, f64)>,
+    /// CPU seconds of each watched process (`LoadPlan::cpu_pids`) at both edges.
+    pub watched_cpu_s: Vec<(u32, f64, f64)>,
 }
 
 /// The result of one closed-loop run.
@@ -142,7 +147,7 @@ pub async fn closed_loop(
     let start = Instant::now();
     let warm_end = start + plan.warmup;
     let end = warm_end + plan.measure;
-    let edges = tokio::spawn(read_edges(fx.addr.clone(), warm_end, end));
+    let edges = tokio::spawn(read_edges(fx.addr.clone(), plan.cpu_pids.clone(), warm_end, end));
     // A surging scenario runs `connections` through the warm-up (its base load) and
     // `surge` times as many in the measured window.
     let total = plan.connections * scenario.surge().max(1);
@@ -174,6 +179,8 @@ async fn connection(
 ) -> Tally {
     tokio::time::sleep_until(begin.into()).await;
     let mut conn = Conn::new(&fx.addr);
+    // Routed over a cluster's nodes: one connection per node, opened when first used.
+    let mut routed: std::collections::HashMap<String, Conn> = std::collections::HashMap::new();
     let mut req = Vec::with_capacity(16 << 10);
     let mut tally = Tally::default();
     let mut errors_in_row = 0;
@@ -181,6 +188,15 @@ async fn connection(
         req.clear();
         let planned = scenario.next(&fx, &mut w, &mut req);
         w.seq += 1;
+        let conn = match fx.routes.pick(&req, w.conn) {
+            Some(addr) => {
+                if !routed.contains_key(addr) {
+                    routed.insert(addr.to_string(), Conn::new(addr));
+                }
+                routed.get_mut(addr).expect("inserted above")
+            }
+            None => &mut conn,
+        };
         let sent = Instant::now();
         let answer = conn.send(&req).await;
         let done = Instant::now();
@@ -229,12 +245,17 @@ async fn connection(
     tally
 }
 
-async fn read_edges(addr: String, warm_end: Instant, end: Instant) -> Edges {
+async fn read_edges(addr: String, cpu_pids: Arc<[u32]>, warm_end: Instant, end: Instant) -> Edges {
+    let watched = || -> Vec<(u32, Option<f64>)> {
+        cpu_pids.iter().map(|pid| (*pid, zaiko::procfs::cpu_seconds(zaiko::procfs::Process::Pid(*pid)))).collect()
+    };
     tokio::time::sleep_until(warm_end.into()).await;
-    let (s0, c0) = (scrape(&addr).await.ok(), own_cpu_seconds());
+    let (s0, c0, w0) = (scrape(&addr).await.ok(), own_cpu_seconds(), watched());
     tokio::time::sleep_until(end.into()).await;
-    let (s1, c1) = (scrape(&addr).await.ok(), own_cpu_seconds());
-    Edges { server: s0.zip(s1), client_cpu_s: c0.zip(c1) }
+    let (s1, c1, w1) = (scrape(&addr).await.ok(), own_cpu_seconds(), watched());
+    // A process that is gone (or unreadable) at either edge has no figure.
+    let watched_cpu_s = w0.into_iter().zip(w1).filter_map(|((pid, a), (_, b))| Some((pid, a?, b?))).collect();
+    Edges { server: s0.zip(s1), client_cpu_s: c0.zip(c1), watched_cpu_s }
 }
 
 #[cfg(test)]

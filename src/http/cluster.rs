@@ -290,8 +290,9 @@ pub async fn gather_brands(req: &HttpRequest, node: &Node) -> Result<Vec<serde_j
 }
 
 /// Asks `owner` (this node too) for its own share of the request's gathered answer
-/// (`LOCAL_ONLY`), with the caller's token; the body of a 200.
-pub async fn ask_local_share(req: &HttpRequest, node: &Node, owner: &Owner) -> Result<web::Bytes, String> {
+/// (`LOCAL_ONLY`), with the caller's token; the body of a 200, else the problem to
+/// answer with (see [`share_refused`]).
+pub async fn ask_local_share(req: &HttpRequest, node: &Node, owner: &Owner) -> Result<web::Bytes, Problem> {
     let path = req.uri().path_and_query().map_or(req.path(), |p| p.as_str());
     let url = format!("{}{path}", owner.advertise);
     let mut out = CLIENT.with(|c| c.get(&url)).insert_header((LOCAL_ONLY, "1")).insert_header((FORWARDED_BY, node.cfg.node_id.as_str()));
@@ -300,11 +301,37 @@ pub async fn ask_local_share(req: &HttpRequest, node: &Node, owner: &Owner) -> R
             out = out.insert_header((name, v.clone()));
         }
     }
-    let mut res = out.insert_header((header::ACCEPT_ENCODING, "identity")).send().await.map_err(|e| e.to_string())?;
+    let unreachable = |e: String| share_refused(&owner.node, None, &e);
+    let mut res = out.insert_header((header::ACCEPT_ENCODING, "identity")).send().await.map_err(|e| unreachable(e.to_string()))?;
     if !res.status().is_success() {
-        return Err(format!("it answered {}", res.status()));
+        let body = res.body().limit(SHARE_REFUSAL_BYTES_MAX).await.unwrap_or_default();
+        return Err(share_refused(&owner.node, Some(res.status().as_u16()), &String::from_utf8_lossy(&body)));
     }
-    res.body().limit(64 << 20).await.map_err(|e| e.to_string())
+    res.body().limit(64 << 20).await.map_err(|e| unreachable(e.to_string()))
+}
+
+/// Most of a refusal's body read to tell why an owner gave no share.
+const SHARE_REFUSAL_BYTES_MAX: usize = 64 << 10;
+
+/// The problem a gathered answer gets when `owner` gave no share: an owner at its bound
+/// of searches in flight (503 `overloaded`) makes the whole answer `overloaded`, so
+/// the client backs off as from any busy server; anything else (no answer, another
+/// status) is `partition_unavailable`. Both carry `Retry-After`.
+pub fn share_refused(owner: &str, status: Option<u16>, body: &str) -> Problem {
+    let code = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["code"].as_str().map(str::to_string));
+    match (status, code.as_deref()) {
+        (Some(503), Some("overloaded")) => Problem::overloaded(format!(
+            "node {owner} is running as many searches as it may at once and could not answer for its partitions; retry after the Retry-After delay"
+        )),
+        (Some(status), _) => Problem::new(
+            ErrorCode::PartitionUnavailable,
+            format!("node {owner} could not be asked for its share of the answer (it answered {status}); retry after the Retry-After delay"),
+        ),
+        (None, _) => Problem::new(
+            ErrorCode::PartitionUnavailable,
+            format!("node {owner} could not be asked for its share of the answer ({body}); retry after the Retry-After delay"),
+        ),
+    }
 }
 
 /// Whether `brand` exists, asked of its partition's owner (this node or another), with
@@ -326,5 +353,26 @@ pub async fn check_brand_exists(req: &HttpRequest, node: &Node, brand: &BrandId)
         200 => Ok(()),
         404 => Err(Problem::new(ErrorCode::NotFound, format!("brand {brand} does not exist"))),
         _ => Err(unavailable(partition)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_at_its_search_bound_makes_the_gathered_answer_overloaded() {
+        let busy = r#"{"type":"x","title":"t","status":503,"detail":"too many searches are running","code":"overloaded"}"#;
+        let p = share_refused("n2", Some(503), busy);
+        assert_eq!(p.code, ErrorCode::Overloaded, "{}", p.detail);
+        assert!(p.detail.contains("n2") && p.retry_after_s.is_some(), "{p:?}");
+        // A partition being handed over, another status, or no answer at all: the
+        // partitions of that node are unavailable for now.
+        let moving = r#"{"code":"partition_unavailable","status":503}"#;
+        for (status, body) in [(Some(503), moving), (Some(500), busy), (Some(503), "not json"), (None, "connection refused")] {
+            let p = share_refused("n3", status, body);
+            assert_eq!(p.code, ErrorCode::PartitionUnavailable, "{status:?} {body}");
+            assert!(p.detail.contains("n3") && p.retry_after_s.is_some(), "{p:?}");
+        }
     }
 }

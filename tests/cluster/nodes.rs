@@ -111,6 +111,25 @@ pub struct Cluster {
     _tmp: tempfile::TempDir,
 }
 
+/// Lines of each node's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+impl Drop for Cluster {
+    /// A failing test shows the end of every node's log: a cluster failure is rarely
+    /// explained by the answer the test saw alone (CI keeps nothing else).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for n in &self.nodes {
+            let log = n.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!("--- the last {} lines of {}'s log ---\n{}", tail.len(), n.id, tail.join("\n"));
+        }
+    }
+}
+
 impl Cluster {
     pub fn start(nodes: usize) -> Cluster {
         Cluster::start_with(nodes, &[])

@@ -84,6 +84,7 @@ mod tests {
                 brands: (0..brands).map(|b| BrandFx { id: format!("b-{b}"), token: format!("t{b}") }).collect(),
                 skus_per_brand: 10,
                 locations: vec!["a".into(), "b".into(), "c".into()],
+                routes: Default::default(),
             };
             for (s, parity) in [(Channels { name: "channels-1", channels: 1 }, 0), (Channels { name: "channels-5", channels: 5 }, 1)] {
                 let mut w = Worker { rng: rand::rngs::SmallRng::seed_from_u64(7), conn: 0, seq: 0, run_tag: Arc::from("r"), surged: false };

@@ -142,7 +142,14 @@ mod tests {
 
     fn fixture() -> Fixture {
         let brands = (0..3).map(|b| BrandFx { id: format!("b-{b}"), token: format!("t{b}") }).collect();
-        Fixture { addr: "h:1".into(), admin_token: String::new(), brands, skus_per_brand: 20, locations: vec!["a".into(), "b".into()] }
+        Fixture {
+            addr: "h:1".into(),
+            admin_token: String::new(),
+            brands,
+            skus_per_brand: 20,
+            locations: vec!["a".into(), "b".into()],
+            routes: Default::default(),
+        }
     }
 
     fn worker(conn: usize) -> Worker {

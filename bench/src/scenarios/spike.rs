@@ -77,7 +77,14 @@ mod tests {
 
     fn fixture() -> Fixture {
         let brands = (0..4).map(|b| BrandFx { id: format!("b-{b}"), token: format!("t{b}") }).collect();
-        Fixture { addr: "h:1".into(), admin_token: String::new(), brands, skus_per_brand: 1000, locations: vec!["a".into(), "b".into()] }
+        Fixture {
+            addr: "h:1".into(),
+            admin_token: String::new(),
+            brands,
+            skus_per_brand: 1000,
+            locations: vec!["a".into(), "b".into()],
+            routes: Default::default(),
+        }
     }
 
     /// (label, brand, largest SKU index) of the first `n` requests of a connection.

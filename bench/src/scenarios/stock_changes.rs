@@ -88,8 +88,14 @@ mod tests {
     #[test]
     fn requests_plan_what_their_body_says() {
         let brands = vec![BrandFx { id: "b-0".into(), token: "t0".into() }];
-        let fx =
-            Fixture { addr: "h:1".into(), admin_token: String::new(), brands, skus_per_brand: 50, locations: vec!["a".into(), "b".into()] };
+        let fx = Fixture {
+            addr: "h:1".into(),
+            admin_token: String::new(),
+            brands,
+            skus_per_brand: 50,
+            locations: vec!["a".into(), "b".into()],
+            routes: Default::default(),
+        };
         let mut w = Worker { rng: rand::rngs::SmallRng::seed_from_u64(7), conn: 3, seq: 9, run_tag: Arc::from("r1"), surged: false };
         let mut out = Vec::new();
         let Effect::StockChanges(planned) = write_changes(&fx, &mut w, 5, &mut out) else { panic!("a write") };

@@ -546,12 +546,7 @@ async fn gather<K: Kind>(req: &HttpRequest, node: &Node) -> Result<Vec<Part<K::H
         }
     }
     let asked = owners.iter().map(|owner| async move {
-        let answer = cluster::ask_local_share(req, node, owner).await.map_err(|e| {
-            Problem::new(
-                ErrorCode::PartitionUnavailable,
-                format!("node {} could not be asked for its share of the search ({e}); retry after the Retry-After delay", owner.node),
-            )
-        })?;
+        let answer = cluster::ask_local_share(req, node, owner).await?;
         serde_json::from_slice::<Share<K::Hit>>(&answer).map_err(|e| {
             Problem::new(ErrorCode::PartitionUnavailable, format!("node {} answered its share unreadably ({e}); retry shortly", owner.node))
         })
