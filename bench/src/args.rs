@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// changes alone, a stock import alone and under the live load, the feed's lag
     /// behind the import, webhook deliveries/s to a local receiver.
     Integrations(IntegrationsArgs),
+    /// On a running cluster: the change feed's lag behind acknowledged writes before
+    /// and after the owner of a brand's partition is killed -9 under a write load.
+    Failover(FailoverArgs),
 }
 
 /// Which server to measure.
@@ -208,4 +211,28 @@ pub struct IntegrationsArgs {
     /// Where the server's temporary data dir goes (must be the disk you mean to measure).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     pub data_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// A node of the cluster as URL=PID (repeat; at least two), e.g.
+    /// http://127.0.0.1:18081=4242. The owner of the brand's partition is killed by
+    /// its pid; the feed is read from another node.
+    #[arg(long = "node", required = true)]
+    pub nodes: Vec<String>,
+    /// The cluster's admin token.
+    #[arg(long, env = "ZAIKO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Closed-loop writers, each sending one single stock change at a time.
+    #[arg(long, default_value_t = 16)]
+    pub writers: usize,
+    /// Seconds of load before the owner is killed.
+    #[arg(long, default_value_t = 10)]
+    pub before_s: u64,
+    /// Seconds of load after it.
+    #[arg(long, default_value_t = 20)]
+    pub after_s: u64,
+    /// JSON result file [default: target/zaiko-bench/failover-<unix time>.json].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -17,10 +17,12 @@
 //! * [`replay`] — where replay time goes (read, scan, decode, apply), offline.
 //! * [`storm`] — a sale start: thousands of clients at once for the last units.
 //! * [`integrations`] — bulk imports, the change feed and webhook deliveries.
+//! * [`failover`] — on a cluster: the feed's lag behind writes across a kill -9 of an owner.
 
 pub mod args;
 pub mod capacity;
 pub mod client;
+pub mod failover;
 pub mod fixture;
 pub mod integrations;
 pub mod ledger;
@@ -60,7 +62,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
         BenchCommand::Load(a) => a.client_threads,
         BenchCommand::Capacity(a) => a.client_threads,
         BenchCommand::Storm(a) => a.client_threads,
-        BenchCommand::ReplayProfile(_) | BenchCommand::Integrations(_) => 1,
+        BenchCommand::ReplayProfile(_) | BenchCommand::Integrations(_) | BenchCommand::Failover(_) => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
@@ -75,6 +77,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
         BenchCommand::ReplayProfile(a) => replay::main(&a),
         BenchCommand::Storm(a) => rt.block_on(storm::run(a)),
         BenchCommand::Integrations(a) => integrations::run(&a),
+        BenchCommand::Failover(a) => failover::run(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -164,7 +167,8 @@ async fn load(mut a: LoadArgs) -> anyhow::Result<bool> {
     eprintln!("bench: created {} SKUs in {:.1} s", fx.total_skus(), took.as_secs_f64());
     fixture::set_stock(&fx, spec.on_hand_initial, spec.concurrency, &spec.brand_prefix).await?;
     let healthz = scenarios::by_name("healthz").expect("healthz exists");
-    let cpu_pids: Arc<[u32]> = a.cpu_pids.clone().into();
+    // Without --cpu-pid, the server's own process when its pid is known.
+    let cpu_pids: Arc<[u32]> = if a.cpu_pids.is_empty() { target.pid().into_iter().collect() } else { a.cpu_pids.clone().into() };
     let plan = |connections| LoadPlan {
         connections,
         warmup: Duration::from_secs(a.warmup_s),

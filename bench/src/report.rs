@@ -100,6 +100,8 @@ pub struct ScenarioResult {
     pub client_cpu_cores: Option<f64>,
     /// Cores each `--cpu-pid` process used (a cluster's nodes and servers), by pid.
     pub watched_cpu_cores: BTreeMap<u32, f64>,
+    /// Of which their search indexing threads, by pid.
+    pub watched_index_cores: BTreeMap<u32, f64>,
     /// `/healthz` requests/s at the same connection count in the same run.
     pub ceiling_requests_per_s: Option<f64>,
     pub ratio_to_ceiling: Option<f64>,
@@ -129,7 +131,8 @@ impl ScenarioResult {
             first_error: t.first_error.clone(),
             server: server.as_ref().map(|(a, b)| ServerWindow::from_samples(a, b, out.window_s)),
             client_cpu_cores: client_cpu_s.map(|(a, b)| (b - a) / out.window_s),
-            watched_cpu_cores: watched_cpu_s.iter().map(|(pid, a, b)| (*pid, (b - a) / out.window_s)).collect(),
+            watched_cpu_cores: watched_cpu_s.iter().map(|w| (w.pid, (w.cpu_s.1 - w.cpu_s.0) / out.window_s)).collect(),
+            watched_index_cores: watched_cpu_s.iter().map(|w| (w.pid, (w.index_cpu_s.1 - w.index_cpu_s.0) / out.window_s)).collect(),
             ceiling_requests_per_s: None,
             ratio_to_ceiling: None,
             stock_check: None,
@@ -175,8 +178,9 @@ pub struct MedianRow {
     pub mean_fsync_ms: Option<f64>,
     pub server_cpu_cores: Option<f64>,
     pub client_cpu_cores: Option<f64>,
-    /// Per watched pid, the median of its cores.
+    /// Per watched pid, the median of its cores, and of its indexing threads' cores.
     pub watched_cpu_cores: BTreeMap<u32, f64>,
+    pub watched_index_cores: BTreeMap<u32, f64>,
     /// Range of requests/s over the runs, to show the noise.
     pub requests_per_s_min: f64,
     pub requests_per_s_max: f64,
@@ -229,13 +233,8 @@ pub fn medians(results: &[ScenarioResult]) -> Vec<MedianRow> {
                 mean_fsync_ms: m(&|r| r.server.as_ref().and_then(|s| s.mean_fsync_ms)),
                 server_cpu_cores: m(&|r| r.server.as_ref().and_then(|s| s.cpu_cores)),
                 client_cpu_cores: m(&|r| r.client_cpu_cores),
-                watched_cpu_cores: rs
-                    .iter()
-                    .flat_map(|r| r.watched_cpu_cores.keys())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .filter_map(|pid| Some((*pid, m(&|r| r.watched_cpu_cores.get(pid).copied())?)))
-                    .collect(),
+                watched_cpu_cores: per_pid(rs, |r| &r.watched_cpu_cores),
+                watched_index_cores: per_pid(rs, |r| &r.watched_index_cores),
                 requests_per_s_min: rps.iter().copied().fold(f64::INFINITY, f64::min),
                 requests_per_s_max: rps.iter().copied().fold(0.0, f64::max),
                 status_429: m(&|r| Some(r.statuses.get(&429).copied().unwrap_or(0) as f64)).unwrap_or(0.0),
@@ -249,6 +248,12 @@ pub fn medians(results: &[ScenarioResult]) -> Vec<MedianRow> {
             }
         })
         .collect()
+}
+
+/// The median of each pid's figure over the runs that have it.
+fn per_pid(rs: &[&ScenarioResult], f: impl Fn(&ScenarioResult) -> &BTreeMap<u32, f64>) -> BTreeMap<u32, f64> {
+    let pids: std::collections::BTreeSet<u32> = rs.iter().flat_map(|r| f(r).keys().copied()).collect();
+    pids.into_iter().filter_map(|pid| Some((pid, median(rs.iter().filter_map(|r| f(r).get(&pid).copied()).collect())?))).collect()
 }
 
 fn label_medians(rs: &[&ScenarioResult]) -> BTreeMap<String, LabelMedians> {

@@ -126,7 +126,16 @@ pub struct Edges {
     pub server: Option<(Samples, Samples)>,
     pub client_cpu_s: Option<(f64, f64)>,
     /// CPU seconds of each watched process (`LoadPlan::cpu_pids`) at both edges.
-    pub watched_cpu_s: Vec<(u32, f64, f64)>,
+    pub watched_cpu_s: Vec<Watched>,
+}
+
+/// One watched process's CPU seconds at the start and the end of the window.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub pid: u32,
+    pub cpu_s: (f64, f64),
+    /// Of which its search indexing threads (see [`index_cpu_seconds`]).
+    pub index_cpu_s: (f64, f64),
 }
 
 /// The result of one closed-loop run.
@@ -246,16 +255,37 @@ async fn connection(
 }
 
 async fn read_edges(addr: String, cpu_pids: Arc<[u32]>, warm_end: Instant, end: Instant) -> Edges {
-    let watched = || -> Vec<(u32, Option<f64>)> {
-        cpu_pids.iter().map(|pid| (*pid, zaiko::procfs::cpu_seconds(zaiko::procfs::Process::Pid(*pid)))).collect()
+    let watched = || -> Vec<(u32, Option<f64>, f64)> {
+        cpu_pids.iter().map(|pid| (*pid, zaiko::procfs::cpu_seconds(zaiko::procfs::Process::Pid(*pid)), index_cpu_seconds(*pid))).collect()
     };
     tokio::time::sleep_until(warm_end.into()).await;
     let (s0, c0, w0) = (scrape(&addr).await.ok(), own_cpu_seconds(), watched());
     tokio::time::sleep_until(end.into()).await;
     let (s1, c1, w1) = (scrape(&addr).await.ok(), own_cpu_seconds(), watched());
     // A process that is gone (or unreadable) at either edge has no figure.
-    let watched_cpu_s = w0.into_iter().zip(w1).filter_map(|((pid, a), (_, b))| Some((pid, a?, b?))).collect();
+    let watched_cpu_s = w0
+        .into_iter()
+        .zip(w1)
+        .filter_map(|((pid, a, ia), (_, b, ib))| Some(Watched { pid, cpu_s: (a?, b?), index_cpu_s: (ia, ib) }))
+        .collect();
     Edges { server: s0.zip(s1), client_cpu_s: c0.zip(c1), watched_cpu_s }
+}
+
+/// Whether a thread (by its `comm`) does a zaiko server's search indexing.
+fn is_index_thread(comm: &str) -> bool {
+    comm == "zaiko-indexer" || comm.starts_with("thrd-tantivy") || comm == "segment_updater" || comm.starts_with("merge_thread")
+}
+
+/// CPU seconds used so far by the indexing threads of `pid` (0 for a process without
+/// any, e.g. a nats-server). Threads that end within a window (tantivy's merge threads
+/// come and go) are not counted, so this is a floor.
+fn index_cpu_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .flatten()
+        .filter(|t| is_index_thread(std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim()))
+        .filter_map(|t| zaiko::procfs::stat_cpu_seconds(&std::fs::read_to_string(t.path().join("stat")).ok()?))
+        .sum()
 }
 
 #[cfg(test)]
