@@ -216,6 +216,29 @@ impl TestServer {
         to_resp(rb.send().expect("request"))
     }
 
+    /// Where the journal stands: the WAL's durable LSN and its record count, from
+    /// `/metrics` (`zaiko_wal_durable_lsn`, `zaiko_wal_records_total`). "Nothing
+    /// changed" is these two numbers unchanged. (The cluster run's `TestServer` reads
+    /// its journal stream instead.)
+    pub fn journal(&self) -> (u64, u64) {
+        let text = self.client.get(self.url("/metrics")).send().expect("metrics").text().expect("metrics text");
+        let value = |name: &str| -> u64 {
+            let line =
+                text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+            line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u64
+        };
+        (value("zaiko_wal_durable_lsn"), value("zaiko_wal_records_total"))
+    }
+
+    /// Waits until both search indexes cover every change acknowledged so far.
+    pub fn wait_search_caught_up(&self) {
+        let lsn = self.journal().0;
+        for path in ["/v1/search/skus", "/v1/search/shipments"] {
+            let r = self.get(&format!("{path}?min_lsn={lsn}"), ADMIN);
+            assert_eq!(r.status, 200, "{path} at {lsn}: {r:?}");
+        }
+    }
+
     api_requests!();
 }
 

@@ -344,10 +344,7 @@ impl Fixture {
             let events = s.get("/v1/brands/iso-a/events?limit=1000", ADMIN).expect(200);
             events["events"].as_array().unwrap().iter().any(|e| e["type"] == "channel.availability_changed" && e["data"]["done"] == true)
         });
-        let lsn = wal(s).0;
-        for path in ["/v1/search/skus", "/v1/search/shipments"] {
-            s.get(&format!("{path}?min_lsn={lsn}"), ADMIN).expect(200);
-        }
+        s.wait_search_caught_up();
     }
 
     pub fn token(&self, who: Who) -> Option<&str> {
@@ -413,16 +410,6 @@ impl Fixture {
     }
 }
 
-/// The WAL position: `(zaiko_wal_durable_lsn, zaiko_wal_records_total)` from `/metrics`.
-pub fn wal(s: &TestServer) -> (u64, u64) {
-    let text = s.client.get(s.url("/metrics")).send().expect("metrics").text().expect("metrics text");
-    let value = |name: &str| -> u64 {
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
-        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u64
-    };
-    (value("zaiko_wal_durable_lsn"), value("zaiko_wal_records_total"))
-}
-
 /// A full read of the state, as the admin sees it: every object of both brands (and the
 /// ones the walk's requests would create), the feeds, webhooks and their deliveries,
 /// the import job, the snapshots, search, and the WAL position.
@@ -472,7 +459,7 @@ pub fn state_of(s: &TestServer, f: &Fixture) -> Value {
         assert!(r.status == 200 || r.status == 404, "state read {p}: {r:?}");
         out.insert(p, json!({"status": r.status, "body": r.body}));
     }
-    let (lsn, records) = wal(s);
+    let (lsn, records) = s.journal();
     out.insert("wal".into(), json!({"durable_lsn": lsn, "records": records}));
     // The spare token of brand A still works (a revoke by the walk would show here too).
     out.insert("spare_token".into(), json!(s.get("/v1/brands/iso-a", &f.spare_token).status));

@@ -294,6 +294,46 @@ impl TestServer {
         )
     }
 
+    /// Where the journal stands, cluster-wide: the `ZAIKO_JOURNAL` stream's last
+    /// sequence and message count. Every durable change of any partition is an entry
+    /// of it, so "nothing changed" is these two numbers unchanged.
+    pub fn journal(&self) -> (u64, u64) {
+        self.nats.servers[0].stream_state("ZAIKO_JOURNAL").expect("the journal stream's state")
+    }
+
+    /// Waits until every brand's searches (SKUs and shipments) cover its partition's
+    /// journal as it stands now: `min_lsn` is a partition's, so each brand is asked
+    /// with its partition's durable LSN from the owner's cluster view.
+    pub fn wait_search_caught_up(&self) {
+        let mut durable = vec![0u64; PARTITIONS as usize];
+        for n in &self.nodes {
+            let view: Value = self
+                .client
+                .get(format!("{}/v1/admin/cluster", n.base()))
+                .bearer_auth(ADMIN)
+                .send()
+                .expect("view")
+                .json()
+                .expect("view json");
+            for p in view["partitions"].as_array().into_iter().flatten() {
+                let owned_here = p["owner"]["node"].as_str() == Some(n.id.as_str());
+                if let (true, Some(i), Some(lsn)) = (owned_here, p["id"].as_str().and_then(|i| i.parse::<usize>().ok()), p["lsn"].as_u64())
+                {
+                    durable[i] = durable[i].max(lsn);
+                }
+            }
+        }
+        let brands = self.get("/v1/brands?limit=1000", ADMIN);
+        for b in brands.body["brands"].as_array().into_iter().flatten() {
+            let id = b["id"].as_str().expect("brand id");
+            let lsn = durable[zaiko::cluster::engine::partition_of(id, PARTITIONS) as usize];
+            for path in ["/v1/search/skus", "/v1/search/shipments"] {
+                let r = self.get(&format!("{path}?brand={id}&min_lsn={lsn}"), ADMIN);
+                assert_eq!(r.status, 200, "{path} of {id} at {lsn}: {r:?}");
+            }
+        }
+    }
+
     api_requests!();
 }
 

@@ -16,11 +16,6 @@ skip=(
   # --demo is single-node only.
   basics::demo_start_loads_the_sample_business_once
   basics::demo_refuses_a_data_dir_that_holds_other_data
-  # "Nothing changed" is read from the local WAL's metrics, which a cluster node has
-  # not (its journal is the JetStream stream), and LSNs compared across brands.
-  bad_input::
-  isolation::every_route_refuses_other_brands_viewers_revoked_and_missing_tokens_and_changes_nothing
-  isolation::the_route_table_requests_are_accepted_from_the_right_caller_and_change_the_state
   # The index files of one data dir and their lifecycle (a cluster node rebuilds its
   # index at every start; docs/cluster.md, Search).
   search::a_deleted_or_damaged_index_is_rebuilt_on_start

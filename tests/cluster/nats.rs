@@ -99,6 +99,17 @@ impl NatsServer {
         }
     }
 
+    /// A stream's `(last sequence, messages)` as this server holds it.
+    pub fn stream_state(&self, stream: &str) -> Option<(u64, u64)> {
+        let v = self.monitor("/jsz?streams=true")?;
+        v["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == stream)
+            .and_then(|s| Some((s["state"]["last_seq"].as_u64()?, s["state"]["messages"].as_u64()?)))
+    }
+
     /// The stream's leader this server sees, if any.
     pub fn stream_leader(&self, stream: &str) -> Option<String> {
         let v = self.monitor("/jsz?streams=true")?;
