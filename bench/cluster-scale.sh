@@ -40,7 +40,7 @@ for setup in 1 2 3 3-tmpfs; do
     # Which pids were nats-servers, for the summary.
     cat "$current"/nats*/pid > "$out/cluster-scale-$setup.nats-pids"
     scripts/cluster-dev.sh stop "$current" > /dev/null || true
-    [[ $setup == *-tmpfs ]] && rm -rf "$current"
+    if [[ $setup == *-tmpfs ]]; then rm -rf "$current" || true; fi
     current=
 done
 python3 - "$out" <<'PY'

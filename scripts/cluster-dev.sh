@@ -95,7 +95,13 @@ stop)
         fi
     done
     for i in 1 2 3; do
-        if [[ -f "$dir/nats$i/pid" ]]; then kill "$(cat "$dir/nats$i/pid")" 2>/dev/null || true; rm -f "$dir/nats$i/pid"; fi
+        if [[ -f "$dir/nats$i/pid" ]]; then kill "$(cat "$dir/nats$i/pid")" 2>/dev/null || true; fi
+    done
+    for i in 1 2 3; do
+        if [[ -f "$dir/nats$i/pid" ]]; then
+            while kill -0 "$(cat "$dir/nats$i/pid")" 2>/dev/null; do sleep 0.1; done
+            rm -f "$dir/nats$i/pid"
+        fi
     done
     echo "stopped (data kept in $dir)"
     ;;
