@@ -256,6 +256,7 @@ impl Writer {
 
     fn reopen(&mut self) -> Result<(), StoreError> {
         self.store = Store::open(&self.cfg.path, self.cfg.retention, &self.inner.history, &[])?;
+        self.store.relax_durability()?;
         Ok(())
     }
 }

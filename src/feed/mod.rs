@@ -248,6 +248,7 @@ impl Feed {
     ) -> Result<Feed, StoreError> {
         let history = cluster::stream_history(&stream);
         let store = store::Store::open(&cfg.path, cfg.retention, &history, &[])?;
+        store.relax_durability()?;
         let positions = store.sources()?;
         let covered = store.covered_lsn();
         let inner = Inner::new(cfg.path.clone(), history, covered);

@@ -274,3 +274,20 @@ fn cluster_positions_are_committed_with_the_events_and_dropped_with_another_stre
     let r = open_reader(&path).unwrap();
     assert!(!brand_known(&r, "a").unwrap(), "the old stream's brands are gone");
 }
+
+#[test]
+fn a_relaxed_store_syncs_at_checkpoints_only_and_keeps_what_it_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.sqlite");
+    let synchronous = |s: &Store| -> i64 { s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap() };
+    let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
+    assert_eq!(synchronous(&s), 2, "a single node's store syncs every commit (FULL)");
+    s.relax_durability().unwrap();
+    assert_eq!(synchronous(&s), 1, "a cluster node's store syncs at checkpoints (NORMAL)");
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y")], hooks: vec![], last_lsn: 2, sources: vec![] }).unwrap();
+    drop(s);
+    let s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
+    assert_eq!(s.covered_lsn(), 2);
+    let mut r = open_reader(&path).unwrap();
+    assert_eq!(seqs(&mut r, "a", 0).1, vec![1, 2]);
+}

@@ -81,7 +81,10 @@ pub(super) async fn cluster_catch_up(
             format!("the cluster journal could not be asked where partition {partition} ends ({e}); retry shortly"),
         )
     })?;
-    if !feed.wait_covered(end, CATCH_UP_WAIT).await {
+    let waited = std::time::Instant::now();
+    let covered = feed.wait_covered(end, CATCH_UP_WAIT).await;
+    metrics::histogram!("zaiko_feed_catch_up_wait_seconds").record(waited.elapsed().as_secs_f64());
+    if !covered {
         return Err(feed_problem(FeedError::Behind));
     }
     if !feed.brand_known(brand).await.map_err(feed_problem)? {
