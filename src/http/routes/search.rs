@@ -21,6 +21,7 @@
 //! or `updated_desc`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -395,7 +396,7 @@ async fn respond<T: serde::Serialize + Send + 'static>(
 }
 
 /// A kind of search as cluster mode serves it.
-trait Kind: Send + 'static {
+trait Kind: Send + Sync + 'static {
     type Hit: Serialize + DeserializeOwned + Send + 'static;
     type Page: Serialize + Send + 'static;
     /// The brand the search is scoped to.
@@ -501,11 +502,9 @@ async fn in_cluster<K: Kind>(
             Route::Forward(_) | Route::Unavailable => Err(cluster::unavailable(partition)),
         };
     }
+    let r = Arc::new(r);
     if req.headers().contains_key(cluster::LOCAL_ONLY) {
-        let partitions: Vec<u32> = search.answering().into_iter().filter(|p| node.route(PartitionId::Brand(*p)) == Route::Local).collect();
-        let s = search.clone();
-        let share = run(move || Ok(Share { part: r.part(&s, &partitions)?, partitions })).await?;
-        return Ok(HttpResponse::Ok().json(share));
+        return Ok(HttpResponse::Ok().json(local_share(node, search, r).await?));
     }
     if min_lsn.is_some() {
         return Err(bad(
@@ -513,8 +512,16 @@ async fn in_cluster<K: Kind>(
             "in cluster mode an LSN belongs to one brand's partition: give brand too (a brand token's searches are scoped to its brand)",
         ));
     }
-    let parts = gather::<K>(req, node).await?;
+    let parts = gather(req, node, search, &r).await?;
     Ok(HttpResponse::Ok().json(r.merged(parts)))
+}
+
+/// This node's share of a search across brands: the partitions it owns and has
+/// indexed, and what it found in them.
+async fn local_share<K: Kind>(node: &Node, search: &ClusterSearch, r: Arc<K>) -> Result<Share<K::Hit>, Problem> {
+    let partitions: Vec<u32> = search.answering().into_iter().filter(|p| node.route(PartitionId::Brand(*p)) == Route::Local).collect();
+    let s = search.clone();
+    run(move || Ok(Share { part: r.part(&s, &partitions)?, partitions })).await
 }
 
 /// Runs a search on the blocking pool within the bound of searches in flight.
@@ -530,7 +537,7 @@ async fn run<T: Send + 'static>(search: impl FnOnce() -> Result<T, IndexError> +
 /// Every owner's share of a search across brands: each brand partition must be
 /// answered for by exactly one node, else 503 (a page that silently missed a
 /// partition would look complete).
-async fn gather<K: Kind>(req: &HttpRequest, node: &Node) -> Result<Vec<Part<K::Hit>>, Problem> {
+async fn gather<K: Kind>(req: &HttpRequest, node: &Node, search: &ClusterSearch, r: &Arc<K>) -> Result<Vec<Part<K::Hit>>, Problem> {
     let view = node.view();
     let mut owners: Vec<Owner> = Vec::new();
     for p in view.partitions.iter().filter(|p| p.id != "registry") {
@@ -545,11 +552,21 @@ async fn gather<K: Kind>(req: &HttpRequest, node: &Node) -> Result<Vec<Part<K::H
             }
         }
     }
-    let asked = owners.iter().map(|owner| async move {
-        let answer = cluster::ask_local_share(req, node, owner).await?;
-        serde_json::from_slice::<Share<K::Hit>>(&answer).map_err(|e| {
-            Problem::new(ErrorCode::PartitionUnavailable, format!("node {} answered its share unreadably ({e}); retry shortly", owner.node))
-        })
+    let asked = owners.iter().map(|owner| {
+        let r = r.clone();
+        async move {
+            // This node's own share is searched here, not asked of itself over HTTP.
+            if owner.node == node.cfg.node_id {
+                return local_share(node, search, r).await;
+            }
+            let answer = cluster::ask_local_share(req, node, owner).await?;
+            serde_json::from_slice::<Share<K::Hit>>(&answer).map_err(|e| {
+                Problem::new(
+                    ErrorCode::PartitionUnavailable,
+                    format!("node {} answered its share unreadably ({e}); retry shortly", owner.node),
+                )
+            })
+        }
     });
     let shares = futures_util::future::join_all(asked).await.into_iter().collect::<Result<Vec<_>, _>>()?;
     let expected = node.cfg.partitions;
