@@ -1,6 +1,7 @@
 //! The CPU priority of the threads that derive from committed changes (the change
-//! feed, the webhook store and webhook delivery): under a burst they yield the CPU to
-//! the shards and HTTP workers, fall behind, and catch up after.
+//! feed, the webhook store and webhook delivery, the search indexer and the indexing
+//! threads it starts): under a burst they yield the CPU to the shards and HTTP workers,
+//! fall behind, and catch up after.
 
 /// Niceness of a background thread.
 const BACKGROUND_NICE: i32 = 10;

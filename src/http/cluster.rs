@@ -19,7 +19,8 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
+use futures_util::future::Either;
+use futures_util::{Future, StreamExt, TryFutureExt};
 
 use super::problem::Problem;
 use super::{AppState, DURABLE_WAIT_MAX};
@@ -75,12 +76,28 @@ pub fn classify(node: &Node, method: &Method, path: &str) -> Target {
 
 /// The middleware: runs the request here, forwards it to its partition's owner, or
 /// refuses it. Outside cluster mode (or before the node is up) it does nothing.
-pub async fn route(
+///
+/// Not an `async fn`: the future it returns is moved into a box on every request, and
+/// an `async fn` holding the cluster path inline made that future so large that the
+/// copy took a twelfth of an HTTP worker's CPU on a single node under a flood of writes
+/// (`docs/bench-log.md`). Here it is the inner service's boxed future or, in cluster
+/// mode, a box of its own.
+pub fn route<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> impl Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>> {
+    let node = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()).and_then(|s| s.cluster.clone());
+    match node {
+        None => Either::Left(next.call(req).map_ok(ServiceResponse::map_into_boxed_body)),
+        Some(node) => Either::Right(Box::pin(route_in_cluster(node, req, next))),
+    }
+}
+
+async fn route_in_cluster(
+    node: Node,
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let node = req.app_data::<web::Data<AppState>>().and_then(|s| s.services.get()).and_then(|s| s.cluster.clone());
-    let Some(node) = node else { return Ok(next.call(req).await?.map_into_boxed_body()) };
     let partition = match classify(&node, req.method(), req.path()) {
         Target::Any => return Ok(next.call(req).await?.map_into_boxed_body()),
         Target::Partition(p, _) => p,

@@ -193,9 +193,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// The name of the `Idempotency-Key` header. A lookup by `&str` of a name outside the
+/// standard ones copies it into a new `HeaderName` on every request.
+pub const IDEMPOTENCY_KEY: actix_web::http::header::HeaderName = actix_web::http::header::HeaderName::from_static("idempotency-key");
+
 /// The `Idempotency-Key` header, if present and well-formed.
 pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
-    let Some(v) = req.headers().get("idempotency-key") else { return Ok(None) };
+    let Some(v) = req.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
     match v.to_str() {
         Ok(k) if valid_key(k) => Ok(Some(k.to_string())),
         _ => Err(Problem::invalid("header.idempotency-key", "must be 1..=255 visible ASCII characters")),

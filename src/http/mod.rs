@@ -352,6 +352,10 @@ pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
 /// a token it does not know.
 const REGISTRY_CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The name of the `X-Request-Id` header (a lookup by `&str` would copy the name into a
+/// new `HeaderName` on every request).
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are replaced.
 const REQUEST_ID_CHARS_MAX: usize = 128;
 
@@ -431,7 +435,7 @@ pub async fn request_context(
     use tracing::Instrument;
     let id = req
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(new_request_id, str::to_string);
@@ -439,7 +443,8 @@ pub async fn request_context(
     let started = std::time::Instant::now();
     let mut authenticated = authenticate_and_limit(&req);
     if authenticated.is_ok() && token_unknown(&req) {
-        authenticated = confirm_unknown_token(&req).await;
+        // Boxed: a rare path, kept out of the size of every request's future.
+        authenticated = Box::pin(confirm_unknown_token(&req)).await;
     }
     let mut res = match authenticated {
         Ok(()) => next.call(req).instrument(span.clone()).await?.map_into_left_body(),
@@ -464,7 +469,7 @@ pub async fn request_context(
         span.in_scope(|| tracing::debug!(status, elapsed_us, "request done"));
     }
     if let Ok(v) = header::HeaderValue::from_str(&id) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+        res.headers_mut().insert(REQUEST_ID, v);
     }
     let write = !matches!(*res.request().method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
     if write && res.status().is_success() && !res.headers().contains_key(LSN_HEADER) {

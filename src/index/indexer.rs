@@ -282,6 +282,11 @@ impl Indexer {
     }
 
     fn run(mut self) {
+        // Background priority, inherited by the indexing threads tantivy starts from
+        // here at each commit: under a flood of writes the index falls behind (its
+        // cycles and rests stretch, more changes coalesce) instead of taking the CPU
+        // of the requests. A search that waits for `min_lsn` waits longer then.
+        crate::background::run_in_background();
         let _stopped = self.health.until_dropped();
         let mut backoff = Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
         // Start of the last cycle, and when the rest after it ends (nudged or not).

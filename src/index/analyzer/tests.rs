@@ -239,6 +239,15 @@ proptest! {
         prop_assert!(q.is_empty() || phrase_matches(&tokens(&text, Mode::Index), &q));
     }
 
+    /// The fast paths (ASCII, text without capitals) give what the plain composition
+    /// gives: NFKC, lowercase, NFKC, then the kana folds.
+    #[test]
+    fn normalisation_is_nfkc_lower_nfkc_folded(text in "(\\PC|[A-Zａ-ｚＡ-Ｚﾊﾟｶﾞｷﾞ\u{212B}\u{0130}ﬁ])\\PC{0,40}") {
+        use unicode_normalization::UnicodeNormalization;
+        let plain: String = text.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+        prop_assert_eq!(normalize(&text).into_owned(), fold_kana(&plain));
+    }
+
     #[test]
     fn normalisation_is_idempotent(text in "\\PC{0,40}") {
         let once = normalize(&text).into_owned();
