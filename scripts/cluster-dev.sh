@@ -40,6 +40,18 @@ wait_for() { # url, what
     exit 1
 }
 
+stop_all() { # zaiko|nats: SIGTERM each of its kind, then wait for each to exit
+    for i in 1 2 3; do
+        if [[ -f "$dir/$1$i/pid" ]]; then kill "$(cat "$dir/$1$i/pid")" 2>/dev/null || true; fi
+    done
+    for i in 1 2 3; do
+        if [[ -f "$dir/$1$i/pid" ]]; then
+            while kill -0 "$(cat "$dir/$1$i/pid")" 2>/dev/null; do sleep 0.1; done
+            rm -f "$dir/$1$i/pid"
+        fi
+    done
+}
+
 case "$cmd" in
 start)
     if [[ -z "${ZAIKO_BIN:-}" ]]; then cargo build --release --bin zaiko; fi
@@ -86,24 +98,9 @@ sys.exit(0 if all(p["owner"] and p["owner"]["node"] == p.get("preferred") for p 
     echo "try: curl -s -H 'authorization: Bearer $admin' http://127.0.0.1:18081/v1/admin/cluster"
     ;;
 stop)
-    for i in 1 2 3; do
-        if [[ -f "$dir/zaiko$i/pid" ]]; then kill "$(cat "$dir/zaiko$i/pid")" 2>/dev/null || true; fi
-    done
-    for i in 1 2 3; do
-        if [[ -f "$dir/zaiko$i/pid" ]]; then
-            while kill -0 "$(cat "$dir/zaiko$i/pid")" 2>/dev/null; do sleep 0.1; done
-            rm -f "$dir/zaiko$i/pid"
-        fi
-    done
-    for i in 1 2 3; do
-        if [[ -f "$dir/nats$i/pid" ]]; then kill "$(cat "$dir/nats$i/pid")" 2>/dev/null || true; fi
-    done
-    for i in 1 2 3; do
-        if [[ -f "$dir/nats$i/pid" ]]; then
-            while kill -0 "$(cat "$dir/nats$i/pid")" 2>/dev/null; do sleep 0.1; done
-            rm -f "$dir/nats$i/pid"
-        fi
-    done
+    # The zaiko nodes first (cleanly: they release their leases), then the nats-servers.
+    stop_all zaiko
+    stop_all nats
     echo "stopped (data kept in $dir)"
     ;;
 status)
