@@ -29,7 +29,7 @@ pub enum BenchCommand {
 }
 
 /// Which server to measure.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct TargetArgs {
     /// URL of a running server, e.g. http://127.0.0.1:8080.
     #[arg(long, conflicts_with = "spawn", required_unless_present = "spawn")]
@@ -60,6 +60,26 @@ pub struct TargetArgs {
     /// Keep the spawned server's data dir.
     #[arg(long)]
     pub keep_data: bool,
+}
+
+/// What a result file records of the token: that there was one.
+const REDACTED: &str = "<redacted>";
+
+/// The settings go into every result file: without the admin token.
+impl std::fmt::Debug for TargetArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetArgs")
+            .field("url", &self.url)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| REDACTED))
+            .field("server_pid", &self.server_pid)
+            .field("spawn", &self.spawn)
+            .field("server_bin", &self.server_bin)
+            .field("data_root", &self.data_root)
+            .field("serve_args", &self.serve_args)
+            .field("serve_env", &self.serve_env)
+            .field("keep_data", &self.keep_data)
+            .finish()
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -213,7 +233,7 @@ pub struct IntegrationsArgs {
     pub data_root: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct FailoverArgs {
     /// A node of the cluster as URL=PID (repeat; at least two), e.g.
     /// http://127.0.0.1:18081=4242. The owner of the brand's partition is killed by
@@ -235,4 +255,44 @@ pub struct FailoverArgs {
     /// JSON result file [default: target/zaiko-bench/failover-<unix time>.json].
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for FailoverArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailoverArgs")
+            .field("nodes", &self.nodes)
+            .field("admin_token", &REDACTED)
+            .field("writers", &self.writers)
+            .field("before_s", &self.before_s)
+            .field("after_s", &self.after_s)
+            .field("out", &self.out)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: BenchCommand,
+    }
+
+    #[test]
+    fn the_settings_a_result_file_records_leave_the_admin_token_out() {
+        for argv in [
+            vec!["zaiko-bench", "load", "--url", "http://127.0.0.1:1", "--admin-token", "secret-token-0123456789"],
+            vec!["zaiko-bench", "failover", "--node", "http://a:1=1", "--node", "http://b:2=2", "--admin-token", "secret-token-0123456789"],
+        ] {
+            let settings = match Cli::parse_from(argv).command {
+                BenchCommand::Load(a) => format!("{a:?}"),
+                BenchCommand::Failover(a) => format!("{a:?}"),
+                _ => unreachable!(),
+            };
+            assert!(!settings.contains("secret-token") && settings.contains(REDACTED), "{settings}");
+        }
+    }
 }
