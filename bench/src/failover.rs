@@ -331,6 +331,12 @@ fn write(
                     acks.push(Ack { lsn: r.lsn.context("a write's answer has no X-Zaiko-Lsn")?, at: Instant::now(), sent_after_kill });
                     break;
                 }
+                // No answer, a partition moving, or the same key still running where
+                // an earlier attempt went: the same change again.
+                409 if r.body["code"] == "idempotency_in_progress" => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 0 | 503 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(10));
