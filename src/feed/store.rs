@@ -303,7 +303,7 @@ impl Store {
     /// its WAL at checkpoints only). The journal stream keeps every entry and the store
     /// resumes after its last commit that reached the disk, so a commit lost to a power
     /// cut is read again from the stream — the same events, seqs and ids; a transaction
-    /// is still all or nothing. One fsync per batch was most of a busy node's feed time.
+    /// is still all or nothing. One fsync per batch was close to half a busy node's feed time.
     pub fn relax_durability(&self) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         Ok(())
