@@ -94,7 +94,6 @@ struct Ack {
 struct Feed {
     /// LSN → when the reader first held an event of it.
     seen: BTreeMap<u64, Instant>,
-    events: u64,
     duplicates: u64,
     seq_gaps: u64,
     last_seq: u64,
@@ -284,18 +283,10 @@ fn sku(i: usize) -> String {
 fn owner_of(c: &Cluster, brand: &str) -> anyhow::Result<usize> {
     let view = c.call(&c.nodes[0].0, "GET", "/v1/admin/cluster", &c.admin, None, None);
     ensure!(view.status == 200, "GET /v1/admin/cluster: {} {}", view.status, view.body);
-    let partitions = view.body["partitions"].as_array().context("cluster view has no partitions")?;
-    let count = partitions.iter().filter(|p| p["id"] != "registry").count() as u32;
-    let p = zaiko::cluster::engine::partition_of(brand, count).to_string();
-    let advertise = partitions
-        .iter()
-        .find(|v| v["id"].as_str() == Some(p.as_str()))
-        .and_then(|v| v["owner"]["advertise"].as_str())
-        .with_context(|| format!("partition {p} has no owner"))?
-        .trim_end_matches('/');
+    let advertise = super::fixture::owner_in_view(&view.body, brand)?;
     match c.nodes.iter().position(|(url, _)| url == advertise) {
         Some(i) => Ok(i),
-        None => bail!("partition {p} is owned by {advertise}, which is not among --node"),
+        None => bail!("brand {brand} is owned by {advertise}, which is not among --node"),
     }
 }
 
@@ -385,7 +376,6 @@ fn read_feed(c: &Cluster, reader: usize, brand: &str, token: &str, feed: &Mutex<
                     f.seq_gaps += 1;
                 }
                 f.last_seq = seq;
-                f.events += 1;
                 if let Some(lsn) = event_lsn(&id) {
                     f.seen.entry(lsn).or_insert(now);
                 }

@@ -148,25 +148,31 @@ pub async fn create_brands(addr: &str, admin: &str, spec: &FixtureSpec) -> anyho
 pub async fn route_to_owners(fx: &mut Fixture, others: &[String]) -> anyhow::Result<()> {
     let body = expect_status("GET /v1/admin/cluster", call(&fx.addr, "GET", "/v1/admin/cluster", &fx.admin_token, None).await?, &[200])?;
     let view: serde_json::Value = serde_json::from_slice(&body).context("cluster view")?;
-    let partitions = view["partitions"].as_array().context("cluster view has no partitions")?;
-    // The registry is a partition of its own, not a brand's.
-    let brand_partitions = partitions.iter().filter(|p| p["id"] != "registry").count() as u32;
-    anyhow::ensure!(brand_partitions > 0, "{} is not a cluster node (no partitions in its view)", fx.addr);
     let mut nodes = vec![fx.addr.clone()];
     nodes.extend(others.iter().map(|u| u.trim_end_matches('/').trim_start_matches("http://").to_string()));
     for b in &fx.brands {
-        let p = zaiko::cluster::engine::partition_of(&b.id, brand_partitions);
-        let owner = partitions
-            .iter()
-            .find(|v| v["id"].as_str() == Some(p.to_string().as_str()))
-            .and_then(|v| v["owner"]["advertise"].as_str())
-            .with_context(|| format!("partition {p} of brand {} has no owner now", b.id))?;
-        let owner = owner.trim_end_matches('/').trim_start_matches("http://").to_string();
+        let owner = owner_in_view(&view, &b.id)?.trim_start_matches("http://").to_string();
         anyhow::ensure!(nodes.contains(&owner), "brand {} is owned by {owner}, which is not among --url and --route-url", b.id);
         fx.routes.owners.insert(b.id.clone(), owner);
     }
     fx.routes.nodes = nodes;
     Ok(())
+}
+
+/// The advertised URL (no trailing `/`) of the node that owns `brand`'s partition in a
+/// cluster view (`GET /v1/admin/cluster`).
+pub fn owner_in_view<'v>(view: &'v serde_json::Value, brand: &str) -> anyhow::Result<&'v str> {
+    let partitions = view["partitions"].as_array().context("cluster view has no partitions")?;
+    // The registry is a partition of its own, not a brand's.
+    let brand_partitions = partitions.iter().filter(|p| p["id"] != "registry").count() as u32;
+    anyhow::ensure!(brand_partitions > 0, "not a cluster node's view (no brand partitions)");
+    let p = zaiko::cluster::engine::partition_of(brand, brand_partitions).to_string();
+    let owner = partitions
+        .iter()
+        .find(|v| v["id"].as_str() == Some(p.as_str()))
+        .and_then(|v| v["owner"]["advertise"].as_str())
+        .with_context(|| format!("partition {p} of brand {brand} has no owner now"))?;
+    Ok(owner.trim_end_matches('/'))
 }
 
 /// Creates every SKU with `PUT /v1/brands/{b}/skus/{sku}`.

@@ -101,23 +101,23 @@ impl NatsServer {
 
     /// A stream's `(last sequence, messages)` as this server holds it.
     pub fn stream_state(&self, stream: &str) -> Option<(u64, u64)> {
+        let s = self.stream_detail(stream)?;
+        Some((s["state"]["last_seq"].as_u64()?, s["state"]["messages"].as_u64()?))
+    }
+
+    /// The stream's leader this server sees, if any.
+    pub fn stream_leader(&self, stream: &str) -> Option<String> {
+        self.stream_detail(stream)?["cluster"]["leader"].as_str().map(str::to_string)
+    }
+
+    /// What this server's `/jsz` says of a stream.
+    fn stream_detail(&self, stream: &str) -> Option<serde_json::Value> {
         let v = self.monitor("/jsz?streams=true")?;
         v["account_details"]
             .as_array()?
             .iter()
             .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
             .find(|s| s["name"] == stream)
-            .and_then(|s| Some((s["state"]["last_seq"].as_u64()?, s["state"]["messages"].as_u64()?)))
-    }
-
-    /// The stream's leader this server sees, if any.
-    pub fn stream_leader(&self, stream: &str) -> Option<String> {
-        let v = self.monitor("/jsz?streams=true")?;
-        v["account_details"]
-            .as_array()?
-            .iter()
-            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-            .find_map(|s| (s["name"] == stream).then(|| s["cluster"]["leader"].as_str().map(str::to_string)).flatten())
     }
 }
 
