@@ -711,7 +711,7 @@ async fn start_cluster_services(
     use crate::cluster::node::{Node, NodeConfig};
     use crate::cluster::plog::PlogLimits;
     let clock: SharedClock = match cfg.manual_clock {
-        Some(_) => anyhow::bail!("--manual-clock is not available in cluster mode"),
+        Some(t) => Arc::new(ManualClock::new(t)),
         None => Arc::new(SystemClock),
     };
     let locations = Arc::new(ArcSwap::from_pointee(std::collections::BTreeMap::new()));
@@ -767,6 +767,7 @@ async fn start_cluster_services(
             queue_bytes_max: cfg.journal.queue_bytes_max,
         },
         scratch_dir: cfg.data_dir.join("cluster-snapshots"),
+        feed_retention: std::time::Duration::from_millis(cfg.integration.retention.max_age_ms.max(0) as u64),
     };
     let engine_cfg = cluster.engine.clone();
     let node = runtime

@@ -237,7 +237,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ZAIKO_SEARCH_SYNONYMS")]
     pub search_synonyms: Option<PathBuf>,
     /// Test hook: run on a clock that only moves through `POST /v1/admin/clock`,
-    /// starting at this RFC 3339 time.
+    /// starting at this RFC 3339 time. In cluster mode each node has its own (the
+    /// records' times and the feed's retention; leases and heartbeats keep real time):
+    /// a test moves every node's.
     #[arg(long, env = "ZAIKO_MANUAL_CLOCK", hide = true)]
     pub manual_clock: Option<String>,
     /// Test hook: fail the fsync after this many successful ones.
@@ -462,9 +464,6 @@ impl ServeArgs {
             }
             if self.demo {
                 return Err("--demo runs on a single node; start it without --cluster".into());
-            }
-            if self.manual_clock.is_some() {
-                return Err("--manual-clock is not available in cluster mode".into());
             }
         }
         let manual_clock = match &self.manual_clock {

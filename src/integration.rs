@@ -156,8 +156,8 @@ pub fn start_cluster(
 ) -> anyhow::Result<ClusterIntegrations> {
     use crate::cluster::imports::{Resumer, Uploads};
     let feed_cfg = FeedConfig { path: data_dir.join("feed.sqlite"), retention: cfg.retention, prune_interval: FEED_PRUNE_INTERVAL };
-    let feed =
-        Feed::start_cluster(feed_cfg, node.engine.journal.clone(), runtime.clone(), clock).context("cannot start the change feed")?;
+    let feed = Feed::start_cluster(feed_cfg, node.engine.journal.clone(), runtime.clone(), clock, Some(node.purger.checkpoints.clone()))
+        .context("cannot start the change feed")?;
     let handover = crate::cluster::webhooks::KvHandover { node: node.clone(), kv: node.engine.webhooks.clone() };
     let webhooks = Webhooks::start(webhook_config(data_dir, cfg), feed.clone(), Some(std::sync::Arc::new(handover)))
         .context("cannot start webhook delivery")?;

@@ -28,6 +28,7 @@ pub mod lease;
 pub mod node;
 pub mod placement;
 pub mod plog;
+pub mod purge;
 pub mod snapshots;
 pub mod status;
 pub mod webhooks;

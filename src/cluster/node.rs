@@ -46,6 +46,9 @@ pub struct NodeConfig {
     /// Where partition snapshots are written and read on their way to and from the
     /// object store (`<data-dir>/cluster-snapshots`).
     pub scratch_dir: std::path::PathBuf,
+    /// The change feed's retention by age: the journal is purged only below it
+    /// (`cluster::purge`).
+    pub feed_retention: Duration,
 }
 
 /// A partition's owner as this node last saw its lease.
@@ -105,6 +108,8 @@ pub struct Node {
     pub engine: Engine,
     /// The partition snapshots (`cluster::snapshots`).
     pub snapshots: super::snapshots::Snapshots,
+    /// The journal's purges after snapshots and the feed's checkpoints (`cluster::purge`).
+    pub purger: super::purge::Purger,
     view: Arc<ArcSwap<ClusterView>>,
     /// The registry journal's stream sequence this node has applied (`u64::MAX` while
     /// it owns the registry: its own state is the newest).
@@ -269,10 +274,13 @@ impl Node {
     /// Starts the controller on the current (cluster) runtime.
     pub fn start(cfg: NodeConfig, engine: Engine, host: Arc<dyn Host>) -> Node {
         let snapshots = super::snapshots::Snapshots::new(engine.snapshots.clone(), engine.journal.clone(), cfg.scratch_dir.clone());
+        let checkpoints = super::purge::Checkpoints { kv: engine.cluster.clone(), objects: engine.snapshots.clone() };
+        let purger = super::purge::Purger::new(checkpoints, engine.journal.clone(), snapshots.clone(), cfg.feed_retention);
         let node = Node {
             cfg: Arc::new(cfg),
             engine,
             snapshots,
+            purger,
             view: Arc::default(),
             registry_seq: Arc::new(tokio::sync::watch::channel(0).0),
             registry_ready: Arc::default(),

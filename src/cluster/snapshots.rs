@@ -122,6 +122,16 @@ impl Snapshots {
         Ok(out)
     }
 
+    /// Each partition's oldest kept snapshot's sequence: the journal below it is no
+    /// longer needed to start the partition (`cluster::purge`).
+    pub async fn oldest_seqs(&self) -> Result<std::collections::HashMap<PartitionId, u64>, String> {
+        let mut oldest = std::collections::HashMap::new();
+        for (p, s) in self.listed().await? {
+            oldest.entry(p).or_insert(s.seq);
+        }
+        Ok(oldest)
+    }
+
     /// The newest snapshot of `p` that loads and checks, as a starting point for
     /// following it; `None` when it has none. A damaged one is logged and skipped.
     pub async fn newest(&self, p: PartitionId) -> Result<Option<Followed>, String> {
@@ -290,6 +300,7 @@ pub fn schedule(
             let view = node.view();
             let mine = view.partitions.iter().filter(|p| p.owner.as_ref().is_some_and(|o| o.node == node.cfg.node_id));
             let mut failed = None;
+            let mut stored = Vec::new();
             for p in mine {
                 let (done_lsn, at) = last.get(&p.id).copied().unwrap_or((0, std::time::Instant::now()));
                 let new_records = p.lsn.saturating_sub(done_lsn);
@@ -304,9 +315,15 @@ pub fn schedule(
                     Ok(s) => {
                         tracing::info!(partition = %p.id, seq = s.seq, lsn = s.lsn, "partition snapshot stored");
                         last.insert(p.id.clone(), (s.lsn, std::time::Instant::now()));
+                        if let PartitionId::Brand(n) = partition {
+                            stored.push(n);
+                        }
                     }
                     Err(e) => failed = Some(format!("partition {}: {e}", p.id)),
                 }
+            }
+            if !stored.is_empty() {
+                node.purger.spawn_pass(stored, clock.now());
             }
             match failed {
                 Some(e) => {

@@ -28,13 +28,16 @@ use async_nats::jetstream::stream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::seed::FeedSeed;
 use super::store::{Batch, HookChange, SourcePosition, Store, StoreError};
 use super::tailer::{collect_record, FEED_BATCH_EVENTS_MAX, FEED_BATCH_RECORDS_MAX};
 use super::{FeedConfig, Inner};
 use crate::clock::SharedClock;
 use crate::cluster::entry::{self, Replay, Verdict};
 use crate::cluster::plog;
+use crate::cluster::purge::Checkpoints;
 use crate::domain::event::{self, WalRecord};
+use crate::domain::Timestamp;
 use crate::health::{Backoff, WorkerHealth};
 use crate::journal::history::History;
 
@@ -61,6 +64,8 @@ pub(super) struct Source {
     tx: mpsc::Sender<Batch>,
     inner: Arc<Inner>,
     health: WorkerHealth,
+    /// Where a partition's feed starts again after its journal was purged.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl Source {
@@ -70,10 +75,11 @@ impl Source {
         covered_seq: u64,
         tx: mpsc::Sender<Batch>,
         inner: Arc<Inner>,
+        checkpoints: Option<Checkpoints>,
     ) -> Source {
         let rules = positions.iter().map(|p| (p.partition, Replay::resume(p.epoch, p.next_lsn, p.last_seq))).collect();
         let health = crate::health::global().worker(crate::health::Worker::Feed);
-        Source { stream, rules, next_seq: covered_seq + 1, tx, inner, health }
+        Source { stream, rules, next_seq: covered_seq + 1, tx, inner, health, checkpoints }
     }
 
     /// Reads until the store thread is gone.
@@ -106,7 +112,13 @@ impl Source {
                 if seq < self.next_seq {
                     continue;
                 }
-                records += self.read(&mut batch, seq, msg.subject.as_str(), &msg.payload);
+                let partition = partition_of_subject(msg.subject.as_str()).filter(|p| !self.inner.stopped_partitions.lock().contains(p));
+                if let Some(partition) = partition {
+                    match self.take(&mut batch, seq, partition, &msg.payload).await {
+                        Some(n) => records += n,
+                        None => return,
+                    }
+                }
                 self.next_seq = seq + 1;
                 batch.last_lsn = seq;
                 unsent = true;
@@ -130,55 +142,134 @@ impl Source {
         Batch { last_lsn: self.next_seq - 1, ..Batch::default() }
     }
 
-    /// Adds what the entry at `seq` means for the feed to `batch`; returns the records
-    /// it applied. An entry is taken whole or not at all.
-    fn read(&mut self, batch: &mut Batch, seq: u64, subject: &str, bytes: &[u8]) -> usize {
-        let Some(partition) = partition_of_subject(subject) else { return 0 };
-        if self.inner.stopped_partitions.lock().contains(&partition) {
-            return 0;
-        }
+    /// Adds what the entry at `seq` of `partition` means for the feed to `batch`;
+    /// returns the records it applied. An entry is taken whole or not at all; `Err`
+    /// when the partition's rule refuses it (the caller decides what follows).
+    fn read(&mut self, batch: &mut Batch, seq: u64, partition: u32, bytes: &[u8]) -> Result<usize, String> {
         let rule = self.rules.entry(partition).or_default();
-        let mut taken = Batch::default();
-        let verdict = entry::decode(bytes).map_err(|d| d.to_string()).and_then(|e| match rule.judge(seq, &e.header) {
-            Ok(Verdict::Apply) => {
-                let mut imports = Vec::new();
-                for (lsn, payload) in &e.records {
-                    match event::decode(payload) {
-                        Ok(WalRecord::Brand(rec)) => collect_record(&mut taken, &mut imports, &rec, *lsn),
-                        Ok(WalRecord::Registry(_)) => {}
-                        Err(detail) => return Err(format!("record {lsn} cannot be decoded: {detail}")),
-                    }
-                }
-                Ok(e.records.len())
+        if seq <= rule.last_seq {
+            // Folded into the checkpoint the partition's feed started from again.
+            return Ok(0);
+        }
+        let fed = judge_entry(rule, seq, bytes)?;
+        *rule = fed.rule;
+        let position = SourcePosition { partition, epoch: rule.epoch, next_lsn: rule.next_lsn, last_seq: rule.last_seq };
+        match batch.sources.iter_mut().find(|s| s.partition == partition) {
+            Some(s) => *s = position,
+            None => batch.sources.push(position),
+        }
+        let mut taken = fed.batch;
+        let offset = batch.events.len();
+        for mut hook in taken.hooks {
+            if let HookChange::Created { position, .. } = &mut hook {
+                *position += offset;
             }
-            Ok(_) => Ok(0),
-            Err(e) => Err(e.detail),
-        });
-        match verdict {
-            Ok(n) => {
-                let position = SourcePosition { partition, epoch: rule.epoch, next_lsn: rule.next_lsn, last_seq: rule.last_seq };
-                match batch.sources.iter_mut().find(|s| s.partition == partition) {
-                    Some(s) => *s = position,
-                    None => batch.sources.push(position),
-                }
-                let offset = batch.events.len();
-                for mut hook in taken.hooks {
-                    if let HookChange::Created { position, .. } = &mut hook {
-                        *position += offset;
-                    }
-                    batch.hooks.push(hook);
-                }
-                batch.events.append(&mut taken.events);
-                n
-            }
+            batch.hooks.push(hook);
+        }
+        batch.events.append(&mut taken.events);
+        Ok(fed.records)
+    }
+
+    /// Reads the entry at `seq` into `batch`. An entry the rule refuses is most often the
+    /// first one after a purge of the partition's journal below a checkpoint this feed
+    /// has not reached (a new node, or one down longer than the retention): the feed of
+    /// the partition starts again at the checkpoint (after `batch`, which is sent
+    /// first) and the entry is read again. Otherwise the partition's feed stops.
+    /// Returns the records applied, or `None` when the store thread is gone.
+    async fn take(&mut self, batch: &mut Batch, seq: u64, partition: u32, bytes: &[u8]) -> Option<usize> {
+        let detail = match self.read(batch, seq, partition, bytes) {
+            Ok(n) => return Some(n),
+            Err(detail) => detail,
+        };
+        let behind = self.rules.get(&partition).map_or(0, |r| r.last_seq);
+        let Some(seed) = self.checkpoint_past(partition, behind).await else {
+            self.stop(partition, seq, &detail);
+            return Some(0);
+        };
+        tracing::info!(
+            partition,
+            from_seq = behind,
+            checkpoint_seq = seed.last_seq,
+            "the partition's journal was purged past this feed; its feed starts again at the checkpoint"
+        );
+        self.rules.insert(partition, seed.rule());
+        let unsent = std::mem::replace(batch, self.new_batch());
+        if self.tx.send(unsent).await.is_err() {
+            return None;
+        }
+        let seeded = Batch { seeds: vec![seed], ..self.new_batch() };
+        if self.tx.send(seeded).await.is_err() {
+            return None;
+        }
+        match self.read(batch, seq, partition, bytes) {
+            Ok(n) => Some(n),
             Err(detail) => {
-                self.inner.stopped_partitions.lock().insert(partition);
-                self.health.failed(format!("partition {partition}'s journal cannot be read at stream sequence {seq}: {detail}"));
-                tracing::error!(partition, seq, detail, "the feed of this partition stopped: its journal cannot be applied");
-                0
+                self.stop(partition, seq, &detail);
+                Some(0)
             }
         }
     }
+
+    /// The partition's checkpoint, when there is one past `behind`; retried (with the
+    /// feed's health failed) until the cluster answers.
+    async fn checkpoint_past(&self, partition: u32, behind: u64) -> Option<FeedSeed> {
+        let checkpoints = self.checkpoints.as_ref()?;
+        let mut backoff = Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
+        loop {
+            match checkpoints.current(partition).await {
+                Ok(found) => return found.map(|(seed, _)| seed).filter(|s| s.last_seq > behind),
+                Err(e) => {
+                    let attempts = self.health.failed(format!("cannot read partition {partition}'s feed checkpoint: {e}"));
+                    tracing::warn!(partition, error = %e, attempts, "cannot read the partition's feed checkpoint; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Stops the partition's feed, loudly: its readers get 503 and `/readyz` says so.
+    fn stop(&self, partition: u32, seq: u64, detail: &str) {
+        self.inner.stopped_partitions.lock().insert(partition);
+        self.health.failed(format!("partition {partition}'s journal cannot be read at stream sequence {seq}: {detail}"));
+        tracing::error!(partition, seq, detail, "the feed of this partition stopped: its journal cannot be applied");
+    }
+}
+
+/// What one entry of a partition's journal gives the feed.
+pub struct EntryFeed {
+    /// The partition's rule after the entry.
+    pub rule: Replay,
+    /// Its events and subscription changes (no sources, no `last_lsn`).
+    pub batch: Batch,
+    /// The records applied (0 for an entry the rule ignores).
+    pub records: usize,
+    /// The time of its newest record applied.
+    pub newest_at: Option<Timestamp>,
+}
+
+/// Judges the entry at `seq` by `rule` (left as it is) and collects what it gives the
+/// feed: the one reading of an entry for the feed and for its checkpoints. `Err` when
+/// the entry cannot be decoded or the rule refuses it.
+pub fn judge_entry(rule: &Replay, seq: u64, bytes: &[u8]) -> Result<EntryFeed, String> {
+    let mut rule = rule.clone();
+    let e = entry::decode(bytes).map_err(|d| d.to_string())?;
+    let mut out = EntryFeed { rule: Replay::new(), batch: Batch::default(), records: 0, newest_at: None };
+    if rule.judge(seq, &e.header).map_err(|e| e.detail)? == Verdict::Apply {
+        let mut imports = Vec::new();
+        for (lsn, payload) in &e.records {
+            match event::decode(payload) {
+                Ok(WalRecord::Brand(rec)) => {
+                    out.newest_at = out.newest_at.max(Some(rec.at));
+                    collect_record(&mut out.batch, &mut imports, &rec, *lsn);
+                }
+                Ok(WalRecord::Registry(_)) => {}
+                Err(detail) => return Err(format!("record {lsn} cannot be decoded: {detail}")),
+            }
+        }
+        out.records = e.records.len();
+    }
+    out.rule = rule;
+    Ok(out)
 }
 
 /// The store thread: commits each batch (retrying the same batch after a store error,
@@ -222,8 +313,10 @@ impl Writer {
     fn commit(&mut self, batch: &Batch, health: &WorkerHealth) {
         let mut backoff = Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
         loop {
-            // A commit whose answer was lost may have landed: the store says.
-            if self.store.covered_lsn() >= batch.last_lsn {
+            // A commit whose answer was lost may have landed: the store says. (A
+            // checkpoint does not move the covered sequence; applying it twice changes
+            // nothing.)
+            if self.store.covered_lsn() >= batch.last_lsn && batch.seeds.is_empty() {
                 return;
             }
             match self.store.commit(batch) {

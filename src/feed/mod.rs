@@ -2,6 +2,8 @@
 //!
 //! * [`render`] — the feed form (type, key, `data`) of each event; no personal data.
 //! * [`store`] — `feed.sqlite`: events by (brand, seq), retention, the covered LSN.
+//! * [`seed`] — cluster mode: a partition's feed at one entry (a checkpoint), where the
+//!   feed of a node behind a purge of the journal starts again.
 //! * [`history`] — one SKU's stock changes, read from the store (its own route).
 //! * [`tailer`] — the feed thread: follows the journal up to its durable LSN (the WAL
 //!   is the queue), writes each run of records in one transaction, wakes waiters.
@@ -22,6 +24,7 @@
 pub mod cluster;
 pub mod history;
 pub mod render;
+pub mod seed;
 pub mod store;
 mod tailer;
 
@@ -245,6 +248,7 @@ impl Feed {
         stream: async_nats::jetstream::stream::Stream,
         runtime: tokio::runtime::Handle,
         clock: SharedClock,
+        checkpoints: Option<crate::cluster::purge::Checkpoints>,
     ) -> Result<Feed, StoreError> {
         let history = cluster::stream_history(&stream);
         let store = store::Store::open(&cfg.path, cfg.retention, &history, &[])?;
@@ -253,7 +257,7 @@ impl Feed {
         let covered = store.covered_lsn();
         let inner = Inner::new(cfg.path.clone(), history, covered);
         let (tx, rx) = tokio::sync::mpsc::channel(cluster::BATCHES_IN_FLIGHT);
-        let source = cluster::Source::new(stream, &positions, covered, tx, inner.clone());
+        let source = cluster::Source::new(stream, &positions, covered, tx, inner.clone(), checkpoints);
         let writer = cluster::Writer { cfg, store, rx, runtime: runtime.clone(), clock, inner: inner.clone() };
         std::thread::Builder::new().name("zaiko-feed".into()).spawn(move || writer.run())?;
         runtime.spawn(source.run());

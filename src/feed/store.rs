@@ -140,6 +140,9 @@ pub struct Batch {
     pub last_lsn: Lsn,
     /// Cluster mode: where the run leaves each partition it touched.
     pub sources: Vec<SourcePosition>,
+    /// Cluster mode: partitions whose feed starts again at a checkpoint
+    /// (`feed::seed`), written before the events of the batch.
+    pub seeds: Vec<super::seed::FeedSeed>,
 }
 
 /// Where the feed stands in one partition's journal (cluster mode): the replay rule's
@@ -314,9 +317,12 @@ impl Store {
     /// brand rows may be ahead of the disk).
     pub fn commit(&mut self, batch: &Batch) -> Result<Vec<(BrandId, u64)>, StoreError> {
         let started = std::time::Instant::now();
-        let hook_starts = self.hook_start_seqs(batch);
         let tx = self.conn.transaction()?;
         let mut touched: HashMap<BrandId, BrandRow> = HashMap::new();
+        for seed in &batch.seeds {
+            seed_partition(&tx, seed, &self.brands, &mut self.next_brand_no, &mut touched)?;
+        }
+        let hook_starts = hook_start_seqs(batch, |b| touched.get(b).or_else(|| self.brands.get(b)).map_or(0, |r| r.last_seq));
         {
             let mut insert =
                 tx.prepare_cached("INSERT INTO events (id, lsn, at_ms, type, key, body, event) VALUES (?1, ?2, ?3, ?4, ?5, '', ?6)")?;
@@ -363,22 +369,6 @@ impl Store {
         Ok(out)
     }
 
-    /// For each hook change, the brand's last seq at the point of the batch where it was
-    /// made.
-    fn hook_start_seqs(&self, batch: &Batch) -> Vec<u64> {
-        batch
-            .hooks
-            .iter()
-            .map(|h| match h {
-                HookChange::Created { brand, position, .. } => {
-                    let before = self.brands.get(brand).map_or(0, |r| r.last_seq);
-                    before + batch.events[..*position].iter().filter(|e| &e.brand == brand).count() as u64
-                }
-                HookChange::Deleted { .. } => 0,
-            })
-            .collect()
-    }
-
     /// Drops events older than the retention's age, oldest first, per brand. Returns
     /// how many were dropped.
     pub fn prune_by_age(&mut self, now: Timestamp) -> Result<u64, StoreError> {
@@ -405,6 +395,60 @@ impl Store {
         tx.commit()?;
         Ok(dropped)
     }
+}
+
+/// For each hook change of `batch`, the brand's last seq at the point of the batch
+/// where it was made; `last_seq` gives each brand's before the batch.
+pub(super) fn hook_start_seqs(batch: &Batch, last_seq: impl Fn(&BrandId) -> u64) -> Vec<u64> {
+    batch
+        .hooks
+        .iter()
+        .map(|h| match h {
+            HookChange::Created { brand, position, .. } => {
+                last_seq(brand) + batch.events[..*position].iter().filter(|e| &e.brand == brand).count() as u64
+            }
+            HookChange::Deleted { .. } => 0,
+        })
+        .collect()
+}
+
+/// Starts a partition's feed again at a checkpoint: each of its brands at the
+/// checkpoint's seq, with every event up to it counted as dropped by the retention
+/// (the stream no longer holds them, and every other node dropped them by age before
+/// the checkpoint was made); its subscriptions replaced by the checkpoint's; its
+/// source position set. A brand already at or past the checkpoint is left alone, so
+/// that applying a checkpoint twice changes nothing.
+fn seed_partition(
+    tx: &Transaction<'_>,
+    seed: &super::seed::FeedSeed,
+    known: &HashMap<BrandId, BrandRow>,
+    next_brand_no: &mut i64,
+    touched: &mut HashMap<BrandId, BrandRow>,
+) -> Result<(), StoreError> {
+    let mut advanced = std::collections::HashSet::new();
+    for (brand, &seq) in &seed.brands {
+        let mut row = touched.get(brand).or_else(|| known.get(brand)).copied().unwrap_or_else(|| {
+            *next_brand_no += 1;
+            BrandRow { no: *next_brand_no - 1, last_seq: 0, pruned_through: 0 }
+        });
+        if row.last_seq >= seq {
+            continue;
+        }
+        tx.execute("DELETE FROM events WHERE id > ?1 AND id <= ?2", params![row_id(row.no, 0), row_id(row.no, row.last_seq)])?;
+        row.last_seq = seq;
+        row.pruned_through = seq;
+        save_brand(tx, brand, &row)?;
+        touched.insert(brand.clone(), row);
+        tx.execute("DELETE FROM webhooks WHERE brand = ?1", [brand.as_str()])?;
+        advanced.insert(brand);
+    }
+    for hook in seed.webhooks.values().filter(|h| advanced.contains(&h.brand)) {
+        insert_webhook(tx, &hook.brand, &hook.webhook, hook.created_lsn, hook.start_seq)?;
+    }
+    let s = seed.position();
+    tx.prepare_cached("INSERT OR REPLACE INTO sources (partition, epoch, next_lsn, last_seq) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![s.partition, s.epoch as i64, s.next_lsn as i64, s.last_seq as i64])?;
+    Ok(())
 }
 
 /// The seq through which the brand's oldest events are all older than `cutoff`,

@@ -14,6 +14,7 @@ mod failover;
 mod feed;
 mod imports;
 mod journal;
+mod purge;
 mod rebalance;
 mod search;
 mod snapshots;

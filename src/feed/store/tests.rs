@@ -26,15 +26,20 @@ fn seqs_are_per_brand_dense_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    let batch =
-        Batch { events: vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y"), ev("a", 3, 0, "z")], hooks: vec![], last_lsn: 4, sources: vec![] };
+    let batch = Batch {
+        events: vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y"), ev("a", 3, 0, "z")],
+        hooks: vec![],
+        last_lsn: 4,
+        sources: vec![],
+        seeds: vec![],
+    };
     let touched = s.commit(&batch).unwrap();
     assert_eq!(touched.len(), 2);
     assert_eq!(s.covered_lsn(), 4);
     drop(s);
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 4, "the covered lsn is committed with the events");
-    s.commit(&Batch { events: vec![ev("a", 5, 0, "w")], hooks: vec![], last_lsn: 5, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 5, 0, "w")], hooks: vec![], last_lsn: 5, sources: vec![], seeds: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (pos, a) = seqs(&mut r, "a", 0);
     assert_eq!(a, vec![1, 2, 3]);
@@ -56,7 +61,7 @@ fn the_count_retention_drops_the_oldest_in_the_same_transaction() {
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, Retention { max_age_ms: i64::MAX / 2, max_events_per_brand: 3 }, &first(), &[]).unwrap();
     let events = (1..=5).map(|i| ev("a", i, 0, "x")).collect();
-    s.commit(&Batch { events, hooks: vec![], last_lsn: 5, sources: vec![] }).unwrap();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: 5, sources: vec![], seeds: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (pos, got) = seqs(&mut r, "a", 0);
     assert_eq!(pos.pruned_through, 2);
@@ -71,7 +76,7 @@ fn the_age_retention_drops_a_prefix_of_old_events() {
     let mut events: Vec<NewEvent> = (1..=2500).map(|i| ev("a", i, 0, "x")).collect();
     events.push(ev("a", 2501, 1000, "new"));
     events.push(ev("b", 2502, 1000, "new"));
-    s.commit(&Batch { events, hooks: vec![], last_lsn: 2502, sources: vec![] }).unwrap();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: 2502, sources: vec![], seeds: vec![] }).unwrap();
     assert_eq!(s.prune_by_age(Timestamp(1050)).unwrap(), 2500);
     let mut r = open_reader(&path).unwrap();
     let (pos, got) = seqs(&mut r, "a", 0);
@@ -94,15 +99,16 @@ fn webhook_rows_follow_their_records() {
         secret: "whsec_AAAA".into(),
         created_at: Timestamp(0),
     };
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![], seeds: vec![] }).unwrap();
     // Created after the second of three events of its brand in the batch.
     let created = HookChange::Created { brand: BrandId::parse("a").unwrap(), webhook: Box::new(w), lsn: 7, position: 3 };
     let events = vec![ev("a", 5, 0, "x"), ev("b", 6, 0, "x"), ev("a", 6, 0, "x"), ev("a", 8, 0, "x")];
-    s.commit(&Batch { events, hooks: vec![created], last_lsn: 8, sources: vec![] }).unwrap();
+    s.commit(&Batch { events, hooks: vec![created], last_lsn: 8, sources: vec![], seeds: vec![] }).unwrap();
     let rows = load_webhooks(&s.conn).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].created_lsn, rows[0].start_seq, rows[0].events.clone()), (7, 3, vec!["stock.changed".to_string()]));
-    s.commit(&Batch { events: vec![], hooks: vec![HookChange::Deleted { id: "wh1".into() }], last_lsn: 9, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![], hooks: vec![HookChange::Deleted { id: "wh1".into() }], last_lsn: 9, sources: vec![], seeds: vec![] })
+        .unwrap();
     assert!(load_webhooks(&s.conn).unwrap().is_empty());
 }
 
@@ -125,7 +131,7 @@ fn a_stored_event_reads_back_as_the_json_rendered_from_it() {
     };
     let brand = BrandId::parse("a").unwrap();
     let new = NewEvent::of(&brand, 7, 2, Timestamp(1_700_000_000_123), &changed).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 6, 0, "x"), new], hooks: vec![], last_lsn: 7, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 6, 0, "x"), new], hooks: vec![], last_lsn: 7, sources: vec![], seeds: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (_, evs) = read_after(&mut r, "a", 1, 10).unwrap().unwrap();
     let data = crate::feed::render::data(&changed).unwrap();
@@ -157,7 +163,7 @@ fn a_schema_1_store_is_upgraded_in_place_and_its_json_rows_are_served_as_they_we
     }
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 3);
-    s.commit(&Batch { events: vec![ev("a", 4, 0, "new")], hooks: vec![], last_lsn: 4, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 4, 0, "new")], hooks: vec![], last_lsn: 4, sources: vec![], seeds: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     let (pos, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
     assert_eq!(pos.last_seq, 2);
@@ -175,7 +181,7 @@ fn an_unreadable_event_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![], seeds: vec![] }).unwrap();
     let mut r = open_reader(&path).unwrap();
     s.conn.execute("UPDATE events SET event = x'01ff'", []).unwrap();
     let err = read_after(&mut r, "a", 0, 10).unwrap_err().to_string();
@@ -201,7 +207,7 @@ fn a_store_of_another_history_begins_again_after_the_fork_with_the_subscriptions
         events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y"), ev("a", 3, 0, "z")],
         hooks: vec![],
         last_lsn: 3,
-        sources: vec![],
+        ..Batch::default()
     })
     .unwrap();
     drop(s);
@@ -214,7 +220,7 @@ fn a_store_of_another_history_begins_again_after_the_fork_with_the_subscriptions
     assert!(read_after(&mut r, "a", 0, 10).unwrap().is_none(), "the old history's events are gone");
     let hooks = load_webhooks(&r).unwrap();
     assert_eq!(hooks.iter().map(|h| (h.id.as_str(), h.start_seq, h.created_lsn)).collect::<Vec<_>>(), vec![("wh1", 0, 1)]);
-    s.commit(&Batch { events: vec![ev("a", 2, 0, "other")], hooks: vec![], last_lsn: 2, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 2, 0, "other")], hooks: vec![], last_lsn: 2, sources: vec![], seeds: vec![] }).unwrap();
     let (_, evs) = read_after(&mut r, "a", 0, 10).unwrap().unwrap();
     let body: serde_json::Value = serde_json::from_str(&evs[0].body).unwrap();
     assert_eq!((body["id"].as_str(), body["seq"].as_u64()), (Some(format!("evt_{}_2_0", forked.id).as_str()), Some(1)));
@@ -231,7 +237,7 @@ fn a_store_from_before_histories_is_taken_over_by_a_first_history_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("feed.sqlite");
     let mut s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x")], hooks: vec![], last_lsn: 1, sources: vec![], seeds: vec![] }).unwrap();
     s.conn.execute("DELETE FROM meta WHERE key = 'history'", []).unwrap();
     drop(s);
     let other_first = History { id: HistoryId(2), ..first() };
@@ -258,10 +264,17 @@ fn cluster_positions_are_committed_with_the_events_and_dropped_with_another_stre
     let mut s = Store::open(&path, KEEP_ALL, &stream_a, &[]).unwrap();
     assert!(s.sources().unwrap().is_empty());
     let p3 = SourcePosition { partition: 3, epoch: 2, next_lsn: 4, last_seq: 10 };
-    s.commit(&Batch { events: vec![ev("a", 3, 0, "x")], hooks: vec![], last_lsn: 10, sources: vec![p3] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 3, 0, "x")], hooks: vec![], last_lsn: 10, sources: vec![p3], seeds: vec![] }).unwrap();
     let p3 = SourcePosition { next_lsn: 5, last_seq: 12, ..p3 };
     let p9 = SourcePosition { partition: 9, epoch: 1, next_lsn: 2, last_seq: 11 };
-    s.commit(&Batch { events: vec![ev("b", 1, 0, "y"), ev("a", 4, 0, "z")], hooks: vec![], last_lsn: 12, sources: vec![p9, p3] }).unwrap();
+    s.commit(&Batch {
+        events: vec![ev("b", 1, 0, "y"), ev("a", 4, 0, "z")],
+        hooks: vec![],
+        last_lsn: 12,
+        sources: vec![p9, p3],
+        seeds: vec![],
+    })
+    .unwrap();
     drop(s);
     let s = Store::open(&path, KEEP_ALL, &stream_a, &[]).unwrap();
     assert_eq!(s.covered_lsn(), 12);
@@ -284,10 +297,85 @@ fn a_relaxed_store_syncs_at_checkpoints_only_and_keeps_what_it_committed() {
     assert_eq!(synchronous(&s), 2, "a single node's store syncs every commit (FULL)");
     s.relax_durability().unwrap();
     assert_eq!(synchronous(&s), 1, "a cluster node's store syncs at checkpoints (NORMAL)");
-    s.commit(&Batch { events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y")], hooks: vec![], last_lsn: 2, sources: vec![] }).unwrap();
+    s.commit(&Batch { events: vec![ev("a", 1, 0, "x"), ev("a", 2, 0, "y")], hooks: vec![], last_lsn: 2, sources: vec![], seeds: vec![] })
+        .unwrap();
     drop(s);
     let s = Store::open(&path, KEEP_ALL, &first(), &[]).unwrap();
     assert_eq!(s.covered_lsn(), 2);
     let mut r = open_reader(&path).unwrap();
     assert_eq!(seqs(&mut r, "a", 0).1, vec![1, 2]);
+}
+
+fn hook(id: &str) -> Webhook {
+    Webhook {
+        id: Id::parse(id).unwrap(),
+        url: format!("http://x/{id}"),
+        events: vec!["stock.changed".into()],
+        secret: "whsec_AAAA".into(),
+        created_at: Timestamp(0),
+    }
+}
+
+fn created(brand: &str, id: &str, lsn: Lsn, position: usize) -> HookChange {
+    HookChange::Created { brand: BrandId::parse(brand).unwrap(), webhook: Box::new(hook(id)), lsn, position }
+}
+
+fn last_seqs(s: &Store) -> std::collections::BTreeMap<BrandId, u64> {
+    s.brands.iter().map(|(b, r)| (b.clone(), r.last_seq)).collect()
+}
+
+#[test]
+fn a_checkpoint_counts_as_the_store_does_and_a_store_behind_it_starts_there() {
+    use super::super::seed::FeedSeed;
+    let dir = tempfile::tempdir().unwrap();
+    let batch = |events, hooks, last_lsn| Batch { events, hooks, last_lsn, ..Batch::default() };
+    let early = batch(vec![ev("a", 1, 0, "x"), ev("b", 2, 0, "y")], vec![created("a", "wh1", 1, 1)], 2);
+    let purged = vec![
+        batch(
+            vec![ev("a", 3, 0, "x"), ev("a", 4, 0, "x"), ev("b", 4, 0, "y")],
+            vec![created("b", "wh2", 4, 2), created("a", "wh3", 4, 3)],
+            4,
+        ),
+        batch(vec![ev("c", 5, 0, "z")], vec![HookChange::Deleted { id: "wh1".into() }], 5),
+    ];
+    let later = batch(vec![ev("a", 6, 0, "x"), ev("c", 7, 0, "z")], vec![created("c", "wh4", 7, 1)], 7);
+
+    // A store that read everything, and the checkpoint folded over the same batches.
+    let mut full = Store::open(&dir.path().join("full.sqlite"), KEEP_ALL, &first(), &[]).unwrap();
+    let mut seed = FeedSeed::new(3);
+    for b in std::iter::once(&early).chain(&purged) {
+        full.commit(b).unwrap();
+        seed.apply(b);
+    }
+    assert_eq!(seed.brands, last_seqs(&full), "the checkpoint's seqs against the store's");
+    let hooks: Vec<(String, u64, Lsn)> = seed.webhooks.values().map(|h| (h.webhook.id.to_string(), h.start_seq, h.created_lsn)).collect();
+    let rows: Vec<(String, u64, Lsn)> =
+        load_webhooks(&full.conn).unwrap().into_iter().map(|r| (r.id, r.start_seq, r.created_lsn)).collect();
+    assert_eq!(hooks, rows, "the checkpoint's subscriptions against the store's");
+    seed.last_seq = 5;
+
+    // A store that read only the first batch starts again at the checkpoint; then both
+    // read the same batch and agree.
+    let mut behind = Store::open(&dir.path().join("behind.sqlite"), KEEP_ALL, &first(), &[]).unwrap();
+    behind.commit(&early).unwrap();
+    for _ in 0..2 {
+        // Twice: a checkpoint applied again changes nothing.
+        behind.commit(&Batch { last_lsn: 2, seeds: vec![seed.clone()], ..Batch::default() }).unwrap();
+    }
+    full.commit(&later).unwrap();
+    behind.commit(&later).unwrap();
+    assert_eq!(last_seqs(&behind), last_seqs(&full));
+    assert_eq!(load_webhooks(&behind.conn).unwrap(), load_webhooks(&full.conn).unwrap());
+    for brand in ["a", "b", "c"] {
+        let (pos, got) = seqs(&mut behind.conn, brand, 0);
+        assert_eq!(
+            pos.pruned_through,
+            seed.brands[&BrandId::parse(brand).unwrap()],
+            "{brand}: what the checkpoint holds counts as dropped"
+        );
+        let (_, all) = seqs(&mut full.conn, brand, pos.pruned_through);
+        assert_eq!(got, all, "{brand}: the events after the checkpoint, seq for seq");
+    }
+    assert_eq!(seqs(&mut behind.conn, "a", 0).1, vec![4], "a's events up to the checkpoint (3) are gone, the next one is 4");
+    assert_eq!(behind.sources().unwrap(), vec![seed.position()]);
 }

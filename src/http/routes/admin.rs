@@ -263,6 +263,7 @@ async fn create_snapshot(req: HttpRequest, state: web::Data<AppState>, caller: C
             tracing::error!(error = %e, "cluster snapshot failed");
             Problem::overloaded(format!("the snapshot could not be stored ({e}); partitions before it are stored; retry"))
         })?;
+        node.purger.spawn_pass((0..node.cfg.partitions).collect(), svc.clock.now());
         return Ok(HttpResponse::Created().json(serde_json::json!({ "snapshots": taken })));
     }
     let info = svc.local()?.snapshots.create(svc.clock.now()).await.map_err(|e| {

@@ -38,7 +38,7 @@ fn feed_in(path: &Path, history: &History, lsn: u64, kinds: &[&'static str]) {
             NewEvent::of(&BrandId::parse("b1").unwrap(), lsn + i as u64, 0, Timestamp(0), &ev).unwrap()
         })
         .collect();
-    s.commit(&Batch { events, hooks: vec![], last_lsn: lsn + kinds.len() as u64 - 1, sources: vec![] }).unwrap();
+    s.commit(&Batch { events, hooks: vec![], last_lsn: lsn + kinds.len() as u64 - 1, sources: vec![], seeds: vec![] }).unwrap();
 }
 
 fn b1() -> BrandId {
