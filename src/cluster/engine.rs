@@ -37,6 +37,13 @@ pub const IMPORT_UPLOAD_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long the server remembers a message id, so that a publish retried after a
 /// lost ack is stored once.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Reads of the KV buckets and object stores are direct gets, which any replica may
+/// answer: one a moment behind a write another node just made may not have it yet. A
+/// read that must see such a write (an upload stored by the node that forwarded the
+/// request, a checkpoint named by a purge) looks again for this long before it
+/// concludes the thing is not there.
+pub const READ_VISIBLE_WITHIN: Duration = Duration::from_secs(2);
+pub const READ_RETRY_DELAY: Duration = Duration::from_millis(50);
 /// How long a JetStream API call may take before it counts as failed.
 pub const API_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -215,9 +215,14 @@ impl Source {
     async fn checkpoint_past(&self, partition: u32, behind: u64) -> Option<FeedSeed> {
         let checkpoints = self.checkpoints.as_ref()?;
         let mut backoff = Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
+        let visible_by = Instant::now() + crate::cluster::engine::READ_VISIBLE_WITHIN;
         loop {
             match checkpoints.current(partition).await {
-                Ok(found) => return found.map(|(seed, _)| seed).filter(|s| s.last_seq > behind),
+                Ok(found) => match found.map(|(seed, _)| seed).filter(|s| s.last_seq > behind) {
+                    // A replica a moment behind the purge may answer the read: look again.
+                    None if Instant::now() < visible_by => tokio::time::sleep(crate::cluster::engine::READ_RETRY_DELAY).await,
+                    found => return found,
+                },
                 Err(e) => {
                     let attempts = self.health.failed(format!("cannot read partition {partition}'s feed checkpoint: {e}"));
                     tracing::warn!(partition, error = %e, attempts, "cannot read the partition's feed checkpoint; retrying");

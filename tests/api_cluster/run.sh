@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 skip=(
-  # --manual-clock is single-node only (cluster nodes keep the system clock).
+  # One manual clock: in cluster mode each node has its own, and these tests move the
+  # clock of the node asked (or restart a node, whose manual clock starts again).
   fulfilment::reservations_are_idempotent_by_id_and_expire_on_the_clock
   fulfilment::reservations_shipments_and_expiries_survive_sigkill
   returns::ended_returns_are_purged_with_their_shipment_and_not_before
