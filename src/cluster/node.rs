@@ -262,6 +262,9 @@ struct Controller {
     draining: std::collections::BTreeSet<String>,
     /// When this node last handed a partition over.
     handed_at: Option<Instant>,
+    /// Set when a direct read found a lease newer than the lease watch said: the watch
+    /// is made again.
+    lease_watch_behind: bool,
 }
 
 /// How often the controller looks at everything.
@@ -306,6 +309,7 @@ impl Node {
             live_since: HashMap::new(),
             draining: Default::default(),
             handed_at: None,
+            lease_watch_behind: false,
         };
         let task = tokio::spawn(controller.run(done_rx));
         *node.controller.lock() = Some(task);
@@ -356,6 +360,9 @@ impl Controller {
                     Some(entry) => self.saw_drain(entry),
                     None => drain_watch = self.node.engine.cluster.watch_with_history("drain.*").await.ok(),
                 },
+            }
+            if std::mem::take(&mut self.lease_watch_behind) {
+                lease_watch = self.node.engine.leases.watch_with_history(">").await.ok();
             }
         }
         self.stop_all().await;
@@ -646,7 +653,24 @@ impl Controller {
                 tracing::info!(partition = %p, epoch = owned.cell.epoch(), "now the owner");
                 self.owned.insert(p, owned);
             }
-            Err(e) => tracing::info!(partition = %p, reason = %e, "takeover did not happen"),
+            Err(e) => {
+                tracing::info!(partition = %p, reason = %e, "takeover did not happen");
+                self.reread_lease(p).await;
+            }
+        }
+    }
+
+    /// After a takeover that did not happen: the lease as the bucket has it now. A KV
+    /// watch can fall silent without an error (seen once in the tests, a node started
+    /// while the cluster's streams were being created): a node that only listened to
+    /// it tried the same takeover every tick for minutes, on a view that never moved.
+    async fn reread_lease(&mut self, p: PartitionId) {
+        let Ok((value, revision)) = self.leases.read(&p.lease_key()).await else { return };
+        let seen = self.observed.get(&p).map_or(0, |o| o.revision);
+        if revision > seen {
+            tracing::warn!(partition = %p, seen, revision, "the lease watch is behind the bucket; watching again");
+            self.observed.insert(p, Observed { value, revision, at: Instant::now() });
+            self.lease_watch_behind = true;
         }
     }
 
