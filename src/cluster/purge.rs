@@ -239,6 +239,8 @@ impl Purger {
         let cutoff = Timestamp(now.0.saturating_sub(margin));
         let mut rule = seed.rule();
         let mut folded = 0;
+        // Entries without records (takeover markers) alone are not worth a pass.
+        let mut aged_records = false;
         let mut messages = plog::ordered_consumer(&self.journal, &subject, from + 1).await?;
         while let Some(msg) = messages.next().await {
             let msg = msg.map_err(|e| e.to_string())?;
@@ -250,6 +252,7 @@ impl Purger {
             if fed.newest_at.is_some_and(|at| at >= cutoff) {
                 break;
             }
+            aged_records |= fed.newest_at.is_some();
             rule = fed.rule;
             seed.apply(&fed.batch);
             folded += 1;
@@ -258,7 +261,7 @@ impl Purger {
             }
         }
         seed.set_rule(&rule);
-        if seed.last_seq == from {
+        if !aged_records {
             return Ok(None);
         }
         self.checkpoints.publish(&seed, replaces).await?;

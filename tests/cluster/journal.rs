@@ -76,7 +76,16 @@ async fn take_over(e: &Engine, store: &LeaseStore, p: PartitionId, node: &str) -
         let (value, revision) = store.read(&p.lease_key()).await.expect("read lease");
         seen.update(value, revision, Instant::now());
     }
-    let held = store.take(&p.lease_key(), &seen, node, "http://unused").await.expect("take lease");
+    // A JetStream request can find no responders for a moment (a stream leader being
+    // elected on a loaded machine): retried, as a node's controller retries.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        match store.take(&p.lease_key(), &seen, node, "http://unused").await {
+            Ok(held) => break held,
+            Err(LeaseError::Unavailable { .. }) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("take lease: {e:?}"),
+        }
+    };
     let cell = LeaseCell::new(held);
     loop {
         let (_, rule) = replay_all(e, &p.subject()).await;
