@@ -127,7 +127,7 @@ impl Writer {
         };
         std::fs::File::open(&tmp.0).and_then(|f| f.sync_all()).map_err(io(&tmp.0))?;
         std::fs::rename(&tmp.0, &path).map_err(io(&path))?;
-        std::mem::forget(tmp);
+        tmp.renamed();
         let parent = path.parent().expect("snapshot path has a directory");
         std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io(parent))?;
         let info = super::read::info(&path)?;
@@ -141,8 +141,18 @@ impl Writer {
 /// taking the space it could not finish with.
 struct TmpFile(PathBuf);
 
+impl TmpFile {
+    /// The file is in place under its final name: nothing to remove.
+    fn renamed(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
 impl Drop for TmpFile {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
         match std::fs::remove_file(&self.0) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
