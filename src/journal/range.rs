@@ -3,12 +3,11 @@
 //! lie, so a reader can visit them in another order without keeping them in memory.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::files::list_segments;
 use super::format::{self, Lsn, FRAME_HEADER_BYTES};
+use super::tail::Tail;
 use super::JournalError;
 
 /// Where one record's frame lies: enough to read it again with [`RangeFiles::read`].
@@ -57,7 +56,9 @@ pub fn read_range(
 }
 
 /// [`read_range`], telling `visit` where each record lies, and returning the segment
-/// files open so the records can be read again ([`RangeFiles::read`]).
+/// files open so the records can be read again ([`RangeFiles::read`]). Reads through a
+/// [`Tail`] (blocks of [`super::tail::TAIL_READ_BYTES`]), so memory holds one block
+/// and one record, never a whole segment.
 pub fn read_range_located(
     dir: &Path,
     after: Lsn,
@@ -68,42 +69,22 @@ pub fn read_range_located(
     if through <= after {
         return Ok(files);
     }
-    let segments = list_segments(dir)?;
-    let need = after + 1;
-    let Some(start) = segments.iter().rposition(|(first, _)| *first <= need) else {
-        return Err(JournalError::Invalid(format!("no journal segment holds lsn {need}: segments are missing")));
-    };
-    let mut next = need;
-    for (first, path) in &segments[start..] {
-        if *first > through {
-            break;
+    let mut tail = Tail::new(dir, after + 1);
+    let read = tail.read_durable_placed(through, usize::MAX, |lsn, payload, place| {
+        if files.segments.last().is_none_or(|(path, _)| path != place.path) {
+            let file = place.file.try_clone().map_err(|e| JournalError::io(place.path, e))?;
+            files.segments.push((place.path.to_path_buf(), file));
         }
-        let mut file = File::open(path).map_err(|e| JournalError::io(path, e))?;
-        let mut bytes = Vec::with_capacity(file.metadata().map(|m| m.len() as usize).unwrap_or(0));
-        file.read_to_end(&mut bytes).map_err(|e| JournalError::io(path, e))?;
-        // Treated as the newest segment: its tail may be being written right now.
-        let scan =
-            format::scan(&bytes, true).map_err(|e| JournalError::Corrupt { path: path.clone(), offset: 0, detail: e.to_string() })?;
-        let segment = u32::try_from(files.segments.len()).expect("fewer than 2^32 segments");
-        files.segments.push((path.clone(), file));
-        let first_needed = next;
-        for f in scan.frames.iter().filter(|f| f.lsn >= first_needed && f.lsn <= through) {
-            if f.lsn != next {
-                return Err(JournalError::Invalid(format!("lsn {next} is missing from {}", path.display())));
-            }
-            let at = FrameAt {
-                lsn: f.lsn,
-                offset: f.offset as u64,
-                segment,
-                payload_len: u32::try_from(f.payload_len).expect("a payload is at most RECORD_PAYLOAD_BYTES_LIMIT"),
-            };
-            visit(f.lsn, &bytes[f.payload_start..f.payload_start + f.payload_len], at)
-                .map_err(|detail| JournalError::Replay { lsn: f.lsn, detail })?;
-            next += 1;
-        }
-        if next > through {
-            return Ok(files);
-        }
+        let at = FrameAt {
+            lsn,
+            offset: place.frame_offset,
+            segment: u32::try_from(files.segments.len() - 1).expect("fewer than 2^32 segments"),
+            payload_len: u32::try_from(payload.len()).expect("a payload is at most RECORD_PAYLOAD_BYTES_LIMIT"),
+        };
+        visit(lsn, payload, at).map_err(|detail| JournalError::Replay { lsn, detail })
+    })??;
+    if read as u64 != through - after {
+        return Err(JournalError::Invalid(format!("the journal ends before lsn {through}; read up to {}", after + read as u64)));
     }
-    Err(JournalError::Invalid(format!("the journal ends before lsn {through}; read up to {}", next - 1)))
+    Ok(files)
 }
