@@ -8,6 +8,8 @@
 //! * [`files`] — segment file names, listing, preallocation and directory sync,
 //!   shared by the writer, recovery and the readers.
 //! * [`recovery`] — opening a journal (replay, torn-tail cut) and `wal verify`.
+//! * [`range`] — reading a range of records beside a running writer, and reading
+//!   them again one by one by where they lie (snapshot building).
 //! * [`history`] — which line of records the journal follows (`wal/history.json`):
 //!   a restore or a repair that cuts begins a new one, so LSNs reused after the fork
 //!   are never taken for the records they replaced.
@@ -22,6 +24,7 @@
 pub(crate) mod files;
 pub mod format;
 pub mod history;
+pub mod range;
 pub mod recovery;
 pub mod tail;
 #[cfg(test)]
@@ -38,7 +41,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 pub use format::Lsn;
-pub use recovery::{open, open_with, read_range, verify, OpenOptions, OpenReport, SegmentReport, VerifyReport};
+pub use range::{read_range, read_range_located, FrameAt, RangeFiles};
+pub use recovery::{open, open_with, verify, OpenOptions, OpenReport, SegmentReport, VerifyReport};
 
 /// What the journal does when a write or an fsync fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

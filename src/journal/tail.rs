@@ -2,7 +2,8 @@
 //! yields each record once, in LSN order, never past the durable LSN.
 //!
 //! Readers that follow the journal (the change feed) use this instead of a second
-//! copy of the data: the WAL is the queue. A [`Tail`] reads frames with `pread` in
+//! copy of the data: the WAL is the queue. Snapshot building reads its range of
+//! records through it too (`range.rs`), in bounded memory. A [`Tail`] reads frames with `pread` in
 //! blocks of [`TAIL_READ_BYTES`], checks each frame's checksum and LSN with the same
 //! [`format::read_frame`] the recovery scan uses, and moves to the next segment when
 //! the current one holds no further frame. Only records at or below the durable LSN
@@ -29,6 +30,14 @@ struct OpenSegment {
     /// Bytes of the file from `buf_start` on (may end with zero fill not yet written).
     buf: Vec<u8>,
     buf_start: u64,
+}
+
+/// Where a record read by [`Tail::read_durable_placed`] lies: its segment and the
+/// offset of its frame there.
+pub struct Place<'a> {
+    pub path: &'a Path,
+    pub file: &'a File,
+    pub frame_offset: u64,
 }
 
 /// A cursor over the journal: the next record it yields is `next_lsn`.
@@ -58,6 +67,16 @@ impl Tail {
         max: usize,
         mut f: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
     ) -> Result<Result<usize, E>, JournalError> {
+        self.read_durable_placed(durable, max, |lsn, payload, _| f(lsn, payload))
+    }
+
+    /// [`Tail::read_durable`], telling `f` where each record lies.
+    pub fn read_durable_placed<E>(
+        &mut self,
+        durable: Lsn,
+        max: usize,
+        mut f: impl FnMut(Lsn, &[u8], Place<'_>) -> Result<(), E>,
+    ) -> Result<Result<usize, E>, JournalError> {
         let result = self.read_frames(durable, max, &mut f);
         if let Some(seg) = self.seg.as_mut() {
             // What lies past the last durable frame may change before the next call.
@@ -71,15 +90,16 @@ impl Tail {
         &mut self,
         durable: Lsn,
         max: usize,
-        f: &mut impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+        f: &mut impl FnMut(Lsn, &[u8], Place<'_>) -> Result<(), E>,
     ) -> Result<Result<usize, E>, JournalError> {
         let mut read = 0;
         while read < max && self.next_lsn <= durable {
             let (start, len) = self.locate_next()?;
             let seg = self.seg.as_mut().expect("located");
             let rel = (start - seg.buf_start) as usize;
+            let place = Place { path: &seg.path, file: &seg.file, frame_offset: start - FRAME_HEADER_BYTES as u64 };
             // A record the callback refuses is not consumed: it comes again next time.
-            if let Err(e) = f(self.next_lsn, &seg.buf[rel..rel + len]) {
+            if let Err(e) = f(self.next_lsn, &seg.buf[rel..rel + len], place) {
                 return Ok(Err(e));
             }
             seg.offset = start + len as u64;

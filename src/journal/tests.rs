@@ -299,3 +299,44 @@ fn read_holds_keep_segment_removal_behind_their_reader() {
     j.shutdown();
     assert!(j.wait_durable_timeout(last + 1, Duration::from_millis(10)).is_err());
 }
+
+/// The snapshot builder reads a range once, noting where each record lies, then reads
+/// the records again by place in another order: each comes back as it was, from a
+/// segment removed meanwhile too (its file stays open), and a record changed on disk
+/// since is an error, not a different payload.
+#[test]
+fn records_read_again_by_place_are_the_records_read_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = replay_all(dir.path(), small_config(), 0);
+    for i in 1..=300 {
+        j.append(payload(i)).unwrap();
+    }
+    j.wait_durable_blocking(300).unwrap();
+    let mut places = Vec::new();
+    let files = read_range_located(dir.path(), 40, 290, |lsn, p, at| {
+        assert_eq!(p, payload(lsn));
+        places.push(at);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(places.iter().map(|at| at.lsn).collect::<Vec<_>>(), (41..=290).collect::<Vec<_>>());
+    let segments = files::list_segments(dir.path()).unwrap();
+    assert!(segments.len() > 3, "the range spans segments: {segments:?}");
+    j.shutdown();
+    // The first segment of the range goes away under the reader.
+    let first = segments.iter().rev().find(|(first, _)| *first <= 41).unwrap().1.clone();
+    std::fs::remove_file(&first).unwrap();
+    let mut buf = Vec::new();
+    for at in places.iter().rev() {
+        assert_eq!(files.read(*at, &mut buf).unwrap(), payload(at.lsn));
+    }
+    // A byte of record 200's payload changes on disk after the first read.
+    let (_, seg) = segments.iter().rev().find(|(first, _)| *first <= 200).unwrap();
+    let at = places.iter().find(|at| at.lsn == 200).unwrap();
+    let mut bytes = std::fs::read(seg).unwrap();
+    let i = bytes.windows(payload(200).len()).position(|w| w == payload(200)).unwrap();
+    bytes[i + 3] ^= 0xff;
+    std::fs::write(seg, bytes).unwrap();
+    let err = files.read(*at, &mut buf).unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+}

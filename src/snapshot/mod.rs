@@ -1,12 +1,13 @@
 //! Snapshots: the whole state at one LSN, in a SQLite file that operators can open with
 //! `sqlite3` (schema: `schema.rs`, `docs/snapshots.md`).
 //!
-//! A snapshot is built off the hot path: the previous snapshot is loaded and the journal
-//! records after it are folded in with the same `apply` as recovery ([`build`]); the
-//! actors are never paused. Each file carries a SHA-256 of the state it holds,
+//! A snapshot is built off the hot path: the previous snapshot is read and the journal
+//! records after it are folded in with the same `apply` as recovery, one brand at a
+//! time ([`build`], `build.rs`); the actors are never paused. Each file carries a SHA-256 of the state it holds,
 //! recomputed on every load, so a damaged snapshot is detected and recovery falls back
 //! to the one before it.
 
+mod build;
 mod digest;
 mod read;
 pub mod schema;
@@ -18,6 +19,7 @@ use crate::domain::Timestamp;
 use crate::journal::{self, Lsn};
 use crate::state::State;
 
+pub use build::build;
 pub use digest::digest;
 pub use read::{LoadTimings, LOAD_THREADS_MAX};
 
@@ -143,19 +145,6 @@ pub fn load_newest_valid_timed(data_dir: &Path) -> Result<Option<(State, Snapsho
         }
     }
     Ok(None)
-}
-
-/// Builds a snapshot at `through` (a durable LSN) from the newest valid snapshot and
-/// the journal records after it, without touching the live state.
-pub fn build(data_dir: &Path, through: Lsn, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
-    let mut state = match load_newest_valid(data_dir)? {
-        Some((state, info)) if state.lsn >= through => return Ok(info),
-        Some((state, _)) => state,
-        None => State::default(),
-    };
-    let after = state.lsn;
-    journal::read_range(&data_dir.join("wal"), after, through, |lsn, payload| state.apply_payload(lsn, payload))?;
-    write(data_dir, &state, now)
 }
 
 /// Keeps the newest `keep` snapshots and deletes the rest. Returns the LSN of the oldest

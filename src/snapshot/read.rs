@@ -14,7 +14,7 @@ use crate::domain::channel::{Channel, ChannelSync, Inbound, InboundLine};
 use crate::domain::fulfilment::{Allocation, Reservation, ReservationStatus, Shipment, ShipmentSource, StatusEntry};
 use crate::domain::idempotency::{kept_fingerprint, Fingerprint, IdempotencyStore, Status, FINGERPRINT_BYTES};
 use crate::domain::import::{ImportJob, ImportSpec, RowError};
-use crate::domain::registry::{Location, Role, TokenRecord};
+use crate::domain::registry::{Location, Registry, Role, TokenRecord};
 use crate::domain::returns::{Return, ReturnLine};
 use crate::domain::stock::{Level, Levels};
 use crate::domain::transfer::{Transfer, TransferLine};
@@ -179,14 +179,7 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
     let version: i64 = meta_num(m, "format_version")?;
     let (idem, registry_tails) = read_scope(conn, "", version)?;
     read_registry(conn, &mut state, m, idem)?;
-    let mut brands = rows(conn, "SELECT id, name, created_at, last_lsn FROM brands ORDER BY id", |r| {
-        Ok(BrandRow {
-            id: BrandId::parse(&r.get::<_, String>(0)?).map_err(|e| e.to_string())?,
-            name: r.get::<_, String>(1)?,
-            created_at: ts(r.get(2)?)?,
-            last_lsn: r.get::<_, i64>(3)? as u64,
-        })
-    })?;
+    let mut brands = brand_rows(conn)?;
     timings.tables_cpu += crate::procfs::thread_cpu().saturating_sub(started);
     // The digest walks brands in their order.
     brands.sort_by(|a, b| a.id.cmp(&b.id));
@@ -248,6 +241,80 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
         return Err(Bad(format!("{} of {} brands were read", state.brands.len(), brands.len())));
     }
     Ok((state, stream.finish()))
+}
+
+/// A snapshot read one brand at a time, in the order of their ids (the builder's
+/// source, `build.rs`): only the brand being read is in memory. Its digest is checked
+/// as the brands go by; [`Source::finish`] says whether the whole file matched it.
+pub(super) struct Source {
+    pub info: SnapshotInfo,
+    conn: Connection,
+    version: i64,
+    recorded_sha256: String,
+    /// The brands not read yet, in reverse order of their ids (the next is last).
+    brands: Vec<BrandRow>,
+    check: digest::Stream,
+}
+
+impl Source {
+    /// Opens a snapshot and reads its registry (returned; the source keeps only what
+    /// checking its digest needs).
+    pub(super) fn open(path: &Path) -> Result<(Source, Registry), SnapshotError> {
+        let info = info(path)?;
+        let corrupt = |detail: String| SnapshotError::Corrupt { path: path.to_path_buf(), detail };
+        let conn = open(path)?;
+        let m = meta(&conn).map_err(corrupt)?;
+        let recorded_sha256 = m.get("state_sha256").cloned().ok_or_else(|| corrupt("meta.state_sha256 is missing".into()))?;
+        let version: i64 = meta_num(&m, "format_version").map_err(corrupt)?;
+        let read = || -> Result<_, Bad> {
+            let mut state = State { lsn: meta_num(&m, "lsn")?, ..State::default() };
+            let (idem, tails) = read_scope(&conn, "", version)?;
+            read_registry(&conn, &mut state, &m, idem)?;
+            let mut brands = brand_rows(&conn)?;
+            brands.sort_by(|a, b| b.id.cmp(&a.id));
+            let check = digest::Stream::new(state.lsn, &state.registry, tails.as_deref());
+            Ok((state.registry, brands, check))
+        };
+        let (registry, brands, check) = read().map_err(|b| corrupt(b.0))?;
+        Ok((Source { info, conn, version, recorded_sha256, brands, check }, registry))
+    }
+
+    /// The ids of the brands not read yet, in the order [`Source::next_brand`] gives them.
+    pub(super) fn ids(&self) -> impl Iterator<Item = &BrandId> {
+        self.brands.iter().rev().map(|b| &b.id)
+    }
+
+    /// The next brand's whole state, added to the digest check.
+    pub(super) fn next_brand(&mut self) -> Result<Option<BrandState>, SnapshotError> {
+        let Some(row) = self.brands.pop() else { return Ok(None) };
+        let (b, tails) = read_brand(&self.conn, &row, self.version, &mut LoadTimings::default())
+            .map_err(|b| SnapshotError::Corrupt { path: self.info.path.clone(), detail: b.0 })?;
+        self.check.brand(&b.id, &b, tails.as_deref());
+        Ok(Some(b))
+    }
+
+    /// Whether every brand was read and the whole matched the recorded digest.
+    pub(super) fn finish(self) -> Result<(), SnapshotError> {
+        let corrupt = |detail: &str| SnapshotError::Corrupt { path: self.info.path.clone(), detail: detail.to_string() };
+        if !self.brands.is_empty() {
+            return Err(corrupt("the snapshot was not read to its end"));
+        }
+        if hex::encode(self.check.finish()) != self.recorded_sha256 {
+            return Err(corrupt("the state read back does not match its recorded SHA-256: the file is damaged"));
+        }
+        Ok(())
+    }
+}
+
+fn brand_rows(conn: &Connection) -> Result<Vec<BrandRow>, Bad> {
+    rows(conn, "SELECT id, name, created_at, last_lsn FROM brands ORDER BY id", |r| {
+        Ok(BrandRow {
+            id: BrandId::parse(&r.get::<_, String>(0)?).map_err(|e| e.to_string())?,
+            name: r.get::<_, String>(1)?,
+            created_at: ts(r.get(2)?)?,
+            last_lsn: r.get::<_, i64>(3)? as u64,
+        })
+    })
 }
 
 /// One brand's whole state, read with its own queries (every table's key starts with

@@ -1,15 +1,18 @@
 //! Writing a state into a new snapshot file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection};
 
 use super::{digest, schema, SnapshotError, SnapshotInfo};
 use crate::domain::brand::BrandState;
 use crate::domain::fulfilment::{status_name, ShipmentSource};
 use crate::domain::idempotency::IdempotencyStore;
+use crate::domain::registry::Registry;
 use crate::domain::registry::Role;
+use crate::domain::BrandId;
 use crate::domain::Timestamp;
+use crate::journal::Lsn;
 use crate::state::State;
 
 pub(super) fn t(ts: Timestamp) -> String {
@@ -44,67 +47,121 @@ pub(super) fn tmp_path(path: &Path) -> std::path::PathBuf {
     path.with_extension("sqlite.tmp")
 }
 
+/// Writes a whole state (one brand after another through a [`Writer`]).
 pub(super) fn write(path: &Path, state: &State, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
-    let tmp = tmp_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let written = write_tmp(&tmp, path, state, now);
-    if written.is_err() {
-        // A failed build (a full disk, most often) must not leave its partial file
-        // taking the space it could not finish with.
-        match std::fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %tmp.display(), error = %e, "cannot remove a failed snapshot's temporary file"),
-        }
+    let mut w = Writer::create(path, state.lsn, &state.registry)?;
+    let mut ids: Vec<_> = state.brands.keys().collect();
+    ids.sort();
+    for id in ids {
+        w.brand(&state.brands[id])?;
     }
-    written
+    w.finish(now)
 }
 
-fn write_tmp(tmp: &Path, path: &Path, state: &State, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
-    let tmp = tmp.to_path_buf();
-    let sql = |e| SnapshotError::Sqlite { path: tmp.clone(), source: e };
-    {
-        let mut conn = Connection::open(&tmp).map_err(sql)?;
-        // Durability comes from our own fsync + rename below; SQLite's journal is not needed
-        // for a file nobody reads until it is complete.
+/// A snapshot being written to its temporary file: the registry, then each brand in
+/// the order of their ids (any brand may be dropped once written), then `meta` with
+/// the digest computed over the same walk as it went ([`Writer::finish`]). Whatever
+/// holds the state, the same state gives the same rows in the same order. Until
+/// `finish` has renamed the file into place, dropping the writer removes it.
+pub(super) struct Writer {
+    conn: Connection,
+    tmp: TmpFile,
+    path: PathBuf,
+    lsn: Lsn,
+    digest: digest::Stream,
+    brands: usize,
+    skus: usize,
+    last: Option<BrandId>,
+}
+
+impl Writer {
+    pub(super) fn create(path: &Path, lsn: Lsn, registry: &Registry) -> Result<Writer, SnapshotError> {
+        let tmp = TmpFile(tmp_path(path));
+        let _ = std::fs::remove_file(&tmp.0);
+        let sql = |e| SnapshotError::Sqlite { path: tmp.0.clone(), source: e };
+        let conn = Connection::open(&tmp.0).map_err(sql)?;
+        // Durability comes from our own fsync + rename in `finish`; SQLite's journal is
+        // not needed for a file nobody reads until it is complete.
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 8192;").map_err(sql)?;
         conn.execute_batch(schema::DDL).map_err(sql)?;
-        let tx = conn.transaction().map_err(sql)?;
-        write_registry(&tx, state).map_err(sql)?;
-        let mut ids: Vec<_> = state.brands.keys().collect();
-        ids.sort();
-        for id in ids {
-            write_brand(&tx, &state.brands[id]).map_err(sql)?;
-        }
+        conn.execute_batch("BEGIN").map_err(sql)?;
+        write_registry(&conn, registry).map_err(sql)?;
+        let digest = digest::Stream::new(lsn, registry, None);
+        Ok(Writer { conn, tmp, path: path.to_path_buf(), lsn, digest, brands: 0, skus: 0, last: None })
+    }
+
+    /// Adds a brand; brands must come in the order of their ids.
+    pub(super) fn brand(&mut self, b: &BrandState) -> Result<(), SnapshotError> {
+        assert!(self.last.as_ref().is_none_or(|last| *last < b.id), "brands are written in the order of their ids");
+        write_brand(&self.conn, b).map_err(|e| SnapshotError::Sqlite { path: self.tmp.0.clone(), source: e })?;
+        self.digest.brand(&b.id, b, None);
+        self.brands += 1;
+        self.skus += b.skus.len();
+        self.last = Some(b.id.clone());
+        Ok(())
+    }
+
+    /// Writes `meta`, commits, and puts the file in place atomically: fsync, rename,
+    /// fsync of the directory.
+    pub(super) fn finish(self, now: Timestamp) -> Result<SnapshotInfo, SnapshotError> {
+        let Writer { conn, tmp, path, lsn, digest, brands, skus, .. } = self;
+        let sql = |e| SnapshotError::Sqlite { path: tmp.0.clone(), source: e };
         let meta = [
             ("format_version", schema::FORMAT_VERSION.to_string()),
-            ("lsn", state.lsn.to_string()),
+            ("lsn", lsn.to_string()),
             ("created_at", t(now)),
             ("created_at_ms", now.0.to_string()),
-            ("state_sha256", hex::encode(digest(state))),
+            ("state_sha256", hex::encode(digest.finish())),
             ("zaiko_version", env!("CARGO_PKG_VERSION").to_string()),
-            ("brands", state.brands.len().to_string()),
-            ("skus", state.brands.values().map(|b| b.skus.len()).sum::<usize>().to_string()),
+            ("brands", brands.to_string()),
+            ("skus", skus.to_string()),
         ];
         for (k, v) in meta {
-            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]).map_err(sql)?;
+            conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]).map_err(sql)?;
         }
-        tx.commit().map_err(sql)?;
+        conn.execute_batch("COMMIT").map_err(sql)?;
+        conn.close().map_err(|(_, e)| sql(e))?;
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| SnapshotError::Io { path: p, source: e }
+        };
+        std::fs::File::open(&tmp.0).and_then(|f| f.sync_all()).map_err(io(&tmp.0))?;
+        std::fs::rename(&tmp.0, &path).map_err(io(&path))?;
+        tmp.renamed();
+        let parent = path.parent().expect("snapshot path has a directory");
+        std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io(parent))?;
+        let info = super::read::info(&path)?;
+        tracing::info!(lsn = info.lsn, bytes = info.bytes, path = %path.display(), "snapshot written");
+        Ok(info)
     }
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| SnapshotError::Io { path: p, source: e }
-    };
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    let parent = path.parent().expect("snapshot path has a directory");
-    std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io(parent))?;
-    let info = super::read::info(path)?;
-    tracing::info!(lsn = info.lsn, bytes = info.bytes, path = %path.display(), "snapshot written");
-    Ok(info)
 }
 
-fn write_idempotency(tx: &Transaction<'_>, scope: &str, store: &IdempotencyStore) -> rusqlite::Result<()> {
+/// The temporary file of a snapshot being written, removed unless it was renamed into
+/// place: a failed build (a full disk, most often) must not leave its partial file
+/// taking the space it could not finish with.
+struct TmpFile(PathBuf);
+
+impl TmpFile {
+    /// The file is in place under its final name: nothing to remove.
+    fn renamed(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %self.0.display(), error = %e, "cannot remove a failed snapshot's temporary file"),
+        }
+    }
+}
+
+fn write_idempotency(tx: &Connection, scope: &str, store: &IdempotencyStore) -> rusqlite::Result<()> {
     let mut st = tx.prepare_cached(
         "INSERT INTO idempotency (scope, seq, key, fingerprint, status, body, at, at_ms, lsn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
@@ -124,8 +181,7 @@ fn write_idempotency(tx: &Transaction<'_>, scope: &str, store: &IdempotencyStore
     Ok(())
 }
 
-fn write_registry(tx: &Transaction<'_>, state: &State) -> rusqlite::Result<()> {
-    let r = &state.registry;
+fn write_registry(tx: &Connection, r: &Registry) -> rusqlite::Result<()> {
     for l in r.locations.values() {
         tx.execute(
             "INSERT INTO locations (id, name, kind, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -150,7 +206,7 @@ fn write_registry(tx: &Transaction<'_>, state: &State) -> rusqlite::Result<()> {
     write_idempotency(tx, "", &r.idempotency)
 }
 
-fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
+fn write_brand(tx: &Connection, b: &BrandState) -> rusqlite::Result<()> {
     let brand = b.id.as_str();
     tx.execute(
         "INSERT INTO brands (id, name, created_at, last_lsn) VALUES (?1, ?2, ?3, ?4)",
@@ -348,7 +404,7 @@ fn write_brand(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
 }
 
 /// Webhook subscriptions and import jobs (with their kept row errors).
-fn write_integrations(tx: &Transaction<'_>, b: &BrandState) -> rusqlite::Result<()> {
+fn write_integrations(tx: &Connection, b: &BrandState) -> rusqlite::Result<()> {
     let brand = b.id.as_str();
     for w in b.webhooks.values() {
         tx.execute(
