@@ -8,7 +8,8 @@
 //! * `ZAIKO_LEASES` (KV) — one key per partition (`lease.rs`).
 //! * `ZAIKO_CLUSTER` (KV) — `config`: the partition count, fixed at creation; and a
 //!   heartbeat key per node, `node.<id>`, for placement.
-//! * `ZAIKO_WEBHOOKS` (KV) — webhook delivery positions (`cluster::webhooks`).
+//! * `ZAIKO_WEBHOOKS` (KV) — webhook delivery positions and dead deliveries
+//!   (`cluster::webhooks`).
 //! * `ZAIKO_IMPORTS` (object store) — import uploads, `<brand>/<job file>`, so that the
 //!   owner of a brand's partition reads them whichever node received them
 //!   (`cluster::imports`).

@@ -98,7 +98,26 @@ pub trait Handover: Send + Sync {
     fn owns(&self, brand: &crate::domain::BrandId) -> bool;
     fn read(&self, webhook: &str) -> HandoverFuture<Option<u64>>;
     fn write(&self, webhook: &str, through: u64) -> HandoverFuture<()>;
+    /// The subscription's dead deliveries as the last owner handed them over.
+    fn read_dead(&self, webhook: &str) -> HandoverFuture<Vec<DeadLetter>>;
+    fn write_dead(&self, webhook: &str, dead: Vec<DeadLetter>) -> HandoverFuture<()>;
+    /// Forgets the position and the dead deliveries (a deleted subscription).
     fn forget(&self, webhook: &str) -> HandoverFuture<()>;
+}
+
+/// Dead deliveries handed from one owner to the next, newest first, at most this many
+/// per subscription (`GET .../deliveries` keeps more on the node that made them).
+pub const DEAD_HANDED_MAX: usize = 1000;
+
+/// A dead delivery as handed between owners: enough to list it and to redrive it (its
+/// event is read again from the feed, the same on every node).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub seq: u64,
+    pub attempts: u32,
+    pub last_attempt_ms: Option<i64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
 }
 
 /// A handle to the delivery side, for the HTTP routes.

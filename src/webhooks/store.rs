@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use crate::domain::{BrandId, Timestamp};
 use crate::feed::store::{open_reader, read_after};
 use crate::journal::history::History;
+use crate::webhooks::DeadLetter;
 
 /// Operations queued for the thread; a full queue makes callers wait (workers) or
 /// answer `overloaded` (HTTP).
@@ -180,6 +181,20 @@ pub enum Op {
         brand: BrandId,
         through: u64,
         reply: Reply<()>,
+    },
+    /// Cluster mode: the newest dead deliveries, at most `max`, to hand over.
+    Dead {
+        webhook: String,
+        max: usize,
+        reply: Reply<Vec<DeadLetter>>,
+    },
+    /// Cluster mode: a previous owner's dead deliveries, added (their events read from
+    /// the feed) where this node has no row for the event; returns how many.
+    AdoptDead {
+        webhook: String,
+        brand: BrandId,
+        dead: Vec<DeadLetter>,
+        reply: Reply<usize>,
     },
     /// Forgets every subscription not in the list (deleted while the server was down).
     RetainOnly {
@@ -414,6 +429,14 @@ fn apply(tx: &Transaction<'_>, feed: Option<&mut Connection>, op: Op, failed: &m
         }
         Op::Watermark { webhook, reply } => Some(answer(reply, watermark(tx, &webhook).map_err(s), failed)),
         Op::Adopt { webhook, brand, through, reply } => Some(answer(reply, adopt(tx, &webhook, &brand, through).map_err(s), failed)),
+        Op::Dead { webhook, max, reply } => Some(answer(reply, dead(tx, &webhook, max).map_err(s), failed)),
+        Op::AdoptDead { webhook, brand, dead, reply } => {
+            let res = match feed {
+                Some(f) => adopt_dead(tx, f, &webhook, &brand, &dead),
+                None => Err("the feed store is not open".into()),
+            };
+            Some(answer(reply, res, failed))
+        }
         Op::RetainOnly { webhooks } => {
             if let Err(e) = retain_only(tx, &webhooks) {
                 tracing::error!(error = %e, "forgetting the deliveries of deleted webhooks failed");
@@ -449,6 +472,63 @@ fn adopt(tx: &Transaction<'_>, webhook: &str, brand: &BrandId, through: u64) -> 
         tx.execute("UPDATE subs SET cursor = ?2 WHERE webhook = ?1", params![webhook, through as i64])?;
     }
     Ok(())
+}
+
+/// A handed-over dead delivery's error is cut to this many characters, so that the
+/// newest [`crate::webhooks::DEAD_HANDED_MAX`] fit one KV value far below a message's
+/// size limit.
+const DEAD_ERROR_CHARS_MAX: usize = 200;
+
+fn dead(tx: &Transaction<'_>, webhook: &str, max: usize) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, attempts, last_attempt_ms, last_status, substr(last_error, 1, ?3) FROM deliveries
+         WHERE webhook = ?1 AND status = 'dead' ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![webhook, max as i64, DEAD_ERROR_CHARS_MAX as i64], |r| {
+        Ok(DeadLetter {
+            seq: r.get::<_, i64>(0)? as u64,
+            attempts: r.get::<_, i64>(1)? as u32,
+            last_attempt_ms: r.get(2)?,
+            last_status: r.get::<_, Option<i64>>(3)?.map(|v| v as u16),
+            last_error: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Adds the dead deliveries this node has no row for, their events read from the
+/// feed (one whose event the feed's retention dropped cannot be redriven: skipped).
+fn adopt_dead(tx: &Transaction<'_>, feed: &mut Connection, webhook: &str, brand: &BrandId, dead: &[DeadLetter]) -> Result<usize, String> {
+    let s = |e: rusqlite::Error| e.to_string();
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (webhook, seq, event_id, type, key, body, status, attempts, next_attempt_ms,
+                 last_attempt_ms, last_status, last_error, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'dead', ?7, 0, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(s)?;
+    let mut added = 0;
+    for d in dead {
+        let found = read_after(feed, brand.as_str(), d.seq.saturating_sub(1), 1).map_err(|e| e.to_string())?;
+        let Some(ev) = found.and_then(|(_, evs)| evs.into_iter().next()).filter(|ev| ev.seq == d.seq) else { continue };
+        let at = d.last_attempt_ms.unwrap_or(0);
+        added += insert
+            .execute(params![
+                webhook,
+                d.seq as i64,
+                ev_id(&ev.body),
+                ev.kind,
+                ev.key,
+                ev.body,
+                d.attempts as i64,
+                d.last_attempt_ms,
+                d.last_status.map(i64::from),
+                d.last_error,
+                at
+            ])
+            .map_err(s)?;
+    }
+    Ok(added)
 }
 
 fn retain_only(tx: &Transaction<'_>, keep: &[String]) -> rusqlite::Result<()> {

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::sign::sign;
 use super::store::{Db, Delivery, Op, Outcome, Status, LOAD_MAX};
 use super::target::{self, Target};
-use super::{Handover, WebhookConfig};
+use super::{DeadLetter, Handover, WebhookConfig, DEAD_HANDED_MAX};
 use crate::feed::store::{load_webhooks, WebhookRow};
 use crate::feed::Feed;
 
@@ -185,6 +185,8 @@ struct Worker {
     /// Cluster mode: the watermark last handed over, and when; whether it may have
     /// moved since.
     handed: (Option<u64>, Instant),
+    /// Cluster mode: the dead deliveries last handed over.
+    handed_dead: Option<Vec<DeadLetter>>,
     moved: bool,
     results_tx: UnboundedSender<Attempt>,
     results_rx: UnboundedReceiver<Attempt>,
@@ -204,6 +206,7 @@ impl Worker {
             feed_done: false,
             db_more: false,
             handed: (None, Instant::now()),
+            handed_dead: None,
             moved: false,
             results_tx,
             results_rx,
@@ -270,22 +273,48 @@ impl Worker {
     async fn adopt(&mut self) -> bool {
         let Some(h) = self.shared.handover.clone() else { return true };
         let through = match h.read(self.hook.id.as_str()).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return true,
+            Ok(t) => t,
             Err(e) => {
                 tracing::warn!(webhook = %self.hook.id, error = %e, "cannot read the webhook's handed-over position; retrying");
                 return false;
             }
         };
+        if let Some(through) = through {
+            let (webhook, brand) = (self.hook.id.clone(), self.hook.brand.clone());
+            if let Err(e) = self.shared.db.ask(|reply| Op::Adopt { webhook, brand, through, reply }).await {
+                tracing::error!(webhook = %self.hook.id, error = %e, "cannot take the handed-over position over; retrying");
+                return false;
+            }
+            self.handed = (Some(through), Instant::now());
+            tracing::info!(webhook = %self.hook.id, through, "webhook deliveries go on after the handed-over position");
+        }
+        self.adopt_dead(h.as_ref()).await
+    }
+
+    /// Cluster mode: the previous owner's dead deliveries, so that they can be listed
+    /// and redriven here. False when they could not be read or stored (to be tried
+    /// again).
+    async fn adopt_dead(&mut self, h: &dyn Handover) -> bool {
+        let dead = match h.read_dead(self.hook.id.as_str()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot read the webhook's handed-over dead deliveries; retrying");
+                return false;
+            }
+        };
+        if dead.is_empty() {
+            return true;
+        }
         let (webhook, brand) = (self.hook.id.clone(), self.hook.brand.clone());
-        match self.shared.db.ask(|reply| Op::Adopt { webhook, brand, through, reply }).await {
-            Ok(()) => {
-                self.handed = (Some(through), Instant::now());
-                tracing::info!(webhook = %self.hook.id, through, "webhook deliveries go on after the handed-over position");
+        match self.shared.db.ask(|reply| Op::AdoptDead { webhook, brand, dead, reply }).await {
+            Ok(added) => {
+                if added > 0 {
+                    tracing::info!(webhook = %self.hook.id, added, "took over the previous owner's dead deliveries");
+                }
                 true
             }
             Err(e) => {
-                tracing::error!(webhook = %self.hook.id, error = %e, "cannot take the handed-over position over; retrying");
+                tracing::error!(webhook = %self.hook.id, error = %e, "cannot take the handed-over dead deliveries over; retrying");
                 false
             }
         }
@@ -306,13 +335,32 @@ impl Worker {
                 return;
             }
         };
-        if self.handed.0 == Some(through) {
+        if self.handed.0 != Some(through) {
+            match h.write(self.hook.id.as_str(), through).await {
+                Ok(()) => self.handed.0 = Some(through),
+                Err(e) => {
+                    tracing::warn!(webhook = %self.hook.id, error = %e, "cannot hand the delivered watermark over; trying again");
+                    self.moved = true;
+                }
+            }
+        }
+        let webhook = self.hook.id.clone();
+        let dead = match self.shared.db.ask(|reply| Op::Dead { webhook, max: DEAD_HANDED_MAX, reply }).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot read the dead deliveries");
+                self.moved = true;
+                return;
+            }
+        };
+        // Nothing handed yet and nothing dead: nothing to say.
+        if self.handed_dead.as_ref().map_or(dead.is_empty(), |d| *d == dead) {
             return;
         }
-        match h.write(self.hook.id.as_str(), through).await {
-            Ok(()) => self.handed.0 = Some(through),
+        match h.write_dead(self.hook.id.as_str(), dead.clone()).await {
+            Ok(()) => self.handed_dead = Some(dead),
             Err(e) => {
-                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot hand the delivered watermark over; trying again");
+                tracing::warn!(webhook = %self.hook.id, error = %e, "cannot hand the dead deliveries over; trying again");
                 self.moved = true;
             }
         }

@@ -10,6 +10,7 @@ mod process;
 #[path = "../api/receiver.rs"]
 mod receiver;
 
+mod dead_letters;
 mod failover;
 mod feed;
 mod imports;

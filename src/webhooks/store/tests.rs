@@ -125,3 +125,40 @@ async fn a_new_history_drops_the_old_queue_and_starts_every_subscription_at_its_
     let db = start(&path, &feed, &forked).unwrap();
     assert_eq!(statuses(&db, None).await, vec![(1, Status::Pending)]);
 }
+
+#[tokio::test]
+async fn dead_deliveries_handed_over_are_listed_and_redriven_by_the_next_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.sqlite");
+    feed_with(&feed, &["stock.changed", "sku.deleted", "stock.changed", "stock.changed"]);
+    // The old owner: seqs 1 and 3 die, 4 is delivered.
+    let old = start(&dir.path().join("old.sqlite"), &feed, &first()).unwrap();
+    old.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 0, reply }).await.unwrap();
+    enqueue(&old, 10).await;
+    for (seq, status) in [(1, Status::Dead), (3, Status::Dead), (4, Status::Delivered)] {
+        let error = Some("x".repeat(500));
+        let o = Outcome { webhook: "wh".into(), seq, status, attempts: 2, next_attempt_ms: 0, at_ms: 7, http_status: Some(500), error };
+        old.send(Op::Record(o)).await.unwrap();
+    }
+    let dead = old.ask(|reply| Op::Dead { webhook: "wh".into(), max: 10, reply }).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![3, 1], "newest first");
+    assert_eq!(dead[0].last_error.as_ref().map(String::len), Some(DEAD_ERROR_CHARS_MAX), "errors are cut");
+    assert_eq!(old.ask(|reply| Op::Dead { webhook: "wh".into(), max: 1, reply }).await.unwrap().len(), 1, "bounded");
+
+    // The next owner: nothing of its own, then the handed-over position and dead ones.
+    let new = start(&dir.path().join("new.sqlite"), &feed, &first()).unwrap();
+    new.ask(|reply| Op::Adopt { webhook: "wh".into(), brand: b1(), through: 4, reply }).await.unwrap();
+    let added = new.ask(|reply| Op::AdoptDead { webhook: "wh".into(), brand: b1(), dead: dead.clone(), reply }).await.unwrap();
+    assert_eq!(added, 2);
+    let again = new.ask(|reply| Op::AdoptDead { webhook: "wh".into(), brand: b1(), dead: dead.clone(), reply }).await.unwrap();
+    assert_eq!(again, 0, "adopting twice adds nothing");
+    let listed = new.ask(|reply| Op::List { webhook: "wh".into(), status: Some(Status::Dead), after: 0, limit: 10, reply }).await.unwrap();
+    let old_listed =
+        old.ask(|reply| Op::List { webhook: "wh".into(), status: Some(Status::Dead), after: 0, limit: 10, reply }).await.unwrap();
+    let view = |v: &[DeliveryView]| v.iter().map(|d| (d.id.clone(), d.seq, d.kind.clone(), d.attempts, d.last_status)).collect::<Vec<_>>();
+    assert_eq!(view(&listed), view(&old_listed), "the same dead deliveries, with their events' ids and types");
+    assert_eq!(new.ask(|reply| Op::Redrive { webhook: "wh".into(), now_ms: 9, reply }).await.unwrap(), 2);
+    let (queued, _) = new.ask(|reply| Op::Load { webhook: "wh".into(), brand: b1(), start_seq: 0, reply }).await.unwrap();
+    assert_eq!(queued.iter().map(|d| (d.seq, d.event_id.as_str())).collect::<Vec<_>>(), vec![(1, "evt_1_0"), (3, "evt_3_0")]);
+    assert!(enqueue(&new, 10).await.added.is_empty(), "nothing after the handed-over position is queued again");
+}
