@@ -44,7 +44,24 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// request, a checkpoint named by a purge) looks again for this long before it
 /// concludes the thing is not there.
 pub const READ_VISIBLE_WITHIN: Duration = Duration::from_secs(2);
-pub const READ_RETRY_DELAY: Duration = Duration::from_millis(50);
+const READ_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Runs `read` until it finds what it looks for (`Some`), fails, or
+/// [`READ_VISIBLE_WITHIN`] has passed (then `None`).
+pub async fn read_visible<T, E, F, Fut>(mut read: F) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, E>>,
+{
+    let visible_by = std::time::Instant::now() + READ_VISIBLE_WITHIN;
+    loop {
+        match read().await? {
+            Some(found) => return Ok(Some(found)),
+            None if std::time::Instant::now() >= visible_by => return Ok(None),
+            None => tokio::time::sleep(READ_RETRY_DELAY).await,
+        }
+    }
+}
 /// How long a JetStream API call may take before it counts as failed.
 pub const API_TIMEOUT: Duration = Duration::from_secs(5);
 

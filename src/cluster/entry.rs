@@ -186,7 +186,7 @@ pub struct ReplayError {
 /// * An entry of an epoch below the fence is ignored (fenced).
 /// * A batch must be of the fenced epoch (every owner writes its marker first) and
 ///   continue the LSNs densely.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replay {
     /// The epoch of the newest takeover marker: the partition's current owner.
     pub epoch: u64,

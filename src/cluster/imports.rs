@@ -81,18 +81,17 @@ impl Uploads {
     /// writer as an HTTP upload (hashed, checked, fsynced, renamed into place).
     pub async fn fetch(&self, brand: &BrandId, target: upload::Target) -> Result<Written, FetchError> {
         let name = object_name(brand, &target.file);
-        let visible_by = std::time::Instant::now() + crate::cluster::engine::READ_VISIBLE_WITHIN;
-        let mut object = loop {
+        // Stored by the node that forwarded the request: a replica a moment behind it
+        // may answer the read.
+        let found = crate::cluster::engine::read_visible(|| async {
             match self.store.get(&name).await {
-                Ok(o) => break o,
-                // Read from a replica a moment behind the node that stored it?
-                Err(e) if e.kind() == object_store::GetErrorKind::NotFound && std::time::Instant::now() < visible_by => {
-                    tokio::time::sleep(crate::cluster::engine::READ_RETRY_DELAY).await
-                }
-                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Err(FetchError::Missing),
-                Err(e) => return Err(FetchError::Store(e.to_string())),
+                Ok(o) => Ok(Some(o)),
+                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => Ok(None),
+                Err(e) => Err(FetchError::Store(e.to_string())),
             }
-        };
+        })
+        .await?;
+        let Some(mut object) = found else { return Err(FetchError::Missing) };
         let (tx, writer) = upload::spawn_writer(target);
         let mut failed = None;
         loop {

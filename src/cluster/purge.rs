@@ -21,12 +21,13 @@
 //! * A crash between storing the checkpoint and purging leaves a checkpoint ahead of
 //!   the purge: a feed starting there skips entries it could still read, with the same
 //!   result. A crash after storing the object and before the compare-and-set leaves an
-//!   unreferenced object, removed by the next pass.
+//!   unreferenced object, removed by the first pass after the purge point passes it.
 //! * A pass runs after snapshots are stored (on schedule or `POST /v1/admin/snapshots`),
 //!   on the node that stored them, one pass at a time; it folds at most
 //!   [`PURGE_ENTRIES_PER_PASS`] entries per partition. The registry's journal is not
 //!   purged (it is small: brands, tokens, locations).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,8 +75,8 @@ impl Checkpoints {
         let mut bytes = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await.map_err(|e| format!("reading checkpoint {name}: {e}"))?;
         let seed: FeedSeed = serde_json::from_slice(&bytes).map_err(|e| format!("checkpoint {name} is unreadable: {e}"))?;
-        if seed.partition != partition || seed.last_seq != seq {
-            return Err(format!("checkpoint {name} holds partition {} at {}", seed.partition, seed.last_seq));
+        if seed.partition != partition || seed.rule.last_seq != seq {
+            return Err(format!("checkpoint {name} holds partition {} at {}", seed.partition, seed.rule.last_seq));
         }
         Ok(Some((seed, revision)))
     }
@@ -83,11 +84,12 @@ impl Checkpoints {
     /// Stores `seed` and makes it the current checkpoint, if the key is still at
     /// `revision` (`None`: no checkpoint yet); the one it replaces is deleted.
     async fn publish(&self, seed: &FeedSeed, replaces: Option<(u64, u64)>) -> Result<(), String> {
-        let name = object_name(seed.partition, seed.last_seq);
+        let seq = seed.rule.last_seq;
+        let name = object_name(seed.partition, seq);
         let body = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
         self.objects.put(name.as_str(), &mut body.as_slice()).await.map_err(|e| format!("storing checkpoint {name}: {e}"))?;
         let key = point_key(seed.partition);
-        let value = seed.last_seq.to_string().into_bytes().into();
+        let value = seq.to_string().into_bytes().into();
         let moved = match replaces {
             None => self.kv.create(&key, value).await.map(|_| ()).map_err(|e| e.to_string()),
             Some((_, revision)) => self.kv.update(&key, value, revision).await.map(|_| ()).map_err(|e| e.to_string()),
@@ -96,7 +98,7 @@ impl Checkpoints {
             let _ = self.objects.delete(&name).await;
             return Err(format!("the purge point of partition {} moved meanwhile (another node purging it?): {e}", seed.partition));
         }
-        if let Some((old_seq, _)) = replaces.filter(|(old, _)| *old != seed.last_seq) {
+        if let Some((old_seq, _)) = replaces.filter(|(old, _)| *old != seq) {
             let old = object_name(seed.partition, old_seq);
             if let Err(e) = self.objects.delete(&old).await {
                 tracing::warn!(checkpoint = %old, error = %e, "cannot delete a replaced feed checkpoint");
@@ -183,41 +185,39 @@ impl Purger {
         }
         let purger = self.clone();
         self.runtime.spawn(async move {
-            let health = crate::health::global().worker(crate::health::Worker::Snapshots);
-            let mut failed = None;
-            let oldest = match purger.snapshots.oldest_seqs().await {
-                Ok(o) => o,
-                Err(e) => {
-                    purger.running.store(false, Ordering::Release);
-                    tracing::warn!(error = %e, "cannot list the snapshots; the journal purge waits for the next snapshot");
-                    return;
-                }
-            };
-            for p in partitions {
-                let Some(&snapshot_seq) = oldest.get(&PartitionId::Brand(p)) else { continue };
-                match purger.purge(p, snapshot_seq, now).await {
-                    Ok(Some(done)) => {
-                        tracing::info!(
-                            partition = p,
-                            through = done.through,
-                            entries = done.entries,
-                            "journal purged below the feed checkpoint"
-                        );
-                        metrics::counter!("zaiko_cluster_journal_purged_entries_total").increment(done.entries);
-                    }
-                    Ok(None) => {}
-                    Err(e) => failed = Some(format!("purging partition {p}'s journal: {e}")),
-                }
-            }
-            if let Err(e) = purger.checkpoints.remove_replaced().await {
-                tracing::warn!(error = %e, "cannot remove replaced feed checkpoints; the next pass tries again");
-            }
-            if let Some(e) = failed {
-                tracing::warn!(error = %e, "a journal purge failed; the next snapshot tries again");
-                health.failed(e);
+            match purger.snapshots.oldest_seqs().await {
+                Ok(oldest) => purger.pass(partitions, &oldest, now).await,
+                Err(e) => tracing::warn!(error = %e, "cannot list the snapshots; the journal purge waits for the next snapshot"),
             }
             purger.running.store(false, Ordering::Release);
         });
+    }
+
+    async fn pass(&self, partitions: Vec<u32>, oldest: &HashMap<PartitionId, u64>, now: Timestamp) {
+        let mut failed = None;
+        for p in partitions {
+            let Some(&snapshot_seq) = oldest.get(&PartitionId::Brand(p)) else { continue };
+            match self.purge(p, snapshot_seq, now).await {
+                Ok(Some(done)) => {
+                    tracing::info!(
+                        partition = p,
+                        through = done.through,
+                        entries = done.entries,
+                        "journal purged below the feed checkpoint"
+                    );
+                    metrics::counter!("zaiko_cluster_journal_purged_entries_total").increment(done.entries);
+                }
+                Ok(None) => {}
+                Err(e) => failed = Some(format!("purging partition {p}'s journal: {e}")),
+            }
+        }
+        if let Err(e) = self.checkpoints.remove_replaced().await {
+            tracing::warn!(error = %e, "cannot remove replaced feed checkpoints; the next pass tries again");
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "a journal purge failed; the next snapshot tries again");
+            crate::health::global().worker(crate::health::Worker::Snapshots).failed(e);
+        }
     }
 
     /// One partition whose oldest kept snapshot is at `snapshot_seq`: folds its
@@ -229,15 +229,14 @@ impl Purger {
         let last = plog::last_seq(&self.journal, &subject).await?;
         let bound = snapshot_seq.min(last.saturating_sub(1));
         let current = self.checkpoints.current(partition).await?;
-        let replaces = current.as_ref().map(|(seed, revision)| (seed.last_seq, *revision));
+        let replaces = current.as_ref().map(|(seed, revision)| (seed.rule.last_seq, *revision));
         let mut seed = current.map_or_else(|| FeedSeed::new(partition), |(seed, _)| seed);
-        let from = seed.last_seq;
+        let from = seed.rule.last_seq;
         if bound <= from {
             return Ok(None);
         }
         let margin = i64::try_from((self.retention + PURGE_MARGIN).as_millis()).unwrap_or(i64::MAX);
         let cutoff = Timestamp(now.0.saturating_sub(margin));
-        let mut rule = seed.rule();
         let mut folded = 0;
         // Entries without records (takeover markers) alone are not worth a pass.
         let mut aged_records = false;
@@ -248,24 +247,24 @@ impl Purger {
             if seq > bound {
                 break;
             }
-            let fed = judge_entry(&rule, seq, &msg.payload).map_err(|e| format!("entry {seq}: {e}"))?;
+            let fed = judge_entry(&seed.rule, seq, &msg.payload).map_err(|e| format!("entry {seq}: {e}"))?;
             if fed.newest_at.is_some_and(|at| at >= cutoff) {
                 break;
             }
             aged_records |= fed.newest_at.is_some();
-            rule = fed.rule;
+            seed.rule = fed.rule;
             seed.apply(&fed.batch);
             folded += 1;
             if seq == bound || folded >= PURGE_ENTRIES_PER_PASS {
                 break;
             }
         }
-        seed.set_rule(&rule);
         if !aged_records {
             return Ok(None);
         }
         self.checkpoints.publish(&seed, replaces).await?;
-        let res = self.journal.purge().filter(subject).sequence(seed.last_seq + 1).await.map_err(|e| e.to_string())?;
-        Ok(Some(Purged { partition, through: seed.last_seq, entries: res.purged }))
+        let through = seed.rule.last_seq;
+        let res = self.journal.purge().filter(subject).sequence(through + 1).await.map_err(|e| e.to_string())?;
+        Ok(Some(Purged { partition, through, entries: res.purged }))
     }
 }

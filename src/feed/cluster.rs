@@ -153,7 +153,7 @@ impl Source {
         }
         let fed = judge_entry(rule, seq, bytes)?;
         *rule = fed.rule;
-        let position = SourcePosition { partition, epoch: rule.epoch, next_lsn: rule.next_lsn, last_seq: rule.last_seq };
+        let position = SourcePosition::of(partition, rule);
         match batch.sources.iter_mut().find(|s| s.partition == partition) {
             Some(s) => *s = position,
             None => batch.sources.push(position),
@@ -189,10 +189,10 @@ impl Source {
         tracing::info!(
             partition,
             from_seq = behind,
-            checkpoint_seq = seed.last_seq,
+            checkpoint_seq = seed.rule.last_seq,
             "the partition's journal was purged past this feed; its feed starts again at the checkpoint"
         );
-        self.rules.insert(partition, seed.rule());
+        self.rules.insert(partition, seed.rule.clone());
         let unsent = std::mem::replace(batch, self.new_batch());
         if self.tx.send(unsent).await.is_err() {
             return None;
@@ -215,14 +215,13 @@ impl Source {
     async fn checkpoint_past(&self, partition: u32, behind: u64) -> Option<FeedSeed> {
         let checkpoints = self.checkpoints.as_ref()?;
         let mut backoff = Backoff::new(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
-        let visible_by = Instant::now() + crate::cluster::engine::READ_VISIBLE_WITHIN;
         loop {
-            match checkpoints.current(partition).await {
-                Ok(found) => match found.map(|(seed, _)| seed).filter(|s| s.last_seq > behind) {
-                    // A replica a moment behind the purge may answer the read: look again.
-                    None if Instant::now() < visible_by => tokio::time::sleep(crate::cluster::engine::READ_RETRY_DELAY).await,
-                    found => return found,
-                },
+            // A replica a moment behind the purge may answer the read.
+            let past = crate::cluster::engine::read_visible(|| async {
+                Ok::<_, String>(checkpoints.current(partition).await?.map(|(seed, _)| seed).filter(|s| s.rule.last_seq > behind))
+            });
+            match past.await {
+                Ok(found) => return found,
                 Err(e) => {
                     let attempts = self.health.failed(format!("cannot read partition {partition}'s feed checkpoint: {e}"));
                     tracing::warn!(partition, error = %e, attempts, "cannot read the partition's feed checkpoint; retrying");

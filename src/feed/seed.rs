@@ -33,11 +33,8 @@ pub struct SeedWebhook {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedSeed {
     pub partition: u32,
-    pub epoch: u64,
-    pub next_lsn: Lsn,
-    /// The stream sequence of the last entry folded in.
-    pub last_seq: u64,
-    pub fenced: u64,
+    /// The replay rule after the last entry folded in.
+    pub rule: Replay,
     /// Each brand's last seq (every brand that has had an event).
     pub brands: BTreeMap<BrandId, u64>,
     /// The live subscriptions, by id.
@@ -47,28 +44,11 @@ pub struct FeedSeed {
 impl FeedSeed {
     /// The feed of a partition whose journal has not been read.
     pub fn new(partition: u32) -> FeedSeed {
-        let rule = Replay::new();
-        FeedSeed {
-            partition,
-            epoch: rule.epoch,
-            next_lsn: rule.next_lsn,
-            last_seq: rule.last_seq,
-            fenced: rule.fenced,
-            brands: BTreeMap::new(),
-            webhooks: BTreeMap::new(),
-        }
-    }
-
-    pub fn rule(&self) -> Replay {
-        Replay { epoch: self.epoch, next_lsn: self.next_lsn, last_seq: self.last_seq, fenced: self.fenced }
-    }
-
-    pub fn set_rule(&mut self, rule: &Replay) {
-        (self.epoch, self.next_lsn, self.last_seq, self.fenced) = (rule.epoch, rule.next_lsn, rule.last_seq, rule.fenced);
+        FeedSeed { partition, rule: Replay::new(), brands: BTreeMap::new(), webhooks: BTreeMap::new() }
     }
 
     pub fn position(&self) -> SourcePosition {
-        SourcePosition { partition: self.partition, epoch: self.epoch, next_lsn: self.next_lsn, last_seq: self.last_seq }
+        SourcePosition::of(self.partition, &self.rule)
     }
 
     /// Counts a batch's events and follows its subscription changes, as the store's

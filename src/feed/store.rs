@@ -155,6 +155,13 @@ pub struct SourcePosition {
     pub last_seq: u64,
 }
 
+impl SourcePosition {
+    /// Where `rule` leaves the feed in `partition`'s journal.
+    pub fn of(partition: u32, rule: &crate::cluster::entry::Replay) -> SourcePosition {
+        SourcePosition { partition, epoch: rule.epoch, next_lsn: rule.next_lsn, last_seq: rule.last_seq }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct BrandRow {
     no: i64,

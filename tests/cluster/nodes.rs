@@ -123,7 +123,8 @@ impl Drop for Cluster {
         }
         for n in &self.nodes {
             let log = n.log();
-            let lines: Vec<&str> = log.lines().collect();
+            // Without the per-request lines: under a retry loop they fill the tail.
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("request failed")).collect();
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
             eprintln!("--- the last {} lines of {}'s log ---\n{}", tail.len(), n.id, tail.join("\n"));
         }

@@ -352,7 +352,7 @@ fn a_checkpoint_counts_as_the_store_does_and_a_store_behind_it_starts_there() {
     let rows: Vec<(String, u64, Lsn)> =
         load_webhooks(&full.conn).unwrap().into_iter().map(|r| (r.id, r.start_seq, r.created_lsn)).collect();
     assert_eq!(hooks, rows, "the checkpoint's subscriptions against the store's");
-    seed.last_seq = 5;
+    seed.rule.last_seq = 5;
 
     // A store that read only the first batch starts again at the checkpoint; then both
     // read the same batch and agree.
