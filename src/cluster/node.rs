@@ -265,6 +265,11 @@ struct Controller {
     /// Set when a direct read found a lease newer than the lease watch said: the watch
     /// is made again.
     lease_watch_behind: bool,
+    /// The nodes partitions were placed on at the last step (what the view is
+    /// published over).
+    eligible: Vec<String>,
+    /// The partitions this node follows closely, for the heartbeat task.
+    caught_up_tx: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 /// How often the controller looks at everything.
@@ -310,6 +315,8 @@ impl Node {
             draining: Default::default(),
             handed_at: None,
             lease_watch_behind: false,
+            eligible: Vec::new(),
+            caught_up_tx: tokio::sync::watch::channel(Vec::new()).0,
         };
         let task = tokio::spawn(controller.run(done_rx));
         *node.controller.lock() = Some(task);
@@ -341,12 +348,13 @@ impl Controller {
         let mut node_watch = self.node.engine.cluster.watch_with_history("node.*").await.ok();
         let mut drain_watch = self.node.engine.cluster.watch_with_history("drain.*").await.ok();
         let mut tick = tokio::time::interval(TICK);
-        let mut beat = tokio::time::interval(self.node.cfg.timing.renew_every());
+        // Heartbeats go out on their own task: a put that waits out a stream leader
+        // election must not hold the steps back.
+        let beats = tokio::spawn(heartbeats(self.node.clone(), self.caught_up_tx.subscribe()));
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = tick.tick() => self.step().await,
-                _ = beat.tick() => self.heartbeat().await,
                 Some(done) = done_rx.recv() => self.took_over(done.0, done.1).await,
                 e = next(&mut lease_watch) => match e {
                     Some(entry) => self.saw_lease(entry),
@@ -366,10 +374,13 @@ impl Controller {
             }
         }
         self.stop_all().await;
+        beats.abort();
     }
 
-    async fn heartbeat(&mut self) {
-        let caught_up = self
+    /// The partitions this node follows closely (what its heartbeat says, for planned
+    /// handovers).
+    fn caught_up(&self) -> Vec<String> {
+        let mut caught_up: Vec<String> = self
             .following
             .iter()
             .filter(|(_, f)| {
@@ -378,11 +389,8 @@ impl Controller {
             })
             .map(|(p, _)| p.to_string())
             .collect();
-        let hb = Heartbeat { advertise: self.node.cfg.advertise.clone(), sent_unix_ms: chrono::Utc::now().timestamp_millis(), caught_up };
-        let key = format!("node.{}", self.node.cfg.node_id);
-        if let Err(e) = self.node.engine.cluster.put(&key, serde_json::to_vec(&hb).expect("heartbeat").into()).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
+        caught_up.sort();
+        caught_up
     }
 
     fn saw_lease(&mut self, e: async_nats::jetstream::kv::Entry) {
@@ -467,13 +475,29 @@ impl Controller {
     /// flight, the actors drop it, and the lease is released so that the next owner need
     /// not wait for it to expire.
     async fn give_up(&mut self, p: PartitionId, o: Owned) {
-        o.journal.stop();
-        o.renewal.abort();
-        let _ = o.publisher.await;
-        self.host.remove(p).await;
-        if let Err(e) = self.leases.release(&o.cell.held()).await {
+        let (held, _) = self.retire(p, o).await;
+        if let Err(e) = self.leases.release(&held).await {
             tracing::warn!(partition = %p, error = %e, "could not release the lease; it expires by itself");
         }
+    }
+
+    /// Stops serving a partition already taken out of `owned`, and says why its
+    /// publisher ended. The view says so first, so that requests stop coming here
+    /// while the rest waits on JetStream. The journal is given up, not only stopped:
+    /// the renewal task is stopped here, and a publisher waiting for it to revive a
+    /// lapsed lease (an ack that came late, in a stream leader election) would wait
+    /// for ever — and this controller with it, its view saying "local" for a
+    /// partition whose journal had stopped.
+    async fn retire(&mut self, p: PartitionId, o: Owned) -> (Held, String) {
+        self.publish_view(&self.eligible, Instant::now());
+        o.journal.give_up();
+        o.renewal.abort();
+        let why = match o.publisher.await {
+            Ok(why) => why.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.host.remove(p).await;
+        (o.cell.held(), why)
     }
 
     fn live(&self, now: Instant) -> Vec<String> {
@@ -499,6 +523,7 @@ impl Controller {
         // Decisions are made over the eligible nodes: a draining node is nobody's
         // candidate (it keeps what it owns until `rebalance` hands it over).
         let eligible = self.eligible(&live);
+        self.eligible.clone_from(&eligible);
         let live_refs: Vec<&str> = eligible.iter().map(String::as_str).collect();
         let first_grace = self.node.cfg.timing.lease * FIRST_START_GRACE_LEASES;
         let partitions: Vec<PartitionId> = self.partitions().collect();
@@ -541,6 +566,8 @@ impl Controller {
                 }
             }
         }
+        let caught_up = self.caught_up();
+        self.caught_up_tx.send_if_modified(|c| std::mem::replace(c, caught_up.clone()) != caught_up);
         if self.registry_ready {
             self.rebalance(&eligible, now).await;
         }
@@ -585,15 +612,9 @@ impl Controller {
             self.owned.iter().filter(|(_, o)| o.publisher.is_finished() || o.cell.is_lost()).map(|(p, _)| *p).collect();
         for p in gone {
             let o = self.owned.remove(&p).expect("listed above");
-            o.journal.stop();
-            o.renewal.abort();
-            let why = match o.publisher.await {
-                Ok(why) => why.to_string(),
-                Err(e) => e.to_string(),
-            };
+            let (_, why) = self.retire(p, o).await;
             tracing::warn!(partition = %p, reason = %why, "gave the partition up");
             metrics::counter!("zaiko_cluster_stepdowns_total").increment(1);
-            self.host.remove(p).await;
         }
     }
 
@@ -749,6 +770,22 @@ impl Controller {
             })
             .collect();
         self.node.view.store(Arc::new(ClusterView { node: self.node.cfg.node_id.clone(), partitions, nodes }));
+    }
+}
+
+/// Puts this node's heartbeat every renewal interval, with the partitions it follows
+/// closely as the controller's last step saw them.
+async fn heartbeats(node: Node, caught_up: tokio::sync::watch::Receiver<Vec<String>>) {
+    let mut beat = tokio::time::interval(node.cfg.timing.renew_every());
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let key = format!("node.{}", node.cfg.node_id);
+    loop {
+        beat.tick().await;
+        let caught_up = caught_up.borrow().clone();
+        let hb = Heartbeat { advertise: node.cfg.advertise.clone(), sent_unix_ms: chrono::Utc::now().timestamp_millis(), caught_up };
+        if let Err(e) = node.engine.cluster.put(&key, serde_json::to_vec(&hb).expect("heartbeat").into()).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
     }
 }
 

@@ -173,6 +173,15 @@ impl ReplicatedJournal {
         &self.inner.lease
     }
 
+    /// Gives the partition up: stops taking appends and marks the lease as no longer
+    /// ours, so that the publisher ends at its next step instead of waiting for a
+    /// renewal — an ack that arrives after the lease lapsed waits for the renewal task,
+    /// and the controller stops that task when it gives a partition up.
+    pub fn give_up(&self) {
+        self.stop();
+        self.inner.lease.lose();
+    }
+
     /// Stops taking appends; what is queued is never acknowledged.
     pub fn stop(&self) {
         self.inner.queue.lock().stopped = true;

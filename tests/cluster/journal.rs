@@ -243,3 +243,39 @@ fn an_owner_that_renews_keeps_writing_through_a_stream_leader_kill() {
         }
     });
 }
+
+#[test]
+fn an_owner_giving_a_lapsed_lease_up_stops_its_publisher_at_once() {
+    // Every cluster test runs alone: free ports are picked, not reserved.
+    let _serial = crate::failover::serial();
+    let nats = NatsCluster::start(3);
+    runtime().block_on(async {
+        let e = engine(&nats, "n1").await;
+        let store = leases(&e, 600);
+        let p = PartitionId::Brand(3);
+        let Owner { journal, cell, publisher, renewal } = take_over(&e, &store, p, "a").await;
+        // The renewals stop, as when the controller gives a partition up, and the lease
+        // lapses: nobody has taken it, so a renewal could still revive it.
+        renewal.abort();
+        tokio::time::sleep_until(tokio::time::Instant::from_std(cell.deadline())).await;
+        let marker = plog::last_seq(&e.journal, &p.subject()).await.unwrap();
+        // A record published now is acknowledged by the stream after the deadline: the
+        // publisher holds the ack, waiting for a renewal that will never come.
+        let lsn = journal.append(b"late".to_vec()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while plog::last_seq(&e.journal, &p.subject()).await.unwrap_or(0) <= marker {
+            assert!(Instant::now() < deadline, "the late entry never reached the stream");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(journal.durable_lsn(), lsn - 1, "nothing is acknowledged under a lapsed lease");
+        // Giving the partition up ends the publisher there and then.
+        journal.give_up();
+        let why = tokio::time::timeout(Duration::from_secs(30), publisher)
+            .await
+            .expect("the publisher still waited for its lease after the partition was given up")
+            .unwrap();
+        assert_eq!(why, Stopped::LeaseLost);
+        assert_eq!(journal.wait_durable(lsn).await, Err(AppendError::Stopped));
+        assert_eq!(journal.append(b"after".to_vec()), Err(AppendError::Stopped));
+    });
+}
