@@ -97,8 +97,10 @@ pub struct Body {
 }
 
 /// The fragments, coded 0x01.. in this order; where two start alike the longer is
-/// tried first (`FRAGMENT_ORDER`).
-const FRAGMENTS: [&str; 31] = [
+/// tried first (`FRAGMENT_ORDER`). Snapshots from format 4 keep answers packed and
+/// name the fragments they were packed with (`snapshot::read` unpacks with those when
+/// they are not these).
+pub const FRAGMENTS: [&str; 31] = [
     r#"{"results":["#,
     r#"{"index":"#,
     r#","status":"applied","sku":""#,
@@ -220,7 +222,12 @@ pub struct BodyRef<'a> {
     packed: bool,
 }
 
-impl BodyRef<'_> {
+impl<'a> BodyRef<'a> {
+    /// The bytes kept and whether they are packed: what a snapshot stores.
+    pub fn stored(&self) -> (&'a [u8], bool) {
+        (self.stored, self.packed)
+    }
+
     /// The answer as it was sent.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -718,6 +725,25 @@ impl IdempotencyStore {
     /// allocation per outcome: a snapshot holds millions).
     pub fn load_plain(&mut self, key: &str, fingerprint: &Fingerprint, status: Status, body: &[u8], at: Timestamp, lsn: Lsn) {
         self.push_with(key, fingerprint, status, at, lsn, body.len(), |out| pack_into(body, out));
+    }
+
+    /// [`Self::load`] from the answer as memory keeps it ([`BodyRef::stored`]), copied
+    /// as it is: the fast way to read a snapshot back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_stored(
+        &mut self,
+        key: &str,
+        fingerprint: &Fingerprint,
+        status: Status,
+        stored: &[u8],
+        packed: bool,
+        at: Timestamp,
+        lsn: Lsn,
+    ) {
+        self.push_with(key, fingerprint, status, at, lsn, stored.len(), |out| {
+            out.extend_from_slice(stored);
+            packed
+        });
     }
 
     /// Bytes the store holds (slots, keys and answers, and the hash table), for the

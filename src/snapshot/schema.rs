@@ -5,8 +5,11 @@
 /// `unsellable` and `in_transit`, `transfers`/`transfer_lines` and
 /// `returns`/`return_lines`, `low_stock` and `stock_bands` (a version-1 snapshot reads
 /// the levels as 0 and has none of the rest). 3: `idempotency.fingerprint` holds the
-/// first 16 bytes of the request's SHA-256, as memory keeps it (before: all 32).
-pub const FORMAT_VERSION: i64 = 3;
+/// first 16 bytes of the request's SHA-256, as memory keeps it (before: all 32). 4:
+/// `idempotency.body` holds the answer as memory keeps it, packed when `packed` is 1,
+/// with the fragments it was packed with in `meta.body_fragments` (before: the answer
+/// as sent, packed again on every load).
+pub const FORMAT_VERSION: i64 = 4;
 
 /// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
 pub const DDL: &str = r#"
@@ -54,7 +57,7 @@ CREATE TABLE import_jobs (brand TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT N
 CREATE TABLE import_errors (brand TEXT NOT NULL, job TEXT NOT NULL, seq INTEGER NOT NULL, row INTEGER NOT NULL, code TEXT NOT NULL,
   detail TEXT NOT NULL, PRIMARY KEY (brand, job, seq));
 CREATE TABLE idempotency (scope TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
-  status TEXT NOT NULL, body BLOB NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL, lsn INTEGER NOT NULL,
+  status TEXT NOT NULL, body BLOB NOT NULL, packed INTEGER NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL, lsn INTEGER NOT NULL,
   PRIMARY KEY (scope, seq));
 CREATE TABLE transfers (brand TEXT NOT NULL, id TEXT NOT NULL, origin TEXT NOT NULL, destination TEXT NOT NULL,
   status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));

@@ -60,7 +60,10 @@ impl Driver {
         if events.is_empty() {
             return;
         }
-        let idempotency = key.map(|k| IdemWrite { fingerprint: sha256(k.as_bytes()), key: k, status: Status::Done, body: b"{}".to_vec() });
+        // An answer like a real one: memory keeps it packed (`idempotency::FRAGMENTS`).
+        let answer = |k: &str| format!(r#"{{"results":[{{"index":0,"status":"applied","sku":"{k}","location":"L0","version":3}}]}}"#);
+        let idempotency =
+            key.map(|k| IdemWrite { fingerprint: sha256(k.as_bytes()), body: answer(&k).into_bytes(), key: k, status: Status::Done });
         self.write(WalRecord::Brand(BrandRecord { brand: BrandId::parse(b).unwrap(), at: self.now, idempotency, events }));
     }
 
@@ -655,4 +658,90 @@ fn a_build_from_a_format_1_snapshot_is_the_build_from_the_whole_state() {
     assert_eq!(built.lsn, 17);
     assert_same_as_whole(&built, &whole, now).unwrap();
     assert!(load(&built.path).unwrap().0 == whole);
+}
+
+/// A copy of a snapshot file with its packed answers changed by `f` (which gets each
+/// packed body), for making the files other formats and builds wrote. Returns how many
+/// answers were packed.
+fn repack(path: &std::path::Path, f: impl Fn(&[u8]) -> Vec<u8>) -> usize {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let packed: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT rowid, body FROM idempotency WHERE packed = 1")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (rowid, body) in &packed {
+        conn.execute("UPDATE idempotency SET body = ?1 WHERE rowid = ?2", rusqlite::params![f(body), rowid]).unwrap();
+    }
+    packed.len()
+}
+
+/// Byte `c` from 1 on of a packed answer stands for fragment `c - 1`.
+fn unpacked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in body {
+        match crate::domain::idempotency::FRAGMENTS.get((b as usize).wrapping_sub(1)) {
+            Some(f) => out.extend_from_slice(f.as_bytes()),
+            None => out.push(b),
+        }
+    }
+    out
+}
+
+/// Format 3 held each answer as it was sent; such a file loads to the same state as
+/// today's file of it.
+#[test]
+fn a_format_3_snapshot_with_answers_as_sent_loads_to_the_same_state() {
+    let mut d = Driver::new();
+    d.setup();
+    for n in 0..6 {
+        d.step(&Op { kind: 0, brand: n % 2, sku: n % 3, loc: 0, qty: n as i64 + 1 }, n);
+    }
+    let info = build(d.data.path(), d.durable(), d.now).unwrap();
+    let (want, _) = load(&info.path).unwrap();
+    assert!(repack(&info.path, unpacked) >= 6, "the snapshot holds packed answers");
+    let conn = rusqlite::Connection::open(&info.path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE idempotency DROP COLUMN packed;
+         UPDATE meta SET value = '3' WHERE key = 'format_version';
+         DELETE FROM meta WHERE key = 'body_fragments';",
+    )
+    .unwrap();
+    drop(conn);
+    let (got, _) = load(&info.path).unwrap();
+    assert!(got == want, "a format-3 file loads to another state");
+    d.journal.shutdown();
+}
+
+/// A file whose answers were packed with other fragments (a build whose list
+/// differed) is unpacked with the fragments it names: same state, digest checked.
+#[test]
+fn answers_packed_with_other_fragments_are_read_with_those() {
+    use crate::domain::idempotency::FRAGMENTS;
+    let mut d = Driver::new();
+    d.setup();
+    for n in 0..6 {
+        d.step(&Op { kind: 0, brand: n % 2, sku: n % 3, loc: 1, qty: n as i64 + 1 }, n);
+    }
+    let info = build(d.data.path(), d.durable(), d.now).unwrap();
+    let (want, _) = load(&info.path).unwrap();
+    // The same fragments in the reverse order: code c becomes 32 - c.
+    let codes = FRAGMENTS.len() as u8 + 1;
+    let packed = repack(&info.path, |body| body.iter().map(|&b| if (1..codes).contains(&b) { codes - b } else { b }).collect());
+    assert!(packed >= 6, "the snapshot holds packed answers");
+    let reversed: Vec<&str> = FRAGMENTS.iter().rev().copied().collect();
+    let saved = std::fs::read(&info.path).unwrap();
+    let conn = rusqlite::Connection::open(&info.path).unwrap();
+    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'body_fragments'", [serde_json::to_string(&reversed).unwrap()]).unwrap();
+    drop(conn);
+    let (got, _) = load(&info.path).unwrap();
+    assert!(got == want, "answers packed with other fragments load to another state");
+    // Read with today's fragments instead, the same bytes are other answers: the
+    // digest says so.
+    std::fs::write(&info.path, saved).unwrap();
+    let err = load(&info.path).unwrap_err();
+    assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    d.journal.shutdown();
 }

@@ -115,6 +115,7 @@ impl Writer {
             ("zaiko_version", env!("CARGO_PKG_VERSION").to_string()),
             ("brands", brands.to_string()),
             ("skus", skus.to_string()),
+            ("body_fragments", serde_json::to_string(&crate::domain::idempotency::FRAGMENTS).expect("strings encode")),
         ];
         for (k, v) in meta {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]).map_err(sql)?;
@@ -163,16 +164,18 @@ impl Drop for TmpFile {
 
 fn write_idempotency(tx: &Connection, scope: &str, store: &IdempotencyStore) -> rusqlite::Result<()> {
     let mut st = tx.prepare_cached(
-        "INSERT INTO idempotency (scope, seq, key, fingerprint, status, body, at, at_ms, lsn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO idempotency (scope, seq, key, fingerprint, status, body, packed, at, at_ms, lsn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (seq, (key, e)) in store.iter().enumerate() {
+        let (body, packed) = e.body.stored();
         st.execute(params![
             scope,
             seq as i64,
             key,
             &e.fingerprint[..],
             status_text(e.status),
-            e.body.to_vec(),
+            body,
+            packed,
             t(e.at),
             e.at.0,
             e.lsn as i64
