@@ -49,21 +49,6 @@ fn open(path: &Path) -> Result<Connection, SnapshotError> {
         .map_err(|e| SnapshotError::Sqlite { path: path.to_path_buf(), source: e })
 }
 
-/// [`open`] for reading the whole file at once ([`load`]): pages come through a
-/// read-only mapping instead of being copied into each connection's page cache (the
-/// copies were a third of a load's CPU). SQLite caps the mapping (2 GiB as built
-/// here); pages past it are read as before. Not for the snapshot builder's
-/// [`Source`], which reads beside a live server: mapped pages count in its RSS until
-/// the connection closes.
-fn open_mapped(path: &Path) -> Result<Connection, SnapshotError> {
-    let conn = open(path)?;
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES).map_err(|e| SnapshotError::Sqlite { path: path.to_path_buf(), source: e })?;
-    Ok(conn)
-}
-
-/// How much of a snapshot file [`open_mapped`] maps (SQLite caps it lower).
-const MMAP_BYTES: i64 = 1 << 40;
-
 fn meta(conn: &Connection) -> Result<HashMap<String, String>, String> {
     let mut st = conn.prepare("SELECT key, value FROM meta").map_err(|e| e.to_string())?;
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| e.to_string())?;
@@ -93,7 +78,7 @@ pub(super) fn load(path: &Path) -> Result<(State, SnapshotInfo, LoadTimings), Sn
     let started = std::time::Instant::now();
     let info = info(path)?;
     let corrupt = |detail: String| SnapshotError::Corrupt { path: path.to_path_buf(), detail };
-    let conn = open_mapped(path)?;
+    let conn = open(path)?;
     let m = meta(&conn).map_err(corrupt)?;
     let mut timings = LoadTimings::default();
     let (state, got) = read_state(path, &conn, &m, &mut timings).map_err(|b| corrupt(b.0))?;
@@ -209,7 +194,7 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
         for _ in 0..threads {
             let (tx, next, stop) = (tx.clone(), &next, &stop);
             scope.spawn(move || {
-                let conn = match open_mapped(path) {
+                let conn = match open(path) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send((0, Err(Bad(e.to_string()))));
