@@ -690,17 +690,24 @@ fn unpacked(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A snapshot of six keyed changes at location `loc` over two brands, and the state
+/// it loads to.
+fn snapshot_with_answers(loc: usize) -> (Driver, SnapshotInfo, State) {
+    let mut d = Driver::new();
+    d.setup();
+    for n in 0..6 {
+        d.step(&Op { kind: 0, brand: n % 2, sku: n % 3, loc, qty: n as i64 + 1 }, n);
+    }
+    let info = build(d.data.path(), d.durable(), d.now).unwrap();
+    let (want, _) = load(&info.path).unwrap();
+    (d, info, want)
+}
+
 /// Format 3 held each answer as it was sent; such a file loads to the same state as
 /// today's file of it.
 #[test]
 fn a_format_3_snapshot_with_answers_as_sent_loads_to_the_same_state() {
-    let mut d = Driver::new();
-    d.setup();
-    for n in 0..6 {
-        d.step(&Op { kind: 0, brand: n % 2, sku: n % 3, loc: 0, qty: n as i64 + 1 }, n);
-    }
-    let info = build(d.data.path(), d.durable(), d.now).unwrap();
-    let (want, _) = load(&info.path).unwrap();
+    let (d, info, want) = snapshot_with_answers(0);
     assert!(repack(&info.path, unpacked) >= 6, "the snapshot holds packed answers");
     let conn = rusqlite::Connection::open(&info.path).unwrap();
     conn.execute_batch(
@@ -720,13 +727,7 @@ fn a_format_3_snapshot_with_answers_as_sent_loads_to_the_same_state() {
 #[test]
 fn answers_packed_with_other_fragments_are_read_with_those() {
     use crate::domain::idempotency::FRAGMENTS;
-    let mut d = Driver::new();
-    d.setup();
-    for n in 0..6 {
-        d.step(&Op { kind: 0, brand: n % 2, sku: n % 3, loc: 1, qty: n as i64 + 1 }, n);
-    }
-    let info = build(d.data.path(), d.durable(), d.now).unwrap();
-    let (want, _) = load(&info.path).unwrap();
+    let (d, info, want) = snapshot_with_answers(1);
     // The same fragments in the reverse order: code c becomes 32 - c.
     let codes = FRAGMENTS.len() as u8 + 1;
     let packed = repack(&info.path, |body| body.iter().map(|&b| if (1..codes).contains(&b) { codes - b } else { b }).collect());
