@@ -47,7 +47,14 @@ pub fn nats_server_bin() -> PathBuf {
 
 /// A free loopback port (bound and released; the servers bind it right after).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    free_ports(1)[0]
+}
+
+/// `n` free loopback ports, all different: each stays bound until every one is
+/// picked, so the kernel cannot hand one out twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
 pub struct NatsServer {
@@ -136,7 +143,8 @@ pub struct NatsCluster {
 impl NatsCluster {
     pub fn start(n: usize) -> NatsCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let ports: Vec<(u16, u16, u16)> = (0..n).map(|_| (free_port(), free_port(), free_port())).collect();
+        let free = free_ports(3 * n);
+        let ports: Vec<(u16, u16, u16)> = free.chunks(3).map(|p| (p[0], p[1], p[2])).collect();
         let routes: Vec<String> = ports.iter().map(|p| format!("nats-route://127.0.0.1:{}", p.2)).collect();
         let mut servers = Vec::new();
         for (i, (client, monitor, cluster)) in ports.iter().enumerate() {
@@ -176,9 +184,28 @@ impl NatsCluster {
             if !leaders.is_empty() && leaders.iter().all(|l| l.is_some() && *l == leaders[0]) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the nats cluster elected no JetStream leader in {READY_TIMEOUT:?}: {leaders:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the nats cluster elected no JetStream leader in {READY_TIMEOUT:?}: {leaders:?}\n{}",
+                self.log_tails(20)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The last `lines` of every server's log, for a failure's message.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for s in &self.servers {
+            let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_else(|e| format!("(no log: {e})"));
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            out += &format!("--- {} (pid {:?}), last {} lines:\n", s.name, s.pid(), tail.len());
+            for l in tail.iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// Every server's client URL, comma-separated (what `--cluster` takes).
