@@ -377,6 +377,9 @@ impl Format {
         if fragments.len() > 255 {
             return Err(Bad(format!("meta.body_fragments names {} fragments; a byte codes at most 255", fragments.len())));
         }
+        if fragments.iter().any(|f| f.len() > FRAGMENT_MAX) {
+            return Err(Bad(format!("meta.body_fragments names a fragment longer than {FRAGMENT_MAX} bytes")));
+        }
         let bodies = if fragments.iter().map(String::as_str).eq(crate::domain::idempotency::FRAGMENTS) {
             Bodies::Kept
         } else {
@@ -387,16 +390,27 @@ impl Format {
 }
 
 /// The answer as sent from one packed with `fragments` (byte `c` from 1 on stands for
-/// fragment `c - 1`; any other byte for itself).
-fn unpack_with(fragments: &[Vec<u8>], stored: &[u8], out: &mut Vec<u8>) {
+/// fragment `c - 1`; any other byte for itself). A damaged or hostile file cannot make
+/// it grow past [`UNPACKED_MAX`].
+fn unpack_with(fragments: &[Vec<u8>], stored: &[u8], out: &mut Vec<u8>) -> Result<(), Bad> {
     out.clear();
     for &b in stored {
         match (b as usize).checked_sub(1).and_then(|i| fragments.get(i)) {
             Some(f) => out.extend_from_slice(f),
             None => out.push(b),
         }
+        if out.len() > UNPACKED_MAX {
+            return Err(Bad(format!("a stored answer unpacks to more than {UNPACKED_MAX} bytes")));
+        }
     }
+    Ok(())
 }
+
+/// The longest answer a snapshot may unpack to (the server's answers are far shorter:
+/// a batch's is tens of KB).
+const UNPACKED_MAX: usize = 64 << 20;
+/// The longest fragment `meta.body_fragments` may name (today's are under 40 bytes).
+const FRAGMENT_MAX: usize = 1024;
 
 /// The idempotency outcomes of one scope (a brand, or `""` for the registry), streamed
 /// into its store row by row (millions of rows: no list of them all, and no owned copy
@@ -443,7 +457,7 @@ fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(Idempo
         match &format.bodies {
             Bodies::Kept => store.load_stored(key, &fingerprint, status, body, r.get(6)?, at, lsn),
             Bodies::PackedWith(fragments) if r.get(6)? => {
-                unpack_with(fragments, body, &mut plain);
+                unpack_with(fragments, body, &mut plain)?;
                 store.load_plain(key, &fingerprint, status, &plain, at, lsn);
             }
             _ => store.load_plain(key, &fingerprint, status, body, at, lsn),

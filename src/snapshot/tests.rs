@@ -746,3 +746,19 @@ fn answers_packed_with_other_fragments_are_read_with_those() {
     assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
     d.journal.shutdown();
 }
+
+/// A hostile file cannot make an answer unpack to gigabytes: fragments of 1 KiB and an
+/// answer of 100,000 codes (100 MB unpacked) are refused as a damaged file.
+#[test]
+fn an_answer_that_unpacks_past_the_bound_is_refused() {
+    let (d, info, _) = snapshot_with_answers(0);
+    let long = "x".repeat(1024);
+    let fragments: Vec<&str> = vec![long.as_str(); 31];
+    let conn = rusqlite::Connection::open(&info.path).unwrap();
+    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'body_fragments'", [serde_json::to_string(&fragments).unwrap()]).unwrap();
+    conn.execute("UPDATE idempotency SET body = ?1 WHERE packed = 1", [vec![1u8; 100_000]]).unwrap();
+    drop(conn);
+    let err = load(&info.path).unwrap_err();
+    assert!(matches!(&err, SnapshotError::Corrupt { detail, .. } if detail.contains("unpacks to more than")), "{err}");
+    d.journal.shutdown();
+}
