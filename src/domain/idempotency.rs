@@ -153,6 +153,24 @@ fn fragment(b: u8) -> Option<&'static str> {
     FRAGMENTS.get((b as usize).wrapping_sub(1)).copied()
 }
 
+/// Appends to `out` the answer `stored` stands for, packed with `fragments` (byte `c`
+/// from 1 on stands for fragment `c - 1`; any other byte for itself): today's
+/// [`FRAGMENTS`], or those a snapshot names. Stops, saying so, once `out` would hold
+/// more than `max` bytes of it.
+pub fn unpack_into<F: AsRef<[u8]>>(fragments: &[F], stored: &[u8], out: &mut Vec<u8>, max: usize) -> bool {
+    let start = out.len();
+    for &b in stored {
+        match (b as usize).checked_sub(1).and_then(|i| fragments.get(i)) {
+            Some(f) => out.extend_from_slice(f.as_ref()),
+            None => out.push(b),
+        }
+        if out.len() - start > max {
+            return false;
+        }
+    }
+    true
+}
+
 /// Appends the packed form of `plain` to `out` and says whether it is packed; when it
 /// is not (short, holding a fragment byte, or not shorter packed), `out` gets `plain`.
 fn pack_into(plain: &[u8], out: &mut Vec<u8>) -> bool {
@@ -242,12 +260,7 @@ impl<'a> BodyRef<'a> {
             return;
         }
         out.reserve(self.stored.len() * 3);
-        for &b in self.stored {
-            match fragment(b) {
-                Some(f) => out.extend_from_slice(f.as_bytes()),
-                None => out.push(b),
-            }
-        }
+        unpack_into(&FRAGMENTS, self.stored, out, usize::MAX);
     }
 
     /// Length of the answer as sent.

@@ -389,23 +389,6 @@ impl Format {
     }
 }
 
-/// The answer as sent from one packed with `fragments` (byte `c` from 1 on stands for
-/// fragment `c - 1`; any other byte for itself). A damaged or hostile file cannot make
-/// it grow past [`UNPACKED_MAX`].
-fn unpack_with(fragments: &[Vec<u8>], stored: &[u8], out: &mut Vec<u8>) -> Result<(), Bad> {
-    out.clear();
-    for &b in stored {
-        match (b as usize).checked_sub(1).and_then(|i| fragments.get(i)) {
-            Some(f) => out.extend_from_slice(f),
-            None => out.push(b),
-        }
-        if out.len() > UNPACKED_MAX {
-            return Err(Bad(format!("a stored answer unpacks to more than {UNPACKED_MAX} bytes")));
-        }
-    }
-    Ok(())
-}
-
 /// The longest answer a snapshot may unpack to (the server's answers are far shorter:
 /// a batch's is tens of KB).
 const UNPACKED_MAX: usize = 64 << 20;
@@ -419,7 +402,7 @@ const FRAGMENT_MAX: usize = 1024;
 /// it holds each answer as memory keeps it.
 fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(IdempotencyStore, Tails), Bad> {
     let version = format.version;
-    let packed = if version >= 4 { "packed" } else { "0" };
+    let packed = if matches!(format.bodies, Bodies::Sent) { "0" } else { "packed" };
     let mut st = conn.prepare_cached(&format!(
         "SELECT key, fingerprint, status, body, at_ms, lsn, {packed} FROM idempotency WHERE scope = ?1 ORDER BY seq"
     ))?;
@@ -457,7 +440,10 @@ fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(Idempo
         match &format.bodies {
             Bodies::Kept => store.load_stored(key, &fingerprint, status, body, r.get(6)?, at, lsn),
             Bodies::PackedWith(fragments) if r.get(6)? => {
-                unpack_with(fragments, body, &mut plain)?;
+                plain.clear();
+                if !crate::domain::idempotency::unpack_into(fragments, body, &mut plain, UNPACKED_MAX) {
+                    return Err(Bad(format!("a stored answer unpacks to more than {UNPACKED_MAX} bytes")));
+                }
                 store.load_plain(key, &fingerprint, status, &plain, at, lsn);
             }
             _ => store.load_plain(key, &fingerprint, status, body, at, lsn),

@@ -678,15 +678,10 @@ fn repack(path: &std::path::Path, f: impl Fn(&[u8]) -> Vec<u8>) -> usize {
     packed.len()
 }
 
-/// Byte `c` from 1 on of a packed answer stands for fragment `c - 1`.
+/// A packed answer as it was sent.
 fn unpacked(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    for &b in body {
-        match crate::domain::idempotency::FRAGMENTS.get((b as usize).wrapping_sub(1)) {
-            Some(f) => out.extend_from_slice(f.as_bytes()),
-            None => out.push(b),
-        }
-    }
+    crate::domain::idempotency::unpack_into(&crate::domain::idempotency::FRAGMENTS, body, &mut out, usize::MAX);
     out
 }
 
