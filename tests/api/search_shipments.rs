@@ -121,10 +121,12 @@ fn a_brand_token_only_ever_sees_its_own_shipments() {
     let s = TestServer::spawn();
     let a = stocked_brand(&s, "brand-a");
     let b = stocked_brand(&s, "brand-b");
-    ship(&s, "brand-a", &a, "SH-1", "A-ORDER", &["S1"]);
-    let lsn = ship(&s, "brand-b", &b, "SH-1", "B-ORDER brand-a", &["S1"]).to_string();
+    let lsn_a = ship(&s, "brand-a", &a, "SH-1", "A-ORDER", &["S1"]).to_string();
+    let lsn_b = ship(&s, "brand-b", &b, "SH-1", "B-ORDER brand-a", &["S1"]).to_string();
+    // Each brand waits for its own write (an LSN is one partition's in cluster mode).
+    assert_eq!(ids(&search(&s, &b, &[("q", "SH-1"), ("min_lsn", &lsn_b)]).expect(200)), ["brand-b/SH-1"]);
     for q in ["", "SH-1", "s1", "brand-a", "b-order"] {
-        let r = search(&s, &a, &[("q", q), ("min_lsn", &lsn)]).expect(200);
+        let r = search(&s, &a, &[("q", q), ("min_lsn", &lsn_a)]).expect(200);
         assert!(ids(&r).iter().all(|h| h.starts_with("brand-a/")), "q={q:?}: {r}");
         assert!(r["facets"]["brand"].as_array().unwrap().iter().all(|f| f["value"] == "brand-a"), "q={q:?}: {r}");
     }

@@ -25,10 +25,7 @@ skip=(
   search::index_rebuild_builds_the_index_offline_at_the_last_lsn
   search_shipments::after_kill_9_the_shipment_index_catches_up_from_its_stored_lsn
   search_shipments::ship_to_never_appears_in_a_search_answer_or_in_the_index_files
-  # min_lsn without a brand: 400 in cluster mode (an LSN is one partition's); and one
-  # brand's LSN used as another brand's min_lsn, then a search across brands expected
-  # to see the first brand's write (racy where each partition has its own LSNs).
-  search_shipments::a_brand_token_only_ever_sees_its_own_shipments
+  # min_lsn without a brand: 400 in cluster mode (an LSN is one partition's).
   search::min_lsn_beyond_the_journal_is_not_ready
   search_shipments::bad_shipment_parameters_are_400_naming_the_parameter
   # Holds long polls on one node by raw TCP and asks again through another: the
