@@ -4,12 +4,16 @@
 //! What later formats added is walked only where it is there (a SKU's unsellable and
 //! in-transit units), so a state that has none of it digests as format 1 did and a
 //! snapshot written then still checks.
+//!
+//! Idempotency outcomes are taken two ways ([`Outcomes`]): up to format 4 each was
+//! walked with its answer as sent; from format 5 a scope's outcomes are the SHA-256 of
+//! their chunks (`outcomes.rs`), with the fragments the answers are packed with.
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::domain::brand::BrandState;
-use crate::domain::idempotency::{BodyRef, IdempotencyStore, Status};
+use crate::domain::idempotency::{BodyRef, IdempotencyStore, Status, FRAGMENTS};
 use crate::domain::registry::Registry;
 use crate::domain::BrandId;
 use crate::domain::Timestamp;
@@ -34,13 +38,24 @@ fn sorted<'a, K: Ord + 'a, V: 'a>(it: impl Iterator<Item = (&'a K, &'a V)>) -> V
     v
 }
 
-/// The digest of a whole state.
+/// The digest of a whole state, as today's format writes it.
 pub fn digest(state: &State) -> [u8; 32] {
-    let mut s = Stream::new(state.lsn, &state.registry, None);
+    let chunks = |store| Outcomes::Chunks(super::outcomes::digest(store));
+    let mut s = Stream::new(state.lsn, &state.registry, &chunks(&state.registry.idempotency), Some(&FRAGMENTS[..]));
     for (id, b) in sorted(state.brands.iter()) {
-        s.brand(id, b, None);
+        s.brand(id, b, &chunks(&b.idempotency));
     }
     s.finish()
+}
+
+/// What the digest takes of a scope's idempotency outcomes.
+pub enum Outcomes {
+    /// Each outcome walked from the store with its answer as sent (formats 1 to 4):
+    /// for formats 1 and 2, with the last 16 bytes of each fingerprint, one per
+    /// outcome in the store's order (see [`walk`]).
+    Walk(Option<Vec<[u8; 16]>>),
+    /// The SHA-256 of the scope's chunks (format 5).
+    Chunks([u8; 32]),
 }
 
 /// The digest computed part by part: the registry, then each brand in the order of
@@ -50,11 +65,14 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// `tails`: for a snapshot of format 1 or 2, the last 16 bytes of each of the
-    /// registry's outcome fingerprints (see [`outcomes`]).
-    pub fn new(lsn: Lsn, registry: &Registry, tails: Option<&[[u8; 16]]>) -> Stream {
+    /// `outcomes`: the registry's. `fragments`: those the answers are packed with,
+    /// from format 5 (before, the digest took the answers as sent).
+    pub fn new(lsn: Lsn, registry: &Registry, outcomes: &Outcomes, fragments: Option<&[impl Serialize]>) -> Stream {
         let mut h = Hasher(Sha256::new(), Vec::new());
         h.put(&lsn);
+        if let Some(f) = fragments {
+            h.put(&f);
+        }
         let r = registry;
         h.put(&r.last_lsn);
         h.put(&r.admin_sha256);
@@ -64,13 +82,13 @@ impl Stream {
         for (_, t) in sorted(r.tokens.iter()) {
             h.put(t);
         }
-        outcomes(&mut h, &r.idempotency, tails);
+        scope(&mut h, &r.idempotency, outcomes);
         Stream { h }
     }
 
-    /// Adds a brand; brands must come in the order of their ids. `tails` as for
-    /// [`Stream::new`].
-    pub fn brand(&mut self, id: &BrandId, b: &BrandState, tails: Option<&[[u8; 16]]>) {
+    /// Adds a brand with what the digest takes of its outcomes; brands must come in
+    /// the order of their ids.
+    pub fn brand(&mut self, id: &BrandId, b: &BrandState, outcomes: &Outcomes) {
         let h = &mut self.h;
         h.put(&(id, &b.name, &b.created_at, &b.last_lsn));
         for (id, s) in &b.skus {
@@ -123,7 +141,7 @@ impl Stream {
         if !b.thresholds.is_empty() || !b.bands.is_empty() {
             h.put(&(&b.thresholds, &b.bands));
         }
-        outcomes(h, &b.idempotency, tails);
+        scope(h, &b.idempotency, outcomes);
     }
 
     pub fn finish(self) -> [u8; 32] {
@@ -141,12 +159,19 @@ struct FullOutcome<'a> {
     lsn: Lsn,
 }
 
-/// Hashes a scope's outcomes. Memory keeps the first 16 bytes of a fingerprint
+fn scope(h: &mut Hasher, store: &IdempotencyStore, outcomes: &Outcomes) {
+    match outcomes {
+        Outcomes::Walk(tails) => walk(h, store, tails.as_deref()),
+        Outcomes::Chunks(sha) => h.put(sha),
+    }
+}
+
+/// Hashes a scope's outcomes one by one (formats 1 to 4). Memory keeps the first 16 bytes of a fingerprint
 /// (`idempotency::Fingerprint`), and so do snapshots from format 3; a snapshot of an
 /// earlier format was hashed over all 32, so checking it takes the `tails` its rows
 /// held, one per outcome in the store's order. A count that does not match hashes
 /// the store alone, which then fails the check as it should.
-fn outcomes(h: &mut Hasher, store: &IdempotencyStore, tails: Option<&[[u8; 16]]>) {
+fn walk(h: &mut Hasher, store: &IdempotencyStore, tails: Option<&[[u8; 16]]>) {
     match tails {
         Some(tails) if tails.len() == store.len() => {
             for ((key, o), tail) in store.iter().zip(tails) {

@@ -9,6 +9,7 @@
 
 mod build;
 mod digest;
+mod outcomes;
 mod read;
 pub mod schema;
 mod write;

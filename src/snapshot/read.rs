@@ -6,7 +6,8 @@ use std::path::Path;
 use compact_str::CompactString;
 use rusqlite::{Connection, OpenFlags, Row};
 
-use super::{digest, schema, SnapshotError, SnapshotInfo};
+use super::digest::{self, Outcomes};
+use super::{schema, SnapshotError, SnapshotInfo};
 use crate::domain::alerts::{Band, Thresholds};
 use crate::domain::brand::{BrandState, SkuState};
 use crate::domain::catalog::Catalog;
@@ -153,7 +154,8 @@ pub const LOAD_THREADS_MAX: usize = 8;
 pub struct LoadTimings {
     /// Opening the file to the state and its digest checked.
     pub wall: std::time::Duration,
-    /// Reading and decoding the idempotency outcomes.
+    /// Reading and decoding the idempotency outcomes (from format 5, with the hashing
+    /// of their chunks for the digest).
     pub outcomes_cpu: std::time::Duration,
     /// Reading and decoding everything else (SKUs, stock, reservations, ...).
     pub tables_cpu: std::time::Duration,
@@ -177,7 +179,7 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
     let mut state = State { lsn: meta_num(m, "lsn")?, ..State::default() };
     let started = crate::procfs::thread_cpu();
     let format = Format::of(m)?;
-    let (idem, registry_tails) = read_scope(conn, "", &format)?;
+    let (idem, registry_outcomes) = read_scope(conn, "", &format)?;
     read_registry(conn, &mut state, m, idem)?;
     let mut brands = brand_rows(conn)?;
     timings.tables_cpu += crate::procfs::thread_cpu().saturating_sub(started);
@@ -185,10 +187,10 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
     brands.sort_by(|a, b| a.id.cmp(&b.id));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, LOAD_THREADS_MAX).min(brands.len().max(1));
     timings.threads = threads;
-    let mut stream = digest::Stream::new(state.lsn, &state.registry, registry_tails.as_deref());
+    let mut stream = digest::Stream::new(state.lsn, &state.registry, &registry_outcomes, format.digest_fragments());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<(BrandState, Tails, LoadTimings), Bad>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<(BrandState, Outcomes, LoadTimings), Bad>)>();
     let (brands_ref, format) = (&brands, &format);
     std::thread::scope(|scope| -> Result<(), Bad> {
         for _ in 0..threads {
@@ -205,7 +207,7 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(row) = brands_ref.get(i) else { break };
                     let mut t = LoadTimings::default();
-                    let loaded = read_brand(&conn, row, format, &mut t).map(|(b, tails)| (b, tails, t));
+                    let loaded = read_brand(&conn, row, format, &mut t).map(|(b, outcomes)| (b, outcomes, t));
                     let failed = loaded.is_err();
                     if tx.send((i, loaded)).is_err() || failed {
                         break;
@@ -214,10 +216,10 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
             });
         }
         drop(tx);
-        let mut arrived: BTreeMap<usize, (BrandState, Tails)> = BTreeMap::new();
+        let mut arrived: BTreeMap<usize, (BrandState, Outcomes)> = BTreeMap::new();
         let mut want = 0;
         for (i, loaded) in rx {
-            let (b, tails, t) = match loaded {
+            let (b, outcomes, t) = match loaded {
                 Ok(found) => found,
                 Err(e) => {
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -226,10 +228,10 @@ fn read_state(path: &Path, conn: &Connection, m: &HashMap<String, String>, timin
             };
             timings.outcomes_cpu += t.outcomes_cpu;
             timings.tables_cpu += t.tables_cpu;
-            arrived.insert(i, (b, tails));
-            while let Some((b, tails)) = arrived.remove(&want) {
+            arrived.insert(i, (b, outcomes));
+            while let Some((b, outcomes)) = arrived.remove(&want) {
                 let hashing = crate::procfs::thread_cpu();
-                stream.brand(&b.id, &b, tails.as_deref());
+                stream.brand(&b.id, &b, &outcomes);
                 timings.digest_cpu += crate::procfs::thread_cpu().saturating_sub(hashing);
                 state.brands.insert(b.id.clone(), b);
                 want += 1;
@@ -268,11 +270,11 @@ impl Source {
         let format = Format::of(&m).map_err(|b| corrupt(b.0))?;
         let read = || -> Result<_, Bad> {
             let mut state = State { lsn: meta_num(&m, "lsn")?, ..State::default() };
-            let (idem, tails) = read_scope(&conn, "", &format)?;
+            let (idem, outcomes) = read_scope(&conn, "", &format)?;
             read_registry(&conn, &mut state, &m, idem)?;
             let mut brands = brand_rows(&conn)?;
             brands.sort_by(|a, b| b.id.cmp(&a.id));
-            let check = digest::Stream::new(state.lsn, &state.registry, tails.as_deref());
+            let check = digest::Stream::new(state.lsn, &state.registry, &outcomes, format.digest_fragments());
             Ok((state.registry, brands, check))
         };
         let (registry, brands, check) = read().map_err(|b| corrupt(b.0))?;
@@ -287,9 +289,9 @@ impl Source {
     /// The next brand's whole state, added to the digest check.
     pub(super) fn next_brand(&mut self) -> Result<Option<BrandState>, SnapshotError> {
         let Some(row) = self.brands.pop() else { return Ok(None) };
-        let (b, tails) = read_brand(&self.conn, &row, &self.format, &mut LoadTimings::default())
+        let (b, outcomes) = read_brand(&self.conn, &row, &self.format, &mut LoadTimings::default())
             .map_err(|b| SnapshotError::Corrupt { path: self.info.path.clone(), detail: b.0 })?;
-        self.check.brand(&b.id, &b, tails.as_deref());
+        self.check.brand(&b.id, &b, &outcomes);
         Ok(Some(b))
     }
 
@@ -318,14 +320,14 @@ fn brand_rows(conn: &Connection) -> Result<Vec<BrandRow>, Bad> {
 }
 
 /// One brand's whole state, read with its own queries (every table's key starts with
-/// the brand), and the fingerprint tails of its outcomes if the format had them.
-fn read_brand(conn: &Connection, row: &BrandRow, format: &Format, t: &mut LoadTimings) -> Result<(BrandState, Tails), Bad> {
+/// the brand), and what the digest takes of its outcomes.
+fn read_brand(conn: &Connection, row: &BrandRow, format: &Format, t: &mut LoadTimings) -> Result<(BrandState, Outcomes), Bad> {
     let version = format.version;
     let mut b = BrandState::new(row.id.clone(), row.name.clone(), row.created_at);
     b.last_lsn = row.last_lsn;
     let started = crate::procfs::thread_cpu();
-    let tails;
-    (b.idempotency, tails) = read_scope(conn, row.id.as_str(), format)?;
+    let outcomes;
+    (b.idempotency, outcomes) = read_scope(conn, row.id.as_str(), format)?;
     let outcomes_done = crate::procfs::thread_cpu();
     t.outcomes_cpu += outcomes_done.saturating_sub(started);
     let brand = row.id.as_str();
@@ -341,18 +343,15 @@ fn read_brand(conn: &Connection, row: &BrandRow, format: &Format, t: &mut LoadTi
     }
     read_integrations(conn, &mut b, brand)?;
     t.tables_cpu += crate::procfs::thread_cpu().saturating_sub(outcomes_done);
-    Ok((b, tails))
+    Ok((b, outcomes))
 }
-
-/// What a format-1 or 2 snapshot's fingerprints held past the [`Fingerprint`] that
-/// memory keeps (their last 16 bytes), in the store's order: its digest was computed
-/// over all 32, so checking it needs them (`digest::Stream`). `None` from format 3 on.
-type Tails = Option<Vec<[u8; 16]>>;
 
 /// What a snapshot's format says about reading it.
 struct Format {
     version: i64,
     bodies: Bodies,
+    /// `meta.body_fragments` (from format 4).
+    fragments: Vec<String>,
 }
 
 /// How a snapshot holds its stored answers.
@@ -370,7 +369,7 @@ impl Format {
     fn of(m: &HashMap<String, String>) -> Result<Format, Bad> {
         let version: i64 = meta_num(m, "format_version")?;
         if version < 4 {
-            return Ok(Format { version, bodies: Bodies::Sent });
+            return Ok(Format { version, bodies: Bodies::Sent, fragments: Vec::new() });
         }
         let named = m.get("body_fragments").ok_or_else(|| Bad("meta.body_fragments is missing".into()))?;
         let fragments: Vec<String> = serde_json::from_str(named).map_err(|e| Bad(format!("meta.body_fragments: {e}")))?;
@@ -383,9 +382,15 @@ impl Format {
         let bodies = if fragments.iter().map(String::as_str).eq(crate::domain::idempotency::FRAGMENTS) {
             Bodies::Kept
         } else {
-            Bodies::PackedWith(fragments.into_iter().map(String::into_bytes).collect())
+            Bodies::PackedWith(fragments.iter().map(|f| f.as_bytes().to_vec()).collect())
         };
-        Ok(Format { version, bodies })
+        Ok(Format { version, bodies, fragments })
+    }
+
+    /// The fragments the digest takes (from format 5: before, it took the answers as
+    /// sent).
+    fn digest_fragments(&self) -> Option<&[String]> {
+        (self.version >= 5).then_some(&self.fragments[..])
     }
 }
 
@@ -395,12 +400,53 @@ const UNPACKED_MAX: usize = 64 << 20;
 /// The longest fragment `meta.body_fragments` may name (today's are under 40 bytes).
 const FRAGMENT_MAX: usize = 1024;
 
-/// The idempotency outcomes of one scope (a brand, or `""` for the registry), streamed
-/// into its store row by row (millions of rows: no list of them all, and no owned copy
-/// of a key or an answer). A snapshot from format 3 holds the 16-byte fingerprint
-/// memory keeps; the formats before held the full SHA-256 of 32 bytes. From format 4
-/// it holds each answer as memory keeps it.
-fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(IdempotencyStore, Tails), Bad> {
+/// The idempotency outcomes of one scope (a brand, or `""` for the registry), and what
+/// the digest takes of them: from format 5 their chunks, before a row each.
+fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(IdempotencyStore, Outcomes), Bad> {
+    if format.version < 5 {
+        return read_scope_rows(conn, scope, format);
+    }
+    let fragments = match &format.bodies {
+        Bodies::PackedWith(fragments) => Some(&fragments[..]),
+        _ => None,
+    };
+    let mut store = IdempotencyStore::default();
+    let count: i64 = conn
+        .prepare_cached("SELECT coalesce(sum(outcomes), 0) FROM idempotency_chunks WHERE scope = ?1")?
+        .query_row([scope], |r| r.get(0))?;
+    store.reserve(count.clamp(0, i64::MAX) as usize);
+    // A chunk's length is checked before its bytes are read: a hostile file's blob of a
+    // gigabyte is refused, not loaded.
+    let mut st = conn.prepare_cached(
+        "SELECT outcomes, length(data), CASE WHEN length(data) <= ?2 THEN data END FROM idempotency_chunks WHERE scope = ?1 ORDER BY seq",
+    )?;
+    let mut q = st.query(rusqlite::params![scope, CHUNK_MAX as i64])?;
+    let mut sha = <sha2::Sha256 as sha2::Digest>::new();
+    let mut plain = Vec::new();
+    while let Some(r) = q.next()? {
+        let (said, len) = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?);
+        let Some(data) = r.get_ref(2)?.as_blob_or_null()? else {
+            return Err(Bad(format!("an outcome chunk of {len} bytes, more than {CHUNK_MAX}")));
+        };
+        sha2::Digest::update(&mut sha, data);
+        let held = super::outcomes::decode(data, &mut store, fragments, &mut plain, UNPACKED_MAX)?;
+        if held as i64 != said {
+            return Err(Bad(format!("an outcome chunk says it holds {said} outcomes and holds {held}")));
+        }
+    }
+    Ok((store, Outcomes::Chunks(sha2::Digest::finalize(sha).into())))
+}
+
+/// The longest chunk of outcomes a snapshot may hold (the writer cuts them at 256 KiB,
+/// a chunk of one long answer aside).
+const CHUNK_MAX: usize = 64 << 20;
+
+/// [`read_scope`] for formats 1 to 4: a row each, streamed into the store (millions of
+/// rows: no list of them all, and no owned copy of a key or an answer). A snapshot from
+/// format 3 holds the 16-byte fingerprint memory keeps; the formats before held the
+/// full SHA-256 of 32 bytes, whose last 16 bytes the digest takes. From format 4 it
+/// holds each answer as memory keeps it.
+fn read_scope_rows(conn: &Connection, scope: &str, format: &Format) -> Result<(IdempotencyStore, Outcomes), Bad> {
     let version = format.version;
     let packed = if matches!(format.bodies, Bodies::Sent) { "0" } else { "packed" };
     let mut st = conn.prepare_cached(&format!(
@@ -449,7 +495,7 @@ fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(Idempo
             _ => store.load_plain(key, &fingerprint, status, body, at, lsn),
         }
     }
-    Ok((store, tails))
+    Ok((store, Outcomes::Walk(tails)))
 }
 
 fn read_registry(conn: &Connection, state: &mut State, m: &HashMap<String, String>, idem: IdempotencyStore) -> Result<(), Bad> {

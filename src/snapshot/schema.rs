@@ -8,8 +8,10 @@
 /// first 16 bytes of the request's SHA-256, as memory keeps it (before: all 32). 4:
 /// `idempotency.body` holds the answer as memory keeps it, packed when `packed` is 1,
 /// with the fragments it was packed with in `meta.body_fragments` (before: the answer
-/// as sent, packed again on every load).
-pub const FORMAT_VERSION: i64 = 4;
+/// as sent, packed again on every load). 5: the outcomes are in `idempotency_chunks`,
+/// many to a row (encoding: `outcomes.rs`; the `idempotency` table of a row each is
+/// gone), and the digest takes them as their chunks' bytes.
+pub const FORMAT_VERSION: i64 = 5;
 
 /// Times are RFC 3339 UTC text; quantities are integers; lists and maps are JSON text.
 pub const DDL: &str = r#"
@@ -56,8 +58,7 @@ CREATE TABLE import_jobs (brand TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT N
   next_row INTEGER NOT NULL, started_at TEXT, finished_at TEXT, detail TEXT, finished_seq INTEGER, PRIMARY KEY (brand, id));
 CREATE TABLE import_errors (brand TEXT NOT NULL, job TEXT NOT NULL, seq INTEGER NOT NULL, row INTEGER NOT NULL, code TEXT NOT NULL,
   detail TEXT NOT NULL, PRIMARY KEY (brand, job, seq));
-CREATE TABLE idempotency (scope TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
-  status TEXT NOT NULL, body BLOB NOT NULL, packed INTEGER NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL, lsn INTEGER NOT NULL,
+CREATE TABLE idempotency_chunks (scope TEXT NOT NULL, seq INTEGER NOT NULL, outcomes INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY (scope, seq));
 CREATE TABLE transfers (brand TEXT NOT NULL, id TEXT NOT NULL, origin TEXT NOT NULL, destination TEXT NOT NULL,
   status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (brand, id));

@@ -14,7 +14,7 @@ use crate::domain::channel::{ChannelCmd, InboundCmd};
 use crate::domain::error::ErrorCode;
 use crate::domain::event::{self, BrandRecord, Event, RegistryRecord, WalRecord};
 use crate::domain::fulfilment::{Decision, LineRequest, ReserveCmd, ShipCmd, ShipTo, ShipmentSource, ShipmentStatus, StatusCmd};
-use crate::domain::idempotency::{IdemWrite, Status};
+use crate::domain::idempotency::{IdemWrite, IdempotencyStore, Status};
 use crate::domain::import::{ChunkCmd, ChunkRows, ImportFormat, ImportKind, ImportSpec, ImportStatus, RowError};
 use crate::domain::registry::{Location, LocationKind, RegistryEvent, Role, TokenRecord};
 use crate::domain::returns::{Disposition, ReceiptLine, ReturnCmd};
@@ -660,22 +660,88 @@ fn a_build_from_a_format_1_snapshot_is_the_build_from_the_whole_state() {
     assert!(load(&built.path).unwrap().0 == whole);
 }
 
-/// A copy of a snapshot file with its packed answers changed by `f` (which gets each
-/// packed body), for making the files other formats and builds wrote. Returns how many
-/// answers were packed.
-fn repack(path: &std::path::Path, f: impl Fn(&[u8]) -> Vec<u8>) -> usize {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let packed: Vec<(i64, Vec<u8>)> = conn
-        .prepare("SELECT rowid, body FROM idempotency WHERE packed = 1")
+/// Every scope's outcomes in a snapshot file, as its chunks hold them (answers as
+/// stored, not unpacked).
+fn chunked_outcomes(conn: &rusqlite::Connection) -> BTreeMap<String, IdempotencyStore> {
+    let scopes: Vec<String> = conn
+        .prepare("SELECT DISTINCT scope FROM idempotency_chunks")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| r.get(0))
         .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for (rowid, body) in &packed {
-        conn.execute("UPDATE idempotency SET body = ?1 WHERE rowid = ?2", rusqlite::params![f(body), rowid]).unwrap();
+        .map(Result::unwrap)
+        .collect();
+    let mut out = BTreeMap::new();
+    for scope in scopes {
+        let mut store = IdempotencyStore::default();
+        let mut st = conn.prepare("SELECT data FROM idempotency_chunks WHERE scope = ?1 ORDER BY seq").unwrap();
+        for data in st.query_map([&scope], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
+            outcomes::decode(&data.unwrap(), &mut store, None, &mut Vec::new(), usize::MAX).unwrap();
+        }
+        out.insert(scope, store);
     }
-    packed.len()
+    out
+}
+
+/// Puts `digest` in a snapshot file's `meta`: for files made from today's by a test,
+/// as a build that wrote them would have.
+fn restamp(conn: &rusqlite::Connection, digest: [u8; 32]) {
+    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'state_sha256'", [hex::encode(digest)]).unwrap();
+}
+
+/// The digest of `state` with each scope's outcomes taken as `outcomes` gives them.
+fn digest_with(state: &State, outcomes: impl Fn(&str) -> digest::Outcomes, fragments: Option<&[&str]>) -> [u8; 32] {
+    let mut s = digest::Stream::new(state.lsn, &state.registry, &outcomes(""), fragments);
+    let mut ids: Vec<_> = state.brands.keys().collect();
+    ids.sort();
+    for id in ids {
+        s.brand(id, &state.brands[id], &outcomes(id.as_str()));
+    }
+    s.finish()
+}
+
+/// A stored answer's `status` text in formats 1 to 4.
+fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Done => "ok",
+        Status::Created => "created",
+        Status::Accepted => "accepted",
+        Status::Removed => "no_content",
+    }
+}
+
+/// Turns a snapshot of today's format, of `state`, into the format-4 file a build of
+/// then would have written: an `idempotency` row per outcome, the digest walking them.
+fn as_format_4(path: &std::path::Path, state: &State) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE idempotency (scope TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
+           status TEXT NOT NULL, body BLOB NOT NULL, packed INTEGER NOT NULL, at TEXT NOT NULL, at_ms INTEGER NOT NULL,
+           lsn INTEGER NOT NULL, PRIMARY KEY (scope, seq));",
+    )
+    .unwrap();
+    for (scope, store) in chunked_outcomes(&conn) {
+        for (seq, (key, o)) in store.iter().enumerate() {
+            let (body, packed) = o.body.stored();
+            conn.execute(
+                "INSERT INTO idempotency VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    scope,
+                    seq as i64,
+                    key,
+                    &o.fingerprint[..],
+                    status_text(o.status),
+                    body,
+                    packed,
+                    o.at.to_rfc3339(),
+                    o.at.0,
+                    o.lsn as i64
+                ],
+            )
+            .unwrap();
+        }
+    }
+    conn.execute_batch("DROP TABLE idempotency_chunks; UPDATE meta SET value = '4' WHERE key = 'format_version';").unwrap();
+    restamp(&conn, digest_with(state, |_| digest::Outcomes::Walk(None), None));
 }
 
 /// A packed answer as it was sent.
@@ -698,13 +764,38 @@ fn snapshot_with_answers(loc: usize) -> (Driver, SnapshotInfo, State) {
     (d, info, want)
 }
 
+/// Format 4 held an outcome a row; such a file loads to the same state as today's.
+#[test]
+fn a_format_4_snapshot_of_an_outcome_a_row_loads_to_the_same_state() {
+    let (d, info, want) = snapshot_with_answers(0);
+    as_format_4(&info.path, &want);
+    let conn = rusqlite::Connection::open(&info.path).unwrap();
+    let rows: i64 = conn.query_row("SELECT count(*) FROM idempotency WHERE packed = 1", [], |r| r.get(0)).unwrap();
+    assert!(rows >= 6, "the snapshot holds packed answers");
+    drop(conn);
+    let (got, _) = load(&info.path).unwrap();
+    assert!(got == want, "a format-4 file loads to another state");
+    d.journal.shutdown();
+}
+
 /// Format 3 held each answer as it was sent; such a file loads to the same state as
-/// today's file of it.
+/// today's file of it (its digest walked the answers as sent, as format 4's did).
 #[test]
 fn a_format_3_snapshot_with_answers_as_sent_loads_to_the_same_state() {
     let (d, info, want) = snapshot_with_answers(0);
-    assert!(repack(&info.path, unpacked) >= 6, "the snapshot holds packed answers");
+    as_format_4(&info.path, &want);
     let conn = rusqlite::Connection::open(&info.path).unwrap();
+    let packed: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT rowid, body FROM idempotency WHERE packed = 1")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(packed.len() >= 6, "the snapshot holds packed answers");
+    for (rowid, body) in &packed {
+        conn.execute("UPDATE idempotency SET body = ?1 WHERE rowid = ?2", rusqlite::params![unpacked(body), rowid]).unwrap();
+    }
     conn.execute_batch(
         "ALTER TABLE idempotency DROP COLUMN packed;
          UPDATE meta SET value = '3' WHERE key = 'format_version';
@@ -725,21 +816,62 @@ fn answers_packed_with_other_fragments_are_read_with_those() {
     let (d, info, want) = snapshot_with_answers(1);
     // The same fragments in the reverse order: code c becomes 32 - c.
     let codes = FRAGMENTS.len() as u8 + 1;
-    let packed = repack(&info.path, |body| body.iter().map(|&b| if (1..codes).contains(&b) { codes - b } else { b }).collect());
-    assert!(packed >= 6, "the snapshot holds packed answers");
+    let reverse = |body: &[u8]| body.iter().map(|&b| if (1..codes).contains(&b) { codes - b } else { b }).collect::<Vec<u8>>();
     let reversed: Vec<&str> = FRAGMENTS.iter().rev().copied().collect();
-    let saved = std::fs::read(&info.path).unwrap();
     let conn = rusqlite::Connection::open(&info.path).unwrap();
+    let mut packed = 0;
+    let mut shas = BTreeMap::new();
+    for (scope, store) in chunked_outcomes(&conn) {
+        let mut other = IdempotencyStore::default();
+        for (key, o) in store.iter() {
+            let (body, is_packed) = o.body.stored();
+            packed += usize::from(is_packed);
+            let body = if is_packed { reverse(body) } else { body.to_vec() };
+            other.load_stored(key, &o.fingerprint, o.status, &body, is_packed, o.at, o.lsn);
+        }
+        conn.execute("DELETE FROM idempotency_chunks WHERE scope = ?1", [&scope]).unwrap();
+        let mut seq = 0;
+        let sha = outcomes::encode(&other, |data, n| {
+            seq += 1;
+            conn.execute("INSERT INTO idempotency_chunks VALUES (?1, ?2, ?3, ?4)", rusqlite::params![scope, seq, n as i64, data]).map(drop)
+        })
+        .unwrap();
+        shas.insert(scope, sha);
+    }
+    assert!(packed >= 6, "the snapshot holds packed answers");
+    let chunks =
+        |scope: &str| digest::Outcomes::Chunks(shas.get(scope).copied().unwrap_or_else(|| outcomes::digest(&IdempotencyStore::default())));
+    restamp(&conn, digest_with(&want, chunks, Some(&reversed)));
     conn.execute("UPDATE meta SET value = ?1 WHERE key = 'body_fragments'", [serde_json::to_string(&reversed).unwrap()]).unwrap();
-    drop(conn);
     let (got, _) = load(&info.path).unwrap();
     assert!(got == want, "answers packed with other fragments load to another state");
-    // Read with today's fragments instead, the same bytes are other answers: the
-    // digest says so.
-    std::fs::write(&info.path, saved).unwrap();
+    // The digest takes the fragments the file names: with today's named instead, the
+    // same bytes would be other answers, and the file is refused as damaged.
+    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'body_fragments'", [serde_json::to_string(&FRAGMENTS).unwrap()]).unwrap();
+    drop(conn);
     let err = load(&info.path).unwrap_err();
-    assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    assert!(matches!(&err, SnapshotError::Corrupt { detail, .. } if detail.contains("SHA-256")), "{err}");
     d.journal.shutdown();
+}
+
+/// One chunk of one outcome whose answer is `body`, stored packed or not.
+fn one_outcome_chunk(body: &[u8], packed: bool) -> Vec<u8> {
+    let mut store = IdempotencyStore::default();
+    store.load_stored("hostile", &[7; 16], Status::Done, body, packed, Timestamp(1_800_000_000_000), 3);
+    let mut out = Vec::new();
+    outcomes::encode(&store, |data, _| {
+        out.extend_from_slice(data);
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    out
+}
+
+/// Replaces the first chunk of a snapshot's outcomes with `data` saying it holds `n`.
+fn replace_first_chunk(path: &std::path::Path, data: &[u8], n: i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let sql = "UPDATE idempotency_chunks SET data = ?1, outcomes = ?2 WHERE rowid = (SELECT min(rowid) FROM idempotency_chunks)";
+    assert_eq!(conn.execute(sql, rusqlite::params![data, n]).unwrap(), 1);
 }
 
 /// A hostile file cannot make an answer unpack to gigabytes: fragments of 1 KiB and an
@@ -749,11 +881,44 @@ fn an_answer_that_unpacks_past_the_bound_is_refused() {
     let (d, info, _) = snapshot_with_answers(0);
     let long = "x".repeat(1024);
     let fragments: Vec<&str> = vec![long.as_str(); 31];
+    replace_first_chunk(&info.path, &one_outcome_chunk(&[1u8; 100_000], true), 1);
     let conn = rusqlite::Connection::open(&info.path).unwrap();
     conn.execute("UPDATE meta SET value = ?1 WHERE key = 'body_fragments'", [serde_json::to_string(&fragments).unwrap()]).unwrap();
-    conn.execute("UPDATE idempotency SET body = ?1 WHERE packed = 1", [vec![1u8; 100_000]]).unwrap();
     drop(conn);
     let err = load(&info.path).unwrap_err();
     assert!(matches!(&err, SnapshotError::Corrupt { detail, .. } if detail.contains("unpacks to more than")), "{err}");
+    d.journal.shutdown();
+}
+
+/// Damaged or hostile chunks are refused as a damaged file, each with what is wrong,
+/// and a chunk past the bound is refused before its bytes are read.
+#[test]
+fn damaged_outcome_chunks_are_refused_naming_the_damage() {
+    let (d, info, _) = snapshot_with_answers(0);
+    let pristine = std::fs::read(&info.path).unwrap();
+    let good = one_outcome_chunk(b"{}", false);
+    let mut bad_flags = good.clone();
+    bad_flags[1 + "hostile".len() + 16] = 0x80;
+    let mut bad_key = good.clone();
+    bad_key[1] = b' ';
+    let cases: Vec<(Vec<u8>, i64, &str)> = vec![
+        (good[..good.len() - 1].to_vec(), 1, "ends inside an outcome"),
+        (bad_flags, 1, "bad outcome flags"),
+        (bad_key, 1, "bad idempotency key"),
+        (good.clone(), 2, "says it holds 2 outcomes and holds 1"),
+        (vec![0; (64 << 20) + 1], 1, "more than"),
+    ];
+    for (data, n, says) in cases {
+        std::fs::write(&info.path, &pristine).unwrap();
+        replace_first_chunk(&info.path, &data, n);
+        let err = load(&info.path).unwrap_err();
+        assert!(matches!(&err, SnapshotError::Corrupt { detail, .. } if detail.contains(says)), "{says}: {err}");
+    }
+    // The same one outcome, undamaged, reads; only the digest then tells the file
+    // holds other outcomes than it was written with.
+    std::fs::write(&info.path, &pristine).unwrap();
+    replace_first_chunk(&info.path, &good, 1);
+    let err = load(&info.path).unwrap_err();
+    assert!(matches!(&err, SnapshotError::Corrupt { detail, .. } if detail.contains("SHA-256")), "{err}");
     d.journal.shutdown();
 }

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 use super::{digest, schema, SnapshotError, SnapshotInfo};
 use crate::domain::brand::BrandState;
 use crate::domain::fulfilment::{status_name, ShipmentSource};
-use crate::domain::idempotency::IdempotencyStore;
+use crate::domain::idempotency::{IdempotencyStore, FRAGMENTS};
 use crate::domain::registry::Registry;
 use crate::domain::registry::Role;
 use crate::domain::BrandId;
@@ -21,18 +21,6 @@ pub(super) fn t(ts: Timestamp) -> String {
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("snapshot values serialise")
-}
-
-/// A stored answer's `status` text: snapshot format (`read.rs` reads it back), kept as
-/// it was when the variants were named after HTTP codes.
-pub(super) fn status_text(s: crate::domain::idempotency::Status) -> &'static str {
-    use crate::domain::idempotency::Status;
-    match s {
-        Status::Done => "ok",
-        Status::Created => "created",
-        Status::Accepted => "accepted",
-        Status::Removed => "no_content",
-    }
 }
 
 pub(super) fn enum_text<T: serde::Serialize>(v: &T) -> String {
@@ -85,16 +73,16 @@ impl Writer {
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 8192;").map_err(sql)?;
         conn.execute_batch(schema::DDL).map_err(sql)?;
         conn.execute_batch("BEGIN").map_err(sql)?;
-        write_registry(&conn, registry).map_err(sql)?;
-        let digest = digest::Stream::new(lsn, registry, None);
+        let outcomes = write_registry(&conn, registry).map_err(sql)?;
+        let digest = digest::Stream::new(lsn, registry, &digest::Outcomes::Chunks(outcomes), Some(&FRAGMENTS[..]));
         Ok(Writer { conn, tmp, path: path.to_path_buf(), lsn, digest, brands: 0, skus: 0, last: None })
     }
 
     /// Adds a brand; brands must come in the order of their ids.
     pub(super) fn brand(&mut self, b: &BrandState) -> Result<(), SnapshotError> {
         assert!(self.last.as_ref().is_none_or(|last| *last < b.id), "brands are written in the order of their ids");
-        write_brand(&self.conn, b).map_err(|e| SnapshotError::Sqlite { path: self.tmp.0.clone(), source: e })?;
-        self.digest.brand(&b.id, b, None);
+        let outcomes = write_brand(&self.conn, b).map_err(|e| SnapshotError::Sqlite { path: self.tmp.0.clone(), source: e })?;
+        self.digest.brand(&b.id, b, &digest::Outcomes::Chunks(outcomes));
         self.brands += 1;
         self.skus += b.skus.len();
         self.last = Some(b.id.clone());
@@ -115,7 +103,7 @@ impl Writer {
             ("zaiko_version", env!("CARGO_PKG_VERSION").to_string()),
             ("brands", brands.to_string()),
             ("skus", skus.to_string()),
-            ("body_fragments", serde_json::to_string(&crate::domain::idempotency::FRAGMENTS).expect("strings encode")),
+            ("body_fragments", serde_json::to_string(&FRAGMENTS).expect("strings encode")),
         ];
         for (k, v) in meta {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]).map_err(sql)?;
@@ -162,29 +150,20 @@ impl Drop for TmpFile {
     }
 }
 
-fn write_idempotency(tx: &Connection, scope: &str, store: &IdempotencyStore) -> rusqlite::Result<()> {
-    let mut st = tx.prepare_cached(
-        "INSERT INTO idempotency (scope, seq, key, fingerprint, status, body, packed, at, at_ms, lsn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    for (seq, (key, e)) in store.iter().enumerate() {
-        let (body, packed) = e.body.stored();
-        st.execute(params![
-            scope,
-            seq as i64,
-            key,
-            &e.fingerprint[..],
-            status_text(e.status),
-            body,
-            packed,
-            t(e.at),
-            e.at.0,
-            e.lsn as i64
-        ])?;
-    }
-    Ok(())
+/// Writes a scope's outcomes as chunks (`outcomes.rs`); returns what the digest takes
+/// of them.
+fn write_idempotency(tx: &Connection, scope: &str, store: &IdempotencyStore) -> rusqlite::Result<[u8; 32]> {
+    let mut st = tx.prepare_cached("INSERT INTO idempotency_chunks (scope, seq, outcomes, data) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut seq = 0i64;
+    super::outcomes::encode(store, |data, n| {
+        st.execute(params![scope, seq, n as i64, data])?;
+        seq += 1;
+        Ok(())
+    })
 }
 
-fn write_registry(tx: &Connection, r: &Registry) -> rusqlite::Result<()> {
+/// Writes the registry; returns what the digest takes of its outcomes.
+fn write_registry(tx: &Connection, r: &Registry) -> rusqlite::Result<[u8; 32]> {
     for l in r.locations.values() {
         tx.execute(
             "INSERT INTO locations (id, name, kind, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -209,7 +188,8 @@ fn write_registry(tx: &Connection, r: &Registry) -> rusqlite::Result<()> {
     write_idempotency(tx, "", &r.idempotency)
 }
 
-fn write_brand(tx: &Connection, b: &BrandState) -> rusqlite::Result<()> {
+/// Writes a brand; returns what the digest takes of its outcomes.
+fn write_brand(tx: &Connection, b: &BrandState) -> rusqlite::Result<[u8; 32]> {
     let brand = b.id.as_str();
     tx.execute(
         "INSERT INTO brands (id, name, created_at, last_lsn) VALUES (?1, ?2, ?3, ?4)",

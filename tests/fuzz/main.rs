@@ -110,7 +110,14 @@ fn snapshot_bytes() -> (tempfile::TempDir, Vec<u8>) {
         let (ev, _) = b
             .decide_put_sku(&Id::parse(&format!("S{i}")).unwrap(), Catalog { name: format!("商品 {i}").into(), ..Catalog::default() })
             .unwrap();
-        let rec = zaiko::domain::event::BrandRecord { brand: b.id.clone(), at: Timestamp(i), idempotency: None, events: vec![ev] };
+        // Every other record keyed: the file holds outcome chunks to damage too.
+        let idempotency = (i % 2 == 0).then(|| zaiko::domain::idempotency::IdemWrite {
+            key: format!("put-S{i}"),
+            fingerprint: [i as u8; 32],
+            status: zaiko::domain::idempotency::Status::Created,
+            body: format!(r#"{{"sku":"S{i}","version":1}}"#).into_bytes(),
+        });
+        let rec = zaiko::domain::event::BrandRecord { brand: b.id.clone(), at: Timestamp(i), idempotency, events: vec![ev] };
         b.apply(i as u64 + 1, &rec).unwrap();
     }
     state.brands.insert(b.id.clone(), b);
