@@ -7,18 +7,20 @@ use zaiko::config::{parse_cli, CliError, ClusterCommand, Command, IndexCommand, 
 /// jemalloc instead of glibc's malloc: the write path allocates per request on several
 /// threads (HTTP workers, shards, the journal writer), and glibc spent ~12 % of their
 /// CPU in malloc/free (its fastbin consolidation included) and kept more of the freed
-/// heap resident. `BENCHMARKS.md` has the measurements.
+/// heap resident. `BENCHMARKS.md` has the measurements. jemalloc is also the C
+/// library's `malloc` (tikv-jemalloc-sys' unprefixed feature), so SQLite's memory is
+/// in the same heap, its statistics and its purging.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment
+/// jemalloc's options, read when it starts (`MALLOC_CONF` in the environment
 /// overrides them): a background thread gives freed pages back to the kernel, and it
 /// does so after 1 s unused instead of 10 s. Without the thread, pages are only
 /// returned while the thread that freed them allocates again, so an idle server kept
 /// the heap of its last burst resident. `BENCHMARKS.md` (capacity) has the measurements.
 #[cfg(not(target_env = "msvc"))]
-#[export_name = "_rjem_malloc_conf"]
+#[export_name = "malloc_conf"]
 static MALLOC_CONF: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
 
 fn main() -> ExitCode {
