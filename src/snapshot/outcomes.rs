@@ -84,17 +84,54 @@ pub(super) fn digest(store: &IdempotencyStore) -> [u8; 32] {
     }
 }
 
+/// The longest answer a snapshot may unpack to (the server's answers are far shorter:
+/// a batch's is tens of KB).
+const UNPACKED_MAX: usize = 64 << 20;
+
+/// How a snapshot's answers go into memory: copied as memory keeps them, or unpacked
+/// with the fragments they were packed with (none for answers stored as sent) and
+/// packed again with today's. Keeps the buffer each unpacked answer goes through.
+pub(super) struct Answers<'a> {
+    unpack_with: Option<&'a [String]>,
+    plain: Vec<u8>,
+}
+
+impl<'a> Answers<'a> {
+    pub(super) fn new(unpack_with: Option<&'a [String]>) -> Answers<'a> {
+        Answers { unpack_with, plain: Vec::new() }
+    }
+
+    /// Adds one outcome read back in the store's order.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn load(
+        &mut self,
+        store: &mut IdempotencyStore,
+        key: &str,
+        fingerprint: &Fingerprint,
+        status: Status,
+        body: &[u8],
+        packed: bool,
+        at: Timestamp,
+        lsn: u64,
+    ) -> Result<(), String> {
+        match self.unpack_with {
+            None => store.load_stored(key, fingerprint, status, body, packed, at, lsn),
+            Some(fragments) if packed => {
+                self.plain.clear();
+                if !unpack_into(fragments, body, &mut self.plain, UNPACKED_MAX) {
+                    return Err(format!("a stored answer unpacks to more than {UNPACKED_MAX} bytes"));
+                }
+                store.load_plain(key, fingerprint, status, &self.plain, at, lsn);
+            }
+            Some(_) => store.load_plain(key, fingerprint, status, body, at, lsn),
+        }
+        Ok(())
+    }
+}
+
 /// Reads one chunk's outcomes into `store`, checking each field (the file may be
-/// damaged or hostile). `fragments`: those the answers were packed with when they are
-/// not this build's, to unpack them with (into `plain`, at most `unpacked_max` bytes
-/// each) and pack again. Returns how many outcomes the chunk held.
-pub(super) fn decode(
-    chunk: &[u8],
-    store: &mut IdempotencyStore,
-    fragments: Option<&[Vec<u8>]>,
-    plain: &mut Vec<u8>,
-    unpacked_max: usize,
-) -> Result<usize, String> {
+/// damaged or hostile). Returns how many outcomes the chunk held.
+pub(super) fn decode(chunk: &[u8], store: &mut IdempotencyStore, answers: &mut Answers<'_>) -> Result<usize, String> {
     let mut r = Reader(chunk);
     let mut n = 0;
     while !r.0.is_empty() {
@@ -110,17 +147,7 @@ pub(super) fn decode(
         let lsn = u64::from_le_bytes(r.array()?);
         let body_len = u32::from_le_bytes(r.array()?) as usize;
         let body = r.take(body_len)?;
-        match fragments {
-            None => store.load_stored(key, &fingerprint, status, body, packed, at, lsn),
-            Some(fragments) if packed => {
-                plain.clear();
-                if !unpack_into(fragments, body, plain, unpacked_max) {
-                    return Err(format!("a stored answer unpacks to more than {unpacked_max} bytes"));
-                }
-                store.load_plain(key, &fingerprint, status, plain, at, lsn);
-            }
-            Some(_) => store.load_plain(key, &fingerprint, status, body, at, lsn),
-        }
+        answers.load(store, key, &fingerprint, status, body, packed, at, lsn)?;
         n += 1;
     }
     Ok(n)

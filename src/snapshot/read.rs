@@ -360,9 +360,9 @@ enum Bodies {
     Sent,
     /// As memory keeps them, packed with this build's fragments: copied.
     Kept,
-    /// Packed with other fragments than this build's: unpacked with those, and
-    /// packed again.
-    PackedWith(Vec<Vec<u8>>),
+    /// Packed with other fragments than this build's (`Format::fragments`):
+    /// unpacked with those, and packed again.
+    PackedWith,
 }
 
 impl Format {
@@ -379,11 +379,8 @@ impl Format {
         if fragments.iter().any(|f| f.len() > FRAGMENT_MAX) {
             return Err(Bad(format!("meta.body_fragments names a fragment longer than {FRAGMENT_MAX} bytes")));
         }
-        let bodies = if fragments.iter().map(String::as_str).eq(crate::domain::idempotency::FRAGMENTS) {
-            Bodies::Kept
-        } else {
-            Bodies::PackedWith(fragments.iter().map(|f| f.as_bytes().to_vec()).collect())
-        };
+        let bodies =
+            if fragments.iter().map(String::as_str).eq(crate::domain::idempotency::FRAGMENTS) { Bodies::Kept } else { Bodies::PackedWith };
         Ok(Format { version, bodies, fragments })
     }
 
@@ -392,11 +389,18 @@ impl Format {
     fn digest_fragments(&self) -> Option<&[String]> {
         (self.version >= 5).then_some(&self.fragments[..])
     }
+
+    /// The fragments answers are unpacked with before memory packs them again (none
+    /// for answers stored as sent); `None`: they are copied as they are.
+    fn unpack_with(&self) -> Option<&[String]> {
+        match self.bodies {
+            Bodies::Sent => Some(&[]),
+            Bodies::Kept => None,
+            Bodies::PackedWith => Some(&self.fragments),
+        }
+    }
 }
 
-/// The longest answer a snapshot may unpack to (the server's answers are far shorter:
-/// a batch's is tens of KB).
-const UNPACKED_MAX: usize = 64 << 20;
 /// The longest fragment `meta.body_fragments` may name (today's are under 40 bytes).
 const FRAGMENT_MAX: usize = 1024;
 
@@ -406,10 +410,7 @@ fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(Idempo
     if format.version < 5 {
         return read_scope_rows(conn, scope, format);
     }
-    let fragments = match &format.bodies {
-        Bodies::PackedWith(fragments) => Some(&fragments[..]),
-        _ => None,
-    };
+    let mut answers = super::outcomes::Answers::new(format.unpack_with());
     let mut store = IdempotencyStore::default();
     let count: i64 = conn
         .prepare_cached("SELECT coalesce(sum(outcomes), 0) FROM idempotency_chunks WHERE scope = ?1")?
@@ -422,14 +423,13 @@ fn read_scope(conn: &Connection, scope: &str, format: &Format) -> Result<(Idempo
     )?;
     let mut q = st.query(rusqlite::params![scope, CHUNK_MAX as i64])?;
     let mut sha = <sha2::Sha256 as sha2::Digest>::new();
-    let mut plain = Vec::new();
     while let Some(r) = q.next()? {
         let (said, len) = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?);
         let Some(data) = r.get_ref(2)?.as_blob_or_null()? else {
             return Err(Bad(format!("an outcome chunk of {len} bytes, more than {CHUNK_MAX}")));
         };
         sha2::Digest::update(&mut sha, data);
-        let held = super::outcomes::decode(data, &mut store, fragments, &mut plain, UNPACKED_MAX)?;
+        let held = super::outcomes::decode(data, &mut store, &mut answers)?;
         if held as i64 != said {
             return Err(Bad(format!("an outcome chunk says it holds {said} outcomes and holds {held}")));
         }
@@ -460,7 +460,7 @@ fn read_scope_rows(conn: &Connection, scope: &str, format: &Format) -> Result<(I
         conn.prepare_cached("SELECT max(seq) FROM idempotency WHERE scope = ?1")?.query_row([scope], |r| r.get(0))?;
     store.reserve(last_seq.map_or(0, |n| n.clamp(0, i64::MAX - 1) as usize + 1));
     let mut tails = (version < 3).then(Vec::new);
-    let mut plain = Vec::new();
+    let mut answers = super::outcomes::Answers::new(format.unpack_with());
     while let Some(r) = q.next()? {
         let status = match r.get_ref(2)?.as_str()? {
             "ok" => Status::Done,
@@ -483,17 +483,7 @@ fn read_scope_rows(conn: &Connection, scope: &str, format: &Format) -> Result<(I
             }
         };
         let (body, at, lsn) = (r.get_ref(3)?.as_blob()?, Timestamp(r.get(4)?), r.get::<_, i64>(5)? as u64);
-        match &format.bodies {
-            Bodies::Kept => store.load_stored(key, &fingerprint, status, body, r.get(6)?, at, lsn),
-            Bodies::PackedWith(fragments) if r.get(6)? => {
-                plain.clear();
-                if !crate::domain::idempotency::unpack_into(fragments, body, &mut plain, UNPACKED_MAX) {
-                    return Err(Bad(format!("a stored answer unpacks to more than {UNPACKED_MAX} bytes")));
-                }
-                store.load_plain(key, &fingerprint, status, &plain, at, lsn);
-            }
-            _ => store.load_plain(key, &fingerprint, status, body, at, lsn),
-        }
+        answers.load(&mut store, key, &fingerprint, status, body, r.get(6)?, at, lsn)?;
     }
     Ok((store, Outcomes::Walk(tails)))
 }

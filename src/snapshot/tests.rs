@@ -675,7 +675,7 @@ fn chunked_outcomes(conn: &rusqlite::Connection) -> BTreeMap<String, Idempotency
         let mut store = IdempotencyStore::default();
         let mut st = conn.prepare("SELECT data FROM idempotency_chunks WHERE scope = ?1 ORDER BY seq").unwrap();
         for data in st.query_map([&scope], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
-            outcomes::decode(&data.unwrap(), &mut store, None, &mut Vec::new(), usize::MAX).unwrap();
+            outcomes::decode(&data.unwrap(), &mut store, &mut outcomes::Answers::new(None)).unwrap();
         }
         out.insert(scope, store);
     }
